@@ -1,1 +1,16 @@
+//! Portcullis core: identities, schemas, credentials, sessions and flows. Knows nothing of
+//! HTTP or SQL; storage is the [`store::Store`] port and time is passed in.
 
+pub mod admin;
+pub mod config;
+pub mod error;
+pub mod flow;
+pub mod identity;
+pub mod password;
+pub mod schema;
+pub mod service;
+pub mod session;
+pub mod store;
+pub mod ui;
+
+pub use error::{Error, Result};

@@ -1,0 +1,296 @@
+//! Admin identity management (the Kratos admin API's use cases).
+
+use crate::error::{Error, Result};
+use crate::identity::{Identity, View, STATE_ACTIVE, STATE_INACTIVE};
+use crate::password::Hasher;
+use crate::service::Core;
+use crate::store::StoreError;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// `createIdentityBody` / `updateIdentityBody`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityBody {
+    pub schema_id: Option<String>,
+    pub traits: Option<Value>,
+    pub state: Option<String>,
+    #[serde(default)]
+    pub metadata_public: Option<Value>,
+    #[serde(default)]
+    pub metadata_admin: Option<Value>,
+    #[serde(default)]
+    pub external_id: Option<String>,
+    #[serde(default)]
+    pub organization_id: Option<Value>,
+    #[serde(default)]
+    pub verifiable_addresses: Option<Vec<AddressBody>>,
+    #[serde(default)]
+    pub recovery_addresses: Option<Vec<Value>>,
+    #[serde(default)]
+    pub credentials: Option<CredentialsBody>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct AddressBody {
+    pub value: String,
+    #[serde(default)]
+    pub verified: bool,
+    pub via: Option<String>,
+    #[serde(default)]
+    pub status: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialsBody {
+    pub password: Option<PasswordCredentialBody>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordCredentialBody {
+    pub config: PasswordConfigBody,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordConfigBody {
+    pub password: Option<String>,
+    pub hashed_password: Option<String>,
+    #[serde(default)]
+    pub use_password_migration_hook: Option<bool>,
+}
+
+pub fn parse_body(v: Value) -> Result<IdentityBody> {
+    serde_json::from_value(v).map_err(|e| Error::bad_request(format!("The request body is invalid: {e}")))
+}
+
+fn validation_error(errors: Vec<(Option<String>, crate::ui::UiText)>) -> Error {
+    let messages: Vec<Value> = errors
+        .iter()
+        .map(|(node, t)| json!({ "instance_ptr": node.as_deref().map(|n| format!("#/{}", n.replace('.', "/"))), "messages": [t] }))
+        .collect();
+    let reason = errors
+        .iter()
+        .map(|(node, t)| format!("{}: {}", node.as_deref().unwrap_or("traits"), t.text))
+        .collect::<Vec<_>>()
+        .join("; ");
+    Error::bad_request(format!("The identity does not match its schema: {reason}")).with_details(json!({ "messages": messages }))
+}
+
+impl Core {
+    /// Applies a create/replace body to `identity`. `replace` clears omitted metadata (PUT).
+    async fn apply_body(&self, identity: &mut Identity, body: IdentityBody, now: OffsetDateTime) -> Result<()> {
+        let schema_id = body.schema_id.filter(|s| !s.is_empty()).unwrap_or_else(|| self.config.identity.default_schema_id.clone());
+        let schema = self.schema(&schema_id)?;
+        let traits = body.traits.ok_or_else(|| Error::bad_request("The field `traits` is required."))?;
+        let errors = schema.validate(&traits);
+        if !errors.is_empty() {
+            return Err(validation_error(errors));
+        }
+        let derived = schema.derive(&traits);
+        identity.schema_id = schema_id;
+        identity.traits = traits;
+        match body.state.as_deref() {
+            None => {}
+            Some(s @ (STATE_ACTIVE | STATE_INACTIVE)) => identity.set_state(s, now),
+            Some(other) => return Err(Error::bad_request(format!("The state {other:?} is invalid: expected \"active\" or \"inactive\"."))),
+        }
+        identity.metadata_public = body.metadata_public.filter(|v| !v.is_null());
+        identity.metadata_admin = body.metadata_admin.filter(|v| !v.is_null());
+        identity.external_id = body.external_id.filter(|s| !s.is_empty());
+        if let Some(pw) = body.credentials.and_then(|c| c.password) {
+            let hash = match (pw.config.password, pw.config.hashed_password) {
+                (Some(p), None) if !p.is_empty() => self.hasher.hash(p).await?,
+                (None, Some(h)) => {
+                    Hasher::check_importable(&h)?;
+                    h
+                }
+                (Some(_), Some(_)) => return Err(Error::bad_request("Set either credentials.password.config.password or hashed_password, not both.")),
+                _ => return Err(Error::bad_request("credentials.password.config needs `password` or `hashed_password`.")),
+            };
+            identity.set_password_hash(hash, derived.password_identifiers.clone(), now);
+        }
+        identity.apply_derived(&derived, now);
+        if let Some(addrs) = body.verifiable_addresses {
+            for a in addrs {
+                let value = a.value.trim().to_lowercase();
+                if let Some(v) = identity.verifiable_addresses.iter_mut().find(|v| v.value == value) {
+                    v.verified = a.verified;
+                    v.status = a.status.unwrap_or_else(|| if a.verified { "completed".into() } else { "pending".into() });
+                    v.verified_at = if a.verified { Some(now) } else { None };
+                    v.updated_at = now;
+                }
+            }
+        }
+        identity.updated_at = now;
+        Ok(())
+    }
+
+    pub async fn admin_create_identity(&self, body: Value, now: OffsetDateTime) -> Result<Identity> {
+        let body = parse_body(body)?;
+        let mut identity = Identity::new("", json!({}), now);
+        self.apply_body(&mut identity, body, now).await?;
+        identity.created_at = now;
+        self.store.insert_identity(&identity).await?;
+        Ok(identity)
+    }
+
+    pub async fn admin_get_identity(&self, id: Uuid) -> Result<Identity> {
+        self.store.get_identity(id).await?.ok_or_else(|| Error::not_found("Unable to locate the resource"))
+    }
+
+    pub async fn admin_replace_identity(&self, id: Uuid, body: Value, now: OffsetDateTime) -> Result<Identity> {
+        let body = parse_body(body)?;
+        if body.state.is_none() {
+            return Err(Error::bad_request("The field `state` is required."));
+        }
+        let mut identity = self.admin_get_identity(id).await?;
+        self.apply_body(&mut identity, body, now).await?;
+        self.save_identity(&identity).await?;
+        Ok(identity)
+    }
+
+    /// RFC 6902 JSON Patch over the admin view of the identity.
+    pub async fn admin_patch_identity(&self, id: Uuid, patch: Value, now: OffsetDateTime) -> Result<Identity> {
+        let patch: json_patch::Patch = serde_json::from_value(patch).map_err(|e| Error::bad_request(format!("The JSON Patch document is invalid: {e}")))?;
+        for op in &patch.0 {
+            let path = op_path(op);
+            if ["/id", "/created_at", "/updated_at", "/state_changed_at", "/schema_url"].iter().any(|p| path == *p || path.starts_with(&format!("{p}/"))) {
+                return Err(Error::bad_request(format!("The path {path:?} cannot be patched.")));
+            }
+        }
+        let mut identity = self.admin_get_identity(id).await?;
+        let mut doc = json!({
+            "schema_id": identity.schema_id,
+            "state": identity.state,
+            "traits": identity.traits,
+            "metadata_public": identity.metadata_public,
+            "metadata_admin": identity.metadata_admin,
+            "external_id": identity.external_id,
+        });
+        json_patch::patch(&mut doc, &patch).map_err(|e| Error::bad_request(format!("The JSON Patch could not be applied: {e}")))?;
+        let body = parse_body(doc)?;
+        self.apply_body(&mut identity, body, now).await?;
+        self.save_identity(&identity).await?;
+        Ok(identity)
+    }
+
+    async fn save_identity(&self, identity: &Identity) -> Result<()> {
+        self.store.update_identity(identity).await.map_err(|e| match e {
+            StoreError::NotFound => Error::not_found("Unable to locate the resource"),
+            other => other.into(),
+        })?;
+        if !identity.is_active() {
+            self.store.revoke_identity_sessions(identity.id, None).await?;
+        }
+        Ok(())
+    }
+
+    pub async fn admin_delete_identity(&self, id: Uuid) -> Result<()> {
+        if self.store.delete_identity(id).await? {
+            Ok(())
+        } else {
+            Err(Error::not_found("Unable to locate the resource"))
+        }
+    }
+
+    /// Batch create (`PATCH /admin/identities`): each item succeeds or fails on its own.
+    pub async fn admin_batch(&self, body: Value, now: OffsetDateTime) -> Result<Value> {
+        let items = body
+            .get("identities")
+            .and_then(Value::as_array)
+            .ok_or_else(|| Error::bad_request("The body must be {\"identities\": [...]}."))?;
+        if items.len() > 1000 {
+            return Err(Error::bad_request(format!("At most 1000 identities can be patched at once, got {}.", items.len())));
+        }
+        let mut out = Vec::with_capacity(items.len());
+        for item in items {
+            let patch_id = item.get("patch_id").cloned().unwrap_or(Value::Null);
+            let Some(create) = item.get("create").cloned() else {
+                out.push(json!({ "action": "error", "patch_id": patch_id, "error": error_body(&Error::bad_request("Only `create` is supported in batch patches.")) }));
+                continue;
+            };
+            match self.admin_create_identity(create, now).await {
+                Ok(i) => out.push(json!({ "action": "create", "identity": i.id, "patch_id": patch_id })),
+                Err(Error::Internal(m)) => return Err(Error::Internal(m)),
+                Err(e) => out.push(json!({ "action": "error", "patch_id": patch_id, "error": error_body(&e) })),
+            }
+        }
+        Ok(json!({ "identities": out }))
+    }
+
+    pub fn identity_json(&self, identity: &Identity, view: View<'_>) -> Value {
+        identity.to_api_json(self.public_url(), view)
+    }
+}
+
+fn op_path(op: &json_patch::PatchOperation) -> String {
+    use json_patch::PatchOperation as P;
+    match op {
+        P::Add(o) => o.path.to_string(),
+        P::Remove(o) => o.path.to_string(),
+        P::Replace(o) => o.path.to_string(),
+        P::Move(o) => o.path.to_string(),
+        P::Copy(o) => o.path.to_string(),
+        P::Test(o) => o.path.to_string(),
+    }
+}
+
+/// The herodot error object (the value under `error`).
+pub fn error_body(e: &Error) -> Value {
+    match e {
+        Error::Api { code, id, reason, details, .. } => {
+            let mut v = json!({
+                "code": code,
+                "status": status_text(*code),
+                "reason": reason,
+                "message": message_for(*code),
+            });
+            if let Some(id) = id {
+                v["id"] = json!(id);
+            }
+            if let Some(d) = details {
+                v["details"] = d.clone();
+            }
+            v
+        }
+        Error::FlowInvalid(_) => json!({ "code": 400, "status": "Bad Request", "message": "The request was malformed or contained invalid parameters" }),
+        Error::Internal(_) => json!({ "code": 500, "status": "Internal Server Error", "message": "An internal server error occurred, please contact the system administrator" }),
+    }
+}
+
+pub fn status_text(code: u16) -> &'static str {
+    match code {
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        409 => "Conflict",
+        410 => "Gone",
+        413 => "Payload Too Large",
+        415 => "Unsupported Media Type",
+        422 => "Unprocessable Entity",
+        503 => "Service Unavailable",
+        _ => "Internal Server Error",
+    }
+}
+
+fn message_for(code: u16) -> &'static str {
+    match code {
+        400 => "The request was malformed or contained invalid parameters",
+        401 => "The request could not be authorized",
+        403 => "The requested action was forbidden",
+        404 => "The requested resource could not be found",
+        409 => "The resource could not be created due to a conflict",
+        410 => "The requested resource is no longer available",
+        413 => "The request body is too large",
+        415 => "The request's content type is not supported",
+        422 => "The request was well-formed but was unable to be followed due to semantic errors",
+        _ => "An internal server error occurred, please contact the system administrator",
+    }
+}

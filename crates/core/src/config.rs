@@ -1,0 +1,840 @@
+//! Configuration: a YAML file using Kratos's `kratos.yml` key names, overridden by
+//! `PORTCULLIS_<UPPER_SNAKE_PATH>` environment variables (arrays and objects as JSON).
+//!
+//! Loading is strict: an unknown key (in the file or the environment) is an error that names
+//! its path, and a bad value names the key and the form it expects. The set of known paths is
+//! derived from the serialised defaults, so a new field is overridable from the environment
+//! without extra code.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+pub const ENV_PREFIX: &str = "PORTCULLIS_";
+/// Variables with this prefix belong to the test harness, not to the server.
+const ENV_RESERVED: &[&str] = &["PORTCULLIS_TEST_"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config: cannot read {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("config: {0}")]
+    Invalid(String),
+}
+
+/// A duration written the Go way, as Kratos does: `1h`, `15m`, `1h30m`, `500ms`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Dur(pub Duration);
+
+impl Dur {
+    pub fn parse(s: &str) -> Option<Dur> {
+        let s = s.trim();
+        if s.is_empty() {
+            return None;
+        }
+        if s == "0" {
+            return Some(Dur(Duration::ZERO));
+        }
+        let mut total = Duration::ZERO;
+        let mut rest = s;
+        while !rest.is_empty() {
+            let num_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+            let (num, tail) = rest.split_at(num_end);
+            let value: f64 = num.parse().ok()?;
+            let unit_end = tail.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(tail.len());
+            let (unit, next) = tail.split_at(unit_end);
+            let secs = match unit {
+                "ns" => 1e-9,
+                "us" | "µs" => 1e-6,
+                "ms" => 1e-3,
+                "s" => 1.0,
+                "m" => 60.0,
+                "h" => 3600.0,
+                _ => return None,
+            };
+            total += Duration::try_from_secs_f64(value * secs).ok()?;
+            rest = next;
+        }
+        Some(Dur(total))
+    }
+}
+
+impl fmt::Display for Dur {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let secs = self.0.as_secs();
+        if self.0.subsec_nanos() != 0 {
+            return write!(f, "{}ms", self.0.as_millis());
+        }
+        let (h, m, s) = (secs / 3600, (secs % 3600) / 60, secs % 60);
+        let mut out = String::new();
+        if h > 0 {
+            out += &format!("{h}h");
+        }
+        if m > 0 {
+            out += &format!("{m}m");
+        }
+        if s > 0 || out.is_empty() {
+            out += &format!("{s}s");
+        }
+        f.write_str(&out)
+    }
+}
+
+impl Serialize for Dur {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Dur::parse(&s).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "invalid duration {s:?}: expected a duration such as \"30s\", \"15m\", \"24h\" or \"1h30m\""
+            ))
+        })
+    }
+}
+
+/// A size in bytes written with a unit: `19MiB`, `128MB`, `1GiB`, `512KiB`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+impl ByteSize {
+    pub fn parse(s: &str) -> Option<ByteSize> {
+        let s = s.trim();
+        let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        let (num, unit) = s.split_at(split);
+        let n: u64 = num.parse().ok()?;
+        let mult: u64 = match unit.trim() {
+            "" | "B" => 1,
+            "KB" | "kB" => 1000,
+            "KiB" => 1 << 10,
+            "MB" => 1000 * 1000,
+            "MiB" => 1 << 20,
+            "GB" => 1000 * 1000 * 1000,
+            "GiB" => 1 << 30,
+            _ => return None,
+        };
+        n.checked_mul(mult).map(ByteSize)
+    }
+}
+
+impl Serialize for ByteSize {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let b = self.0;
+        let text = if b % (1 << 30) == 0 && b > 0 {
+            format!("{}GiB", b >> 30)
+        } else if b % (1 << 20) == 0 && b > 0 {
+            format!("{}MiB", b >> 20)
+        } else if b % (1 << 10) == 0 && b > 0 {
+            format!("{}KiB", b >> 10)
+        } else {
+            format!("{b}B")
+        };
+        s.serialize_str(&text)
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        ByteSize::parse(&s).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "invalid size {s:?}: expected a size such as \"19MiB\", \"128MB\" or \"1GiB\""
+            ))
+        })
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// `sqlite://PATH`, `sqlite::memory:` or `postgres://…`. Empty in dev mode means `sqlite://portcullis.sqlite`.
+    pub dsn: String,
+    pub dev: bool,
+    pub log: LogConfig,
+    pub serve: ServeConfig,
+    pub identity: IdentityConfig,
+    pub session: SessionConfig,
+    pub selfservice: SelfServiceConfig,
+    pub hashers: HashersConfig,
+    pub secrets: SecretsConfig,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub level: String,
+    /// `text` or `json`.
+    pub format: String,
+    pub leak_sensitive_values: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServeConfig {
+    pub public: EndpointConfig,
+    pub admin: EndpointConfig,
+    /// Largest request body accepted on either port.
+    pub max_body_size: ByteSize,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EndpointConfig {
+    pub host: String,
+    pub port: u16,
+    /// Defaults to `http://<host>:<port>/`.
+    pub base_url: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IdentityConfig {
+    pub default_schema_id: String,
+    pub schemas: Vec<SchemaRef>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchemaRef {
+    pub id: String,
+    /// `file://PATH` or `base64://…`.
+    pub url: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionConfig {
+    pub lifespan: Dur,
+    pub earliest_possible_extend: Dur,
+    pub cookie: SessionCookieConfig,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionCookieConfig {
+    pub name: String,
+    pub domain: String,
+    pub path: String,
+    pub persistent: bool,
+    /// `Lax`, `Strict` or `None`.
+    pub same_site: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SelfServiceConfig {
+    pub default_browser_return_url: String,
+    pub allowed_return_urls: Vec<String>,
+    pub methods: MethodsConfig,
+    pub flows: FlowsConfig,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MethodsConfig {
+    pub password: PasswordMethodConfig,
+    pub profile: EnabledConfig,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EnabledConfig {
+    pub enabled: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PasswordMethodConfig {
+    pub enabled: bool,
+    pub config: PasswordPolicyConfig,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PasswordPolicyConfig {
+    pub min_password_length: usize,
+    pub max_password_length: usize,
+    pub identifier_similarity_check_enabled: bool,
+    /// Rejects passwords found in the bundled list of common (breached) passwords.
+    pub common_password_check_enabled: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FlowsConfig {
+    pub login: FlowConfig,
+    pub registration: RegistrationFlowConfig,
+    pub settings: SettingsFlowConfig,
+    pub error: UiUrlConfig,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FlowConfig {
+    pub ui_url: String,
+    pub lifespan: Dur,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistrationFlowConfig {
+    pub enabled: bool,
+    pub ui_url: String,
+    pub lifespan: Dur,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SettingsFlowConfig {
+    pub ui_url: String,
+    pub lifespan: Dur,
+    pub privileged_session_max_age: Dur,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UiUrlConfig {
+    pub ui_url: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HashersConfig {
+    /// `argon2` (default) or `bcrypt`.
+    pub algorithm: String,
+    pub argon2: Argon2Config,
+    pub bcrypt: BcryptConfig,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Argon2Config {
+    pub memory: ByteSize,
+    pub iterations: u32,
+    pub parallelism: u32,
+    /// Upper bound on memory all concurrent hashes may use; sizes the hashing pool.
+    pub dedicated_memory: ByteSize,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BcryptConfig {
+    pub cost: u32,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecretsConfig {
+    pub default: Vec<String>,
+    pub cookie: Vec<String>,
+    pub cipher: Vec<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            dsn: String::new(),
+            dev: false,
+            log: LogConfig::default(),
+            serve: ServeConfig::default(),
+            identity: IdentityConfig::default(),
+            session: SessionConfig::default(),
+            selfservice: SelfServiceConfig::default(),
+            hashers: HashersConfig::default(),
+            secrets: SecretsConfig::default(),
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { level: "info".into(), format: "text".into(), leak_sensitive_values: false }
+    }
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            public: EndpointConfig { host: "127.0.0.1".into(), port: 4433, base_url: String::new() },
+            admin: EndpointConfig { host: "127.0.0.1".into(), port: 4434, base_url: String::new() },
+            max_body_size: ByteSize(1 << 20),
+        }
+    }
+}
+
+impl Default for EndpointConfig {
+    fn default() -> Self {
+        EndpointConfig { host: "127.0.0.1".into(), port: 0, base_url: String::new() }
+    }
+}
+
+impl Default for IdentityConfig {
+    fn default() -> Self {
+        IdentityConfig { default_schema_id: "default".into(), schemas: vec![] }
+    }
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            lifespan: Dur(Duration::from_secs(24 * 3600)),
+            earliest_possible_extend: Dur(Duration::from_secs(24 * 3600)),
+            cookie: SessionCookieConfig::default(),
+        }
+    }
+}
+
+impl Default for SessionCookieConfig {
+    fn default() -> Self {
+        SessionCookieConfig {
+            name: "ory_kratos_session".into(),
+            domain: String::new(),
+            path: "/".into(),
+            persistent: true,
+            same_site: "Lax".into(),
+        }
+    }
+}
+
+impl Default for SelfServiceConfig {
+    fn default() -> Self {
+        SelfServiceConfig {
+            default_browser_return_url: String::new(),
+            allowed_return_urls: vec![],
+            methods: MethodsConfig::default(),
+            flows: FlowsConfig::default(),
+        }
+    }
+}
+
+impl Default for MethodsConfig {
+    fn default() -> Self {
+        MethodsConfig {
+            password: PasswordMethodConfig::default(),
+            profile: EnabledConfig { enabled: true },
+        }
+    }
+}
+
+impl Default for EnabledConfig {
+    fn default() -> Self {
+        EnabledConfig { enabled: true }
+    }
+}
+
+impl Default for PasswordMethodConfig {
+    fn default() -> Self {
+        PasswordMethodConfig { enabled: true, config: PasswordPolicyConfig::default() }
+    }
+}
+
+impl Default for PasswordPolicyConfig {
+    fn default() -> Self {
+        PasswordPolicyConfig {
+            min_password_length: 8,
+            max_password_length: 1024,
+            identifier_similarity_check_enabled: true,
+            common_password_check_enabled: true,
+        }
+    }
+}
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+impl Default for FlowsConfig {
+    fn default() -> Self {
+        FlowsConfig {
+            login: FlowConfig { ui_url: String::new(), lifespan: Dur(HOUR) },
+            registration: RegistrationFlowConfig {
+                enabled: true,
+                ui_url: String::new(),
+                lifespan: Dur(HOUR),
+            },
+            settings: SettingsFlowConfig {
+                ui_url: String::new(),
+                lifespan: Dur(HOUR),
+                privileged_session_max_age: Dur(HOUR),
+            },
+            error: UiUrlConfig::default(),
+        }
+    }
+}
+
+impl Default for FlowConfig {
+    fn default() -> Self {
+        FlowConfig { ui_url: String::new(), lifespan: Dur(HOUR) }
+    }
+}
+
+impl Default for RegistrationFlowConfig {
+    fn default() -> Self {
+        RegistrationFlowConfig { enabled: true, ui_url: String::new(), lifespan: Dur(HOUR) }
+    }
+}
+
+impl Default for SettingsFlowConfig {
+    fn default() -> Self {
+        SettingsFlowConfig {
+            ui_url: String::new(),
+            lifespan: Dur(HOUR),
+            privileged_session_max_age: Dur(HOUR),
+        }
+    }
+}
+
+impl Default for UiUrlConfig {
+    fn default() -> Self {
+        UiUrlConfig { ui_url: String::new() }
+    }
+}
+
+impl Default for HashersConfig {
+    fn default() -> Self {
+        HashersConfig {
+            algorithm: "argon2".into(),
+            argon2: Argon2Config::default(),
+            bcrypt: BcryptConfig { cost: 12 },
+        }
+    }
+}
+
+impl Default for Argon2Config {
+    fn default() -> Self {
+        // OWASP's first recommended Argon2id setting: m=19 MiB, t=2, p=1.
+        Argon2Config {
+            memory: ByteSize(19 << 20),
+            iterations: 2,
+            parallelism: 1,
+            dedicated_memory: ByteSize(1 << 30),
+        }
+    }
+}
+
+impl Default for BcryptConfig {
+    fn default() -> Self {
+        BcryptConfig { cost: 12 }
+    }
+}
+
+impl Default for SecretsConfig {
+    fn default() -> Self {
+        SecretsConfig { default: vec![], cookie: vec![], cipher: vec![] }
+    }
+}
+
+impl Config {
+    /// Loads the configuration: defaults, then the YAML file (if any), then `PORTCULLIS_*`
+    /// variables from `env`, then `--dev`.
+    pub fn load(
+        file: Option<&str>,
+        env: impl IntoIterator<Item = (String, String)>,
+        dev: bool,
+    ) -> Result<Config, ConfigError> {
+        let defaults = serde_json::to_value(Config::default())
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        let mut tree = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|source| ConfigError::Read { path: path.to_string(), source })?;
+                let yaml: serde_yaml::Value = serde_yaml::from_str(&text)
+                    .map_err(|e| ConfigError::Invalid(format!("{path}: not valid YAML: {e}")))?;
+                let v = serde_json::to_value(yaml)
+                    .map_err(|e| ConfigError::Invalid(format!("{path}: {e}")))?;
+                match v {
+                    Value::Null => Value::Object(Map::new()),
+                    Value::Object(_) => v,
+                    _ => {
+                        return Err(ConfigError::Invalid(format!(
+                            "{path}: the top level must be a mapping of keys"
+                        )))
+                    }
+                }
+            }
+            None => Value::Object(Map::new()),
+        };
+        apply_env(&mut tree, &defaults, env)?;
+        let mut cfg: Config = deserialize_named(tree)?;
+        if dev {
+            cfg.dev = true;
+        }
+        cfg.finish()?;
+        Ok(cfg)
+    }
+
+    /// Fills derived defaults and checks cross-field rules.
+    fn finish(&mut self) -> Result<(), ConfigError> {
+        if self.dsn.is_empty() {
+            if self.dev {
+                self.dsn = "sqlite://portcullis.sqlite".into();
+            } else {
+                return Err(ConfigError::Invalid(
+                    "dsn: required (e.g. \"sqlite://portcullis.sqlite\" or \"postgres://user@host/db\"); \
+                     or run with --dev for an embedded SQLite default"
+                        .into(),
+                ));
+            }
+        }
+        if !(self.dsn.starts_with("sqlite:") || self.dsn.starts_with("postgres://") || self.dsn.starts_with("postgresql://")) {
+            return Err(ConfigError::Invalid(format!(
+                "dsn: unsupported {:?}: expected sqlite://PATH, sqlite::memory: or postgres://…",
+                redact_dsn(&self.dsn)
+            )));
+        }
+        for (key, ep) in [("serve.public", &mut self.serve.public), ("serve.admin", &mut self.serve.admin)] {
+            if ep.base_url.is_empty() {
+                let host = if ep.host == "0.0.0.0" || ep.host.is_empty() { "127.0.0.1" } else { &ep.host };
+                ep.base_url = format!("http://{host}:{}/", ep.port);
+            }
+            let parsed = url::Url::parse(&ep.base_url).map_err(|e| {
+                ConfigError::Invalid(format!("{key}.base_url: {:?} is not an absolute URL: {e}", ep.base_url))
+            })?;
+            if !ep.base_url.ends_with('/') {
+                ep.base_url.push('/');
+            }
+            if key == "serve.public" && !self.dev && parsed.scheme() != "https" {
+                return Err(ConfigError::Invalid(format!(
+                    "serve.public.base_url: {:?} is plain http; session cookies must be Secure outside dev mode. \
+                     Use an https URL (TLS at a proxy is fine) or run with --dev",
+                    ep.base_url
+                )));
+            }
+        }
+        if self.secrets.default.is_empty() && !self.dev {
+            return Err(ConfigError::Invalid(
+                "secrets.default: at least one secret of 32 or more characters is required outside dev mode \
+                 (e.g. PORTCULLIS_SECRETS_DEFAULT='[\"<random 32+ chars>\"]')"
+                    .into(),
+            ));
+        }
+        for (i, s) in self.secrets.default.iter().chain(&self.secrets.cookie).chain(&self.secrets.cipher).enumerate() {
+            if s.len() < 32 {
+                return Err(ConfigError::Invalid(format!(
+                    "secrets: secret #{i} is {} characters long; every secret must have at least 32",
+                    s.len()
+                )));
+            }
+        }
+        match self.hashers.algorithm.as_str() {
+            "argon2" | "bcrypt" => {}
+            other => {
+                return Err(ConfigError::Invalid(format!(
+                    "hashers.algorithm: {other:?} is not supported: expected \"argon2\" or \"bcrypt\""
+                )))
+            }
+        }
+        let a = &self.hashers.argon2;
+        if a.iterations == 0 || a.parallelism == 0 || a.memory.0 < 8 * 1024 * u64::from(a.parallelism) {
+            return Err(ConfigError::Invalid(
+                "hashers.argon2: iterations and parallelism must be at least 1 and memory at least 8KiB per lane".into(),
+            ));
+        }
+        if !self.dev && (a.memory.0 < 19 << 20 || a.iterations < 2) && self.hashers.algorithm == "argon2" {
+            return Err(ConfigError::Invalid(
+                "hashers.argon2: below the OWASP minimum (memory 19MiB, iterations 2); lower values are allowed only with --dev".into(),
+            ));
+        }
+        if !(4..=31).contains(&self.hashers.bcrypt.cost) {
+            return Err(ConfigError::Invalid("hashers.bcrypt.cost: expected a number from 4 to 31".into()));
+        }
+        if self.selfservice.methods.password.config.min_password_length < 6 {
+            return Err(ConfigError::Invalid(
+                "selfservice.methods.password.config.min_password_length: must be at least 6".into(),
+            ));
+        }
+        if self.selfservice.methods.password.config.max_password_length < 64 {
+            return Err(ConfigError::Invalid(
+                "selfservice.methods.password.config.max_password_length: must be at least 64".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn public_url(&self) -> &str {
+        &self.serve.public.base_url
+    }
+
+    /// The configuration as YAML with secrets and DSN passwords redacted.
+    pub fn redacted_yaml(&self) -> String {
+        let mut c = self.clone();
+        c.dsn = redact_dsn(&c.dsn);
+        for list in [&mut c.secrets.default, &mut c.secrets.cookie, &mut c.secrets.cipher] {
+            for s in list.iter_mut() {
+                *s = "<redacted>".into();
+            }
+        }
+        serde_yaml::to_string(&c).unwrap_or_default()
+    }
+}
+
+fn redact_dsn(dsn: &str) -> String {
+    match url::Url::parse(dsn) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("redacted"));
+            u.to_string()
+        }
+        _ => dsn.to_string(),
+    }
+}
+
+fn deserialize_named(tree: Value) -> Result<Config, ConfigError> {
+    // Report the dotted key path of the first bad key or value.
+    serde_path_to_error::deserialize(tree).map_err(|e| {
+        let path = e.path().to_string();
+        let path = if path == "." { "<root>".to_string() } else { path };
+        ConfigError::Invalid(format!("{path}: {}", e.into_inner()))
+    })
+}
+
+/// The known key paths (upper-snake joined) mapped to their default value.
+fn known_paths(defaults: &Value) -> BTreeMap<String, (Vec<String>, Value)> {
+    fn walk(v: &Value, path: &mut Vec<String>, out: &mut BTreeMap<String, (Vec<String>, Value)>) {
+        if !path.is_empty() {
+            out.insert(path.join("_").to_uppercase(), (path.clone(), v.clone()));
+        }
+        if let Value::Object(m) = v {
+            for (k, child) in m {
+                path.push(k.clone());
+                walk(child, path, out);
+                path.pop();
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(defaults, &mut vec![], &mut out);
+    out
+}
+
+fn apply_env(
+    tree: &mut Value,
+    defaults: &Value,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<(), ConfigError> {
+    let known = known_paths(defaults);
+    let mut vars: Vec<(String, String)> = env
+        .into_iter()
+        .filter(|(k, _)| k.starts_with(ENV_PREFIX) && !ENV_RESERVED.iter().any(|r| k.starts_with(r)))
+        .collect();
+    // Parents first, so `PORTCULLIS_SERVE_PUBLIC='{…}'` does not undo `PORTCULLIS_SERVE_PUBLIC_PORT`.
+    vars.sort_by_key(|(k, _)| k.len());
+    for (key, raw) in vars {
+        let suffix = &key[ENV_PREFIX.len()..];
+        let Some((path, default)) = known.get(suffix) else {
+            return Err(ConfigError::Invalid(format!(
+                "environment variable {key} does not name a configuration key"
+            )));
+        };
+        let value = if default.is_string() {
+            Value::String(raw)
+        } else {
+            let parsed: serde_yaml::Value = serde_yaml::from_str(&raw).map_err(|e| {
+                ConfigError::Invalid(format!("{key}: not a valid value ({e}); arrays and objects are written as JSON"))
+            })?;
+            serde_json::to_value(parsed).map_err(|e| ConfigError::Invalid(format!("{key}: {e}")))?
+        };
+        set_path(tree, path, value);
+    }
+    Ok(())
+}
+
+fn set_path(tree: &mut Value, path: &[String], value: Value) {
+    let mut cur = tree;
+    for (i, seg) in path.iter().enumerate() {
+        if !cur.is_object() {
+            *cur = Value::Object(Map::new());
+        }
+        let Value::Object(m) = cur else { return };
+        if i == path.len() - 1 {
+            m.insert(seg.clone(), value);
+            return;
+        }
+        cur = m.entry(seg.clone()).or_insert_with(|| Value::Object(Map::new()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn durations_parse_the_go_way() {
+        assert_eq!(Dur::parse("1h30m").map(|d| d.0), Some(Duration::from_secs(5400)));
+        assert_eq!(Dur::parse("500ms").map(|d| d.0), Some(Duration::from_millis(500)));
+        assert_eq!(Dur::parse("24h").map(|d| d.to_string()), Some("24h".into()));
+        assert!(Dur::parse("1 day").is_none());
+        assert!(Dur::parse("").is_none());
+    }
+
+    #[test]
+    fn env_overrides_scalars_and_arrays_as_json() {
+        let cfg = Config::load(
+            None,
+            env(&[
+                ("PORTCULLIS_SERVE_PUBLIC_PORT", "5000"),
+                ("PORTCULLIS_DSN", "sqlite::memory:"),
+                ("PORTCULLIS_IDENTITY_SCHEMAS", r#"[{"id":"x","url":"file:///tmp/x.json"}]"#),
+                ("PORTCULLIS_SESSION_LIFESPAN", "2h"),
+                ("PORTCULLIS_TEST_POSTGRES_URL", "ignored"),
+            ]),
+            true,
+        )
+        .unwrap();
+        assert_eq!(cfg.serve.public.port, 5000);
+        assert_eq!(cfg.identity.schemas[0].id, "x");
+        assert_eq!(cfg.session.lifespan.0, Duration::from_secs(7200));
+        assert_eq!(cfg.serve.public.base_url, "http://127.0.0.1:5000/");
+    }
+
+    #[test]
+    fn unknown_env_key_is_an_error_naming_it() {
+        let err = Config::load(None, env(&[("PORTCULLIS_SERVE_PUBLIK_PORT", "1")]), true).unwrap_err();
+        assert!(err.to_string().contains("PORTCULLIS_SERVE_PUBLIK_PORT"), "{err}");
+    }
+
+    #[test]
+    fn unknown_file_key_and_bad_value_name_the_path() {
+        let dir = std::env::temp_dir().join(format!("pc-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("a.yml");
+        std::fs::write(&f, "serve:\n  public:\n    prot: 1\n").unwrap();
+        let err = Config::load(Some(f.to_str().unwrap()), vec![], true).unwrap_err().to_string();
+        assert!(err.contains("serve.public.prot"), "{err}");
+        std::fs::write(&f, "session:\n  lifespan: forever\n").unwrap();
+        let err = Config::load(Some(f.to_str().unwrap()), vec![], true).unwrap_err().to_string();
+        assert!(err.contains("session.lifespan") && err.contains("24h"), "{err}");
+        std::fs::write(&f, "serve:\n  admin:\n    port: high\n").unwrap();
+        let err = Config::load(Some(f.to_str().unwrap()), vec![], true).unwrap_err().to_string();
+        assert!(err.contains("serve.admin.port"), "{err}");
+    }
+
+    #[test]
+    fn production_mode_requires_secrets_and_https() {
+        let err = Config::load(None, env(&[("PORTCULLIS_DSN", "sqlite::memory:")]), false).unwrap_err().to_string();
+        assert!(err.contains("serve.public.base_url"), "{err}");
+        let err = Config::load(
+            None,
+            env(&[("PORTCULLIS_DSN", "sqlite::memory:"), ("PORTCULLIS_SERVE_PUBLIC_BASE_URL", "https://id.example.com/")]),
+            false,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("secrets.default"), "{err}");
+    }
+
+    #[test]
+    fn dev_mode_defaults_to_an_embedded_sqlite_file() {
+        let cfg = Config::load(None, vec![], true).unwrap();
+        assert_eq!(cfg.dsn, "sqlite://portcullis.sqlite");
+        assert_eq!(cfg.serve.public.port, 4433);
+        assert_eq!(cfg.serve.admin.port, 4434);
+    }
+}

@@ -1,0 +1,129 @@
+//! Self-service flows (login, registration, settings) as persisted objects.
+
+use crate::identity::rfc3339;
+use crate::ui::UiContainer;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FlowKind {
+    Login,
+    Registration,
+    Settings,
+}
+
+impl FlowKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FlowKind::Login => "login",
+            FlowKind::Registration => "registration",
+            FlowKind::Settings => "settings",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FlowType {
+    Api,
+    Browser,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Flow {
+    pub id: Uuid,
+    pub kind: FlowKind,
+    #[serde(rename = "type")]
+    pub flow_type: FlowType,
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub issued_at: OffsetDateTime,
+    pub request_url: String,
+    pub return_to: Option<String>,
+    pub active: Option<String>,
+    pub state: String,
+    pub ui: UiContainer,
+    pub refresh: bool,
+    pub requested_aal: String,
+    /// Settings flows (and refresh logins) belong to one identity.
+    pub identity_id: Option<Uuid>,
+    /// The CSRF token of a browser flow; never serialised into API responses.
+    pub csrf_token: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+impl Flow {
+    pub fn new(
+        kind: FlowKind,
+        flow_type: FlowType,
+        request_url: String,
+        public_url: &str,
+        lifespan: std::time::Duration,
+        now: OffsetDateTime,
+    ) -> Self {
+        let id = Uuid::new_v4();
+        let action = format!("{public_url}self-service/{}?flow={id}", kind.as_str());
+        Flow {
+            id,
+            kind,
+            flow_type,
+            expires_at: now + lifespan,
+            issued_at: now,
+            request_url,
+            return_to: None,
+            active: None,
+            state: match kind {
+                FlowKind::Settings => "show_form".into(),
+                _ => "choose_method".into(),
+            },
+            ui: UiContainer::new(action),
+            refresh: false,
+            requested_aal: "aal1".into(),
+            identity_id: None,
+            csrf_token: None,
+            updated_at: now,
+        }
+    }
+
+    pub fn is_expired(&self, now: OffsetDateTime) -> bool {
+        self.expires_at <= now
+    }
+
+    /// The flow as Kratos serialises it; settings flows embed the (public) identity.
+    pub fn to_api_json(&self, identity: Option<Value>) -> Value {
+        let mut v = json!({
+            "id": self.id,
+            "type": self.flow_type,
+            "expires_at": rfc3339(self.expires_at),
+            "issued_at": rfc3339(self.issued_at),
+            "request_url": self.request_url,
+            "ui": self.ui,
+            "organization_id": null,
+            "state": self.state,
+        });
+        if let Some(r) = &self.return_to {
+            v["return_to"] = json!(r);
+        }
+        if let Some(a) = &self.active {
+            v["active"] = json!(a);
+        }
+        match self.kind {
+            FlowKind::Login => {
+                v["created_at"] = json!(rfc3339(self.issued_at));
+                v["updated_at"] = json!(rfc3339(self.updated_at));
+                v["refresh"] = json!(self.refresh);
+                v["requested_aal"] = json!(self.requested_aal);
+            }
+            FlowKind::Registration => {}
+            FlowKind::Settings => {
+                v["identity"] = identity.unwrap_or(Value::Null);
+            }
+        }
+        v
+    }
+}

@@ -1,0 +1,73 @@
+//! The storage port. One implementation per database lives in `portcullis-store`; both pass
+//! the same conformance suite.
+
+use crate::flow::Flow;
+use crate::identity::Identity;
+use crate::session::Session;
+use async_trait::async_trait;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A uniqueness constraint failed: an identifier, address or external id is taken.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("not found")]
+    NotFound,
+    #[error("database error: {0}")]
+    Database(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[derive(Debug, Clone, Default)]
+pub struct IdentityQuery {
+    pub page_size: u32,
+    /// Keyset cursor: return identities with an id greater than this.
+    pub after: Option<Uuid>,
+    pub credentials_identifier: Option<String>,
+    pub ids: Vec<Uuid>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SessionQuery {
+    pub identity_id: Option<Uuid>,
+    /// `Some(true)`: only sessions that are active and unexpired at `now`; `Some(false)`: only the others.
+    pub active: Option<bool>,
+    pub page_size: u32,
+    pub after: Option<Uuid>,
+    pub except: Option<Uuid>,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    fn backend(&self) -> &'static str;
+    async fn ping(&self) -> StoreResult<()>;
+
+    async fn insert_identity(&self, identity: &Identity) -> StoreResult<()>;
+    /// Replaces the identity (traits, state, metadata, credentials, addresses) atomically.
+    async fn update_identity(&self, identity: &Identity) -> StoreResult<()>;
+    async fn get_identity(&self, id: Uuid) -> StoreResult<Option<Identity>>;
+    async fn find_identity_by_identifier(&self, kind: &str, identifier: &str) -> StoreResult<Option<Identity>>;
+    async fn list_identities(&self, query: &IdentityQuery) -> StoreResult<Vec<Identity>>;
+    /// Deletes the identity and everything that belongs to it (sessions, flows' ownership).
+    async fn delete_identity(&self, id: Uuid) -> StoreResult<bool>;
+
+    async fn insert_session(&self, session: &Session) -> StoreResult<()>;
+    async fn update_session(&self, session: &Session) -> StoreResult<()>;
+    /// The session with this token hash and its identity: one indexed lookup.
+    async fn session_by_token_hash(&self, token_hash: &str) -> StoreResult<Option<(Session, Identity)>>;
+    async fn get_session(&self, id: Uuid) -> StoreResult<Option<(Session, Identity)>>;
+    async fn list_sessions(&self, query: &SessionQuery, now: OffsetDateTime) -> StoreResult<Vec<(Session, Identity)>>;
+    /// Deactivates the identity's sessions (all, or all but `except`); returns how many.
+    async fn revoke_identity_sessions(&self, identity_id: Uuid, except: Option<Uuid>) -> StoreResult<u64>;
+    async fn delete_identity_sessions(&self, identity_id: Uuid) -> StoreResult<u64>;
+
+    async fn insert_flow(&self, flow: &Flow) -> StoreResult<()>;
+    async fn update_flow(&self, flow: &Flow) -> StoreResult<()>;
+    async fn get_flow(&self, id: Uuid) -> StoreResult<Option<Flow>>;
+
+    /// Returns the stored value for `key`, storing `value` first if there is none (atomic).
+    async fn get_or_init_kv(&self, key: &str, value: &str) -> StoreResult<String>;
+}
