@@ -1,0 +1,514 @@
+use async_trait::async_trait;
+use portcullis_core::flow::Flow;
+use portcullis_core::identity::Identity;
+use portcullis_core::session::{AuthMethod, Device, Session};
+use portcullis_core::store::{IdentityQuery, SessionQuery, Store, StoreError, StoreResult};
+use serde::{Deserialize, Serialize};
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+use std::time::Duration;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Clone)]
+pub struct SqlStore {
+    backend: Backend,
+    write: AnyPool,
+    read: AnyPool,
+}
+
+fn db_err(e: sqlx::Error) -> StoreError {
+    if let sqlx::Error::Database(d) = &e {
+        if d.is_unique_violation() {
+            let what = d.constraint().map(str::to_string).unwrap_or_else(|| d.message().to_string());
+            return StoreError::Conflict(what);
+        }
+    }
+    StoreError::Database(e.to_string())
+}
+
+fn json_err(e: serde_json::Error) -> StoreError {
+    StoreError::Database(format!("corrupt stored document: {e}"))
+}
+
+fn micros(t: OffsetDateTime) -> i64 {
+    (t.unix_timestamp_nanos() / 1000) as i64
+}
+
+fn from_micros(v: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(v) * 1000).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+/// The session fields that live in the `data` document.
+#[derive(Serialize, Deserialize)]
+struct SessionDoc {
+    aal: String,
+    authentication_methods: Vec<AuthMethod>,
+    devices: Vec<Device>,
+    #[serde(with = "time::serde::rfc3339")]
+    issued_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    authenticated_at: OffsetDateTime,
+}
+
+type BoxFut<'c> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), sqlx::Error>> + Send + 'c>>;
+
+fn sqlite_pragmas(conn: &mut sqlx::AnyConnection, _meta: sqlx::pool::PoolConnectionMetadata) -> BoxFut<'_> {
+    Box::pin(async move {
+        sqlx::query("PRAGMA journal_mode = WAL").execute(&mut *conn).await?;
+        sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut *conn).await?;
+        sqlx::query("PRAGMA foreign_keys = ON").execute(&mut *conn).await?;
+        sqlx::query("PRAGMA busy_timeout = 5000").execute(&mut *conn).await?;
+        Ok(())
+    })
+}
+
+enum Arg {
+    S(String),
+    I(i64),
+}
+
+impl SqlStore {
+    /// Connects to `dsn` (`sqlite://PATH`, `sqlite::memory:`, `postgres://…`) without migrating.
+    pub async fn connect(dsn: &str) -> StoreResult<Self> {
+        sqlx::any::install_default_drivers();
+        if dsn.starts_with("sqlite:") {
+            let memory = dsn.contains(":memory:") || dsn.contains("mode=memory");
+            let url = if memory {
+                // Every connection to `:memory:` opens a fresh database; use one connection for all.
+                "sqlite::memory:".to_string()
+            } else if dsn.contains('?') {
+                dsn.to_string()
+            } else {
+                format!("{dsn}?mode=rwc")
+            };
+            let write = AnyPoolOptions::new()
+                .max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None)
+                .acquire_timeout(Duration::from_secs(30))
+                .after_connect(sqlite_pragmas)
+                .connect(&url)
+                .await
+                .map_err(|e| StoreError::Database(format!("cannot open {dsn}: {e}")))?;
+            let read = if memory {
+                write.clone()
+            } else {
+                let readers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2) as u32 * 2;
+                AnyPoolOptions::new()
+                    .max_connections(readers.max(2))
+                    .idle_timeout(None)
+                    .after_connect(sqlite_pragmas)
+                    .connect(&url)
+                    .await
+                    .map_err(|e| StoreError::Database(format!("cannot open {dsn}: {e}")))?
+            };
+            Ok(SqlStore { backend: Backend::Sqlite, write, read })
+        } else if dsn.starts_with("postgres://") || dsn.starts_with("postgresql://") {
+            let pool = AnyPoolOptions::new()
+                .max_connections(32)
+                .acquire_timeout(Duration::from_secs(30))
+                .connect(dsn)
+                .await
+                .map_err(|e| StoreError::Database(format!("cannot connect to PostgreSQL: {e}")))?;
+            Ok(SqlStore { backend: Backend::Postgres, write: pool.clone(), read: pool })
+        } else {
+            Err(StoreError::Database(format!("unsupported DSN {dsn:?}")))
+        }
+    }
+
+    pub async fn migrate(&self) -> StoreResult<()> {
+        let m = match self.backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        m.run(&self.write).await.map_err(|e| StoreError::Database(format!("migration failed: {e}")))
+    }
+
+    pub fn kind(&self) -> Backend {
+        self.backend
+    }
+
+    pub async fn close(&self) {
+        self.read.close().await;
+        self.write.close().await;
+    }
+
+    fn bind<'q>(
+        mut q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+        args: Vec<Arg>,
+    ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+        for a in args {
+            q = match a {
+                Arg::S(s) => q.bind(s),
+                Arg::I(i) => q.bind(i),
+            };
+        }
+        q
+    }
+
+    async fn write_identity_rows(
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        identity: &Identity,
+    ) -> StoreResult<()> {
+        let id = identity.id.to_string();
+        for (kind, identifier) in identity.credential_identifiers() {
+            sqlx::query("INSERT INTO identity_credential_identifiers (kind, identifier, identity_id) VALUES ($1, $2, $3)")
+                .bind(kind)
+                .bind(identifier)
+                .bind(id.clone())
+                .execute(&mut **tx)
+                .await
+                .map_err(db_err)?;
+        }
+        let addrs = identity
+            .verifiable_addresses
+            .iter()
+            .map(|a| ("verifiable", a.via.clone(), a.value.clone()))
+            .chain(identity.recovery_addresses.iter().map(|a| ("recovery", a.via.clone(), a.value.clone())));
+        for (kind, via, value) in addrs {
+            sqlx::query("INSERT INTO identity_addresses (kind, via, value, identity_id) VALUES ($1, $2, $3, $4)")
+                .bind(kind)
+                .bind(via)
+                .bind(value)
+                .bind(id.clone())
+                .execute(&mut **tx)
+                .await
+                .map_err(db_err)?;
+        }
+        Ok(())
+    }
+
+    fn session_from_row(row: &AnyRow) -> StoreResult<Session> {
+        let doc: SessionDoc = serde_json::from_str(&row.try_get::<String, _>("s_data").map_err(db_err)?).map_err(json_err)?;
+        let parse = |s: String| Uuid::parse_str(&s).map_err(|e| StoreError::Database(e.to_string()));
+        Ok(Session {
+            id: parse(row.try_get("s_id").map_err(db_err)?)?,
+            token_hash: row.try_get("s_token_hash").map_err(db_err)?,
+            identity_id: parse(row.try_get("s_identity_id").map_err(db_err)?)?,
+            active: row.try_get::<i64, _>("s_active").map_err(db_err)? != 0,
+            expires_at: from_micros(row.try_get("s_expires_at").map_err(db_err)?),
+            aal: doc.aal,
+            authentication_methods: doc.authentication_methods,
+            devices: doc.devices,
+            issued_at: doc.issued_at,
+            authenticated_at: doc.authenticated_at,
+        })
+    }
+
+    fn identity_from_row(row: &AnyRow, col: &str) -> StoreResult<Identity> {
+        serde_json::from_str(&row.try_get::<String, _>(col).map_err(db_err)?).map_err(json_err)
+    }
+}
+
+const SESSION_COLUMNS: &str = "s.id AS s_id, s.token_hash AS s_token_hash, s.identity_id AS s_identity_id, \
+     s.active AS s_active, s.expires_at AS s_expires_at, s.data AS s_data, i.data AS i_data";
+
+#[async_trait]
+impl Store for SqlStore {
+    fn backend(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.read).await.map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn insert_identity(&self, identity: &Identity) -> StoreResult<()> {
+        let data = serde_json::to_string(identity).map_err(json_err)?;
+        let mut tx = self.write.begin().await.map_err(db_err)?;
+        sqlx::query(
+            "INSERT INTO identities (id, schema_id, state, external_id, data, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(identity.id.to_string())
+        .bind(identity.schema_id.clone())
+        .bind(identity.state.clone())
+        .bind(identity.external_id.clone())
+        .bind(data)
+        .bind(micros(identity.created_at))
+        .bind(micros(identity.updated_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        Self::write_identity_rows(&mut tx, identity).await?;
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn update_identity(&self, identity: &Identity) -> StoreResult<()> {
+        let data = serde_json::to_string(identity).map_err(json_err)?;
+        let id = identity.id.to_string();
+        let mut tx = self.write.begin().await.map_err(db_err)?;
+        let done = sqlx::query(
+            "UPDATE identities SET schema_id = $1, state = $2, external_id = $3, data = $4, updated_at = $5 WHERE id = $6",
+        )
+        .bind(identity.schema_id.clone())
+        .bind(identity.state.clone())
+        .bind(identity.external_id.clone())
+        .bind(data)
+        .bind(micros(identity.updated_at))
+        .bind(id.clone())
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        sqlx::query("DELETE FROM identity_credential_identifiers WHERE identity_id = $1")
+            .bind(id.clone())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        sqlx::query("DELETE FROM identity_addresses WHERE identity_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        Self::write_identity_rows(&mut tx, identity).await?;
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn get_identity(&self, id: Uuid) -> StoreResult<Option<Identity>> {
+        let row = sqlx::query("SELECT data FROM identities WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&self.read)
+            .await
+            .map_err(db_err)?;
+        row.map(|r| Self::identity_from_row(&r, "data")).transpose()
+    }
+
+    async fn find_identity_by_identifier(&self, kind: &str, identifier: &str) -> StoreResult<Option<Identity>> {
+        let row = sqlx::query(
+            "SELECT i.data FROM identity_credential_identifiers c JOIN identities i ON i.id = c.identity_id \
+             WHERE c.kind = $1 AND c.identifier = $2",
+        )
+        .bind(kind.to_string())
+        .bind(identifier.to_string())
+        .fetch_optional(&self.read)
+        .await
+        .map_err(db_err)?;
+        row.map(|r| Self::identity_from_row(&r, "data")).transpose()
+    }
+
+    async fn list_identities(&self, q: &IdentityQuery) -> StoreResult<Vec<Identity>> {
+        let mut sql = String::from("SELECT i.data FROM identities i");
+        let mut args = vec![];
+        let mut conds = vec![];
+        if let Some(ci) = &q.credentials_identifier {
+            args.push(Arg::S(ci.clone()));
+            conds.push(format!(
+                "i.id IN (SELECT identity_id FROM identity_credential_identifiers WHERE identifier = ${})",
+                args.len()
+            ));
+        }
+        if let Some(after) = q.after {
+            args.push(Arg::S(after.to_string()));
+            conds.push(format!("i.id > ${}", args.len()));
+        }
+        if !q.ids.is_empty() {
+            let mut ph = vec![];
+            for id in &q.ids {
+                args.push(Arg::S(id.to_string()));
+                ph.push(format!("${}", args.len()));
+            }
+            conds.push(format!("i.id IN ({})", ph.join(", ")));
+        }
+        if !conds.is_empty() {
+            sql += " WHERE ";
+            sql += &conds.join(" AND ");
+        }
+        args.push(Arg::I(i64::from(q.page_size.max(1))));
+        sql += &format!(" ORDER BY i.id LIMIT ${}", args.len());
+        let rows = Self::bind(sqlx::query(&sql), args).fetch_all(&self.read).await.map_err(db_err)?;
+        rows.iter().map(|r| Self::identity_from_row(r, "data")).collect()
+    }
+
+    async fn delete_identity(&self, id: Uuid) -> StoreResult<bool> {
+        let mut tx = self.write.begin().await.map_err(db_err)?;
+        let id = id.to_string();
+        for table in ["sessions", "identity_credential_identifiers", "identity_addresses"] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE identity_id = $1"))
+                .bind(id.clone())
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        }
+        let done = sqlx::query("DELETE FROM identities WHERE id = $1").bind(id).execute(&mut *tx).await.map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn insert_session(&self, s: &Session) -> StoreResult<()> {
+        let doc = SessionDoc {
+            aal: s.aal.clone(),
+            authentication_methods: s.authentication_methods.clone(),
+            devices: s.devices.clone(),
+            issued_at: s.issued_at,
+            authenticated_at: s.authenticated_at,
+        };
+        sqlx::query(
+            "INSERT INTO sessions (id, token_hash, identity_id, active, expires_at, data, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(s.id.to_string())
+        .bind(s.token_hash.clone())
+        .bind(s.identity_id.to_string())
+        .bind(i64::from(s.active))
+        .bind(micros(s.expires_at))
+        .bind(serde_json::to_string(&doc).map_err(json_err)?)
+        .bind(micros(s.issued_at))
+        .execute(&self.write)
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn update_session(&self, s: &Session) -> StoreResult<()> {
+        let doc = SessionDoc {
+            aal: s.aal.clone(),
+            authentication_methods: s.authentication_methods.clone(),
+            devices: s.devices.clone(),
+            issued_at: s.issued_at,
+            authenticated_at: s.authenticated_at,
+        };
+        let done = sqlx::query("UPDATE sessions SET active = $1, expires_at = $2, data = $3 WHERE id = $4")
+            .bind(i64::from(s.active))
+            .bind(micros(s.expires_at))
+            .bind(serde_json::to_string(&doc).map_err(json_err)?)
+            .bind(s.id.to_string())
+            .execute(&self.write)
+            .await
+            .map_err(db_err)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn session_by_token_hash(&self, token_hash: &str) -> StoreResult<Option<(Session, Identity)>> {
+        let sql = format!("SELECT {SESSION_COLUMNS} FROM sessions s JOIN identities i ON i.id = s.identity_id WHERE s.token_hash = $1");
+        let row = sqlx::query(&sql).bind(token_hash.to_string()).fetch_optional(&self.read).await.map_err(db_err)?;
+        row.map(|r| Ok((Self::session_from_row(&r)?, Self::identity_from_row(&r, "i_data")?))).transpose()
+    }
+
+    async fn get_session(&self, id: Uuid) -> StoreResult<Option<(Session, Identity)>> {
+        let sql = format!("SELECT {SESSION_COLUMNS} FROM sessions s JOIN identities i ON i.id = s.identity_id WHERE s.id = $1");
+        let row = sqlx::query(&sql).bind(id.to_string()).fetch_optional(&self.read).await.map_err(db_err)?;
+        row.map(|r| Ok((Self::session_from_row(&r)?, Self::identity_from_row(&r, "i_data")?))).transpose()
+    }
+
+    async fn list_sessions(&self, q: &SessionQuery, now: OffsetDateTime) -> StoreResult<Vec<(Session, Identity)>> {
+        let mut sql = format!("SELECT {SESSION_COLUMNS} FROM sessions s JOIN identities i ON i.id = s.identity_id");
+        let mut args = vec![];
+        let mut conds = vec![];
+        if let Some(id) = q.identity_id {
+            args.push(Arg::S(id.to_string()));
+            conds.push(format!("s.identity_id = ${}", args.len()));
+        }
+        if let Some(active) = q.active {
+            args.push(Arg::I(micros(now)));
+            let live = format!("(s.active = 1 AND s.expires_at > ${})", args.len());
+            conds.push(if active { live } else { format!("NOT {live}") });
+        }
+        if let Some(after) = q.after {
+            args.push(Arg::S(after.to_string()));
+            conds.push(format!("s.id > ${}", args.len()));
+        }
+        if let Some(except) = q.except {
+            args.push(Arg::S(except.to_string()));
+            conds.push(format!("s.id <> ${}", args.len()));
+        }
+        if !conds.is_empty() {
+            sql += " WHERE ";
+            sql += &conds.join(" AND ");
+        }
+        args.push(Arg::I(i64::from(q.page_size.max(1))));
+        sql += &format!(" ORDER BY s.id LIMIT ${}", args.len());
+        let rows = Self::bind(sqlx::query(&sql), args).fetch_all(&self.read).await.map_err(db_err)?;
+        rows.iter().map(|r| Ok((Self::session_from_row(r)?, Self::identity_from_row(r, "i_data")?))).collect()
+    }
+
+    async fn revoke_identity_sessions(&self, identity_id: Uuid, except: Option<Uuid>) -> StoreResult<u64> {
+        let done = sqlx::query("UPDATE sessions SET active = 0 WHERE identity_id = $1 AND active = 1 AND id <> $2")
+            .bind(identity_id.to_string())
+            .bind(except.map(|e| e.to_string()).unwrap_or_default())
+            .execute(&self.write)
+            .await
+            .map_err(db_err)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn delete_identity_sessions(&self, identity_id: Uuid) -> StoreResult<u64> {
+        let done = sqlx::query("DELETE FROM sessions WHERE identity_id = $1")
+            .bind(identity_id.to_string())
+            .execute(&self.write)
+            .await
+            .map_err(db_err)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn insert_flow(&self, flow: &Flow) -> StoreResult<()> {
+        sqlx::query("INSERT INTO flows (id, kind, expires_at, data) VALUES ($1, $2, $3, $4)")
+            .bind(flow.id.to_string())
+            .bind(flow.kind.as_str())
+            .bind(micros(flow.expires_at))
+            .bind(serde_json::to_string(flow).map_err(json_err)?)
+            .execute(&self.write)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn update_flow(&self, flow: &Flow) -> StoreResult<()> {
+        let done = sqlx::query("UPDATE flows SET expires_at = $1, data = $2 WHERE id = $3")
+            .bind(micros(flow.expires_at))
+            .bind(serde_json::to_string(flow).map_err(json_err)?)
+            .bind(flow.id.to_string())
+            .execute(&self.write)
+            .await
+            .map_err(db_err)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn get_flow(&self, id: Uuid) -> StoreResult<Option<Flow>> {
+        let row = sqlx::query("SELECT data FROM flows WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&self.read)
+            .await
+            .map_err(db_err)?;
+        row.map(|r| serde_json::from_str(&r.try_get::<String, _>("data").map_err(db_err)?).map_err(json_err))
+            .transpose()
+    }
+
+    async fn get_or_init_kv(&self, key: &str, value: &str) -> StoreResult<String> {
+        sqlx::query("INSERT INTO kv (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
+            .bind(key.to_string())
+            .bind(value.to_string())
+            .execute(&self.write)
+            .await
+            .map_err(db_err)?;
+        let row = sqlx::query("SELECT value FROM kv WHERE key = $1")
+            .bind(key.to_string())
+            .fetch_one(&self.write)
+            .await
+            .map_err(db_err)?;
+        row.try_get("value").map_err(db_err)
+    }
+}
