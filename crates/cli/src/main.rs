@@ -1,1 +1,161 @@
-fn main() {}
+//! The `portcullis` binary: wires configuration, storage and the HTTP faces together.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use portcullis_core::config::Config;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "portcullis",
+    version,
+    about = "Self-hosted identity and authentication server"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the public (4433) and admin (4434) APIs.
+    Serve {
+        /// YAML configuration file (kratos.yml key names).
+        #[arg(long, short)]
+        config: Option<String>,
+        /// Development mode: embedded SQLite default, plain-http cookies, generated secrets.
+        #[arg(long)]
+        dev: bool,
+    },
+    /// Apply database migrations and exit.
+    Migrate {
+        #[arg(long, short)]
+        config: Option<String>,
+        #[arg(long)]
+        dev: bool,
+    },
+    /// Print the version.
+    Version,
+    /// Configuration tools.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate a configuration file (with PORTCULLIS_* overrides) and print it with secrets redacted.
+    Check {
+        file: String,
+        #[arg(long)]
+        dev: bool,
+    },
+}
+
+fn load(file: Option<&str>, dev: bool) -> anyhow::Result<Config> {
+    Ok(Config::load(file, std::env::vars(), dev)?)
+}
+
+fn init_logging(cfg: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&cfg.log.level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if cfg.log.format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+async fn serve(cfg: Config) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let public_bind = format!("{}:{}", cfg.serve.public.host, cfg.serve.public.port);
+    let admin_bind = format!("{}:{}", cfg.serve.admin.host, cfg.serve.admin.port);
+    let dev = cfg.dev;
+    let dsn_kind = if cfg.dsn.starts_with("sqlite") {
+        "sqlite"
+    } else {
+        "postgres"
+    };
+    let state = portcullis_server::build(cfg).await?;
+    let public = tokio::net::TcpListener::bind(&public_bind)
+        .await
+        .with_context(|| format!("cannot listen on {public_bind}"))?;
+    let admin = tokio::net::TcpListener::bind(&admin_bind)
+        .await
+        .with_context(|| format!("cannot listen on {admin_bind}"))?;
+    let running = portcullis_server::serve(state, public, admin, shutdown_signal()).await?;
+    tracing::info!(
+        public = %running.public_addr,
+        admin = %running.admin_addr,
+        database = dsn_kind,
+        dev,
+        ready_ms = started.elapsed().as_millis() as u64,
+        "portcullis is ready"
+    );
+    running.handle.await??;
+    tracing::info!("portcullis stopped");
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Version => {
+            println!("portcullis v{}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+        Command::Config {
+            command: ConfigCommand::Check { file, dev },
+        } => load(Some(&file), dev).map(|c| {
+            print!("{}", c.redacted_yaml());
+            eprintln!("configuration OK");
+        }),
+        Command::Serve { config, dev } => load(config.as_deref(), dev).and_then(|cfg| {
+            init_logging(&cfg);
+            runtime()?.block_on(serve(cfg))
+        }),
+        Command::Migrate { config, dev } => load(config.as_deref(), dev).and_then(|cfg| {
+            runtime()?.block_on(async {
+                let store = portcullis_store::SqlStore::connect(&cfg.dsn).await?;
+                store.migrate().await?;
+                println!("migrations applied");
+                Ok(())
+            })
+        }),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}

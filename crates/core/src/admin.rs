@@ -65,7 +65,8 @@ pub struct PasswordConfigBody {
 }
 
 pub fn parse_body(v: Value) -> Result<IdentityBody> {
-    serde_json::from_value(v).map_err(|e| Error::bad_request(format!("The request body is invalid: {e}")))
+    serde_json::from_value(v)
+        .map_err(|e| Error::bad_request(format!("The request body is invalid: {e}")))
 }
 
 fn validation_error(errors: Vec<(Option<String>, crate::ui::UiText)>) -> Error {
@@ -78,15 +79,26 @@ fn validation_error(errors: Vec<(Option<String>, crate::ui::UiText)>) -> Error {
         .map(|(node, t)| format!("{}: {}", node.as_deref().unwrap_or("traits"), t.text))
         .collect::<Vec<_>>()
         .join("; ");
-    Error::bad_request(format!("The identity does not match its schema: {reason}")).with_details(json!({ "messages": messages }))
+    Error::bad_request(format!("The identity does not match its schema: {reason}"))
+        .with_details(json!({ "messages": messages }))
 }
 
 impl Core {
     /// Applies a create/replace body to `identity`. `replace` clears omitted metadata (PUT).
-    async fn apply_body(&self, identity: &mut Identity, body: IdentityBody, now: OffsetDateTime) -> Result<()> {
-        let schema_id = body.schema_id.filter(|s| !s.is_empty()).unwrap_or_else(|| self.config.identity.default_schema_id.clone());
+    async fn apply_body(
+        &self,
+        identity: &mut Identity,
+        body: IdentityBody,
+        now: OffsetDateTime,
+    ) -> Result<()> {
+        let schema_id = body
+            .schema_id
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| self.config.identity.default_schema_id.clone());
         let schema = self.schema(&schema_id)?;
-        let traits = body.traits.ok_or_else(|| Error::bad_request("The field `traits` is required."))?;
+        let traits = body
+            .traits
+            .ok_or_else(|| Error::bad_request("The field `traits` is required."))?;
         let errors = schema.validate(&traits);
         if !errors.is_empty() {
             return Err(validation_error(errors));
@@ -97,7 +109,11 @@ impl Core {
         match body.state.as_deref() {
             None => {}
             Some(s @ (STATE_ACTIVE | STATE_INACTIVE)) => identity.set_state(s, now),
-            Some(other) => return Err(Error::bad_request(format!("The state {other:?} is invalid: expected \"active\" or \"inactive\"."))),
+            Some(other) => {
+                return Err(Error::bad_request(format!(
+                    "The state {other:?} is invalid: expected \"active\" or \"inactive\"."
+                )))
+            }
         }
         identity.metadata_public = body.metadata_public.filter(|v| !v.is_null());
         identity.metadata_admin = body.metadata_admin.filter(|v| !v.is_null());
@@ -109,8 +125,14 @@ impl Core {
                     Hasher::check_importable(&h)?;
                     h
                 }
-                (Some(_), Some(_)) => return Err(Error::bad_request("Set either credentials.password.config.password or hashed_password, not both.")),
-                _ => return Err(Error::bad_request("credentials.password.config needs `password` or `hashed_password`.")),
+                (Some(_), Some(_)) => return Err(Error::bad_request(
+                    "Set either credentials.password.config.password or hashed_password, not both.",
+                )),
+                _ => {
+                    return Err(Error::bad_request(
+                        "credentials.password.config needs `password` or `hashed_password`.",
+                    ))
+                }
             };
             identity.set_password_hash(hash, derived.password_identifiers.clone(), now);
         }
@@ -118,9 +140,19 @@ impl Core {
         if let Some(addrs) = body.verifiable_addresses {
             for a in addrs {
                 let value = a.value.trim().to_lowercase();
-                if let Some(v) = identity.verifiable_addresses.iter_mut().find(|v| v.value == value) {
+                if let Some(v) = identity
+                    .verifiable_addresses
+                    .iter_mut()
+                    .find(|v| v.value == value)
+                {
                     v.verified = a.verified;
-                    v.status = a.status.unwrap_or_else(|| if a.verified { "completed".into() } else { "pending".into() });
+                    v.status = a.status.unwrap_or_else(|| {
+                        if a.verified {
+                            "completed".into()
+                        } else {
+                            "pending".into()
+                        }
+                    });
                     v.verified_at = if a.verified { Some(now) } else { None };
                     v.updated_at = now;
                 }
@@ -130,7 +162,11 @@ impl Core {
         Ok(())
     }
 
-    pub async fn admin_create_identity(&self, body: Value, now: OffsetDateTime) -> Result<Identity> {
+    pub async fn admin_create_identity(
+        &self,
+        body: Value,
+        now: OffsetDateTime,
+    ) -> Result<Identity> {
         let body = parse_body(body)?;
         let mut identity = Identity::new("", json!({}), now);
         self.apply_body(&mut identity, body, now).await?;
@@ -140,10 +176,18 @@ impl Core {
     }
 
     pub async fn admin_get_identity(&self, id: Uuid) -> Result<Identity> {
-        self.store.get_identity(id).await?.ok_or_else(|| Error::not_found("Unable to locate the resource"))
+        self.store
+            .get_identity(id)
+            .await?
+            .ok_or_else(|| Error::not_found("Unable to locate the resource"))
     }
 
-    pub async fn admin_replace_identity(&self, id: Uuid, body: Value, now: OffsetDateTime) -> Result<Identity> {
+    pub async fn admin_replace_identity(
+        &self,
+        id: Uuid,
+        body: Value,
+        now: OffsetDateTime,
+    ) -> Result<Identity> {
         let body = parse_body(body)?;
         if body.state.is_none() {
             return Err(Error::bad_request("The field `state` is required."));
@@ -155,12 +199,29 @@ impl Core {
     }
 
     /// RFC 6902 JSON Patch over the admin view of the identity.
-    pub async fn admin_patch_identity(&self, id: Uuid, patch: Value, now: OffsetDateTime) -> Result<Identity> {
-        let patch: json_patch::Patch = serde_json::from_value(patch).map_err(|e| Error::bad_request(format!("The JSON Patch document is invalid: {e}")))?;
+    pub async fn admin_patch_identity(
+        &self,
+        id: Uuid,
+        patch: Value,
+        now: OffsetDateTime,
+    ) -> Result<Identity> {
+        let patch: json_patch::Patch = serde_json::from_value(patch)
+            .map_err(|e| Error::bad_request(format!("The JSON Patch document is invalid: {e}")))?;
         for op in &patch.0 {
             let path = op_path(op);
-            if ["/id", "/created_at", "/updated_at", "/state_changed_at", "/schema_url"].iter().any(|p| path == *p || path.starts_with(&format!("{p}/"))) {
-                return Err(Error::bad_request(format!("The path {path:?} cannot be patched.")));
+            if [
+                "/id",
+                "/created_at",
+                "/updated_at",
+                "/state_changed_at",
+                "/schema_url",
+            ]
+            .iter()
+            .any(|p| path == *p || path.starts_with(&format!("{p}/")))
+            {
+                return Err(Error::bad_request(format!(
+                    "The path {path:?} cannot be patched."
+                )));
             }
         }
         let mut identity = self.admin_get_identity(id).await?;
@@ -172,7 +233,8 @@ impl Core {
             "metadata_admin": identity.metadata_admin,
             "external_id": identity.external_id,
         });
-        json_patch::patch(&mut doc, &patch).map_err(|e| Error::bad_request(format!("The JSON Patch could not be applied: {e}")))?;
+        json_patch::patch(&mut doc, &patch)
+            .map_err(|e| Error::bad_request(format!("The JSON Patch could not be applied: {e}")))?;
         let body = parse_body(doc)?;
         self.apply_body(&mut identity, body, now).await?;
         self.save_identity(&identity).await?;
@@ -180,12 +242,17 @@ impl Core {
     }
 
     async fn save_identity(&self, identity: &Identity) -> Result<()> {
-        self.store.update_identity(identity).await.map_err(|e| match e {
-            StoreError::NotFound => Error::not_found("Unable to locate the resource"),
-            other => other.into(),
-        })?;
+        self.store
+            .update_identity(identity)
+            .await
+            .map_err(|e| match e {
+                StoreError::NotFound => Error::not_found("Unable to locate the resource"),
+                other => other.into(),
+            })?;
         if !identity.is_active() {
-            self.store.revoke_identity_sessions(identity.id, None).await?;
+            self.store
+                .revoke_identity_sessions(identity.id, None)
+                .await?;
         }
         Ok(())
     }
@@ -205,7 +272,10 @@ impl Core {
             .and_then(Value::as_array)
             .ok_or_else(|| Error::bad_request("The body must be {\"identities\": [...]}."))?;
         if items.len() > 1000 {
-            return Err(Error::bad_request(format!("At most 1000 identities can be patched at once, got {}.", items.len())));
+            return Err(Error::bad_request(format!(
+                "At most 1000 identities can be patched at once, got {}.",
+                items.len()
+            )));
         }
         let mut out = Vec::with_capacity(items.len());
         for item in items {
@@ -215,9 +285,13 @@ impl Core {
                 continue;
             };
             match self.admin_create_identity(create, now).await {
-                Ok(i) => out.push(json!({ "action": "create", "identity": i.id, "patch_id": patch_id })),
+                Ok(i) => {
+                    out.push(json!({ "action": "create", "identity": i.id, "patch_id": patch_id }))
+                }
                 Err(Error::Internal(m)) => return Err(Error::Internal(m)),
-                Err(e) => out.push(json!({ "action": "error", "patch_id": patch_id, "error": error_body(&e) })),
+                Err(e) => out.push(
+                    json!({ "action": "error", "patch_id": patch_id, "error": error_body(&e) }),
+                ),
             }
         }
         Ok(json!({ "identities": out }))
@@ -243,7 +317,13 @@ fn op_path(op: &json_patch::PatchOperation) -> String {
 /// The herodot error object (the value under `error`).
 pub fn error_body(e: &Error) -> Value {
     match e {
-        Error::Api { code, id, reason, details, .. } => {
+        Error::Api {
+            code,
+            id,
+            reason,
+            details,
+            ..
+        } => {
             let mut v = json!({
                 "code": code,
                 "status": status_text(*code),
@@ -258,8 +338,12 @@ pub fn error_body(e: &Error) -> Value {
             }
             v
         }
-        Error::FlowInvalid(_) => json!({ "code": 400, "status": "Bad Request", "message": "The request was malformed or contained invalid parameters" }),
-        Error::Internal(_) => json!({ "code": 500, "status": "Internal Server Error", "message": "An internal server error occurred, please contact the system administrator" }),
+        Error::FlowInvalid(_) => {
+            json!({ "code": 400, "status": "Bad Request", "message": "The request was malformed or contained invalid parameters" })
+        }
+        Error::Internal(_) => {
+            json!({ "code": 500, "status": "Internal Server Error", "message": "An internal server error occurred, please contact the system administrator" })
+        }
     }
 }
 

@@ -19,7 +19,10 @@ const ENV_RESERVED: &[&str] = &["PORTCULLIS_TEST_"];
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("config: cannot read {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("config: {0}")]
     Invalid(String),
 }
@@ -43,7 +46,9 @@ impl Dur {
             let num_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
             let (num, tail) = rest.split_at(num_end);
             let value: f64 = num.parse().ok()?;
-            let unit_end = tail.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(tail.len());
+            let unit_end = tail
+                .find(|c: char| c.is_ascii_digit() || c == '.')
+                .unwrap_or(tail.len());
             let (unit, next) = tail.split_at(unit_end);
             let secs = match unit {
                 "ns" => 1e-9,
@@ -354,15 +359,27 @@ impl Default for Config {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        LogConfig { level: "info".into(), format: "text".into(), leak_sensitive_values: false }
+        LogConfig {
+            level: "info".into(),
+            format: "text".into(),
+            leak_sensitive_values: false,
+        }
     }
 }
 
 impl Default for ServeConfig {
     fn default() -> Self {
         ServeConfig {
-            public: EndpointConfig { host: "127.0.0.1".into(), port: 4433, base_url: String::new() },
-            admin: EndpointConfig { host: "127.0.0.1".into(), port: 4434, base_url: String::new() },
+            public: EndpointConfig {
+                host: "127.0.0.1".into(),
+                port: 4433,
+                base_url: String::new(),
+            },
+            admin: EndpointConfig {
+                host: "127.0.0.1".into(),
+                port: 4434,
+                base_url: String::new(),
+            },
             max_body_size: ByteSize(1 << 20),
         }
     }
@@ -370,13 +387,20 @@ impl Default for ServeConfig {
 
 impl Default for EndpointConfig {
     fn default() -> Self {
-        EndpointConfig { host: "127.0.0.1".into(), port: 0, base_url: String::new() }
+        EndpointConfig {
+            host: "127.0.0.1".into(),
+            port: 0,
+            base_url: String::new(),
+        }
     }
 }
 
 impl Default for IdentityConfig {
     fn default() -> Self {
-        IdentityConfig { default_schema_id: "default".into(), schemas: vec![] }
+        IdentityConfig {
+            default_schema_id: "default".into(),
+            schemas: vec![],
+        }
     }
 }
 
@@ -430,7 +454,10 @@ impl Default for EnabledConfig {
 
 impl Default for PasswordMethodConfig {
     fn default() -> Self {
-        PasswordMethodConfig { enabled: true, config: PasswordPolicyConfig::default() }
+        PasswordMethodConfig {
+            enabled: true,
+            config: PasswordPolicyConfig::default(),
+        }
     }
 }
 
@@ -450,7 +477,10 @@ const HOUR: Duration = Duration::from_secs(3600);
 impl Default for FlowsConfig {
     fn default() -> Self {
         FlowsConfig {
-            login: FlowConfig { ui_url: String::new(), lifespan: Dur(HOUR) },
+            login: FlowConfig {
+                ui_url: String::new(),
+                lifespan: Dur(HOUR),
+            },
             registration: RegistrationFlowConfig {
                 enabled: true,
                 ui_url: String::new(),
@@ -468,13 +498,20 @@ impl Default for FlowsConfig {
 
 impl Default for FlowConfig {
     fn default() -> Self {
-        FlowConfig { ui_url: String::new(), lifespan: Dur(HOUR) }
+        FlowConfig {
+            ui_url: String::new(),
+            lifespan: Dur(HOUR),
+        }
     }
 }
 
 impl Default for RegistrationFlowConfig {
     fn default() -> Self {
-        RegistrationFlowConfig { enabled: true, ui_url: String::new(), lifespan: Dur(HOUR) }
+        RegistrationFlowConfig {
+            enabled: true,
+            ui_url: String::new(),
+            lifespan: Dur(HOUR),
+        }
     }
 }
 
@@ -490,7 +527,9 @@ impl Default for SettingsFlowConfig {
 
 impl Default for UiUrlConfig {
     fn default() -> Self {
-        UiUrlConfig { ui_url: String::new() }
+        UiUrlConfig {
+            ui_url: String::new(),
+        }
     }
 }
 
@@ -524,7 +563,11 @@ impl Default for BcryptConfig {
 
 impl Default for SecretsConfig {
     fn default() -> Self {
-        SecretsConfig { default: vec![], cookie: vec![], cipher: vec![] }
+        SecretsConfig {
+            default: vec![],
+            cookie: vec![],
+            cipher: vec![],
+        }
     }
 }
 
@@ -540,8 +583,10 @@ impl Config {
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         let mut tree = match file {
             Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|source| ConfigError::Read { path: path.to_string(), source })?;
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_string(),
+                    source,
+                })?;
                 let yaml: serde_yaml::Value = serde_yaml::from_str(&text)
                     .map_err(|e| ConfigError::Invalid(format!("{path}: not valid YAML: {e}")))?;
                 let v = serde_json::to_value(yaml)
@@ -580,19 +625,32 @@ impl Config {
                 ));
             }
         }
-        if !(self.dsn.starts_with("sqlite:") || self.dsn.starts_with("postgres://") || self.dsn.starts_with("postgresql://")) {
+        if !(self.dsn.starts_with("sqlite:")
+            || self.dsn.starts_with("postgres://")
+            || self.dsn.starts_with("postgresql://"))
+        {
             return Err(ConfigError::Invalid(format!(
                 "dsn: unsupported {:?}: expected sqlite://PATH, sqlite::memory: or postgres://…",
                 redact_dsn(&self.dsn)
             )));
         }
-        for (key, ep) in [("serve.public", &mut self.serve.public), ("serve.admin", &mut self.serve.admin)] {
+        for (key, ep) in [
+            ("serve.public", &mut self.serve.public),
+            ("serve.admin", &mut self.serve.admin),
+        ] {
             if ep.base_url.is_empty() {
-                let host = if ep.host == "0.0.0.0" || ep.host.is_empty() { "127.0.0.1" } else { &ep.host };
+                let host = if ep.host == "0.0.0.0" || ep.host.is_empty() {
+                    "127.0.0.1"
+                } else {
+                    &ep.host
+                };
                 ep.base_url = format!("http://{host}:{}/", ep.port);
             }
             let parsed = url::Url::parse(&ep.base_url).map_err(|e| {
-                ConfigError::Invalid(format!("{key}.base_url: {:?} is not an absolute URL: {e}", ep.base_url))
+                ConfigError::Invalid(format!(
+                    "{key}.base_url: {:?} is not an absolute URL: {e}",
+                    ep.base_url
+                ))
             })?;
             if !ep.base_url.ends_with('/') {
                 ep.base_url.push('/');
@@ -612,7 +670,14 @@ impl Config {
                     .into(),
             ));
         }
-        for (i, s) in self.secrets.default.iter().chain(&self.secrets.cookie).chain(&self.secrets.cipher).enumerate() {
+        for (i, s) in self
+            .secrets
+            .default
+            .iter()
+            .chain(&self.secrets.cookie)
+            .chain(&self.secrets.cipher)
+            .enumerate()
+        {
             if s.len() < 32 {
                 return Err(ConfigError::Invalid(format!(
                     "secrets: secret #{i} is {} characters long; every secret must have at least 32",
@@ -622,34 +687,42 @@ impl Config {
         }
         match self.hashers.algorithm.as_str() {
             "argon2" | "bcrypt" => {}
-            other => {
-                return Err(ConfigError::Invalid(format!(
-                    "hashers.algorithm: {other:?} is not supported: expected \"argon2\" or \"bcrypt\""
-                )))
-            }
+            other => return Err(ConfigError::Invalid(format!(
+                "hashers.algorithm: {other:?} is not supported: expected \"argon2\" or \"bcrypt\""
+            ))),
         }
         let a = &self.hashers.argon2;
-        if a.iterations == 0 || a.parallelism == 0 || a.memory.0 < 8 * 1024 * u64::from(a.parallelism) {
+        if a.iterations == 0
+            || a.parallelism == 0
+            || a.memory.0 < 8 * 1024 * u64::from(a.parallelism)
+        {
             return Err(ConfigError::Invalid(
                 "hashers.argon2: iterations and parallelism must be at least 1 and memory at least 8KiB per lane".into(),
             ));
         }
-        if !self.dev && (a.memory.0 < 19 << 20 || a.iterations < 2) && self.hashers.algorithm == "argon2" {
+        if !self.dev
+            && (a.memory.0 < 19 << 20 || a.iterations < 2)
+            && self.hashers.algorithm == "argon2"
+        {
             return Err(ConfigError::Invalid(
                 "hashers.argon2: below the OWASP minimum (memory 19MiB, iterations 2); lower values are allowed only with --dev".into(),
             ));
         }
         if !(4..=31).contains(&self.hashers.bcrypt.cost) {
-            return Err(ConfigError::Invalid("hashers.bcrypt.cost: expected a number from 4 to 31".into()));
+            return Err(ConfigError::Invalid(
+                "hashers.bcrypt.cost: expected a number from 4 to 31".into(),
+            ));
         }
         if self.selfservice.methods.password.config.min_password_length < 6 {
             return Err(ConfigError::Invalid(
-                "selfservice.methods.password.config.min_password_length: must be at least 6".into(),
+                "selfservice.methods.password.config.min_password_length: must be at least 6"
+                    .into(),
             ));
         }
         if self.selfservice.methods.password.config.max_password_length < 64 {
             return Err(ConfigError::Invalid(
-                "selfservice.methods.password.config.max_password_length: must be at least 64".into(),
+                "selfservice.methods.password.config.max_password_length: must be at least 64"
+                    .into(),
             ));
         }
         Ok(())
@@ -663,7 +736,11 @@ impl Config {
     pub fn redacted_yaml(&self) -> String {
         let mut c = self.clone();
         c.dsn = redact_dsn(&c.dsn);
-        for list in [&mut c.secrets.default, &mut c.secrets.cookie, &mut c.secrets.cipher] {
+        for list in [
+            &mut c.secrets.default,
+            &mut c.secrets.cookie,
+            &mut c.secrets.cipher,
+        ] {
             for s in list.iter_mut() {
                 *s = "<redacted>".into();
             }
@@ -686,7 +763,11 @@ fn deserialize_named(tree: Value) -> Result<Config, ConfigError> {
     // Report the dotted key path of the first bad key or value.
     serde_path_to_error::deserialize(tree).map_err(|e| {
         let path = e.path().to_string();
-        let path = if path == "." { "<root>".to_string() } else { path };
+        let path = if path == "." {
+            "<root>".to_string()
+        } else {
+            path
+        };
         ConfigError::Invalid(format!("{path}: {}", e.into_inner()))
     })
 }
@@ -718,7 +799,9 @@ fn apply_env(
     let known = known_paths(defaults);
     let mut vars: Vec<(String, String)> = env
         .into_iter()
-        .filter(|(k, _)| k.starts_with(ENV_PREFIX) && !ENV_RESERVED.iter().any(|r| k.starts_with(r)))
+        .filter(|(k, _)| {
+            k.starts_with(ENV_PREFIX) && !ENV_RESERVED.iter().any(|r| k.starts_with(r))
+        })
         .collect();
     // Parents first, so `PORTCULLIS_SERVE_PUBLIC='{…}'` does not undo `PORTCULLIS_SERVE_PUBLIC_PORT`.
     vars.sort_by_key(|(k, _)| k.len());
@@ -733,7 +816,9 @@ fn apply_env(
             Value::String(raw)
         } else {
             let parsed: serde_yaml::Value = serde_yaml::from_str(&raw).map_err(|e| {
-                ConfigError::Invalid(format!("{key}: not a valid value ({e}); arrays and objects are written as JSON"))
+                ConfigError::Invalid(format!(
+                    "{key}: not a valid value ({e}); arrays and objects are written as JSON"
+                ))
             })?;
             serde_json::to_value(parsed).map_err(|e| ConfigError::Invalid(format!("{key}: {e}")))?
         };
@@ -753,7 +838,9 @@ fn set_path(tree: &mut Value, path: &[String], value: Value) {
             m.insert(seg.clone(), value);
             return;
         }
-        cur = m.entry(seg.clone()).or_insert_with(|| Value::Object(Map::new()));
+        cur = m
+            .entry(seg.clone())
+            .or_insert_with(|| Value::Object(Map::new()));
     }
 }
 
@@ -762,13 +849,22 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
     fn durations_parse_the_go_way() {
-        assert_eq!(Dur::parse("1h30m").map(|d| d.0), Some(Duration::from_secs(5400)));
-        assert_eq!(Dur::parse("500ms").map(|d| d.0), Some(Duration::from_millis(500)));
+        assert_eq!(
+            Dur::parse("1h30m").map(|d| d.0),
+            Some(Duration::from_secs(5400))
+        );
+        assert_eq!(
+            Dur::parse("500ms").map(|d| d.0),
+            Some(Duration::from_millis(500))
+        );
         assert_eq!(Dur::parse("24h").map(|d| d.to_string()), Some("24h".into()));
         assert!(Dur::parse("1 day").is_none());
         assert!(Dur::parse("").is_none());
@@ -781,7 +877,10 @@ mod tests {
             env(&[
                 ("PORTCULLIS_SERVE_PUBLIC_PORT", "5000"),
                 ("PORTCULLIS_DSN", "sqlite::memory:"),
-                ("PORTCULLIS_IDENTITY_SCHEMAS", r#"[{"id":"x","url":"file:///tmp/x.json"}]"#),
+                (
+                    "PORTCULLIS_IDENTITY_SCHEMAS",
+                    r#"[{"id":"x","url":"file:///tmp/x.json"}]"#,
+                ),
                 ("PORTCULLIS_SESSION_LIFESPAN", "2h"),
                 ("PORTCULLIS_TEST_POSTGRES_URL", "ignored"),
             ]),
@@ -796,8 +895,12 @@ mod tests {
 
     #[test]
     fn unknown_env_key_is_an_error_naming_it() {
-        let err = Config::load(None, env(&[("PORTCULLIS_SERVE_PUBLIK_PORT", "1")]), true).unwrap_err();
-        assert!(err.to_string().contains("PORTCULLIS_SERVE_PUBLIK_PORT"), "{err}");
+        let err =
+            Config::load(None, env(&[("PORTCULLIS_SERVE_PUBLIK_PORT", "1")]), true).unwrap_err();
+        assert!(
+            err.to_string().contains("PORTCULLIS_SERVE_PUBLIK_PORT"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -806,23 +909,40 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let f = dir.join("a.yml");
         std::fs::write(&f, "serve:\n  public:\n    prot: 1\n").unwrap();
-        let err = Config::load(Some(f.to_str().unwrap()), vec![], true).unwrap_err().to_string();
+        let err = Config::load(Some(f.to_str().unwrap()), vec![], true)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("serve.public.prot"), "{err}");
         std::fs::write(&f, "session:\n  lifespan: forever\n").unwrap();
-        let err = Config::load(Some(f.to_str().unwrap()), vec![], true).unwrap_err().to_string();
-        assert!(err.contains("session.lifespan") && err.contains("24h"), "{err}");
+        let err = Config::load(Some(f.to_str().unwrap()), vec![], true)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("session.lifespan") && err.contains("24h"),
+            "{err}"
+        );
         std::fs::write(&f, "serve:\n  admin:\n    port: high\n").unwrap();
-        let err = Config::load(Some(f.to_str().unwrap()), vec![], true).unwrap_err().to_string();
+        let err = Config::load(Some(f.to_str().unwrap()), vec![], true)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("serve.admin.port"), "{err}");
     }
 
     #[test]
     fn production_mode_requires_secrets_and_https() {
-        let err = Config::load(None, env(&[("PORTCULLIS_DSN", "sqlite::memory:")]), false).unwrap_err().to_string();
+        let err = Config::load(None, env(&[("PORTCULLIS_DSN", "sqlite::memory:")]), false)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("serve.public.base_url"), "{err}");
         let err = Config::load(
             None,
-            env(&[("PORTCULLIS_DSN", "sqlite::memory:"), ("PORTCULLIS_SERVE_PUBLIC_BASE_URL", "https://id.example.com/")]),
+            env(&[
+                ("PORTCULLIS_DSN", "sqlite::memory:"),
+                (
+                    "PORTCULLIS_SERVE_PUBLIC_BASE_URL",
+                    "https://id.example.com/",
+                ),
+            ]),
             false,
         )
         .unwrap_err()

@@ -27,7 +27,13 @@ pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
     pub fn api(code: u16, id: Option<&'static str>, reason: impl Into<String>) -> Self {
-        Error::Api { code, id, reason: reason.into(), details: None, extra: None }
+        Error::Api {
+            code,
+            id,
+            reason: reason.into(),
+            details: None,
+            extra: None,
+        }
     }
     pub fn bad_request(reason: impl Into<String>) -> Self {
         Self::api(400, None, reason)
@@ -39,17 +45,45 @@ impl Error {
         Self::api(409, None, reason)
     }
     pub fn session_inactive() -> Self {
-        Self::api(401, Some("session_inactive"), "No valid session credentials found in the request.")
+        Self::api(
+            401,
+            Some("session_inactive"),
+            "No valid session credentials found in the request.",
+        )
     }
     pub fn with_extra(self, extra: Value) -> Self {
         match self {
-            Error::Api { code, id, reason, details, .. } => Error::Api { code, id, reason, details, extra: Some(extra) },
+            Error::Api {
+                code,
+                id,
+                reason,
+                details,
+                ..
+            } => Error::Api {
+                code,
+                id,
+                reason,
+                details,
+                extra: Some(extra),
+            },
             other => other,
         }
     }
     pub fn with_details(self, d: Value) -> Self {
         match self {
-            Error::Api { code, id, reason, extra, .. } => Error::Api { code, id, reason, details: Some(d), extra },
+            Error::Api {
+                code,
+                id,
+                reason,
+                extra,
+                ..
+            } => Error::Api {
+                code,
+                id,
+                reason,
+                details: Some(d),
+                extra,
+            },
             other => other,
         }
     }

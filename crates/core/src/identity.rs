@@ -31,7 +31,11 @@ pub struct VerifiableAddress {
     pub verified: bool,
     pub via: String,
     pub status: String,
-    #[serde(default, with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub verified_at: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
@@ -90,7 +94,8 @@ pub fn schema_url(public_url: &str, schema_id: &str) -> String {
 }
 
 pub fn rfc3339(t: OffsetDateTime) -> String {
-    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
 }
 
 impl Identity {
@@ -131,16 +136,20 @@ impl Identity {
             .verifiable
             .iter()
             .map(|(value, via)| {
-                old_v.iter().find(|a| &a.value == value && &a.via == via).cloned().unwrap_or(VerifiableAddress {
-                    id: Uuid::new_v4(),
-                    value: value.clone(),
-                    verified: false,
-                    via: via.clone(),
-                    status: "pending".into(),
-                    verified_at: None,
-                    created_at: now,
-                    updated_at: now,
-                })
+                old_v
+                    .iter()
+                    .find(|a| &a.value == value && &a.via == via)
+                    .cloned()
+                    .unwrap_or(VerifiableAddress {
+                        id: Uuid::new_v4(),
+                        value: value.clone(),
+                        verified: false,
+                        via: via.clone(),
+                        status: "pending".into(),
+                        verified_at: None,
+                        created_at: now,
+                        updated_at: now,
+                    })
             })
             .collect();
         let old_r = std::mem::take(&mut self.recovery_addresses);
@@ -148,13 +157,17 @@ impl Identity {
             .recovery
             .iter()
             .map(|(value, via)| {
-                old_r.iter().find(|a| &a.value == value && &a.via == via).cloned().unwrap_or(RecoveryAddress {
-                    id: Uuid::new_v4(),
-                    value: value.clone(),
-                    via: via.clone(),
-                    created_at: now,
-                    updated_at: now,
-                })
+                old_r
+                    .iter()
+                    .find(|a| &a.value == value && &a.via == via)
+                    .cloned()
+                    .unwrap_or(RecoveryAddress {
+                        id: Uuid::new_v4(),
+                        value: value.clone(),
+                        via: via.clone(),
+                        created_at: now,
+                        updated_at: now,
+                    })
             })
             .collect();
         if let Some(pw) = self.credentials.get_mut("password") {
@@ -166,7 +179,12 @@ impl Identity {
     }
 
     /// Sets (or replaces) the password credential's hash.
-    pub fn set_password_hash(&mut self, hash: String, identifiers: Vec<String>, now: OffsetDateTime) {
+    pub fn set_password_hash(
+        &mut self,
+        hash: String,
+        identifiers: Vec<String>,
+        now: OffsetDateTime,
+    ) {
         let config = json!({ "hashed_password": hash });
         match self.credentials.get_mut("password") {
             Some(c) => {
@@ -192,14 +210,22 @@ impl Identity {
     }
 
     pub fn password_hash(&self) -> Option<&str> {
-        self.credentials.get("password")?.config.get("hashed_password")?.as_str()
+        self.credentials
+            .get("password")?
+            .config
+            .get("hashed_password")?
+            .as_str()
     }
 
     /// Every (credential type, identifier) pair this identity holds; unique across identities.
     pub fn credential_identifiers(&self) -> Vec<(String, String)> {
         self.credentials
             .values()
-            .flat_map(|c| c.identifiers.iter().map(move |i| (c.kind.clone(), i.clone())))
+            .flat_map(|c| {
+                c.identifiers
+                    .iter()
+                    .map(move |i| (c.kind.clone(), i.clone()))
+            })
             .collect()
     }
 
@@ -207,22 +233,38 @@ impl Identity {
         let mut m = Map::new();
         m.insert("id".into(), json!(self.id));
         m.insert("schema_id".into(), json!(self.schema_id));
-        m.insert("schema_url".into(), json!(schema_url(public_url, &self.schema_id)));
+        m.insert(
+            "schema_url".into(),
+            json!(schema_url(public_url, &self.schema_id)),
+        );
         m.insert("state".into(), json!(self.state));
         if let Some(t) = self.state_changed_at {
             m.insert("state_changed_at".into(), json!(rfc3339(t)));
         }
         m.insert("traits".into(), self.traits.clone());
-        m.insert("verifiable_addresses".into(), json!(self.verifiable_addresses));
+        m.insert(
+            "verifiable_addresses".into(),
+            json!(self.verifiable_addresses),
+        );
         m.insert("recovery_addresses".into(), json!(self.recovery_addresses));
-        m.insert("metadata_public".into(), self.metadata_public.clone().unwrap_or(Value::Null));
+        m.insert(
+            "metadata_public".into(),
+            self.metadata_public.clone().unwrap_or(Value::Null),
+        );
         let (include, with_creds) = match view {
             View::Public => (&[][..], false),
-            View::Admin { include_credentials } => (include_credentials, true),
-            View::AdminList { include_credentials } => (include_credentials, !include_credentials.is_empty()),
+            View::Admin {
+                include_credentials,
+            } => (include_credentials, true),
+            View::AdminList {
+                include_credentials,
+            } => (include_credentials, !include_credentials.is_empty()),
         };
         if view != View::Public {
-            m.insert("metadata_admin".into(), self.metadata_admin.clone().unwrap_or(Value::Null));
+            m.insert(
+                "metadata_admin".into(),
+                self.metadata_admin.clone().unwrap_or(Value::Null),
+            );
         }
         if let Some(e) = &self.external_id {
             m.insert("external_id".into(), json!(e));

@@ -44,9 +44,13 @@ struct Inner {
 impl Hasher {
     pub fn new(cfg: &HashersConfig) -> Result<Self, HashError> {
         let a = &cfg.argon2;
-        let m_kib = u32::try_from(a.memory.0 / 1024).map_err(|_| HashError::Internal("argon2 memory too large".into()))?;
-        let params = Params::new(m_kib, a.iterations, a.parallelism, None).map_err(|e| HashError::Internal(e.to_string()))?;
-        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let m_kib = u32::try_from(a.memory.0 / 1024)
+            .map_err(|_| HashError::Internal("argon2 memory too large".into()))?;
+        let params = Params::new(m_kib, a.iterations, a.parallelism, None)
+            .map_err(|e| HashError::Internal(e.to_string()))?;
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
         let by_memory = (a.dedicated_memory.0 / a.memory.0.max(1)).max(1) as usize;
         let pool_size = cores.min(by_memory).max(1);
         let mut inner = Inner {
@@ -58,7 +62,9 @@ impl Hasher {
             dummy: String::new(),
         };
         inner.dummy = inner.hash_blocking("portcullis-dummy-password-for-timing")?;
-        Ok(Hasher { inner: Arc::new(inner) })
+        Ok(Hasher {
+            inner: Arc::new(inner),
+        })
     }
 
     pub fn pool_size(&self) -> usize {
@@ -70,12 +76,19 @@ impl Hasher {
     }
 
     /// Verifies `password` against `hash`, or against the dummy hash when there is none.
-    pub async fn verify(&self, password: String, hash: Option<String>) -> Result<Verified, HashError> {
+    pub async fn verify(
+        &self,
+        password: String,
+        hash: Option<String>,
+    ) -> Result<Verified, HashError> {
         self.run(move |inner| match hash {
             Some(h) => inner.verify_blocking(&password, &h),
             None => {
                 let _ = inner.verify_blocking(&password, &inner.dummy);
-                Ok(Verified { ok: false, needs_rehash: false })
+                Ok(Verified {
+                    ok: false,
+                    needs_rehash: false,
+                })
             }
         })
         .await
@@ -84,10 +97,15 @@ impl Hasher {
     /// Checks that an imported hash is in a format we can verify.
     pub fn check_importable(hash: &str) -> Result<(), HashError> {
         if is_bcrypt(hash) {
-            return hash.parse::<bcrypt::HashParts>().map(|_| ()).map_err(|_| HashError::UnsupportedFormat);
+            return hash
+                .parse::<bcrypt::HashParts>()
+                .map(|_| ())
+                .map_err(|_| HashError::UnsupportedFormat);
         }
         if hash.starts_with("$argon2id$") || hash.starts_with("$argon2i$") {
-            return PasswordHash::new(hash).map(|_| ()).map_err(|_| HashError::UnsupportedFormat);
+            return PasswordHash::new(hash)
+                .map(|_| ())
+                .map_err(|_| HashError::UnsupportedFormat);
         }
         Err(HashError::UnsupportedFormat)
     }
@@ -96,7 +114,12 @@ impl Hasher {
         &self,
         f: impl FnOnce(&Inner) -> Result<T, HashError> + Send + 'static,
     ) -> Result<T, HashError> {
-        let _permit = self.inner.permits.acquire().await.map_err(|e| HashError::Internal(e.to_string()))?;
+        let _permit = self
+            .inner
+            .permits
+            .acquire()
+            .await
+            .map_err(|e| HashError::Internal(e.to_string()))?;
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || f(&inner))
             .await
@@ -105,7 +128,9 @@ impl Hasher {
 }
 
 fn is_bcrypt(h: &str) -> bool {
-    ["$2a$", "$2b$", "$2y$", "$2x$"].iter().any(|p| h.starts_with(p))
+    ["$2a$", "$2b$", "$2y$", "$2x$"]
+        .iter()
+        .any(|p| h.starts_with(p))
 }
 
 impl Inner {
@@ -115,7 +140,8 @@ impl Inner {
 
     fn hash_blocking(&self, password: &str) -> Result<String, HashError> {
         if self.algorithm == "bcrypt" {
-            return bcrypt::hash(password, self.bcrypt_cost).map_err(|e| HashError::Internal(e.to_string()));
+            return bcrypt::hash(password, self.bcrypt_cost)
+                .map_err(|e| HashError::Internal(e.to_string()));
         }
         let salt = SaltString::generate(&mut rand::rngs::OsRng);
         self.argon2()
@@ -128,11 +154,20 @@ impl Inner {
         if is_bcrypt(hash) {
             // bcrypt only looks at the first 72 bytes; refuse longer inputs rather than truncate silently.
             if password.len() > 72 {
-                return Ok(Verified { ok: false, needs_rehash: false });
+                return Ok(Verified {
+                    ok: false,
+                    needs_rehash: false,
+                });
             }
             let ok = bcrypt::verify(password, hash).map_err(|_| HashError::UnsupportedFormat)?;
-            let cost_ok = hash.parse::<bcrypt::HashParts>().map(|p| p.get_cost() >= self.bcrypt_cost).unwrap_or(false);
-            return Ok(Verified { ok, needs_rehash: ok && (self.algorithm != "bcrypt" || !cost_ok) });
+            let cost_ok = hash
+                .parse::<bcrypt::HashParts>()
+                .map(|p| p.get_cost() >= self.bcrypt_cost)
+                .unwrap_or(false);
+            return Ok(Verified {
+                ok,
+                needs_rehash: ok && (self.algorithm != "bcrypt" || !cost_ok),
+            });
         }
         let parsed = PasswordHash::new(hash).map_err(|_| HashError::UnsupportedFormat)?;
         // Bound imported parameters so a hostile hash cannot exhaust memory (Kratos uses 1 GiB).
@@ -141,17 +176,26 @@ impl Inner {
             return Err(HashError::UnsupportedFormat);
         }
         // Verification uses the parameters embedded in the hash (PHC string).
-        let ok = Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok();
+        let ok = Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok();
         let same = parsed.algorithm.as_str() == "argon2id"
             && m == self.params.m_cost()
             && parsed.params.get_decimal("t") == Some(self.params.t_cost())
             && parsed.params.get_decimal("p") == Some(self.params.p_cost());
-        Ok(Verified { ok, needs_rehash: ok && (self.algorithm != "argon2" || !same) })
+        Ok(Verified {
+            ok,
+            needs_rehash: ok && (self.algorithm != "argon2" || !same),
+        })
     }
 }
 
 /// Checks a new password against the policy; returns the first violation.
-pub fn check_policy(password: &str, identifiers: &[String], cfg: &PasswordPolicyConfig) -> Option<UiText> {
+pub fn check_policy(
+    password: &str,
+    identifiers: &[String],
+    cfg: &PasswordPolicyConfig,
+) -> Option<UiText> {
     let len = password.chars().count();
     if len < cfg.min_password_length {
         return Some(msg::password_min_length(cfg.min_password_length, len));
@@ -159,7 +203,9 @@ pub fn check_policy(password: &str, identifiers: &[String], cfg: &PasswordPolicy
     if len > cfg.max_password_length {
         return Some(msg::password_max_length(cfg.max_password_length, len));
     }
-    if cfg.identifier_similarity_check_enabled && identifiers.iter().any(|id| too_similar(id, password)) {
+    if cfg.identifier_similarity_check_enabled
+        && identifiers.iter().any(|id| too_similar(id, password))
+    {
         return Some(msg::password_too_similar());
     }
     if cfg.common_password_check_enabled && is_common(password) {
@@ -237,7 +283,12 @@ mod tests {
         let h = Hasher::new(&cheap()).unwrap();
         let hash = h.hash("correct horse battery".into()).await.unwrap();
         assert!(hash.starts_with("$argon2id$v=19$m=64,t=1,p=1$"));
-        assert!(h.verify("correct horse battery".into(), Some(hash.clone())).await.unwrap().ok);
+        assert!(
+            h.verify("correct horse battery".into(), Some(hash.clone()))
+                .await
+                .unwrap()
+                .ok
+        );
         assert!(!h.verify("wrong".into(), Some(hash)).await.unwrap().ok);
         assert!(!h.verify("anything".into(), None).await.unwrap().ok);
     }
@@ -247,11 +298,27 @@ mod tests {
         let h = Hasher::new(&cheap()).unwrap();
         let bc = bcrypt::hash("imported pass", 4).unwrap();
         let v = h.verify("imported pass".into(), Some(bc)).await.unwrap();
-        assert_eq!(v, Verified { ok: true, needs_rehash: true });
+        assert_eq!(
+            v,
+            Verified {
+                ok: true,
+                needs_rehash: true
+            }
+        );
         let mut other = cheap();
         other.argon2.iterations = 2;
-        let old = Hasher::new(&other).unwrap().hash("some pass".into()).await.unwrap();
-        assert_eq!(h.verify("some pass".into(), Some(old)).await.unwrap(), Verified { ok: true, needs_rehash: true });
+        let old = Hasher::new(&other)
+            .unwrap()
+            .hash("some pass".into())
+            .await
+            .unwrap();
+        assert_eq!(
+            h.verify("some pass".into(), Some(old)).await.unwrap(),
+            Verified {
+                ok: true,
+                needs_rehash: true
+            }
+        );
         assert!(Hasher::check_importable("plain").is_err());
     }
 
@@ -259,12 +326,30 @@ mod tests {
     fn policy_rejects_short_similar_and_common_passwords() {
         let cfg = PasswordPolicyConfig::default();
         let ids = vec!["ada.lovelace@example.com".to_string()];
-        assert_eq!(check_policy("short", &ids, &cfg).map(|t| t.id), Some(4000032));
-        assert_eq!(check_policy("ada.lovelace1", &ids, &cfg).map(|t| t.id), Some(4000031));
-        assert_eq!(check_policy("password123", &ids, &cfg).map(|t| t.id), Some(4000034));
-        assert_eq!(check_policy("Password1", &ids, &cfg).map(|t| t.id), Some(4000034));
-        assert_eq!(check_policy(&"x".repeat(1025), &ids, &cfg).map(|t| t.id), Some(4000033));
+        assert_eq!(
+            check_policy("short", &ids, &cfg).map(|t| t.id),
+            Some(4000032)
+        );
+        assert_eq!(
+            check_policy("ada.lovelace1", &ids, &cfg).map(|t| t.id),
+            Some(4000031)
+        );
+        assert_eq!(
+            check_policy("password123", &ids, &cfg).map(|t| t.id),
+            Some(4000034)
+        );
+        assert_eq!(
+            check_policy("Password1", &ids, &cfg).map(|t| t.id),
+            Some(4000034)
+        );
+        assert_eq!(
+            check_policy(&"x".repeat(1025), &ids, &cfg).map(|t| t.id),
+            Some(4000033)
+        );
         assert_eq!(check_policy("tangerine violin sleepy", &ids, &cfg), None);
-        assert_eq!(check_policy(&"long passphrase words ".repeat(3), &ids, &cfg), None);
+        assert_eq!(
+            check_policy(&"long passphrase words ".repeat(3), &ids, &cfg),
+            None
+        );
     }
 }

@@ -56,7 +56,12 @@ impl TraitField {
     pub fn node(&self, group: &str, value: Option<&Value>) -> UiNode {
         let name = self.node_name();
         let title = self.title.clone().unwrap_or_else(|| name.clone());
-        let mut node = UiNode::input(group, &name, self.input_type(), Some(msg::label_generated(&title, &name)));
+        let mut node = UiNode::input(
+            group,
+            &name,
+            self.input_type(),
+            Some(msg::label_generated(&title, &name)),
+        );
         if let Some(v) = value {
             node.set_value(v.clone());
         }
@@ -75,7 +80,10 @@ impl TraitField {
             node = node.with_attr("maxlength", json!(m));
         }
         if let Some(o) = &self.options {
-            node = node.with_attr("options", json!(o.iter().map(|v| json!({ "value": v })).collect::<Vec<_>>()));
+            node = node.with_attr(
+                "options",
+                json!(o.iter().map(|v| json!({ "value": v })).collect::<Vec<_>>()),
+            );
         }
         node
     }
@@ -102,14 +110,19 @@ pub struct IdentitySchema {
 
 impl std::fmt::Debug for IdentitySchema {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IdentitySchema").field("id", &self.id).finish_non_exhaustive()
+        f.debug_struct("IdentitySchema")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
     }
 }
 
 impl IdentitySchema {
     /// Loads a schema from `file://PATH`, `base64://…` or inline JSON text.
     pub fn load(id: &str, url: &str) -> Result<Self, SchemaError> {
-        let err = |reason: String| SchemaError { id: id.to_string(), reason };
+        let err = |reason: String| SchemaError {
+            id: id.to_string(),
+            reason,
+        };
         let text = if let Some(path) = url.strip_prefix("file://") {
             std::fs::read_to_string(path).map_err(|e| err(format!("cannot read {path}: {e}")))?
         } else if let Some(b64) = url.strip_prefix("base64://") {
@@ -119,14 +132,20 @@ impl IdentitySchema {
                 .map_err(|e| err(format!("base64:// URL does not decode: {e}")))?;
             String::from_utf8(bytes).map_err(|_| err("base64:// content is not UTF-8".into()))?
         } else {
-            return Err(err(format!("unsupported URL {url:?}: expected file:// or base64://")));
+            return Err(err(format!(
+                "unsupported URL {url:?}: expected file:// or base64://"
+            )));
         };
-        let raw: Value = serde_json::from_str(&text).map_err(|e| err(format!("not valid JSON: {e}")))?;
+        let raw: Value =
+            serde_json::from_str(&text).map_err(|e| err(format!("not valid JSON: {e}")))?;
         Self::compile(id, raw)
     }
 
     pub fn compile(id: &str, raw: Value) -> Result<Self, SchemaError> {
-        let err = |reason: String| SchemaError { id: id.to_string(), reason };
+        let err = |reason: String| SchemaError {
+            id: id.to_string(),
+            reason,
+        };
         let traits = raw
             .pointer("/properties/traits")
             .ok_or_else(|| err("must define properties.traits".into()))?;
@@ -140,14 +159,23 @@ impl IdentitySchema {
         let mut fields = vec![];
         collect_fields(traits, &mut vec![], &mut fields);
         if fields.is_empty() {
-            return Err(err("properties.traits must have at least one property".into()));
+            return Err(err(
+                "properties.traits must have at least one property".into()
+            ));
         }
-        Ok(IdentitySchema { id: id.to_string(), raw, validator, fields })
+        Ok(IdentitySchema {
+            id: id.to_string(),
+            raw,
+            validator,
+            fields,
+        })
     }
 
     pub fn default_schema() -> Result<Self, SchemaError> {
-        let raw: Value = serde_json::from_str(DEFAULT_SCHEMA)
-            .map_err(|e| SchemaError { id: "default".into(), reason: e.to_string() })?;
+        let raw: Value = serde_json::from_str(DEFAULT_SCHEMA).map_err(|e| SchemaError {
+            id: "default".into(),
+            reason: e.to_string(),
+        })?;
         Self::compile("default", raw)
     }
 
@@ -175,10 +203,16 @@ impl IdentitySchema {
                 K::MaxLength { limit } => msg::max_length(*limit, char_len(&e.instance)),
                 K::Pattern { pattern } => msg::pattern(pattern),
                 K::Format { format } => {
-                    let v = e.instance.as_str().map(str::to_string).unwrap_or_else(|| e.instance.to_string());
+                    let v = e
+                        .instance
+                        .as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| e.instance.to_string());
                     msg::invalid_format(format, &v)
                 }
-                K::Type { kind } => msg::wrong_type(&type_kind_name(kind), json_type_name(&e.instance)),
+                K::Type { kind } => {
+                    msg::wrong_type(&type_kind_name(kind), json_type_name(&e.instance))
+                }
                 _ => msg::generic(&e.to_string()),
             };
             out.push((node, text));
@@ -200,7 +234,11 @@ impl IdentitySchema {
                 let is_email = f.format.as_deref() == Some("email")
                     || f.verification_via.as_deref() == Some("email")
                     || f.recovery_via.as_deref() == Some("email");
-                let value = if is_email { raw.trim().to_lowercase() } else { raw.trim().to_string() };
+                let value = if is_email {
+                    raw.trim().to_lowercase()
+                } else {
+                    raw.trim().to_string()
+                };
                 if value.is_empty() {
                     continue;
                 }
@@ -252,9 +290,11 @@ fn json_type_name(v: &Value) -> &'static str {
 fn type_kind_name(kind: &jsonschema::error::TypeKind) -> String {
     match kind {
         jsonschema::error::TypeKind::Single(t) => t.to_string(),
-        jsonschema::error::TypeKind::Multiple(set) => {
-            set.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(" or ")
-        }
+        jsonschema::error::TypeKind::Multiple(set) => set
+            .iter()
+            .map(|t| t.to_string())
+            .collect::<Vec<_>>()
+            .join(" or "),
     }
 }
 
@@ -272,7 +312,9 @@ fn pointer_to_node(pointer: &str) -> Option<String> {
 }
 
 fn collect_fields(schema: &Value, path: &mut Vec<String>, out: &mut Vec<TraitField>) {
-    let Some(props) = schema.get("properties").and_then(Value::as_object) else { return };
+    let Some(props) = schema.get("properties").and_then(Value::as_object) else {
+        return;
+    };
     let required: Vec<&str> = schema
         .get("required")
         .and_then(Value::as_array)
@@ -280,7 +322,11 @@ fn collect_fields(schema: &Value, path: &mut Vec<String>, out: &mut Vec<TraitFie
         .unwrap_or_default();
     for (name, prop) in props {
         path.push(name.clone());
-        let ty = prop.get("type").and_then(Value::as_str).unwrap_or("string").to_string();
+        let ty = prop
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or("string")
+            .to_string();
         if ty == "object" {
             collect_fields(prop, path, out);
         } else {
@@ -299,8 +345,14 @@ fn collect_fields(schema: &Value, path: &mut Vec<String>, out: &mut Vec<TraitFie
                     .and_then(|e| e.pointer("/credentials/password/identifier"))
                     .and_then(Value::as_bool)
                     .unwrap_or(false),
-                verification_via: ext.and_then(|e| e.pointer("/verification/via")).and_then(Value::as_str).map(str::to_string),
-                recovery_via: ext.and_then(|e| e.pointer("/recovery/via")).and_then(Value::as_str).map(str::to_string),
+                verification_via: ext
+                    .and_then(|e| e.pointer("/verification/via"))
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
+                recovery_via: ext
+                    .and_then(|e| e.pointer("/recovery/via"))
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
             });
         }
         path.pop();
@@ -316,26 +368,49 @@ mod tests {
         let s = IdentitySchema::default_schema().unwrap();
         let d = s.derive(&json!({ "email": " Ada@Example.COM ", "name": { "first": "Ada" } }));
         assert_eq!(d.password_identifiers, vec!["ada@example.com"]);
-        assert_eq!(d.verifiable, vec![("ada@example.com".to_string(), "email".to_string())]);
-        assert_eq!(d.recovery, vec![("ada@example.com".to_string(), "email".to_string())]);
+        assert_eq!(
+            d.verifiable,
+            vec![("ada@example.com".to_string(), "email".to_string())]
+        );
+        assert_eq!(
+            d.recovery,
+            vec![("ada@example.com".to_string(), "email".to_string())]
+        );
     }
 
     #[test]
     fn violations_land_on_the_right_nodes_with_kratos_ids() {
         let s = IdentitySchema::default_schema().unwrap();
         let errs = s.validate(&json!({ "name": { "first": 5 } }));
-        assert!(errs.iter().any(|(n, t)| n.as_deref() == Some("traits.email") && t.id == 4000002), "{errs:?}");
-        assert!(errs.iter().any(|(n, t)| n.as_deref() == Some("traits.name.first") && t.id == 4000026), "{errs:?}");
+        assert!(
+            errs.iter()
+                .any(|(n, t)| n.as_deref() == Some("traits.email") && t.id == 4000002),
+            "{errs:?}"
+        );
+        assert!(
+            errs.iter()
+                .any(|(n, t)| n.as_deref() == Some("traits.name.first") && t.id == 4000026),
+            "{errs:?}"
+        );
         let errs = s.validate(&json!({ "email": "not-an-email" }));
-        assert!(errs.iter().any(|(n, t)| n.as_deref() == Some("traits.email") && t.id == 4000001), "{errs:?}");
-        assert!(s.validate(&json!({ "email": "a@b.co", "name": { "first": "A", "last": "B" } })).is_empty());
+        assert!(
+            errs.iter()
+                .any(|(n, t)| n.as_deref() == Some("traits.email") && t.id == 4000001),
+            "{errs:?}"
+        );
+        assert!(s
+            .validate(&json!({ "email": "a@b.co", "name": { "first": "A", "last": "B" } }))
+            .is_empty());
     }
 
     #[test]
     fn nodes_follow_schema_order_with_labels() {
         let s = IdentitySchema::default_schema().unwrap();
         let names: Vec<String> = s.fields.iter().map(TraitField::node_name).collect();
-        assert_eq!(names, vec!["traits.email", "traits.name.first", "traits.name.last"]);
+        assert_eq!(
+            names,
+            vec!["traits.email", "traits.name.first", "traits.name.last"]
+        );
         let node = s.fields[0].node("default", None);
         assert_eq!(node.attributes["type"], "email");
         assert_eq!(node.attributes["required"], true);

@@ -66,9 +66,9 @@ impl Core {
     }
 
     pub fn schema(&self, id: &str) -> Result<&IdentitySchema> {
-        self.schemas
-            .get(id)
-            .ok_or_else(|| Error::bad_request(format!("The identity schema {id:?} is not configured.")))
+        self.schemas.get(id).ok_or_else(|| {
+            Error::bad_request(format!("The identity schema {id:?} is not configured."))
+        })
     }
 
     fn default_schema(&self) -> Result<&IdentitySchema> {
@@ -78,7 +78,11 @@ impl Core {
     // ---------------------------------------------------------------- sessions
 
     /// Resolves a session token into a valid session and its identity.
-    pub async fn authenticate(&self, token: &str, now: OffsetDateTime) -> Result<(Session, Identity)> {
+    pub async fn authenticate(
+        &self,
+        token: &str,
+        now: OffsetDateTime,
+    ) -> Result<(Session, Identity)> {
         let hash = crate::session::hash_token(token);
         match self.store.session_by_token_hash(&hash).await? {
             Some((s, i)) if s.is_valid(&i, now) => Ok((s, i)),
@@ -86,7 +90,13 @@ impl Core {
         }
     }
 
-    async fn issue_session(&self, identity: &Identity, method: &str, caller: &Caller, now: OffsetDateTime) -> Result<(Session, String)> {
+    async fn issue_session(
+        &self,
+        identity: &Identity,
+        method: &str,
+        caller: &Caller,
+        now: OffsetDateTime,
+    ) -> Result<(Session, String)> {
         let t = new_token();
         let device = Device {
             id: Uuid::new_v4(),
@@ -94,7 +104,14 @@ impl Core {
             user_agent: caller.user_agent.clone(),
             location: None,
         };
-        let s = Session::new(identity.id, method, t.hash, self.config.session.lifespan.0, device, now);
+        let s = Session::new(
+            identity.id,
+            method,
+            t.hash,
+            self.config.session.lifespan.0,
+            device,
+            now,
+        );
         self.store.insert_session(&s).await?;
         Ok((s, t.token))
     }
@@ -112,7 +129,13 @@ impl Core {
         }
     }
 
-    pub fn session_json(&self, s: &Session, identity: Option<&Identity>, view: View<'_>, now: OffsetDateTime) -> Value {
+    pub fn session_json(
+        &self,
+        s: &Session,
+        identity: Option<&Identity>,
+        view: View<'_>,
+        now: OffsetDateTime,
+    ) -> Value {
         s.to_api_json(identity, self.public_url(), view, now)
     }
 
@@ -128,17 +151,37 @@ impl Core {
     }
 
     /// Loads a flow of `kind`; an expired flow yields 410 with a replacement flow's id.
-    pub async fn load_flow(&self, kind: FlowKind, id: Uuid, caller: &Caller, now: OffsetDateTime) -> Result<Flow> {
+    pub async fn load_flow(
+        &self,
+        kind: FlowKind,
+        id: Uuid,
+        caller: &Caller,
+        now: OffsetDateTime,
+    ) -> Result<Flow> {
         let flow = match self.store.get_flow(id).await? {
             Some(f) if f.kind == kind => f,
-            _ => return Err(Error::not_found(format!("The {} flow could not be found.", kind.as_str()))),
+            _ => {
+                return Err(Error::not_found(format!(
+                    "The {} flow could not be found.",
+                    kind.as_str()
+                )))
+            }
         };
         if flow.is_expired(now) {
             let replacement = match kind {
-                FlowKind::Login => self.new_login_flow(flow.flow_type, flow.request_url.clone(), false, None, now).await?,
-                FlowKind::Registration => self.new_registration_flow(flow.flow_type, flow.request_url.clone(), now).await?,
+                FlowKind::Login => {
+                    self.new_login_flow(flow.flow_type, flow.request_url.clone(), false, None, now)
+                        .await?
+                }
+                FlowKind::Registration => {
+                    self.new_registration_flow(flow.flow_type, flow.request_url.clone(), now)
+                        .await?
+                }
                 FlowKind::Settings => match &caller.session {
-                    Some((_, i)) => self.new_settings_flow(flow.flow_type, flow.request_url.clone(), i, now).await?,
+                    Some((_, i)) => {
+                        self.new_settings_flow(flow.flow_type, flow.request_url.clone(), i, now)
+                            .await?
+                    }
                     None => return Err(Error::session_inactive()),
                 },
             };
@@ -154,7 +197,12 @@ impl Core {
         flow.to_api_json(identity.map(|i| i.to_api_json(self.public_url(), View::Public)))
     }
 
-    async fn fail(&self, flow: &mut Flow, identity: Option<&Identity>, now: OffsetDateTime) -> Error {
+    async fn fail(
+        &self,
+        flow: &mut Flow,
+        identity: Option<&Identity>,
+        now: OffsetDateTime,
+    ) -> Error {
         flow.updated_at = now;
         if let Err(e) = self.store.update_flow(flow).await {
             return e.into();
@@ -168,45 +216,91 @@ impl Core {
 
     // ---------------------------------------------------------------- registration
 
-    pub async fn new_registration_flow(&self, flow_type: FlowType, request_url: String, now: OffsetDateTime) -> Result<Flow> {
+    pub async fn new_registration_flow(
+        &self,
+        flow_type: FlowType,
+        request_url: String,
+        now: OffsetDateTime,
+    ) -> Result<Flow> {
         let cfg = &self.config.selfservice.flows.registration;
         if !cfg.enabled {
-            return Err(Error::api(400, Some("self_service_flow_disabled"), "Registration is not allowed because it was disabled."));
+            return Err(Error::api(
+                400,
+                Some("self_service_flow_disabled"),
+                "Registration is not allowed because it was disabled.",
+            ));
         }
-        let mut flow = Flow::new(FlowKind::Registration, flow_type, request_url, self.public_url(), cfg.lifespan.0, now);
+        let mut flow = Flow::new(
+            FlowKind::Registration,
+            flow_type,
+            request_url,
+            self.public_url(),
+            cfg.lifespan.0,
+            now,
+        );
         let schema = self.default_schema()?;
         for f in &schema.fields {
             flow.ui.nodes.push(f.node("default", None));
         }
         flow.ui.nodes.push(
-            UiNode::input("password", "password", "password", Some(msg::label_password()))
-                .with_attr("required", json!(true))
-                .with_attr("autocomplete", json!("new-password")),
+            UiNode::input(
+                "password",
+                "password",
+                "password",
+                Some(msg::label_password()),
+            )
+            .with_attr("required", json!(true))
+            .with_attr("autocomplete", json!("new-password")),
         );
-        flow.ui.nodes.push(UiNode::input("password", "method", "submit", Some(msg::sign_up())).with_attr("value", json!("password")));
+        flow.ui.nodes.push(
+            UiNode::input("password", "method", "submit", Some(msg::sign_up()))
+                .with_attr("value", json!("password")),
+        );
         self.store.insert_flow(&flow).await?;
         Ok(flow)
     }
 
-    pub async fn create_registration_flow(&self, flow_type: FlowType, request_url: String, caller: &Caller, now: OffsetDateTime) -> Result<Flow> {
+    pub async fn create_registration_flow(
+        &self,
+        flow_type: FlowType,
+        request_url: String,
+        caller: &Caller,
+        now: OffsetDateTime,
+    ) -> Result<Flow> {
         if caller.session.is_some() {
             return Err(already_logged_in());
         }
-        self.new_registration_flow(flow_type, request_url, now).await
+        self.new_registration_flow(flow_type, request_url, now)
+            .await
     }
 
-    pub async fn submit_registration(&self, flow_id: Uuid, body: &Value, caller: &Caller, now: OffsetDateTime) -> Result<Authenticated> {
-        let mut flow = self.load_flow(FlowKind::Registration, flow_id, caller, now).await?;
+    pub async fn submit_registration(
+        &self,
+        flow_id: Uuid,
+        body: &Value,
+        caller: &Caller,
+        now: OffsetDateTime,
+    ) -> Result<Authenticated> {
+        let mut flow = self
+            .load_flow(FlowKind::Registration, flow_id, caller, now)
+            .await?;
         self.guard_api_request(&flow, caller)?;
         if caller.session.is_some() {
             return Err(already_logged_in());
         }
         flow.ui.reset_messages();
         if flow.state == "passed_challenge" {
-            flow.ui.messages.push(crate::ui::UiText::error(4040002, "The request was already completed successfully and can not be retried.", None));
+            flow.ui.messages.push(crate::ui::UiText::error(
+                4040002,
+                "The request was already completed successfully and can not be retried.",
+                None,
+            ));
             return Err(self.fail(&mut flow, None, now).await);
         }
-        let method = body.get("method").and_then(Value::as_str).unwrap_or_default();
+        let method = body
+            .get("method")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         let traits = body.get("traits").cloned().unwrap_or_else(|| json!({}));
         fill_trait_values(&mut flow, &traits);
         if method != "password" {
@@ -220,16 +314,25 @@ impl Core {
         flow.active = Some("password".into());
         let schema = self.default_schema()?;
         let violations = schema.validate(&traits);
-        let password = body.get("password").and_then(Value::as_str).unwrap_or_default().to_string();
+        let password = body
+            .get("password")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
         let derived = schema.derive(&traits);
         let mut failed = !violations.is_empty();
         for (node, text) in violations {
             flow.ui.add_message(node.as_deref(), text);
         }
         if password.is_empty() {
-            flow.ui.add_message(Some("password"), msg::required("password"));
+            flow.ui
+                .add_message(Some("password"), msg::required("password"));
             failed = true;
-        } else if let Some(t) = check_policy(&password, &derived.password_identifiers, &self.config.selfservice.methods.password.config) {
+        } else if let Some(t) = check_policy(
+            &password,
+            &derived.password_identifiers,
+            &self.config.selfservice.methods.password.config,
+        ) {
             flow.ui.add_message(Some("password"), t);
             failed = true;
         }
@@ -254,11 +357,17 @@ impl Core {
             }
             Err(e) => return Err(e.into()),
         }
-        let (session, token) = self.issue_session(&identity, "password", caller, now).await?;
+        let (session, token) = self
+            .issue_session(&identity, "password", caller, now)
+            .await?;
         flow.state = "passed_challenge".into();
         flow.updated_at = now;
         self.store.update_flow(&flow).await?;
-        Ok(Authenticated { identity, session, token: Some(token) })
+        Ok(Authenticated {
+            identity,
+            session,
+            token: Some(token),
+        })
     }
 
     // ---------------------------------------------------------------- login
@@ -272,53 +381,109 @@ impl Core {
         now: OffsetDateTime,
     ) -> Result<Flow> {
         let cfg = &self.config.selfservice.flows.login;
-        let mut flow = Flow::new(FlowKind::Login, flow_type, request_url, self.public_url(), cfg.lifespan.0, now);
+        let mut flow = Flow::new(
+            FlowKind::Login,
+            flow_type,
+            request_url,
+            self.public_url(),
+            cfg.lifespan.0,
+            now,
+        );
         flow.refresh = refresh;
         let schema = self.default_schema()?;
-        let mut id_node = UiNode::input("default", "identifier", "text", Some(schema.identifier_label())).with_attr("required", json!(true));
+        let mut id_node = UiNode::input(
+            "default",
+            "identifier",
+            "text",
+            Some(schema.identifier_label()),
+        )
+        .with_attr("required", json!(true));
         if let (true, Some(i)) = (refresh, identity) {
             flow.identity_id = Some(i.id);
-            let ident = i.credentials.get("password").and_then(|c| c.identifiers.first().cloned()).unwrap_or_default();
+            let ident = i
+                .credentials
+                .get("password")
+                .and_then(|c| c.identifiers.first().cloned())
+                .unwrap_or_default();
             id_node = id_node.with_attr("type", json!("hidden"));
             id_node.set_value(json!(ident));
             flow.ui.messages.push(msg::reauthenticate());
         }
         flow.ui.nodes.push(id_node);
         flow.ui.nodes.push(
-            UiNode::input("password", "password", "password", Some(msg::label_password()))
-                .with_attr("required", json!(true))
-                .with_attr("autocomplete", json!("current-password")),
+            UiNode::input(
+                "password",
+                "password",
+                "password",
+                Some(msg::label_password()),
+            )
+            .with_attr("required", json!(true))
+            .with_attr("autocomplete", json!("current-password")),
         );
         flow.ui.nodes.push(
-            UiNode::input("password", "method", "submit", Some(msg::sign_in_with_password())).with_attr("value", json!("password")),
+            UiNode::input(
+                "password",
+                "method",
+                "submit",
+                Some(msg::sign_in_with_password()),
+            )
+            .with_attr("value", json!("password")),
         );
         self.store.insert_flow(&flow).await?;
         Ok(flow)
     }
 
-    pub async fn create_login_flow(&self, flow_type: FlowType, request_url: String, refresh: bool, caller: &Caller, now: OffsetDateTime) -> Result<Flow> {
+    pub async fn create_login_flow(
+        &self,
+        flow_type: FlowType,
+        request_url: String,
+        refresh: bool,
+        caller: &Caller,
+        now: OffsetDateTime,
+    ) -> Result<Flow> {
         match (&caller.session, refresh) {
             (Some(_), false) => Err(already_logged_in()),
-            (Some((_, i)), true) => self.new_login_flow(flow_type, request_url, true, Some(i), now).await,
-            (None, _) => self.new_login_flow(flow_type, request_url, false, None, now).await,
+            (Some((_, i)), true) => {
+                self.new_login_flow(flow_type, request_url, true, Some(i), now)
+                    .await
+            }
+            (None, _) => {
+                self.new_login_flow(flow_type, request_url, false, None, now)
+                    .await
+            }
         }
     }
 
-    pub async fn submit_login(&self, flow_id: Uuid, body: &Value, caller: &Caller, now: OffsetDateTime) -> Result<Authenticated> {
-        let mut flow = self.load_flow(FlowKind::Login, flow_id, caller, now).await?;
+    pub async fn submit_login(
+        &self,
+        flow_id: Uuid,
+        body: &Value,
+        caller: &Caller,
+        now: OffsetDateTime,
+    ) -> Result<Authenticated> {
+        let mut flow = self
+            .load_flow(FlowKind::Login, flow_id, caller, now)
+            .await?;
         self.guard_api_request(&flow, caller)?;
         if caller.session.is_some() && !flow.refresh {
             return Err(already_logged_in());
         }
         flow.ui.reset_messages();
         if flow.state == "passed_challenge" {
-            flow.ui.messages.push(crate::ui::UiText::error(4010007, "The request was already completed successfully and can not be retried.", None));
+            flow.ui.messages.push(crate::ui::UiText::error(
+                4010007,
+                "The request was already completed successfully and can not be retried.",
+                None,
+            ));
             return Err(self.fail(&mut flow, None, now).await);
         }
         if flow.refresh {
             flow.ui.messages.push(msg::reauthenticate());
         }
-        let method = body.get("method").and_then(Value::as_str).unwrap_or_default();
+        let method = body
+            .get("method")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         if method != "password" {
             flow.ui.messages.push(crate::ui::UiText::error(
                 4010002,
@@ -335,7 +500,11 @@ impl Core {
             .map(str::trim)
             .unwrap_or_default()
             .to_string();
-        let password = body.get("password").and_then(Value::as_str).unwrap_or_default().to_string();
+        let password = body
+            .get("password")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
         if !flow.refresh {
             if let Some(n) = flow.ui.nodes.iter_mut().find(|n| n.name() == "identifier") {
                 n.set_value(json!(identifier));
@@ -343,19 +512,27 @@ impl Core {
         }
         let mut missing = false;
         if identifier.is_empty() {
-            flow.ui.add_message(Some("identifier"), msg::required("identifier"));
+            flow.ui
+                .add_message(Some("identifier"), msg::required("identifier"));
             missing = true;
         }
         if password.is_empty() {
-            flow.ui.add_message(Some("password"), msg::required("password"));
+            flow.ui
+                .add_message(Some("password"), msg::required("password"));
             missing = true;
         }
         if missing {
             return Err(self.fail(&mut flow, None, now).await);
         }
-        let mut found = self.store.find_identity_by_identifier("password", &identifier).await?;
+        let mut found = self
+            .store
+            .find_identity_by_identifier("password", &identifier)
+            .await?;
         if found.is_none() && identifier.chars().any(char::is_uppercase) {
-            found = self.store.find_identity_by_identifier("password", &identifier.to_lowercase()).await?;
+            found = self
+                .store
+                .find_identity_by_identifier("password", &identifier.to_lowercase())
+                .await?;
         }
         // A refresh must be performed by the session's own identity.
         if let (true, Some(i), Some(owner)) = (flow.refresh, &found, flow.identity_id) {
@@ -363,7 +540,9 @@ impl Core {
                 found = None;
             }
         }
-        let hash = found.as_ref().and_then(|i| i.password_hash().map(str::to_string));
+        let hash = found
+            .as_ref()
+            .and_then(|i| i.password_hash().map(str::to_string));
         let verified = self.hasher.verify(password.clone(), hash).await?;
         let Some(mut identity) = found.filter(|_| verified.ok) else {
             flow.ui.messages.push(msg::invalid_credentials());
@@ -376,7 +555,11 @@ impl Core {
         if verified.needs_rehash {
             // Upgrade the stored hash to the configured algorithm and parameters.
             let new_hash = self.hasher.hash(password).await?;
-            let ids = identity.credentials.get("password").map(|c| c.identifiers.clone()).unwrap_or_default();
+            let ids = identity
+                .credentials
+                .get("password")
+                .map(|c| c.identifiers.clone())
+                .unwrap_or_default();
             identity.set_password_hash(new_hash, ids, now);
             identity.updated_at = now;
             self.store.update_identity(&identity).await?;
@@ -388,22 +571,49 @@ impl Core {
             (Some((s, _)), true) => {
                 let mut s = s.clone();
                 s.authenticated_at = now;
-                s.authentication_methods.push(crate::session::AuthMethod { method: "password".into(), aal: "aal1".into(), completed_at: now });
+                s.authentication_methods.push(crate::session::AuthMethod {
+                    method: "password".into(),
+                    aal: "aal1".into(),
+                    completed_at: now,
+                });
                 self.store.update_session(&s).await?;
-                Ok(Authenticated { identity, session: s, token: None })
+                Ok(Authenticated {
+                    identity,
+                    session: s,
+                    token: None,
+                })
             }
             _ => {
-                let (session, token) = self.issue_session(&identity, "password", caller, now).await?;
-                Ok(Authenticated { identity, session, token: Some(token) })
+                let (session, token) = self
+                    .issue_session(&identity, "password", caller, now)
+                    .await?;
+                Ok(Authenticated {
+                    identity,
+                    session,
+                    token: Some(token),
+                })
             }
         }
     }
 
     // ---------------------------------------------------------------- settings
 
-    pub async fn new_settings_flow(&self, flow_type: FlowType, request_url: String, identity: &Identity, now: OffsetDateTime) -> Result<Flow> {
+    pub async fn new_settings_flow(
+        &self,
+        flow_type: FlowType,
+        request_url: String,
+        identity: &Identity,
+        now: OffsetDateTime,
+    ) -> Result<Flow> {
         let cfg = &self.config.selfservice.flows.settings;
-        let mut flow = Flow::new(FlowKind::Settings, flow_type, request_url, self.public_url(), cfg.lifespan.0, now);
+        let mut flow = Flow::new(
+            FlowKind::Settings,
+            flow_type,
+            request_url,
+            self.public_url(),
+            cfg.lifespan.0,
+            now,
+        );
         flow.identity_id = Some(identity.id);
         self.render_settings_nodes(&mut flow, identity)?;
         self.store.insert_flow(&flow).await?;
@@ -412,50 +622,112 @@ impl Core {
 
     fn render_settings_nodes(&self, flow: &mut Flow, identity: &Identity) -> Result<()> {
         let schema = self.schema(&identity.schema_id)?;
-        let keep: Vec<UiNode> = flow.ui.nodes.iter().filter(|n| n.name() == "csrf_token").cloned().collect();
+        let keep: Vec<UiNode> = flow
+            .ui
+            .nodes
+            .iter()
+            .filter(|n| n.name() == "csrf_token")
+            .cloned()
+            .collect();
         flow.ui.nodes = keep;
         for f in &schema.fields {
-            flow.ui.nodes.push(f.node("profile", f.get(&identity.traits)));
+            flow.ui
+                .nodes
+                .push(f.node("profile", f.get(&identity.traits)));
         }
-        flow.ui.nodes.push(UiNode::input("profile", "method", "submit", Some(msg::label_save())).with_attr("value", json!("profile")));
         flow.ui.nodes.push(
-            UiNode::input("password", "password", "password", Some(msg::label_password()))
-                .with_attr("required", json!(true))
-                .with_attr("autocomplete", json!("new-password")),
+            UiNode::input("profile", "method", "submit", Some(msg::label_save()))
+                .with_attr("value", json!("profile")),
         );
-        flow.ui.nodes.push(UiNode::input("password", "method", "submit", Some(msg::label_save())).with_attr("value", json!("password")));
+        flow.ui.nodes.push(
+            UiNode::input(
+                "password",
+                "password",
+                "password",
+                Some(msg::label_password()),
+            )
+            .with_attr("required", json!(true))
+            .with_attr("autocomplete", json!("new-password")),
+        );
+        flow.ui.nodes.push(
+            UiNode::input("password", "method", "submit", Some(msg::label_save()))
+                .with_attr("value", json!("password")),
+        );
         Ok(())
     }
 
-    pub async fn create_settings_flow(&self, flow_type: FlowType, request_url: String, caller: &Caller, now: OffsetDateTime) -> Result<(Flow, Identity)> {
-        let Some((_, identity)) = &caller.session else { return Err(Error::session_inactive()) };
-        let flow = self.new_settings_flow(flow_type, request_url, identity, now).await?;
+    pub async fn create_settings_flow(
+        &self,
+        flow_type: FlowType,
+        request_url: String,
+        caller: &Caller,
+        now: OffsetDateTime,
+    ) -> Result<(Flow, Identity)> {
+        let Some((_, identity)) = &caller.session else {
+            return Err(Error::session_inactive());
+        };
+        let flow = self
+            .new_settings_flow(flow_type, request_url, identity, now)
+            .await?;
         Ok((flow, identity.clone()))
     }
 
     /// Loads a settings flow for its owner (401 without a session, 403 for someone else).
-    pub async fn get_settings_flow(&self, id: Uuid, caller: &Caller, now: OffsetDateTime) -> Result<(Flow, Identity)> {
-        let Some((_, identity)) = &caller.session else { return Err(Error::session_inactive()) };
+    pub async fn get_settings_flow(
+        &self,
+        id: Uuid,
+        caller: &Caller,
+        now: OffsetDateTime,
+    ) -> Result<(Flow, Identity)> {
+        let Some((_, identity)) = &caller.session else {
+            return Err(Error::session_inactive());
+        };
         let flow = self.load_flow(FlowKind::Settings, id, caller, now).await?;
         if flow.identity_id != Some(identity.id) {
-            return Err(Error::api(403, Some("security_identity_mismatch"), "The flow was initiated by someone else."));
+            return Err(Error::api(
+                403,
+                Some("security_identity_mismatch"),
+                "The flow was initiated by someone else.",
+            ));
         }
         Ok((flow, identity.clone()))
     }
 
-    pub async fn submit_settings(&self, flow_id: Uuid, body: &Value, caller: &Caller, now: OffsetDateTime) -> Result<(Flow, Identity)> {
+    pub async fn submit_settings(
+        &self,
+        flow_id: Uuid,
+        body: &Value,
+        caller: &Caller,
+        now: OffsetDateTime,
+    ) -> Result<(Flow, Identity)> {
         let (mut flow, mut identity) = self.get_settings_flow(flow_id, caller, now).await?;
         self.guard_api_request(&flow, caller)?;
-        let Some((session, _)) = &caller.session else { return Err(Error::session_inactive()) };
+        let Some((session, _)) = &caller.session else {
+            return Err(Error::session_inactive());
+        };
         flow.ui.reset_messages();
-        let method = body.get("method").and_then(Value::as_str).unwrap_or_default();
-        let privileged = now - session.authenticated_at <= self.config.selfservice.flows.settings.privileged_session_max_age.0;
+        let method = body
+            .get("method")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let privileged = now - session.authenticated_at
+            <= self
+                .config
+                .selfservice
+                .flows
+                .settings
+                .privileged_session_max_age
+                .0;
         let flow_id = flow.id;
         let refresh_required = || {
             let url = format!(
                 "{}self-service/login/browser?refresh=true&return_to={}",
                 self.public_url(),
-                urlencode(&format!("{}self-service/settings?flow={}", self.public_url(), flow_id))
+                urlencode(&format!(
+                    "{}self-service/settings?flow={}",
+                    self.public_url(),
+                    flow_id
+                ))
             );
             Error::api(403, Some("session_refresh_required"), "The login session is too old and thus not allowed to update these fields. Please re-authenticate.")
                 .with_details(json!({ "redirect_browser_to": url }))
@@ -476,7 +748,9 @@ impl Core {
                 }
                 let derived = schema.derive(&traits);
                 let old = schema.derive(&identity.traits);
-                if (derived.password_identifiers != old.password_identifiers || derived.verifiable != old.verifiable || derived.recovery != old.recovery)
+                if (derived.password_identifiers != old.password_identifiers
+                    || derived.verifiable != old.verifiable
+                    || derived.recovery != old.recovery)
                     && !privileged
                 {
                     return Err(refresh_required());
@@ -498,13 +772,21 @@ impl Core {
                 if !privileged {
                     return Err(refresh_required());
                 }
-                let password = body.get("password").and_then(Value::as_str).unwrap_or_default().to_string();
+                let password = body
+                    .get("password")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
                 let schema = self.schema(&identity.schema_id)?;
                 let ids = schema.derive(&identity.traits).password_identifiers;
                 let problem = if password.is_empty() {
                     Some(msg::required("password"))
                 } else {
-                    check_policy(&password, &ids, &self.config.selfservice.methods.password.config)
+                    check_policy(
+                        &password,
+                        &ids,
+                        &self.config.selfservice.methods.password.config,
+                    )
                 };
                 if let Some(t) = problem {
                     flow.ui.add_message(Some("password"), t);

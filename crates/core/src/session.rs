@@ -51,7 +51,11 @@ pub struct NewToken {
 }
 
 pub fn new_token() -> NewToken {
-    let body: String = rand::rngs::OsRng.sample_iter(&Alphanumeric).take(32).map(char::from).collect();
+    let body: String = rand::rngs::OsRng
+        .sample_iter(&Alphanumeric)
+        .take(32)
+        .map(char::from)
+        .collect();
     let token = format!("{TOKEN_PREFIX}{body}");
     let hash = hash_token(&token);
     NewToken { token, hash }
@@ -76,7 +80,11 @@ impl Session {
             identity_id,
             active: true,
             aal: "aal1".into(),
-            authentication_methods: vec![AuthMethod { method: method.into(), aal: "aal1".into(), completed_at: now }],
+            authentication_methods: vec![AuthMethod {
+                method: method.into(),
+                aal: "aal1".into(),
+                completed_at: now,
+            }],
             devices: vec![device],
             issued_at: now,
             authenticated_at: now,
@@ -89,7 +97,13 @@ impl Session {
         self.active && self.expires_at > now && identity.is_active()
     }
 
-    pub fn to_api_json(&self, identity: Option<&Identity>, public_url: &str, view: View<'_>, now: OffsetDateTime) -> Value {
+    pub fn to_api_json(
+        &self,
+        identity: Option<&Identity>,
+        public_url: &str,
+        view: View<'_>,
+        now: OffsetDateTime,
+    ) -> Value {
         let mut v = json!({
             "id": self.id,
             "active": self.active && self.expires_at > now,

@@ -49,7 +49,11 @@ pub trait Store: Send + Sync + 'static {
     /// Replaces the identity (traits, state, metadata, credentials, addresses) atomically.
     async fn update_identity(&self, identity: &Identity) -> StoreResult<()>;
     async fn get_identity(&self, id: Uuid) -> StoreResult<Option<Identity>>;
-    async fn find_identity_by_identifier(&self, kind: &str, identifier: &str) -> StoreResult<Option<Identity>>;
+    async fn find_identity_by_identifier(
+        &self,
+        kind: &str,
+        identifier: &str,
+    ) -> StoreResult<Option<Identity>>;
     async fn list_identities(&self, query: &IdentityQuery) -> StoreResult<Vec<Identity>>;
     /// Deletes the identity and everything that belongs to it (sessions, flows' ownership).
     async fn delete_identity(&self, id: Uuid) -> StoreResult<bool>;
@@ -57,11 +61,22 @@ pub trait Store: Send + Sync + 'static {
     async fn insert_session(&self, session: &Session) -> StoreResult<()>;
     async fn update_session(&self, session: &Session) -> StoreResult<()>;
     /// The session with this token hash and its identity: one indexed lookup.
-    async fn session_by_token_hash(&self, token_hash: &str) -> StoreResult<Option<(Session, Identity)>>;
+    async fn session_by_token_hash(
+        &self,
+        token_hash: &str,
+    ) -> StoreResult<Option<(Session, Identity)>>;
     async fn get_session(&self, id: Uuid) -> StoreResult<Option<(Session, Identity)>>;
-    async fn list_sessions(&self, query: &SessionQuery, now: OffsetDateTime) -> StoreResult<Vec<(Session, Identity)>>;
+    async fn list_sessions(
+        &self,
+        query: &SessionQuery,
+        now: OffsetDateTime,
+    ) -> StoreResult<Vec<(Session, Identity)>>;
     /// Deactivates the identity's sessions (all, or all but `except`); returns how many.
-    async fn revoke_identity_sessions(&self, identity_id: Uuid, except: Option<Uuid>) -> StoreResult<u64>;
+    async fn revoke_identity_sessions(
+        &self,
+        identity_id: Uuid,
+        except: Option<Uuid>,
+    ) -> StoreResult<u64>;
     async fn delete_identity_sessions(&self, identity_id: Uuid) -> StoreResult<u64>;
 
     async fn insert_flow(&self, flow: &Flow) -> StoreResult<()>;

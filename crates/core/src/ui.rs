@@ -18,7 +18,12 @@ pub struct UiText {
 
 impl UiText {
     fn new(id: u32, kind: &str, text: impl Into<String>, context: Option<Value>) -> Self {
-        UiText { id, text: text.into(), kind: kind.to_string(), context }
+        UiText {
+            id,
+            text: text.into(),
+            kind: kind.to_string(),
+            context,
+        }
     }
     pub fn info(id: u32, text: impl Into<String>) -> Self {
         Self::new(id, "info", text, None)
@@ -57,7 +62,10 @@ pub mod msg {
         UiText::info(1010022, "Sign in with password")
     }
     pub fn reauthenticate() -> UiText {
-        UiText::info(1010003, "Please confirm this action by verifying that it is you.")
+        UiText::info(
+            1010003,
+            "Please confirm this action by verifying that it is you.",
+        )
     }
     pub fn settings_saved() -> UiText {
         UiText::success(1050001, "Your changes have been saved!")
@@ -157,7 +165,11 @@ pub mod msg {
         )
     }
     pub fn password_same_as_old() -> UiText {
-        UiText::error(4000039, "The new password must be different from the old password.", None)
+        UiText::error(
+            4000039,
+            "The new password must be different from the old password.",
+            None,
+        )
     }
     pub fn identity_disabled() -> UiText {
         UiText::error(
@@ -221,7 +233,10 @@ impl UiNode {
     }
 
     pub fn name(&self) -> &str {
-        self.attributes.get("name").and_then(Value::as_str).unwrap_or("")
+        self.attributes
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
     }
 
     pub fn set_value(&mut self, value: Value) {
@@ -247,7 +262,12 @@ pub struct UiContainer {
 
 impl UiContainer {
     pub fn new(action: String) -> Self {
-        UiContainer { action, method: "POST".into(), nodes: vec![], messages: vec![] }
+        UiContainer {
+            action,
+            method: "POST".into(),
+            nodes: vec![],
+            messages: vec![],
+        }
     }
 
     /// Removes every message from the container and its nodes (done before a new submit is judged).
@@ -261,7 +281,11 @@ impl UiContainer {
     /// Attaches a message to the node with `name`, or to the container when there is no such node.
     pub fn add_message(&mut self, name: Option<&str>, text: UiText) {
         if let Some(name) = name {
-            if let Some(node) = self.nodes.iter_mut().find(|n| n.name() == name && !n.is_submit()) {
+            if let Some(node) = self
+                .nodes
+                .iter_mut()
+                .find(|n| n.name() == name && !n.is_submit())
+            {
                 node.messages.push(text);
                 return;
             }
@@ -272,7 +296,11 @@ impl UiContainer {
     /// Fills node values from submitted form data (never for password fields).
     pub fn fill_values(&mut self, values: &Map<String, Value>) {
         for node in &mut self.nodes {
-            let ty = node.attributes.get("type").and_then(Value::as_str).unwrap_or("");
+            let ty = node
+                .attributes
+                .get("type")
+                .and_then(Value::as_str)
+                .unwrap_or("");
             if matches!(ty, "password" | "submit" | "hidden") {
                 continue;
             }

@@ -1,1 +1,198 @@
+//! Portcullis HTTP faces: the Kratos public API (port 4433) and admin API (port 4434).
+//!
+//! Handlers are thin: extract, call the core, map the result. Errors become the Kratos
+//! envelope in `error.rs`; every response carries `Cache-Control: no-store`.
 
+mod admin;
+mod error;
+mod extract;
+mod paging;
+mod public;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use portcullis_core::config::Config;
+use portcullis_core::password::Hasher;
+use portcullis_core::schema::IdentitySchema;
+use portcullis_core::service::{Core, SystemClock};
+use portcullis_core::store::Store;
+use portcullis_core::Error;
+use portcullis_store::SqlStore;
+use rand::distributions::Alphanumeric;
+use rand::Rng;
+use serde_json::json;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+pub use error::ApiError;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub core: Arc<Core>,
+    pub admin_url: String,
+}
+
+/// Opens the database, applies migrations and assembles the core.
+pub async fn build(mut config: Config) -> anyhow::Result<AppState> {
+    let store = SqlStore::connect(&config.dsn).await?;
+    store.migrate().await?;
+    let mut schemas = HashMap::new();
+    if config.identity.schemas.is_empty() {
+        let mut s = IdentitySchema::default_schema()?;
+        s.id = config.identity.default_schema_id.clone();
+        schemas.insert(s.id.clone(), s);
+    }
+    for r in &config.identity.schemas {
+        schemas.insert(r.id.clone(), IdentitySchema::load(&r.id, &r.url)?);
+    }
+    if !schemas.contains_key(&config.identity.default_schema_id) {
+        anyhow::bail!(
+            "identity.default_schema_id: {:?} is not among identity.schemas",
+            config.identity.default_schema_id
+        );
+    }
+    if config.secrets.default.is_empty() {
+        // Dev mode only (the config refuses this otherwise): generate once, keep in the database.
+        let fresh: String = rand::rngs::OsRng
+            .sample_iter(&Alphanumeric)
+            .take(48)
+            .map(char::from)
+            .collect();
+        config.secrets.default = vec![store.get_or_init_kv("secrets.default", &fresh).await?];
+    }
+    let hasher = Hasher::new(&config.hashers)?;
+    let admin_url = config.serve.admin.base_url.clone();
+    let core = Core {
+        config: Arc::new(config),
+        store: Arc::new(store),
+        hasher,
+        schemas,
+        clock: Arc::new(SystemClock),
+    };
+    Ok(AppState {
+        core: Arc::new(core),
+        admin_url,
+    })
+}
+
+fn common(router: Router<AppState>, state: &AppState) -> Router {
+    let limit = usize::try_from(state.core.config.serve.max_body_size.0).unwrap_or(usize::MAX);
+    router
+        .route("/health/alive", get(alive))
+        .route("/health/ready", get(ready))
+        .route("/version", get(version))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::map_response(no_store))
+        .with_state(state.clone())
+}
+
+pub fn public_router(state: &AppState) -> Router {
+    common(public::router(), state)
+}
+
+pub fn admin_router(state: &AppState) -> Router {
+    let admin = admin::router()
+        .route("/admin/health/alive", get(alive))
+        .route("/admin/health/ready", get(ready))
+        .route("/admin/version", get(version));
+    common(admin, state)
+}
+
+async fn no_store(mut resp: Response) -> Response {
+    resp.headers_mut().insert(
+        "cache-control",
+        HeaderValue::from_static("private, no-cache, no-store, must-revalidate"),
+    );
+    resp
+}
+
+async fn alive() -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+async fn ready(State(st): State<AppState>) -> Response {
+    match st.core.store.ping().await {
+        Ok(()) => Json(json!({ "status": "ok" })).into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness check failed");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({ "errors": { "database": "the database is not reachable" } })),
+            )
+                .into_response()
+        }
+    }
+}
+
+async fn version() -> Json<serde_json::Value> {
+    Json(json!({ "version": concat!("v", env!("CARGO_PKG_VERSION")) }))
+}
+
+async fn not_found() -> ApiError {
+    ApiError(Error::not_found(
+        "The requested resource could not be found",
+    ))
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError(Error::api(
+        405,
+        None,
+        "The HTTP method is not allowed on this resource.",
+    ))
+}
+
+/// Both listeners, bound and serving.
+pub struct Running {
+    pub public_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub handle: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+/// Serves both faces on already-bound listeners until `shutdown` resolves.
+pub async fn serve(
+    state: AppState,
+    public: TcpListener,
+    admin: TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<Running> {
+    let public_addr = public.local_addr()?;
+    let admin_addr = admin.local_addr()?;
+    let (tx, _) = tokio::sync::broadcast::channel::<()>(1);
+    let p = public_router(&state).into_make_service_with_connect_info::<SocketAddr>();
+    let a = admin_router(&state).into_make_service_with_connect_info::<SocketAddr>();
+    let mut rx1 = tx.subscribe();
+    let mut rx2 = tx.subscribe();
+    let handle = tokio::spawn(async move {
+        let ps = axum::serve(public, p).with_graceful_shutdown(async move {
+            let _ = rx1.recv().await;
+        });
+        let as_ = axum::serve(admin, a).with_graceful_shutdown(async move {
+            let _ = rx2.recv().await;
+        });
+        let stopper = async move {
+            shutdown.await;
+            let _ = tx.send(());
+        };
+        let (r1, r2, ()) = tokio::join!(
+            std::future::IntoFuture::into_future(ps),
+            std::future::IntoFuture::into_future(as_),
+            stopper
+        );
+        r1?;
+        r2?;
+        Ok(())
+    });
+    Ok(Running {
+        public_addr,
+        admin_addr,
+        handle,
+    })
+}

@@ -29,7 +29,10 @@ pub struct SqlStore {
 fn db_err(e: sqlx::Error) -> StoreError {
     if let sqlx::Error::Database(d) = &e {
         if d.is_unique_violation() {
-            let what = d.constraint().map(str::to_string).unwrap_or_else(|| d.message().to_string());
+            let what = d
+                .constraint()
+                .map(str::to_string)
+                .unwrap_or_else(|| d.message().to_string());
             return StoreError::Conflict(what);
         }
     }
@@ -45,7 +48,8 @@ fn micros(t: OffsetDateTime) -> i64 {
 }
 
 fn from_micros(v: i64) -> OffsetDateTime {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(v) * 1000).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(v) * 1000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
 /// The session fields that live in the `data` document.
@@ -60,14 +64,26 @@ struct SessionDoc {
     authenticated_at: OffsetDateTime,
 }
 
-type BoxFut<'c> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), sqlx::Error>> + Send + 'c>>;
+type BoxFut<'c> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), sqlx::Error>> + Send + 'c>>;
 
-fn sqlite_pragmas(conn: &mut sqlx::AnyConnection, _meta: sqlx::pool::PoolConnectionMetadata) -> BoxFut<'_> {
+fn sqlite_pragmas(
+    conn: &mut sqlx::AnyConnection,
+    _meta: sqlx::pool::PoolConnectionMetadata,
+) -> BoxFut<'_> {
     Box::pin(async move {
-        sqlx::query("PRAGMA journal_mode = WAL").execute(&mut *conn).await?;
-        sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut *conn).await?;
-        sqlx::query("PRAGMA foreign_keys = ON").execute(&mut *conn).await?;
-        sqlx::query("PRAGMA busy_timeout = 5000").execute(&mut *conn).await?;
+        sqlx::query("PRAGMA journal_mode = WAL")
+            .execute(&mut *conn)
+            .await?;
+        sqlx::query("PRAGMA synchronous = NORMAL")
+            .execute(&mut *conn)
+            .await?;
+        sqlx::query("PRAGMA foreign_keys = ON")
+            .execute(&mut *conn)
+            .await?;
+        sqlx::query("PRAGMA busy_timeout = 5000")
+            .execute(&mut *conn)
+            .await?;
         Ok(())
     })
 }
@@ -104,7 +120,10 @@ impl SqlStore {
             let read = if memory {
                 write.clone()
             } else {
-                let readers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2) as u32 * 2;
+                let readers = std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(2) as u32
+                    * 2;
                 AnyPoolOptions::new()
                     .max_connections(readers.max(2))
                     .idle_timeout(None)
@@ -113,7 +132,11 @@ impl SqlStore {
                     .await
                     .map_err(|e| StoreError::Database(format!("cannot open {dsn}: {e}")))?
             };
-            Ok(SqlStore { backend: Backend::Sqlite, write, read })
+            Ok(SqlStore {
+                backend: Backend::Sqlite,
+                write,
+                read,
+            })
         } else if dsn.starts_with("postgres://") || dsn.starts_with("postgresql://") {
             let pool = AnyPoolOptions::new()
                 .max_connections(32)
@@ -121,7 +144,11 @@ impl SqlStore {
                 .connect(dsn)
                 .await
                 .map_err(|e| StoreError::Database(format!("cannot connect to PostgreSQL: {e}")))?;
-            Ok(SqlStore { backend: Backend::Postgres, write: pool.clone(), read: pool })
+            Ok(SqlStore {
+                backend: Backend::Postgres,
+                write: pool.clone(),
+                read: pool,
+            })
         } else {
             Err(StoreError::Database(format!("unsupported DSN {dsn:?}")))
         }
@@ -132,7 +159,9 @@ impl SqlStore {
             Backend::Sqlite => &SQLITE_MIGRATIONS,
             Backend::Postgres => &POSTGRES_MIGRATIONS,
         };
-        m.run(&self.write).await.map_err(|e| StoreError::Database(format!("migration failed: {e}")))
+        m.run(&self.write)
+            .await
+            .map_err(|e| StoreError::Database(format!("migration failed: {e}")))
     }
 
     pub fn kind(&self) -> Backend {
@@ -175,7 +204,12 @@ impl SqlStore {
             .verifiable_addresses
             .iter()
             .map(|a| ("verifiable", a.via.clone(), a.value.clone()))
-            .chain(identity.recovery_addresses.iter().map(|a| ("recovery", a.via.clone(), a.value.clone())));
+            .chain(
+                identity
+                    .recovery_addresses
+                    .iter()
+                    .map(|a| ("recovery", a.via.clone(), a.value.clone())),
+            );
         for (kind, via, value) in addrs {
             sqlx::query("INSERT INTO identity_addresses (kind, via, value, identity_id) VALUES ($1, $2, $3, $4)")
                 .bind(kind)
@@ -190,8 +224,11 @@ impl SqlStore {
     }
 
     fn session_from_row(row: &AnyRow) -> StoreResult<Session> {
-        let doc: SessionDoc = serde_json::from_str(&row.try_get::<String, _>("s_data").map_err(db_err)?).map_err(json_err)?;
-        let parse = |s: String| Uuid::parse_str(&s).map_err(|e| StoreError::Database(e.to_string()));
+        let doc: SessionDoc =
+            serde_json::from_str(&row.try_get::<String, _>("s_data").map_err(db_err)?)
+                .map_err(json_err)?;
+        let parse =
+            |s: String| Uuid::parse_str(&s).map_err(|e| StoreError::Database(e.to_string()));
         Ok(Session {
             id: parse(row.try_get("s_id").map_err(db_err)?)?,
             token_hash: row.try_get("s_token_hash").map_err(db_err)?,
@@ -211,7 +248,8 @@ impl SqlStore {
     }
 }
 
-const SESSION_COLUMNS: &str = "s.id AS s_id, s.token_hash AS s_token_hash, s.identity_id AS s_identity_id, \
+const SESSION_COLUMNS: &str =
+    "s.id AS s_id, s.token_hash AS s_token_hash, s.identity_id AS s_identity_id, \
      s.active AS s_active, s.expires_at AS s_expires_at, s.data AS s_data, i.data AS i_data";
 
 #[async_trait]
@@ -224,7 +262,10 @@ impl Store for SqlStore {
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1").execute(&self.read).await.map_err(db_err)?;
+        sqlx::query("SELECT 1")
+            .execute(&self.read)
+            .await
+            .map_err(db_err)?;
         Ok(())
     }
 
@@ -291,7 +332,11 @@ impl Store for SqlStore {
         row.map(|r| Self::identity_from_row(&r, "data")).transpose()
     }
 
-    async fn find_identity_by_identifier(&self, kind: &str, identifier: &str) -> StoreResult<Option<Identity>> {
+    async fn find_identity_by_identifier(
+        &self,
+        kind: &str,
+        identifier: &str,
+    ) -> StoreResult<Option<Identity>> {
         let row = sqlx::query(
             "SELECT i.data FROM identity_credential_identifiers c JOIN identities i ON i.id = c.identity_id \
              WHERE c.kind = $1 AND c.identifier = $2",
@@ -333,21 +378,34 @@ impl Store for SqlStore {
         }
         args.push(Arg::I(i64::from(q.page_size.max(1))));
         sql += &format!(" ORDER BY i.id LIMIT ${}", args.len());
-        let rows = Self::bind(sqlx::query(&sql), args).fetch_all(&self.read).await.map_err(db_err)?;
-        rows.iter().map(|r| Self::identity_from_row(r, "data")).collect()
+        let rows = Self::bind(sqlx::query(&sql), args)
+            .fetch_all(&self.read)
+            .await
+            .map_err(db_err)?;
+        rows.iter()
+            .map(|r| Self::identity_from_row(r, "data"))
+            .collect()
     }
 
     async fn delete_identity(&self, id: Uuid) -> StoreResult<bool> {
         let mut tx = self.write.begin().await.map_err(db_err)?;
         let id = id.to_string();
-        for table in ["sessions", "identity_credential_identifiers", "identity_addresses"] {
+        for table in [
+            "sessions",
+            "identity_credential_identifiers",
+            "identity_addresses",
+        ] {
             sqlx::query(&format!("DELETE FROM {table} WHERE identity_id = $1"))
                 .bind(id.clone())
                 .execute(&mut *tx)
                 .await
                 .map_err(db_err)?;
         }
-        let done = sqlx::query("DELETE FROM identities WHERE id = $1").bind(id).execute(&mut *tx).await.map_err(db_err)?;
+        let done = sqlx::query("DELETE FROM identities WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
         tx.commit().await.map_err(db_err)?;
         Ok(done.rows_affected() > 0)
     }
@@ -385,34 +443,65 @@ impl Store for SqlStore {
             issued_at: s.issued_at,
             authenticated_at: s.authenticated_at,
         };
-        let done = sqlx::query("UPDATE sessions SET active = $1, expires_at = $2, data = $3 WHERE id = $4")
-            .bind(i64::from(s.active))
-            .bind(micros(s.expires_at))
-            .bind(serde_json::to_string(&doc).map_err(json_err)?)
-            .bind(s.id.to_string())
-            .execute(&self.write)
-            .await
-            .map_err(db_err)?;
+        let done = sqlx::query(
+            "UPDATE sessions SET active = $1, expires_at = $2, data = $3 WHERE id = $4",
+        )
+        .bind(i64::from(s.active))
+        .bind(micros(s.expires_at))
+        .bind(serde_json::to_string(&doc).map_err(json_err)?)
+        .bind(s.id.to_string())
+        .execute(&self.write)
+        .await
+        .map_err(db_err)?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
         Ok(())
     }
 
-    async fn session_by_token_hash(&self, token_hash: &str) -> StoreResult<Option<(Session, Identity)>> {
+    async fn session_by_token_hash(
+        &self,
+        token_hash: &str,
+    ) -> StoreResult<Option<(Session, Identity)>> {
         let sql = format!("SELECT {SESSION_COLUMNS} FROM sessions s JOIN identities i ON i.id = s.identity_id WHERE s.token_hash = $1");
-        let row = sqlx::query(&sql).bind(token_hash.to_string()).fetch_optional(&self.read).await.map_err(db_err)?;
-        row.map(|r| Ok((Self::session_from_row(&r)?, Self::identity_from_row(&r, "i_data")?))).transpose()
+        let row = sqlx::query(&sql)
+            .bind(token_hash.to_string())
+            .fetch_optional(&self.read)
+            .await
+            .map_err(db_err)?;
+        row.map(|r| {
+            Ok((
+                Self::session_from_row(&r)?,
+                Self::identity_from_row(&r, "i_data")?,
+            ))
+        })
+        .transpose()
     }
 
     async fn get_session(&self, id: Uuid) -> StoreResult<Option<(Session, Identity)>> {
         let sql = format!("SELECT {SESSION_COLUMNS} FROM sessions s JOIN identities i ON i.id = s.identity_id WHERE s.id = $1");
-        let row = sqlx::query(&sql).bind(id.to_string()).fetch_optional(&self.read).await.map_err(db_err)?;
-        row.map(|r| Ok((Self::session_from_row(&r)?, Self::identity_from_row(&r, "i_data")?))).transpose()
+        let row = sqlx::query(&sql)
+            .bind(id.to_string())
+            .fetch_optional(&self.read)
+            .await
+            .map_err(db_err)?;
+        row.map(|r| {
+            Ok((
+                Self::session_from_row(&r)?,
+                Self::identity_from_row(&r, "i_data")?,
+            ))
+        })
+        .transpose()
     }
 
-    async fn list_sessions(&self, q: &SessionQuery, now: OffsetDateTime) -> StoreResult<Vec<(Session, Identity)>> {
-        let mut sql = format!("SELECT {SESSION_COLUMNS} FROM sessions s JOIN identities i ON i.id = s.identity_id");
+    async fn list_sessions(
+        &self,
+        q: &SessionQuery,
+        now: OffsetDateTime,
+    ) -> StoreResult<Vec<(Session, Identity)>> {
+        let mut sql = format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions s JOIN identities i ON i.id = s.identity_id"
+        );
         let mut args = vec![];
         let mut conds = vec![];
         if let Some(id) = q.identity_id {
@@ -438,17 +527,33 @@ impl Store for SqlStore {
         }
         args.push(Arg::I(i64::from(q.page_size.max(1))));
         sql += &format!(" ORDER BY s.id LIMIT ${}", args.len());
-        let rows = Self::bind(sqlx::query(&sql), args).fetch_all(&self.read).await.map_err(db_err)?;
-        rows.iter().map(|r| Ok((Self::session_from_row(r)?, Self::identity_from_row(r, "i_data")?))).collect()
-    }
-
-    async fn revoke_identity_sessions(&self, identity_id: Uuid, except: Option<Uuid>) -> StoreResult<u64> {
-        let done = sqlx::query("UPDATE sessions SET active = 0 WHERE identity_id = $1 AND active = 1 AND id <> $2")
-            .bind(identity_id.to_string())
-            .bind(except.map(|e| e.to_string()).unwrap_or_default())
-            .execute(&self.write)
+        let rows = Self::bind(sqlx::query(&sql), args)
+            .fetch_all(&self.read)
             .await
             .map_err(db_err)?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    Self::session_from_row(r)?,
+                    Self::identity_from_row(r, "i_data")?,
+                ))
+            })
+            .collect()
+    }
+
+    async fn revoke_identity_sessions(
+        &self,
+        identity_id: Uuid,
+        except: Option<Uuid>,
+    ) -> StoreResult<u64> {
+        let done = sqlx::query(
+            "UPDATE sessions SET active = 0 WHERE identity_id = $1 AND active = 1 AND id <> $2",
+        )
+        .bind(identity_id.to_string())
+        .bind(except.map(|e| e.to_string()).unwrap_or_default())
+        .execute(&self.write)
+        .await
+        .map_err(db_err)?;
         Ok(done.rows_affected())
     }
 
@@ -493,8 +598,10 @@ impl Store for SqlStore {
             .fetch_optional(&self.read)
             .await
             .map_err(db_err)?;
-        row.map(|r| serde_json::from_str(&r.try_get::<String, _>("data").map_err(db_err)?).map_err(json_err))
-            .transpose()
+        row.map(|r| {
+            serde_json::from_str(&r.try_get::<String, _>("data").map_err(db_err)?).map_err(json_err)
+        })
+        .transpose()
     }
 
     async fn get_or_init_kv(&self, key: &str, value: &str) -> StoreResult<String> {

@@ -16,7 +16,12 @@ fn pg_bin() -> Result<PathBuf, String> {
         return Ok(PathBuf::from(dir));
     }
     let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path().join("bin")).filter(|p| p.join("initdb").exists()).collect())
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.path().join("bin"))
+                .filter(|p| p.join("initdb").exists())
+                .collect()
+        })
         .unwrap_or_default();
     versions.sort();
     versions.pop().ok_or_else(|| {
@@ -28,7 +33,11 @@ fn pg_bin() -> Result<PathBuf, String> {
 }
 
 fn is_root() -> bool {
-    Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false)
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
 }
 
 fn run_as_postgres(bin: &Path, args: &[&str]) -> Result<(), String> {
@@ -39,7 +48,10 @@ fn run_as_postgres(bin: &Path, args: &[&str]) -> Result<(), String> {
     } else {
         Command::new(bin)
     };
-    let out = cmd.args(args).output().map_err(|e| format!("cannot run {}: {e}", bin.display()))?;
+    let out = cmd
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", bin.display()))?;
     if out.status.success() {
         Ok(())
     } else {
@@ -54,7 +66,10 @@ fn run_as_postgres(bin: &Path, args: &[&str]) -> Result<(), String> {
 }
 
 fn free_port() -> Result<u16, String> {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).map_err(|e| e.to_string())
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| e.to_string())
 }
 
 fn start_cluster() -> Result<String, String> {
@@ -62,28 +77,55 @@ fn start_cluster() -> Result<String, String> {
         return Ok(url.trim_end_matches('/').to_string());
     }
     let bin = pg_bin()?;
-    let dir = std::env::temp_dir().join(format!("portcullis-pg-{}-{}", std::process::id(), free_port()?));
+    let dir = std::env::temp_dir().join(format!(
+        "portcullis-pg-{}-{}",
+        std::process::id(),
+        free_port()?
+    ));
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     if is_root() {
-        let st = Command::new("chown").args(["-R", "postgres:postgres"]).arg(&dir).status().map_err(|e| e.to_string())?;
+        let st = Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(&dir)
+            .status()
+            .map_err(|e| e.to_string())?;
         if !st.success() {
             return Err(format!("chown postgres {} failed", dir.display()));
         }
     }
     let data = dir.join("data");
     let data_s = data.to_string_lossy().to_string();
-    run_as_postgres(&bin.join("initdb"), &["-D", &data_s, "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"])?;
+    run_as_postgres(
+        &bin.join("initdb"),
+        &[
+            "-D",
+            &data_s,
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "--no-sync",
+            "-E",
+            "UTF8",
+        ],
+    )?;
     let port = free_port()?;
     let opts = format!(
         "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300",
         dir.display()
     );
     let log = dir.join("log").to_string_lossy().to_string();
-    run_as_postgres(&bin.join("pg_ctl"), &["-D", &data_s, "-o", &opts, "-l", &log, "-w", "start"])?;
+    run_as_postgres(
+        &bin.join("pg_ctl"),
+        &["-D", &data_s, "-o", &opts, "-l", &log, "-w", "start"],
+    )?;
     // Stop the cluster when this process ends, however it ends.
     let pg_ctl = bin.join("pg_ctl");
     let stop = if is_root() {
-        format!("runuser -u postgres -- {} -D {data_s} -m immediate stop", pg_ctl.display())
+        format!(
+            "runuser -u postgres -- {} -D {data_s} -m immediate stop",
+            pg_ctl.display()
+        )
     } else {
         format!("{} -D {data_s} -m immediate stop", pg_ctl.display())
     };
@@ -114,7 +156,8 @@ pub async fn fresh_postgres_database() -> String {
     sqlx::any::install_default_drivers();
     let mut admin = None;
     for _ in 0..50 {
-        match <sqlx::AnyConnection as sqlx::Connection>::connect(&format!("{base}/postgres")).await {
+        match <sqlx::AnyConnection as sqlx::Connection>::connect(&format!("{base}/postgres")).await
+        {
             Ok(c) => {
                 admin = Some(c);
                 break;
@@ -122,8 +165,13 @@ pub async fn fresh_postgres_database() -> String {
             Err(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
         }
     }
-    let Some(mut admin) = admin else { panic!("PostgreSQL for tests: cannot connect to {base}") };
-    if let Err(e) = sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await {
+    let Some(mut admin) = admin else {
+        panic!("PostgreSQL for tests: cannot connect to {base}")
+    };
+    if let Err(e) = sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await
+    {
         panic!("PostgreSQL for tests: CREATE DATABASE failed: {e}");
     }
     let _ = sqlx::Connection::close(admin).await;

@@ -13,7 +13,9 @@ use uuid::Uuid;
 
 async fn sqlite() -> SqlStore {
     let path = std::env::temp_dir().join(format!("pc-store-{}.sqlite", Uuid::new_v4()));
-    let s = SqlStore::connect(&format!("sqlite://{}", path.display())).await.unwrap();
+    let s = SqlStore::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
     s.migrate().await.unwrap();
     s
 }
@@ -55,40 +57,74 @@ fn identity(email: &str) -> Identity {
     let traits = json!({ "email": email, "name": { "first": "Ada", "last": "L" } });
     let d = schema.derive(&traits);
     let mut i = Identity::new("default", traits, now());
-    i.set_password_hash("$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA".into(), d.password_identifiers.clone(), now());
+    i.set_password_hash(
+        "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA".into(),
+        d.password_identifiers.clone(),
+        now(),
+    );
     i.apply_derived(&d, now());
     i
 }
 
 fn session_for(i: &Identity, lifespan: Duration) -> (Session, String) {
     let t = new_token();
-    let dev = Device { id: Uuid::new_v4(), ip_address: Some("127.0.0.1".into()), user_agent: None, location: None };
-    (Session::new(i.id, "password", t.hash, lifespan, dev, now()), t.token)
+    let dev = Device {
+        id: Uuid::new_v4(),
+        ip_address: Some("127.0.0.1".into()),
+        user_agent: None,
+        location: None,
+    };
+    (
+        Session::new(i.id, "password", t.hash, lifespan, dev, now()),
+        t.token,
+    )
 }
 
 async fn identities_round_trip_and_are_found_by_identifier(s: SqlStore) {
     let i = identity("ada@example.com");
     s.insert_identity(&i).await.unwrap();
     assert_eq!(s.get_identity(i.id).await.unwrap(), Some(i.clone()));
-    let found = s.find_identity_by_identifier("password", "ada@example.com").await.unwrap().unwrap();
+    let found = s
+        .find_identity_by_identifier("password", "ada@example.com")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(found.id, i.id);
-    assert!(s.find_identity_by_identifier("password", "nobody@example.com").await.unwrap().is_none());
+    assert!(s
+        .find_identity_by_identifier("password", "nobody@example.com")
+        .await
+        .unwrap()
+        .is_none());
     assert!(s.get_identity(Uuid::new_v4()).await.unwrap().is_none());
 }
 
 async fn duplicate_identifiers_and_addresses_conflict(s: SqlStore) {
-    s.insert_identity(&identity("dup@example.com")).await.unwrap();
-    let err = s.insert_identity(&identity("dup@example.com")).await.unwrap_err();
+    s.insert_identity(&identity("dup@example.com"))
+        .await
+        .unwrap();
+    let err = s
+        .insert_identity(&identity("dup@example.com"))
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
     // The failed insert left nothing behind.
-    let all = s.list_identities(&IdentityQuery { page_size: 100, ..Default::default() }).await.unwrap();
+    let all = s
+        .list_identities(&IdentityQuery {
+            page_size: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     assert_eq!(all.len(), 1);
     let mut ext = identity("ext1@example.com");
     ext.external_id = Some("x-1".into());
     s.insert_identity(&ext).await.unwrap();
     let mut ext2 = identity("ext2@example.com");
     ext2.external_id = Some("x-1".into());
-    assert!(matches!(s.insert_identity(&ext2).await, Err(StoreError::Conflict(_))));
+    assert!(matches!(
+        s.insert_identity(&ext2).await,
+        Err(StoreError::Conflict(_))
+    ));
 }
 
 async fn updates_rederive_identifiers_atomically(s: SqlStore) {
@@ -100,16 +136,38 @@ async fn updates_rederive_identifiers_atomically(s: SqlStore) {
     // Changing a's email to b's conflicts and changes nothing.
     a.traits = json!({ "email": "b@example.com" });
     a.apply_derived(&schema.derive(&a.traits), now());
-    assert!(matches!(s.update_identity(&a).await, Err(StoreError::Conflict(_))));
-    assert_eq!(s.find_identity_by_identifier("password", "a@example.com").await.unwrap().map(|i| i.id), Some(a.id));
+    assert!(matches!(
+        s.update_identity(&a).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(
+        s.find_identity_by_identifier("password", "a@example.com")
+            .await
+            .unwrap()
+            .map(|i| i.id),
+        Some(a.id)
+    );
     a.traits = json!({ "email": "c@example.com" });
     a.apply_derived(&schema.derive(&a.traits), now());
     s.update_identity(&a).await.unwrap();
-    assert!(s.find_identity_by_identifier("password", "a@example.com").await.unwrap().is_none());
-    assert_eq!(s.find_identity_by_identifier("password", "c@example.com").await.unwrap().map(|i| i.id), Some(a.id));
+    assert!(s
+        .find_identity_by_identifier("password", "a@example.com")
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(
+        s.find_identity_by_identifier("password", "c@example.com")
+            .await
+            .unwrap()
+            .map(|i| i.id),
+        Some(a.id)
+    );
     let mut ghost = identity("ghost@example.com");
     ghost.id = Uuid::new_v4();
-    assert!(matches!(s.update_identity(&ghost).await, Err(StoreError::NotFound)));
+    assert!(matches!(
+        s.update_identity(&ghost).await,
+        Err(StoreError::NotFound)
+    ));
 }
 
 async fn identity_list_pages_by_keyset_and_filters(s: SqlStore) {
@@ -123,7 +181,14 @@ async fn identity_list_pages_by_keyset_and_filters(s: SqlStore) {
     let mut seen = vec![];
     let mut after = None;
     loop {
-        let page = s.list_identities(&IdentityQuery { page_size: 2, after, ..Default::default() }).await.unwrap();
+        let page = s
+            .list_identities(&IdentityQuery {
+                page_size: 2,
+                after,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
         assert!(page.len() <= 2);
         if page.is_empty() {
             break;
@@ -133,13 +198,27 @@ async fn identity_list_pages_by_keyset_and_filters(s: SqlStore) {
     }
     assert_eq!(seen, ids);
     let only = s
-        .list_identities(&IdentityQuery { page_size: 10, credentials_identifier: Some("p3@example.com".into()), ..Default::default() })
+        .list_identities(&IdentityQuery {
+            page_size: 10,
+            credentials_identifier: Some("p3@example.com".into()),
+            ..Default::default()
+        })
         .await
         .unwrap();
     assert_eq!(only.len(), 1);
     assert_eq!(only[0].traits["email"], "p3@example.com");
-    let by_ids = s.list_identities(&IdentityQuery { page_size: 10, ids: vec![ids[0], ids[4]], ..Default::default() }).await.unwrap();
-    assert_eq!(by_ids.iter().map(|i| i.id).collect::<Vec<_>>(), vec![ids[0], ids[4]]);
+    let by_ids = s
+        .list_identities(&IdentityQuery {
+            page_size: 10,
+            ids: vec![ids[0], ids[4]],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        by_ids.iter().map(|i| i.id).collect::<Vec<_>>(),
+        vec![ids[0], ids[4]]
+    );
 }
 
 async fn deleting_an_identity_removes_its_sessions(s: SqlStore) {
@@ -149,10 +228,20 @@ async fn deleting_an_identity_removes_its_sessions(s: SqlStore) {
     s.insert_session(&sess).await.unwrap();
     assert!(s.delete_identity(i.id).await.unwrap());
     assert!(!s.delete_identity(i.id).await.unwrap());
-    assert!(s.session_by_token_hash(&sess.token_hash).await.unwrap().is_none());
-    assert!(s.find_identity_by_identifier("password", "del@example.com").await.unwrap().is_none());
+    assert!(s
+        .session_by_token_hash(&sess.token_hash)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(s
+        .find_identity_by_identifier("password", "del@example.com")
+        .await
+        .unwrap()
+        .is_none());
     // The identifier is free again.
-    s.insert_identity(&identity("del@example.com")).await.unwrap();
+    s.insert_identity(&identity("del@example.com"))
+        .await
+        .unwrap();
 }
 
 async fn sessions_are_found_by_token_hash_with_their_identity(s: SqlStore) {
@@ -160,10 +249,18 @@ async fn sessions_are_found_by_token_hash_with_their_identity(s: SqlStore) {
     s.insert_identity(&i).await.unwrap();
     let (sess, token) = session_for(&i, Duration::from_secs(60));
     s.insert_session(&sess).await.unwrap();
-    let (got, owner) = s.session_by_token_hash(&portcullis_core::session::hash_token(&token)).await.unwrap().unwrap();
+    let (got, owner) = s
+        .session_by_token_hash(&portcullis_core::session::hash_token(&token))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(got, sess);
     assert_eq!(owner.id, i.id);
-    assert!(s.session_by_token_hash(&portcullis_core::session::hash_token("ory_st_wrong")).await.unwrap().is_none());
+    assert!(s
+        .session_by_token_hash(&portcullis_core::session::hash_token("ory_st_wrong"))
+        .await
+        .unwrap()
+        .is_none());
     let mut changed = got.clone();
     changed.active = false;
     s.update_session(&changed).await.unwrap();
@@ -180,23 +277,50 @@ async fn session_lists_filter_active_and_revocation_works(s: SqlStore) {
     for x in [&a, &b, &expired] {
         s.insert_session(x).await.unwrap();
     }
-    let q = |active| SessionQuery { identity_id: Some(i.id), active, page_size: 10, ..Default::default() };
-    assert_eq!(s.list_sessions(&q(Some(true)), now()).await.unwrap().len(), 2);
-    assert_eq!(s.list_sessions(&q(Some(false)), now()).await.unwrap().len(), 1);
+    let q = |active| SessionQuery {
+        identity_id: Some(i.id),
+        active,
+        page_size: 10,
+        ..Default::default()
+    };
+    assert_eq!(
+        s.list_sessions(&q(Some(true)), now()).await.unwrap().len(),
+        2
+    );
+    assert_eq!(
+        s.list_sessions(&q(Some(false)), now()).await.unwrap().len(),
+        1
+    );
     assert_eq!(s.list_sessions(&q(None), now()).await.unwrap().len(), 3);
-    assert_eq!(s.revoke_identity_sessions(i.id, Some(a.id)).await.unwrap(), 2);
+    assert_eq!(
+        s.revoke_identity_sessions(i.id, Some(a.id)).await.unwrap(),
+        2
+    );
     let live = s.list_sessions(&q(Some(true)), now()).await.unwrap();
-    assert_eq!(live.iter().map(|(x, _)| x.id).collect::<Vec<_>>(), vec![a.id]);
+    assert_eq!(
+        live.iter().map(|(x, _)| x.id).collect::<Vec<_>>(),
+        vec![a.id]
+    );
     assert_eq!(s.delete_identity_sessions(i.id).await.unwrap(), 3);
 }
 
 async fn flows_round_trip(s: SqlStore) {
-    let mut f = Flow::new(FlowKind::Login, FlowType::Api, "http://x/self-service/login/api".into(), "http://x/", Duration::from_secs(60), now());
+    let mut f = Flow::new(
+        FlowKind::Login,
+        FlowType::Api,
+        "http://x/self-service/login/api".into(),
+        "http://x/",
+        Duration::from_secs(60),
+        now(),
+    );
     s.insert_flow(&f).await.unwrap();
     assert_eq!(s.get_flow(f.id).await.unwrap(), Some(f.clone()));
     f.state = "passed_challenge".into();
     s.update_flow(&f).await.unwrap();
-    assert_eq!(s.get_flow(f.id).await.unwrap().unwrap().state, "passed_challenge");
+    assert_eq!(
+        s.get_flow(f.id).await.unwrap().unwrap().state,
+        "passed_challenge"
+    );
     assert!(s.get_flow(Uuid::new_v4()).await.unwrap().is_none());
 }
 

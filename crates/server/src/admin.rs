@@ -1,0 +1,361 @@
+//! The Kratos admin API (port 4434, `/admin` prefix): identities and sessions.
+
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{parse_uuid, JsonBody};
+use crate::paging::{Page, PageQuery};
+use crate::AppState;
+use axum::extract::{Path, Query, RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, patch};
+use axum::{Json, Router};
+use portcullis_core::identity::View;
+use portcullis_core::store::{IdentityQuery, SessionQuery};
+use portcullis_core::Error;
+use serde::Deserialize;
+use serde_json::Value;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/admin/identities",
+            get(list_identities)
+                .post(create_identity)
+                .patch(batch_identities),
+        )
+        .route(
+            "/admin/identities/{id}",
+            get(get_identity)
+                .put(replace_identity)
+                .patch(patch_identity)
+                .delete(delete_identity),
+        )
+        .route(
+            "/admin/identities/{id}/sessions",
+            get(list_identity_sessions).delete(delete_identity_sessions),
+        )
+        .route("/admin/sessions", get(list_sessions))
+        .route(
+            "/admin/sessions/{id}",
+            get(get_session).delete(disable_session),
+        )
+        .route("/admin/sessions/{id}/extend", patch(extend_session))
+}
+
+/// Repeated query parameters (`include_credential`, `ids`, `expand`) that serde_urlencoded cannot collect.
+fn multi(raw: &Option<String>, key: &str) -> Vec<String> {
+    raw.as_deref()
+        .map(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .filter(|(k, _)| k == key)
+                .map(|(_, v)| v.into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn single(raw: &Option<String>, key: &str) -> Option<String> {
+    multi(raw, key).into_iter().next().filter(|v| !v.is_empty())
+}
+
+fn page_query(raw: &Option<String>) -> PageQuery {
+    PageQuery {
+        page_size: single(raw, "page_size"),
+        page_token: single(raw, "page_token"),
+    }
+}
+
+async fn list_identities(
+    State(st): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Response> {
+    let core = &st.core;
+    let include = multi(&raw, "include_credential");
+    let ci = single(&raw, "credentials_identifier");
+    let ids = multi(&raw, "ids")
+        .iter()
+        .map(|s| parse_uuid(s, "identity id"))
+        .collect::<Result<Vec<_>, _>>()?;
+    let page = Page::from_query(&page_query(&raw))?.keep("credentials_identifier", ci.as_deref());
+    let q = IdentityQuery {
+        page_size: page.size + 1,
+        after: page.after,
+        credentials_identifier: ci.map(|c| c.trim().to_lowercase()),
+        ids,
+    };
+    let rows = core.store.list_identities(&q).await?;
+    let items = rows
+        .iter()
+        .map(|i| {
+            core.identity_json(
+                i,
+                View::AdminList {
+                    include_credentials: &include,
+                },
+            )
+        })
+        .collect();
+    Ok(page.respond(
+        &st.admin_url,
+        "admin/identities",
+        items,
+        rows.iter().map(|i| i.id).collect(),
+    ))
+}
+
+async fn create_identity(
+    State(st): State<AppState>,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Response> {
+    let core = &st.core;
+    let identity = core.admin_create_identity(body, core.now()).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(core.identity_json(
+            &identity,
+            View::Admin {
+                include_credentials: &[],
+            },
+        )),
+    )
+        .into_response())
+}
+
+async fn batch_identities(
+    State(st): State<AppState>,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(st.core.admin_batch(body, st.core.now()).await?))
+}
+
+async fn get_identity(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Json<Value>> {
+    let id = parse_uuid(&id, "identity id")?;
+    let include = multi(&raw, "include_credential");
+    let identity = st.core.admin_get_identity(id).await?;
+    Ok(Json(st.core.identity_json(
+        &identity,
+        View::Admin {
+            include_credentials: &include,
+        },
+    )))
+}
+
+async fn replace_identity(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Json<Value>> {
+    let id = parse_uuid(&id, "identity id")?;
+    let identity = st
+        .core
+        .admin_replace_identity(id, body, st.core.now())
+        .await?;
+    Ok(Json(st.core.identity_json(
+        &identity,
+        View::Admin {
+            include_credentials: &[],
+        },
+    )))
+}
+
+async fn patch_identity(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Json<Value>> {
+    let id = parse_uuid(&id, "identity id")?;
+    let identity = st
+        .core
+        .admin_patch_identity(id, body, st.core.now())
+        .await?;
+    Ok(Json(st.core.identity_json(
+        &identity,
+        View::Admin {
+            include_credentials: &[],
+        },
+    )))
+}
+
+async fn delete_identity(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let id = parse_uuid(&id, "identity id")?;
+    st.core.admin_delete_identity(id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn active_filter(raw: &Option<String>) -> Result<Option<bool>, ApiError> {
+    match single(raw, "active").as_deref() {
+        None => Ok(None),
+        Some("true") => Ok(Some(true)),
+        Some("false") => Ok(Some(false)),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "active must be true or false, got {other:?}."
+        ))),
+    }
+}
+
+async fn list_identity_sessions(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Response> {
+    let id = parse_uuid(&id, "identity id")?;
+    let core = &st.core;
+    core.admin_get_identity(id).await?;
+    let active = active_filter(&raw)?;
+    let page =
+        Page::from_query(&page_query(&raw))?.keep("active", single(&raw, "active").as_deref());
+    let now = core.now();
+    let q = SessionQuery {
+        identity_id: Some(id),
+        active,
+        page_size: page.size + 1,
+        after: page.after,
+        except: None,
+    };
+    let rows = core.store.list_sessions(&q, now).await?;
+    let items = rows
+        .iter()
+        .map(|(s, i)| {
+            core.session_json(
+                s,
+                Some(i),
+                View::Admin {
+                    include_credentials: &[],
+                },
+                now,
+            )
+        })
+        .collect();
+    Ok(page.respond(
+        &st.admin_url,
+        &format!("admin/identities/{id}/sessions"),
+        items,
+        rows.iter().map(|(s, _)| s.id).collect(),
+    ))
+}
+
+async fn delete_identity_sessions(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let id = parse_uuid(&id, "identity id")?;
+    st.core.admin_get_identity(id).await?;
+    st.core.store.delete_identity_sessions(id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+struct ExpandQuery {
+    expand: Option<String>,
+}
+
+async fn list_sessions(State(st): State<AppState>, RawQuery(raw): RawQuery) -> ApiResult<Response> {
+    let core = &st.core;
+    let active = active_filter(&raw)?;
+    let expand = multi(&raw, "expand");
+    let with_identity = expand.iter().any(|e| e == "identity");
+    let page =
+        Page::from_query(&page_query(&raw))?.keep("active", single(&raw, "active").as_deref());
+    let now = core.now();
+    let q = SessionQuery {
+        identity_id: None,
+        active,
+        page_size: page.size + 1,
+        after: page.after,
+        except: None,
+    };
+    let rows = core.store.list_sessions(&q, now).await?;
+    let view = View::Admin {
+        include_credentials: &[],
+    };
+    let items = rows
+        .iter()
+        .map(|(s, i)| core.session_json(s, with_identity.then_some(i), view, now))
+        .collect();
+    Ok(page.respond(
+        &st.admin_url,
+        "admin/sessions",
+        items,
+        rows.iter().map(|(s, _)| s.id).collect(),
+    ))
+}
+
+async fn load_session(
+    st: &AppState,
+    id: &str,
+) -> ApiResult<(
+    portcullis_core::session::Session,
+    portcullis_core::identity::Identity,
+)> {
+    let id = parse_uuid(id, "session id")?;
+    st.core
+        .store
+        .get_session(id)
+        .await?
+        .ok_or_else(|| ApiError(Error::not_found("Unable to locate the resource")))
+}
+
+async fn get_session(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<ExpandQuery>,
+) -> ApiResult<Json<Value>> {
+    let (s, i) = load_session(&st, &id).await?;
+    let with_identity = q
+        .expand
+        .as_deref()
+        .is_some_and(|e| e.split(',').any(|x| x == "identity"));
+    let now = st.core.now();
+    Ok(Json(st.core.session_json(
+        &s,
+        with_identity.then_some(&i),
+        View::Admin {
+            include_credentials: &[],
+        },
+        now,
+    )))
+}
+
+async fn disable_session(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let (mut s, _) = load_session(&st, &id).await?;
+    s.active = false;
+    st.core.store.update_session(&s).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn extend_session(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let (mut s, i) = load_session(&st, &id).await?;
+    let now = st.core.now();
+    if !s.active {
+        return Err(ApiError(Error::not_found(
+            "The session is not active and cannot be extended.",
+        )));
+    }
+    let cfg = &st.core.config.session;
+    // Like Kratos, only extend once the session is within `earliest_possible_extend` of expiry.
+    if s.expires_at - now <= cfg.earliest_possible_extend.0 {
+        s.expires_at = now + cfg.lifespan.0;
+        st.core.store.update_session(&s).await?;
+    }
+    Ok(Json(st.core.session_json(
+        &s,
+        Some(&i),
+        View::Admin {
+            include_credentials: &[],
+        },
+        now,
+    )))
+}

@@ -1,0 +1,360 @@
+//! The Kratos public API (port 4433): native self-service flows, sessions, schemas.
+
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{parse_uuid, request_url, CallerCtx, JsonBody};
+use crate::paging::{Page, PageQuery};
+use crate::AppState;
+use axum::extract::{OriginalUri, Path, Query, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, delete, get, post};
+use axum::{Json, Router};
+use portcullis_core::flow::{FlowKind, FlowType};
+use portcullis_core::identity::View;
+use portcullis_core::service::Authenticated;
+use portcullis_core::store::SessionQuery;
+use portcullis_core::Error;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/self-service/login/api", get(init_login))
+        .route("/self-service/registration/api", get(init_registration))
+        .route("/self-service/settings/api", get(init_settings))
+        .route("/self-service/login/flows", get(get_login_flow))
+        .route(
+            "/self-service/registration/flows",
+            get(get_registration_flow),
+        )
+        .route("/self-service/settings/flows", get(get_settings_flow))
+        .route("/self-service/login", post(submit_login))
+        .route("/self-service/registration", post(submit_registration))
+        .route("/self-service/settings", post(submit_settings))
+        .route("/self-service/logout/api", delete(logout_api))
+        .route("/sessions/whoami", any(whoami))
+        .route(
+            "/sessions",
+            get(list_my_sessions).delete(revoke_my_other_sessions),
+        )
+        .route("/sessions/{id}", delete(revoke_my_session))
+        .route("/schemas", get(list_schemas))
+        .route("/schemas/{id}", get(get_schema))
+}
+
+#[derive(Deserialize)]
+struct InitQuery {
+    #[serde(default)]
+    refresh: Option<String>,
+    #[serde(default)]
+    return_to: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct FlowIdQuery {
+    id: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct SubmitQuery {
+    flow: Option<String>,
+}
+
+fn flow_id(raw: Option<String>, param: &str) -> Result<uuid::Uuid, ApiError> {
+    match raw {
+        Some(r) if !r.is_empty() => parse_uuid(&r, "flow id"),
+        _ => Err(ApiError::bad_request(format!(
+            "The query parameter `{param}` (the flow id) is required."
+        ))),
+    }
+}
+
+fn truthy(v: &Option<String>) -> bool {
+    matches!(v.as_deref(), Some("true" | "1" | "yes"))
+}
+
+async fn init_login(
+    State(st): State<AppState>,
+    OriginalUri(uri): OriginalUri,
+    Query(q): Query<InitQuery>,
+    CallerCtx(caller): CallerCtx,
+) -> ApiResult<Json<Value>> {
+    let core = &st.core;
+    let now = core.now();
+    let mut flow = core
+        .create_login_flow(
+            FlowType::Api,
+            request_url(core.public_url(), &uri),
+            truthy(&q.refresh),
+            &caller,
+            now,
+        )
+        .await?;
+    flow.return_to = q.return_to;
+    Ok(Json(core.flow_response(&flow, None)))
+}
+
+async fn init_registration(
+    State(st): State<AppState>,
+    OriginalUri(uri): OriginalUri,
+    CallerCtx(caller): CallerCtx,
+) -> ApiResult<Json<Value>> {
+    let core = &st.core;
+    let flow = core
+        .create_registration_flow(
+            FlowType::Api,
+            request_url(core.public_url(), &uri),
+            &caller,
+            core.now(),
+        )
+        .await?;
+    Ok(Json(core.flow_response(&flow, None)))
+}
+
+async fn init_settings(
+    State(st): State<AppState>,
+    OriginalUri(uri): OriginalUri,
+    CallerCtx(caller): CallerCtx,
+) -> ApiResult<Json<Value>> {
+    let core = &st.core;
+    let (flow, identity) = core
+        .create_settings_flow(
+            FlowType::Api,
+            request_url(core.public_url(), &uri),
+            &caller,
+            core.now(),
+        )
+        .await?;
+    Ok(Json(core.flow_response(&flow, Some(&identity))))
+}
+
+async fn get_flow(
+    st: &AppState,
+    kind: FlowKind,
+    q: FlowIdQuery,
+    caller: &portcullis_core::service::Caller,
+) -> ApiResult<Json<Value>> {
+    let core = &st.core;
+    let id = flow_id(q.id, "id")?;
+    let now = core.now();
+    if kind == FlowKind::Settings {
+        let (flow, identity) = core.get_settings_flow(id, caller, now).await?;
+        return Ok(Json(core.flow_response(&flow, Some(&identity))));
+    }
+    let flow = core.load_flow(kind, id, caller, now).await?;
+    Ok(Json(core.flow_response(&flow, None)))
+}
+
+async fn get_login_flow(
+    State(st): State<AppState>,
+    Query(q): Query<FlowIdQuery>,
+    CallerCtx(c): CallerCtx,
+) -> ApiResult<Json<Value>> {
+    get_flow(&st, FlowKind::Login, q, &c).await
+}
+
+async fn get_registration_flow(
+    State(st): State<AppState>,
+    Query(q): Query<FlowIdQuery>,
+    CallerCtx(c): CallerCtx,
+) -> ApiResult<Json<Value>> {
+    get_flow(&st, FlowKind::Registration, q, &c).await
+}
+
+async fn get_settings_flow(
+    State(st): State<AppState>,
+    Query(q): Query<FlowIdQuery>,
+    CallerCtx(c): CallerCtx,
+) -> ApiResult<Json<Value>> {
+    get_flow(&st, FlowKind::Settings, q, &c).await
+}
+
+fn authenticated_body(st: &AppState, a: &Authenticated, with_identity: bool) -> Value {
+    let core = &st.core;
+    let now = core.now();
+    let mut v =
+        json!({ "session": core.session_json(&a.session, Some(&a.identity), View::Public, now) });
+    if with_identity {
+        v["identity"] = core.identity_json(&a.identity, View::Public);
+    }
+    if let Some(t) = &a.token {
+        v["session_token"] = json!(t);
+        v["continue_with"] = json!([{ "action": "set_ory_session_token", "ory_session_token": t }]);
+    } else {
+        v["continue_with"] = json!([]);
+    }
+    v
+}
+
+async fn submit_login(
+    State(st): State<AppState>,
+    Query(q): Query<SubmitQuery>,
+    CallerCtx(caller): CallerCtx,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Json<Value>> {
+    let id = flow_id(q.flow, "flow")?;
+    let a = st
+        .core
+        .submit_login(id, &body, &caller, st.core.now())
+        .await?;
+    Ok(Json(authenticated_body(&st, &a, false)))
+}
+
+async fn submit_registration(
+    State(st): State<AppState>,
+    Query(q): Query<SubmitQuery>,
+    CallerCtx(caller): CallerCtx,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Json<Value>> {
+    let id = flow_id(q.flow, "flow")?;
+    let a = st
+        .core
+        .submit_registration(id, &body, &caller, st.core.now())
+        .await?;
+    Ok(Json(authenticated_body(&st, &a, true)))
+}
+
+async fn submit_settings(
+    State(st): State<AppState>,
+    Query(q): Query<SubmitQuery>,
+    CallerCtx(caller): CallerCtx,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Json<Value>> {
+    let id = flow_id(q.flow, "flow")?;
+    let (flow, identity) = st
+        .core
+        .submit_settings(id, &body, &caller, st.core.now())
+        .await?;
+    Ok(Json(st.core.flow_response(&flow, Some(&identity))))
+}
+
+async fn logout_api(State(st): State<AppState>, JsonBody(body): JsonBody) -> ApiResult<StatusCode> {
+    let token = body
+        .get("session_token")
+        .and_then(Value::as_str)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| ApiError::bad_request("The field `session_token` is required."))?;
+    st.core.logout_token(token, st.core.now()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn require_session(
+    caller: &portcullis_core::service::Caller,
+) -> Result<
+    &(
+        portcullis_core::session::Session,
+        portcullis_core::identity::Identity,
+    ),
+    ApiError,
+> {
+    caller
+        .session
+        .as_ref()
+        .ok_or(ApiError(Error::session_inactive()))
+}
+
+async fn whoami(State(st): State<AppState>, CallerCtx(caller): CallerCtx) -> ApiResult<Response> {
+    let (s, i) = require_session(&caller)?;
+    let body = st
+        .core
+        .session_json(s, Some(i), View::Public, st.core.now());
+    let mut resp = Json(body).into_response();
+    if let Ok(v) = HeaderValue::from_str(&i.id.to_string()) {
+        resp.headers_mut()
+            .insert("x-kratos-authenticated-identity-id", v);
+    }
+    Ok(resp)
+}
+
+async fn list_my_sessions(
+    State(st): State<AppState>,
+    Query(pq): Query<PageQuery>,
+    CallerCtx(caller): CallerCtx,
+) -> ApiResult<Response> {
+    let (s, i) = require_session(&caller)?;
+    let core = &st.core;
+    let now = core.now();
+    let page = Page::from_query(&pq)?;
+    let q = SessionQuery {
+        identity_id: Some(i.id),
+        active: Some(true),
+        page_size: page.size + 1,
+        after: page.after,
+        except: Some(s.id),
+    };
+    let rows = core.store.list_sessions(&q, now).await?;
+    let items: Vec<Value> = rows
+        .iter()
+        .map(|(s, i)| core.session_json(s, Some(i), View::Public, now))
+        .collect();
+    Ok(page.respond(
+        core.public_url(),
+        "sessions",
+        items,
+        rows.iter().map(|(s, _)| s.id).collect(),
+    ))
+}
+
+async fn revoke_my_other_sessions(
+    State(st): State<AppState>,
+    CallerCtx(caller): CallerCtx,
+) -> ApiResult<Json<Value>> {
+    let (s, i) = require_session(&caller)?;
+    let n = st
+        .core
+        .store
+        .revoke_identity_sessions(i.id, Some(s.id))
+        .await?;
+    Ok(Json(json!({ "count": n })))
+}
+
+async fn revoke_my_session(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    CallerCtx(caller): CallerCtx,
+) -> ApiResult<StatusCode> {
+    let (current, i) = require_session(&caller)?;
+    let id = parse_uuid(&id, "session id")?;
+    if id == current.id {
+        return Err(ApiError::bad_request(
+            "The current session cannot be revoked here; use the logout endpoints instead.",
+        ));
+    }
+    match st.core.store.get_session(id).await? {
+        Some((mut s, _)) if s.identity_id == i.id => {
+            s.active = false;
+            st.core.store.update_session(&s).await?;
+            Ok(StatusCode::NO_CONTENT)
+        }
+        _ => Err(ApiError(Error::not_found("Unable to locate the resource"))),
+    }
+}
+
+async fn list_schemas(State(st): State<AppState>) -> Json<Value> {
+    let mut ids: Vec<&String> = st.core.schemas.keys().collect();
+    ids.sort();
+    Json(Value::Array(
+        ids.into_iter()
+            .map(|id| json!({ "id": id, "schema": st.core.schemas[id].raw }))
+            .collect(),
+    ))
+}
+
+async fn get_schema(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    use base64::Engine;
+    let decoded = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(id.as_bytes())
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok());
+    let schema = st
+        .core
+        .schemas
+        .get(&id)
+        .or_else(|| decoded.as_ref().and_then(|d| st.core.schemas.get(d)))
+        .ok_or_else(|| {
+            ApiError(Error::not_found(format!(
+                "The identity schema {id:?} does not exist."
+            )))
+        })?;
+    Ok(Json(schema.raw.clone()))
+}
