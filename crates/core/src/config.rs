@@ -687,9 +687,11 @@ impl Config {
         }
         match self.hashers.algorithm.as_str() {
             "argon2" | "bcrypt" => {}
-            other => return Err(ConfigError::Invalid(format!(
+            other => {
+                return Err(ConfigError::Invalid(format!(
                 "hashers.algorithm: {other:?} is not supported: expected \"argon2\" or \"bcrypt\""
-            ))),
+            )))
+            }
         }
         let a = &self.hashers.argon2;
         if a.iterations == 0

@@ -17,7 +17,7 @@ use axum::{Json, Router};
 use portcullis_core::config::Config;
 use portcullis_core::password::Hasher;
 use portcullis_core::schema::IdentitySchema;
-use portcullis_core::service::{Core, SystemClock};
+use portcullis_core::service::{Clock, Core, SystemClock};
 use portcullis_core::store::Store;
 use portcullis_core::Error;
 use portcullis_store::SqlStore;
@@ -38,7 +38,15 @@ pub struct AppState {
 }
 
 /// Opens the database, applies migrations and assembles the core.
-pub async fn build(mut config: Config) -> anyhow::Result<AppState> {
+pub async fn build(config: Config) -> anyhow::Result<AppState> {
+    build_with_clock(config, Arc::new(SystemClock)).await
+}
+
+/// [`build`] with a chosen clock (tests move time forward to expire flows and sessions).
+pub async fn build_with_clock(
+    mut config: Config,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<AppState> {
     let store = SqlStore::connect(&config.dsn).await?;
     store.migrate().await?;
     let mut schemas = HashMap::new();
@@ -72,7 +80,7 @@ pub async fn build(mut config: Config) -> anyhow::Result<AppState> {
         store: Arc::new(store),
         hasher,
         schemas,
-        clock: Arc::new(SystemClock),
+        clock,
     };
     Ok(AppState {
         core: Arc::new(core),

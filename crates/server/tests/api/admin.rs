@@ -1,0 +1,295 @@
+use crate::helpers::{unique_email, TestApp, PASSWORD};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+crate::on_both!(
+    create_validates_the_schema_and_refuses_duplicates,
+    put_replaces_and_clears_omitted_metadata,
+    json_patch_updates_traits_and_rederives_identifiers,
+    list_pages_with_link_headers,
+    delete_removes_the_identity_and_its_sessions,
+    batch_create_reports_each_item,
+    schemas_are_served_by_id_and_by_schema_url,
+);
+
+async fn create(app: &TestApp, body: Value) -> reqwest::Response {
+    app.post(&format!("{}/admin/identities", app.admin), &body)
+        .await
+}
+
+async fn create_validates_the_schema_and_refuses_duplicates(app: TestApp) {
+    let r = create(
+        &app,
+        json!({ "schema_id": "default", "traits": { "email": "nope" } }),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let e: Value = r.json().await.unwrap();
+    assert_eq!(e["error"]["code"], 400);
+    assert!(
+        e["error"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("traits.email"),
+        "{e}"
+    );
+    let email = unique_email("adm");
+    let r = create(
+        &app,
+        json!({ "schema_id": "default", "traits": { "email": email }, "metadata_public": { "plan": "pro" }, "metadata_admin": { "crm": 7 },
+                "verifiable_addresses": [{ "value": email, "verified": true, "via": "email" }] }),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let i: Value = r.json().await.unwrap();
+    assert_eq!(i["state"], "active");
+    assert_eq!(i["metadata_public"]["plan"], "pro");
+    assert_eq!(i["metadata_admin"]["crm"], 7);
+    assert_eq!(i["verifiable_addresses"][0]["verified"], true);
+    assert_eq!(i["recovery_addresses"][0]["value"], email);
+    assert!(i["schema_url"]
+        .as_str()
+        .unwrap()
+        .ends_with("/schemas/ZGVmYXVsdA"));
+    let r = create(
+        &app,
+        json!({ "schema_id": "default", "traits": { "email": email.to_uppercase() } }),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    let e: Value = r.json().await.unwrap();
+    assert_eq!(e["error"]["code"], 409);
+    let r = create(
+        &app,
+        json!({ "schema_id": "nope", "traits": { "email": unique_email("s") } }),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let r = create(&app, json!({ "traits": { "email": unique_email("h") }, "credentials": { "password": { "config": { "hashed_password": "md5:abc" } } } })).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let r = create(
+        &app,
+        json!({ "traits": { "email": unique_email("u") }, "surprise": true }),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let e: Value = r.json().await.unwrap();
+    assert!(e["error"]["reason"].as_str().unwrap().contains("surprise"));
+}
+
+async fn put_replaces_and_clears_omitted_metadata(app: TestApp) {
+    let email = unique_email("put");
+    let i: Value = create(
+        &app,
+        json!({ "traits": { "email": email }, "metadata_public": { "a": 1 } }),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let id = i["id"].as_str().unwrap();
+    let url = format!("{}/admin/identities/{id}", app.admin);
+    let r = app.http.put(&url).json(&json!({ "schema_id": "default", "traits": { "email": email, "name": { "first": "P" } } })).send().await.unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::BAD_REQUEST,
+        "state is required on PUT"
+    );
+    let r = app
+        .http
+        .put(&url)
+        .json(&json!({ "schema_id": "default", "state": "active", "traits": { "email": email, "name": { "first": "P" } }, "credentials": { "password": { "config": { "password": PASSWORD } } } }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let got: Value = r.json().await.unwrap();
+    assert_eq!(got["metadata_public"], Value::Null);
+    assert_eq!(got["traits"]["name"]["first"], "P");
+    assert_eq!(
+        app.login(&email, PASSWORD).await.status(),
+        StatusCode::OK,
+        "a password set by PUT works"
+    );
+    let r = app
+        .http
+        .put(format!(
+            "{}/admin/identities/{}",
+            app.admin,
+            uuid::Uuid::new_v4()
+        ))
+        .json(&json!({ "state": "active", "traits": { "email": unique_email("x") } }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}
+
+async fn json_patch_updates_traits_and_rederives_identifiers(app: TestApp) {
+    let email = unique_email("patch");
+    let (id, _) = app.register(&email, PASSWORD).await;
+    let new_email = unique_email("patched");
+    let url = format!("{}/admin/identities/{id}", app.admin);
+    let r = app
+        .http
+        .patch(&url)
+        .json(&json!([{ "op": "replace", "path": "/traits/email", "value": new_email }, { "op": "add", "path": "/metadata_public", "value": { "tier": 2 } }]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let got: Value = r.json().await.unwrap();
+    assert_eq!(got["traits"]["email"], new_email);
+    assert_eq!(got["metadata_public"]["tier"], 2);
+    assert_eq!(
+        app.login(&new_email, PASSWORD).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.login(&email, PASSWORD).await.status(),
+        StatusCode::BAD_REQUEST
+    );
+    for bad in [
+        json!([{ "op": "replace", "path": "/id", "value": "x" }]),
+        json!([{ "op": "replace", "path": "/traits/email", "value": 5 }]),
+        json!({ "op": "nope" }),
+    ] {
+        let r = app.http.patch(&url).json(&bad).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{bad}");
+    }
+    let r = app.http.patch(&url).json(&json!([{ "op": "test", "path": "/traits/email", "value": "someone-else@example.com" }])).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+}
+
+async fn list_pages_with_link_headers(app: TestApp) {
+    let mut ids = vec![];
+    for n in 0..5 {
+        let i: Value = create(
+            &app,
+            json!({ "traits": { "email": unique_email(&format!("list{n}")) } }),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+        ids.push(i["id"].as_str().unwrap().to_string());
+    }
+    let mut url = format!("{}/admin/identities?page_size=2", app.admin);
+    let mut seen = vec![];
+    loop {
+        let r = app.get(&url).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        let link = r.headers()["link"].to_str().unwrap().to_string();
+        assert!(link.contains("rel=\"first\""));
+        let page: Vec<Value> = r.json().await.unwrap();
+        assert!(page.len() <= 2);
+        seen.extend(page.iter().map(|i| i["id"].as_str().unwrap().to_string()));
+        match link.split(", ").find(|l| l.ends_with("rel=\"next\"")) {
+            Some(next) => {
+                url = next
+                    .trim_start_matches('<')
+                    .split('>')
+                    .next()
+                    .unwrap()
+                    .to_string()
+            }
+            None => break,
+        }
+    }
+    ids.sort();
+    assert_eq!(seen, ids);
+    let only: Vec<Value> = app
+        .get(&format!(
+            "{}/admin/identities?credentials_identifier={}",
+            app.admin, "nobody@example.com"
+        ))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(only.is_empty());
+}
+
+async fn delete_removes_the_identity_and_its_sessions(app: TestApp) {
+    let email = unique_email("del");
+    let (id, token) = app.register(&email, PASSWORD).await;
+    let url = format!("{}/admin/identities/{id}", app.admin);
+    assert_eq!(
+        app.http.delete(&url).send().await.unwrap().status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(app.whoami_status(&token).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(app.get(&url).await.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        app.http.delete(&url).send().await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
+    // The address is free for a new account.
+    app.register(&email, PASSWORD).await;
+}
+
+async fn batch_create_reports_each_item(app: TestApp) {
+    let taken = unique_email("taken");
+    app.register(&taken, PASSWORD).await;
+    let fresh = unique_email("fresh");
+    let r = app
+        .http
+        .patch(format!("{}/admin/identities", app.admin))
+        .json(&json!({ "identities": [
+            { "create": { "schema_id": "default", "traits": { "email": fresh } }, "patch_id": "11111111-1111-4111-8111-111111111111" },
+            { "create": { "schema_id": "default", "traits": { "email": taken } } },
+            { "create": { "schema_id": "default", "traits": { } } }
+        ] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let out: Value = r.json().await.unwrap();
+    let items = out["identities"].as_array().unwrap();
+    assert_eq!(items[0]["action"], "create");
+    assert_eq!(items[0]["patch_id"], "11111111-1111-4111-8111-111111111111");
+    assert_eq!(items[1]["action"], "error");
+    assert_eq!(items[1]["error"]["code"], 409);
+    assert_eq!(items[2]["error"]["code"], 400);
+    let too_many: Vec<Value> = (0..1001)
+        .map(|_| json!({ "create": { "traits": { "email": "x@example.com" } } }))
+        .collect();
+    let r = app
+        .http
+        .patch(format!("{}/admin/identities", app.admin))
+        .json(&json!({ "identities": too_many }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+}
+
+async fn schemas_are_served_by_id_and_by_schema_url(app: TestApp) {
+    let list: Vec<Value> = app
+        .get(&format!("{}/schemas", app.public))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list[0]["id"], "default");
+    assert_eq!(list[0]["schema"]["properties"]["traits"]["type"], "object");
+    assert_eq!(
+        app.get(&format!("{}/schemas/default", app.public))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    let i: Value = create(&app, json!({ "traits": { "email": unique_email("su") } }))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let r = app.get(i["schema_url"].as_str().unwrap()).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        app.get(&format!("{}/schemas/unknown", app.public))
+            .await
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+}

@@ -1,0 +1,9 @@
+//! Integration tests: the real server on port 0 with an isolated database. Every scenario runs
+//! on SQLite and on PostgreSQL.
+
+mod helpers;
+
+mod admin;
+mod bad_input;
+mod flows;
+mod sessions;
