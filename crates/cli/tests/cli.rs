@@ -1,0 +1,108 @@
+//! The binary's command line: configuration errors stop it before any port is bound.
+
+use std::process::Command;
+
+fn portcullis() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_portcullis"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("PORTCULLIS_") {
+            c.env_remove(k);
+        }
+    }
+    c
+}
+
+fn temp_file(name: &str, contents: &str) -> String {
+    let dir = std::env::temp_dir().join(format!("pc-cli-{}", uuid_like()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join(name);
+    std::fs::write(&p, contents).unwrap();
+    p.to_string_lossy().to_string()
+}
+
+fn uuid_like() -> String {
+    format!(
+        "{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    )
+}
+
+#[test]
+fn version_prints_the_version() {
+    let out = portcullis().arg("version").output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("portcullis v"));
+}
+
+#[test]
+fn config_check_names_unknown_keys_and_bad_values() {
+    let f = temp_file("bad.yml", "serve:\n  public:\n    prot: 4433\n");
+    let out = portcullis()
+        .args(["config", "check", &f, "--dev"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("serve.public.prot"));
+    let f = temp_file("ok.yml", "dsn: \"sqlite::memory:\"\nsecrets:\n  default: [\"0123456789abcdef0123456789abcdef\"]\nserve:\n  public:\n    base_url: https://id.example.com/\n");
+    let out = portcullis().args(["config", "check", &f]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        printed.contains("<redacted>") && !printed.contains("0123456789abcdef"),
+        "secrets are redacted"
+    );
+}
+
+#[test]
+fn serve_refuses_bad_environment_before_binding() {
+    let out = portcullis()
+        .args(["serve", "--dev"])
+        .env("PORTCULLIS_SERVE_PUBLIC_PORT", "high")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("serve.public.port"), "{err}");
+    let out = portcullis()
+        .args(["serve"])
+        .env("PORTCULLIS_DSN", "sqlite::memory:")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("serve.public.base_url"));
+    let out = portcullis()
+        .args(["serve", "--dev"])
+        .env(
+            "PORTCULLIS_IDENTITY_SCHEMAS",
+            r#"[{"id":"default","url":"file:///does/not/exist.json"}]"#,
+        )
+        .env("PORTCULLIS_DSN", "sqlite::memory:")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/does/not/exist.json"));
+}
+
+#[test]
+fn migrate_creates_the_schema() {
+    let db = std::env::temp_dir().join(format!("pc-cli-{}.sqlite", uuid_like()));
+    let out = portcullis()
+        .args(["migrate", "--dev"])
+        .env("PORTCULLIS_DSN", format!("sqlite://{}", db.display()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(db.exists());
+}

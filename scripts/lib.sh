@@ -1,0 +1,49 @@
+# Shared shell helpers for scripts/test and the benchmark: a throwaway PostgreSQL cluster and
+# a portcullis server on free ports.
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+
+PG_DIR=""; PG_BIN=""
+start_postgres() { # dir -> sets PG_URL
+  PG_DIR=$1
+  PG_BIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+  mkdir -p "$PG_DIR"
+  local as=()
+  if [ "$(id -u)" = 0 ]; then chown -R postgres:postgres "$PG_DIR"; as=(runuser -u postgres --); fi
+  "${as[@]}" "$PG_BIN/initdb" -D "$PG_DIR/data" -A trust -U postgres --no-sync -E UTF8 >/dev/null
+  local port; port=$(free_port)
+  "${as[@]}" "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/log" -w \
+    -o "-p $port -k $PG_DIR -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c max_connections=200" start >/dev/null
+  "${as[@]}" "$PG_BIN/createdb" -h 127.0.0.1 -p "$port" -U postgres portcullis
+  PG_URL="postgres://postgres@127.0.0.1:$port/portcullis"
+}
+
+stop_postgres() {
+  [ -n "$PG_DIR" ] || return 0
+  local as=(); [ "$(id -u)" = 0 ] && as=(runuser -u postgres --)
+  "${as[@]}" "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m immediate stop >/dev/null 2>&1 || true
+  PG_DIR=""
+}
+
+SERVER_PID=""
+start_portcullis() { # dsn logfile [extra env...] -> sets PUBLIC_URL ADMIN_URL
+  local dsn=$1 logfile=$2; shift 2
+  local pp ap; pp=$(free_port); ap=$(free_port)
+  env PORTCULLIS_DSN="$dsn" PORTCULLIS_SERVE_PUBLIC_PORT="$pp" PORTCULLIS_SERVE_ADMIN_PORT="$ap" "$@" \
+    "${BIN:?}" serve --dev >"$logfile" 2>&1 &
+  SERVER_PID=$!
+  PUBLIC_URL="http://127.0.0.1:$pp"; ADMIN_URL="http://127.0.0.1:$ap"
+  for _ in $(seq 1 100); do
+    if curl -fsS "$PUBLIC_URL/health/ready" >/dev/null 2>&1; then return 0; fi
+    kill -0 "$SERVER_PID" 2>/dev/null || { cat "$logfile"; return 1; }
+    sleep 0.1
+  done
+  cat "$logfile"; return 1
+}
+
+stop_portcullis() {
+  [ -n "$SERVER_PID" ] || return 0
+  kill "$SERVER_PID" 2>/dev/null || true
+  wait "$SERVER_PID" 2>/dev/null || true
+  SERVER_PID=""
+}
