@@ -90,8 +90,15 @@ async fn shutdown_signal() {
 
 async fn serve(cfg: Config) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
-    let public_bind = format!("{}:{}", cfg.serve.public.host, cfg.serve.public.port);
-    let admin_bind = format!("{}:{}", cfg.serve.admin.host, cfg.serve.admin.port);
+    let bind = |host: &str, port: u16| {
+        if host.contains(':') && !host.starts_with('[') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        }
+    };
+    let public_bind = bind(&cfg.serve.public.host, cfg.serve.public.port);
+    let admin_bind = bind(&cfg.serve.admin.host, cfg.serve.admin.port);
     let dev = cfg.dev;
     let dsn_kind = if cfg.dsn.starts_with("sqlite") {
         "sqlite"

@@ -370,6 +370,7 @@ fn message_for(code: u16) -> &'static str {
         401 => "The request could not be authorized",
         403 => "The requested action was forbidden",
         404 => "The requested resource could not be found",
+        405 => "The requested method is not allowed on this resource",
         409 => "The resource could not be created due to a conflict",
         410 => "The requested resource is no longer available",
         413 => "The request body is too large",

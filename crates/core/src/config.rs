@@ -195,6 +195,8 @@ pub struct EndpointConfig {
     pub port: u16,
     /// Defaults to `http://<host>:<port>/`.
     pub base_url: String,
+    /// Take the client address from `X-Forwarded-For` (only behind a proxy that sets it).
+    pub trust_forwarded_headers: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -374,11 +376,13 @@ impl Default for ServeConfig {
                 host: "127.0.0.1".into(),
                 port: 4433,
                 base_url: String::new(),
+                trust_forwarded_headers: false,
             },
             admin: EndpointConfig {
                 host: "127.0.0.1".into(),
                 port: 4434,
                 base_url: String::new(),
+                trust_forwarded_headers: false,
             },
             max_body_size: ByteSize(1 << 20),
         }
@@ -391,6 +395,7 @@ impl Default for EndpointConfig {
             host: "127.0.0.1".into(),
             port: 0,
             base_url: String::new(),
+            trust_forwarded_headers: false,
         }
     }
 }
@@ -639,10 +644,11 @@ impl Config {
             ("serve.admin", &mut self.serve.admin),
         ] {
             if ep.base_url.is_empty() {
-                let host = if ep.host == "0.0.0.0" || ep.host.is_empty() {
-                    "127.0.0.1"
-                } else {
-                    &ep.host
+                let host = match ep.host.as_str() {
+                    "0.0.0.0" | "" => "127.0.0.1".to_string(),
+                    "::" | "[::]" => "[::1]".to_string(),
+                    h if h.contains(':') && !h.starts_with('[') => format!("[{h}]"),
+                    h => h.to_string(),
                 };
                 ep.base_url = format!("http://{host}:{}/", ep.port);
             }
@@ -670,20 +676,34 @@ impl Config {
                     .into(),
             ));
         }
-        for (i, s) in self
-            .secrets
-            .default
-            .iter()
-            .chain(&self.secrets.cookie)
-            .chain(&self.secrets.cipher)
-            .enumerate()
-        {
-            if s.len() < 32 {
-                return Err(ConfigError::Invalid(format!(
-                    "secrets: secret #{i} is {} characters long; every secret must have at least 32",
-                    s.len()
-                )));
+        for (key, list) in [
+            ("default", &self.secrets.default),
+            ("cookie", &self.secrets.cookie),
+            ("cipher", &self.secrets.cipher),
+        ] {
+            for (i, s) in list.iter().enumerate() {
+                let n = s.chars().count();
+                if n < 32 {
+                    return Err(ConfigError::Invalid(format!(
+                        "secrets.{key}.{i}: {n} characters long; every secret must have at least 32"
+                    )));
+                }
             }
+        }
+        if !matches!(
+            self.log.level.to_ascii_lowercase().as_str(),
+            "trace" | "debug" | "info" | "warn" | "error" | "off"
+        ) {
+            return Err(ConfigError::Invalid(format!(
+                "log.level: {:?} is not a level: expected trace, debug, info, warn or error",
+                self.log.level
+            )));
+        }
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            return Err(ConfigError::Invalid(format!(
+                "log.format: {:?}: expected \"text\" or \"json\"",
+                self.log.format
+            )));
         }
         match self.hashers.algorithm.as_str() {
             "argon2" | "bcrypt" => {}
@@ -719,6 +739,12 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "selfservice.methods.password.config.min_password_length: must be at least 6"
                     .into(),
+            ));
+        }
+        let pw = &self.selfservice.methods.password.config;
+        if pw.min_password_length > pw.max_password_length {
+            return Err(ConfigError::Invalid(
+                "selfservice.methods.password.config: min_password_length is larger than max_password_length".into(),
             ));
         }
         if self.selfservice.methods.password.config.max_password_length < 64 {

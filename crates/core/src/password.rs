@@ -71,6 +71,11 @@ impl Hasher {
         self.inner.pool_size
     }
 
+    /// The longest password (in bytes) the configured algorithm hashes without truncating.
+    pub fn max_password_bytes(&self) -> Option<usize> {
+        (self.inner.algorithm == "bcrypt").then_some(72)
+    }
+
     pub async fn hash(&self, password: String) -> Result<String, HashError> {
         self.run(move |inner| inner.hash_blocking(&password)).await
     }
@@ -103,9 +108,10 @@ impl Hasher {
                 .map_err(|_| HashError::UnsupportedFormat);
         }
         if hash.starts_with("$argon2id$") || hash.starts_with("$argon2i$") {
-            return PasswordHash::new(hash)
-                .map(|_| ())
-                .map_err(|_| HashError::UnsupportedFormat);
+            let parsed = PasswordHash::new(hash).map_err(|_| HashError::UnsupportedFormat)?;
+            return argon2_params_bounded(&parsed)
+                .then_some(())
+                .ok_or(HashError::UnsupportedFormat);
         }
         Err(HashError::UnsupportedFormat)
     }
@@ -159,7 +165,7 @@ impl Inner {
                     needs_rehash: false,
                 });
             }
-            let ok = bcrypt::verify(password, hash).map_err(|_| HashError::UnsupportedFormat)?;
+            let ok = bcrypt::verify(password, hash).unwrap_or(false);
             let cost_ok = hash
                 .parse::<bcrypt::HashParts>()
                 .map(|p| p.get_cost() >= self.bcrypt_cost)
@@ -169,12 +175,23 @@ impl Inner {
                 needs_rehash: ok && (self.algorithm != "bcrypt" || !cost_ok),
             });
         }
-        let parsed = PasswordHash::new(hash).map_err(|_| HashError::UnsupportedFormat)?;
-        // Bound imported parameters so a hostile hash cannot exhaust memory (Kratos uses 1 GiB).
-        let m = parsed.params.get_decimal("m").unwrap_or(0);
-        if m > 1 << 20 {
-            return Err(HashError::UnsupportedFormat);
+        let Ok(parsed) = PasswordHash::new(hash) else {
+            tracing::warn!("stored password hash is not in a supported format; the login fails");
+            return Ok(Verified {
+                ok: false,
+                needs_rehash: false,
+            });
+        };
+        if !argon2_params_bounded(&parsed) {
+            tracing::warn!(
+                "stored argon2 hash has parameters beyond the allowed bounds; the login fails"
+            );
+            return Ok(Verified {
+                ok: false,
+                needs_rehash: false,
+            });
         }
+        let m = parsed.params.get_decimal("m").unwrap_or(0);
         // Verification uses the parameters embedded in the hash (PHC string).
         let ok = Argon2::default()
             .verify_password(password.as_bytes(), &parsed)
@@ -188,6 +205,13 @@ impl Inner {
             needs_rehash: ok && (self.algorithm != "argon2" || !same),
         })
     }
+}
+
+/// Imported Argon2 hashes must stay within bounds so one login cannot take the machine:
+/// memory ≤ 1 GiB (as Kratos), iterations ≤ 32, parallelism ≤ 16.
+fn argon2_params_bounded(h: &PasswordHash<'_>) -> bool {
+    let get = |k| h.params.get_decimal(k);
+    matches!((get("m"), get("t"), get("p")), (Some(m), Some(t), Some(p)) if m <= 1 << 20 && (1..=32).contains(&t) && (1..=16).contains(&p))
 }
 
 /// Checks a new password against the policy; returns the first violation.
@@ -320,6 +344,22 @@ mod tests {
             }
         );
         assert!(Hasher::check_importable("plain").is_err());
+        let huge = "$argon2id$v=19$m=4194304,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA";
+        assert!(Hasher::check_importable(huge).is_err());
+        let v = h.verify("x".into(), Some(huge.into())).await.unwrap();
+        assert_eq!(
+            v,
+            Verified {
+                ok: false,
+                needs_rehash: false
+            }
+        );
+        assert!(
+            !h.verify("x".into(), Some("$2b$garbage".into()))
+                .await
+                .unwrap()
+                .ok
+        );
     }
 
     #[test]

@@ -117,7 +117,7 @@ impl std::fmt::Debug for IdentitySchema {
 }
 
 impl IdentitySchema {
-    /// Loads a schema from `file://PATH`, `base64://…` or inline JSON text.
+    /// Loads a schema from `file://PATH` or `base64://…`.
     pub fn load(id: &str, url: &str) -> Result<Self, SchemaError> {
         let err = |reason: String| SchemaError {
             id: id.to_string(),

@@ -97,6 +97,18 @@ impl Core {
         caller: &Caller,
         now: OffsetDateTime,
     ) -> Result<(Session, String)> {
+        let (s, token) = self.new_session(identity, method, caller, now);
+        self.store.insert_session(&s).await?;
+        Ok((s, token))
+    }
+
+    fn new_session(
+        &self,
+        identity: &Identity,
+        method: &str,
+        caller: &Caller,
+        now: OffsetDateTime,
+    ) -> (Session, String) {
         let t = new_token();
         let device = Device {
             id: Uuid::new_v4(),
@@ -112,8 +124,25 @@ impl Core {
             device,
             now,
         );
-        self.store.insert_session(&s).await?;
-        Ok((s, t.token))
+        (s, t.token)
+    }
+
+    /// The first password-policy violation, including the hasher's own input limit.
+    fn password_problem(
+        &self,
+        password: &str,
+        identifiers: &[String],
+    ) -> Option<crate::ui::UiText> {
+        if let Some(max) = self.hasher.max_password_bytes() {
+            if password.len() > max {
+                return Some(msg::password_max_length(max, password.len()));
+            }
+        }
+        check_policy(
+            password,
+            identifiers,
+            &self.config.selfservice.methods.password.config,
+        )
     }
 
     pub async fn logout_token(&self, token: &str, now: OffsetDateTime) -> Result<()> {
@@ -125,7 +154,7 @@ impl Core {
                 self.store.update_session(&s).await?;
                 Ok(())
             }
-            _ => Err(Error::api(403, None, "Unable to log out because the session token does not exist or is no longer active.")),
+            _ => Err(Error::bad_request("Unable to log out because the session token does not exist or is no longer active.")),
         }
     }
 
@@ -150,13 +179,36 @@ impl Core {
         Ok(())
     }
 
-    /// Loads a flow of `kind`; an expired flow yields 410 with a replacement flow's id.
+    /// Loads a flow of `kind` for reading; an expired flow yields 410.
     pub async fn load_flow(
         &self,
         kind: FlowKind,
         id: Uuid,
         caller: &Caller,
         now: OffsetDateTime,
+    ) -> Result<Flow> {
+        self.load_flow_inner(kind, id, caller, now, false).await
+    }
+
+    /// Loads a flow of `kind` for a submit: an expired flow yields 410 with the id of a fresh
+    /// replacement flow (`use_flow_id`) that tells the user why.
+    async fn load_flow_for_submit(
+        &self,
+        kind: FlowKind,
+        id: Uuid,
+        caller: &Caller,
+        now: OffsetDateTime,
+    ) -> Result<Flow> {
+        self.load_flow_inner(kind, id, caller, now, true).await
+    }
+
+    async fn load_flow_inner(
+        &self,
+        kind: FlowKind,
+        id: Uuid,
+        caller: &Caller,
+        now: OffsetDateTime,
+        replace: bool,
     ) -> Result<Flow> {
         let flow = match self.store.get_flow(id).await? {
             Some(f) if f.kind == kind => f,
@@ -168,7 +220,19 @@ impl Core {
             }
         };
         if flow.is_expired(now) {
-            let replacement = match kind {
+            let since_ns = (now - flow.expires_at).whole_nanoseconds() as i64;
+            let expired_at = crate::identity::rfc3339(flow.expires_at);
+            let err = Error::api(
+                410,
+                Some("self_service_flow_expired"),
+                "The self-service flow has expired. Please retry the flow.",
+            );
+            if !replace {
+                return Err(err
+                    .with_details(json!({ "since": since_ns, "expired_at": expired_at }))
+                    .with_extra(json!({ "since": since_ns, "expired_at": expired_at })));
+            }
+            let mut replacement = match kind {
                 FlowKind::Login => {
                     self.new_login_flow(flow.flow_type, flow.request_url.clone(), false, None, now)
                         .await?
@@ -185,10 +249,18 @@ impl Core {
                     None => return Err(Error::session_inactive()),
                 },
             };
-            let since = crate::identity::rfc3339(flow.expires_at);
-            return Err(Error::api(410, Some("self_service_flow_expired"), "The self-service flow has expired. Please retry the flow.")
-                .with_details(json!({ "id": replacement.id, "since": (now - flow.expires_at).whole_nanoseconds() as i64, "expired_at": since }))
-                .with_extra(json!({ "use_flow_id": replacement.id, "since": (now - flow.expires_at).whole_nanoseconds() as i64, "expired_at": since })));
+            let minutes = since_ns as f64 / 60e9;
+            replacement.ui.messages.push(msg::flow_expired(
+                kind.as_str(),
+                minutes,
+                &expired_at,
+                flow.expires_at.unix_timestamp(),
+            ));
+            replacement.return_to = flow.return_to.clone();
+            self.store.update_flow(&replacement).await?;
+            return Err(err
+                .with_details(json!({ "id": replacement.id, "since": since_ns, "expired_at": expired_at }))
+                .with_extra(json!({ "use_flow_id": replacement.id, "since": since_ns, "expired_at": expired_at })));
         }
         Ok(flow)
     }
@@ -224,11 +296,7 @@ impl Core {
     ) -> Result<Flow> {
         let cfg = &self.config.selfservice.flows.registration;
         if !cfg.enabled {
-            return Err(Error::api(
-                400,
-                Some("self_service_flow_disabled"),
-                "Registration is not allowed because it was disabled.",
-            ));
+            return Err(registration_disabled());
         }
         let mut flow = Flow::new(
             FlowKind::Registration,
@@ -264,14 +332,48 @@ impl Core {
         &self,
         flow_type: FlowType,
         request_url: String,
+        return_to: Option<String>,
         caller: &Caller,
         now: OffsetDateTime,
     ) -> Result<Flow> {
+        let return_to = self.checked_return_to(return_to)?;
         if caller.session.is_some() {
             return Err(already_logged_in());
         }
-        self.new_registration_flow(flow_type, request_url, now)
-            .await
+        let mut flow = self
+            .new_registration_flow(flow_type, request_url, now)
+            .await?;
+        self.remember_return_to(&mut flow, return_to).await?;
+        Ok(flow)
+    }
+
+    /// `return_to` must match `selfservice.allowed_return_urls` or point at our own public URL.
+    fn checked_return_to(&self, return_to: Option<String>) -> Result<Option<String>> {
+        match return_to.filter(|r| !r.is_empty()) {
+            None => Ok(None),
+            Some(r)
+                if return_to_allowed(
+                    &r,
+                    self.public_url(),
+                    &self.config.selfservice.allowed_return_urls,
+                ) =>
+            {
+                Ok(Some(r))
+            }
+            Some(r) => Err(Error::api(
+                400,
+                Some("self_service_flow_return_to_forbidden"),
+                format!("Requested return_to URL {r:?} is not allowed."),
+            )),
+        }
+    }
+
+    async fn remember_return_to(&self, flow: &mut Flow, return_to: Option<String>) -> Result<()> {
+        if return_to.is_some() {
+            flow.return_to = return_to;
+            self.store.update_flow(flow).await?;
+        }
+        Ok(())
     }
 
     pub async fn submit_registration(
@@ -281,8 +383,11 @@ impl Core {
         caller: &Caller,
         now: OffsetDateTime,
     ) -> Result<Authenticated> {
+        if !self.config.selfservice.flows.registration.enabled {
+            return Err(registration_disabled());
+        }
         let mut flow = self
-            .load_flow(FlowKind::Registration, flow_id, caller, now)
+            .load_flow_for_submit(FlowKind::Registration, flow_id, caller, now)
             .await?;
         self.guard_api_request(&flow, caller)?;
         if caller.session.is_some() {
@@ -328,11 +433,7 @@ impl Core {
             flow.ui
                 .add_message(Some("password"), msg::required("password"));
             failed = true;
-        } else if let Some(t) = check_policy(
-            &password,
-            &derived.password_identifiers,
-            &self.config.selfservice.methods.password.config,
-        ) {
+        } else if let Some(t) = self.password_problem(&password, &derived.password_identifiers) {
             flow.ui.add_message(Some("password"), t);
             failed = true;
         }
@@ -349,7 +450,12 @@ impl Core {
         let mut identity = Identity::new(&schema.id, traits, now);
         identity.set_password_hash(hash, derived.password_identifiers.clone(), now);
         identity.apply_derived(&derived, now);
-        match self.store.insert_identity(&identity).await {
+        let (session, token) = self.new_session(&identity, "password", caller, now);
+        match self
+            .store
+            .insert_identity_with_session(&identity, &session)
+            .await
+        {
             Ok(()) => {}
             Err(crate::store::StoreError::Conflict(_)) => {
                 flow.ui.messages.push(msg::duplicate_credentials());
@@ -357,12 +463,9 @@ impl Core {
             }
             Err(e) => return Err(e.into()),
         }
-        let (session, token) = self
-            .issue_session(&identity, "password", caller, now)
-            .await?;
         flow.state = "passed_challenge".into();
         flow.updated_at = now;
-        self.store.update_flow(&flow).await?;
+        self.store.complete_flow(&flow).await?;
         Ok(Authenticated {
             identity,
             session,
@@ -438,20 +541,24 @@ impl Core {
         flow_type: FlowType,
         request_url: String,
         refresh: bool,
+        return_to: Option<String>,
         caller: &Caller,
         now: OffsetDateTime,
     ) -> Result<Flow> {
-        match (&caller.session, refresh) {
-            (Some(_), false) => Err(already_logged_in()),
+        let return_to = self.checked_return_to(return_to)?;
+        let mut flow = match (&caller.session, refresh) {
+            (Some(_), false) => return Err(already_logged_in()),
             (Some((_, i)), true) => {
                 self.new_login_flow(flow_type, request_url, true, Some(i), now)
-                    .await
+                    .await?
             }
             (None, _) => {
                 self.new_login_flow(flow_type, request_url, false, None, now)
-                    .await
+                    .await?
             }
-        }
+        };
+        self.remember_return_to(&mut flow, return_to).await?;
+        Ok(flow)
     }
 
     pub async fn submit_login(
@@ -462,11 +569,18 @@ impl Core {
         now: OffsetDateTime,
     ) -> Result<Authenticated> {
         let mut flow = self
-            .load_flow(FlowKind::Login, flow_id, caller, now)
+            .load_flow_for_submit(FlowKind::Login, flow_id, caller, now)
             .await?;
         self.guard_api_request(&flow, caller)?;
         if caller.session.is_some() && !flow.refresh {
             return Err(already_logged_in());
+        }
+        if flow.refresh && caller.session.as_ref().map(|(_, i)| i.id) != flow.identity_id {
+            return Err(Error::api(
+                403,
+                Some("security_identity_mismatch"),
+                "The flow was initiated by someone else.",
+            ));
         }
         flow.ui.reset_messages();
         if flow.state == "passed_challenge" {
@@ -566,7 +680,17 @@ impl Core {
         }
         flow.state = "passed_challenge".into();
         flow.updated_at = now;
-        self.store.update_flow(&flow).await?;
+        if !self.store.complete_flow(&flow).await? {
+            // A concurrent submit of the same flow won.
+            let mut fresh = self.store.get_flow(flow.id).await?.unwrap_or(flow);
+            fresh.ui.reset_messages();
+            fresh.ui.messages.push(crate::ui::UiText::error(
+                4010007,
+                "The request was already completed successfully and can not be retried.",
+                None,
+            ));
+            return Err(Error::FlowInvalid(Box::new(self.flow_json(&fresh, None))));
+        }
         match (&caller.session, flow.refresh) {
             (Some((s, _)), true) => {
                 let mut s = s.clone();
@@ -660,15 +784,18 @@ impl Core {
         &self,
         flow_type: FlowType,
         request_url: String,
+        return_to: Option<String>,
         caller: &Caller,
         now: OffsetDateTime,
     ) -> Result<(Flow, Identity)> {
+        let return_to = self.checked_return_to(return_to)?;
         let Some((_, identity)) = &caller.session else {
             return Err(Error::session_inactive());
         };
-        let flow = self
+        let mut flow = self
             .new_settings_flow(flow_type, request_url, identity, now)
             .await?;
+        self.remember_return_to(&mut flow, return_to).await?;
         Ok((flow, identity.clone()))
     }
 
@@ -679,10 +806,22 @@ impl Core {
         caller: &Caller,
         now: OffsetDateTime,
     ) -> Result<(Flow, Identity)> {
+        self.owned_settings_flow(id, caller, now, false).await
+    }
+
+    async fn owned_settings_flow(
+        &self,
+        id: Uuid,
+        caller: &Caller,
+        now: OffsetDateTime,
+        submit: bool,
+    ) -> Result<(Flow, Identity)> {
         let Some((_, identity)) = &caller.session else {
             return Err(Error::session_inactive());
         };
-        let flow = self.load_flow(FlowKind::Settings, id, caller, now).await?;
+        let flow = self
+            .load_flow_inner(FlowKind::Settings, id, caller, now, submit)
+            .await?;
         if flow.identity_id != Some(identity.id) {
             return Err(Error::api(
                 403,
@@ -700,7 +839,7 @@ impl Core {
         caller: &Caller,
         now: OffsetDateTime,
     ) -> Result<(Flow, Identity)> {
-        let (mut flow, mut identity) = self.get_settings_flow(flow_id, caller, now).await?;
+        let (mut flow, mut identity) = self.owned_settings_flow(flow_id, caller, now, true).await?;
         self.guard_api_request(&flow, caller)?;
         let Some((session, _)) = &caller.session else {
             return Err(Error::session_inactive());
@@ -782,11 +921,7 @@ impl Core {
                 let problem = if password.is_empty() {
                     Some(msg::required("password"))
                 } else {
-                    check_policy(
-                        &password,
-                        &ids,
-                        &self.config.selfservice.methods.password.config,
-                    )
+                    self.password_problem(&password, &ids)
                 };
                 if let Some(t) = problem {
                     flow.ui.add_message(Some("password"), t);
@@ -816,7 +951,15 @@ impl Core {
 }
 
 fn already_logged_in() -> Error {
-    Error::api(400, Some("session_already_available"), "A valid session was detected and thus login is not possible. Did you forget to set `?refresh=true`?")
+    Error::api(400, Some("session_already_available"), "A valid session was detected and thus this flow cannot be started or completed. To sign in again, use `?refresh=true` on a login flow.")
+}
+
+fn registration_disabled() -> Error {
+    Error::api(
+        400,
+        Some("self_service_flow_disabled"),
+        "Registration is not allowed because it was disabled.",
+    )
 }
 
 /// Puts submitted trait values back into the form so the user need not retype them.
@@ -841,4 +984,96 @@ fn flatten(prefix: &str, v: &Value, out: &mut Map<String, Value>) {
 
 pub fn urlencode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// Kratos's return_to rule: same scheme, host (exact, or `*.example.com` for any subdomain) and
+/// port as an allowed URL, and a path under the allowed URL's path. Our own public URL is
+/// always allowed.
+pub fn return_to_allowed(candidate: &str, public_url: &str, allowed: &[String]) -> bool {
+    let Ok(c) = url::Url::parse(candidate) else {
+        return false;
+    };
+    let Some(host) = c.host_str() else {
+        return false;
+    };
+    let matches = |pattern: &str| -> bool {
+        let Some((scheme, rest)) = pattern.split_once("://") else {
+            return false;
+        };
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, "/"),
+        };
+        let (phost, pport) = match authority.rsplit_once(':') {
+            Some((h, p)) if p.chars().all(|ch| ch.is_ascii_digit()) => (h, p.parse::<u16>().ok()),
+            _ => (authority, None),
+        };
+        let port_ok = pport.or_else(|| {
+            url::Url::parse(&format!("{scheme}://x"))
+                .ok()
+                .and_then(|u| u.port_or_known_default())
+        }) == c.port_or_known_default();
+        let host_ok = match phost.strip_prefix("*.") {
+            Some(suffix) => {
+                host.len() > suffix.len()
+                    && host
+                        .to_ascii_lowercase()
+                        .ends_with(&format!(".{}", suffix.to_ascii_lowercase()))
+            }
+            None => host.eq_ignore_ascii_case(phost),
+        };
+        c.scheme().eq_ignore_ascii_case(scheme) && host_ok && port_ok && c.path().starts_with(path)
+    };
+    matches(public_url) || allowed.iter().any(|a| matches(a))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::return_to_allowed;
+
+    #[test]
+    fn return_to_matches_scheme_host_port_and_path_prefix() {
+        let allowed = vec![
+            "https://app.example.com/dashboard".to_string(),
+            "https://*.example.org".to_string(),
+        ];
+        let public = "https://id.example.com/";
+        assert!(return_to_allowed(
+            "https://app.example.com/dashboard/x?y=1",
+            public,
+            &allowed
+        ));
+        assert!(return_to_allowed(
+            "https://id.example.com/anything",
+            public,
+            &allowed
+        ));
+        assert!(return_to_allowed(
+            "https://a.b.example.org/",
+            public,
+            &allowed
+        ));
+        assert!(!return_to_allowed("https://example.org/", public, &allowed));
+        assert!(!return_to_allowed(
+            "http://app.example.com/dashboard",
+            public,
+            &allowed
+        ));
+        assert!(!return_to_allowed(
+            "https://app.example.com/other",
+            public,
+            &allowed
+        ));
+        assert!(!return_to_allowed(
+            "https://app.example.com:8443/dashboard",
+            public,
+            &allowed
+        ));
+        assert!(!return_to_allowed(
+            "https://evil.com/?https://app.example.com/dashboard",
+            public,
+            &allowed
+        ));
+        assert!(!return_to_allowed("javascript:alert(1)", public, &allowed));
+    }
 }

@@ -46,6 +46,12 @@ pub trait Store: Send + Sync + 'static {
     async fn ping(&self) -> StoreResult<()>;
 
     async fn insert_identity(&self, identity: &Identity) -> StoreResult<()>;
+    /// Inserts a new identity and its first session in one transaction (self-service registration).
+    async fn insert_identity_with_session(
+        &self,
+        identity: &Identity,
+        session: &Session,
+    ) -> StoreResult<()>;
     /// Replaces the identity (traits, state, metadata, credentials, addresses) atomically.
     async fn update_identity(&self, identity: &Identity) -> StoreResult<()>;
     async fn get_identity(&self, id: Uuid) -> StoreResult<Option<Identity>>;
@@ -82,6 +88,12 @@ pub trait Store: Send + Sync + 'static {
     async fn insert_flow(&self, flow: &Flow) -> StoreResult<()>;
     async fn update_flow(&self, flow: &Flow) -> StoreResult<()>;
     async fn get_flow(&self, id: Uuid) -> StoreResult<Option<Flow>>;
+    /// Saves `flow` and marks it completed, unless another request completed it first
+    /// (returns false then, and changes nothing).
+    async fn complete_flow(&self, flow: &Flow) -> StoreResult<bool>;
+
+    /// Deletes flows and sessions that expired before `before`; returns how many rows went.
+    async fn delete_expired(&self, before: OffsetDateTime) -> StoreResult<u64>;
 
     /// Returns the stored value for `key`, storing `value` first if there is none (atomic).
     async fn get_or_init_kv(&self, key: &str, value: &str) -> StoreResult<String>;

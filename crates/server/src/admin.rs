@@ -1,10 +1,10 @@
 //! The Kratos admin API (port 4434, `/admin` prefix): identities and sessions.
 
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{parse_uuid, JsonBody};
+use crate::extract::{parse_uuid, JsonBody, Query};
 use crate::paging::{Page, PageQuery};
 use crate::AppState;
-use axum::extract::{Path, Query, RawQuery, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch};
@@ -76,14 +76,34 @@ async fn list_identities(
         .iter()
         .map(|s| parse_uuid(s, "identity id"))
         .collect::<Result<Vec<_>, _>>()?;
-    let page = Page::from_query(&page_query(&raw))?.keep("credentials_identifier", ci.as_deref());
+    let page = Page::from_query(&page_query(&raw))?
+        .keep("credentials_identifier", ci.as_deref())
+        .keep_all("ids", &multi(&raw, "ids"))
+        .keep_all("include_credential", &include);
     let q = IdentityQuery {
         page_size: page.size + 1,
         after: page.after,
-        credentials_identifier: ci.map(|c| c.trim().to_lowercase()),
+        credentials_identifier: ci.as_deref().map(|c| c.trim().to_string()),
         ids,
     };
-    let rows = core.store.list_identities(&q).await?;
+    let mut rows = core.store.list_identities(&q).await?;
+    // Email identifiers are stored lower-cased, other identifiers as written.
+    if rows.is_empty() {
+        if let Some(lower) = q
+            .credentials_identifier
+            .as_deref()
+            .map(str::to_lowercase)
+            .filter(|l| Some(l.as_str()) != q.credentials_identifier.as_deref())
+        {
+            rows = core
+                .store
+                .list_identities(&IdentityQuery {
+                    credentials_identifier: Some(lower),
+                    ..q
+                })
+                .await?;
+        }
+    }
     let items = rows
         .iter()
         .map(|i| {
@@ -339,7 +359,7 @@ async fn extend_session(
 ) -> ApiResult<Json<Value>> {
     let (mut s, i) = load_session(&st, &id).await?;
     let now = st.core.now();
-    if !s.active {
+    if !s.is_valid(&i, now) {
         return Err(ApiError(Error::not_found(
             "The session is not active and cannot be extended.",
         )));

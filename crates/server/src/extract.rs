@@ -53,6 +53,21 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
     }
 }
 
+/// Query-string parameters; malformed ones get a Kratos 400 instead of axum's plain text.
+pub struct Query<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::try_from_uri(&parts.uri)
+            .map(|q| Query(q.0))
+            .map_err(|e| {
+                ApiError::bad_request(format!("The query string is invalid: {}", e.body_text()))
+            })
+    }
+}
+
 pub fn parse_uuid(raw: &str, what: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(raw)
         .map_err(|_| ApiError::bad_request(format!("The {what} {raw:?} is not a valid UUID.")))
@@ -101,11 +116,17 @@ impl FromRequestParts<AppState> for CallerCtx {
         let core = &state.core;
         let h = &parts.headers;
         let session = match session_token(h, &core.config.session.cookie.name) {
-            Some(t) => core.authenticate(&t, core.now()).await.ok(),
+            Some(t) => match core.authenticate(&t, core.now()).await {
+                Ok(s) => Some(s),
+                Err(Error::Internal(cause)) => return Err(ApiError(Error::Internal(cause))),
+                Err(_) => None,
+            },
             None => None,
         };
+        let trust_proxy = core.config.serve.public.trust_forwarded_headers;
         let ip = h
             .get("x-forwarded-for")
+            .filter(|_| trust_proxy)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.split(',').next())
             .map(|s| s.trim().to_string())

@@ -20,7 +20,7 @@ use portcullis_core::schema::IdentitySchema;
 use portcullis_core::service::{Clock, Core, SystemClock};
 use portcullis_core::store::Store;
 use portcullis_core::Error;
-use portcullis_store::SqlStore;
+use portcullis_store::{Backend, SessionCache, SqlStore};
 use rand::distributions::Alphanumeric;
 use rand::Rng;
 use serde_json::json;
@@ -75,9 +75,15 @@ pub async fn build_with_clock(
     }
     let hasher = Hasher::new(&config.hashers)?;
     let admin_url = config.serve.admin.base_url.clone();
+    // SQLite has exactly one server process, so an in-process session cache cannot go stale;
+    // PostgreSQL deployments run several instances and read sessions from the database.
+    let store: Arc<dyn Store> = match store.kind() {
+        Backend::Sqlite => Arc::new(SessionCache::new(store, 100_000)),
+        Backend::Postgres => Arc::new(store),
+    };
     let core = Core {
         config: Arc::new(config),
-        store: Arc::new(store),
+        store,
         hasher,
         schemas,
         clock,
@@ -157,6 +163,27 @@ async fn method_not_allowed() -> ApiError {
     ))
 }
 
+/// Expired flows and sessions are deleted by the server itself (a day after they expire, so
+/// admins can still see recently ended sessions), not by a cron job the operator must remember.
+fn spawn_cleanup(state: AppState, mut stop: tokio::sync::broadcast::Receiver<()>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(600));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    let before = state.core.now() - std::time::Duration::from_secs(24 * 3600);
+                    match state.core.store.delete_expired(before).await {
+                        Ok(n) if n > 0 => tracing::info!(rows = n, "deleted expired flows and sessions"),
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "cleanup of expired rows failed"),
+                    }
+                }
+                _ = stop.recv() => break,
+            }
+        }
+    });
+}
+
 /// Both listeners, bound and serving.
 pub struct Running {
     pub public_addr: SocketAddr,
@@ -174,6 +201,7 @@ pub async fn serve(
     let public_addr = public.local_addr()?;
     let admin_addr = admin.local_addr()?;
     let (tx, _) = tokio::sync::broadcast::channel::<()>(1);
+    spawn_cleanup(state.clone(), tx.subscribe());
     let p = public_router(&state).into_make_service_with_connect_info::<SocketAddr>();
     let a = admin_router(&state).into_make_service_with_connect_info::<SocketAddr>();
     let mut rx1 = tx.subscribe();

@@ -58,6 +58,14 @@ impl Page {
         self
     }
 
+    /// A repeated query parameter to repeat in `Link` URLs.
+    pub fn keep_all(mut self, key: &str, values: &[String]) -> Self {
+        for v in values {
+            self.extra.push((key.to_string(), v.clone()));
+        }
+        self
+    }
+
     /// Responds with at most `size` items (the query fetched `size + 1` to learn whether a next page exists).
     pub fn respond(
         &self,

@@ -1,10 +1,10 @@
 //! The Kratos public API (port 4433): native self-service flows, sessions, schemas.
 
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{parse_uuid, request_url, CallerCtx, JsonBody};
+use crate::extract::{parse_uuid, request_url, CallerCtx, JsonBody, Query};
 use crate::paging::{Page, PageQuery};
 use crate::AppState;
-use axum::extract::{OriginalUri, Path, Query, State};
+use axum::extract::{OriginalUri, Path, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, delete, get, post};
@@ -81,22 +81,23 @@ async fn init_login(
 ) -> ApiResult<Json<Value>> {
     let core = &st.core;
     let now = core.now();
-    let mut flow = core
+    let flow = core
         .create_login_flow(
             FlowType::Api,
             request_url(core.public_url(), &uri),
             truthy(&q.refresh),
+            q.return_to,
             &caller,
             now,
         )
         .await?;
-    flow.return_to = q.return_to;
     Ok(Json(core.flow_response(&flow, None)))
 }
 
 async fn init_registration(
     State(st): State<AppState>,
     OriginalUri(uri): OriginalUri,
+    Query(q): Query<InitQuery>,
     CallerCtx(caller): CallerCtx,
 ) -> ApiResult<Json<Value>> {
     let core = &st.core;
@@ -104,6 +105,7 @@ async fn init_registration(
         .create_registration_flow(
             FlowType::Api,
             request_url(core.public_url(), &uri),
+            q.return_to,
             &caller,
             core.now(),
         )
@@ -114,6 +116,7 @@ async fn init_registration(
 async fn init_settings(
     State(st): State<AppState>,
     OriginalUri(uri): OriginalUri,
+    Query(q): Query<InitQuery>,
     CallerCtx(caller): CallerCtx,
 ) -> ApiResult<Json<Value>> {
     let core = &st.core;
@@ -121,6 +124,7 @@ async fn init_settings(
         .create_settings_flow(
             FlowType::Api,
             request_url(core.public_url(), &uri),
+            q.return_to,
             &caller,
             core.now(),
         )

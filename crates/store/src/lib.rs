@@ -9,7 +9,9 @@
 //! SQLite runs in WAL mode with one writer connection (SQLite allows one writer at a time;
 //! queueing in the pool is cheaper than `SQLITE_BUSY` retries) and a pool of readers.
 
+mod cache;
 mod sql;
 pub mod testing;
 
+pub use cache::SessionCache;
 pub use sql::{Backend, SqlStore};

@@ -223,6 +223,51 @@ impl SqlStore {
         Ok(())
     }
 
+    async fn insert_identity_tx(
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        identity: &Identity,
+    ) -> StoreResult<()> {
+        let data = serde_json::to_string(identity).map_err(json_err)?;
+        sqlx::query(
+            "INSERT INTO identities (id, schema_id, state, external_id, data, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(identity.id.to_string())
+        .bind(identity.schema_id.clone())
+        .bind(identity.state.clone())
+        .bind(identity.external_id.clone())
+        .bind(data)
+        .bind(micros(identity.created_at))
+        .bind(micros(identity.updated_at))
+        .execute(&mut **tx)
+        .await
+        .map_err(db_err)?;
+        Self::write_identity_rows(tx, identity).await
+    }
+
+    fn insert_session_q(
+        s: &Session,
+    ) -> StoreResult<sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments<'static>>> {
+        let doc = SessionDoc {
+            aal: s.aal.clone(),
+            authentication_methods: s.authentication_methods.clone(),
+            devices: s.devices.clone(),
+            issued_at: s.issued_at,
+            authenticated_at: s.authenticated_at,
+        };
+        Ok(sqlx::query(
+            "INSERT INTO sessions (id, token_hash, identity_id, active, expires_at, data, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(s.id.to_string())
+        .bind(s.token_hash.clone())
+        .bind(s.identity_id.to_string())
+        .bind(i64::from(s.active))
+        .bind(micros(s.expires_at))
+        .bind(serde_json::to_string(&doc).map_err(json_err)?)
+        .bind(micros(s.issued_at)))
+    }
+
     fn session_from_row(row: &AnyRow) -> StoreResult<Session> {
         let doc: SessionDoc =
             serde_json::from_str(&row.try_get::<String, _>("s_data").map_err(db_err)?)
@@ -270,23 +315,22 @@ impl Store for SqlStore {
     }
 
     async fn insert_identity(&self, identity: &Identity) -> StoreResult<()> {
-        let data = serde_json::to_string(identity).map_err(json_err)?;
         let mut tx = self.write.begin().await.map_err(db_err)?;
-        sqlx::query(
-            "INSERT INTO identities (id, schema_id, state, external_id, data, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(identity.id.to_string())
-        .bind(identity.schema_id.clone())
-        .bind(identity.state.clone())
-        .bind(identity.external_id.clone())
-        .bind(data)
-        .bind(micros(identity.created_at))
-        .bind(micros(identity.updated_at))
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        Self::write_identity_rows(&mut tx, identity).await?;
+        Self::insert_identity_tx(&mut tx, identity).await?;
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn insert_identity_with_session(
+        &self,
+        identity: &Identity,
+        session: &Session,
+    ) -> StoreResult<()> {
+        let mut tx = self.write.begin().await.map_err(db_err)?;
+        Self::insert_identity_tx(&mut tx, identity).await?;
+        Self::insert_session_q(session)?
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
         tx.commit().await.map_err(db_err)
     }
 
@@ -411,27 +455,10 @@ impl Store for SqlStore {
     }
 
     async fn insert_session(&self, s: &Session) -> StoreResult<()> {
-        let doc = SessionDoc {
-            aal: s.aal.clone(),
-            authentication_methods: s.authentication_methods.clone(),
-            devices: s.devices.clone(),
-            issued_at: s.issued_at,
-            authenticated_at: s.authenticated_at,
-        };
-        sqlx::query(
-            "INSERT INTO sessions (id, token_hash, identity_id, active, expires_at, data, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(s.id.to_string())
-        .bind(s.token_hash.clone())
-        .bind(s.identity_id.to_string())
-        .bind(i64::from(s.active))
-        .bind(micros(s.expires_at))
-        .bind(serde_json::to_string(&doc).map_err(json_err)?)
-        .bind(micros(s.issued_at))
-        .execute(&self.write)
-        .await
-        .map_err(db_err)?;
+        Self::insert_session_q(s)?
+            .execute(&self.write)
+            .await
+            .map_err(db_err)?;
         Ok(())
     }
 
@@ -602,6 +629,34 @@ impl Store for SqlStore {
             serde_json::from_str(&r.try_get::<String, _>("data").map_err(db_err)?).map_err(json_err)
         })
         .transpose()
+    }
+
+    async fn complete_flow(&self, flow: &Flow) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE flows SET data = $1, completed = 1 WHERE id = $2 AND completed = 0",
+        )
+        .bind(serde_json::to_string(flow).map_err(json_err)?)
+        .bind(flow.id.to_string())
+        .execute(&self.write)
+        .await
+        .map_err(db_err)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn delete_expired(&self, before: OffsetDateTime) -> StoreResult<u64> {
+        let mut n = 0;
+        for sql in [
+            "DELETE FROM flows WHERE expires_at < $1",
+            "DELETE FROM sessions WHERE expires_at < $1",
+        ] {
+            n += sqlx::query(sql)
+                .bind(micros(before))
+                .execute(&self.write)
+                .await
+                .map_err(db_err)?
+                .rows_affected();
+        }
+        Ok(n)
     }
 
     async fn get_or_init_kv(&self, key: &str, value: &str) -> StoreResult<String> {

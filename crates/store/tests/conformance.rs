@@ -27,10 +27,13 @@ async fn postgres() -> SqlStore {
     s
 }
 
+/// Every scenario runs on SQLite, on PostgreSQL, and on SQLite behind the session cache the
+/// server puts in front of it.
 macro_rules! on_both {
     ($($name:ident),* $(,)?) => {
         mod sqlite_backend { $( #[tokio::test] async fn $name() { super::$name(super::sqlite().await).await } )* }
         mod postgres_backend { $( #[tokio::test] async fn $name() { super::$name(super::postgres().await).await } )* }
+        mod sqlite_cached { $( #[tokio::test] async fn $name() { super::$name(portcullis_store::SessionCache::new(super::sqlite().await, 1000)).await } )* }
     };
 }
 
@@ -44,6 +47,9 @@ on_both!(
     session_lists_filter_active_and_revocation_works,
     flows_round_trip,
     kv_initialises_once,
+    writes_are_visible_to_later_token_lookups,
+    expired_rows_are_cleaned_up,
+    a_flow_completes_once,
 );
 
 fn now() -> OffsetDateTime {
@@ -80,7 +86,7 @@ fn session_for(i: &Identity, lifespan: Duration) -> (Session, String) {
     )
 }
 
-async fn identities_round_trip_and_are_found_by_identifier(s: SqlStore) {
+async fn identities_round_trip_and_are_found_by_identifier(s: impl Store) {
     let i = identity("ada@example.com");
     s.insert_identity(&i).await.unwrap();
     assert_eq!(s.get_identity(i.id).await.unwrap(), Some(i.clone()));
@@ -98,7 +104,7 @@ async fn identities_round_trip_and_are_found_by_identifier(s: SqlStore) {
     assert!(s.get_identity(Uuid::new_v4()).await.unwrap().is_none());
 }
 
-async fn duplicate_identifiers_and_addresses_conflict(s: SqlStore) {
+async fn duplicate_identifiers_and_addresses_conflict(s: impl Store) {
     s.insert_identity(&identity("dup@example.com"))
         .await
         .unwrap();
@@ -127,7 +133,7 @@ async fn duplicate_identifiers_and_addresses_conflict(s: SqlStore) {
     ));
 }
 
-async fn updates_rederive_identifiers_atomically(s: SqlStore) {
+async fn updates_rederive_identifiers_atomically(s: impl Store) {
     let schema = IdentitySchema::default_schema().unwrap();
     let mut a = identity("a@example.com");
     let b = identity("b@example.com");
@@ -170,7 +176,7 @@ async fn updates_rederive_identifiers_atomically(s: SqlStore) {
     ));
 }
 
-async fn identity_list_pages_by_keyset_and_filters(s: SqlStore) {
+async fn identity_list_pages_by_keyset_and_filters(s: impl Store) {
     let mut ids = vec![];
     for n in 0..5 {
         let i = identity(&format!("p{n}@example.com"));
@@ -221,7 +227,7 @@ async fn identity_list_pages_by_keyset_and_filters(s: SqlStore) {
     );
 }
 
-async fn deleting_an_identity_removes_its_sessions(s: SqlStore) {
+async fn deleting_an_identity_removes_its_sessions(s: impl Store) {
     let i = identity("del@example.com");
     s.insert_identity(&i).await.unwrap();
     let (sess, _) = session_for(&i, Duration::from_secs(60));
@@ -244,7 +250,7 @@ async fn deleting_an_identity_removes_its_sessions(s: SqlStore) {
         .unwrap();
 }
 
-async fn sessions_are_found_by_token_hash_with_their_identity(s: SqlStore) {
+async fn sessions_are_found_by_token_hash_with_their_identity(s: impl Store) {
     let i = identity("sess@example.com");
     s.insert_identity(&i).await.unwrap();
     let (sess, token) = session_for(&i, Duration::from_secs(60));
@@ -267,7 +273,7 @@ async fn sessions_are_found_by_token_hash_with_their_identity(s: SqlStore) {
     assert!(!s.get_session(sess.id).await.unwrap().unwrap().0.active);
 }
 
-async fn session_lists_filter_active_and_revocation_works(s: SqlStore) {
+async fn session_lists_filter_active_and_revocation_works(s: impl Store) {
     let i = identity("list@example.com");
     s.insert_identity(&i).await.unwrap();
     let (a, _) = session_for(&i, Duration::from_secs(60));
@@ -304,7 +310,7 @@ async fn session_lists_filter_active_and_revocation_works(s: SqlStore) {
     assert_eq!(s.delete_identity_sessions(i.id).await.unwrap(), 3);
 }
 
-async fn flows_round_trip(s: SqlStore) {
+async fn flows_round_trip(s: impl Store) {
     let mut f = Flow::new(
         FlowKind::Login,
         FlowType::Api,
@@ -324,7 +330,90 @@ async fn flows_round_trip(s: SqlStore) {
     assert!(s.get_flow(Uuid::new_v4()).await.unwrap().is_none());
 }
 
-async fn kv_initialises_once(s: SqlStore) {
+async fn kv_initialises_once(s: impl Store) {
     assert_eq!(s.get_or_init_kv("k", "first").await.unwrap(), "first");
     assert_eq!(s.get_or_init_kv("k", "second").await.unwrap(), "first");
+}
+
+async fn writes_are_visible_to_later_token_lookups(s: impl Store) {
+    let schema = IdentitySchema::default_schema().unwrap();
+    let mut i = identity("visible@example.com");
+    s.insert_identity(&i).await.unwrap();
+    let (sess, _) = session_for(&i, Duration::from_secs(60));
+    s.insert_session(&sess).await.unwrap();
+    let lookup = || s.session_by_token_hash(&sess.token_hash);
+    assert!(lookup().await.unwrap().unwrap().0.active);
+    i.traits = json!({ "email": "visible@example.com", "name": { "first": "Changed" } });
+    i.apply_derived(&schema.derive(&i.traits), now());
+    s.update_identity(&i).await.unwrap();
+    assert_eq!(
+        lookup().await.unwrap().unwrap().1.traits["name"]["first"],
+        "Changed"
+    );
+    s.revoke_identity_sessions(i.id, None).await.unwrap();
+    assert!(!lookup().await.unwrap().unwrap().0.active);
+    let mut again = sess.clone();
+    again.active = true;
+    s.update_session(&again).await.unwrap();
+    assert!(lookup().await.unwrap().unwrap().0.active);
+    s.delete_identity(i.id).await.unwrap();
+    assert!(lookup().await.unwrap().is_none());
+}
+
+async fn expired_rows_are_cleaned_up(s: impl Store) {
+    let i = identity("cleanup@example.com");
+    s.insert_identity(&i).await.unwrap();
+    let (live, _) = session_for(&i, Duration::from_secs(3600));
+    let (mut old, _) = session_for(&i, Duration::from_secs(60));
+    old.expires_at = now() - Duration::from_secs(7200);
+    s.insert_session(&live).await.unwrap();
+    s.insert_session(&old).await.unwrap();
+    let mut stale = Flow::new(
+        FlowKind::Login,
+        FlowType::Api,
+        "u".into(),
+        "http://x/",
+        Duration::from_secs(60),
+        now(),
+    );
+    stale.expires_at = now() - Duration::from_secs(7200);
+    let fresh = Flow::new(
+        FlowKind::Login,
+        FlowType::Api,
+        "u".into(),
+        "http://x/",
+        Duration::from_secs(60),
+        now(),
+    );
+    s.insert_flow(&stale).await.unwrap();
+    s.insert_flow(&fresh).await.unwrap();
+    assert_eq!(
+        s.delete_expired(now() - Duration::from_secs(3600))
+            .await
+            .unwrap(),
+        2
+    );
+    assert!(s.get_flow(stale.id).await.unwrap().is_none());
+    assert!(s.get_flow(fresh.id).await.unwrap().is_some());
+    assert!(s.get_session(old.id).await.unwrap().is_none());
+    assert!(s.get_session(live.id).await.unwrap().is_some());
+}
+
+async fn a_flow_completes_once(s: impl Store) {
+    let mut f = Flow::new(
+        FlowKind::Login,
+        FlowType::Api,
+        "u".into(),
+        "http://x/",
+        Duration::from_secs(60),
+        now(),
+    );
+    s.insert_flow(&f).await.unwrap();
+    f.state = "passed_challenge".into();
+    assert!(s.complete_flow(&f).await.unwrap());
+    assert!(!s.complete_flow(&f).await.unwrap());
+    assert_eq!(
+        s.get_flow(f.id).await.unwrap().unwrap().state,
+        "passed_challenge"
+    );
 }

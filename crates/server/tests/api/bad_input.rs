@@ -91,6 +91,13 @@ async fn bad_input_gets_kratos_errors_never_a_500(app: TestApp) {
         .get(&format!("{}/self-service/login/flows", app.public))
         .await;
     expect_error(r, StatusCode::BAD_REQUEST).await;
+    let r = app
+        .get(&format!(
+            "{}/self-service/login/api?refresh=true&refresh=false",
+            app.public
+        ))
+        .await;
+    expect_error(r, StatusCode::BAD_REQUEST).await;
     // Wrong JSON types inside a valid document are validation messages, not crashes.
     let r = app
         .post(

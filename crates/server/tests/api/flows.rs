@@ -15,7 +15,62 @@ crate::on_both!(
     api_flows_refuse_browser_requests,
     inactive_identities_cannot_log_in_and_lose_their_sessions,
     imported_hashes_are_upgraded_on_login,
+    return_to_must_be_allowed_and_is_kept_on_the_flow,
+    concurrent_submits_of_one_login_flow_succeed_once,
 );
+
+async fn return_to_must_be_allowed_and_is_kept_on_the_flow(app: TestApp) {
+    for kind in ["login", "registration"] {
+        let r = app
+            .get(&format!(
+                "{}/self-service/{kind}/api?return_to=https://evil.example/steal",
+                app.public
+            ))
+            .await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+        let e: Value = r.json().await.unwrap();
+        assert_eq!(e["error"]["id"], "self_service_flow_return_to_forbidden");
+    }
+    let own = format!("{}/somewhere", app.public);
+    let r = app
+        .get(&format!(
+            "{}/self-service/login/api?return_to={own}",
+            app.public
+        ))
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let flow: Value = r.json().await.unwrap();
+    assert_eq!(flow["return_to"], own);
+    let again: Value = app
+        .get(&format!(
+            "{}/self-service/login/flows?id={}",
+            app.public,
+            flow["id"].as_str().unwrap()
+        ))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        again["return_to"], own,
+        "return_to is persisted with the flow"
+    );
+}
+
+async fn concurrent_submits_of_one_login_flow_succeed_once(app: TestApp) {
+    let email = unique_email("race");
+    app.register(&email, PASSWORD).await;
+    let flow = app.flow("login").await;
+    let id = flow["id"].as_str().unwrap();
+    let body = json!({ "method": "password", "identifier": email, "password": PASSWORD });
+    let (a, b) = tokio::join!(
+        app.submit("login", id, body.clone(), None),
+        app.submit("login", id, body, None)
+    );
+    let mut statuses = vec![a.status(), b.status()];
+    statuses.sort();
+    assert_eq!(statuses, vec![StatusCode::OK, StatusCode::BAD_REQUEST]);
+}
 
 async fn registration_login_whoami_and_logout_round_trip(app: TestApp) {
     let email = unique_email("round");
@@ -90,7 +145,7 @@ async fn registration_login_whoami_and_logout_round_trip(app: TestApp) {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
 }
 
 async fn unknown_account_and_wrong_password_fail_identically(app: TestApp) {
@@ -218,6 +273,12 @@ async fn expired_flows_answer_410_with_a_replacement_flow(app: TestApp) {
         ))
         .await;
     assert_eq!(r.status(), StatusCode::OK);
+    let fresh: Value = r.json().await.unwrap();
+    assert_eq!(
+        message_ids(&fresh, None),
+        vec![4010001],
+        "the replacement says why"
+    );
     let r = app
         .get(&format!(
             "{}/self-service/login/flows?id={}",

@@ -5,5 +5,6 @@ mod helpers;
 
 mod admin;
 mod bad_input;
+mod config;
 mod flows;
 mod sessions;

@@ -116,6 +116,17 @@ async fn sessions_expire_after_their_lifespan_and_can_be_extended(app: TestApp) 
         .await
         .unwrap();
     assert!(active.is_empty());
+    let r = app
+        .http
+        .patch(format!("{}/admin/sessions/{sid}/extend", app.admin))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::NOT_FOUND,
+        "an expired session is not revived"
+    );
 }
 
 async fn admin_can_list_get_and_disable_sessions(app: TestApp) {

@@ -39,11 +39,14 @@ CREATE TABLE sessions (
     created_at  BIGINT NOT NULL
 );
 CREATE INDEX sessions_identity ON sessions(identity_id, id);
+CREATE INDEX sessions_expires_at ON sessions(expires_at);
 
 CREATE TABLE flows (
     id         TEXT PRIMARY KEY,
     kind       TEXT NOT NULL,
     expires_at BIGINT NOT NULL,
+    -- Set once by the submit that completes the flow, so a replayed submit cannot win too.
+    completed  BIGINT NOT NULL DEFAULT 0,
     data       TEXT NOT NULL
 );
 CREATE INDEX flows_expires_at ON flows(expires_at);

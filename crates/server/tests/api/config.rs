@@ -1,0 +1,63 @@
+//! Behaviour that depends on configuration.
+
+use crate::helpers::{message_ids, unique_email, Backend, TestApp};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+#[tokio::test]
+async fn disabled_registration_refuses_new_and_existing_flows() {
+    let open = TestApp::spawn(Backend::Sqlite).await;
+    let flow = open.flow("registration").await;
+    drop(open);
+    let app = TestApp::spawn_with(Backend::Sqlite, |c| {
+        c.selfservice.flows.registration.enabled = false
+    })
+    .await;
+    let r = app
+        .get(&format!("{}/self-service/registration/api", app.public))
+        .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let e: Value = r.json().await.unwrap();
+    assert_eq!(e["error"]["id"], "self_service_flow_disabled");
+    let r = app
+        .submit(
+            "registration",
+            flow["id"].as_str().unwrap(),
+            json!({ "method": "password" }),
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn bcrypt_hasher_refuses_passwords_it_would_truncate() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |c| {
+        c.hashers.algorithm = "bcrypt".into();
+        c.hashers.bcrypt.cost = 4;
+    })
+    .await;
+    let flow = app.flow("registration").await;
+    let long = "correct horse battery staple ".repeat(3);
+    let r = app
+        .submit("registration", flow["id"].as_str().unwrap(), json!({ "method": "password", "password": long, "traits": { "email": unique_email("bc") } }), None)
+        .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let f: Value = r.json().await.unwrap();
+    assert_eq!(message_ids(&f, Some("password")), vec![4000033]);
+    let email = unique_email("bc-ok");
+    let (id, _) = app.register(&email, "tangerine violin sleepy").await;
+    let got: Value = app
+        .get(&format!(
+            "{}/admin/identities/{id}?include_credential=password",
+            app.admin
+        ))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(got["credentials"]["password"]["config"]["hashed_password"]
+        .as_str()
+        .unwrap()
+        .starts_with("$2b$04$"));
+}

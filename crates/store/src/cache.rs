@@ -1,0 +1,176 @@
+//! A read-through cache for session lookups, in front of any [`Store`].
+//!
+//! `/sessions/whoami` is the hottest path; with the cache a repeated check is a hash-map hit
+//! instead of a query. Correctness rests on one rule: every write that can change what a cached
+//! lookup returns (a session update or revocation, an identity update or deletion) bumps a
+//! global epoch, and an entry is only served if it was loaded in the current epoch. The epoch
+//! is read *before* the database query, so a lookup racing a write is stored with the old epoch
+//! and never served. New sessions and identities need no bump: nothing cached refers to them.
+//!
+//! The cache is process-local, so it is only safe when this process is the only writer: the
+//! server enables it for SQLite (an embedded database has one server process) and not for
+//! PostgreSQL, where other instances write too.
+
+use async_trait::async_trait;
+use portcullis_core::flow::Flow;
+use portcullis_core::identity::Identity;
+use portcullis_core::session::Session;
+use portcullis_core::store::{IdentityQuery, SessionQuery, Store, StoreResult};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::RwLock;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+type Entry = (u64, Option<(Session, Identity)>);
+
+pub struct SessionCache<S> {
+    inner: S,
+    epoch: AtomicU64,
+    entries: RwLock<HashMap<String, Entry>>,
+    capacity: usize,
+}
+
+impl<S: Store> SessionCache<S> {
+    pub fn new(inner: S, capacity: usize) -> Self {
+        SessionCache {
+            inner,
+            epoch: AtomicU64::new(0),
+            entries: RwLock::new(HashMap::new()),
+            capacity,
+        }
+    }
+
+    fn bump(&self) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        if let Ok(mut m) = self.entries.write() {
+            m.clear();
+        }
+    }
+}
+
+#[async_trait]
+impl<S: Store> Store for SessionCache<S> {
+    fn backend(&self) -> &'static str {
+        self.inner.backend()
+    }
+    async fn ping(&self) -> StoreResult<()> {
+        self.inner.ping().await
+    }
+    async fn insert_identity(&self, identity: &Identity) -> StoreResult<()> {
+        self.inner.insert_identity(identity).await
+    }
+    async fn insert_identity_with_session(
+        &self,
+        identity: &Identity,
+        session: &Session,
+    ) -> StoreResult<()> {
+        self.inner
+            .insert_identity_with_session(identity, session)
+            .await
+    }
+    async fn update_identity(&self, identity: &Identity) -> StoreResult<()> {
+        let r = self.inner.update_identity(identity).await;
+        self.bump();
+        r
+    }
+    async fn get_identity(&self, id: Uuid) -> StoreResult<Option<Identity>> {
+        self.inner.get_identity(id).await
+    }
+    async fn find_identity_by_identifier(
+        &self,
+        kind: &str,
+        identifier: &str,
+    ) -> StoreResult<Option<Identity>> {
+        self.inner
+            .find_identity_by_identifier(kind, identifier)
+            .await
+    }
+    async fn list_identities(&self, query: &IdentityQuery) -> StoreResult<Vec<Identity>> {
+        self.inner.list_identities(query).await
+    }
+    async fn delete_identity(&self, id: Uuid) -> StoreResult<bool> {
+        let r = self.inner.delete_identity(id).await;
+        self.bump();
+        r
+    }
+    async fn insert_session(&self, session: &Session) -> StoreResult<()> {
+        self.inner.insert_session(session).await
+    }
+    async fn update_session(&self, session: &Session) -> StoreResult<()> {
+        let r = self.inner.update_session(session).await;
+        self.bump();
+        r
+    }
+    async fn session_by_token_hash(
+        &self,
+        token_hash: &str,
+    ) -> StoreResult<Option<(Session, Identity)>> {
+        let epoch = self.epoch.load(Ordering::SeqCst);
+        if let Ok(m) = self.entries.read() {
+            if let Some((e, v)) = m.get(token_hash) {
+                if *e == epoch {
+                    return Ok(v.clone());
+                }
+            }
+        }
+        let loaded = self.inner.session_by_token_hash(token_hash).await?;
+        // Unknown tokens are not cached: a flood of random tokens must not evict real entries.
+        if loaded.is_some() {
+            if let Ok(mut m) = self.entries.write() {
+                if m.len() >= self.capacity {
+                    m.clear();
+                }
+                m.insert(token_hash.to_string(), (epoch, loaded.clone()));
+            }
+        }
+        Ok(loaded)
+    }
+    async fn get_session(&self, id: Uuid) -> StoreResult<Option<(Session, Identity)>> {
+        self.inner.get_session(id).await
+    }
+    async fn list_sessions(
+        &self,
+        query: &SessionQuery,
+        now: OffsetDateTime,
+    ) -> StoreResult<Vec<(Session, Identity)>> {
+        self.inner.list_sessions(query, now).await
+    }
+    async fn revoke_identity_sessions(
+        &self,
+        identity_id: Uuid,
+        except: Option<Uuid>,
+    ) -> StoreResult<u64> {
+        let r = self
+            .inner
+            .revoke_identity_sessions(identity_id, except)
+            .await;
+        self.bump();
+        r
+    }
+    async fn delete_identity_sessions(&self, identity_id: Uuid) -> StoreResult<u64> {
+        let r = self.inner.delete_identity_sessions(identity_id).await;
+        self.bump();
+        r
+    }
+    async fn insert_flow(&self, flow: &Flow) -> StoreResult<()> {
+        self.inner.insert_flow(flow).await
+    }
+    async fn update_flow(&self, flow: &Flow) -> StoreResult<()> {
+        self.inner.update_flow(flow).await
+    }
+    async fn get_flow(&self, id: Uuid) -> StoreResult<Option<Flow>> {
+        self.inner.get_flow(id).await
+    }
+    async fn complete_flow(&self, flow: &Flow) -> StoreResult<bool> {
+        self.inner.complete_flow(flow).await
+    }
+    async fn delete_expired(&self, before: OffsetDateTime) -> StoreResult<u64> {
+        let r = self.inner.delete_expired(before).await;
+        self.bump();
+        r
+    }
+    async fn get_or_init_kv(&self, key: &str, value: &str) -> StoreResult<String> {
+        self.inner.get_or_init_kv(key, value).await
+    }
+}
