@@ -507,8 +507,8 @@ async fn run(args: Args) -> Result<()> {
     println!();
     println!("Portcullis benchmark — SQLite, {cores} cores shared by servers and load generator, {secs}s per row");
     println!(
-        "{:<46} {:>10} {:>9} {:>9} {:>7}  {}",
-        "scenario", "ops/s", "p50 ms", "p99 ms", "errors", "vs baseline"
+        "{:<46} {:>10} {:>9} {:>9} {:>7}  vs baseline",
+        "scenario", "ops/s", "p50 ms", "p99 ms", "errors"
     );
     println!("{}", "-".repeat(110));
     for r in &rows {

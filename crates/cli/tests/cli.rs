@@ -1,5 +1,7 @@
 //! The binary's command line: configuration errors stop it before any port is bound.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code fails by panicking
+
 use std::process::Command;
 
 fn portcullis() -> Command {

@@ -131,11 +131,11 @@ impl ByteSize {
 impl Serialize for ByteSize {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let b = self.0;
-        let text = if b % (1 << 30) == 0 && b > 0 {
+        let text = if b.is_multiple_of(1 << 30) && b > 0 {
             format!("{}GiB", b >> 30)
-        } else if b % (1 << 20) == 0 && b > 0 {
+        } else if b.is_multiple_of(1 << 20) && b > 0 {
             format!("{}MiB", b >> 20)
-        } else if b % (1 << 10) == 0 && b > 0 {
+        } else if b.is_multiple_of(1 << 10) && b > 0 {
             format!("{}KiB", b >> 10)
         } else {
             format!("{b}B")
@@ -157,6 +157,7 @@ impl<'de> Deserialize<'de> for ByteSize {
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+#[derive(Default)]
 pub struct Config {
     /// `sqlite://PATH`, `sqlite::memory:` or `postgres://…`. Empty in dev mode means `sqlite://portcullis.sqlite`.
     pub dsn: String,
@@ -235,6 +236,7 @@ pub struct SessionCookieConfig {
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+#[derive(Default)]
 pub struct SelfServiceConfig {
     pub default_browser_return_url: String,
     pub allowed_return_urls: Vec<String>,
@@ -306,6 +308,7 @@ pub struct SettingsFlowConfig {
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+#[derive(Default)]
 pub struct UiUrlConfig {
     pub ui_url: String,
 }
@@ -337,27 +340,13 @@ pub struct BcryptConfig {
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+#[derive(Default)]
 pub struct SecretsConfig {
     pub default: Vec<String>,
     pub cookie: Vec<String>,
     pub cipher: Vec<String>,
 }
 
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            dsn: String::new(),
-            dev: false,
-            log: LogConfig::default(),
-            serve: ServeConfig::default(),
-            identity: IdentityConfig::default(),
-            session: SessionConfig::default(),
-            selfservice: SelfServiceConfig::default(),
-            hashers: HashersConfig::default(),
-            secrets: SecretsConfig::default(),
-        }
-    }
-}
 
 impl Default for LogConfig {
     fn default() -> Self {
@@ -431,16 +420,6 @@ impl Default for SessionCookieConfig {
     }
 }
 
-impl Default for SelfServiceConfig {
-    fn default() -> Self {
-        SelfServiceConfig {
-            default_browser_return_url: String::new(),
-            allowed_return_urls: vec![],
-            methods: MethodsConfig::default(),
-            flows: FlowsConfig::default(),
-        }
-    }
-}
 
 impl Default for MethodsConfig {
     fn default() -> Self {
@@ -530,13 +509,6 @@ impl Default for SettingsFlowConfig {
     }
 }
 
-impl Default for UiUrlConfig {
-    fn default() -> Self {
-        UiUrlConfig {
-            ui_url: String::new(),
-        }
-    }
-}
 
 impl Default for HashersConfig {
     fn default() -> Self {
@@ -566,15 +538,6 @@ impl Default for BcryptConfig {
     }
 }
 
-impl Default for SecretsConfig {
-    fn default() -> Self {
-        SecretsConfig {
-            default: vec![],
-            cookie: vec![],
-            cipher: vec![],
-        }
-    }
-}
 
 impl Config {
     /// Loads the configuration: defaults, then the YAML file (if any), then `PORTCULLIS_*`

@@ -5,6 +5,9 @@
 //! process stops the cluster and removes its directory when the test process exits. Set
 //! `PORTCULLIS_TEST_POSTGRES_URL` to use an existing server instead.
 
+// Test support: failing loudly (a panic) is how it fails the calling test.
+#![allow(clippy::panic)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;

@@ -1,5 +1,7 @@
 //! One storage conformance suite, run on SQLite and on PostgreSQL.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code fails by panicking
+
 use portcullis_core::flow::{Flow, FlowKind, FlowType};
 use portcullis_core::identity::Identity;
 use portcullis_core::schema::IdentitySchema;

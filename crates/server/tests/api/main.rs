@@ -1,6 +1,8 @@
 //! Integration tests: the real server on port 0 with an isolated database. Every scenario runs
 //! on SQLite and on PostgreSQL.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code fails by panicking
+
 mod helpers;
 
 mod admin;
