@@ -182,6 +182,21 @@ where
     F: Fn(Conn, u64) -> Fut + Send + Sync + Clone + 'static,
     Fut: std::future::Future<Output = (Conn, Result<()>)> + Send,
 {
+    load_paced(base, conns, secs, None, op).await
+}
+
+/// [`load`], with each connection idling for `pace` between operations (outside the timing).
+async fn load_paced<F, Fut>(
+    base: &str,
+    conns: usize,
+    secs: f64,
+    pace: Option<Duration>,
+    op: F,
+) -> Result<Stats>
+where
+    F: Fn(Conn, u64) -> Fut + Send + Sync + Clone + 'static,
+    Fut: std::future::Future<Output = (Conn, Result<()>)> + Send,
+{
     let stop = Arc::new(AtomicBool::new(false));
     let errors = Arc::new(AtomicU64::new(0));
     let mut tasks = vec![];
@@ -202,6 +217,9 @@ where
                     Err(_) => {
                         errors.fetch_add(1, Ordering::Relaxed);
                     }
+                }
+                if let Some(p) = pace {
+                    tokio::time::sleep(p).await;
                 }
             }
             lat
@@ -452,28 +470,33 @@ async fn run(args: Args) -> Result<()> {
         .await
     });
     let t = token.clone();
-    let during = load(&public, 4, secs, move |mut c, _| {
-        let t = t.clone();
-        async move {
-            let r = c
-                .call(
-                    Method::GET,
-                    "/sessions/whoami",
-                    None,
-                    &[("x-session-token", &t)],
-                )
-                .await
-                .and_then(|(s, _)| {
-                    if s == 200 {
-                        Ok(())
-                    } else {
-                        Err(anyhow!("{s}"))
-                    }
-                });
-            tokio::time::sleep(Duration::from_millis(5)).await;
-            (c, r)
-        }
-    })
+    let during = load_paced(
+        &public,
+        4,
+        secs,
+        Some(Duration::from_millis(5)),
+        move |mut c, _| {
+            let t = t.clone();
+            async move {
+                let r = c
+                    .call(
+                        Method::GET,
+                        "/sessions/whoami",
+                        None,
+                        &[("x-session-token", &t)],
+                    )
+                    .await
+                    .and_then(|(s, _)| {
+                        if s == 200 {
+                            Ok(())
+                        } else {
+                            Err(anyhow!("{s}"))
+                        }
+                    });
+                (c, r)
+            }
+        },
+    )
     .await?;
     let flood_stats = flood.await??;
     rows.push(Row {

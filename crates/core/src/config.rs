@@ -347,7 +347,6 @@ pub struct SecretsConfig {
     pub cipher: Vec<String>,
 }
 
-
 impl Default for LogConfig {
     fn default() -> Self {
         LogConfig {
@@ -419,7 +418,6 @@ impl Default for SessionCookieConfig {
         }
     }
 }
-
 
 impl Default for MethodsConfig {
     fn default() -> Self {
@@ -509,7 +507,6 @@ impl Default for SettingsFlowConfig {
     }
 }
 
-
 impl Default for HashersConfig {
     fn default() -> Self {
         HashersConfig {
@@ -537,7 +534,6 @@ impl Default for BcryptConfig {
         BcryptConfig { cost: 12 }
     }
 }
-
 
 impl Config {
     /// Loads the configuration: defaults, then the YAML file (if any), then `PORTCULLIS_*`

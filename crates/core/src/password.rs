@@ -1,16 +1,19 @@
 //! Password hashing on a bounded blocking pool, and the password policy.
 //!
-//! Hashing never runs on the async executor: every hash or verify takes a permit from a
-//! semaphore sized from `dedicated_memory ÷ m_cost` (and the core count), then runs on Tokio's
-//! blocking threads. An unknown account is verified against a dummy hash of the same
-//! parameters, so a login costs the same whether or not the identifier exists.
+//! Hashing never runs on the async executor: it runs on a dedicated pool of threads sized from
+//! `dedicated_memory ÷ m_cost` and the core count, so at most that many hashes (and that much
+//! memory) are in flight. The pool's threads run at a lower scheduling priority (nice ≈ 10,
+//! SCHED_BATCH), so during a login flood the executor threads that answer session checks still
+//! get the CPU first; hashing takes whatever is left, which is all of it when nothing else
+//! runs. An unknown account is verified against a dummy hash of the same parameters, so a login
+//! costs the same whether or not the identifier exists.
 
 use crate::config::{HashersConfig, PasswordPolicyConfig};
 use crate::ui::{msg, UiText};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
-use std::sync::Arc;
-use tokio::sync::Semaphore;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
 
 #[derive(Debug, thiserror::Error)]
 pub enum HashError {
@@ -27,16 +30,18 @@ pub struct Verified {
     pub needs_rehash: bool,
 }
 
+type Job = Box<dyn FnOnce(&Inner) + Send>;
+
 #[derive(Clone)]
 pub struct Hasher {
     inner: Arc<Inner>,
+    jobs: mpsc::Sender<Job>,
 }
 
 struct Inner {
     algorithm: String,
     params: Params,
     bcrypt_cost: u32,
-    permits: Semaphore,
     pool_size: usize,
     dummy: String,
 }
@@ -57,14 +62,34 @@ impl Hasher {
             algorithm: cfg.algorithm.clone(),
             params,
             bcrypt_cost: cfg.bcrypt.cost,
-            permits: Semaphore::new(pool_size),
             pool_size,
             dummy: String::new(),
         };
         inner.dummy = inner.hash_blocking("portcullis-dummy-password-for-timing")?;
-        Ok(Hasher {
-            inner: Arc::new(inner),
-        })
+        let inner = Arc::new(inner);
+        let (jobs, rx) = mpsc::channel::<Job>();
+        let rx = Arc::new(Mutex::new(rx));
+        for n in 0..pool_size {
+            let (inner, rx) = (inner.clone(), rx.clone());
+            std::thread::Builder::new()
+                .name(format!("portcullis-hash-{n}"))
+                .spawn(move || {
+                    lower_priority();
+                    loop {
+                        // The workers exit when every `Hasher` clone (every sender) is gone.
+                        let job = match rx.lock() {
+                            Ok(guard) => guard.recv(),
+                            Err(_) => return,
+                        };
+                        match job {
+                            Ok(job) => job(&inner),
+                            Err(_) => return,
+                        }
+                    }
+                })
+                .map_err(|e| HashError::Internal(format!("cannot start hashing thread: {e}")))?;
+        }
+        Ok(Hasher { inner, jobs })
     }
 
     pub fn pool_size(&self) -> usize {
@@ -120,16 +145,35 @@ impl Hasher {
         &self,
         f: impl FnOnce(&Inner) -> Result<T, HashError> + Send + 'static,
     ) -> Result<T, HashError> {
-        let _permit = self
-            .inner
-            .permits
-            .acquire()
-            .await
-            .map_err(|e| HashError::Internal(e.to_string()))?;
-        let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || f(&inner))
-            .await
-            .map_err(|e| HashError::Internal(e.to_string()))?
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |inner| {
+            let _ = tx.send(f(inner));
+        });
+        self.jobs
+            .send(job)
+            .map_err(|_| HashError::Internal("the hashing pool has stopped".into()))?;
+        rx.await
+            .map_err(|_| HashError::Internal("a hashing thread died".into()))?
+    }
+}
+
+/// Best effort: a failure (e.g. a platform without niceness) leaves the default priority.
+fn lower_priority() {
+    use thread_priority::unix::{
+        set_thread_priority_and_policy, thread_native_id, NormalThreadSchedulePolicy,
+        ThreadSchedulePolicy,
+    };
+    use thread_priority::{ThreadPriority, ThreadPriorityValue};
+    let Ok(value) = ThreadPriorityValue::try_from(25u8) else {
+        return;
+    };
+    let policy = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Batch);
+    if let Err(e) = set_thread_priority_and_policy(
+        thread_native_id(),
+        ThreadPriority::Crossplatform(value),
+        policy,
+    ) {
+        tracing::debug!(error = ?e, "could not lower the hashing threads' priority");
     }
 }
 
