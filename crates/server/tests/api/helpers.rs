@@ -59,6 +59,11 @@ impl TestApp {
     }
 
     pub async fn spawn_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -> TestApp {
+        Self::spawn_on(&dsn(backend).await, tweak).await
+    }
+
+    /// A server on an existing database (several may share one PostgreSQL database).
+    pub async fn spawn_on(dsn: &str, tweak: impl FnOnce(&mut Config)) -> TestApp {
         let public = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let (pp, ap) = (
@@ -66,7 +71,7 @@ impl TestApp {
             admin.local_addr().unwrap().port(),
         );
         let env = vec![
-            ("PORTCULLIS_DSN".to_string(), dsn(backend).await),
+            ("PORTCULLIS_DSN".to_string(), dsn.to_string()),
             ("PORTCULLIS_SERVE_PUBLIC_PORT".to_string(), pp.to_string()),
             ("PORTCULLIS_SERVE_ADMIN_PORT".to_string(), ap.to_string()),
         ];

@@ -9,4 +9,5 @@ mod admin;
 mod bad_input;
 mod config;
 mod flows;
+mod scale;
 mod sessions;

@@ -1,0 +1,60 @@
+//! Several stateless instances on one PostgreSQL database behave as one server.
+
+use crate::helpers::{unique_email, TestApp, PASSWORD};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+#[tokio::test]
+async fn instances_sharing_one_postgres_database_see_each_others_writes() {
+    let dsn = portcullis_store::testing::fresh_postgres_database().await;
+    let a = TestApp::spawn_on(&dsn, |_| {}).await;
+    let b = TestApp::spawn_on(&dsn, |_| {}).await;
+    let email = unique_email("scale");
+    // A flow started on one instance is completed on the other.
+    let flow = a.flow("registration").await;
+    let r = b
+        .submit(
+            "registration",
+            flow["id"].as_str().unwrap(),
+            json!({ "method": "password", "password": PASSWORD, "traits": { "email": email } }),
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let body: Value = r.json().await.unwrap();
+    let token = body["session_token"].as_str().unwrap().to_string();
+    let id = body["identity"]["id"].as_str().unwrap().to_string();
+    assert_eq!(a.whoami_status(&token).await, StatusCode::OK);
+    // A revocation through one instance is seen by the other at once.
+    let r = b
+        .http
+        .delete(format!("{}/self-service/logout/api", b.public))
+        .json(&json!({ "session_token": token }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(a.whoami_status(&token).await, StatusCode::UNAUTHORIZED);
+    // An admin change on one instance applies to logins on the other.
+    let login: Value = a.login(&email, PASSWORD).await.json().await.unwrap();
+    let token = login["session_token"].as_str().unwrap().to_string();
+    let r = b
+        .http
+        .patch(format!("{}/admin/identities/{id}", b.admin))
+        .json(&json!([{ "op": "replace", "path": "/state", "value": "inactive" }]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(a.whoami_status(&token).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        a.login(&email, PASSWORD).await.status(),
+        StatusCode::BAD_REQUEST
+    );
+    // Both instances apply the same migrations without stepping on each other.
+    let c = TestApp::spawn_on(&dsn, |_| {}).await;
+    assert_eq!(
+        c.get(&format!("{}/health/ready", c.public)).await.status(),
+        StatusCode::OK
+    );
+}
