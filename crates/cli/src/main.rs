@@ -36,10 +36,26 @@ enum Command {
     },
     /// Print the version.
     Version,
+    /// Signing keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Configuration tools.
     Config {
         #[command(subcommand)]
         command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Retire the current JWT signing key (it stays in the JWKS until its tokens expire) and create a new one.
+    Rotate {
+        #[arg(long, short)]
+        config: Option<String>,
+        #[arg(long)]
+        dev: bool,
     },
 }
 
@@ -142,6 +158,20 @@ fn main() -> ExitCode {
         Command::Serve { config, dev } => load(config.as_deref(), dev).and_then(|cfg| {
             init_logging(&cfg);
             runtime()?.block_on(serve(cfg))
+        }),
+        Command::Keys {
+            command: KeysCommand::Rotate { config, dev },
+        } => load(config.as_deref(), dev).and_then(|cfg| {
+            runtime()?.block_on(async {
+                let state = portcullis_server::build(cfg).await?;
+                let kid = state
+                    .core
+                    .rotate_signing_key(state.core.now())
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                println!("signing key rotated; new kid {kid}");
+                Ok(())
+            })
         }),
         Command::Migrate { config, dev } => load(config.as_deref(), dev).and_then(|cfg| {
             runtime()?.block_on(async {

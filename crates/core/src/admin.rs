@@ -90,7 +90,7 @@ impl Core {
         identity: &mut Identity,
         body: IdentityBody,
         now: OffsetDateTime,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let schema_id = body
             .schema_id
             .filter(|s| !s.is_empty())
@@ -118,9 +118,18 @@ impl Core {
         identity.metadata_public = body.metadata_public.filter(|v| !v.is_null());
         identity.metadata_admin = body.metadata_admin.filter(|v| !v.is_null());
         identity.external_id = body.external_id.filter(|s| !s.is_empty());
+        let mut password_set = false;
         if let Some(pw) = body.credentials.and_then(|c| c.password) {
             let hash = match (pw.config.password, pw.config.hashed_password) {
-                (Some(p), None) if !p.is_empty() => self.hasher.hash(p).await?,
+                (Some(p), None) if !p.is_empty() => {
+                    if let Some(max) = self.hasher.max_password_bytes().filter(|m| p.len() > *m) {
+                        return Err(Error::bad_request(format!(
+                            "The password is {} bytes long; the configured hasher (bcrypt) accepts at most {max}.",
+                            p.len()
+                        )));
+                    }
+                    self.hasher.hash(p).await?
+                }
                 (None, Some(h)) => {
                     Hasher::check_importable(&h)?;
                     h
@@ -135,6 +144,7 @@ impl Core {
                 }
             };
             identity.set_password_hash(hash, derived.password_identifiers.clone(), now);
+            password_set = true;
         }
         identity.apply_derived(&derived, now);
         if let Some(addrs) = body.verifiable_addresses {
@@ -159,7 +169,7 @@ impl Core {
             }
         }
         identity.updated_at = now;
-        Ok(())
+        Ok(password_set)
     }
 
     pub async fn admin_create_identity(
@@ -193,8 +203,11 @@ impl Core {
             return Err(Error::bad_request("The field `state` is required."));
         }
         let mut identity = self.admin_get_identity(id).await?;
-        self.apply_body(&mut identity, body, now).await?;
+        let password_set = self.apply_body(&mut identity, body, now).await?;
         self.save_identity(&identity).await?;
+        if password_set {
+            self.password_changed(identity.id).await?;
+        }
         Ok(identity)
     }
 
@@ -252,6 +265,9 @@ impl Core {
         if !identity.is_active() {
             self.store
                 .revoke_identity_sessions(identity.id, None)
+                .await?;
+            self.store
+                .revoke_identity_refresh_tokens(identity.id)
                 .await?;
         }
         Ok(())
@@ -340,6 +356,9 @@ pub fn error_body(e: &Error) -> Value {
         }
         Error::FlowInvalid(_) => {
             json!({ "code": 400, "status": "Bad Request", "message": "The request was malformed or contained invalid parameters" })
+        }
+        Error::Token(_) => {
+            json!({ "code": 401, "status": "Unauthorized", "message": "The request could not be authorized", "reason": "The token is not valid." })
         }
         Error::Internal(_) => {
             json!({ "code": 500, "status": "Internal Server Error", "message": "An internal server error occurred, please contact the system administrator" })

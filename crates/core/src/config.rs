@@ -169,6 +169,137 @@ pub struct Config {
     pub selfservice: SelfServiceConfig,
     pub hashers: HashersConfig,
     pub secrets: SecretsConfig,
+    pub tokens: TokensConfig,
+}
+
+/// JWTs for API backends: the simplejwt-compatible endpoints, signing keys and the JWKS.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TokensConfig {
+    /// Algorithm of new signing keys: `ES256` (default), `EdDSA`, `RS256`, or `HS256` (needs `hs256_secret`).
+    pub algorithm: String,
+    /// Shared secret for HS256, for simplejwt setups that verify with `SIGNING_KEY`.
+    pub hs256_secret: String,
+    /// `iss` of every token; defaults to the public base URL without its trailing `/`.
+    pub issuer: String,
+    /// `aud` of every token (and what verification requires); empty = no audience.
+    pub audience: Vec<String>,
+    pub access_token_lifetime: Dur,
+    pub refresh_token_lifetime: Dur,
+    /// Refresh returns a new refresh token and retires the old one (reuse revokes the family).
+    pub rotate_refresh_tokens: bool,
+    /// A password change revokes the identity's refresh tokens.
+    pub revoke_on_password_change: bool,
+    /// Claim holding the identity id (simplejwt's `USER_ID_CLAIM`).
+    pub user_id_claim: String,
+    /// Body field accepted for the identifier on obtain, besides `email`, `username` and `identifier`.
+    pub username_field: String,
+    /// Clock skew tolerated on `exp`/`nbf`/`iat`.
+    pub leeway: Dur,
+    /// Rotate the signing key this often (`0s` = only by `portcullis keys rotate`).
+    pub key_rotation_interval: Dur,
+    pub paths: TokenPathsConfig,
+    pub cookies: TokenCookiesConfig,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TokenPathsConfig {
+    pub obtain: String,
+    pub refresh: String,
+    pub verify: String,
+    pub blacklist: String,
+    /// Cookie mode only: clears both cookies and blacklists the refresh token.
+    pub logout: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TokenCookiesConfig {
+    pub enabled: bool,
+    pub access_name: String,
+    pub refresh_name: String,
+    pub domain: String,
+    pub path: String,
+    /// `Lax`, `Strict` or `None`.
+    pub same_site: String,
+}
+
+impl Default for TokensConfig {
+    fn default() -> Self {
+        TokensConfig {
+            algorithm: "ES256".into(),
+            hs256_secret: String::new(),
+            issuer: String::new(),
+            audience: vec![],
+            access_token_lifetime: Dur(Duration::from_secs(300)),
+            refresh_token_lifetime: Dur(Duration::from_secs(24 * 3600)),
+            rotate_refresh_tokens: true,
+            revoke_on_password_change: true,
+            user_id_claim: "user_id".into(),
+            username_field: "email".into(),
+            leeway: Dur(Duration::from_secs(10)),
+            key_rotation_interval: Dur(Duration::ZERO),
+            paths: TokenPathsConfig::default(),
+            cookies: TokenCookiesConfig::default(),
+        }
+    }
+}
+
+impl Default for TokenPathsConfig {
+    fn default() -> Self {
+        TokenPathsConfig {
+            obtain: "/api/token/".into(),
+            refresh: "/api/token/refresh/".into(),
+            verify: "/api/token/verify/".into(),
+            blacklist: "/api/token/blacklist/".into(),
+            logout: "/api/token/logout/".into(),
+        }
+    }
+}
+
+impl Default for TokenCookiesConfig {
+    fn default() -> Self {
+        TokenCookiesConfig {
+            enabled: false,
+            access_name: "access_token".into(),
+            refresh_name: "refresh_token".into(),
+            domain: String::new(),
+            path: "/".into(),
+            same_site: "Lax".into(),
+        }
+    }
+}
+
+/// `session.whoami.tokenizer.templates.<name>`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TokenizerTemplate {
+    pub ttl: Dur,
+    /// Claim name → dotted path into the session (`identity.traits.email`,
+    /// `identity.metadata_public.plan`, `authenticator_assurance_level`, …).
+    pub claims: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for TokenizerTemplate {
+    fn default() -> Self {
+        TokenizerTemplate {
+            ttl: Dur(Duration::from_secs(60)),
+            claims: Default::default(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WhoamiConfig {
+    pub tokenizer: TokenizerConfig,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TokenizerConfig {
+    pub templates: std::collections::BTreeMap<String, TokenizerTemplate>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -221,6 +352,7 @@ pub struct SessionConfig {
     pub lifespan: Dur,
     pub earliest_possible_extend: Dur,
     pub cookie: SessionCookieConfig,
+    pub whoami: WhoamiConfig,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -403,6 +535,7 @@ impl Default for SessionConfig {
             lifespan: Dur(Duration::from_secs(24 * 3600)),
             earliest_possible_extend: Dur(Duration::from_secs(24 * 3600)),
             cookie: SessionCookieConfig::default(),
+            whoami: WhoamiConfig::default(),
         }
     }
 }
@@ -688,6 +821,74 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "hashers.argon2: below the OWASP minimum (memory 19MiB, iterations 2); lower values are allowed only with --dev".into(),
             ));
+        }
+        let t = &mut self.tokens;
+        match t.algorithm.as_str() {
+            "ES256" | "EdDSA" | "RS256" => {}
+            "HS256" if t.hs256_secret.chars().count() >= 32 => {}
+            "HS256" => {
+                return Err(ConfigError::Invalid(
+                    "tokens.hs256_secret: HS256 needs a shared secret of at least 32 characters".into(),
+                ))
+            }
+            other => {
+                return Err(ConfigError::Invalid(format!(
+                    "tokens.algorithm: {other:?} is not supported: expected ES256, EdDSA, RS256 or HS256"
+                )))
+            }
+        }
+        if t.issuer.is_empty() {
+            t.issuer = self.serve.public.base_url.trim_end_matches('/').to_string();
+        }
+        if t.access_token_lifetime.0.is_zero() || t.refresh_token_lifetime.0.is_zero() {
+            return Err(ConfigError::Invalid(
+                "tokens: token lifetimes must be longer than 0s".into(),
+            ));
+        }
+        if t.user_id_claim.is_empty()
+            || [
+                "exp",
+                "iat",
+                "nbf",
+                "jti",
+                "iss",
+                "aud",
+                "token_type",
+                "sid",
+            ]
+            .contains(&t.user_id_claim.as_str())
+        {
+            return Err(ConfigError::Invalid(format!(
+                "tokens.user_id_claim: {:?} is empty or a registered claim",
+                t.user_id_claim
+            )));
+        }
+        for (name, p) in [
+            ("obtain", &t.paths.obtain),
+            ("refresh", &t.paths.refresh),
+            ("verify", &t.paths.verify),
+            ("blacklist", &t.paths.blacklist),
+            ("logout", &t.paths.logout),
+        ] {
+            if !p.starts_with('/') {
+                return Err(ConfigError::Invalid(format!(
+                    "tokens.paths.{name}: {p:?} must start with /"
+                )));
+            }
+        }
+        for (name, tpl) in &self.session.whoami.tokenizer.templates {
+            if tpl.ttl.0.is_zero() {
+                return Err(ConfigError::Invalid(format!(
+                    "session.whoami.tokenizer.templates.{name}.ttl: must be longer than 0s"
+                )));
+            }
+            for claim in tpl.claims.keys() {
+                if ["sub", "iss", "exp", "iat", "nbf", "jti", "sid"].contains(&claim.as_str()) {
+                    return Err(ConfigError::Invalid(format!(
+                        "session.whoami.tokenizer.templates.{name}.claims.{claim}: registered claims are set by Portcullis"
+                    )));
+                }
+            }
         }
         if !(4..=31).contains(&self.hashers.bcrypt.cost) {
             return Err(ConfigError::Invalid(

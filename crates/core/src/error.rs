@@ -19,6 +19,9 @@ pub enum Error {
         /// Top-level siblings of `error` (`use_flow_id`, `redirect_browser_to`, …).
         extra: Option<Value>,
     },
+    /// An error of the simplejwt token face (mapped to its own body format there).
+    #[error("token error: {0:?}")]
+    Token(crate::tokens::TokenError),
     #[error("internal error: {0}")]
     Internal(String),
 }

@@ -10,11 +10,13 @@ pub mod config;
 pub mod error;
 pub mod flow;
 pub mod identity;
+pub mod keys;
 pub mod password;
 pub mod schema;
 pub mod service;
 pub mod session;
 pub mod store;
+pub mod tokens;
 pub mod ui;
 
 pub use error::{Error, Result};

@@ -54,6 +54,7 @@ pub struct Core {
     pub hasher: Hasher,
     pub schemas: HashMap<String, IdentitySchema>,
     pub clock: Arc<dyn Clock>,
+    pub keyring: crate::tokens::KeyRingCache,
 }
 
 impl Core {
@@ -83,6 +84,10 @@ impl Core {
         token: &str,
         now: OffsetDateTime,
     ) -> Result<(Session, Identity)> {
+        if token.starts_with("eyJ") {
+            // One of our access tokens (`Authorization: Bearer <jwt>`), not an opaque session token.
+            return self.authenticate_access_token(token, now).await;
+        }
         let hash = crate::session::hash_token(token);
         match self.store.session_by_token_hash(&hash).await? {
             Some((s, i)) if s.is_valid(&i, now) => Ok((s, i)),
@@ -90,7 +95,7 @@ impl Core {
         }
     }
 
-    async fn issue_session(
+    pub(crate) async fn issue_session(
         &self,
         identity: &Identity,
         method: &str,
@@ -638,45 +643,17 @@ impl Core {
         if missing {
             return Err(self.fail(&mut flow, None, now).await);
         }
-        let mut found = self
-            .store
-            .find_identity_by_identifier("password", &identifier)
-            .await?;
-        if found.is_none() && identifier.chars().any(char::is_uppercase) {
-            found = self
-                .store
-                .find_identity_by_identifier("password", &identifier.to_lowercase())
-                .await?;
-        }
-        // A refresh must be performed by the session's own identity.
-        if let (true, Some(i), Some(owner)) = (flow.refresh, &found, flow.identity_id) {
-            if i.id != owner {
-                found = None;
-            }
-        }
-        let hash = found
-            .as_ref()
-            .and_then(|i| i.password_hash().map(str::to_string));
-        let verified = self.hasher.verify(password.clone(), hash).await?;
-        let Some(mut identity) = found.filter(|_| verified.ok) else {
+        let only = if flow.refresh { flow.identity_id } else { None };
+        let Some(identity) = self
+            .verify_password_login(&identifier, &password, only, now)
+            .await?
+        else {
             flow.ui.messages.push(msg::invalid_credentials());
             return Err(self.fail(&mut flow, None, now).await);
         };
         if !identity.is_active() {
             flow.ui.messages.push(msg::identity_disabled());
             return Err(self.fail(&mut flow, None, now).await);
-        }
-        if verified.needs_rehash {
-            // Upgrade the stored hash to the configured algorithm and parameters.
-            let new_hash = self.hasher.hash(password).await?;
-            let ids = identity
-                .credentials
-                .get("password")
-                .map(|c| c.identifiers.clone())
-                .unwrap_or_default();
-            identity.set_password_hash(new_hash, ids, now);
-            identity.updated_at = now;
-            self.store.update_identity(&identity).await?;
         }
         flow.state = "passed_challenge".into();
         flow.updated_at = now;
@@ -931,6 +908,7 @@ impl Core {
                 identity.set_password_hash(hash, ids, now);
                 identity.updated_at = now;
                 self.store.update_identity(&identity).await?;
+                self.password_changed(identity.id).await?;
             }
             _ => {
                 flow.ui.messages.push(crate::ui::UiText::error(
@@ -947,6 +925,67 @@ impl Core {
         flow.updated_at = now;
         self.store.update_flow(&flow).await?;
         Ok((flow, identity))
+    }
+}
+
+impl Core {
+    /// A new password ends the identity's refresh-token families (configurable).
+    pub(crate) async fn password_changed(&self, identity_id: Uuid) -> Result<()> {
+        if self.config.tokens.revoke_on_password_change {
+            self.store
+                .revoke_identity_refresh_tokens(identity_id)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Finds the identity with this password identifier and checks the password, at the same
+    /// cost whether or not it exists (a dummy hash stands in). With `only`, an identifier of any
+    /// other identity counts as unknown. A verified hash of an older algorithm or weaker
+    /// parameters is upgraded. Returns the identity only when the password is right; the caller
+    /// decides what an inactive identity may do.
+    pub async fn verify_password_login(
+        &self,
+        identifier: &str,
+        password: &str,
+        only: Option<Uuid>,
+        now: OffsetDateTime,
+    ) -> Result<Option<Identity>> {
+        let identifier = identifier.trim();
+        let mut found = self
+            .store
+            .find_identity_by_identifier("password", identifier)
+            .await?;
+        if found.is_none() && identifier.chars().any(char::is_uppercase) {
+            found = self
+                .store
+                .find_identity_by_identifier("password", &identifier.to_lowercase())
+                .await?;
+        }
+        if let (Some(i), Some(owner)) = (&found, only) {
+            if i.id != owner {
+                found = None;
+            }
+        }
+        let hash = found
+            .as_ref()
+            .and_then(|i| i.password_hash().map(str::to_string));
+        let verified = self.hasher.verify(password.to_string(), hash).await?;
+        let Some(mut identity) = found.filter(|_| verified.ok) else {
+            return Ok(None);
+        };
+        if verified.needs_rehash {
+            let new_hash = self.hasher.hash(password.to_string()).await?;
+            let ids = identity
+                .credentials
+                .get("password")
+                .map(|c| c.identifiers.clone())
+                .unwrap_or_default();
+            identity.set_password_hash(new_hash, ids, now);
+            identity.updated_at = now;
+            self.store.update_identity(&identity).await?;
+        }
+        Ok(Some(identity))
     }
 }
 

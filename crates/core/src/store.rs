@@ -3,6 +3,7 @@
 
 use crate::flow::Flow;
 use crate::identity::Identity;
+use crate::keys::StoredKey;
 use crate::session::Session;
 use async_trait::async_trait;
 use time::OffsetDateTime;
@@ -20,6 +21,20 @@ pub enum StoreError {
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A persisted refresh token (only its hash identifies it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RefreshToken {
+    pub token_hash: String,
+    pub jti: String,
+    pub family_id: Uuid,
+    pub identity_id: Uuid,
+    pub session_id: Uuid,
+    /// `active`, `rotated` (replaced by a newer token of its family) or `revoked`.
+    pub state: String,
+    pub expires_at: OffsetDateTime,
+    pub created_at: OffsetDateTime,
+}
 
 #[derive(Debug, Clone, Default)]
 pub struct IdentityQuery {
@@ -92,8 +107,30 @@ pub trait Store: Send + Sync + 'static {
     /// (returns false then, and changes nothing).
     async fn complete_flow(&self, flow: &Flow) -> StoreResult<bool>;
 
-    /// Deletes flows and sessions that expired before `before`; returns how many rows went.
+    /// Deletes flows, sessions and refresh tokens that expired before `before`, and retired
+    /// signing keys dropped before it; returns how many rows went.
     async fn delete_expired(&self, before: OffsetDateTime) -> StoreResult<u64>;
+
+    /// Every signing key still published (the current one and retired ones not yet dropped).
+    async fn signing_keys(&self) -> StoreResult<Vec<StoredKey>>;
+    /// Makes `key` the current signing key. With `retire = Some((kid, drop_after))` the key
+    /// `kid` must be the current one and is retired in the same transaction; with `None` there
+    /// must be no current key. Returns false (changing nothing) if another writer won the race.
+    async fn install_signing_key(
+        &self,
+        key: &StoredKey,
+        retire: Option<(&str, OffsetDateTime)>,
+    ) -> StoreResult<bool>;
+
+    async fn insert_refresh_token(&self, token: &RefreshToken) -> StoreResult<()>;
+    async fn get_refresh_token(&self, token_hash: &str) -> StoreResult<Option<RefreshToken>>;
+    /// Marks `old_hash` rotated and inserts `new` in one transaction, only if `old_hash` is still
+    /// active: of two concurrent rotations of one token exactly one returns true.
+    async fn rotate_refresh_token(&self, old_hash: &str, new: &RefreshToken) -> StoreResult<bool>;
+    /// Revokes one token if it is active; returns whether it was.
+    async fn revoke_refresh_token(&self, token_hash: &str) -> StoreResult<bool>;
+    async fn revoke_refresh_family(&self, family_id: Uuid) -> StoreResult<u64>;
+    async fn revoke_identity_refresh_tokens(&self, identity_id: Uuid) -> StoreResult<u64>;
 
     /// Returns the stored value for `key`, storing `value` first if there is none (atomic).
     async fn get_or_init_kv(&self, key: &str, value: &str) -> StoreResult<String>;

@@ -34,6 +34,10 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         match self.0 {
             Error::FlowInvalid(flow) => (StatusCode::BAD_REQUEST, Json(*flow)).into_response(),
+            Error::Token(_) => {
+                let body = serde_json::json!({ "error": error_body(&Error::session_inactive()) });
+                (StatusCode::UNAUTHORIZED, Json(body)).into_response()
+            }
             Error::Internal(cause) => {
                 tracing::error!(%cause, "internal error");
                 let body =

@@ -11,6 +11,7 @@ mod error;
 mod extract;
 mod paging;
 mod public;
+mod tokens;
 
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderValue, StatusCode};
@@ -90,7 +91,12 @@ pub async fn build_with_clock(
         hasher,
         schemas,
         clock,
+        keyring: Default::default(),
     };
+    // Signing keys are created on first start, not on the first token request.
+    core.ring(core.now())
+        .await
+        .map_err(|e| anyhow::anyhow!("signing keys: {e}"))?;
     Ok(AppState {
         core: Arc::new(core),
         admin_url,
@@ -111,7 +117,10 @@ fn common(router: Router<AppState>, state: &AppState) -> Router {
 }
 
 pub fn public_router(state: &AppState) -> Router {
-    common(public::router(), state)
+    common(
+        public::router().merge(tokens::router(&state.core.config)),
+        state,
+    )
 }
 
 pub fn admin_router(state: &AppState) -> Router {
@@ -166,15 +175,20 @@ async fn method_not_allowed() -> ApiError {
     ))
 }
 
-/// Expired flows and sessions are deleted by the server itself (a day after they expire, so
-/// admins can still see recently ended sessions), not by a cron job the operator must remember.
+/// Housekeeping every minute, by the server itself rather than a cron job the operator must
+/// remember: rotate the signing key when `tokens.key_rotation_interval` has passed, and delete
+/// flows, sessions and refresh tokens a day after they expire (so admins still see recently
+/// ended sessions) and retired keys once no token they signed can be valid.
 fn spawn_cleanup(state: AppState, mut stop: tokio::sync::broadcast::Receiver<()>) {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(std::time::Duration::from_secs(600));
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
         loop {
             tokio::select! {
                 _ = tick.tick() => {
                     let before = state.core.now() - std::time::Duration::from_secs(24 * 3600);
+                    if let Err(e) = state.core.rotate_if_due(state.core.now()).await {
+                        tracing::warn!(error = %e, "scheduled signing-key rotation failed");
+                    }
                     match state.core.store.delete_expired(before).await {
                         Ok(n) if n > 0 => tracing::info!(rows = n, "deleted expired flows and sessions"),
                         Ok(_) => {}

@@ -257,11 +257,22 @@ fn require_session(
         .ok_or(ApiError(Error::session_inactive()))
 }
 
-async fn whoami(State(st): State<AppState>, CallerCtx(caller): CallerCtx) -> ApiResult<Response> {
+#[derive(Deserialize)]
+struct WhoamiQuery {
+    tokenize_as: Option<String>,
+}
+
+async fn whoami(
+    State(st): State<AppState>,
+    Query(q): Query<WhoamiQuery>,
+    CallerCtx(caller): CallerCtx,
+) -> ApiResult<Response> {
     let (s, i) = require_session(&caller)?;
-    let body = st
-        .core
-        .session_json(s, Some(i), View::Public, st.core.now());
+    let now = st.core.now();
+    let mut body = st.core.session_json(s, Some(i), View::Public, now);
+    if let Some(template) = q.tokenize_as.filter(|t| !t.is_empty()) {
+        body["tokenized"] = Value::String(st.core.tokenize(s, i, &template, now).await?);
+    }
     let mut resp = Json(body).into_response();
     if let Ok(v) = HeaderValue::from_str(&i.id.to_string()) {
         resp.headers_mut()

@@ -14,8 +14,9 @@
 use async_trait::async_trait;
 use portcullis_core::flow::Flow;
 use portcullis_core::identity::Identity;
+use portcullis_core::keys::StoredKey;
 use portcullis_core::session::Session;
-use portcullis_core::store::{IdentityQuery, SessionQuery, Store, StoreResult};
+use portcullis_core::store::{IdentityQuery, RefreshToken, SessionQuery, Store, StoreResult};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::RwLock;
@@ -169,6 +170,34 @@ impl<S: Store> Store for SessionCache<S> {
         let r = self.inner.delete_expired(before).await;
         self.bump();
         r
+    }
+    async fn signing_keys(&self) -> StoreResult<Vec<StoredKey>> {
+        self.inner.signing_keys().await
+    }
+    async fn install_signing_key(
+        &self,
+        key: &StoredKey,
+        retire: Option<(&str, OffsetDateTime)>,
+    ) -> StoreResult<bool> {
+        self.inner.install_signing_key(key, retire).await
+    }
+    async fn insert_refresh_token(&self, token: &RefreshToken) -> StoreResult<()> {
+        self.inner.insert_refresh_token(token).await
+    }
+    async fn get_refresh_token(&self, token_hash: &str) -> StoreResult<Option<RefreshToken>> {
+        self.inner.get_refresh_token(token_hash).await
+    }
+    async fn rotate_refresh_token(&self, old_hash: &str, new: &RefreshToken) -> StoreResult<bool> {
+        self.inner.rotate_refresh_token(old_hash, new).await
+    }
+    async fn revoke_refresh_token(&self, token_hash: &str) -> StoreResult<bool> {
+        self.inner.revoke_refresh_token(token_hash).await
+    }
+    async fn revoke_refresh_family(&self, family_id: Uuid) -> StoreResult<u64> {
+        self.inner.revoke_refresh_family(family_id).await
+    }
+    async fn revoke_identity_refresh_tokens(&self, identity_id: Uuid) -> StoreResult<u64> {
+        self.inner.revoke_identity_refresh_tokens(identity_id).await
     }
     async fn get_or_init_kv(&self, key: &str, value: &str) -> StoreResult<String> {
         self.inner.get_or_init_kv(key, value).await

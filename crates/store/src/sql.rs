@@ -1,8 +1,11 @@
 use async_trait::async_trait;
 use portcullis_core::flow::Flow;
 use portcullis_core::identity::Identity;
+use portcullis_core::keys::StoredKey;
 use portcullis_core::session::{AuthMethod, Device, Session};
-use portcullis_core::store::{IdentityQuery, SessionQuery, Store, StoreError, StoreResult};
+use portcullis_core::store::{
+    IdentityQuery, RefreshToken, SessionQuery, Store, StoreError, StoreResult,
+};
 use serde::{Deserialize, Serialize};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
@@ -266,6 +269,23 @@ impl SqlStore {
         .bind(micros(s.expires_at))
         .bind(serde_json::to_string(&doc).map_err(json_err)?)
         .bind(micros(s.issued_at)))
+    }
+
+    fn insert_refresh_q(
+        t: &RefreshToken,
+    ) -> sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments<'static>> {
+        sqlx::query(
+            "INSERT INTO refresh_tokens (token_hash, jti, family_id, identity_id, session_id, state, expires_at, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(t.token_hash.clone())
+        .bind(t.jti.clone())
+        .bind(t.family_id.to_string())
+        .bind(t.identity_id.to_string())
+        .bind(t.session_id.to_string())
+        .bind(t.state.clone())
+        .bind(micros(t.expires_at))
+        .bind(micros(t.created_at))
     }
 
     fn session_from_row(row: &AnyRow) -> StoreResult<Session> {
@@ -648,6 +668,8 @@ impl Store for SqlStore {
         for sql in [
             "DELETE FROM flows WHERE expires_at < $1",
             "DELETE FROM sessions WHERE expires_at < $1",
+            "DELETE FROM refresh_tokens WHERE expires_at < $1",
+            "DELETE FROM signing_keys WHERE state = 'retired' AND drop_after < $1",
         ] {
             n += sqlx::query(sql)
                 .bind(micros(before))
@@ -657,6 +679,152 @@ impl Store for SqlStore {
                 .rows_affected();
         }
         Ok(n)
+    }
+
+    async fn signing_keys(&self) -> StoreResult<Vec<StoredKey>> {
+        let rows = sqlx::query(
+            "SELECT kid, alg, state, private_enc, public_jwk, created_at, drop_after FROM signing_keys ORDER BY created_at DESC",
+        )
+        .fetch_all(&self.read)
+        .await
+        .map_err(db_err)?;
+        rows.iter()
+            .map(|r| {
+                Ok(StoredKey {
+                    kid: r.try_get("kid").map_err(db_err)?,
+                    alg: r.try_get("alg").map_err(db_err)?,
+                    state: r.try_get("state").map_err(db_err)?,
+                    private_enc: r.try_get("private_enc").map_err(db_err)?,
+                    public_jwk: serde_json::from_str(
+                        &r.try_get::<String, _>("public_jwk").map_err(db_err)?,
+                    )
+                    .map_err(json_err)?,
+                    created_at: from_micros(r.try_get("created_at").map_err(db_err)?),
+                    drop_after: r
+                        .try_get::<Option<i64>, _>("drop_after")
+                        .map_err(db_err)?
+                        .map(from_micros),
+                })
+            })
+            .collect()
+    }
+
+    async fn install_signing_key(
+        &self,
+        key: &StoredKey,
+        retire: Option<(&str, OffsetDateTime)>,
+    ) -> StoreResult<bool> {
+        let mut tx = self.write.begin().await.map_err(db_err)?;
+        if let Some((kid, drop_after)) = retire {
+            let done = sqlx::query("UPDATE signing_keys SET state = 'retired', drop_after = $1 WHERE kid = $2 AND state = 'current'")
+                .bind(micros(drop_after))
+                .bind(kid.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            if done.rows_affected() != 1 {
+                return Ok(false);
+            }
+        }
+        let inserted = sqlx::query(
+            "INSERT INTO signing_keys (kid, alg, state, private_enc, public_jwk, created_at, drop_after) \
+             VALUES ($1, $2, 'current', $3, $4, $5, NULL)",
+        )
+        .bind(key.kid.clone())
+        .bind(key.alg.clone())
+        .bind(key.private_enc.clone())
+        .bind(key.public_jwk.to_string())
+        .bind(micros(key.created_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err);
+        match inserted {
+            Ok(_) => {}
+            // Another instance installed a current key first.
+            Err(StoreError::Conflict(_)) => return Ok(false),
+            Err(e) => return Err(e),
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(true)
+    }
+
+    async fn insert_refresh_token(&self, t: &RefreshToken) -> StoreResult<()> {
+        Self::insert_refresh_q(t)
+            .execute(&self.write)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn get_refresh_token(&self, token_hash: &str) -> StoreResult<Option<RefreshToken>> {
+        let row = sqlx::query(
+            "SELECT token_hash, jti, family_id, identity_id, session_id, state, expires_at, created_at \
+             FROM refresh_tokens WHERE token_hash = $1",
+        )
+        .bind(token_hash.to_string())
+        .fetch_optional(&self.read)
+        .await
+        .map_err(db_err)?;
+        let Some(r) = row else { return Ok(None) };
+        let uuid = |c: &str| -> StoreResult<Uuid> {
+            Uuid::parse_str(&r.try_get::<String, _>(c).map_err(db_err)?)
+                .map_err(|e| StoreError::Database(e.to_string()))
+        };
+        Ok(Some(RefreshToken {
+            token_hash: r.try_get("token_hash").map_err(db_err)?,
+            jti: r.try_get("jti").map_err(db_err)?,
+            family_id: uuid("family_id")?,
+            identity_id: uuid("identity_id")?,
+            session_id: uuid("session_id")?,
+            state: r.try_get("state").map_err(db_err)?,
+            expires_at: from_micros(r.try_get("expires_at").map_err(db_err)?),
+            created_at: from_micros(r.try_get("created_at").map_err(db_err)?),
+        }))
+    }
+
+    async fn rotate_refresh_token(&self, old_hash: &str, new: &RefreshToken) -> StoreResult<bool> {
+        let mut tx = self.write.begin().await.map_err(db_err)?;
+        let done = sqlx::query("UPDATE refresh_tokens SET state = 'rotated' WHERE token_hash = $1 AND state = 'active'")
+            .bind(old_hash.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        Self::insert_refresh_q(new)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(true)
+    }
+
+    async fn revoke_refresh_token(&self, token_hash: &str) -> StoreResult<bool> {
+        let done = sqlx::query("UPDATE refresh_tokens SET state = 'revoked' WHERE token_hash = $1 AND state = 'active'")
+            .bind(token_hash.to_string())
+            .execute(&self.write)
+            .await
+            .map_err(db_err)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn revoke_refresh_family(&self, family_id: Uuid) -> StoreResult<u64> {
+        let done = sqlx::query("UPDATE refresh_tokens SET state = 'revoked' WHERE family_id = $1 AND state <> 'revoked'")
+            .bind(family_id.to_string())
+            .execute(&self.write)
+            .await
+            .map_err(db_err)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn revoke_identity_refresh_tokens(&self, identity_id: Uuid) -> StoreResult<u64> {
+        let done = sqlx::query("UPDATE refresh_tokens SET state = 'revoked' WHERE identity_id = $1 AND state = 'active'")
+            .bind(identity_id.to_string())
+            .execute(&self.write)
+            .await
+            .map_err(db_err)?;
+        Ok(done.rows_affected())
     }
 
     async fn get_or_init_kv(&self, key: &str, value: &str) -> StoreResult<String> {

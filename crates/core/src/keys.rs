@@ -1,0 +1,306 @@
+//! Signing keys: generation, encryption at rest, the JWKS, and the key ring used to sign and
+//! verify every JWT Portcullis issues.
+//!
+//! Keys are asymmetric (ES256 by default, EdDSA and RS256 by configuration) and generated with
+//! aws-lc-rs, which also backs `jsonwebtoken` here; it carries no open advisory (unlike the
+//! pure-Rust `rsa` crate's Marvin timing issue). Private keys are stored AES-256-GCM encrypted
+//! under a key derived from the configured secrets. HS256 exists only when an operator sets a
+//! shared secret, and is then never published in the JWKS.
+
+use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
+use aws_lc_rs::encoding::AsDer;
+use aws_lc_rs::rand::{SecureRandom, SystemRandom};
+use aws_lc_rs::signature::{
+    EcdsaKeyPair, Ed25519KeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING,
+};
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("key generation failed: {0}")]
+    Generate(String),
+    #[error("a stored signing key cannot be decrypted with any configured secret (were secrets.cipher/secrets.default changed?)")]
+    Decrypt,
+    #[error("stored key {0} is corrupt: {1}")]
+    Corrupt(String, String),
+    #[error("unsupported signing algorithm {0:?}: expected ES256, EdDSA, RS256 or HS256")]
+    Algorithm(String),
+}
+
+/// A signing key as stored: the private half encrypted, the public half as a JWK.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredKey {
+    pub kid: String,
+    pub alg: String,
+    /// `current` (signs new tokens) or `retired` (verifies until `drop_after`).
+    pub state: String,
+    pub private_enc: String,
+    pub public_jwk: Value,
+    pub created_at: OffsetDateTime,
+    /// When a retired key leaves the JWKS: after the last token it signed has expired.
+    pub drop_after: Option<OffsetDateTime>,
+}
+
+pub fn parse_alg(alg: &str) -> Result<Algorithm, KeyError> {
+    match alg {
+        "ES256" => Ok(Algorithm::ES256),
+        "EdDSA" => Ok(Algorithm::EdDSA),
+        "RS256" => Ok(Algorithm::RS256),
+        "HS256" => Ok(Algorithm::HS256),
+        other => Err(KeyError::Algorithm(other.to_string())),
+    }
+}
+
+/// Derives the AES-256-GCM key-encryption key from one configured secret.
+fn kek(secret: &str) -> Result<LessSafeKey, KeyError> {
+    let mut h = Sha256::new();
+    h.update(b"portcullis signing-key encryption v1\0");
+    h.update(secret.as_bytes());
+    let key = UnboundKey::new(&AES_256_GCM, &h.finalize()).map_err(|_| KeyError::Decrypt)?;
+    Ok(LessSafeKey::new(key))
+}
+
+fn encrypt(secret: &str, plain: &[u8], kid: &str) -> Result<String, KeyError> {
+    let key = kek(secret)?;
+    let mut nonce = [0u8; 12];
+    SystemRandom::new()
+        .fill(&mut nonce)
+        .map_err(|_| KeyError::Generate("no randomness".into()))?;
+    let mut buf = plain.to_vec();
+    key.seal_in_place_append_tag(
+        Nonce::assume_unique_for_key(nonce),
+        Aad::from(kid.as_bytes()),
+        &mut buf,
+    )
+    .map_err(|_| KeyError::Generate("encryption failed".into()))?;
+    let mut out = nonce.to_vec();
+    out.extend(buf);
+    Ok(STANDARD.encode(out))
+}
+
+fn decrypt(secrets: &[String], blob: &str, kid: &str) -> Result<Vec<u8>, KeyError> {
+    let raw = STANDARD
+        .decode(blob)
+        .map_err(|e| KeyError::Corrupt(kid.into(), e.to_string()))?;
+    if raw.len() < 12 + 16 {
+        return Err(KeyError::Corrupt(kid.into(), "too short".into()));
+    }
+    for s in secrets {
+        let key = kek(s)?;
+        let mut nonce = [0u8; 12];
+        nonce.copy_from_slice(&raw[..12]);
+        let mut buf = raw[12..].to_vec();
+        if let Ok(plain) = key.open_in_place(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(kid.as_bytes()),
+            &mut buf,
+        ) {
+            return Ok(plain.to_vec());
+        }
+    }
+    Err(KeyError::Decrypt)
+}
+
+/// Generates a new key for `alg`, encrypted under `secret`.
+pub fn generate(alg: &str, secret: &str, now: OffsetDateTime) -> Result<StoredKey, KeyError> {
+    let rng = SystemRandom::new();
+    let kid = format!(
+        "{}-{}",
+        alg.to_ascii_lowercase(),
+        &uuid::Uuid::new_v4().simple().to_string()[..16]
+    );
+    let b64 = |b: &[u8]| URL_SAFE_NO_PAD.encode(b);
+    let (private, mut jwk) = match alg {
+        "ES256" => {
+            let doc = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+                .map_err(|e| KeyError::Generate(e.to_string()))?;
+            let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, doc.as_ref())
+                .map_err(|e| KeyError::Generate(e.to_string()))?;
+            let point = pair.public_key().as_ref();
+            // Uncompressed SEC1 point: 0x04 || X (32) || Y (32).
+            if point.len() != 65 {
+                return Err(KeyError::Generate(
+                    "unexpected P-256 public key size".into(),
+                ));
+            }
+            (
+                doc.as_ref().to_vec(),
+                json!({ "kty": "EC", "crv": "P-256", "x": b64(&point[1..33]), "y": b64(&point[33..]) }),
+            )
+        }
+        "EdDSA" => {
+            let doc = Ed25519KeyPair::generate_pkcs8(&rng)
+                .map_err(|e| KeyError::Generate(e.to_string()))?;
+            let pair = Ed25519KeyPair::from_pkcs8(doc.as_ref())
+                .map_err(|e| KeyError::Generate(e.to_string()))?;
+            (
+                doc.as_ref().to_vec(),
+                json!({ "kty": "OKP", "crv": "Ed25519", "x": b64(pair.public_key().as_ref()) }),
+            )
+        }
+        "RS256" => {
+            let pair = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
+                .map_err(|e| KeyError::Generate(e.to_string()))?;
+            let der = AsDer::<aws_lc_rs::encoding::Pkcs8V1Der>::as_der(&pair)
+                .map_err(|e| KeyError::Generate(e.to_string()))?;
+            let public = pair.public_key();
+            let n = public.modulus().big_endian_without_leading_zero().to_vec();
+            let e = public.exponent().big_endian_without_leading_zero().to_vec();
+            (
+                der.as_ref().to_vec(),
+                json!({ "kty": "RSA", "n": b64(&n), "e": b64(&e) }),
+            )
+        }
+        other => return Err(KeyError::Algorithm(other.to_string())),
+    };
+    if let Some(o) = jwk.as_object_mut() {
+        o.insert("kid".into(), json!(kid));
+        o.insert("alg".into(), json!(alg));
+        o.insert("use".into(), json!("sig"));
+    }
+    Ok(StoredKey {
+        private_enc: encrypt(secret, &private, &kid)?,
+        kid,
+        alg: alg.to_string(),
+        state: "current".into(),
+        public_jwk: jwk,
+        created_at: now,
+        drop_after: None,
+    })
+}
+
+/// A usable key: what signs, what verifies.
+pub struct LoadedKey {
+    pub kid: String,
+    pub alg: Algorithm,
+    pub encoding: Option<EncodingKey>,
+    pub decoding: DecodingKey,
+    pub public_jwk: Option<Value>,
+    pub current: bool,
+}
+
+impl LoadedKey {
+    pub fn from_stored(k: &StoredKey, secrets: &[String]) -> Result<LoadedKey, KeyError> {
+        let alg = parse_alg(&k.alg)?;
+        let corrupt =
+            |e: jsonwebtoken::errors::Error| KeyError::Corrupt(k.kid.clone(), e.to_string());
+        let jwk_str = |f: &str| {
+            k.public_jwk
+                .get(f)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
+        let current = k.state == "current";
+        // Retired keys only verify; their private half is not even decrypted.
+        let private = if current {
+            Some(decrypt(secrets, &k.private_enc, &k.kid)?)
+        } else {
+            None
+        };
+        let (encoding, decoding) = match alg {
+            Algorithm::ES256 => (
+                private.map(|p| EncodingKey::from_ec_der(&p)),
+                DecodingKey::from_ec_components(&jwk_str("x"), &jwk_str("y")).map_err(corrupt)?,
+            ),
+            Algorithm::EdDSA => (
+                private.map(|p| EncodingKey::from_ed_der(&p)),
+                DecodingKey::from_ed_components(&jwk_str("x")).map_err(corrupt)?,
+            ),
+            Algorithm::RS256 => {
+                let enc = match private {
+                    Some(p) => {
+                        let pem = format!(
+                            "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+                            STANDARD.encode(p)
+                        );
+                        Some(EncodingKey::from_rsa_pem(pem.as_bytes()).map_err(corrupt)?)
+                    }
+                    None => None,
+                };
+                (
+                    enc,
+                    DecodingKey::from_rsa_components(&jwk_str("n"), &jwk_str("e"))
+                        .map_err(corrupt)?,
+                )
+            }
+            _ => return Err(KeyError::Algorithm(k.alg.clone())),
+        };
+        Ok(LoadedKey {
+            kid: k.kid.clone(),
+            alg,
+            encoding,
+            decoding,
+            public_jwk: Some(k.public_jwk.clone()),
+            current,
+        })
+    }
+
+    /// The operator's shared HS256 secret (never in the JWKS).
+    pub fn hs256(secret: &str) -> LoadedKey {
+        let mut h = Sha256::new();
+        h.update(secret.as_bytes());
+        let kid = format!("hs256-{}", &hex::encode(h.finalize())[..16]);
+        LoadedKey {
+            kid,
+            alg: Algorithm::HS256,
+            encoding: Some(EncodingKey::from_secret(secret.as_bytes())),
+            decoding: DecodingKey::from_secret(secret.as_bytes()),
+            public_jwk: None,
+            current: true,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn each_algorithm_generates_a_key_that_signs_and_verifies() {
+        for alg in ["ES256", "EdDSA", "RS256"] {
+            let k = generate(alg, SECRET, OffsetDateTime::now_utc()).unwrap();
+            assert_eq!(k.public_jwk["alg"], alg);
+            assert_eq!(k.public_jwk["kid"], k.kid);
+            assert!(
+                k.public_jwk.get("d").is_none(),
+                "no private material in the JWK"
+            );
+            let loaded = LoadedKey::from_stored(&k, &[SECRET.to_string()]).unwrap();
+            let mut header = jsonwebtoken::Header::new(loaded.alg);
+            header.kid = Some(k.kid.clone());
+            let t = jsonwebtoken::encode(
+                &header,
+                &json!({ "sub": "x", "exp": 4_000_000_000u64 }),
+                loaded.encoding.as_ref().unwrap(),
+            )
+            .unwrap();
+            let v = jsonwebtoken::Validation::new(loaded.alg);
+            assert!(
+                jsonwebtoken::decode::<Value>(&t, &loaded.decoding, &v).is_ok(),
+                "{alg}"
+            );
+        }
+    }
+
+    #[test]
+    fn private_keys_are_encrypted_and_need_a_configured_secret() {
+        let k = generate("ES256", SECRET, OffsetDateTime::now_utc()).unwrap();
+        assert!(!k.private_enc.contains("PRIVATE"));
+        let other = "another secret that is long enough".to_string();
+        assert!(matches!(
+            LoadedKey::from_stored(&k, &[other.clone()]),
+            Err(KeyError::Decrypt)
+        ));
+        // Rotated secrets: any configured secret may open the key.
+        assert!(LoadedKey::from_stored(&k, &[other, SECRET.to_string()]).is_ok());
+    }
+}

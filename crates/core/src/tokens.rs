@@ -1,0 +1,612 @@
+//! JWTs: the signing key ring, the simplejwt-compatible token pair (obtain, refresh with
+//! rotation and reuse detection, verify, blacklist), session tokenization and the checks every
+//! token Portcullis accepts must pass.
+//!
+//! Verification never trusts the token's header beyond `kid`: the key named by `kid` fixes the
+//! one acceptable algorithm (so `none` and HS256-with-a-public-key confusion cannot pass), and
+//! `exp`/`nbf`/`iat` are checked against the caller's `now` with the configured leeway, so time
+//! stays a parameter as everywhere else in the core.
+
+use crate::error::{Error, Result};
+use crate::identity::View;
+use crate::keys::{self, LoadedKey};
+use crate::service::{Caller, Core};
+use crate::session::{hash_token, Session};
+use crate::store::RefreshToken;
+use jsonwebtoken::{Header, Validation};
+use serde_json::{json, Map, Value};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// How long a loaded key ring is trusted before the database is read again, so a rotation
+/// made by another instance reaches this one within this time. An unknown `kid` forces a
+/// reload at once.
+const RING_TTL: Duration = Duration::from_secs(30);
+
+/// Errors in the simplejwt face's own vocabulary.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TokenError {
+    /// 400: `{"<field>": ["This field is required."]}`.
+    Missing(Vec<String>),
+    /// 401: wrong identifier or password, or an inactive account.
+    BadCredentials,
+    /// 401 `token_not_valid` with simplejwt's message.
+    Invalid(&'static str),
+    /// 401: the token's identity or session is gone or inactive.
+    NoActiveAccount,
+}
+
+impl From<TokenError> for Error {
+    fn from(e: TokenError) -> Self {
+        Error::Token(e)
+    }
+}
+
+pub struct Ring {
+    pub current: Arc<LoadedKey>,
+    pub keys: HashMap<String, Arc<LoadedKey>>,
+    pub jwks: Value,
+    /// The newest asymmetric key's creation time (scheduled rotation counts from it).
+    pub current_created_at: Option<OffsetDateTime>,
+}
+
+#[derive(Default)]
+pub struct KeyRingCache {
+    cached: tokio::sync::RwLock<Option<(Instant, Arc<Ring>)>>,
+}
+
+/// An issued access/refresh pair.
+pub struct TokenPair {
+    pub access: String,
+    pub refresh: Option<String>,
+}
+
+fn unix(t: OffsetDateTime) -> i64 {
+    t.unix_timestamp()
+}
+
+fn new_jti() -> String {
+    Uuid::new_v4().simple().to_string()
+}
+
+fn looks_like_jwt(token: &str) -> bool {
+    token.starts_with("eyJ") && token.bytes().filter(|b| *b == b'.').count() == 2
+}
+
+impl Core {
+    // ------------------------------------------------------------------ keys
+
+    fn key_secrets(&self) -> Vec<String> {
+        let s = &self.config.secrets;
+        s.cipher.iter().chain(&s.default).cloned().collect()
+    }
+
+    /// The key ring, loaded from the database at most every [`RING_TTL`]; the first call creates
+    /// the signing key if there is none.
+    pub async fn ring(&self, now: OffsetDateTime) -> Result<Arc<Ring>> {
+        if let Some((at, ring)) = self.keyring.cached.read().await.as_ref() {
+            if at.elapsed() < RING_TTL {
+                return Ok(ring.clone());
+            }
+        }
+        self.reload_ring(now).await
+    }
+
+    pub async fn reload_ring(&self, now: OffsetDateTime) -> Result<Arc<Ring>> {
+        let mut guard = self.keyring.cached.write().await;
+        let alg = self.config.tokens.algorithm.clone();
+        let mut stored = self.store.signing_keys().await?;
+        let current_ok = stored
+            .iter()
+            .any(|k| k.state == "current" && (k.alg == alg || alg == "HS256"));
+        if !current_ok {
+            // First start, or the configured algorithm changed: install a key of the right kind.
+            let new_alg = if alg == "HS256" {
+                "ES256"
+            } else {
+                alg.as_str()
+            };
+            let secret =
+                self.key_secrets().into_iter().next().ok_or_else(|| {
+                    Error::Internal("no secret to encrypt signing keys with".into())
+                })?;
+            let key = keys::generate(new_alg, &secret, now)
+                .map_err(|e| Error::Internal(e.to_string()))?;
+            let retire = stored
+                .iter()
+                .find(|k| k.state == "current")
+                .map(|k| (k.kid.clone(), now + self.longest_token_life()));
+            self.store
+                .install_signing_key(&key, retire.as_ref().map(|(k, t)| (k.as_str(), *t)))
+                .await?;
+            stored = self.store.signing_keys().await?;
+        }
+        let secrets = self.key_secrets();
+        let mut keys = HashMap::new();
+        let mut current = None;
+        let mut current_created_at = None;
+        let mut jwks = vec![];
+        for k in stored
+            .iter()
+            .filter(|k| k.state == "current" || k.drop_after.is_some_and(|d| d > now))
+        {
+            let loaded = Arc::new(
+                LoadedKey::from_stored(k, &secrets).map_err(|e| Error::Internal(e.to_string()))?,
+            );
+            if let Some(j) = &loaded.public_jwk {
+                jwks.push(j.clone());
+            }
+            if loaded.current {
+                current = Some(loaded.clone());
+                current_created_at = Some(k.created_at);
+            }
+            keys.insert(loaded.kid.clone(), loaded);
+        }
+        if alg == "HS256" {
+            let hs = Arc::new(LoadedKey::hs256(&self.config.tokens.hs256_secret));
+            keys.insert(hs.kid.clone(), hs.clone());
+            current = Some(hs);
+        }
+        let current = current
+            .ok_or_else(|| Error::Internal("no current signing key after installing one".into()))?;
+        let ring = Arc::new(Ring {
+            current,
+            keys,
+            jwks: json!({ "keys": jwks }),
+            current_created_at,
+        });
+        *guard = Some((Instant::now(), ring.clone()));
+        Ok(ring)
+    }
+
+    /// How long a retired key must stay in the JWKS: the longest-lived token it may have signed.
+    fn longest_token_life(&self) -> Duration {
+        let t = &self.config.tokens;
+        let tpl = self
+            .config
+            .session
+            .whoami
+            .tokenizer
+            .templates
+            .values()
+            .map(|t| t.ttl.0)
+            .max()
+            .unwrap_or_default();
+        t.access_token_lifetime
+            .0
+            .max(t.refresh_token_lifetime.0)
+            .max(tpl)
+            + t.leeway.0
+    }
+
+    /// Retires the current signing key (it stays in the JWKS until the tokens it signed expire)
+    /// and installs a new one. Returns the new key id.
+    pub async fn rotate_signing_key(&self, now: OffsetDateTime) -> Result<String> {
+        let alg = self.config.tokens.algorithm.as_str();
+        if alg == "HS256" {
+            return Err(Error::bad_request(
+                "HS256 uses the shared tokens.hs256_secret; rotate it in the configuration.",
+            ));
+        }
+        let ring = self.reload_ring(now).await?;
+        let secret = self
+            .key_secrets()
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::Internal("no secret".into()))?;
+        let key = keys::generate(alg, &secret, now).map_err(|e| Error::Internal(e.to_string()))?;
+        let won = self
+            .store
+            .install_signing_key(
+                &key,
+                Some((&ring.current.kid, now + self.longest_token_life())),
+            )
+            .await?;
+        let ring = self.reload_ring(now).await?;
+        if !won {
+            tracing::info!("another instance rotated the signing key first");
+        }
+        Ok(ring.current.kid.clone())
+    }
+
+    /// Rotates when the configured interval has passed since the current key was created.
+    pub async fn rotate_if_due(&self, now: OffsetDateTime) -> Result<Option<String>> {
+        let interval = self.config.tokens.key_rotation_interval.0;
+        if interval.is_zero() || self.config.tokens.algorithm == "HS256" {
+            return Ok(None);
+        }
+        let ring = self.reload_ring(now).await?;
+        match ring.current_created_at {
+            Some(created) if created + interval <= now => {
+                Ok(Some(self.rotate_signing_key(now).await?))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    pub async fn jwks(&self, now: OffsetDateTime) -> Result<Value> {
+        Ok(self.ring(now).await?.jwks.clone())
+    }
+
+    fn sign(&self, ring: &Ring, claims: &Map<String, Value>) -> Result<String> {
+        let mut header = Header::new(ring.current.alg);
+        header.kid = Some(ring.current.kid.clone());
+        let key = ring
+            .current
+            .encoding
+            .as_ref()
+            .ok_or_else(|| Error::Internal("current key cannot sign".into()))?;
+        jsonwebtoken::encode(&header, claims, key)
+            .map_err(|e| Error::Internal(format!("signing failed: {e}")))
+    }
+
+    /// Checks signature, algorithm, `kid`, time claims, `iss`, `aud` and `token_type`.
+    pub async fn verify_jwt(
+        &self,
+        token: &str,
+        expected_type: Option<&str>,
+        now: OffsetDateTime,
+    ) -> std::result::Result<Map<String, Value>, Error> {
+        let invalid = || Error::Token(TokenError::Invalid("Token is invalid"));
+        let header = jsonwebtoken::decode_header(token).map_err(|_| invalid())?;
+        let kid = header.kid.clone().ok_or_else(invalid)?;
+        let mut ring = self.ring(now).await?;
+        if !ring.keys.contains_key(&kid) {
+            ring = self.reload_ring(now).await?;
+        }
+        let key = ring.keys.get(&kid).ok_or_else(invalid)?;
+        if header.alg != key.alg {
+            return Err(invalid());
+        }
+        // The signature and algorithm only; every claim is checked below against `now`.
+        let mut v = Validation::new(key.alg);
+        v.validate_exp = false;
+        v.validate_nbf = false;
+        v.validate_aud = false;
+        v.required_spec_claims.clear();
+        let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key.decoding, &v)
+            .map_err(|_| invalid())?;
+        let claims = data.claims;
+        let t = &self.config.tokens;
+        let leeway = t.leeway.0.as_secs() as i64;
+        let now_s = unix(now);
+        let num = |k: &str| claims.get(k).and_then(Value::as_i64);
+        let Some(exp) = num("exp") else {
+            return Err(Error::Token(TokenError::Invalid(
+                "Token has no 'exp' claim",
+            )));
+        };
+        if exp + leeway <= now_s {
+            return Err(Error::Token(TokenError::Invalid("Token is expired")));
+        }
+        if num("nbf").is_some_and(|nbf| nbf > now_s + leeway)
+            || num("iat").is_some_and(|iat| iat > now_s + leeway)
+        {
+            return Err(invalid());
+        }
+        if claims.get("iss").and_then(Value::as_str) != Some(t.issuer.as_str()) {
+            return Err(invalid());
+        }
+        if !t.audience.is_empty() {
+            let ok = match claims.get("aud") {
+                Some(Value::String(a)) => t.audience.contains(a),
+                Some(Value::Array(list)) => list
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .any(|a| t.audience.iter().any(|x| x == a)),
+                _ => false,
+            };
+            if !ok {
+                return Err(invalid());
+            }
+        }
+        if let Some(expected) = expected_type {
+            match claims.get("token_type").and_then(Value::as_str) {
+                None => return Err(Error::Token(TokenError::Invalid("Token has no type"))),
+                Some(tt) if tt != expected => {
+                    return Err(Error::Token(TokenError::Invalid("Token has wrong type")))
+                }
+                Some(_) => {}
+            }
+            if !claims.get("jti").is_some_and(Value::is_string) {
+                return Err(Error::Token(TokenError::Invalid("Token has no id")));
+            }
+        }
+        Ok(claims)
+    }
+
+    fn base_claims(
+        &self,
+        token_type: &str,
+        identity_id: Uuid,
+        session_id: Uuid,
+        now: OffsetDateTime,
+        life: Duration,
+    ) -> Map<String, Value> {
+        let t = &self.config.tokens;
+        let mut c = Map::new();
+        c.insert("token_type".into(), json!(token_type));
+        c.insert("exp".into(), json!(unix(now + life)));
+        c.insert("iat".into(), json!(unix(now)));
+        c.insert("jti".into(), json!(new_jti()));
+        c.insert(t.user_id_claim.clone(), json!(identity_id.to_string()));
+        c.insert("iss".into(), json!(t.issuer));
+        match t.audience.len() {
+            0 => {}
+            1 => {
+                c.insert("aud".into(), json!(t.audience[0]));
+            }
+            _ => {
+                c.insert("aud".into(), json!(t.audience));
+            }
+        }
+        c.insert("sub".into(), json!(identity_id.to_string()));
+        c.insert("sid".into(), json!(session_id.to_string()));
+        c
+    }
+
+    fn access_token(
+        &self,
+        ring: &Ring,
+        identity_id: Uuid,
+        session_id: Uuid,
+        now: OffsetDateTime,
+    ) -> Result<String> {
+        let claims = self.base_claims(
+            "access",
+            identity_id,
+            session_id,
+            now,
+            self.config.tokens.access_token_lifetime.0,
+        );
+        self.sign(ring, &claims)
+    }
+
+    /// Signs a refresh token of `family` and returns it with its row.
+    fn refresh_token(
+        &self,
+        ring: &Ring,
+        family: Uuid,
+        identity_id: Uuid,
+        session_id: Uuid,
+        now: OffsetDateTime,
+    ) -> Result<(String, RefreshToken)> {
+        let life = self.config.tokens.refresh_token_lifetime.0;
+        let claims = self.base_claims("refresh", identity_id, session_id, now, life);
+        let token = self.sign(ring, &claims)?;
+        let row = RefreshToken {
+            token_hash: hash_token(&token),
+            jti: claims
+                .get("jti")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+            family_id: family,
+            identity_id,
+            session_id,
+            state: "active".into(),
+            expires_at: now + life,
+            created_at: now,
+        };
+        Ok((token, row))
+    }
+
+    // ------------------------------------------------------------------ simplejwt face
+
+    /// `POST /api/token/`: identifier + password → access and refresh tokens (and a session).
+    pub async fn obtain_tokens(
+        &self,
+        body: &Value,
+        caller: &Caller,
+        now: OffsetDateTime,
+    ) -> Result<TokenPair> {
+        let t = &self.config.tokens;
+        let field = |k: &str| {
+            body.get(k)
+                .and_then(Value::as_str)
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+        };
+        let identifier = [t.username_field.as_str(), "email", "username", "identifier"]
+            .into_iter()
+            .find_map(field);
+        let password = body
+            .get("password")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty());
+        let mut missing = vec![];
+        if identifier.is_none() {
+            missing.push(t.username_field.clone());
+        }
+        if password.is_none() {
+            missing.push("password".to_string());
+        }
+        let (Some(identifier), Some(password)) = (identifier, password) else {
+            return Err(TokenError::Missing(missing).into());
+        };
+        let identity = self
+            .verify_password_login(identifier, password, None, now)
+            .await?
+            .ok_or(TokenError::BadCredentials)?;
+        if !identity.is_active() {
+            return Err(TokenError::BadCredentials.into());
+        }
+        let (session, _opaque) = self
+            .issue_session(&identity, "password", caller, now)
+            .await?;
+        let ring = self.ring(now).await?;
+        let access = self.access_token(&ring, identity.id, session.id, now)?;
+        let (refresh, row) =
+            self.refresh_token(&ring, Uuid::new_v4(), identity.id, session.id, now)?;
+        self.store.insert_refresh_token(&row).await?;
+        Ok(TokenPair {
+            access,
+            refresh: Some(refresh),
+        })
+    }
+
+    /// `POST /api/token/refresh/`: a new access token, and with rotation a new refresh token.
+    /// Reusing a rotated token revokes its whole family (and the session behind it).
+    pub async fn refresh_tokens(&self, refresh: &str, now: OffsetDateTime) -> Result<TokenPair> {
+        let claims = self.verify_jwt(refresh, Some("refresh"), now).await?;
+        let hash = hash_token(refresh);
+        let row = self
+            .store
+            .get_refresh_token(&hash)
+            .await?
+            .ok_or(TokenError::Invalid("Token is invalid"))?;
+        match row.state.as_str() {
+            "active" => {}
+            "rotated" => {
+                tracing::warn!(family = %row.family_id, identity = %row.identity_id, "refresh token reuse detected; revoking the family");
+                self.store.revoke_refresh_family(row.family_id).await?;
+                if let Some((mut s, _)) = self.store.get_session(row.session_id).await? {
+                    s.active = false;
+                    self.store.update_session(&s).await?;
+                }
+                return Err(TokenError::Invalid("Token is blacklisted").into());
+            }
+            _ => return Err(TokenError::Invalid("Token is blacklisted").into()),
+        }
+        let sid = claims
+            .get("sid")
+            .and_then(Value::as_str)
+            .and_then(|s| Uuid::parse_str(s).ok());
+        let (mut session, identity) = match self.store.get_session(row.session_id).await? {
+            Some((s, i)) if Some(s.id) == sid && s.is_valid(&i, now) => (s, i),
+            _ => return Err(TokenError::NoActiveAccount.into()),
+        };
+        let ring = self.ring(now).await?;
+        let access = self.access_token(&ring, identity.id, session.id, now)?;
+        if !self.config.tokens.rotate_refresh_tokens {
+            return Ok(TokenPair {
+                access,
+                refresh: None,
+            });
+        }
+        let (new_refresh, new_row) =
+            self.refresh_token(&ring, row.family_id, identity.id, session.id, now)?;
+        if !self.store.rotate_refresh_token(&hash, &new_row).await? {
+            // A concurrent refresh of the same token won; this one is refused (not reuse).
+            return Err(TokenError::Invalid("Token is blacklisted").into());
+        }
+        // The session lives as long as its newest refresh token.
+        if session.expires_at < new_row.expires_at {
+            session.expires_at = new_row.expires_at;
+            self.store.update_session(&session).await?;
+        }
+        Ok(TokenPair {
+            access,
+            refresh: Some(new_refresh),
+        })
+    }
+
+    /// `POST /api/token/verify/`: any of our tokens; refresh tokens must not be revoked or rotated.
+    pub async fn verify_any_token(&self, token: &str, now: OffsetDateTime) -> Result<()> {
+        let claims = self.verify_jwt(token, None, now).await?;
+        if claims.get("token_type").and_then(Value::as_str) == Some("refresh") {
+            match self.store.get_refresh_token(&hash_token(token)).await? {
+                Some(r) if r.state == "active" => {}
+                Some(_) => return Err(TokenError::Invalid("Token is blacklisted").into()),
+                None => return Err(TokenError::Invalid("Token is invalid").into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// `POST /api/token/blacklist/`: revokes one refresh token.
+    pub async fn blacklist_refresh(&self, refresh: &str, now: OffsetDateTime) -> Result<()> {
+        self.verify_jwt(refresh, Some("refresh"), now).await?;
+        if self
+            .store
+            .revoke_refresh_token(&hash_token(refresh))
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(TokenError::Invalid("Token is blacklisted").into())
+        }
+    }
+
+    /// Cookie-mode logout: blacklists the refresh token and ends its session.
+    pub async fn logout_refresh(&self, refresh: &str, now: OffsetDateTime) -> Result<()> {
+        self.verify_jwt(refresh, Some("refresh"), now).await?;
+        let hash = hash_token(refresh);
+        let row = self
+            .store
+            .get_refresh_token(&hash)
+            .await?
+            .ok_or(TokenError::Invalid("Token is invalid"))?;
+        self.store.revoke_refresh_family(row.family_id).await?;
+        if let Some((mut s, _)) = self.store.get_session(row.session_id).await? {
+            s.active = false;
+            self.store.update_session(&s).await?;
+        }
+        Ok(())
+    }
+
+    /// A session by one of our access tokens (`Authorization: Bearer <jwt>` on whoami).
+    pub async fn authenticate_access_token(
+        &self,
+        token: &str,
+        now: OffsetDateTime,
+    ) -> Result<(Session, crate::identity::Identity)> {
+        if !looks_like_jwt(token) {
+            return Err(Error::session_inactive());
+        }
+        let claims = match self.verify_jwt(token, Some("access"), now).await {
+            Ok(c) => c,
+            Err(Error::Token(_)) => return Err(Error::session_inactive()),
+            Err(e) => return Err(e),
+        };
+        let sid = claims
+            .get("sid")
+            .and_then(Value::as_str)
+            .and_then(|s| Uuid::parse_str(s).ok())
+            .ok_or_else(Error::session_inactive)?;
+        match self.store.get_session(sid).await? {
+            Some((s, i)) if s.is_valid(&i, now) => Ok((s, i)),
+            _ => Err(Error::session_inactive()),
+        }
+    }
+
+    /// `whoami?tokenize_as=<template>`: the session as a signed JWT.
+    pub async fn tokenize(
+        &self,
+        session: &Session,
+        identity: &crate::identity::Identity,
+        template: &str,
+        now: OffsetDateTime,
+    ) -> Result<String> {
+        let tpl = self
+            .config
+            .session
+            .whoami
+            .tokenizer
+            .templates
+            .get(template)
+            .ok_or_else(|| {
+                Error::bad_request(format!("Unable to find tokenizer template {template:?}."))
+            })?;
+        let session_json = self.session_json(session, Some(identity), View::Public, now);
+        let mut claims = Map::new();
+        for (claim, path) in &tpl.claims {
+            let value = path.split('.').try_fold(&session_json, |v, seg| v.get(seg));
+            if let Some(v) = value {
+                claims.insert(claim.clone(), v.clone());
+            }
+        }
+        claims.insert("jti".into(), json!(Uuid::new_v4().to_string()));
+        claims.insert("iss".into(), json!(self.config.tokens.issuer));
+        claims.insert("sub".into(), json!(identity.id.to_string()));
+        claims.insert("sid".into(), json!(session.id.to_string()));
+        claims.insert("iat".into(), json!(unix(now)));
+        claims.insert("nbf".into(), json!(unix(now)));
+        claims.insert("exp".into(), json!(unix(now + tpl.ttl.0)));
+        let ring = self.ring(now).await?;
+        self.sign(&ring, &claims)
+    }
+}

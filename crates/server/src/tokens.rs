@@ -1,0 +1,312 @@
+//! The token face on the public port: simplejwt's obtain/refresh/verify/blacklist endpoints
+//! (paths configurable), an optional cookie mode, and the JWKS.
+//!
+//! Errors here use simplejwt's (Django REST framework's) shapes, not the Kratos envelope:
+//! `{"detail": …, "code": "token_not_valid"}` for bad tokens, field errors for missing fields.
+
+use crate::AppState;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use portcullis_core::config::Config;
+use portcullis_core::service::Caller;
+use portcullis_core::tokens::{TokenError, TokenPair};
+use portcullis_core::Error;
+use serde_json::{json, Map, Value};
+
+pub fn router(config: &Config) -> Router<AppState> {
+    let p = &config.tokens.paths;
+    let mut r = Router::new()
+        .route("/.well-known/jwks.json", get(jwks))
+        .route(&p.obtain, post(obtain))
+        .route(&p.refresh, post(refresh))
+        .route(&p.verify, post(verify))
+        .route(&p.blacklist, post(blacklist));
+    if config.tokens.cookies.enabled {
+        r = r.route(&p.logout, post(logout));
+    }
+    r
+}
+
+/// A simplejwt-face error.
+pub struct SjError(Error);
+
+impl From<Error> for SjError {
+    fn from(e: Error) -> Self {
+        SjError(e)
+    }
+}
+
+impl IntoResponse for SjError {
+    fn into_response(self) -> Response {
+        let (status, body) = match self.0 {
+            Error::Token(TokenError::Missing(fields)) => {
+                let m: Map<String, Value> = fields
+                    .into_iter()
+                    .map(|f| (f, json!(["This field is required."])))
+                    .collect();
+                (StatusCode::BAD_REQUEST, Value::Object(m))
+            }
+            Error::Token(TokenError::BadCredentials) => (
+                StatusCode::UNAUTHORIZED,
+                json!({ "detail": "No active account found with the given credentials" }),
+            ),
+            Error::Token(TokenError::Invalid(msg)) => (
+                StatusCode::UNAUTHORIZED,
+                json!({ "detail": msg, "code": "token_not_valid" }),
+            ),
+            Error::Token(TokenError::NoActiveAccount) => (
+                StatusCode::UNAUTHORIZED,
+                json!({ "detail": "No active account found for the given token.", "code": "no_active_account" }),
+            ),
+            Error::Api { code, reason, .. } => (
+                StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST),
+                json!({ "detail": reason }),
+            ),
+            Error::FlowInvalid(_) => (
+                StatusCode::BAD_REQUEST,
+                json!({ "detail": "Invalid request." }),
+            ),
+            Error::Internal(cause) => {
+                tracing::error!(%cause, "internal error on the token face");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    json!({ "detail": "A server error occurred." }),
+                )
+            }
+        };
+        let mut resp = (status, Json(body)).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"api\""),
+            );
+        }
+        resp
+    }
+}
+
+type SjResult<T> = Result<T, SjError>;
+
+/// A JSON or form-encoded body, as DRF's default parsers accept.
+pub struct SjBody(pub Value);
+
+impl<S: Send + Sync> FromRequest<S> for SjBody {
+    type Rejection = SjError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let ct = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        let bytes = Bytes::from_request(req, state).await.map_err(|rej| {
+            SjError(Error::api(
+                rej.status().as_u16(),
+                None,
+                format!("The request body could not be read: {rej}"),
+            ))
+        })?;
+        if bytes.is_empty() {
+            return Ok(SjBody(json!({})));
+        }
+        if ct.starts_with("application/json") {
+            let v: Value = serde_json::from_slice(&bytes)
+                .map_err(|e| SjError(Error::bad_request(format!("JSON parse error - {e}"))))?;
+            if !v.is_object() {
+                return Err(SjError(Error::bad_request(
+                    "Invalid data. Expected a dictionary.",
+                )));
+            }
+            return Ok(SjBody(v));
+        }
+        if ct.starts_with("application/x-www-form-urlencoded") {
+            let m: Map<String, Value> = url::form_urlencoded::parse(&bytes)
+                .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())))
+                .collect();
+            return Ok(SjBody(Value::Object(m)));
+        }
+        Err(SjError(Error::api(
+            415,
+            None,
+            format!("Unsupported media type \"{ct}\" in request."),
+        )))
+    }
+}
+
+fn caller(headers: &HeaderMap) -> Caller {
+    Caller {
+        user_agent: headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+        ..Caller::default()
+    }
+}
+
+fn str_field<'a>(body: &'a Value, key: &str) -> Option<&'a str> {
+    body.get(key)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+}
+
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|p| p.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+        .filter(|v| !v.is_empty())
+}
+
+/// `Set-Cookie` for a token (or its removal with `None`).
+fn token_cookie(
+    st: &AppState,
+    name: &str,
+    value: Option<&str>,
+    max_age: u64,
+) -> Option<HeaderValue> {
+    let c = &st.core.config.tokens.cookies;
+    let secure = !(st.core.config.dev && st.core.public_url().starts_with("http://"));
+    let mut s = match value {
+        Some(v) => format!("{name}={v}; Max-Age={max_age}"),
+        None => format!("{name}=; Max-Age=0"),
+    };
+    s += &format!("; Path={}; HttpOnly; SameSite={}", c.path, c.same_site);
+    if !c.domain.is_empty() {
+        s += &format!("; Domain={}", c.domain);
+    }
+    if secure {
+        s += "; Secure";
+    }
+    HeaderValue::from_str(&s).ok()
+}
+
+fn pair_response(st: &AppState, pair: TokenPair) -> Response {
+    let mut body = json!({ "access": pair.access });
+    if let Some(r) = &pair.refresh {
+        body["refresh"] = json!(r);
+    }
+    let mut resp = Json(body).into_response();
+    let t = &st.core.config.tokens;
+    if t.cookies.enabled {
+        let h = resp.headers_mut();
+        if let Some(v) = token_cookie(
+            st,
+            &t.cookies.access_name,
+            Some(&pair.access),
+            t.access_token_lifetime.0.as_secs(),
+        ) {
+            h.append(header::SET_COOKIE, v);
+        }
+        if let Some(r) = &pair.refresh {
+            if let Some(v) = token_cookie(
+                st,
+                &t.cookies.refresh_name,
+                Some(r),
+                t.refresh_token_lifetime.0.as_secs(),
+            ) {
+                h.append(header::SET_COOKIE, v);
+            }
+        }
+    }
+    resp
+}
+
+async fn jwks(State(st): State<AppState>) -> Response {
+    match st.core.jwks(st.core.now()).await {
+        Ok(v) => {
+            let mut resp = Json(v).into_response();
+            // Verifiers may cache the set briefly; rotation keeps old keys listed long enough.
+            resp.headers_mut().insert(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=60"),
+            );
+            resp
+        }
+        Err(e) => crate::error::ApiError(e).into_response(),
+    }
+}
+
+async fn obtain(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    SjBody(body): SjBody,
+) -> SjResult<Response> {
+    let pair = st
+        .core
+        .obtain_tokens(&body, &caller(&headers), st.core.now())
+        .await?;
+    Ok(pair_response(&st, pair))
+}
+
+/// The refresh token from the body, or in cookie mode from its cookie.
+fn refresh_from(st: &AppState, headers: &HeaderMap, body: &Value) -> Result<String, SjError> {
+    if let Some(r) = str_field(body, "refresh") {
+        return Ok(r.to_string());
+    }
+    let c = &st.core.config.tokens.cookies;
+    if c.enabled {
+        if let Some(r) = cookie(headers, &c.refresh_name) {
+            return Ok(r.to_string());
+        }
+    }
+    Err(SjError(Error::Token(TokenError::Missing(vec![
+        "refresh".into()
+    ]))))
+}
+
+async fn refresh(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    SjBody(body): SjBody,
+) -> SjResult<Response> {
+    let token = refresh_from(&st, &headers, &body)?;
+    let pair = st.core.refresh_tokens(&token, st.core.now()).await?;
+    Ok(pair_response(&st, pair))
+}
+
+async fn verify(State(st): State<AppState>, SjBody(body): SjBody) -> SjResult<Json<Value>> {
+    let token = str_field(&body, "token")
+        .ok_or_else(|| SjError(Error::Token(TokenError::Missing(vec!["token".into()]))))?;
+    st.core.verify_any_token(token, st.core.now()).await?;
+    Ok(Json(json!({})))
+}
+
+async fn blacklist(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    SjBody(body): SjBody,
+) -> SjResult<Json<Value>> {
+    let token = refresh_from(&st, &headers, &body)?;
+    st.core.blacklist_refresh(&token, st.core.now()).await?;
+    Ok(Json(json!({})))
+}
+
+/// Cookie mode: clears both cookies, blacklists the refresh token and ends its session.
+async fn logout(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    SjBody(body): SjBody,
+) -> SjResult<Response> {
+    let token = refresh_from(&st, &headers, &body)?;
+    let result = st.core.logout_refresh(&token, st.core.now()).await;
+    let t = &st.core.config.tokens;
+    let mut resp = match result {
+        Ok(()) => Json(json!({})).into_response(),
+        Err(e) => SjError(e).into_response(),
+    };
+    for name in [&t.cookies.access_name, &t.cookies.refresh_name] {
+        if let Some(v) = token_cookie(&st, name, None, 0) {
+            resp.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
+    Ok(resp)
+}

@@ -1,0 +1,29 @@
+-- JWT signing keys. The private half is AES-256-GCM encrypted under a key derived from the
+-- configured secrets; the public half is the JWK served at /.well-known/jwks.json.
+CREATE TABLE signing_keys (
+    kid         TEXT PRIMARY KEY,
+    alg         TEXT NOT NULL,
+    state       TEXT NOT NULL,
+    private_enc TEXT NOT NULL,
+    public_jwk  TEXT NOT NULL,
+    created_at  BIGINT NOT NULL,
+    drop_after  BIGINT
+);
+-- At most one key signs new tokens; two instances racing to create or rotate it cannot both win.
+CREATE UNIQUE INDEX signing_keys_one_current ON signing_keys(state) WHERE state = 'current';
+
+-- Refresh tokens are stored only as a SHA-256 of the token. A family is every token descended
+-- from one obtain; reusing a rotated token revokes the whole family.
+CREATE TABLE refresh_tokens (
+    token_hash  TEXT PRIMARY KEY,
+    jti         TEXT NOT NULL,
+    family_id   TEXT NOT NULL,
+    identity_id TEXT NOT NULL REFERENCES identities(id) ON DELETE CASCADE,
+    session_id  TEXT NOT NULL,
+    state       TEXT NOT NULL,
+    expires_at  BIGINT NOT NULL,
+    created_at  BIGINT NOT NULL
+);
+CREATE INDEX refresh_tokens_family ON refresh_tokens(family_id);
+CREATE INDEX refresh_tokens_identity ON refresh_tokens(identity_id);
+CREATE INDEX refresh_tokens_expires_at ON refresh_tokens(expires_at);
