@@ -40,6 +40,8 @@ pub fn router() -> Router<AppState> {
             get(get_session).delete(disable_session),
         )
         .route("/admin/sessions/{id}/extend", patch(extend_session))
+        .route("/admin/keys", get(list_keys))
+        .route("/admin/keys/rotate", axum::routing::post(rotate_keys))
 }
 
 /// Repeated query parameters (`include_credential`, `ids`, `expand`) that serde_urlencoded cannot collect.
@@ -378,4 +380,27 @@ async fn extend_session(
         },
         now,
     )))
+}
+
+/// The signing keys still published: kid, algorithm, state and when a retired key leaves the JWKS.
+async fn list_keys(State(st): State<AppState>) -> ApiResult<Json<Value>> {
+    let keys = st.core.store.signing_keys().await?;
+    let rfc = portcullis_core::identity::rfc3339;
+    Ok(Json(Value::Array(
+        keys.iter()
+            .map(|k| {
+                serde_json::json!({
+                    "kid": k.kid, "alg": k.alg, "state": k.state,
+                    "created_at": rfc(k.created_at),
+                    "drop_after": k.drop_after.map(rfc),
+                })
+            })
+            .collect(),
+    )))
+}
+
+/// Retires the current signing key and creates a new one (as `portcullis keys rotate`).
+async fn rotate_keys(State(st): State<AppState>) -> ApiResult<Json<Value>> {
+    let kid = st.core.rotate_signing_key(st.core.now()).await?;
+    Ok(Json(serde_json::json!({ "kid": kid })))
 }
