@@ -231,6 +231,16 @@ impl Core {
         Ok(self.ring(now).await?.jwks.clone())
     }
 
+    /// Signs arbitrary claims with the current key (tests use it to build tokens that must be refused).
+    pub async fn sign_claims(
+        &self,
+        claims: &Map<String, Value>,
+        now: OffsetDateTime,
+    ) -> Result<String> {
+        let ring = self.ring(now).await?;
+        self.sign(&ring, claims)
+    }
+
     fn sign(&self, ring: &Ring, claims: &Map<String, Value>) -> Result<String> {
         let mut header = Header::new(ring.current.alg);
         header.kid = Some(ring.current.kid.clone());

@@ -52,6 +52,8 @@ on_both!(
     writes_are_visible_to_later_token_lookups,
     expired_rows_are_cleaned_up,
     a_flow_completes_once,
+    refresh_tokens_rotate_once_and_revoke_by_family_and_identity,
+    one_current_signing_key_even_when_installs_race,
 );
 
 fn now() -> OffsetDateTime {
@@ -418,4 +420,138 @@ async fn a_flow_completes_once(s: impl Store) {
         s.get_flow(f.id).await.unwrap().unwrap().state,
         "passed_challenge"
     );
+}
+
+fn refresh_row(i: &Identity, family: Uuid, session: Uuid) -> portcullis_core::store::RefreshToken {
+    portcullis_core::store::RefreshToken {
+        token_hash: Uuid::new_v4().to_string(),
+        jti: Uuid::new_v4().simple().to_string(),
+        family_id: family,
+        identity_id: i.id,
+        session_id: session,
+        state: "active".into(),
+        expires_at: now() + Duration::from_secs(3600),
+        created_at: now(),
+    }
+}
+
+async fn refresh_tokens_rotate_once_and_revoke_by_family_and_identity(s: impl Store) {
+    let i = identity("refresh@example.com");
+    s.insert_identity(&i).await.unwrap();
+    let family = Uuid::new_v4();
+    let first = refresh_row(&i, family, Uuid::new_v4());
+    s.insert_refresh_token(&first).await.unwrap();
+    assert_eq!(
+        s.get_refresh_token(&first.token_hash).await.unwrap(),
+        Some(first.clone())
+    );
+    let second = refresh_row(&i, family, first.session_id);
+    let third = refresh_row(&i, family, first.session_id);
+    assert!(s
+        .rotate_refresh_token(&first.token_hash, &second)
+        .await
+        .unwrap());
+    assert!(
+        !s.rotate_refresh_token(&first.token_hash, &third)
+            .await
+            .unwrap(),
+        "a token rotates once"
+    );
+    assert!(
+        s.get_refresh_token(&third.token_hash)
+            .await
+            .unwrap()
+            .is_none(),
+        "the losing rotation left nothing"
+    );
+    assert_eq!(
+        s.get_refresh_token(&first.token_hash)
+            .await
+            .unwrap()
+            .unwrap()
+            .state,
+        "rotated"
+    );
+    let other_family = refresh_row(&i, Uuid::new_v4(), Uuid::new_v4());
+    s.insert_refresh_token(&other_family).await.unwrap();
+    assert_eq!(s.revoke_refresh_family(family).await.unwrap(), 2);
+    assert_eq!(
+        s.get_refresh_token(&second.token_hash)
+            .await
+            .unwrap()
+            .unwrap()
+            .state,
+        "revoked"
+    );
+    assert_eq!(
+        s.get_refresh_token(&other_family.token_hash)
+            .await
+            .unwrap()
+            .unwrap()
+            .state,
+        "active"
+    );
+    assert!(s
+        .revoke_refresh_token(&other_family.token_hash)
+        .await
+        .unwrap());
+    assert!(!s
+        .revoke_refresh_token(&other_family.token_hash)
+        .await
+        .unwrap());
+    let last = refresh_row(&i, Uuid::new_v4(), Uuid::new_v4());
+    s.insert_refresh_token(&last).await.unwrap();
+    assert_eq!(s.revoke_identity_refresh_tokens(i.id).await.unwrap(), 1);
+    s.delete_identity(i.id).await.unwrap();
+    assert!(
+        s.get_refresh_token(&last.token_hash)
+            .await
+            .unwrap()
+            .is_none(),
+        "deleted with the identity"
+    );
+}
+
+async fn one_current_signing_key_even_when_installs_race(s: impl Store) {
+    let secret = "0123456789abcdef0123456789abcdef";
+    let a = portcullis_core::keys::generate("ES256", secret, now()).unwrap();
+    let b = portcullis_core::keys::generate("ES256", secret, now()).unwrap();
+    assert!(s.install_signing_key(&a, None).await.unwrap());
+    assert!(
+        !s.install_signing_key(&b, None).await.unwrap(),
+        "a second first key loses"
+    );
+    let c = portcullis_core::keys::generate("EdDSA", secret, now()).unwrap();
+    let drop_after = now() + Duration::from_secs(600);
+    assert!(s
+        .install_signing_key(&c, Some((&a.kid, drop_after)))
+        .await
+        .unwrap());
+    assert!(
+        !s.install_signing_key(&b, Some((&a.kid, drop_after)))
+            .await
+            .unwrap(),
+        "a stale rotation loses"
+    );
+    let keys = s.signing_keys().await.unwrap();
+    assert_eq!(
+        keys.iter()
+            .filter(|k| k.state == "current")
+            .map(|k| k.kid.clone())
+            .collect::<Vec<_>>(),
+        vec![c.kid.clone()]
+    );
+    let retired = keys.iter().find(|k| k.kid == a.kid).unwrap();
+    assert_eq!(
+        (retired.state.as_str(), retired.drop_after),
+        ("retired", Some(drop_after))
+    );
+    assert_eq!(retired.public_jwk, a.public_jwk);
+    assert_eq!(
+        s.delete_expired(drop_after + Duration::from_secs(1))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(s.signing_keys().await.unwrap().len(), 1);
 }

@@ -40,6 +40,7 @@ pub struct TestApp {
     pub admin: String,
     pub http: reqwest::Client,
     pub clock: Arc<ManualClock>,
+    pub state: portcullis_server::AppState,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
@@ -85,7 +86,7 @@ impl TestApp {
             .await
             .unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        portcullis_server::serve(state, public, admin, async {
+        portcullis_server::serve(state.clone(), public, admin, async {
             let _ = rx.await;
         })
         .await
@@ -98,6 +99,7 @@ impl TestApp {
                 .build()
                 .unwrap(),
             clock,
+            state,
             _stop: tx,
         }
     }

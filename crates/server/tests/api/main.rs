@@ -11,3 +11,4 @@ mod config;
 mod flows;
 mod scale;
 mod sessions;
+mod tokens;
