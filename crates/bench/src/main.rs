@@ -332,6 +332,80 @@ struct Row {
     baseline: Option<(String, f64)>,
 }
 
+/// Starts `portcullis serve --dev` on `dsn` with a tokenizer template for the benchmark.
+fn start_server(bin: &str, dsn: &str) -> Result<(Proc, String)> {
+    let (pp, ap) = (free_port()?, free_port()?);
+    let child = Command::new(bin)
+        .args(["serve", "--dev"])
+        .env("PORTCULLIS_DSN", dsn)
+        .env("PORTCULLIS_SERVE_PUBLIC_PORT", pp.to_string())
+        .env("PORTCULLIS_SERVE_ADMIN_PORT", ap.to_string())
+        .env("PORTCULLIS_LOG_LEVEL", "warn")
+        .env(
+            "PORTCULLIS_SESSION_WHOAMI_TOKENIZER_TEMPLATES",
+            r#"{"bench":{"ttl":"5m","claims":{"email":"identity.traits.email"}}}"#,
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| {
+            format!("cannot start {bin} (build it with `cargo build --release -p portcullis`)")
+        })?;
+    Ok((Proc(child), format!("http://127.0.0.1:{pp}")))
+}
+
+/// Refreshes with rotation on `conns` connections, each keeping its own token family.
+async fn refresh_load(
+    public: &str,
+    conns: usize,
+    secs: f64,
+    email: &str,
+    password: &str,
+) -> Result<Stats> {
+    let mut c = Conn::open(public).await?;
+    let mut tokens = vec![];
+    for _ in 0..conns {
+        let pair = c
+            .json(
+                Method::POST,
+                "/api/token/",
+                Some(&json!({ "email": email, "password": password })),
+                &[],
+            )
+            .await?;
+        let r = pair["refresh"]
+            .as_str()
+            .ok_or_else(|| anyhow!("no refresh token"))?
+            .to_string();
+        tokens.push(tokio::sync::Mutex::new(r));
+    }
+    let tokens = Arc::new(tokens);
+    load(public, conns, secs, move |mut c, n| {
+        let tokens = tokens.clone();
+        async move {
+            let slot = &tokens[(n / 1_000_000) as usize];
+            let mut current = slot.lock().await;
+            let r = c
+                .json(
+                    Method::POST,
+                    "/api/token/refresh/",
+                    Some(&json!({ "refresh": *current })),
+                    &[],
+                )
+                .await
+                .and_then(|v| {
+                    v["refresh"]
+                        .as_str()
+                        .map(str::to_string)
+                        .ok_or_else(|| anyhow!("no rotated token"))
+                });
+            let r = r.map(|new| *current = new);
+            (c, r)
+        }
+    })
+    .await
+}
+
 async fn run(args: Args) -> Result<()> {
     let secs = args.seconds as f64;
     let me = std::env::current_exe()?;
@@ -347,29 +421,11 @@ async fn run(args: Args) -> Result<()> {
     );
     let hello = format!("http://127.0.0.1:{hello_port}");
 
-    let (pp, ap) = (free_port()?, free_port()?);
     let spawn_at = Instant::now();
-    let server = Proc(
-        Command::new(&args.bin)
-            .args(["serve", "--dev"])
-            .env(
-                "PORTCULLIS_DSN",
-                format!("sqlite://{}/bench.sqlite", dir.display()),
-            )
-            .env("PORTCULLIS_SERVE_PUBLIC_PORT", pp.to_string())
-            .env("PORTCULLIS_SERVE_ADMIN_PORT", ap.to_string())
-            .env("PORTCULLIS_LOG_LEVEL", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .with_context(|| {
-                format!(
-                    "cannot start {} (build it with `cargo build --release -p portcullis`)",
-                    args.bin
-                )
-            })?,
-    );
-    let public = format!("http://127.0.0.1:{pp}");
+    let (server, public) = start_server(
+        &args.bin,
+        &format!("sqlite://{}/bench.sqlite", dir.display()),
+    )?;
     wait_ready(&public).await?;
     let ready_ms = spawn_at.elapsed().as_secs_f64() * 1000.0;
     wait_ready(&hello).await?;
@@ -510,6 +566,83 @@ async fn run(args: Args) -> Result<()> {
         baseline: Some(("raw Argon2id/s".into(), argon)),
     });
 
+    eprintln!("measuring: token refresh with rotation (SQLite)");
+    let conns = 16;
+    let refresh_sqlite =
+        refresh_load(&public, conns, secs, "login0@bench.example", password).await?;
+    rows.push(Row {
+        name: format!("token refresh + rotation, SQLite ({conns} conns)"),
+        stats: refresh_sqlite,
+        baseline: Some(("hello".into(), hello_stats.rate)),
+    });
+
+    eprintln!("measuring: token verify");
+    let pair = c
+        .json(
+            Method::POST,
+            "/api/token/",
+            Some(&json!({ "email": "login0@bench.example", "password": password })),
+            &[],
+        )
+        .await?;
+    let access = pair["access"]
+        .as_str()
+        .ok_or_else(|| anyhow!("no access token"))?
+        .to_string();
+    let verify_body = Arc::new(json!({ "token": access }));
+    let verifies = load(&public, args.connections, secs, move |mut c, _| {
+        let body = verify_body.clone();
+        async move {
+            let r = c
+                .call(Method::POST, "/api/token/verify/", Some(&body), &[])
+                .await
+                .and_then(|(s, _)| {
+                    if s == 200 {
+                        Ok(())
+                    } else {
+                        Err(anyhow!("{s}"))
+                    }
+                });
+            (c, r)
+        }
+    })
+    .await?;
+    rows.push(Row {
+        name: format!("POST /api/token/verify/ ({} conns)", args.connections),
+        stats: verifies,
+        baseline: Some(("hello".into(), hello_stats.rate)),
+    });
+
+    eprintln!("measuring: whoami?tokenize_as");
+    let t = token.clone();
+    let tokenize = load(&public, args.connections, secs, move |mut c, _| {
+        let t = t.clone();
+        async move {
+            let r = c
+                .call(
+                    Method::GET,
+                    "/sessions/whoami?tokenize_as=bench",
+                    None,
+                    &[("x-session-token", &t)],
+                )
+                .await
+                .and_then(|(s, _)| {
+                    if s == 200 {
+                        Ok(())
+                    } else {
+                        Err(anyhow!("{s}"))
+                    }
+                });
+            (c, r)
+        }
+    })
+    .await?;
+    rows.push(Row {
+        name: format!("whoami?tokenize_as ({} conns)", args.connections),
+        stats: tokenize,
+        baseline: Some(("hello".into(), hello_stats.rate)),
+    });
+
     eprintln!("measuring: registrations");
     let regs = load(&public, login_workers, secs, move |mut c, n| async move {
         let r = register(&mut c, &format!("reg{n}@bench.example"), password)
@@ -523,6 +656,23 @@ async fn run(args: Args) -> Result<()> {
         stats: regs,
         baseline: Some(("raw Argon2id/s".into(), argon)),
     });
+
+    // The same refresh load on PostgreSQL (a throwaway cluster on this machine).
+    eprintln!("measuring: token refresh with rotation (PostgreSQL)");
+    drop(server);
+    let pg = portcullis_store::testing::fresh_postgres_database().await;
+    let (pg_server, pg_public) = start_server(&args.bin, &pg)?;
+    wait_ready(&pg_public).await?;
+    let mut c = Conn::open(&pg_public).await?;
+    register(&mut c, "refresh@bench.example", password).await?;
+    let refresh_pg =
+        refresh_load(&pg_public, conns, secs, "refresh@bench.example", password).await?;
+    rows.push(Row {
+        name: format!("token refresh + rotation, PostgreSQL ({conns} conns)"),
+        stats: refresh_pg,
+        baseline: Some(("hello".into(), hello_stats.rate)),
+    });
+    drop(pg_server);
 
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -556,7 +706,6 @@ async fn run(args: Args) -> Result<()> {
     if let Some(kib) = idle_rss {
         println!("idle RSS {:.1} MiB", kib as f64 / 1024.0);
     }
-    drop(server);
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }

@@ -108,3 +108,36 @@ fn migrate_creates_the_schema() {
     );
     assert!(db.exists());
 }
+
+#[test]
+fn keys_rotate_replaces_the_signing_key() {
+    let db = std::env::temp_dir().join(format!("pc-cli-keys-{}.sqlite", uuid_like()));
+    let dsn = format!("sqlite://{}", db.display());
+    let rotate = || {
+        let out = portcullis()
+            .args(["keys", "rotate", "--dev"])
+            .env("PORTCULLIS_DSN", &dsn)
+            .env("PORTCULLIS_HASHERS_ARGON2_MEMORY", "64KiB")
+            .env("PORTCULLIS_HASHERS_ARGON2_ITERATIONS", "1")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    let first = rotate();
+    let second = rotate();
+    assert!(
+        first.starts_with("es256-") && second.starts_with("es256-"),
+        "{first} {second}"
+    );
+    assert_ne!(first, second);
+}

@@ -190,6 +190,9 @@ pub struct TokensConfig {
     pub rotate_refresh_tokens: bool,
     /// A password change revokes the identity's refresh tokens.
     pub revoke_on_password_change: bool,
+    /// A rotated refresh token presented again within this window is refused without revoking
+    /// its family: two tabs refreshing at once is a race, not theft. `0s` disables the window.
+    pub rotation_grace: Dur,
     /// Claim holding the identity id (simplejwt's `USER_ID_CLAIM`).
     pub user_id_claim: String,
     /// Body field accepted for the identifier on obtain, besides `email`, `username` and `identifier`.
@@ -236,6 +239,7 @@ impl Default for TokensConfig {
             refresh_token_lifetime: Dur(Duration::from_secs(24 * 3600)),
             rotate_refresh_tokens: true,
             revoke_on_password_change: true,
+            rotation_grace: Dur(Duration::from_secs(5)),
             user_id_claim: "user_id".into(),
             username_field: "email".into(),
             leeway: Dur(Duration::from_secs(10)),

@@ -38,11 +38,14 @@ pub enum KeyError {
 pub struct StoredKey {
     pub kid: String,
     pub alg: String,
-    /// `current` (signs new tokens) or `retired` (verifies until `drop_after`).
+    /// `next` (published, not yet signing), `current` (signs new tokens) or `retired`
+    /// (verifies until `drop_after`).
     pub state: String,
     pub private_enc: String,
     pub public_jwk: Value,
     pub created_at: OffsetDateTime,
+    /// When the key became `current`.
+    pub activated_at: Option<OffsetDateTime>,
     /// When a retired key leaves the JWKS: after the last token it signed has expired.
     pub drop_after: Option<OffsetDateTime>,
 }
@@ -107,8 +110,13 @@ fn decrypt(secrets: &[String], blob: &str, kid: &str) -> Result<Vec<u8>, KeyErro
     Err(KeyError::Decrypt)
 }
 
-/// Generates a new key for `alg`, encrypted under `secret`.
-pub fn generate(alg: &str, secret: &str, now: OffsetDateTime) -> Result<StoredKey, KeyError> {
+/// Generates a new key for `alg`, encrypted under `secret`, in state `state`.
+pub fn generate(
+    alg: &str,
+    state: &str,
+    secret: &str,
+    now: OffsetDateTime,
+) -> Result<StoredKey, KeyError> {
     let rng = SystemRandom::new();
     let kid = format!(
         "{}-{}",
@@ -168,9 +176,10 @@ pub fn generate(alg: &str, secret: &str, now: OffsetDateTime) -> Result<StoredKe
         private_enc: encrypt(secret, &private, &kid)?,
         kid,
         alg: alg.to_string(),
-        state: "current".into(),
+        state: state.to_string(),
         public_jwk: jwk,
         created_at: now,
+        activated_at: (state == "current").then_some(now),
         drop_after: None,
     })
 }
@@ -267,7 +276,7 @@ mod tests {
     #[test]
     fn each_algorithm_generates_a_key_that_signs_and_verifies() {
         for alg in ["ES256", "EdDSA", "RS256"] {
-            let k = generate(alg, SECRET, OffsetDateTime::now_utc()).unwrap();
+            let k = generate(alg, "current", SECRET, OffsetDateTime::now_utc()).unwrap();
             assert_eq!(k.public_jwk["alg"], alg);
             assert_eq!(k.public_jwk["kid"], k.kid);
             assert!(
@@ -293,7 +302,7 @@ mod tests {
 
     #[test]
     fn private_keys_are_encrypted_and_need_a_configured_secret() {
-        let k = generate("ES256", SECRET, OffsetDateTime::now_utc()).unwrap();
+        let k = generate("ES256", "current", SECRET, OffsetDateTime::now_utc()).unwrap();
         assert!(!k.private_enc.contains("PRIVATE"));
         let other = "another secret that is long enough".to_string();
         assert!(matches!(

@@ -34,6 +34,8 @@ pub struct RefreshToken {
     pub state: String,
     pub expires_at: OffsetDateTime,
     pub created_at: OffsetDateTime,
+    /// When a newer token replaced it.
+    pub rotated_at: Option<OffsetDateTime>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -113,13 +115,17 @@ pub trait Store: Send + Sync + 'static {
 
     /// Every signing key still published (the current one and retired ones not yet dropped).
     async fn signing_keys(&self) -> StoreResult<Vec<StoredKey>>;
-    /// Makes `key` the current signing key. With `retire = Some((kid, drop_after))` the key
-    /// `kid` must be the current one and is retired in the same transaction; with `None` there
-    /// must be no current key. Returns false (changing nothing) if another writer won the race.
-    async fn install_signing_key(
+    /// Changes the key set in one transaction, all or nothing: retires each `(kid, expected
+    /// state, drop_after)`, promotes the `next` key `promote` to `current` (stamping
+    /// `activated_at = now`), and inserts `insert`. Returns false, changing nothing, when a key
+    /// is no longer in the expected state or an insert would make a second `current`/`next`:
+    /// another writer won the race.
+    async fn transition_signing_keys(
         &self,
-        key: &StoredKey,
-        retire: Option<(&str, OffsetDateTime)>,
+        retire: &[(String, &'static str, OffsetDateTime)],
+        promote: Option<&str>,
+        insert: &[StoredKey],
+        now: OffsetDateTime,
     ) -> StoreResult<bool>;
 
     async fn insert_refresh_token(&self, token: &RefreshToken) -> StoreResult<()>;

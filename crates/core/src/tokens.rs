@@ -49,14 +49,20 @@ pub struct Ring {
     pub current: Arc<LoadedKey>,
     pub keys: HashMap<String, Arc<LoadedKey>>,
     pub jwks: Value,
-    /// The newest asymmetric key's creation time (scheduled rotation counts from it).
-    pub current_created_at: Option<OffsetDateTime>,
+    /// When the signing key became current (scheduled rotation counts from it).
+    pub current_activated_at: Option<OffsetDateTime>,
 }
 
 #[derive(Default)]
 pub struct KeyRingCache {
     cached: tokio::sync::RwLock<Option<(Instant, Arc<Ring>)>>,
 }
+
+/// Keys to retire `(kid, expected state, drop_after)` and keys to insert.
+type KeyTransition = (
+    Vec<(String, &'static str, OffsetDateTime)>,
+    Vec<keys::StoredKey>,
+);
 
 /// An issued access/refresh pair.
 pub struct TokenPair {
@@ -97,41 +103,22 @@ impl Core {
 
     pub async fn reload_ring(&self, now: OffsetDateTime) -> Result<Arc<Ring>> {
         let mut guard = self.keyring.cached.write().await;
-        let alg = self.config.tokens.algorithm.clone();
         let mut stored = self.store.signing_keys().await?;
-        let current_ok = stored
-            .iter()
-            .any(|k| k.state == "current" && (k.alg == alg || alg == "HS256"));
-        if !current_ok {
-            // First start, or the configured algorithm changed: install a key of the right kind.
-            let new_alg = if alg == "HS256" {
-                "ES256"
-            } else {
-                alg.as_str()
-            };
-            let secret =
-                self.key_secrets().into_iter().next().ok_or_else(|| {
-                    Error::Internal("no secret to encrypt signing keys with".into())
-                })?;
-            let key = keys::generate(new_alg, &secret, now)
-                .map_err(|e| Error::Internal(e.to_string()))?;
-            let retire = stored
-                .iter()
-                .find(|k| k.state == "current")
-                .map(|k| (k.kid.clone(), now + self.longest_token_life()));
+        if let Some((retire, insert)) = self.missing_keys(&stored, now)? {
+            // Losing this race to another instance is fine: its keys are as good as ours.
             self.store
-                .install_signing_key(&key, retire.as_ref().map(|(k, t)| (k.as_str(), *t)))
+                .transition_signing_keys(&retire, None, &insert, now)
                 .await?;
             stored = self.store.signing_keys().await?;
         }
         let secrets = self.key_secrets();
         let mut keys = HashMap::new();
         let mut current = None;
-        let mut current_created_at = None;
+        let mut current_activated_at = None;
         let mut jwks = vec![];
         for k in stored
             .iter()
-            .filter(|k| k.state == "current" || k.drop_after.is_some_and(|d| d > now))
+            .filter(|k| k.state != "retired" || k.drop_after.is_some_and(|d| d > now))
         {
             let loaded = Arc::new(
                 LoadedKey::from_stored(k, &secrets).map_err(|e| Error::Internal(e.to_string()))?,
@@ -141,11 +128,11 @@ impl Core {
             }
             if loaded.current {
                 current = Some(loaded.clone());
-                current_created_at = Some(k.created_at);
+                current_activated_at = Some(k.activated_at.unwrap_or(k.created_at));
             }
             keys.insert(loaded.kid.clone(), loaded);
         }
-        if alg == "HS256" {
+        if self.config.tokens.algorithm == "HS256" {
             let hs = Arc::new(LoadedKey::hs256(&self.config.tokens.hs256_secret));
             keys.insert(hs.kid.clone(), hs.clone());
             current = Some(hs);
@@ -156,10 +143,53 @@ impl Core {
             current,
             keys,
             jwks: json!({ "keys": jwks }),
-            current_created_at,
+            current_activated_at,
         });
         *guard = Some((Instant::now(), ring.clone()));
         Ok(ring)
+    }
+
+    /// What the key set lacks for the configured algorithm: a `current` key (first start, or
+    /// the algorithm changed — then the new key signs at once) and a `next` key published
+    /// ahead of the next rotation. HS256 needs neither.
+    fn missing_keys(
+        &self,
+        stored: &[keys::StoredKey],
+        now: OffsetDateTime,
+    ) -> Result<Option<KeyTransition>> {
+        let alg = self.config.tokens.algorithm.as_str();
+        if alg == "HS256" {
+            return Ok(None);
+        }
+        let current = stored.iter().find(|k| k.state == "current");
+        let next = stored.iter().find(|k| k.state == "next");
+        let mut retire = vec![];
+        let mut insert = vec![];
+        if current.is_none_or(|c| c.alg != alg) {
+            if let Some(c) = current {
+                retire.push((c.kid.clone(), "current", now + self.longest_token_life()));
+            }
+            insert.push(self.new_key("current", now)?);
+        }
+        let next_ok = next.is_some_and(|n| n.alg == alg) && retire.is_empty();
+        if !next_ok {
+            if let Some(n) = next {
+                // A next key never signed anything: it can leave the JWKS at once.
+                retire.push((n.kid.clone(), "next", now));
+            }
+            insert.push(self.new_key("next", now)?);
+        }
+        Ok((!insert.is_empty()).then_some((retire, insert)))
+    }
+
+    fn new_key(&self, state: &str, now: OffsetDateTime) -> Result<keys::StoredKey> {
+        let secret = self
+            .key_secrets()
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::Internal("no secret to encrypt signing keys with".into()))?;
+        keys::generate(&self.config.tokens.algorithm, state, &secret, now)
+            .map_err(|e| Error::Internal(e.to_string()))
     }
 
     /// How long a retired key must stay in the JWKS: the longest-lived token it may have signed.
@@ -182,34 +212,30 @@ impl Core {
             + t.leeway.0
     }
 
-    /// Retires the current signing key (it stays in the JWKS until the tokens it signed expire)
-    /// and installs a new one. Returns the new key id.
+    /// Rotates: the current key retires (it stays in the JWKS until the tokens it signed
+    /// expire), the `next` key — published since the previous rotation, so verifiers already
+    /// know it — starts signing, and a fresh `next` key is published. Returns the signing kid.
     pub async fn rotate_signing_key(&self, now: OffsetDateTime) -> Result<String> {
-        let alg = self.config.tokens.algorithm.as_str();
-        if alg == "HS256" {
+        if self.config.tokens.algorithm == "HS256" {
             return Err(Error::bad_request(
                 "HS256 uses the shared tokens.hs256_secret; rotate it in the configuration.",
             ));
         }
-        let ring = self.reload_ring(now).await?;
-        let secret = self
-            .key_secrets()
-            .into_iter()
-            .next()
-            .ok_or_else(|| Error::Internal("no secret".into()))?;
-        let key = keys::generate(alg, &secret, now).map_err(|e| Error::Internal(e.to_string()))?;
-        let won = self
-            .store
-            .install_signing_key(
-                &key,
-                Some((&ring.current.kid, now + self.longest_token_life())),
-            )
-            .await?;
-        let ring = self.reload_ring(now).await?;
-        if !won {
-            tracing::info!("another instance rotated the signing key first");
+        self.reload_ring(now).await?;
+        let stored = self.store.signing_keys().await?;
+        let current = stored.iter().find(|k| k.state == "current");
+        let next = stored.iter().find(|k| k.state == "next");
+        if let (Some(c), Some(n)) = (current, next) {
+            let retire = [(c.kid.clone(), "current", now + self.longest_token_life())];
+            let won = self
+                .store
+                .transition_signing_keys(&retire, Some(&n.kid), &[self.new_key("next", now)?], now)
+                .await?;
+            if !won {
+                tracing::info!("another instance rotated the signing key first");
+            }
         }
-        Ok(ring.current.kid.clone())
+        Ok(self.reload_ring(now).await?.current.kid.clone())
     }
 
     /// Rotates when the configured interval has passed since the current key was created.
@@ -219,7 +245,7 @@ impl Core {
             return Ok(None);
         }
         let ring = self.reload_ring(now).await?;
-        match ring.current_created_at {
+        match ring.current_activated_at {
             Some(created) if created + interval <= now => {
                 Ok(Some(self.rotate_signing_key(now).await?))
             }
@@ -283,17 +309,24 @@ impl Core {
         let t = &self.config.tokens;
         let leeway = t.leeway.0.as_secs() as i64;
         let now_s = unix(now);
-        let num = |k: &str| claims.get(k).and_then(Value::as_i64);
+        // NumericDate may be fractional (RFC 7519); huge values saturate instead of overflowing.
+        let num = |k: &str| {
+            claims
+                .get(k)
+                .and_then(Value::as_f64)
+                .filter(|f| f.is_finite())
+                .map(|f| f.floor() as i64)
+        };
         let Some(exp) = num("exp") else {
             return Err(Error::Token(TokenError::Invalid(
                 "Token has no 'exp' claim",
             )));
         };
-        if exp + leeway <= now_s {
+        if exp.saturating_add(leeway) <= now_s {
             return Err(Error::Token(TokenError::Invalid("Token is expired")));
         }
-        if num("nbf").is_some_and(|nbf| nbf > now_s + leeway)
-            || num("iat").is_some_and(|iat| iat > now_s + leeway)
+        if num("nbf").is_some_and(|nbf| nbf > now_s.saturating_add(leeway))
+            || num("iat").is_some_and(|iat| iat > now_s.saturating_add(leeway))
         {
             return Err(invalid());
         }
@@ -400,6 +433,7 @@ impl Core {
             state: "active".into(),
             expires_at: now + life,
             created_at: now,
+            rotated_at: None,
         };
         Ok((token, row))
     }
@@ -470,6 +504,15 @@ impl Core {
             .ok_or(TokenError::Invalid("Token is invalid"))?;
         match row.state.as_str() {
             "active" => {}
+            // Presented again this soon after its rotation, the token comes from a client racing
+            // itself (two tabs refreshing at once), not a thief: refused, the family survives.
+            "rotated"
+                if row
+                    .rotated_at
+                    .is_some_and(|at| now - at < self.config.tokens.rotation_grace.0) =>
+            {
+                return Err(TokenError::Invalid("Token is blacklisted").into());
+            }
             "rotated" => {
                 tracing::warn!(family = %row.family_id, identity = %row.identity_id, "refresh token reuse detected; revoking the family");
                 self.store.revoke_refresh_family(row.family_id).await?;

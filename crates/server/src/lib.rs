@@ -131,7 +131,11 @@ pub fn admin_router(state: &AppState) -> Router {
     common(admin, state)
 }
 
+/// Every response is uncacheable unless its handler chose otherwise (the JWKS does).
 async fn no_store(mut resp: Response) -> Response {
+    if resp.headers().contains_key("cache-control") {
+        return resp;
+    }
     resp.headers_mut().insert(
         "cache-control",
         HeaderValue::from_static("private, no-cache, no-store, must-revalidate"),

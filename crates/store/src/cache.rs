@@ -174,12 +174,16 @@ impl<S: Store> Store for SessionCache<S> {
     async fn signing_keys(&self) -> StoreResult<Vec<StoredKey>> {
         self.inner.signing_keys().await
     }
-    async fn install_signing_key(
+    async fn transition_signing_keys(
         &self,
-        key: &StoredKey,
-        retire: Option<(&str, OffsetDateTime)>,
+        retire: &[(String, &'static str, OffsetDateTime)],
+        promote: Option<&str>,
+        insert: &[StoredKey],
+        now: OffsetDateTime,
     ) -> StoreResult<bool> {
-        self.inner.install_signing_key(key, retire).await
+        self.inner
+            .transition_signing_keys(retire, promote, insert, now)
+            .await
     }
     async fn insert_refresh_token(&self, token: &RefreshToken) -> StoreResult<()> {
         self.inner.insert_refresh_token(token).await

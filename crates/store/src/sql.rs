@@ -683,7 +683,7 @@ impl Store for SqlStore {
 
     async fn signing_keys(&self) -> StoreResult<Vec<StoredKey>> {
         let rows = sqlx::query(
-            "SELECT kid, alg, state, private_enc, public_jwk, created_at, drop_after FROM signing_keys ORDER BY created_at DESC",
+            "SELECT kid, alg, state, private_enc, public_jwk, created_at, activated_at, drop_after FROM signing_keys ORDER BY created_at DESC",
         )
         .fetch_all(&self.read)
         .await
@@ -700,6 +700,10 @@ impl Store for SqlStore {
                     )
                     .map_err(json_err)?,
                     created_at: from_micros(r.try_get("created_at").map_err(db_err)?),
+                    activated_at: r
+                        .try_get::<Option<i64>, _>("activated_at")
+                        .map_err(db_err)?
+                        .map(from_micros),
                     drop_after: r
                         .try_get::<Option<i64>, _>("drop_after")
                         .map_err(db_err)?
@@ -709,15 +713,29 @@ impl Store for SqlStore {
             .collect()
     }
 
-    async fn install_signing_key(
+    async fn transition_signing_keys(
         &self,
-        key: &StoredKey,
-        retire: Option<(&str, OffsetDateTime)>,
+        retire: &[(String, &'static str, OffsetDateTime)],
+        promote: Option<&str>,
+        insert: &[StoredKey],
+        now: OffsetDateTime,
     ) -> StoreResult<bool> {
         let mut tx = self.write.begin().await.map_err(db_err)?;
-        if let Some((kid, drop_after)) = retire {
-            let done = sqlx::query("UPDATE signing_keys SET state = 'retired', drop_after = $1 WHERE kid = $2 AND state = 'current'")
-                .bind(micros(drop_after))
+        for (kid, expected, drop_after) in retire {
+            let done = sqlx::query("UPDATE signing_keys SET state = 'retired', drop_after = $1 WHERE kid = $2 AND state = $3")
+                .bind(micros(*drop_after))
+                .bind(kid.clone())
+                .bind(expected.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            if done.rows_affected() != 1 {
+                return Ok(false);
+            }
+        }
+        if let Some(kid) = promote {
+            let done = sqlx::query("UPDATE signing_keys SET state = 'current', activated_at = $1 WHERE kid = $2 AND state = 'next'")
+                .bind(micros(now))
                 .bind(kid.to_string())
                 .execute(&mut *tx)
                 .await
@@ -726,23 +744,26 @@ impl Store for SqlStore {
                 return Ok(false);
             }
         }
-        let inserted = sqlx::query(
-            "INSERT INTO signing_keys (kid, alg, state, private_enc, public_jwk, created_at, drop_after) \
-             VALUES ($1, $2, 'current', $3, $4, $5, NULL)",
-        )
-        .bind(key.kid.clone())
-        .bind(key.alg.clone())
-        .bind(key.private_enc.clone())
-        .bind(key.public_jwk.to_string())
-        .bind(micros(key.created_at))
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err);
-        match inserted {
-            Ok(_) => {}
-            // Another instance installed a current key first.
-            Err(StoreError::Conflict(_)) => return Ok(false),
-            Err(e) => return Err(e),
+        for key in insert {
+            let inserted = sqlx::query(
+                "INSERT INTO signing_keys (kid, alg, state, private_enc, public_jwk, created_at, activated_at, drop_after) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, NULL)",
+            )
+            .bind(key.kid.clone())
+            .bind(key.alg.clone())
+            .bind(key.state.clone())
+            .bind(key.private_enc.clone())
+            .bind(key.public_jwk.to_string())
+            .bind(micros(key.created_at))
+            .bind(key.activated_at.map(micros))
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err);
+            match inserted {
+                Ok(_) => {}
+                Err(StoreError::Conflict(_)) => return Ok(false),
+                Err(e) => return Err(e),
+            }
         }
         tx.commit().await.map_err(db_err)?;
         Ok(true)
@@ -758,7 +779,7 @@ impl Store for SqlStore {
 
     async fn get_refresh_token(&self, token_hash: &str) -> StoreResult<Option<RefreshToken>> {
         let row = sqlx::query(
-            "SELECT token_hash, jti, family_id, identity_id, session_id, state, expires_at, created_at \
+            "SELECT token_hash, jti, family_id, identity_id, session_id, state, expires_at, created_at, rotated_at \
              FROM refresh_tokens WHERE token_hash = $1",
         )
         .bind(token_hash.to_string())
@@ -779,12 +800,17 @@ impl Store for SqlStore {
             state: r.try_get("state").map_err(db_err)?,
             expires_at: from_micros(r.try_get("expires_at").map_err(db_err)?),
             created_at: from_micros(r.try_get("created_at").map_err(db_err)?),
+            rotated_at: r
+                .try_get::<Option<i64>, _>("rotated_at")
+                .map_err(db_err)?
+                .map(from_micros),
         }))
     }
 
     async fn rotate_refresh_token(&self, old_hash: &str, new: &RefreshToken) -> StoreResult<bool> {
         let mut tx = self.write.begin().await.map_err(db_err)?;
-        let done = sqlx::query("UPDATE refresh_tokens SET state = 'rotated' WHERE token_hash = $1 AND state = 'active'")
+        let done = sqlx::query("UPDATE refresh_tokens SET state = 'rotated', rotated_at = $1 WHERE token_hash = $2 AND state = 'active'")
+            .bind(micros(new.created_at))
             .bind(old_hash.to_string())
             .execute(&mut *tx)
             .await

@@ -432,6 +432,7 @@ fn refresh_row(i: &Identity, family: Uuid, session: Uuid) -> portcullis_core::st
         state: "active".into(),
         expires_at: now() + Duration::from_secs(3600),
         created_at: now(),
+        rotated_at: None,
     }
 }
 
@@ -464,13 +465,14 @@ async fn refresh_tokens_rotate_once_and_revoke_by_family_and_identity(s: impl St
             .is_none(),
         "the losing rotation left nothing"
     );
+    let rotated = s
+        .get_refresh_token(&first.token_hash)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
-        s.get_refresh_token(&first.token_hash)
-            .await
-            .unwrap()
-            .unwrap()
-            .state,
-        "rotated"
+        (rotated.state.as_str(), rotated.rotated_at),
+        ("rotated", Some(second.created_at))
     );
     let other_family = refresh_row(&i, Uuid::new_v4(), Uuid::new_v4());
     s.insert_refresh_token(&other_family).await.unwrap();
@@ -514,44 +516,56 @@ async fn refresh_tokens_rotate_once_and_revoke_by_family_and_identity(s: impl St
 
 async fn one_current_signing_key_even_when_installs_race(s: impl Store) {
     let secret = "0123456789abcdef0123456789abcdef";
-    let a = portcullis_core::keys::generate("ES256", secret, now()).unwrap();
-    let b = portcullis_core::keys::generate("ES256", secret, now()).unwrap();
-    assert!(s.install_signing_key(&a, None).await.unwrap());
-    assert!(
-        !s.install_signing_key(&b, None).await.unwrap(),
-        "a second first key loses"
-    );
-    let c = portcullis_core::keys::generate("EdDSA", secret, now()).unwrap();
-    let drop_after = now() + Duration::from_secs(600);
+    let key = |state| portcullis_core::keys::generate("ES256", state, secret, now()).unwrap();
+    let (a, a_next) = (key("current"), key("next"));
     assert!(s
-        .install_signing_key(&c, Some((&a.kid, drop_after)))
+        .transition_signing_keys(&[], None, &[a.clone(), a_next.clone()], now())
+        .await
+        .unwrap());
+    let (b, b_next) = (key("current"), key("next"));
+    assert!(
+        !s.transition_signing_keys(&[], None, &[b.clone(), b_next], now())
+            .await
+            .unwrap(),
+        "a second first key set loses"
+    );
+    assert!(
+        s.get_flow(Uuid::new_v4()).await.is_ok(),
+        "the store is usable after a lost race"
+    );
+    // Rotation: retire the current key, promote the published next one, publish a new next.
+    let later = now() + Duration::from_secs(60);
+    let drop_after = now() + Duration::from_secs(600);
+    let c_next = key("next");
+    let retire = [(a.kid.clone(), "current", drop_after)];
+    assert!(s
+        .transition_signing_keys(&retire, Some(&a_next.kid), &[c_next.clone()], later)
         .await
         .unwrap());
     assert!(
-        !s.install_signing_key(&b, Some((&a.kid, drop_after)))
+        !s.transition_signing_keys(&retire, Some(&c_next.kid), &[key("next")], later)
             .await
             .unwrap(),
         "a stale rotation loses"
     );
     let keys = s.signing_keys().await.unwrap();
+    let state = |kid: &str| keys.iter().find(|k| k.kid == kid).map(|k| k.state.clone());
+    assert_eq!(state(&a.kid).as_deref(), Some("retired"));
+    assert_eq!(state(&a_next.kid).as_deref(), Some("current"));
+    assert_eq!(state(&c_next.kid).as_deref(), Some("next"));
+    assert_eq!(keys.len(), 3, "nothing from the lost transitions remains");
+    let promoted = keys.iter().find(|k| k.kid == a_next.kid).unwrap();
+    assert_eq!(promoted.activated_at, Some(later));
+    assert_eq!(promoted.public_jwk, a_next.public_jwk);
     assert_eq!(
-        keys.iter()
-            .filter(|k| k.state == "current")
-            .map(|k| k.kid.clone())
-            .collect::<Vec<_>>(),
-        vec![c.kid.clone()]
+        keys.iter().find(|k| k.kid == a.kid).unwrap().drop_after,
+        Some(drop_after)
     );
-    let retired = keys.iter().find(|k| k.kid == a.kid).unwrap();
-    assert_eq!(
-        (retired.state.as_str(), retired.drop_after),
-        ("retired", Some(drop_after))
-    );
-    assert_eq!(retired.public_jwk, a.public_jwk);
     assert_eq!(
         s.delete_expired(drop_after + Duration::from_secs(1))
             .await
             .unwrap(),
         1
     );
-    assert_eq!(s.signing_keys().await.unwrap().len(), 1);
+    assert_eq!(s.signing_keys().await.unwrap().len(), 2);
 }

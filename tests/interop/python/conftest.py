@@ -247,9 +247,11 @@ TOKENIZER = json.dumps({"api": {"ttl": "5m", "claims": {"email": "identity.trait
 
 @pytest.fixture(scope="session")
 def es256(portcullis_server) -> Server:
-    """The default algorithm, audience `my-api`, a whoami tokenizer template `api`."""
+    """The default algorithm, audience `my-api`, a whoami tokenizer template `api`, and no
+    grace window for rotated refresh tokens (so an immediate replay counts as theft)."""
     return portcullis_server(
         TOKENS_AUDIENCE=json.dumps([AUDIENCE]),
+        TOKENS_ROTATION_GRACE="0s",
         SESSION_WHOAMI_TOKENIZER_TEMPLATES=TOKENIZER,
     )
 

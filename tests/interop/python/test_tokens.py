@@ -419,13 +419,6 @@ def test_hs256_signed_refresh_or_untyped_token_is_no_access_token(hs256, hs256_c
     assert_token_not_valid(hs256.verify(as_refresh), "Token is invalid")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=OSError,
-    reason="server bug: verify_jwt computes `exp + leeway` in i64; a signed token with "
-    "exp = 2**63-1 overflows (panic in debug builds: tokens.rs `attempt to add with overflow`, the "
-    "connection is dropped without a response; wraps to 'expired' in release builds)",
-)
 def test_extreme_exp_gets_an_answer_not_a_crash(portcullis_server):
     # Default leeway (10 s): the overflow needs a non-zero leeway.
     server = portcullis_server(TOKENS_ALGORITHM="HS256", TOKENS_HS256_SECRET=HS256_SECRET)
@@ -445,11 +438,6 @@ def test_hs256_secret_is_never_published(hs256, hs256_ctx):
     assert HS256_SECRET not in json.dumps(keys)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="server bug: an HS256 server installs a standby ES256 key on first start and publishes "
-    "it in /.well-known/jwks.json, although it never signs with it",
-)
 def test_hs256_jwks_has_no_keys(hs256):
     assert hs256.jwks() == {"keys": []}
 
@@ -515,14 +503,6 @@ def test_key_rotation_keeps_old_tokens_valid(rotated, django_api):
     assert jwt_parts(r.json["refresh"])[0]["kid"] == kid_b
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=jwt.PyJWKClientError,
-    reason="design gap: rotation signs with the new key at once, without publishing it in the "
-    "JWKS beforehand; PyJWT 2.15's PyJWKClient (and so simplejwt's JWK_URL backend) refetches an "
-    "unknown kid at most every 30 s (cooldown_duration), so a consumer that fetched the JWKS "
-    "within the last 30 s refuses every new token until then (jose's createRemoteJWKSet too)",
-)
 def test_consumer_that_cached_the_jwks_accepts_new_tokens_right_after_rotation(rotated):
     client = rotated["early_client"]  # default settings, fetched just before the rotation
     claims = pyjwt_decode(rotated["server"], rotated["b"]["access"], "ES256", client=client)
@@ -685,11 +665,6 @@ def test_whoami_tokenize_as(es256, django_api):
 # =========================================================================== JWKS caching
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="server bug: the JWKS handler sets `Cache-Control: public, max-age=60`, but the global "
-    "no-store layer overwrites it with `private, no-cache, no-store, must-revalidate`",
-)
 def test_jwks_is_cacheable(es256):
     r = es256.get("/.well-known/jwks.json")
     assert r.headers.get("Cache-Control") == "public, max-age=60"

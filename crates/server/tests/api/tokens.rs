@@ -136,7 +136,8 @@ async fn reusing_a_rotated_refresh_token_revokes_the_family(app: TestApp) {
     let (access, first) = obtain(&app, &email).await;
     let (_, b) = post(&app, "/api/token/refresh/", json!({ "refresh": first })).await;
     let second = b["refresh"].as_str().unwrap().to_string();
-    // The stolen first token is replayed: refused, and the legitimate newer one dies with it.
+    // The stolen first token is replayed after the grace window for racing clients.
+    app.clock.advance(Duration::from_secs(6));
     let (s, b) = post(&app, "/api/token/refresh/", json!({ "refresh": first })).await;
     assert_eq!(
         (s, b["code"].clone()),
@@ -566,6 +567,18 @@ async fn rotated_keys_keep_verifying_until_their_tokens_expire(app: TestApp) {
     let email = unique_email("rotate");
     app.register(&email, PASSWORD).await;
     let (before, _) = obtain(&app, &email).await;
+    let jwks_url = format!("{}/.well-known/jwks.json", app.public);
+    let kids = |jwks: &Value| -> Vec<String> {
+        let mut k: Vec<String> = jwks["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["kid"].as_str().unwrap().to_string())
+            .collect();
+        k.sort();
+        k
+    };
+    let published: Value = app.get(&jwks_url).await.json().await.unwrap();
     let r: Value = app
         .http
         .post(format!("{}/admin/keys/rotate", app.admin))
@@ -576,26 +589,34 @@ async fn rotated_keys_keep_verifying_until_their_tokens_expire(app: TestApp) {
         .await
         .unwrap();
     let new_kid = r["kid"].as_str().unwrap().to_string();
+    assert!(
+        kids(&published).contains(&new_kid),
+        "the new signing key was published before it signed"
+    );
     let (after, _) = obtain(&app, &email).await;
     assert_eq!(header(&after)["kid"], new_kid.as_str());
     assert_ne!(header(&before)["kid"], header(&after)["kid"]);
     expect_ok(&app, &before).await;
     expect_ok(&app, &after).await;
-    let jwks: Value = app
-        .get(&format!("{}/.well-known/jwks.json", app.public))
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(jwks["keys"].as_array().unwrap().len(), 2);
+    let jwks: Value = app.get(&jwks_url).await.json().await.unwrap();
+    assert_eq!(kids(&jwks).len(), 3, "retired, current and the next key");
     let keys: Vec<Value> = app
         .get(&format!("{}/admin/keys", app.admin))
         .await
         .json()
         .await
         .unwrap();
-    assert_eq!(keys.iter().filter(|k| k["state"] == "current").count(), 1);
-    assert_eq!(keys.iter().filter(|k| k["state"] == "retired").count(), 1);
+    for state in ["current", "retired", "next"] {
+        assert_eq!(
+            keys.iter().filter(|k| k["state"] == state).count(),
+            1,
+            "{state}"
+        );
+    }
+    let next_kid = keys.iter().find(|k| k["state"] == "next").unwrap()["kid"]
+        .as_str()
+        .unwrap()
+        .to_string();
     // Once the old key's last token has expired it leaves the JWKS.
     app.clock.advance(Duration::from_secs(86400 + 60));
     app.state
@@ -603,19 +624,10 @@ async fn rotated_keys_keep_verifying_until_their_tokens_expire(app: TestApp) {
         .reload_ring(app.state.core.now())
         .await
         .unwrap();
-    let jwks: Value = app
-        .get(&format!("{}/.well-known/jwks.json", app.public))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let kids: Vec<&str> = jwks["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|k| k["kid"].as_str().unwrap())
-        .collect();
-    assert_eq!(kids, vec![new_kid.as_str()]);
+    let jwks: Value = app.get(&jwks_url).await.json().await.unwrap();
+    let mut expected = vec![new_kid, next_kid];
+    expected.sort();
+    assert_eq!(kids(&jwks), expected);
 }
 
 #[tokio::test]
@@ -743,4 +755,86 @@ async fn cookie_mode_sets_reads_and_clears_http_only_cookies() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn keys_rotate_on_schedule_and_token_paths_are_configurable() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |c| {
+        c.tokens.key_rotation_interval =
+            portcullis_core::config::Dur(Duration::from_secs(7 * 86400));
+        c.tokens.paths.obtain = "/auth/jwt/create/".into();
+    })
+    .await;
+    let core = &app.state.core;
+    assert_eq!(
+        core.rotate_if_due(core.now()).await.unwrap(),
+        None,
+        "not due yet"
+    );
+    let before = core.ring(core.now()).await.unwrap().current.kid.clone();
+    app.clock.advance(Duration::from_secs(7 * 86400 + 1));
+    let rotated = core.rotate_if_due(core.now()).await.unwrap().expect("due");
+    assert_ne!(rotated, before);
+    assert_eq!(
+        core.rotate_if_due(core.now()).await.unwrap(),
+        None,
+        "the new key starts a new interval"
+    );
+    let email = unique_email("paths");
+    app.register(&email, PASSWORD).await;
+    let (s, b) = post(
+        &app,
+        "/auth/jwt/create/",
+        json!({ "email": email, "password": PASSWORD }),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        header(b["access"].as_str().unwrap())["kid"],
+        rotated.as_str()
+    );
+    assert_eq!(
+        post(
+            &app,
+            "/api/token/",
+            json!({ "email": email, "password": PASSWORD })
+        )
+        .await
+        .0,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn a_rotated_token_replayed_after_the_grace_window_revokes_the_family() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let email = unique_email("grace");
+    app.register(&email, PASSWORD).await;
+    let (_, first) = obtain(&app, &email).await;
+    let (_, b) = post(&app, "/api/token/refresh/", json!({ "refresh": first })).await;
+    let second = b["refresh"].as_str().unwrap().to_string();
+    // Within the grace window the replay is refused but the family lives on…
+    assert_eq!(
+        post(&app, "/api/token/refresh/", json!({ "refresh": first }))
+            .await
+            .0,
+        StatusCode::UNAUTHORIZED
+    );
+    let (s, b) = post(&app, "/api/token/refresh/", json!({ "refresh": second })).await;
+    assert_eq!(s, StatusCode::OK);
+    let third = b["refresh"].as_str().unwrap().to_string();
+    // …after it, a replay revokes the family.
+    app.clock.advance(Duration::from_secs(6));
+    assert_eq!(
+        post(&app, "/api/token/refresh/", json!({ "refresh": second }))
+            .await
+            .0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        post(&app, "/api/token/refresh/", json!({ "refresh": third }))
+            .await
+            .0,
+        StatusCode::UNAUTHORIZED
+    );
 }

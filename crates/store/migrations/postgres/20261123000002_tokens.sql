@@ -7,10 +7,14 @@ CREATE TABLE signing_keys (
     private_enc TEXT NOT NULL,
     public_jwk  TEXT NOT NULL,
     created_at  BIGINT NOT NULL,
+    -- When the key started signing (a `next` key is published before it signs).
+    activated_at BIGINT,
     drop_after  BIGINT
 );
--- At most one key signs new tokens; two instances racing to create or rotate it cannot both win.
-CREATE UNIQUE INDEX signing_keys_one_current ON signing_keys(state) WHERE state = 'current';
+-- One key signs new tokens (`current`) and one waits in the JWKS to be next (`next`), so
+-- verifiers learn a key before any token uses it. Two instances racing to create or rotate
+-- keys cannot both win.
+CREATE UNIQUE INDEX signing_keys_one_current_one_next ON signing_keys(state) WHERE state IN ('current', 'next');
 
 -- Refresh tokens are stored only as a SHA-256 of the token. A family is every token descended
 -- from one obtain; reusing a rotated token revokes the whole family.
@@ -22,7 +26,8 @@ CREATE TABLE refresh_tokens (
     session_id  TEXT NOT NULL,
     state       TEXT NOT NULL,
     expires_at  BIGINT NOT NULL,
-    created_at  BIGINT NOT NULL
+    created_at  BIGINT NOT NULL,
+    rotated_at  BIGINT
 );
 CREATE INDEX refresh_tokens_family ON refresh_tokens(family_id);
 CREATE INDEX refresh_tokens_identity ON refresh_tokens(identity_id);
