@@ -216,6 +216,13 @@ impl Core {
     /// expire), the `next` key — published since the previous rotation, so verifiers already
     /// know it — starts signing, and a fresh `next` key is published. Returns the signing kid.
     pub async fn rotate_signing_key(&self, now: OffsetDateTime) -> Result<String> {
+        self.rotate_from(None, now).await
+    }
+
+    /// Rotates away from `expected` (or whatever key is current when `None`). If another
+    /// rotation already replaced `expected`, nothing more happens: deciding "due" from a stale
+    /// view must not rotate twice.
+    async fn rotate_from(&self, expected: Option<&str>, now: OffsetDateTime) -> Result<String> {
         if self.config.tokens.algorithm == "HS256" {
             return Err(Error::bad_request(
                 "HS256 uses the shared tokens.hs256_secret; rotate it in the configuration.",
@@ -226,6 +233,9 @@ impl Core {
         let current = stored.iter().find(|k| k.state == "current");
         let next = stored.iter().find(|k| k.state == "next");
         if let (Some(c), Some(n)) = (current, next) {
+            if expected.is_some_and(|e| e != c.kid) {
+                return Ok(self.reload_ring(now).await?.current.kid.clone());
+            }
             let retire = [(c.kid.clone(), "current", now + self.longest_token_life())];
             let won = self
                 .store
@@ -238,7 +248,7 @@ impl Core {
         Ok(self.reload_ring(now).await?.current.kid.clone())
     }
 
-    /// Rotates when the configured interval has passed since the current key was created.
+    /// Rotates when the configured interval has passed since the current key started signing.
     pub async fn rotate_if_due(&self, now: OffsetDateTime) -> Result<Option<String>> {
         let interval = self.config.tokens.key_rotation_interval.0;
         if interval.is_zero() || self.config.tokens.algorithm == "HS256" {
@@ -246,8 +256,10 @@ impl Core {
         }
         let ring = self.reload_ring(now).await?;
         match ring.current_activated_at {
-            Some(created) if created + interval <= now => {
-                Ok(Some(self.rotate_signing_key(now).await?))
+            Some(activated) if activated + interval <= now => {
+                let before = ring.current.kid.clone();
+                let after = self.rotate_from(Some(&before), now).await?;
+                Ok((after != before).then_some(after))
             }
             _ => Ok(None),
         }
