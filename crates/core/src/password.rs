@@ -43,7 +43,8 @@ struct Inner {
     params: Params,
     bcrypt_cost: u32,
     pool_size: usize,
-    dummy: String,
+    /// Made on the pool right after start-up (not before the server is ready).
+    dummy: std::sync::OnceLock<String>,
 }
 
 impl Hasher {
@@ -58,14 +59,13 @@ impl Hasher {
             .unwrap_or(1);
         let by_memory = (a.dedicated_memory.0 / a.memory.0.max(1)).max(1) as usize;
         let pool_size = cores.min(by_memory).max(1);
-        let mut inner = Inner {
+        let inner = Inner {
             algorithm: cfg.algorithm.clone(),
             params,
             bcrypt_cost: cfg.bcrypt.cost,
             pool_size,
-            dummy: String::new(),
+            dummy: std::sync::OnceLock::new(),
         };
-        inner.dummy = inner.hash_blocking("portcullis-dummy-password-for-timing")?;
         let inner = Arc::new(inner);
         let (jobs, rx) = mpsc::channel::<Job>();
         let rx = Arc::new(Mutex::new(rx));
@@ -89,6 +89,10 @@ impl Hasher {
                 })
                 .map_err(|e| HashError::Internal(format!("cannot start hashing thread: {e}")))?;
         }
+        // The dummy hash is the pool's first job, so start-up does not wait for it.
+        let _ = jobs.send(Box::new(|inner: &Inner| {
+            inner.dummy();
+        }));
         Ok(Hasher { inner, jobs })
     }
 
@@ -114,7 +118,7 @@ impl Hasher {
         self.run(move |inner| match hash {
             Some(h) => inner.verify_blocking(&password, &h),
             None => {
-                let _ = inner.verify_blocking(&password, &inner.dummy);
+                let _ = inner.verify_blocking(&password, inner.dummy());
                 Ok(Verified {
                     ok: false,
                     needs_rehash: false,
@@ -184,6 +188,13 @@ fn is_bcrypt(h: &str) -> bool {
 }
 
 impl Inner {
+    fn dummy(&self) -> &str {
+        self.dummy.get_or_init(|| {
+            self.hash_blocking("portcullis-dummy-password-for-timing")
+                .unwrap_or_default()
+        })
+    }
+
     fn argon2(&self) -> Argon2<'static> {
         Argon2::new(Algorithm::Argon2id, Version::V0x13, self.params.clone())
     }

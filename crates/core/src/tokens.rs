@@ -558,8 +558,10 @@ impl Core {
             // A concurrent refresh of the same token won; this one is refused (not reuse).
             return Err(TokenError::Invalid("Token is blacklisted").into());
         }
-        // The session lives as long as its newest refresh token.
-        if session.expires_at < new_row.expires_at {
+        // The session lives as long as its newest refresh token. It is extended only once less
+        // than half a refresh lifetime is left, so most refreshes write nothing but the rotation.
+        let half = self.config.tokens.refresh_token_lifetime.0 / 2;
+        if session.expires_at - now < half {
             session.expires_at = new_row.expires_at;
             self.store.update_session(&session).await?;
         }
