@@ -130,6 +130,11 @@ pub trait Store: Send + Sync + 'static {
 
     async fn insert_refresh_token(&self, token: &RefreshToken) -> StoreResult<()>;
     async fn get_refresh_token(&self, token_hash: &str) -> StoreResult<Option<RefreshToken>>;
+    /// The refresh token with its session and identity (if the session still exists): one read.
+    async fn refresh_token_with_session(
+        &self,
+        token_hash: &str,
+    ) -> StoreResult<Option<(RefreshToken, Option<(Session, Identity)>)>>;
     /// Marks `old_hash` rotated and inserts `new` in one transaction, only if `old_hash` is still
     /// active: of two concurrent rotations of one token exactly one returns true.
     async fn rotate_refresh_token(&self, old_hash: &str, new: &RefreshToken) -> StoreResult<bool>;

@@ -509,9 +509,9 @@ impl Core {
     pub async fn refresh_tokens(&self, refresh: &str, now: OffsetDateTime) -> Result<TokenPair> {
         let claims = self.verify_jwt(refresh, Some("refresh"), now).await?;
         let hash = hash_token(refresh);
-        let row = self
+        let (row, session) = self
             .store
-            .get_refresh_token(&hash)
+            .refresh_token_with_session(&hash)
             .await?
             .ok_or(TokenError::Invalid("Token is invalid"))?;
         match row.state.as_str() {
@@ -528,7 +528,7 @@ impl Core {
             "rotated" => {
                 tracing::warn!(family = %row.family_id, identity = %row.identity_id, "refresh token reuse detected; revoking the family");
                 self.store.revoke_refresh_family(row.family_id).await?;
-                if let Some((mut s, _)) = self.store.get_session(row.session_id).await? {
+                if let Some((mut s, _)) = session {
                     s.active = false;
                     self.store.update_session(&s).await?;
                 }
@@ -540,7 +540,7 @@ impl Core {
             .get("sid")
             .and_then(Value::as_str)
             .and_then(|s| Uuid::parse_str(s).ok());
-        let (mut session, identity) = match self.store.get_session(row.session_id).await? {
+        let (mut session, identity) = match session {
             Some((s, i)) if Some(s.id) == sid && s.is_valid(&i, now) => (s, i),
             _ => return Err(TokenError::NoActiveAccount.into()),
         };

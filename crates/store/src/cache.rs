@@ -191,6 +191,12 @@ impl<S: Store> Store for SessionCache<S> {
     async fn get_refresh_token(&self, token_hash: &str) -> StoreResult<Option<RefreshToken>> {
         self.inner.get_refresh_token(token_hash).await
     }
+    async fn refresh_token_with_session(
+        &self,
+        token_hash: &str,
+    ) -> StoreResult<Option<(RefreshToken, Option<(Session, Identity)>)>> {
+        self.inner.refresh_token_with_session(token_hash).await
+    }
     async fn rotate_refresh_token(&self, old_hash: &str, new: &RefreshToken) -> StoreResult<bool> {
         self.inner.rotate_refresh_token(old_hash, new).await
     }

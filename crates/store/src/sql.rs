@@ -288,6 +288,27 @@ impl SqlStore {
         .bind(micros(t.created_at))
     }
 
+    fn refresh_from_row(r: &AnyRow) -> StoreResult<RefreshToken> {
+        let uuid = |c: &str| -> StoreResult<Uuid> {
+            Uuid::parse_str(&r.try_get::<String, _>(c).map_err(db_err)?)
+                .map_err(|e| StoreError::Database(e.to_string()))
+        };
+        Ok(RefreshToken {
+            token_hash: r.try_get("token_hash").map_err(db_err)?,
+            jti: r.try_get("jti").map_err(db_err)?,
+            family_id: uuid("family_id")?,
+            identity_id: uuid("identity_id")?,
+            session_id: uuid("session_id")?,
+            state: r.try_get("state").map_err(db_err)?,
+            expires_at: from_micros(r.try_get("expires_at").map_err(db_err)?),
+            created_at: from_micros(r.try_get("created_at").map_err(db_err)?),
+            rotated_at: r
+                .try_get::<Option<i64>, _>("rotated_at")
+                .map_err(db_err)?
+                .map(from_micros),
+        })
+    }
+
     fn session_from_row(row: &AnyRow) -> StoreResult<Session> {
         let doc: SessionDoc =
             serde_json::from_str(&row.try_get::<String, _>("s_data").map_err(db_err)?)
@@ -786,44 +807,69 @@ impl Store for SqlStore {
         .fetch_optional(&self.read)
         .await
         .map_err(db_err)?;
-        let Some(r) = row else { return Ok(None) };
-        let uuid = |c: &str| -> StoreResult<Uuid> {
-            Uuid::parse_str(&r.try_get::<String, _>(c).map_err(db_err)?)
-                .map_err(|e| StoreError::Database(e.to_string()))
-        };
-        Ok(Some(RefreshToken {
-            token_hash: r.try_get("token_hash").map_err(db_err)?,
-            jti: r.try_get("jti").map_err(db_err)?,
-            family_id: uuid("family_id")?,
-            identity_id: uuid("identity_id")?,
-            session_id: uuid("session_id")?,
-            state: r.try_get("state").map_err(db_err)?,
-            expires_at: from_micros(r.try_get("expires_at").map_err(db_err)?),
-            created_at: from_micros(r.try_get("created_at").map_err(db_err)?),
-            rotated_at: r
-                .try_get::<Option<i64>, _>("rotated_at")
-                .map_err(db_err)?
-                .map(from_micros),
-        }))
+        row.map(|r| Self::refresh_from_row(&r)).transpose()
     }
 
     async fn rotate_refresh_token(&self, old_hash: &str, new: &RefreshToken) -> StoreResult<bool> {
-        let mut tx = self.write.begin().await.map_err(db_err)?;
-        let done = sqlx::query("UPDATE refresh_tokens SET state = 'rotated', rotated_at = $1 WHERE token_hash = $2 AND state = 'active'")
+        // One statement, one round trip to the (single) writer: the child row is inserted only
+        // if the parent is still active, and the parent is marked rotated in the same statement
+        // (a trigger on SQLite, a data-modifying CTE on PostgreSQL). Of two concurrent rotations
+        // of one token exactly one inserts a row.
+        let sql = match self.backend {
+            Backend::Sqlite => {
+                "INSERT INTO refresh_tokens (token_hash, jti, family_id, identity_id, session_id, state, expires_at, created_at, parent_hash) \
+                 SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9 \
+                 WHERE EXISTS (SELECT 1 FROM refresh_tokens WHERE token_hash = $9 AND state = 'active')"
+            }
+            Backend::Postgres => {
+                "WITH parent AS (UPDATE refresh_tokens SET state = 'rotated', rotated_at = $8 \
+                                 WHERE token_hash = $9 AND state = 'active' RETURNING 1) \
+                 INSERT INTO refresh_tokens (token_hash, jti, family_id, identity_id, session_id, state, expires_at, created_at, parent_hash) \
+                 SELECT CAST($1 AS TEXT), CAST($2 AS TEXT), CAST($3 AS TEXT), CAST($4 AS TEXT), CAST($5 AS TEXT), CAST($6 AS TEXT), \
+                        CAST($7 AS BIGINT), CAST($8 AS BIGINT), CAST($9 AS TEXT) FROM parent"
+            }
+        };
+        let done = sqlx::query(sql)
+            .bind(new.token_hash.clone())
+            .bind(new.jti.clone())
+            .bind(new.family_id.to_string())
+            .bind(new.identity_id.to_string())
+            .bind(new.session_id.to_string())
+            .bind(new.state.clone())
+            .bind(micros(new.expires_at))
             .bind(micros(new.created_at))
             .bind(old_hash.to_string())
-            .execute(&mut *tx)
+            .execute(&self.write)
             .await
             .map_err(db_err)?;
-        if done.rows_affected() != 1 {
-            return Ok(false);
-        }
-        Self::insert_refresh_q(new)
-            .execute(&mut *tx)
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn refresh_token_with_session(
+        &self,
+        token_hash: &str,
+    ) -> StoreResult<Option<(RefreshToken, Option<(Session, Identity)>)>> {
+        let sql = format!(
+            "SELECT r.token_hash, r.jti, r.family_id, r.identity_id, r.session_id, r.state, r.expires_at, r.created_at, r.rotated_at, \
+                    {SESSION_COLUMNS} \
+             FROM refresh_tokens r LEFT JOIN sessions s ON s.id = r.session_id LEFT JOIN identities i ON i.id = s.identity_id \
+             WHERE r.token_hash = $1"
+        );
+        let row = sqlx::query(&sql)
+            .bind(token_hash.to_string())
+            .fetch_optional(&self.read)
             .await
             .map_err(db_err)?;
-        tx.commit().await.map_err(db_err)?;
-        Ok(true)
+        let Some(r) = row else { return Ok(None) };
+        let token = Self::refresh_from_row(&r)?;
+        let session = match r.try_get::<Option<String>, _>("s_id").map_err(db_err)? {
+            Some(_) => Some((
+                Self::session_from_row(&r)?,
+                Self::identity_from_row(&r, "i_data")?,
+            )),
+            None => None,
+        };
+        Ok(Some((token, session)))
     }
 
     async fn revoke_refresh_token(&self, token_hash: &str) -> StoreResult<bool> {

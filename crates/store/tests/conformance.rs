@@ -446,6 +446,30 @@ async fn refresh_tokens_rotate_once_and_revoke_by_family_and_identity(s: impl St
         s.get_refresh_token(&first.token_hash).await.unwrap(),
         Some(first.clone())
     );
+    assert_eq!(
+        s.refresh_token_with_session(&first.token_hash)
+            .await
+            .unwrap(),
+        Some((first.clone(), None)),
+        "its session is gone"
+    );
+    let (sess, _) = session_for(&i, Duration::from_secs(60));
+    s.insert_session(&sess).await.unwrap();
+    let with = refresh_row(&i, Uuid::new_v4(), sess.id);
+    s.insert_refresh_token(&with).await.unwrap();
+    let (got, joined) = s
+        .refresh_token_with_session(&with.token_hash)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got, with);
+    let (js, ji) = joined.unwrap();
+    assert_eq!((js.id, ji.id), (sess.id, i.id));
+    assert!(s
+        .refresh_token_with_session("nope")
+        .await
+        .unwrap()
+        .is_none());
     let second = refresh_row(&i, family, first.session_id);
     let third = refresh_row(&i, family, first.session_id);
     assert!(s
@@ -503,7 +527,7 @@ async fn refresh_tokens_rotate_once_and_revoke_by_family_and_identity(s: impl St
         .unwrap());
     let last = refresh_row(&i, Uuid::new_v4(), Uuid::new_v4());
     s.insert_refresh_token(&last).await.unwrap();
-    assert_eq!(s.revoke_identity_refresh_tokens(i.id).await.unwrap(), 1);
+    assert_eq!(s.revoke_identity_refresh_tokens(i.id).await.unwrap(), 2);
     s.delete_identity(i.id).await.unwrap();
     assert!(
         s.get_refresh_token(&last.token_hash)

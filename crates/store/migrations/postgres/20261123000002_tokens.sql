@@ -27,7 +27,9 @@ CREATE TABLE refresh_tokens (
     state       TEXT NOT NULL,
     expires_at  BIGINT NOT NULL,
     created_at  BIGINT NOT NULL,
-    rotated_at  BIGINT
+    rotated_at  BIGINT,
+    -- The token this one replaced (rotation marks the parent `rotated` in the same statement).
+    parent_hash TEXT
 );
 CREATE INDEX refresh_tokens_family ON refresh_tokens(family_id);
 CREATE INDEX refresh_tokens_identity ON refresh_tokens(identity_id);

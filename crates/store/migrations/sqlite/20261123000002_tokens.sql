@@ -27,8 +27,18 @@ CREATE TABLE refresh_tokens (
     state       TEXT NOT NULL,
     expires_at  INTEGER NOT NULL,
     created_at  INTEGER NOT NULL,
-    rotated_at  INTEGER
+    rotated_at  INTEGER,
+    -- The token this one replaced (rotation marks the parent `rotated` in the same statement).
+    parent_hash TEXT
 );
 CREATE INDEX refresh_tokens_family ON refresh_tokens(family_id);
 CREATE INDEX refresh_tokens_identity ON refresh_tokens(identity_id);
 CREATE INDEX refresh_tokens_expires_at ON refresh_tokens(expires_at);
+
+-- Rotation is one statement (insert the child only if the parent is still active); this
+-- trigger marks the parent rotated inside that statement, so it needs no transaction.
+CREATE TRIGGER refresh_tokens_rotate AFTER INSERT ON refresh_tokens
+WHEN NEW.parent_hash IS NOT NULL
+BEGIN
+    UPDATE refresh_tokens SET state = 'rotated', rotated_at = NEW.created_at WHERE token_hash = NEW.parent_hash;
+END;
