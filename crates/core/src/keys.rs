@@ -306,7 +306,7 @@ mod tests {
         assert!(!k.private_enc.contains("PRIVATE"));
         let other = "another secret that is long enough".to_string();
         assert!(matches!(
-            LoadedKey::from_stored(&k, &[other.clone()]),
+            LoadedKey::from_stored(&k, std::slice::from_ref(&other)),
             Err(KeyError::Decrypt)
         ));
         // Rotated secrets: any configured secret may open the key.

@@ -135,8 +135,12 @@ pub trait Store: Send + Sync + 'static {
         &self,
         token_hash: &str,
     ) -> StoreResult<Option<(RefreshToken, Option<(Session, Identity)>)>>;
-    /// Marks `old_hash` rotated and inserts `new` in one transaction, only if `old_hash` is still
-    /// active: of two concurrent rotations of one token exactly one returns true.
+    /// Replaces the refresh token `old_hash` by `new` (which joins the old token's family)
+    /// atomically, only if the old token is still active, belongs to `new.session_id` and
+    /// `new.identity_id`, its session is active and unexpired at `new.created_at` and its
+    /// identity is active. The session is extended to `new.expires_at` in the same step. Of two
+    /// concurrent rotations of one token exactly one returns true. (The extension needs no
+    /// session-cache invalidation: token sessions are never looked up by an opaque token.)
     async fn rotate_refresh_token(&self, old_hash: &str, new: &RefreshToken) -> StoreResult<bool>;
     /// Revokes one token if it is active; returns whether it was.
     async fn revoke_refresh_token(&self, token_hash: &str) -> StoreResult<bool>;

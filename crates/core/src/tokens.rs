@@ -508,14 +508,55 @@ impl Core {
     /// Reusing a rotated token revokes its whole family (and the session behind it).
     pub async fn refresh_tokens(&self, refresh: &str, now: OffsetDateTime) -> Result<TokenPair> {
         let claims = self.verify_jwt(refresh, Some("refresh"), now).await?;
+        let uuid_claim = |k: &str| {
+            claims
+                .get(k)
+                .and_then(Value::as_str)
+                .and_then(|s| Uuid::parse_str(s).ok())
+        };
+        let (Some(identity_id), Some(session_id)) = (uuid_claim("sub"), uuid_claim("sid")) else {
+            return Err(TokenError::Invalid("Token is invalid").into());
+        };
         let hash = hash_token(refresh);
-        let (row, session) = self
-            .store
-            .refresh_token_with_session(&hash)
-            .await?
-            .ok_or(TokenError::Invalid("Token is invalid"))?;
+        let ring = self.ring(now).await?;
+        if self.config.tokens.rotate_refresh_tokens {
+            // The fast path is a single write: it succeeds only if the token is active and its
+            // session and identity still are. Anything else is explained by `refresh_refused`.
+            let (new_refresh, new_row) =
+                self.refresh_token(&ring, Uuid::nil(), identity_id, session_id, now)?;
+            if self.store.rotate_refresh_token(&hash, &new_row).await? {
+                let access = self.access_token(&ring, identity_id, session_id, now)?;
+                return Ok(TokenPair {
+                    access,
+                    refresh: Some(new_refresh),
+                });
+            }
+            return Err(self.refresh_refused(&hash, now).await);
+        }
+        match self.store.refresh_token_with_session(&hash).await? {
+            Some((row, Some((s, i))))
+                if row.state == "active" && s.id == session_id && s.is_valid(&i, now) =>
+            {
+                Ok(TokenPair {
+                    access: self.access_token(&ring, i.id, s.id, now)?,
+                    refresh: None,
+                })
+            }
+            _ => Err(self.refresh_refused(&hash, now).await),
+        }
+    }
+
+    /// Why a refresh was refused, with the side effects of reuse: a rotated token presented
+    /// again after the grace window revokes its whole family and the session behind it.
+    async fn refresh_refused(&self, hash: &str, now: OffsetDateTime) -> Error {
+        let found = match self.store.refresh_token_with_session(hash).await {
+            Ok(f) => f,
+            Err(e) => return e.into(),
+        };
+        let Some((row, session)) = found else {
+            return TokenError::Invalid("Token is invalid").into();
+        };
         match row.state.as_str() {
-            "active" => {}
             // Presented again this soon after its rotation, the token comes from a client racing
             // itself (two tabs refreshing at once), not a thief: refused, the family survives.
             "rotated"
@@ -523,52 +564,30 @@ impl Core {
                     .rotated_at
                     .is_some_and(|at| now - at < self.config.tokens.rotation_grace.0) =>
             {
-                return Err(TokenError::Invalid("Token is blacklisted").into());
+                TokenError::Invalid("Token is blacklisted").into()
             }
             "rotated" => {
                 tracing::warn!(family = %row.family_id, identity = %row.identity_id, "refresh token reuse detected; revoking the family");
-                self.store.revoke_refresh_family(row.family_id).await?;
+                if let Err(e) = self.store.revoke_refresh_family(row.family_id).await {
+                    return e.into();
+                }
                 if let Some((mut s, _)) = session {
                     s.active = false;
-                    self.store.update_session(&s).await?;
+                    if let Err(e) = self.store.update_session(&s).await {
+                        return e.into();
+                    }
                 }
-                return Err(TokenError::Invalid("Token is blacklisted").into());
+                TokenError::Invalid("Token is blacklisted").into()
             }
-            _ => return Err(TokenError::Invalid("Token is blacklisted").into()),
+            "active" => match session {
+                // Active and valid: a concurrent refresh of the same token won the rotation.
+                Some((s, i)) if s.is_valid(&i, now) => {
+                    TokenError::Invalid("Token is blacklisted").into()
+                }
+                _ => TokenError::NoActiveAccount.into(),
+            },
+            _ => TokenError::Invalid("Token is blacklisted").into(),
         }
-        let sid = claims
-            .get("sid")
-            .and_then(Value::as_str)
-            .and_then(|s| Uuid::parse_str(s).ok());
-        let (mut session, identity) = match session {
-            Some((s, i)) if Some(s.id) == sid && s.is_valid(&i, now) => (s, i),
-            _ => return Err(TokenError::NoActiveAccount.into()),
-        };
-        let ring = self.ring(now).await?;
-        let access = self.access_token(&ring, identity.id, session.id, now)?;
-        if !self.config.tokens.rotate_refresh_tokens {
-            return Ok(TokenPair {
-                access,
-                refresh: None,
-            });
-        }
-        let (new_refresh, new_row) =
-            self.refresh_token(&ring, row.family_id, identity.id, session.id, now)?;
-        if !self.store.rotate_refresh_token(&hash, &new_row).await? {
-            // A concurrent refresh of the same token won; this one is refused (not reuse).
-            return Err(TokenError::Invalid("Token is blacklisted").into());
-        }
-        // The session lives as long as its newest refresh token. It is extended only once less
-        // than half a refresh lifetime is left, so most refreshes write nothing but the rotation.
-        let half = self.config.tokens.refresh_token_lifetime.0 / 2;
-        if session.expires_at - now < half {
-            session.expires_at = new_row.expires_at;
-            self.store.update_session(&session).await?;
-        }
-        Ok(TokenPair {
-            access,
-            refresh: Some(new_refresh),
-        })
     }
 
     /// `POST /api/token/verify/`: any of our tokens; refresh tokens must not be revoked or rotated.

@@ -818,27 +818,34 @@ impl Store for SqlStore {
         let sql = match self.backend {
             Backend::Sqlite => {
                 "INSERT INTO refresh_tokens (token_hash, jti, family_id, identity_id, session_id, state, expires_at, created_at, parent_hash) \
-                 SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9 \
-                 WHERE EXISTS (SELECT 1 FROM refresh_tokens WHERE token_hash = $9 AND state = 'active')"
+                 SELECT $1, $2, p.family_id, p.identity_id, p.session_id, 'active', $3, $4, p.token_hash \
+                 FROM refresh_tokens p JOIN sessions s ON s.id = p.session_id JOIN identities i ON i.id = p.identity_id \
+                 WHERE p.token_hash = $5 AND p.state = 'active' AND p.session_id = $6 AND p.identity_id = $7 \
+                   AND s.active = 1 AND s.expires_at > $4 AND i.state = 'active'"
             }
             Backend::Postgres => {
-                "WITH parent AS (UPDATE refresh_tokens SET state = 'rotated', rotated_at = $8 \
-                                 WHERE token_hash = $9 AND state = 'active' RETURNING 1) \
+                "WITH parent AS ( \
+                     UPDATE refresh_tokens p SET state = 'rotated', rotated_at = $4 \
+                     FROM sessions s, identities i \
+                     WHERE p.token_hash = $5 AND p.state = 'active' AND p.session_id = $6 AND p.identity_id = $7 \
+                       AND s.id = p.session_id AND i.id = p.identity_id \
+                       AND s.active = 1 AND s.expires_at > $4 AND i.state = 'active' \
+                     RETURNING p.family_id, p.identity_id, p.session_id, p.token_hash), \
+                 extended AS (UPDATE sessions SET expires_at = GREATEST(expires_at, $3) \
+                              WHERE id IN (SELECT session_id FROM parent)) \
                  INSERT INTO refresh_tokens (token_hash, jti, family_id, identity_id, session_id, state, expires_at, created_at, parent_hash) \
-                 SELECT CAST($1 AS TEXT), CAST($2 AS TEXT), CAST($3 AS TEXT), CAST($4 AS TEXT), CAST($5 AS TEXT), CAST($6 AS TEXT), \
-                        CAST($7 AS BIGINT), CAST($8 AS BIGINT), CAST($9 AS TEXT) FROM parent"
+                 SELECT CAST($1 AS TEXT), CAST($2 AS TEXT), family_id, identity_id, session_id, 'active', \
+                        CAST($3 AS BIGINT), CAST($4 AS BIGINT), token_hash FROM parent"
             }
         };
         let done = sqlx::query(sql)
             .bind(new.token_hash.clone())
             .bind(new.jti.clone())
-            .bind(new.family_id.to_string())
-            .bind(new.identity_id.to_string())
-            .bind(new.session_id.to_string())
-            .bind(new.state.clone())
             .bind(micros(new.expires_at))
             .bind(micros(new.created_at))
             .bind(old_hash.to_string())
+            .bind(new.session_id.to_string())
+            .bind(new.identity_id.to_string())
             .execute(&self.write)
             .await
             .map_err(db_err)?;

@@ -437,41 +437,43 @@ fn refresh_row(i: &Identity, family: Uuid, session: Uuid) -> portcullis_core::st
 }
 
 async fn refresh_tokens_rotate_once_and_revoke_by_family_and_identity(s: impl Store) {
-    let i = identity("refresh@example.com");
+    let mut i = identity("refresh@example.com");
     s.insert_identity(&i).await.unwrap();
     let family = Uuid::new_v4();
-    let first = refresh_row(&i, family, Uuid::new_v4());
+    let (live, _) = session_for(&i, Duration::from_secs(60));
+    s.insert_session(&live).await.unwrap();
+    let first = refresh_row(&i, family, live.id);
     s.insert_refresh_token(&first).await.unwrap();
     assert_eq!(
         s.get_refresh_token(&first.token_hash).await.unwrap(),
         Some(first.clone())
     );
-    assert_eq!(
-        s.refresh_token_with_session(&first.token_hash)
-            .await
-            .unwrap(),
-        Some((first.clone(), None)),
-        "its session is gone"
-    );
-    let (sess, _) = session_for(&i, Duration::from_secs(60));
-    s.insert_session(&sess).await.unwrap();
-    let with = refresh_row(&i, Uuid::new_v4(), sess.id);
-    s.insert_refresh_token(&with).await.unwrap();
     let (got, joined) = s
-        .refresh_token_with_session(&with.token_hash)
+        .refresh_token_with_session(&first.token_hash)
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(got, with);
-    let (js, ji) = joined.unwrap();
-    assert_eq!((js.id, ji.id), (sess.id, i.id));
+    assert_eq!(got, first);
+    let (js, ji) = joined.expect("joined with its session");
+    assert_eq!((js.id, ji.id), (live.id, i.id));
+    let orphan = refresh_row(&i, Uuid::new_v4(), Uuid::new_v4());
+    s.insert_refresh_token(&orphan).await.unwrap();
+    assert_eq!(
+        s.refresh_token_with_session(&orphan.token_hash)
+            .await
+            .unwrap(),
+        Some((orphan.clone(), None))
+    );
     assert!(s
         .refresh_token_with_session("nope")
         .await
         .unwrap()
         .is_none());
-    let second = refresh_row(&i, family, first.session_id);
-    let third = refresh_row(&i, family, first.session_id);
+
+    // The new token joins the parent's family whatever family it names, and extends the session.
+    let mut second = refresh_row(&i, Uuid::nil(), live.id);
+    second.expires_at = now() + Duration::from_secs(7200);
+    let third = refresh_row(&i, Uuid::nil(), live.id);
     assert!(s
         .rotate_refresh_token(&first.token_hash, &second)
         .await
@@ -498,6 +500,48 @@ async fn refresh_tokens_rotate_once_and_revoke_by_family_and_identity(s: impl St
         (rotated.state.as_str(), rotated.rotated_at),
         ("rotated", Some(second.created_at))
     );
+    assert_eq!(
+        s.get_refresh_token(&second.token_hash)
+            .await
+            .unwrap()
+            .unwrap()
+            .family_id,
+        family
+    );
+    assert_eq!(
+        s.get_session(live.id).await.unwrap().unwrap().0.expires_at,
+        second.expires_at
+    );
+    // A token of another session, or of an orphaned session, does not rotate.
+    let stray = refresh_row(&i, Uuid::nil(), Uuid::new_v4());
+    assert!(!s
+        .rotate_refresh_token(&second.token_hash, &stray)
+        .await
+        .unwrap());
+    assert!(!s
+        .rotate_refresh_token(
+            &orphan.token_hash,
+            &refresh_row(&i, Uuid::nil(), orphan.session_id)
+        )
+        .await
+        .unwrap());
+    // Nor does one whose identity is inactive or whose session was revoked.
+    i.state = "inactive".into();
+    s.update_identity(&i).await.unwrap();
+    assert!(!s
+        .rotate_refresh_token(&second.token_hash, &refresh_row(&i, Uuid::nil(), live.id))
+        .await
+        .unwrap());
+    i.state = "active".into();
+    s.update_identity(&i).await.unwrap();
+    let mut revoked = live.clone();
+    revoked.active = false;
+    s.update_session(&revoked).await.unwrap();
+    assert!(!s
+        .rotate_refresh_token(&second.token_hash, &refresh_row(&i, Uuid::nil(), live.id))
+        .await
+        .unwrap());
+
     let other_family = refresh_row(&i, Uuid::new_v4(), Uuid::new_v4());
     s.insert_refresh_token(&other_family).await.unwrap();
     assert_eq!(s.revoke_refresh_family(family).await.unwrap(), 2);
@@ -527,7 +571,11 @@ async fn refresh_tokens_rotate_once_and_revoke_by_family_and_identity(s: impl St
         .unwrap());
     let last = refresh_row(&i, Uuid::new_v4(), Uuid::new_v4());
     s.insert_refresh_token(&last).await.unwrap();
-    assert_eq!(s.revoke_identity_refresh_tokens(i.id).await.unwrap(), 2);
+    assert_eq!(
+        s.revoke_identity_refresh_tokens(i.id).await.unwrap(),
+        2,
+        "the orphan and the last one"
+    );
     s.delete_identity(i.id).await.unwrap();
     assert!(
         s.get_refresh_token(&last.token_hash)
@@ -563,7 +611,7 @@ async fn one_current_signing_key_even_when_installs_race(s: impl Store) {
     let c_next = key("next");
     let retire = [(a.kid.clone(), "current", drop_after)];
     assert!(s
-        .transition_signing_keys(&retire, Some(&a_next.kid), &[c_next.clone()], later)
+        .transition_signing_keys(&retire, Some(&a_next.kid), std::slice::from_ref(&c_next), later)
         .await
         .unwrap());
     assert!(

@@ -35,10 +35,12 @@ CREATE INDEX refresh_tokens_family ON refresh_tokens(family_id);
 CREATE INDEX refresh_tokens_identity ON refresh_tokens(identity_id);
 CREATE INDEX refresh_tokens_expires_at ON refresh_tokens(expires_at);
 
--- Rotation is one statement (insert the child only if the parent is still active); this
--- trigger marks the parent rotated inside that statement, so it needs no transaction.
+-- Rotation is one statement (insert the child only if the parent is still active and its
+-- session and identity are); this trigger marks the parent rotated and keeps the session alive
+-- as long as its newest refresh token, inside that statement, so no transaction is needed.
 CREATE TRIGGER refresh_tokens_rotate AFTER INSERT ON refresh_tokens
 WHEN NEW.parent_hash IS NOT NULL
 BEGIN
     UPDATE refresh_tokens SET state = 'rotated', rotated_at = NEW.created_at WHERE token_hash = NEW.parent_hash;
+    UPDATE sessions SET expires_at = MAX(expires_at, NEW.expires_at) WHERE id = NEW.session_id;
 END;
