@@ -887,9 +887,22 @@ impl Config {
                 )));
             }
             for claim in tpl.claims.keys() {
-                if ["sub", "iss", "exp", "iat", "nbf", "jti", "sid"].contains(&claim.as_str()) {
+                // Registered claims, and the ones that would let a tokenized session pass for
+                // one of our access or refresh tokens, are set by Portcullis only.
+                let reserved = [
+                    "sub",
+                    "iss",
+                    "aud",
+                    "exp",
+                    "iat",
+                    "nbf",
+                    "jti",
+                    "sid",
+                    "token_type",
+                ];
+                if reserved.contains(&claim.as_str()) || *claim == t.user_id_claim {
                     return Err(ConfigError::Invalid(format!(
-                        "session.whoami.tokenizer.templates.{name}.claims.{claim}: registered claims are set by Portcullis"
+                        "session.whoami.tokenizer.templates.{name}.claims.{claim}: this claim is set by Portcullis"
                     )));
                 }
             }
@@ -936,6 +949,9 @@ impl Config {
             for s in list.iter_mut() {
                 *s = "<redacted>".into();
             }
+        }
+        if !c.tokens.hs256_secret.is_empty() {
+            c.tokens.hs256_secret = "<redacted>".into();
         }
         serde_yaml::to_string(&c).unwrap_or_default()
     }
@@ -1140,6 +1156,43 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("secrets.default"), "{err}");
+    }
+
+    #[test]
+    fn token_settings_are_checked_and_the_shared_secret_redacted() {
+        let err = Config::load(None, env(&[("PORTCULLIS_TOKENS_ALGORITHM", "HS256")]), true)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("tokens.hs256_secret"), "{err}");
+        let err = Config::load(None, env(&[("PORTCULLIS_TOKENS_ALGORITHM", "none")]), true)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("tokens.algorithm"), "{err}");
+        for claim in ["token_type", "aud", "user_id", "sub"] {
+            let tpl = format!(
+                r#"{{"api":{{"ttl":"1m","claims":{{"{claim}":"identity.traits.email"}}}}}}"#
+            );
+            let err = Config::load(
+                None,
+                env(&[("PORTCULLIS_SESSION_WHOAMI_TOKENIZER_TEMPLATES", &tpl)]),
+                true,
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(err.contains(&format!("claims.{claim}")), "{err}");
+        }
+        let secret = "a shared secret of more than 32 chars";
+        let cfg = Config::load(
+            None,
+            env(&[
+                ("PORTCULLIS_TOKENS_ALGORITHM", "HS256"),
+                ("PORTCULLIS_TOKENS_HS256_SECRET", secret),
+            ]),
+            true,
+        )
+        .unwrap();
+        assert_eq!(cfg.tokens.issuer, "http://127.0.0.1:4433");
+        assert!(!cfg.redacted_yaml().contains(secret));
     }
 
     #[test]

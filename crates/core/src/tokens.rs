@@ -686,6 +686,16 @@ impl Core {
             }
         }
         claims.insert("jti".into(), json!(Uuid::new_v4().to_string()));
+        // The configured audience, so Portcullis's own verifier (and simplejwt's) accepts it.
+        match self.config.tokens.audience.as_slice() {
+            [] => {}
+            [one] => {
+                claims.insert("aud".into(), json!(one));
+            }
+            many => {
+                claims.insert("aud".into(), json!(many));
+            }
+        }
         claims.insert("iss".into(), json!(self.config.tokens.issuer));
         claims.insert("sub".into(), json!(identity.id.to_string()));
         claims.insert("sid".into(), json!(session.id.to_string()));

@@ -611,7 +611,12 @@ async fn one_current_signing_key_even_when_installs_race(s: impl Store) {
     let c_next = key("next");
     let retire = [(a.kid.clone(), "current", drop_after)];
     assert!(s
-        .transition_signing_keys(&retire, Some(&a_next.kid), std::slice::from_ref(&c_next), later)
+        .transition_signing_keys(
+            &retire,
+            Some(&a_next.kid),
+            std::slice::from_ref(&c_next),
+            later
+        )
         .await
         .unwrap());
     assert!(

@@ -491,6 +491,7 @@ async fn access_tokens_authenticate_whoami_and_tokenize_as_signs_the_session(app
         t.claims
             .insert("aal".into(), "authenticator_assurance_level".into());
         c.session.whoami.tokenizer.templates.insert("api".into(), t);
+        c.tokens.audience = vec!["my-api".into()];
     })
     .await;
     let (id, token) = tpl.register(&email, PASSWORD).await;
@@ -508,6 +509,10 @@ async fn access_tokens_authenticate_whoami_and_tokenize_as_signs_the_session(app
     assert_eq!(c["sub"], id.as_str());
     assert_eq!(c["email"], email.as_str());
     assert_eq!(c["aal"], "aal1");
+    assert_eq!(
+        c["aud"], "my-api",
+        "the configured audience, so verifiers accept it"
+    );
     assert_eq!(c["sid"], s["id"]);
     assert_eq!(c["exp"].as_i64().unwrap() - c["iat"].as_i64().unwrap(), 60);
     expect_ok(&tpl, jwt).await;
