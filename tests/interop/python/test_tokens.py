@@ -646,7 +646,9 @@ def test_whoami_tokenize_as(es256, django_api):
 
     client = jwt.PyJWKClient(es256.jwks_url)
     key = client.get_signing_key_from_jwt(tokenized)
-    claims = jwt.decode(tokenized, key.key, algorithms=["ES256"], issuer=es256.issuer)
+    # It carries the server's configured audience, so audience-checking verifiers accept it.
+    claims = jwt.decode(tokenized, key.key, algorithms=["ES256"], issuer=es256.issuer, audience=AUDIENCE)
+    assert claims["aud"] == AUDIENCE
     assert claims["email"] == email
     assert claims["sub"] == uid and claims["sid"] == session["id"]
     assert claims["nbf"] == claims["iat"] and claims["exp"] - claims["iat"] == 300
