@@ -4,6 +4,8 @@
 // `Error::Api` carries the whole Kratos error (status, id, reason, details); errors are the
 // rare path, so its size does not matter and boxing it would only add noise.
 #![allow(clippy::result_large_err)]
+// Clerk's `User` object is one large `json!` literal.
+#![recursion_limit = "256"]
 
 pub mod admin;
 pub mod config;
@@ -18,5 +20,6 @@ pub mod session;
 pub mod store;
 pub mod tokens;
 pub mod ui;
+pub mod webhooks;
 
 pub use error::{Error, Result};

@@ -226,6 +226,83 @@ impl SqlStore {
         Ok(())
     }
 
+    /// Appends an event to the outbox and fans it out to every enabled endpoint that wants its
+    /// type, inside the caller's transaction: the event exists if and only if the change does.
+    async fn append_event(
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        kind: &str,
+        identity_id: Option<Uuid>,
+        payload: serde_json::Value,
+    ) -> StoreResult<()> {
+        let id = format!("msg_{}", Uuid::new_v4().simple());
+        let now = micros(OffsetDateTime::now_utc());
+        let row = sqlx::query(
+            "INSERT INTO events (id, type, identity_id, payload, created_at) VALUES ($1, $2, $3, $4, $5) RETURNING seq",
+        )
+        .bind(id.clone())
+        .bind(kind.to_string())
+        .bind(identity_id.map(|i| i.to_string()))
+        .bind(payload.to_string())
+        .bind(now)
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(db_err)?;
+        let seq: i64 = row.try_get("seq").map_err(db_err)?;
+        sqlx::query(
+            "INSERT INTO deliveries (id, event_seq, event_id, endpoint_id, status, attempts, next_attempt_at, created_at, updated_at) \
+             SELECT $1 || ':' || e.id, $2, $1, e.id, 'pending', 0, $3, $3, $3 FROM webhook_endpoints e \
+             WHERE e.enabled = 1 AND (e.event_types = '[]' OR e.event_types LIKE $4)",
+        )
+        .bind(id)
+        .bind(seq)
+        .bind(now)
+        .bind(format!("%\"{kind}\"%"))
+        .execute(&mut **tx)
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    /// The identity as events carry it: everything but credential secrets (hashes).
+    fn identity_event(identity: &Identity) -> serde_json::Value {
+        let mut v = serde_json::to_value(identity).unwrap_or_default();
+        if let Some(creds) = v
+            .get_mut("credentials")
+            .and_then(serde_json::Value::as_object_mut)
+        {
+            for c in creds.values_mut() {
+                if let Some(o) = c.as_object_mut() {
+                    o.remove("config");
+                }
+            }
+        }
+        serde_json::json!({ "identity": v })
+    }
+
+    fn session_event(s: &Session) -> serde_json::Value {
+        serde_json::json!({ "session": {
+            "id": s.id, "identity_id": s.identity_id, "active": s.active,
+            "expires_at": micros(s.expires_at), "issued_at": micros(s.issued_at),
+            "authenticated_at": micros(s.authenticated_at), "aal": s.aal,
+            "authentication_methods": s.authentication_methods, "devices": s.devices,
+        } })
+    }
+
+    /// Ends sessions matched by `sql` (which must return `id` and `identity_id`), one event each.
+    async fn end_sessions(
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        kind: &str,
+        rows: Vec<AnyRow>,
+    ) -> StoreResult<u64> {
+        for r in &rows {
+            let sid: String = r.try_get("id").map_err(db_err)?;
+            let iid: String = r.try_get("identity_id").map_err(db_err)?;
+            let identity = Uuid::parse_str(&iid).ok();
+            Self::append_event(tx, kind, identity, serde_json::json!({ "session": { "id": sid, "identity_id": iid, "active": false } })).await?;
+        }
+        Ok(rows.len() as u64)
+    }
+
     async fn insert_identity_tx(
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
         identity: &Identity,
@@ -245,7 +322,14 @@ impl SqlStore {
         .execute(&mut **tx)
         .await
         .map_err(db_err)?;
-        Self::write_identity_rows(tx, identity).await
+        Self::write_identity_rows(tx, identity).await?;
+        Self::append_event(
+            tx,
+            "user.created",
+            Some(identity.id),
+            Self::identity_event(identity),
+        )
+        .await
     }
 
     fn insert_session_q(
@@ -372,6 +456,13 @@ impl Store for SqlStore {
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
+        Self::append_event(
+            &mut tx,
+            "session.created",
+            Some(identity.id),
+            Self::session_event(session),
+        )
+        .await?;
         tx.commit().await.map_err(db_err)
     }
 
@@ -405,6 +496,13 @@ impl Store for SqlStore {
             .await
             .map_err(db_err)?;
         Self::write_identity_rows(&mut tx, identity).await?;
+        Self::append_event(
+            &mut tx,
+            "user.updated",
+            Some(identity.id),
+            Self::identity_event(identity),
+        )
+        .await?;
         tx.commit().await.map_err(db_err)
     }
 
@@ -472,14 +570,17 @@ impl Store for SqlStore {
             .collect()
     }
 
-    async fn delete_identity(&self, id: Uuid) -> StoreResult<bool> {
+    async fn delete_identity(&self, identity_id: Uuid) -> StoreResult<bool> {
         let mut tx = self.write.begin().await.map_err(db_err)?;
-        let id = id.to_string();
-        for table in [
-            "sessions",
-            "identity_credential_identifiers",
-            "identity_addresses",
-        ] {
+        let id = identity_id.to_string();
+        let ended =
+            sqlx::query("DELETE FROM sessions WHERE identity_id = $1 RETURNING id, identity_id")
+                .bind(id.clone())
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        Self::end_sessions(&mut tx, "session.removed", ended).await?;
+        for table in ["identity_credential_identifiers", "identity_addresses"] {
             sqlx::query(&format!("DELETE FROM {table} WHERE identity_id = $1"))
                 .bind(id.clone())
                 .execute(&mut *tx)
@@ -487,20 +588,38 @@ impl Store for SqlStore {
                 .map_err(db_err)?;
         }
         let done = sqlx::query("DELETE FROM identities WHERE id = $1")
-            .bind(id)
+            .bind(id.clone())
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        Self::append_event(
+            &mut tx,
+            "user.deleted",
+            Some(identity_id),
+            serde_json::json!({ "identity": { "id": id } }),
+        )
+        .await?;
         tx.commit().await.map_err(db_err)?;
-        Ok(done.rows_affected() > 0)
+        Ok(true)
     }
 
     async fn insert_session(&self, s: &Session) -> StoreResult<()> {
+        let mut tx = self.write.begin().await.map_err(db_err)?;
         Self::insert_session_q(s)?
-            .execute(&self.write)
+            .execute(&mut *tx)
             .await
             .map_err(db_err)?;
-        Ok(())
+        Self::append_event(
+            &mut tx,
+            "session.created",
+            Some(s.identity_id),
+            Self::session_event(s),
+        )
+        .await?;
+        tx.commit().await.map_err(db_err)
     }
 
     async fn update_session(&self, s: &Session) -> StoreResult<()> {
@@ -511,20 +630,34 @@ impl Store for SqlStore {
             issued_at: s.issued_at,
             authenticated_at: s.authenticated_at,
         };
-        let done = sqlx::query(
-            "UPDATE sessions SET active = $1, expires_at = $2, data = $3 WHERE id = $4",
-        )
-        .bind(i64::from(s.active))
-        .bind(micros(s.expires_at))
-        .bind(serde_json::to_string(&doc).map_err(json_err)?)
-        .bind(s.id.to_string())
-        .execute(&self.write)
-        .await
-        .map_err(db_err)?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
+        let mut tx = self.write.begin().await.map_err(db_err)?;
+        let was_active = sqlx::query("SELECT active FROM sessions WHERE id = $1")
+            .bind(s.id.to_string())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err)?
+            .map(|r| r.try_get::<i64, _>("active"))
+            .transpose()
+            .map_err(db_err)?
+            .ok_or(StoreError::NotFound)?;
+        sqlx::query("UPDATE sessions SET active = $1, expires_at = $2, data = $3 WHERE id = $4")
+            .bind(i64::from(s.active))
+            .bind(micros(s.expires_at))
+            .bind(serde_json::to_string(&doc).map_err(json_err)?)
+            .bind(s.id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        if was_active == 1 && !s.active {
+            Self::append_event(
+                &mut tx,
+                "session.revoked",
+                Some(s.identity_id),
+                Self::session_event(s),
+            )
+            .await?;
         }
-        Ok(())
+        tx.commit().await.map_err(db_err)
     }
 
     async fn session_by_token_hash(
@@ -614,24 +747,38 @@ impl Store for SqlStore {
         identity_id: Uuid,
         except: Option<Uuid>,
     ) -> StoreResult<u64> {
-        let done = sqlx::query(
-            "UPDATE sessions SET active = 0 WHERE identity_id = $1 AND active = 1 AND id <> $2",
+        let mut tx = self.write.begin().await.map_err(db_err)?;
+        let ended = sqlx::query(
+            "UPDATE sessions SET active = 0 WHERE identity_id = $1 AND active = 1 AND id <> $2 RETURNING id, identity_id",
         )
         .bind(identity_id.to_string())
         .bind(except.map(|e| e.to_string()).unwrap_or_default())
-        .execute(&self.write)
+        .fetch_all(&mut *tx)
         .await
         .map_err(db_err)?;
-        Ok(done.rows_affected())
+        let n = Self::end_sessions(&mut tx, "session.revoked", ended).await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(n)
     }
 
     async fn delete_identity_sessions(&self, identity_id: Uuid) -> StoreResult<u64> {
-        let done = sqlx::query("DELETE FROM sessions WHERE identity_id = $1")
-            .bind(identity_id.to_string())
-            .execute(&self.write)
-            .await
-            .map_err(db_err)?;
-        Ok(done.rows_affected())
+        let mut tx = self.write.begin().await.map_err(db_err)?;
+        let gone = sqlx::query(
+            "DELETE FROM sessions WHERE identity_id = $1 RETURNING id, identity_id, active",
+        )
+        .bind(identity_id.to_string())
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let n = gone.len() as u64;
+        // Only sessions that were still active end now; the others ended before.
+        let active: Vec<AnyRow> = gone
+            .into_iter()
+            .filter(|r| r.try_get::<i64, _>("active").unwrap_or(0) == 1)
+            .collect();
+        Self::end_sessions(&mut tx, "session.removed", active).await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(n)
     }
 
     async fn insert_flow(&self, flow: &Flow) -> StoreResult<()> {
