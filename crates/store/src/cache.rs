@@ -17,6 +17,7 @@ use portcullis_core::identity::Identity;
 use portcullis_core::keys::StoredKey;
 use portcullis_core::session::Session;
 use portcullis_core::store::{IdentityQuery, RefreshToken, SessionQuery, Store, StoreResult};
+use portcullis_core::webhooks::{Attempt, Event, Outcome, PendingDelivery, WebhookEndpoint};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::RwLock;
@@ -208,6 +209,68 @@ impl<S: Store> Store for SessionCache<S> {
     }
     async fn revoke_identity_refresh_tokens(&self, identity_id: Uuid) -> StoreResult<u64> {
         self.inner.revoke_identity_refresh_tokens(identity_id).await
+    }
+    async fn events_after(&self, after_seq: i64, limit: u32) -> StoreResult<Vec<Event>> {
+        self.inner.events_after(after_seq, limit).await
+    }
+    async fn insert_webhook_endpoint(&self, ep: &WebhookEndpoint) -> StoreResult<()> {
+        self.inner.insert_webhook_endpoint(ep).await
+    }
+    async fn update_webhook_endpoint(&self, ep: &WebhookEndpoint) -> StoreResult<bool> {
+        self.inner.update_webhook_endpoint(ep).await
+    }
+    async fn delete_webhook_endpoint(&self, id: &str) -> StoreResult<bool> {
+        self.inner.delete_webhook_endpoint(id).await
+    }
+    async fn get_webhook_endpoint(&self, id: &str) -> StoreResult<Option<WebhookEndpoint>> {
+        self.inner.get_webhook_endpoint(id).await
+    }
+    async fn list_webhook_endpoints(&self) -> StoreResult<Vec<WebhookEndpoint>> {
+        self.inner.list_webhook_endpoints().await
+    }
+    async fn lease_webhook_endpoint(
+        &self,
+        id: &str,
+        owner: &str,
+        until: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> StoreResult<bool> {
+        self.inner
+            .lease_webhook_endpoint(id, owner, until, now)
+            .await
+    }
+    async fn next_delivery(&self, endpoint_id: &str) -> StoreResult<Option<PendingDelivery>> {
+        self.inner.next_delivery(endpoint_id).await
+    }
+    async fn record_attempt(&self, attempt: &Attempt, outcome: &Outcome) -> StoreResult<()> {
+        self.inner.record_attempt(attempt, outcome).await
+    }
+    async fn disable_webhook_endpoint(
+        &self,
+        id: &str,
+        reason: &str,
+        now: OffsetDateTime,
+    ) -> StoreResult<()> {
+        self.inner.disable_webhook_endpoint(id, reason, now).await
+    }
+    async fn list_attempts(&self, endpoint_id: &str, limit: u32) -> StoreResult<Vec<Attempt>> {
+        self.inner.list_attempts(endpoint_id, limit).await
+    }
+    async fn requeue_event(
+        &self,
+        endpoint_id: &str,
+        event_id: &str,
+        now: OffsetDateTime,
+    ) -> StoreResult<bool> {
+        self.inner.requeue_event(endpoint_id, event_id, now).await
+    }
+    async fn replay_since(
+        &self,
+        endpoint_id: &str,
+        since: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> StoreResult<u64> {
+        self.inner.replay_since(endpoint_id, since, now).await
     }
     async fn get_or_init_kv(&self, key: &str, value: &str) -> StoreResult<String> {
         self.inner.get_or_init_kv(key, value).await

@@ -573,13 +573,14 @@ impl Store for SqlStore {
     async fn delete_identity(&self, identity_id: Uuid) -> StoreResult<bool> {
         let mut tx = self.write.begin().await.map_err(db_err)?;
         let id = identity_id.to_string();
-        let ended =
-            sqlx::query("DELETE FROM sessions WHERE identity_id = $1 RETURNING id, identity_id")
-                .bind(id.clone())
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(db_err)?;
-        Self::end_sessions(&mut tx, "session.removed", ended).await?;
+        let gone = sqlx::query(
+            "DELETE FROM sessions WHERE identity_id = $1 RETURNING id, identity_id, active",
+        )
+        .bind(id.clone())
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        Self::end_sessions(&mut tx, "session.removed", still_active(gone)).await?;
         for table in ["identity_credential_identifiers", "identity_addresses"] {
             sqlx::query(&format!("DELETE FROM {table} WHERE identity_id = $1"))
                 .bind(id.clone())
@@ -771,12 +772,7 @@ impl Store for SqlStore {
         .await
         .map_err(db_err)?;
         let n = gone.len() as u64;
-        // Only sessions that were still active end now; the others ended before.
-        let active: Vec<AnyRow> = gone
-            .into_iter()
-            .filter(|r| r.try_get::<i64, _>("active").unwrap_or(0) == 1)
-            .collect();
-        Self::end_sessions(&mut tx, "session.removed", active).await?;
+        Self::end_sessions(&mut tx, "session.removed", still_active(gone)).await?;
         tx.commit().await.map_err(db_err)?;
         Ok(n)
     }
@@ -1053,6 +1049,254 @@ impl Store for SqlStore {
         Ok(done.rows_affected())
     }
 
+    async fn events_after(
+        &self,
+        after_seq: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<portcullis_core::webhooks::Event>> {
+        self.events_after_impl(after_seq, limit).await
+    }
+
+    async fn insert_webhook_endpoint(
+        &self,
+        ep: &portcullis_core::webhooks::WebhookEndpoint,
+    ) -> StoreResult<()> {
+        self.write_endpoint(ep, true).await.map(|_| ())
+    }
+
+    async fn update_webhook_endpoint(
+        &self,
+        ep: &portcullis_core::webhooks::WebhookEndpoint,
+    ) -> StoreResult<bool> {
+        self.write_endpoint(ep, false).await
+    }
+
+    async fn delete_webhook_endpoint(&self, id: &str) -> StoreResult<bool> {
+        let mut tx = self.write.begin().await.map_err(db_err)?;
+        sqlx::query("DELETE FROM delivery_attempts WHERE endpoint_id = $1")
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        sqlx::query("DELETE FROM deliveries WHERE endpoint_id = $1")
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        let done = sqlx::query("DELETE FROM webhook_endpoints WHERE id = $1")
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn get_webhook_endpoint(
+        &self,
+        id: &str,
+    ) -> StoreResult<Option<portcullis_core::webhooks::WebhookEndpoint>> {
+        let row = sqlx::query(&format!(
+            "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE id = $1"
+        ))
+        .bind(id.to_string())
+        .fetch_optional(&self.write)
+        .await
+        .map_err(db_err)?;
+        row.map(|r| endpoint_from_row(&r)).transpose()
+    }
+
+    async fn list_webhook_endpoints(
+        &self,
+    ) -> StoreResult<Vec<portcullis_core::webhooks::WebhookEndpoint>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints ORDER BY created_at, id"
+        ))
+        .fetch_all(&self.write)
+        .await
+        .map_err(db_err)?;
+        rows.iter().map(endpoint_from_row).collect()
+    }
+
+    async fn lease_webhook_endpoint(
+        &self,
+        id: &str,
+        owner: &str,
+        until: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE webhook_endpoints SET lease_owner = $1, lease_until = $2 \
+             WHERE id = $3 AND enabled = 1 AND (lease_until IS NULL OR lease_until < $4 OR lease_owner = $1)",
+        )
+        .bind(owner.to_string())
+        .bind(micros(until))
+        .bind(id.to_string())
+        .bind(micros(now))
+        .execute(&self.write)
+        .await
+        .map_err(db_err)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn next_delivery(
+        &self,
+        endpoint_id: &str,
+    ) -> StoreResult<Option<portcullis_core::webhooks::PendingDelivery>> {
+        let row = sqlx::query(
+            "SELECT d.id AS delivery_id, d.attempts, d.next_attempt_at, e.seq, e.id AS event_id, e.type, e.identity_id, e.payload, \
+                    e.created_at AS event_created_at \
+             FROM deliveries d JOIN events e ON e.id = d.event_id \
+             WHERE d.endpoint_id = $1 AND d.status = 'pending' ORDER BY d.event_seq LIMIT 1",
+        )
+        .bind(endpoint_id.to_string())
+        .fetch_optional(&self.write)
+        .await
+        .map_err(db_err)?;
+        let Some(r) = row else { return Ok(None) };
+        Ok(Some(portcullis_core::webhooks::PendingDelivery {
+            id: r.try_get("delivery_id").map_err(db_err)?,
+            attempts: r.try_get("attempts").map_err(db_err)?,
+            next_attempt_at: from_micros(r.try_get("next_attempt_at").map_err(db_err)?),
+            event: event_from_row(&r)?,
+        }))
+    }
+
+    async fn record_attempt(
+        &self,
+        a: &portcullis_core::webhooks::Attempt,
+        outcome: &portcullis_core::webhooks::Outcome,
+    ) -> StoreResult<()> {
+        use portcullis_core::webhooks::Outcome;
+        let mut tx = self.write.begin().await.map_err(db_err)?;
+        sqlx::query(
+            "INSERT INTO delivery_attempts (id, delivery_id, endpoint_id, attempted_at, status_code, latency_ms, response, error) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(a.id.clone())
+        .bind(a.delivery_id.clone())
+        .bind(a.endpoint_id.clone())
+        .bind(micros(a.attempted_at))
+        .bind(a.status_code)
+        .bind(a.latency_ms)
+        .bind(a.response.clone())
+        .bind(a.error.clone())
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let (status, next) = match outcome {
+            Outcome::Delivered => ("succeeded", a.attempted_at),
+            Outcome::Retry { at } => ("pending", *at),
+            Outcome::Failed => ("failed", a.attempted_at),
+        };
+        sqlx::query("UPDATE deliveries SET status = $1, attempts = attempts + 1, next_attempt_at = $2, updated_at = $3 WHERE id = $4")
+            .bind(status)
+            .bind(micros(next))
+            .bind(micros(a.attempted_at))
+            .bind(a.delivery_id.clone())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        let endpoint = if matches!(outcome, Outcome::Delivered) {
+            sqlx::query("UPDATE webhook_endpoints SET failing_since = NULL WHERE id = $1")
+                .bind(a.endpoint_id.clone())
+        } else {
+            sqlx::query("UPDATE webhook_endpoints SET failing_since = COALESCE(failing_since, $1) WHERE id = $2")
+                .bind(micros(a.attempted_at))
+                .bind(a.endpoint_id.clone())
+        };
+        endpoint.execute(&mut *tx).await.map_err(db_err)?;
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn disable_webhook_endpoint(
+        &self,
+        id: &str,
+        reason: &str,
+        now: OffsetDateTime,
+    ) -> StoreResult<()> {
+        sqlx::query("UPDATE webhook_endpoints SET enabled = 0, disabled_reason = $1, updated_at = $2, lease_until = NULL WHERE id = $3")
+            .bind(reason.to_string())
+            .bind(micros(now))
+            .bind(id.to_string())
+            .execute(&self.write)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn list_attempts(
+        &self,
+        endpoint_id: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<portcullis_core::webhooks::Attempt>> {
+        let rows = sqlx::query(
+            "SELECT id, delivery_id, endpoint_id, attempted_at, status_code, latency_ms, response, error FROM delivery_attempts \
+             WHERE endpoint_id = $1 ORDER BY attempted_at DESC, id LIMIT $2",
+        )
+        .bind(endpoint_id.to_string())
+        .bind(i64::from(limit))
+        .fetch_all(&self.read)
+        .await
+        .map_err(db_err)?;
+        rows.iter()
+            .map(|r| {
+                Ok(portcullis_core::webhooks::Attempt {
+                    id: r.try_get("id").map_err(db_err)?,
+                    delivery_id: r.try_get("delivery_id").map_err(db_err)?,
+                    endpoint_id: r.try_get("endpoint_id").map_err(db_err)?,
+                    attempted_at: from_micros(r.try_get("attempted_at").map_err(db_err)?),
+                    status_code: r.try_get("status_code").map_err(db_err)?,
+                    latency_ms: r.try_get("latency_ms").map_err(db_err)?,
+                    response: r.try_get("response").map_err(db_err)?,
+                    error: r.try_get("error").map_err(db_err)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn requeue_event(
+        &self,
+        endpoint_id: &str,
+        event_id: &str,
+        now: OffsetDateTime,
+    ) -> StoreResult<bool> {
+        let mut tx = self.write.begin().await.map_err(db_err)?;
+        let done = sqlx::query(
+            "INSERT INTO deliveries (id, event_seq, event_id, endpoint_id, status, attempts, next_attempt_at, created_at, updated_at) \
+             SELECT e.id || ':' || $1, e.seq, e.id, $1, 'pending', 0, $2, $2, $2 FROM events e WHERE e.id = $3 \
+             ON CONFLICT (id) DO UPDATE SET status = 'pending', attempts = 0, next_attempt_at = $2, updated_at = $2",
+        )
+        .bind(endpoint_id.to_string())
+        .bind(micros(now))
+        .bind(event_id.to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(done.rows_affected() >= 1)
+    }
+
+    async fn replay_since(
+        &self,
+        endpoint_id: &str,
+        since: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> StoreResult<u64> {
+        let done = sqlx::query(
+            "INSERT INTO deliveries (id, event_seq, event_id, endpoint_id, status, attempts, next_attempt_at, created_at, updated_at) \
+             SELECT e.id || ':' || $1, e.seq, e.id, $1, 'pending', 0, $2, $2, $2 FROM events e WHERE e.created_at >= $3 \
+             ON CONFLICT (id) DO UPDATE SET status = 'pending', attempts = 0, next_attempt_at = $2, updated_at = $2",
+        )
+        .bind(endpoint_id.to_string())
+        .bind(micros(now))
+        .bind(micros(since))
+        .execute(&self.write)
+        .await
+        .map_err(db_err)?;
+        Ok(done.rows_affected())
+    }
+
     async fn get_or_init_kv(&self, key: &str, value: &str) -> StoreResult<String> {
         sqlx::query("INSERT INTO kv (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
             .bind(key.to_string())
@@ -1067,4 +1311,98 @@ impl Store for SqlStore {
             .map_err(db_err)?;
         row.try_get("value").map_err(db_err)
     }
+}
+
+fn endpoint_from_row(r: &AnyRow) -> StoreResult<portcullis_core::webhooks::WebhookEndpoint> {
+    let opt_time = |c: &str| -> StoreResult<Option<OffsetDateTime>> {
+        Ok(r.try_get::<Option<i64>, _>(c)
+            .map_err(db_err)?
+            .map(from_micros))
+    };
+    Ok(portcullis_core::webhooks::WebhookEndpoint {
+        id: r.try_get("id").map_err(db_err)?,
+        url: r.try_get("url").map_err(db_err)?,
+        enabled: r.try_get::<i64, _>("enabled").map_err(db_err)? != 0,
+        event_types: serde_json::from_str(&r.try_get::<String, _>("event_types").map_err(db_err)?)
+            .map_err(json_err)?,
+        format: r.try_get("format").map_err(db_err)?,
+        secrets: serde_json::from_str(&r.try_get::<String, _>("secrets").map_err(db_err)?)
+            .map_err(json_err)?,
+        description: r.try_get("description").map_err(db_err)?,
+        disabled_reason: r.try_get("disabled_reason").map_err(db_err)?,
+        failing_since: opt_time("failing_since")?,
+        created_at: from_micros(r.try_get("created_at").map_err(db_err)?),
+        updated_at: from_micros(r.try_get("updated_at").map_err(db_err)?),
+    })
+}
+
+fn event_from_row(r: &AnyRow) -> StoreResult<portcullis_core::webhooks::Event> {
+    Ok(portcullis_core::webhooks::Event {
+        seq: r.try_get("seq").map_err(db_err)?,
+        id: r.try_get("event_id").map_err(db_err)?,
+        kind: r.try_get("type").map_err(db_err)?,
+        identity_id: r.try_get("identity_id").map_err(db_err)?,
+        payload: serde_json::from_str(&r.try_get::<String, _>("payload").map_err(db_err)?)
+            .map_err(json_err)?,
+        created_at: from_micros(r.try_get("event_created_at").map_err(db_err)?),
+    })
+}
+
+const ENDPOINT_COLUMNS: &str =
+    "id, url, enabled, event_types, format, secrets, description, disabled_reason, failing_since, created_at, updated_at";
+
+impl SqlStore {
+    pub(crate) async fn events_after_impl(
+        &self,
+        after_seq: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<portcullis_core::webhooks::Event>> {
+        let rows = sqlx::query(
+            "SELECT seq, id AS event_id, type, identity_id, payload, created_at AS event_created_at FROM events \
+             WHERE seq > $1 ORDER BY seq LIMIT $2",
+        )
+        .bind(after_seq)
+        .bind(i64::from(limit))
+        .fetch_all(&self.read)
+        .await
+        .map_err(db_err)?;
+        rows.iter().map(event_from_row).collect()
+    }
+
+    pub(crate) async fn write_endpoint(
+        &self,
+        ep: &portcullis_core::webhooks::WebhookEndpoint,
+        insert: bool,
+    ) -> StoreResult<bool> {
+        let sql = if insert {
+            "INSERT INTO webhook_endpoints (url, enabled, event_types, format, secrets, description, disabled_reason, failing_since, updated_at, id, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+        } else {
+            "UPDATE webhook_endpoints SET url = $1, enabled = $2, event_types = $3, format = $4, secrets = $5, description = $6, \
+             disabled_reason = $7, failing_since = $8, updated_at = $9 WHERE id = $10 AND created_at = $11"
+        };
+        let done = sqlx::query(sql)
+            .bind(ep.url.clone())
+            .bind(i64::from(ep.enabled))
+            .bind(serde_json::to_string(&ep.event_types).map_err(json_err)?)
+            .bind(ep.format.clone())
+            .bind(serde_json::to_string(&ep.secrets).map_err(json_err)?)
+            .bind(ep.description.clone())
+            .bind(ep.disabled_reason.clone())
+            .bind(ep.failing_since.map(micros))
+            .bind(micros(ep.updated_at))
+            .bind(ep.id.clone())
+            .bind(micros(ep.created_at))
+            .execute(&self.write)
+            .await
+            .map_err(db_err)?;
+        Ok(done.rows_affected() == 1)
+    }
+}
+
+/// Only sessions that were still active end now (and get an event); the others ended before.
+fn still_active(rows: Vec<AnyRow>) -> Vec<AnyRow> {
+    rows.into_iter()
+        .filter(|r| r.try_get::<i64, _>("active").unwrap_or(0) == 1)
+        .collect()
 }

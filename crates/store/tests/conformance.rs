@@ -54,6 +54,8 @@ on_both!(
     a_flow_completes_once,
     refresh_tokens_rotate_once_and_revoke_by_family_and_identity,
     one_current_signing_key_even_when_installs_race,
+    every_write_appends_its_event_and_fans_it_out,
+    deliveries_retry_requeue_replay_and_lease,
 );
 
 fn now() -> OffsetDateTime {
@@ -645,4 +647,208 @@ async fn one_current_signing_key_even_when_installs_race(s: impl Store) {
         1
     );
     assert_eq!(s.signing_keys().await.unwrap().len(), 2);
+}
+
+fn endpoint(types: &[&str], enabled: bool) -> portcullis_core::webhooks::WebhookEndpoint {
+    portcullis_core::webhooks::WebhookEndpoint {
+        id: format!("ep_{}", Uuid::new_v4().simple()),
+        url: "http://127.0.0.1:9/hook".into(),
+        enabled,
+        event_types: types.iter().map(|t| t.to_string()).collect(),
+        format: "native".into(),
+        secrets: vec![portcullis_core::webhooks::WebhookSecret {
+            secret: portcullis_core::webhooks::new_secret(),
+            expires_at: None,
+        }],
+        description: String::new(),
+        disabled_reason: None,
+        failing_since: None,
+        created_at: now(),
+        updated_at: now(),
+    }
+}
+
+async fn every_write_appends_its_event_and_fans_it_out(s: impl Store) {
+    let all = endpoint(&[], true);
+    let users = endpoint(&["user.created", "user.deleted"], true);
+    let off = endpoint(&[], false);
+    for e in [&all, &users, &off] {
+        s.insert_webhook_endpoint(e).await.unwrap();
+    }
+    let schema = IdentitySchema::default_schema().unwrap();
+    let mut i = identity("events@example.com");
+    s.insert_identity(&i).await.unwrap();
+    // A write that fails appends nothing.
+    assert!(s
+        .insert_identity(&identity("events@example.com"))
+        .await
+        .is_err());
+    i.traits = json!({ "email": "events2@example.com" });
+    i.apply_derived(&schema.derive(&i.traits), now());
+    s.update_identity(&i).await.unwrap();
+    let (sess, _) = session_for(&i, Duration::from_secs(60));
+    s.insert_session(&sess).await.unwrap();
+    let mut ended = sess.clone();
+    ended.active = false;
+    s.update_session(&ended).await.unwrap();
+    s.update_session(&ended).await.unwrap(); // already inactive: no second event
+    let (other, _) = session_for(&i, Duration::from_secs(60));
+    s.insert_session(&other).await.unwrap();
+    s.revoke_identity_sessions(i.id, None).await.unwrap();
+    s.delete_identity(i.id).await.unwrap();
+    let events = s.events_after(0, 100).await.unwrap();
+    let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            "user.created",
+            "user.updated",
+            "session.created",
+            "session.revoked",
+            "session.created",
+            "session.revoked",
+            "user.deleted"
+        ]
+    );
+    assert!(events.windows(2).all(|w| w[0].seq < w[1].seq));
+    assert!(events
+        .iter()
+        .all(|e| e.identity_id.as_deref() == Some(i.id.to_string().as_str())));
+    let created = &events[0].payload["identity"];
+    assert_eq!(created["traits"]["email"], "events@example.com");
+    assert!(
+        created["credentials"]["password"].get("config").is_none(),
+        "no password hash in events"
+    );
+    assert_eq!(events[6].payload["identity"]["id"], i.id.to_string());
+    // Fan-out: every event to `all`, only its two types to `users`, nothing to the disabled one.
+    let mut to_all = 0;
+    while let Some(d) = s.next_delivery(&all.id).await.unwrap() {
+        assert_eq!(d.event.id, events[to_all].id, "in event order");
+        let a = portcullis_core::webhooks::Attempt {
+            id: Uuid::new_v4().to_string(),
+            delivery_id: d.id.clone(),
+            endpoint_id: all.id.clone(),
+            attempted_at: now(),
+            status_code: Some(200),
+            latency_ms: 1,
+            response: "ok".into(),
+            error: None,
+        };
+        s.record_attempt(&a, &portcullis_core::webhooks::Outcome::Delivered)
+            .await
+            .unwrap();
+        to_all += 1;
+    }
+    assert_eq!(to_all, 7);
+    let first_user = s.next_delivery(&users.id).await.unwrap().unwrap();
+    assert_eq!(first_user.event.kind, "user.created");
+    assert!(s.next_delivery(&off.id).await.unwrap().is_none());
+}
+
+async fn deliveries_retry_requeue_replay_and_lease(s: impl Store) {
+    use portcullis_core::webhooks::{Attempt, Outcome};
+    let ep = endpoint(&[], true);
+    s.insert_webhook_endpoint(&ep).await.unwrap();
+    assert_eq!(
+        s.get_webhook_endpoint(&ep.id).await.unwrap(),
+        Some(ep.clone())
+    );
+    let i = identity("retry@example.com");
+    s.insert_identity(&i).await.unwrap();
+    let d = s.next_delivery(&ep.id).await.unwrap().unwrap();
+    let attempt = |status: i64| Attempt {
+        id: Uuid::new_v4().to_string(),
+        delivery_id: d.id.clone(),
+        endpoint_id: ep.id.clone(),
+        attempted_at: now(),
+        status_code: Some(status),
+        latency_ms: 3,
+        response: "nope".into(),
+        error: None,
+    };
+    let later = now() + Duration::from_secs(5);
+    s.record_attempt(&attempt(500), &Outcome::Retry { at: later })
+        .await
+        .unwrap();
+    let again = s.next_delivery(&ep.id).await.unwrap().unwrap();
+    assert_eq!(
+        (again.id.clone(), again.attempts, again.next_attempt_at),
+        (d.id.clone(), 1, later)
+    );
+    assert!(s
+        .get_webhook_endpoint(&ep.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .failing_since
+        .is_some());
+    s.record_attempt(&attempt(500), &Outcome::Failed)
+        .await
+        .unwrap();
+    assert!(
+        s.next_delivery(&ep.id).await.unwrap().is_none(),
+        "a failed message no longer blocks the queue"
+    );
+    assert_eq!(s.list_attempts(&ep.id, 10).await.unwrap().len(), 2);
+    // A failed message can be re-sent; all since a time can be replayed.
+    assert!(s.requeue_event(&ep.id, &d.event.id, now()).await.unwrap());
+    assert_eq!(s.next_delivery(&ep.id).await.unwrap().unwrap().attempts, 0);
+    assert!(!s.requeue_event(&ep.id, "msg_unknown", now()).await.unwrap());
+    s.record_attempt(&attempt(200), &Outcome::Delivered)
+        .await
+        .unwrap();
+    assert!(s
+        .get_webhook_endpoint(&ep.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .failing_since
+        .is_none());
+    assert_eq!(
+        s.replay_since(&ep.id, now() - Duration::from_secs(60), now())
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(s.next_delivery(&ep.id).await.unwrap().is_some());
+    // One lease holder at a time; the lease can be renewed by its owner and taken once expired.
+    let until = now() + Duration::from_secs(30);
+    assert!(s
+        .lease_webhook_endpoint(&ep.id, "a", until, now())
+        .await
+        .unwrap());
+    assert!(!s
+        .lease_webhook_endpoint(&ep.id, "b", until, now())
+        .await
+        .unwrap());
+    assert!(s
+        .lease_webhook_endpoint(&ep.id, "a", until, now())
+        .await
+        .unwrap());
+    assert!(s
+        .lease_webhook_endpoint(
+            &ep.id,
+            "b",
+            until + Duration::from_secs(30),
+            until + Duration::from_secs(1)
+        )
+        .await
+        .unwrap());
+    s.disable_webhook_endpoint(&ep.id, "410 Gone", now())
+        .await
+        .unwrap();
+    let disabled = s.get_webhook_endpoint(&ep.id).await.unwrap().unwrap();
+    assert_eq!(
+        (disabled.enabled, disabled.disabled_reason.as_deref()),
+        (false, Some("410 Gone"))
+    );
+    assert!(
+        !s.lease_webhook_endpoint(&ep.id, "b", until, now() + Duration::from_secs(3600))
+            .await
+            .unwrap(),
+        "disabled endpoints get no deliveries"
+    );
+    assert!(s.delete_webhook_endpoint(&ep.id).await.unwrap());
+    assert!(s.list_webhook_endpoints().await.unwrap().is_empty());
 }
