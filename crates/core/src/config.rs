@@ -170,6 +170,17 @@ pub struct Config {
     pub hashers: HashersConfig,
     pub secrets: SecretsConfig,
     pub tokens: TokensConfig,
+    pub webhooks: WebhooksConfig,
+}
+
+/// Outgoing webhooks (endpoints themselves are managed through `/admin/webhooks`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhooksConfig {
+    /// Allow endpoints on loopback, private and link-local addresses (always allowed with `--dev`).
+    pub allow_private_networks: bool,
+    /// Which traits fill Clerk's `User` fields in `clerk`-format payloads (dotted paths).
+    pub clerk_mapping: crate::webhooks::ClerkMapping,
 }
 
 /// JWTs for API backends: the simplejwt-compatible endpoints, signing keys and the JWKS.

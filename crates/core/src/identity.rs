@@ -16,6 +16,8 @@ pub struct Credential {
     #[serde(rename = "type")]
     pub kind: String,
     pub identifiers: Vec<String>,
+    /// Absent in event payloads, which never carry credential secrets.
+    #[serde(default)]
     pub config: Value,
     pub version: i32,
     #[serde(with = "time::serde::rfc3339")]

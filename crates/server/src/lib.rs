@@ -12,6 +12,7 @@ mod extract;
 mod paging;
 mod public;
 mod tokens;
+mod webhooks;
 
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderValue, StatusCode};
@@ -125,6 +126,7 @@ pub fn public_router(state: &AppState) -> Router {
 
 pub fn admin_router(state: &AppState) -> Router {
     let admin = admin::router()
+        .merge(webhooks::router())
         .route("/admin/health/alive", get(alive))
         .route("/admin/health/ready", get(ready))
         .route("/admin/version", get(version));
@@ -223,6 +225,7 @@ pub async fn serve(
     let admin_addr = admin.local_addr()?;
     let (tx, _) = tokio::sync::broadcast::channel::<()>(1);
     spawn_cleanup(state.clone(), tx.subscribe());
+    webhooks::spawn_worker(state.clone(), tx.subscribe());
     let p = public_router(&state).into_make_service_with_connect_info::<SocketAddr>();
     let a = admin_router(&state).into_make_service_with_connect_info::<SocketAddr>();
     let mut rx1 = tx.subscribe();

@@ -228,6 +228,7 @@ impl SqlStore {
 
     /// Appends an event to the outbox and fans it out to every enabled endpoint that wants its
     /// type, inside the caller's transaction: the event exists if and only if the change does.
+    /// A new delivery is due at once (`next_attempt_at` 0), whatever clock the worker reads.
     async fn append_event(
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
         kind: &str,
@@ -250,7 +251,7 @@ impl SqlStore {
         let seq: i64 = row.try_get("seq").map_err(db_err)?;
         sqlx::query(
             "INSERT INTO deliveries (id, event_seq, event_id, endpoint_id, status, attempts, next_attempt_at, created_at, updated_at) \
-             SELECT $1 || ':' || e.id, $2, $1, e.id, 'pending', 0, $3, $3, $3 FROM webhook_endpoints e \
+             SELECT $1 || ':' || e.id, $2, $1, e.id, 'pending', 0, 0, $3, $3 FROM webhook_endpoints e \
              WHERE e.enabled = 1 AND (e.event_types = '[]' OR e.event_types LIKE $4)",
         )
         .bind(id)

@@ -12,3 +12,4 @@ mod flows;
 mod scale;
 mod sessions;
 mod tokens;
+mod webhooks;
