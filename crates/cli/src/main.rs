@@ -49,7 +49,23 @@ enum Command {
 }
 
 #[derive(Subcommand)]
+enum ClerkKeysCommand {
+    /// Create a Clerk Backend API secret key (printed once).
+    Create {
+        #[arg(long, short)]
+        config: Option<String>,
+        #[arg(long)]
+        dev: bool,
+    },
+}
+
+#[derive(Subcommand)]
 enum KeysCommand {
+    /// Clerk Backend API secret keys.
+    Clerk {
+        #[command(subcommand)]
+        command: ClerkKeysCommand,
+    },
     /// Retire the current JWT signing key (it stays in the JWKS until its tokens expire) and create a new one.
     Rotate {
         #[arg(long, short)]
@@ -170,6 +186,24 @@ fn main() -> ExitCode {
                     .await
                     .map_err(|e| anyhow::anyhow!("{e}"))?;
                 println!("signing key rotated; new kid {kid}");
+                Ok(())
+            })
+        }),
+        Command::Keys {
+            command:
+                KeysCommand::Clerk {
+                    command: ClerkKeysCommand::Create { config, dev },
+                },
+        } => load(config.as_deref(), dev).and_then(|cfg| {
+            runtime()?.block_on(async {
+                let state = portcullis_server::build(cfg).await?;
+                let (id, key) = portcullis_server::create_clerk_key(&state)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                println!("{key}");
+                eprintln!(
+                    "created Clerk secret key {id}; revoke it with DELETE /admin/clerk/keys/{id}"
+                );
                 Ok(())
             })
         }),

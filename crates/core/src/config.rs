@@ -171,6 +171,15 @@ pub struct Config {
     pub secrets: SecretsConfig,
     pub tokens: TokensConfig,
     pub webhooks: WebhooksConfig,
+    pub clerk: ClerkConfig,
+}
+
+/// The Clerk Backend API face (`/v1` on the admin port).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClerkConfig {
+    /// Accepted `Authorization: Bearer sk_…` keys (besides keys created through the admin API).
+    pub secret_keys: Vec<String>,
 }
 
 /// Outgoing webhooks (endpoints themselves are managed through `/admin/webhooks`).
@@ -837,6 +846,13 @@ impl Config {
                 "hashers.argon2: below the OWASP minimum (memory 19MiB, iterations 2); lower values are allowed only with --dev".into(),
             ));
         }
+        for (i, k) in self.clerk.secret_keys.iter().enumerate() {
+            if !k.starts_with("sk_") || k.len() < 20 {
+                return Err(ConfigError::Invalid(format!(
+                    "clerk.secret_keys.{i}: expected a key of the form sk_test_… or sk_live_… (at least 20 characters)"
+                )));
+            }
+        }
         let t = &mut self.tokens;
         match t.algorithm.as_str() {
             "ES256" | "EdDSA" | "RS256" => {}
@@ -960,6 +976,9 @@ impl Config {
             for s in list.iter_mut() {
                 *s = "<redacted>".into();
             }
+        }
+        for k in c.clerk.secret_keys.iter_mut() {
+            *k = "<redacted>".into();
         }
         if !c.tokens.hs256_secret.is_empty() {
             c.tokens.hs256_secret = "<redacted>".into();

@@ -192,6 +192,18 @@ pub trait Store: Send + Sync + 'static {
         now: OffsetDateTime,
     ) -> StoreResult<u64>;
 
+    async fn insert_clerk_key(
+        &self,
+        id: &str,
+        key_hash: &str,
+        now: OffsetDateTime,
+    ) -> StoreResult<()>;
+    /// Hashes of the Clerk keys that are not revoked.
+    async fn clerk_key_hashes(&self) -> StoreResult<Vec<String>>;
+    async fn revoke_clerk_key(&self, id: &str, now: OffsetDateTime) -> StoreResult<bool>;
+    /// Every identity, newest first (the Clerk API filters and pages them in memory for now).
+    async fn all_identities(&self) -> StoreResult<Vec<Identity>>;
+
     /// Returns the stored value for `key`, storing `value` first if there is none (atomic).
     async fn get_or_init_kv(&self, key: &str, value: &str) -> StoreResult<String>;
 }

@@ -206,19 +206,16 @@ pub fn clerk_user(i: &Identity, map: &ClerkMapping) -> Value {
         .first()
         .and_then(|e| e.get("id").cloned())
         .unwrap_or(Value::Null);
-    let banned = i
-        .metadata_admin
-        .as_ref()
-        .and_then(|m| m.pointer("/clerk/banned"))
-        .and_then(Value::as_bool)
-        .unwrap_or(false)
-        || !i.is_active();
-    let locked = i
-        .metadata_admin
-        .as_ref()
-        .and_then(|m| m.pointer("/clerk/locked"))
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
+    let flag = |f: &str| {
+        i.metadata_admin
+            .as_ref()
+            .and_then(|m| m.pointer(&format!("/clerk/{f}")))
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+    };
+    let locked = flag("locked");
+    // An identity deactivated through the Kratos API shows as banned; a locked one as locked.
+    let banned = flag("banned") || (!i.is_active() && !locked);
     let mut private = i.metadata_admin.clone().unwrap_or_else(|| json!({}));
     if let Some(o) = private.as_object_mut() {
         o.remove("clerk");

@@ -7,6 +7,7 @@
 #![allow(clippy::result_large_err)]
 
 mod admin;
+mod clerk;
 mod error;
 mod extract;
 mod paging;
@@ -34,6 +35,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 
+pub use clerk::create_key as create_clerk_key;
 pub use error::ApiError;
 
 #[derive(Clone)]
@@ -127,6 +129,8 @@ pub fn public_router(state: &AppState) -> Router {
 pub fn admin_router(state: &AppState) -> Router {
     let admin = admin::router()
         .merge(webhooks::router())
+        .merge(clerk::router(state))
+        .merge(clerk::admin_router())
         .route("/admin/health/alive", get(alive))
         .route("/admin/health/ready", get(ready))
         .route("/admin/version", get(version));

@@ -272,6 +272,23 @@ impl<S: Store> Store for SessionCache<S> {
     ) -> StoreResult<u64> {
         self.inner.replay_since(endpoint_id, since, now).await
     }
+    async fn insert_clerk_key(
+        &self,
+        id: &str,
+        key_hash: &str,
+        now: OffsetDateTime,
+    ) -> StoreResult<()> {
+        self.inner.insert_clerk_key(id, key_hash, now).await
+    }
+    async fn clerk_key_hashes(&self) -> StoreResult<Vec<String>> {
+        self.inner.clerk_key_hashes().await
+    }
+    async fn revoke_clerk_key(&self, id: &str, now: OffsetDateTime) -> StoreResult<bool> {
+        self.inner.revoke_clerk_key(id, now).await
+    }
+    async fn all_identities(&self) -> StoreResult<Vec<Identity>> {
+        self.inner.all_identities().await
+    }
     async fn get_or_init_kv(&self, key: &str, value: &str) -> StoreResult<String> {
         self.inner.get_or_init_kv(key, value).await
     }

@@ -1298,6 +1298,54 @@ impl Store for SqlStore {
         Ok(done.rows_affected())
     }
 
+    async fn insert_clerk_key(
+        &self,
+        id: &str,
+        key_hash: &str,
+        now: OffsetDateTime,
+    ) -> StoreResult<()> {
+        sqlx::query("INSERT INTO clerk_keys (id, key_hash, created_at) VALUES ($1, $2, $3)")
+            .bind(id.to_string())
+            .bind(key_hash.to_string())
+            .bind(micros(now))
+            .execute(&self.write)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn clerk_key_hashes(&self) -> StoreResult<Vec<String>> {
+        let rows = sqlx::query("SELECT key_hash FROM clerk_keys WHERE revoked_at IS NULL")
+            .fetch_all(&self.read)
+            .await
+            .map_err(db_err)?;
+        rows.iter()
+            .map(|r| r.try_get("key_hash").map_err(db_err))
+            .collect()
+    }
+
+    async fn revoke_clerk_key(&self, id: &str, now: OffsetDateTime) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE clerk_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
+        )
+        .bind(micros(now))
+        .bind(id.to_string())
+        .execute(&self.write)
+        .await
+        .map_err(db_err)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn all_identities(&self) -> StoreResult<Vec<Identity>> {
+        let rows = sqlx::query("SELECT data FROM identities ORDER BY created_at DESC, id")
+            .fetch_all(&self.read)
+            .await
+            .map_err(db_err)?;
+        rows.iter()
+            .map(|r| Self::identity_from_row(r, "data"))
+            .collect()
+    }
+
     async fn get_or_init_kv(&self, key: &str, value: &str) -> StoreResult<String> {
         sqlx::query("INSERT INTO kv (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
             .bind(key.to_string())
