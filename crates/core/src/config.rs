@@ -190,6 +190,32 @@ pub struct WebhooksConfig {
     pub allow_private_networks: bool,
     /// Which traits fill Clerk's `User` fields in `clerk`-format payloads (dotted paths).
     pub clerk_mapping: crate::webhooks::ClerkMapping,
+    /// Endpoints declared here are created or brought up to date at start-up.
+    pub endpoints: Vec<ConfiguredEndpoint>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfiguredEndpoint {
+    /// Stable id (`ep_…`), so restarts update rather than duplicate.
+    pub id: String,
+    pub url: String,
+    #[serde(default)]
+    pub events: Vec<String>,
+    #[serde(default = "default_format")]
+    pub format: String,
+    /// `whsec_<base64>`.
+    pub secret: String,
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+}
+
+fn default_format() -> String {
+    "clerk".into()
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// JWTs for API backends: the simplejwt-compatible endpoints, signing keys and the JWKS.
@@ -846,6 +872,45 @@ impl Config {
                 "hashers.argon2: below the OWASP minimum (memory 19MiB, iterations 2); lower values are allowed only with --dev".into(),
             ));
         }
+        for (i, e) in self.webhooks.endpoints.iter().enumerate() {
+            let key = format!("webhooks.endpoints.{i}");
+            if !e.id.starts_with("ep_") || e.id.len() < 4 {
+                return Err(ConfigError::Invalid(format!(
+                    "{key}.id: {:?} must look like ep_<name>",
+                    e.id
+                )));
+            }
+            if url::Url::parse(&e.url)
+                .map(|u| !matches!(u.scheme(), "http" | "https"))
+                .unwrap_or(true)
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "{key}.url: {:?} is not an http(s) URL",
+                    e.url
+                )));
+            }
+            if crate::webhooks::sign(&e.secret, "x", 0, b"").is_none()
+                || !e.secret.starts_with("whsec_")
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "{key}.secret: expected whsec_<base64>"
+                )));
+            }
+            if !matches!(e.format.as_str(), "clerk" | "native") {
+                return Err(ConfigError::Invalid(format!(
+                    "{key}.format: expected \"clerk\" or \"native\""
+                )));
+            }
+            if let Some(bad) = e
+                .events
+                .iter()
+                .find(|t| !crate::webhooks::EVENT_TYPES.contains(&t.as_str()))
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "{key}.events: unknown event type {bad:?}"
+                )));
+            }
+        }
         for (i, k) in self.clerk.secret_keys.iter().enumerate() {
             if !k.starts_with("sk_") || k.len() < 20 {
                 return Err(ConfigError::Invalid(format!(
@@ -976,6 +1041,9 @@ impl Config {
             for s in list.iter_mut() {
                 *s = "<redacted>".into();
             }
+        }
+        for e in c.webhooks.endpoints.iter_mut() {
+            e.secret = "<redacted>".into();
         }
         for k in c.clerk.secret_keys.iter_mut() {
             *k = "<redacted>".into();

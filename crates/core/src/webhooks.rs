@@ -14,6 +14,16 @@ use sha2::Sha256;
 use std::time::Duration;
 use time::OffsetDateTime;
 
+/// Every event type Portcullis emits.
+pub const EVENT_TYPES: &[&str] = &[
+    "user.created",
+    "user.updated",
+    "user.deleted",
+    "session.created",
+    "session.revoked",
+    "session.removed",
+];
+
 /// An outbox event as stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Event {

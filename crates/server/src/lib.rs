@@ -100,10 +100,14 @@ pub async fn build_with_clock(
     core.ring(core.now())
         .await
         .map_err(|e| anyhow::anyhow!("signing keys: {e}"))?;
-    Ok(AppState {
+    let state = AppState {
         core: Arc::new(core),
         admin_url,
-    })
+    };
+    webhooks::sync_configured_endpoints(&state)
+        .await
+        .map_err(|e| anyhow::anyhow!("webhooks.endpoints: {e}"))?;
+    Ok(state)
 }
 
 fn common(router: Router<AppState>, state: &AppState) -> Router {

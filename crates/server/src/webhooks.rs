@@ -24,14 +24,7 @@ use std::time::{Duration, Instant};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-const EVENT_TYPES: &[&str] = &[
-    "user.created",
-    "user.updated",
-    "user.deleted",
-    "session.created",
-    "session.revoked",
-    "session.removed",
-];
+use portcullis_core::webhooks::EVENT_TYPES;
 const LEASE: Duration = Duration::from_secs(30);
 const RESPONSE_EXCERPT: usize = 1024;
 
@@ -550,4 +543,47 @@ mod tests {
         assert!(check_url("http://127.0.0.1:9/x", true).is_ok());
         assert!(check_url("ftp://example.com/", true).is_err());
     }
+}
+
+/// Creates or updates the endpoints declared in `webhooks.endpoints`.
+pub async fn sync_configured_endpoints(st: &AppState) -> Result<(), Error> {
+    let now = st.core.now();
+    for c in &st.core.config.webhooks.endpoints {
+        check_url(&c.url, allow_private(st)).map_err(|e| e.0)?;
+        let secrets = vec![WebhookSecret {
+            secret: c.secret.clone(),
+            expires_at: None,
+        }];
+        match st.core.store.get_webhook_endpoint(&c.id).await? {
+            Some(mut ep) => {
+                ep.url = c.url.clone();
+                ep.event_types = c.events.clone();
+                ep.format = c.format.clone();
+                ep.secrets = secrets;
+                if ep.enabled != c.enabled {
+                    ep.enabled = c.enabled;
+                    ep.disabled_reason = None;
+                }
+                ep.updated_at = now;
+                st.core.store.update_webhook_endpoint(&ep).await?;
+            }
+            None => {
+                let ep = WebhookEndpoint {
+                    id: c.id.clone(),
+                    url: c.url.clone(),
+                    enabled: c.enabled,
+                    event_types: c.events.clone(),
+                    format: c.format.clone(),
+                    secrets,
+                    description: "declared in the configuration".into(),
+                    disabled_reason: None,
+                    failing_since: None,
+                    created_at: now,
+                    updated_at: now,
+                };
+                st.core.store.insert_webhook_endpoint(&ep).await?;
+            }
+        }
+    }
+    Ok(())
 }

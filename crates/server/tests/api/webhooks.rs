@@ -361,3 +361,38 @@ async fn endpoint_admin_refuses_bad_input(app: TestApp) {
         StatusCode::NOT_FOUND
     );
 }
+
+#[tokio::test]
+async fn endpoints_declared_in_the_configuration_are_kept_in_step() {
+    let (rx, url) = Receiver::start().await;
+    let secret = portcullis_core::webhooks::new_secret();
+    let declared = portcullis_core::config::ConfiguredEndpoint {
+        id: "ep_config".into(),
+        url: url.clone(),
+        events: vec!["user.created".into()],
+        format: "native".into(),
+        secret: secret.clone(),
+        enabled: true,
+    };
+    let dsn = crate::helpers::dsn(crate::helpers::Backend::Sqlite).await;
+    let d = declared.clone();
+    let app = TestApp::spawn_on(&dsn, move |c| c.webhooks.endpoints = vec![d]).await;
+    app.register(&unique_email("cfg"), PASSWORD).await;
+    rx.wait_for(1).await;
+    let (headers, body) = rx.got.lock().unwrap()[0].clone();
+    assert!(verify(&secret, &headers, &body));
+    drop(app);
+    // A restart with a changed declaration updates the same endpoint instead of adding one.
+    let mut changed = declared;
+    changed.events = vec!["user.created".into(), "user.deleted".into()];
+    let again = TestApp::spawn_on(&dsn, move |c| c.webhooks.endpoints = vec![changed]).await;
+    let list: Vec<Value> = again
+        .get(&format!("{}/admin/webhooks", again.admin))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0]["id"], "ep_config");
+    assert_eq!(list[0]["events"], json!(["user.created", "user.deleted"]));
+}
