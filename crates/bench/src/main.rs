@@ -69,8 +69,23 @@ fn main() -> Result<()> {
 }
 
 /// The baseline: the smallest useful handler on the same stack (tokio + hyper + axum).
+/// Also the webhook receiver: `POST /hook` counts, `GET /count` tells.
 async fn hello_server(port: String) -> Result<()> {
-    let app = axum::Router::new().route("/hello", axum::routing::get(|| async { "hello" }));
+    let count = Arc::new(AtomicU64::new(0));
+    let (c1, c2) = (count.clone(), count);
+    let app = axum::Router::new()
+        .route("/hello", axum::routing::get(|| async { "hello" }))
+        .route(
+            "/hook",
+            axum::routing::post(move || {
+                c1.fetch_add(1, Ordering::Relaxed);
+                async { "ok" }
+            }),
+        )
+        .route(
+            "/count",
+            axum::routing::get(move || async move { c2.load(Ordering::Relaxed).to_string() }),
+        );
     let l = tokio::net::TcpListener::bind(format!("127.0.0.1:{port}")).await?;
     axum::serve(l, app).await?;
     Ok(())
@@ -333,7 +348,7 @@ struct Row {
 }
 
 /// Starts `portcullis serve --dev` on `dsn` with a tokenizer template for the benchmark.
-fn start_server(bin: &str, dsn: &str) -> Result<(Proc, String)> {
+fn start_server(bin: &str, dsn: &str) -> Result<(Proc, String, String)> {
     let (pp, ap) = (free_port()?, free_port()?);
     let child = Command::new(bin)
         .args(["serve", "--dev"])
@@ -351,7 +366,11 @@ fn start_server(bin: &str, dsn: &str) -> Result<(Proc, String)> {
         .with_context(|| {
             format!("cannot start {bin} (build it with `cargo build --release -p portcullis`)")
         })?;
-    Ok((Proc(child), format!("http://127.0.0.1:{pp}")))
+    Ok((
+        Proc(child),
+        format!("http://127.0.0.1:{pp}"),
+        format!("http://127.0.0.1:{ap}"),
+    ))
 }
 
 /// Refreshes with rotation on `conns` connections, each keeping its own token family.
@@ -422,7 +441,7 @@ async fn run(args: Args) -> Result<()> {
     let hello = format!("http://127.0.0.1:{hello_port}");
 
     let spawn_at = Instant::now();
-    let (server, public) = start_server(
+    let (server, public, admin) = start_server(
         &args.bin,
         &format!("sqlite://{}/bench.sqlite", dir.display()),
     )?;
@@ -657,11 +676,86 @@ async fn run(args: Args) -> Result<()> {
         baseline: Some(("raw Argon2id/s".into(), argon)),
     });
 
+    eprintln!("measuring: registrations with two webhook endpoints, and delivery");
+    let mut a = Conn::open(&admin).await?;
+    let mut endpoint_ids = vec![];
+    for _ in 0..2 {
+        let ep = a
+            .json(
+                Method::POST,
+                "/admin/webhooks",
+                Some(&json!({ "url": format!("{hello}/hook"), "format": "clerk" })),
+                &[],
+            )
+            .await?;
+        endpoint_ids.push(ep["id"].as_str().unwrap_or_default().to_string());
+    }
+    let since = (time::OffsetDateTime::now_utc() - Duration::from_secs(1))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    let mut h = Conn::open(&hello).await?;
+    let count = |b: Bytes| {
+        String::from_utf8_lossy(&b)
+            .trim()
+            .parse::<u64>()
+            .unwrap_or(0)
+    };
+    let before = count(h.call(Method::GET, "/count", None, &[]).await?.1);
+    let burst_started = Instant::now();
+    let regs_hooked = load(&public, login_workers, secs, move |mut c, n| async move {
+        let r = register(&mut c, &format!("hooked{n}@bench.example"), password)
+            .await
+            .map(|_| ());
+        (c, r)
+    })
+    .await?;
+    rows.push(Row {
+        name: format!("registration + 2 webhook endpoints ({login_workers} conns)"),
+        stats: regs_hooked,
+        baseline: Some(("registration without endpoints".into(), regs.rate)),
+    });
+    // Each registration emits user.created and session.created, to each of the two endpoints.
+    let expected = before + (regs_hooked.rate * secs).round() as u64 * 4;
+    let mut delivered = before;
+    for _ in 0..600 {
+        delivered = count(h.call(Method::GET, "/count", None, &[]).await?.1);
+        if delivered >= expected {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = burst_started;
+    // Throughput: queue every event of the burst again for both endpoints and time the drain.
+    let start_count = count(h.call(Method::GET, "/count", None, &[]).await?.1);
+    let mut queued = 0;
+    let drain_started = Instant::now();
+    for id in &endpoint_ids {
+        let r = a
+            .json(
+                Method::POST,
+                &format!("/admin/webhooks/{id}/replay"),
+                Some(&json!({ "since": since })),
+                &[],
+            )
+            .await?;
+        queued += r["queued"].as_u64().unwrap_or(0);
+    }
+    let mut drained = start_count;
+    for _ in 0..1200 {
+        drained = count(h.call(Method::GET, "/count", None, &[]).await?.1);
+        if drained >= start_count + queued {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let delivery_rate = (drained - start_count) as f64 / drain_started.elapsed().as_secs_f64();
+    let registration_p50_added = regs_hooked.p50_ms - regs.p50_ms;
+
     // The same refresh load on PostgreSQL (a throwaway cluster on this machine).
     eprintln!("measuring: token refresh with rotation (PostgreSQL)");
     drop(server);
     let pg = portcullis_store::testing::fresh_postgres_database().await;
-    let (pg_server, pg_public) = start_server(&args.bin, &pg)?;
+    let (pg_server, pg_public, _) = start_server(&args.bin, &pg)?;
     wait_ready(&pg_public).await?;
     let mut c = Conn::open(&pg_public).await?;
     register(&mut c, "refresh@bench.example", password).await?;
@@ -702,6 +796,12 @@ async fn run(args: Args) -> Result<()> {
         "raw Argon2id hashes/s (all cores)", argon
     );
     println!();
+    println!(
+        "webhook deliveries: {delivery_rate:.0}/s draining a replayed backlog of {queued} messages to a local receiver (2 endpoints); \
+         during the burst {} of {} arrived; registration p50 {registration_p50_added:+.2} ms with two endpoints",
+        delivered - before,
+        expected - before,
+    );
     println!("ready in {ready_ms:.0} ms (process start to /health/ready 200, includes migrations)");
     if let Some(kib) = idle_rss {
         println!("idle RSS {:.1} MiB", kib as f64 / 1024.0);

@@ -168,6 +168,11 @@ async fn work_endpoint(
     ep: WebhookEndpoint,
 ) -> Result<(), Error> {
     let core = &st.core;
+    // Idle endpoints cost one read per round; the lease (a write) is taken only with work to do.
+    match core.store.next_delivery(&ep.id).await? {
+        Some(d) if d.next_attempt_at <= core.now() => {}
+        _ => return Ok(()),
+    }
     for _ in 0..256 {
         let now = core.now();
         if !core

@@ -1101,7 +1101,7 @@ impl Store for SqlStore {
             "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE id = $1"
         ))
         .bind(id.to_string())
-        .fetch_optional(&self.write)
+        .fetch_optional(&self.read)
         .await
         .map_err(db_err)?;
         row.map(|r| endpoint_from_row(&r)).transpose()
@@ -1113,7 +1113,7 @@ impl Store for SqlStore {
         let rows = sqlx::query(&format!(
             "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints ORDER BY created_at, id"
         ))
-        .fetch_all(&self.write)
+        .fetch_all(&self.read)
         .await
         .map_err(db_err)?;
         rows.iter().map(endpoint_from_row).collect()
@@ -1151,7 +1151,7 @@ impl Store for SqlStore {
              WHERE d.endpoint_id = $1 AND d.status = 'pending' ORDER BY d.event_seq LIMIT 1",
         )
         .bind(endpoint_id.to_string())
-        .fetch_optional(&self.write)
+        .fetch_optional(&self.read)
         .await
         .map_err(db_err)?;
         let Some(r) = row else { return Ok(None) };

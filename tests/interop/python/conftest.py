@@ -3,7 +3,9 @@
 Every server is the real binary (`PORTCULLIS_BIN`, default `target/debug/portcullis` under the
 repository root) started with `serve --dev` on free 127.0.0.1 ports, a fresh SQLite file and cheap
 Argon2 parameters; `portcullis_server(**env)` starts one with extra configuration (keys without the
-`PORTCULLIS_` prefix, e.g. `TOKENS_ALGORITHM="RS256"`). All servers are stopped at session end.
+`PORTCULLIS_` prefix, e.g. `TOKENS_ALGORITHM="RS256"`), and `portcullis_server(dsn=…, **env)` one on
+a given database (e.g. to restart on the same data after `Server.kill()`). All servers are stopped
+at session end. `postgres` is a throwaway PostgreSQL cluster (one database per `new_database()`).
 
 The Django side is a minimal project configured in-process (`settings.configure`) whose only view
 uses djangorestframework-simplejwt's `JWTStatelessUserAuthentication` + `IsAuthenticated`, i.e.
@@ -19,6 +21,7 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -106,9 +109,11 @@ def jwt_parts(token: str) -> tuple[dict, dict]:
 
 
 class Server:
-    def __init__(self, workdir: Path, extra_env: dict[str, str]):
+    def __init__(self, workdir: Path, extra_env: dict[str, str], dsn: str | None = None):
         self.workdir = workdir
         self.extra_env = extra_env
+        # None: a fresh SQLite file per start. Otherwise this database, kept across restarts.
+        self.dsn = dsn
         self.proc: subprocess.Popen | None = None
         self.log_path = workdir / "server.log"
 
@@ -119,12 +124,12 @@ class Server:
         last_error = ""
         for _attempt in range(3):  # a free port can be taken between probing and binding
             self.public_port, self.admin_port = free_port(), free_port()
-            db = self.workdir / f"db-{uuid.uuid4().hex[:8]}.sqlite"
+            dsn = self.dsn or f"sqlite://{self.workdir / f'db-{uuid.uuid4().hex[:8]}.sqlite'}"
             # The server rejects unknown PORTCULLIS_* variables (e.g. PORTCULLIS_BIN,
             # PORTCULLIS_PUBLIC_URL from the caller), so only ours are passed on.
             env = {k: v for k, v in os.environ.items() if not k.startswith("PORTCULLIS_")}
             env.update(
-                PORTCULLIS_DSN=f"sqlite://{db}",
+                PORTCULLIS_DSN=dsn,
                 PORTCULLIS_SERVE_PUBLIC_PORT=str(self.public_port),
                 PORTCULLIS_SERVE_ADMIN_PORT=str(self.admin_port),
                 PORTCULLIS_HASHERS_ARGON2_MEMORY="64KiB",
@@ -166,6 +171,12 @@ class Server:
                 self.proc.kill()
                 self.proc.wait(5)
         self.proc = None
+
+    def kill(self) -> None:
+        """SIGKILL: no graceful shutdown, whatever is in flight is cut off."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
 
     # -- conveniences
 
@@ -227,11 +238,12 @@ class Server:
 
 @pytest.fixture(scope="session")
 def portcullis_server(tmp_path_factory):
-    """Factory: `portcullis_server(TOKENS_ALGORITHM="RS256", ...)` starts a fresh server."""
+    """Factory: `portcullis_server(TOKENS_ALGORITHM="RS256", ...)` starts a fresh server;
+    `dsn=` runs it on that database instead of a fresh SQLite file."""
     servers: list[Server] = []
 
-    def start(**extra_env: str) -> Server:
-        s = Server(tmp_path_factory.mktemp("portcullis"), extra_env).start()
+    def start(dsn: str | None = None, **extra_env: str) -> Server:
+        s = Server(tmp_path_factory.mktemp("portcullis"), extra_env, dsn).start()
         servers.append(s)
         return s
 
@@ -240,6 +252,64 @@ def portcullis_server(tmp_path_factory):
         s.stop()
     for s in servers:
         shutil.rmtree(s.workdir, ignore_errors=True)
+
+
+class Postgres:
+    """A throwaway PostgreSQL cluster on a free port (mirrors `start_postgres` in scripts/lib.sh):
+    initdb and pg_ctl run as the `postgres` user when we are root, since initdb refuses root."""
+
+    def __init__(self, base: Path):
+        bins = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name))
+        if not bins:
+            raise FileNotFoundError("no /usr/lib/postgresql/*/bin (apt-get install -y postgresql)")
+        self.bin = bins[-1]
+        self.dir = base
+        self.as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        if self.as_user:
+            shutil.chown(base, "postgres", "postgres")
+        self.port = free_port()
+        self._run("initdb", "-D", str(base / "data"), "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8")
+        opts = (
+            f"-p {self.port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off "
+            "-c synchronous_commit=off -c max_connections=200"
+        )
+        self._run("pg_ctl", "-D", str(base / "data"), "-l", str(base / "log"), "-w", "-o", opts, "start")
+
+    def _run(self, tool: str, *args: str) -> None:
+        subprocess.run(
+            [*self.as_user, str(self.bin / tool), *args],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+
+    def new_database(self) -> str:
+        """A new, empty database; returns its DSN."""
+        name = f"portcullis_{uuid.uuid4().hex[:10]}"
+        self._run("createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", name)
+        return f"postgres://postgres@127.0.0.1:{self.port}/{name}"
+
+    def stop(self) -> None:
+        with contextlib.suppress(subprocess.CalledProcessError):
+            self._run("pg_ctl", "-D", str(self.dir / "data"), "-m", "immediate", "stop")
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A PostgreSQL cluster for the session (skips where PostgreSQL is not installed); stopped
+    and removed at teardown. Its directory is not under pytest's tmp root, which is private to
+    our user and so not reachable by `postgres`."""
+    base = Path(tempfile.mkdtemp(prefix="portcullis-pg-"))
+    try:
+        pg = Postgres(base)
+    except FileNotFoundError as e:
+        shutil.rmtree(base, ignore_errors=True)
+        pytest.skip(str(e))
+    try:
+        yield pg
+    finally:
+        pg.stop()
+        shutil.rmtree(pg.dir, ignore_errors=True)
 
 
 TOKENIZER = json.dumps({"api": {"ttl": "5m", "claims": {"email": "identity.traits.email"}}})
@@ -292,7 +362,8 @@ def _configure_django() -> None:
     settings.configure(
         DEBUG=False,
         SECRET_KEY="interop-django-secret-not-used-for-tokens",
-        ALLOWED_HOSTS=["testserver"],
+        # testserver: the test client; 127.0.0.1: the webhook receiver served over real HTTP.
+        ALLOWED_HOSTS=["testserver", "127.0.0.1"],
         ROOT_URLCONF=__name__ + "_urls",
         INSTALLED_APPS=[
             "django.contrib.contenttypes",
