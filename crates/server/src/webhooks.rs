@@ -519,37 +519,6 @@ async fn replay(
     Ok(Json(json!({ "queued": n })))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn private_and_loopback_addresses_are_not_public() {
-        for ip in [
-            "127.0.0.1",
-            "10.1.2.3",
-            "192.168.0.1",
-            "172.16.5.4",
-            "169.254.169.254",
-            "100.64.0.1",
-            "::1",
-            "fd00::1",
-            "fe80::1",
-            "::ffff:127.0.0.1",
-            "0.0.0.0",
-        ] {
-            assert!(!is_public(ip.parse().unwrap()), "{ip}");
-        }
-        for ip in ["93.184.216.34", "2606:2800:220:1::1"] {
-            assert!(is_public(ip.parse().unwrap()), "{ip}");
-        }
-        assert!(check_url("http://127.0.0.1:9/x", false).is_err());
-        assert!(check_url("http://localhost/x", false).is_err());
-        assert!(check_url("http://127.0.0.1:9/x", true).is_ok());
-        assert!(check_url("ftp://example.com/", true).is_err());
-    }
-}
-
 /// Creates or updates the endpoints declared in `webhooks.endpoints`.
 pub async fn sync_configured_endpoints(st: &AppState) -> Result<(), Error> {
     let now = st.core.now();
@@ -591,4 +560,35 @@ pub async fn sync_configured_endpoints(st: &AppState) -> Result<(), Error> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn private_and_loopback_addresses_are_not_public() {
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "192.168.0.1",
+            "172.16.5.4",
+            "169.254.169.254",
+            "100.64.0.1",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+            "0.0.0.0",
+        ] {
+            assert!(!is_public(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in ["93.184.216.34", "2606:2800:220:1::1"] {
+            assert!(is_public(ip.parse().unwrap()), "{ip}");
+        }
+        assert!(check_url("http://127.0.0.1:9/x", false).is_err());
+        assert!(check_url("http://localhost/x", false).is_err());
+        assert!(check_url("http://127.0.0.1:9/x", true).is_ok());
+        assert!(check_url("ftp://example.com/", true).is_err());
+    }
 }
