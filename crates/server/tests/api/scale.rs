@@ -3,6 +3,7 @@
 use crate::helpers::{unique_email, TestApp, PASSWORD};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
+use std::time::Duration;
 
 #[tokio::test]
 async fn instances_sharing_one_postgres_database_see_each_others_writes() {
@@ -56,5 +57,60 @@ async fn instances_sharing_one_postgres_database_see_each_others_writes() {
     assert_eq!(
         c.get(&format!("{}/health/ready", c.public)).await.status(),
         StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn several_instances_deliver_each_webhook_message_once() {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+    let seen: Arc<Mutex<HashMap<String, u32>>> = Arc::default();
+    let s2 = seen.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: axum::http::HeaderMap| {
+            let seen = s2.clone();
+            async move {
+                let id = headers["webhook-id"].to_str().unwrap().to_string();
+                *seen.lock().unwrap().entry(id).or_default() += 1;
+                "ok"
+            }
+        }),
+    );
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", l.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(l, app).await });
+    let dsn = portcullis_store::testing::fresh_postgres_database().await;
+    let a = TestApp::spawn_on(&dsn, |_| {}).await;
+    let b = TestApp::spawn_on(&dsn, |_| {}).await;
+    let r = a
+        .post(
+            &format!("{}/admin/webhooks", a.admin),
+            &json!({ "url": url, "events": ["user.created"] }),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    for n in 0..20 {
+        let app = if n % 2 == 0 { &a } else { &b };
+        let r = app
+            .post(
+                &format!("{}/admin/identities", app.admin),
+                &json!({ "traits": { "email": unique_email(&format!("multi{n}")) } }),
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::CREATED);
+    }
+    for _ in 0..200 {
+        if seen.lock().unwrap().len() >= 20 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 20, "every message arrived");
+    assert!(
+        seen.values().all(|n| *n == 1),
+        "no message was sent twice: {seen:?}"
     );
 }

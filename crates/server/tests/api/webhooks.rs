@@ -396,3 +396,49 @@ async fn endpoints_declared_in_the_configuration_are_kept_in_step() {
     assert_eq!(list[0]["id"], "ep_config");
     assert_eq!(list[0]["events"], json!(["user.created", "user.deleted"]));
 }
+
+#[tokio::test]
+async fn an_endpoint_failing_for_five_days_is_disabled() {
+    let app = TestApp::spawn(crate::helpers::Backend::Sqlite).await;
+    let (rx, url) = Receiver::start().await;
+    rx.answers
+        .lock()
+        .unwrap()
+        .extend(std::iter::repeat_n(500, 100));
+    let ep = endpoint(&app, &url, json!({ "events": ["user.created"] })).await;
+    let id = ep["id"].as_str().unwrap().to_string();
+    app.register(&unique_email("flaky"), PASSWORD).await;
+    let state = |app: &TestApp| {
+        let url = format!("{}/admin/webhooks/{id}", app.admin);
+        let http = app.http.clone();
+        async move {
+            http.get(url)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    for _ in 0..100 {
+        if state(&app).await["failing_since"].is_string() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(state(&app).await["failing_since"].is_string());
+    // New messages keep failing; once it has failed for five days the endpoint is turned off.
+    for n in 0..9 {
+        app.clock.advance(Duration::from_secs(16 * 3600));
+        app.register(&unique_email(&format!("flaky{n}")), PASSWORD)
+            .await;
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    let s = state(&app).await;
+    assert_eq!(s["enabled"], false, "{s}");
+    assert!(
+        s["disabled_reason"].as_str().unwrap().contains("5 days"),
+        "{s}"
+    );
+}
