@@ -304,6 +304,24 @@ impl SqlStore {
         Ok(rows.len() as u64)
     }
 
+    /// Inserts a session and its `session.created` event.
+    async fn insert_session_tx(
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        s: &Session,
+    ) -> StoreResult<()> {
+        Self::insert_session_q(s)?
+            .execute(&mut **tx)
+            .await
+            .map_err(db_err)?;
+        Self::append_event(
+            tx,
+            "session.created",
+            Some(s.identity_id),
+            Self::session_event(s),
+        )
+        .await
+    }
+
     async fn insert_identity_tx(
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
         identity: &Identity,
@@ -453,17 +471,7 @@ impl Store for SqlStore {
     ) -> StoreResult<()> {
         let mut tx = self.write.begin().await.map_err(db_err)?;
         Self::insert_identity_tx(&mut tx, identity).await?;
-        Self::insert_session_q(session)?
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
-        Self::append_event(
-            &mut tx,
-            "session.created",
-            Some(identity.id),
-            Self::session_event(session),
-        )
-        .await?;
+        Self::insert_session_tx(&mut tx, session).await?;
         tx.commit().await.map_err(db_err)
     }
 
@@ -610,17 +618,7 @@ impl Store for SqlStore {
 
     async fn insert_session(&self, s: &Session) -> StoreResult<()> {
         let mut tx = self.write.begin().await.map_err(db_err)?;
-        Self::insert_session_q(s)?
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
-        Self::append_event(
-            &mut tx,
-            "session.created",
-            Some(s.identity_id),
-            Self::session_event(s),
-        )
-        .await?;
+        Self::insert_session_tx(&mut tx, s).await?;
         tx.commit().await.map_err(db_err)
     }
 
