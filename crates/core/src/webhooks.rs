@@ -223,9 +223,10 @@ pub fn clerk_user(i: &Identity, map: &ClerkMapping) -> Value {
             .and_then(Value::as_bool)
             .unwrap_or(false)
     };
-    let locked = flag("locked");
-    // An identity deactivated through the Kratos API shows as banned; a locked one as locked.
-    let banned = flag("banned") || (!i.is_active() && !locked);
+    // Only an inactive identity is banned or locked; the flag set by the Clerk API says which
+    // (one deactivated through the Kratos API shows as banned).
+    let locked = !i.is_active() && flag("locked") && !flag("banned");
+    let banned = !i.is_active() && !locked;
     let mut private = i.metadata_admin.clone().unwrap_or_else(|| json!({}));
     if let Some(o) = private.as_object_mut() {
         o.remove("clerk");

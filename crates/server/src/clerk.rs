@@ -421,7 +421,7 @@ async fn create_user(State(st): State<AppState>, body: axum::body::Bytes) -> CRe
         "schema_id": st.core.config.identity.default_schema_id,
         "traits": traits,
         "metadata_public": b.get("public_metadata").cloned().unwrap_or(Value::Null),
-        "metadata_admin": b.get("private_metadata").cloned().unwrap_or(Value::Null),
+        "metadata_admin": b.get("private_metadata").cloned().map(without_flags).unwrap_or(Value::Null),
         "external_id": b.get("external_id").cloned().unwrap_or(Value::Null),
         "verifiable_addresses": emails.iter().map(|e| json!({ "value": e, "verified": true, "via": "email" })).collect::<Vec<_>>(),
     });
@@ -504,13 +504,43 @@ async fn update_user(
         i.metadata_admin = Some(merge_keeping_flags(i.metadata_admin.take(), v.clone()));
     }
     let password = b.get("password").and_then(Value::as_str);
+    if let Some(p) = password {
+        let ids: Vec<String> = i
+            .credentials
+            .get("password")
+            .map(|c| c.identifiers.clone())
+            .unwrap_or_default();
+        if let Some(t) = portcullis_core::password::check_policy(
+            p,
+            &ids,
+            &st.core.config.selfservice.methods.password.config,
+        ) {
+            return Err(cerr(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "form_password_validation_failed",
+                t.text,
+            ));
+        }
+    }
     Ok(Json(user(&st, &save(&st, &i, password).await?)))
+}
+
+/// Private metadata as sent by a client, minus the key Portcullis keeps its ban/lock flags in.
+fn without_flags(mut v: Value) -> Value {
+    if let Some(o) = v.as_object_mut() {
+        o.remove("clerk");
+    }
+    v
 }
 
 /// Keeps Portcullis's own ban/lock flags when private metadata is replaced.
 fn merge_keeping_flags(old: Option<Value>, new: Value) -> Value {
     let flags = old.as_ref().and_then(|o| o.get("clerk")).cloned();
-    let mut new = if new.is_object() { new } else { json!({}) };
+    let mut new = if new.is_object() {
+        without_flags(new)
+    } else {
+        json!({})
+    };
     if let (Some(f), Some(o)) = (flags, new.as_object_mut()) {
         o.insert("clerk".into(), f);
     }
@@ -681,7 +711,7 @@ async fn list_sessions(
         cerr(
             StatusCode::UNPROCESSABLE_ENTITY,
             "form_param_missing",
-            "user_id or client_id is required.",
+            "user_id is required.",
         )
     })?;
     let identity = identity_id(&user_id)?;

@@ -534,9 +534,10 @@ pub async fn sync_configured_endpoints(st: &AppState) -> Result<(), Error> {
                 ep.event_types = c.events.clone();
                 ep.format = c.format.clone();
                 ep.secrets = secrets;
-                if ep.enabled != c.enabled {
-                    ep.enabled = c.enabled;
-                    ep.disabled_reason = None;
+                // The configuration can turn an endpoint off; it does not silently re-enable one
+                // that delivery disabled (410, five days of failures): that takes the admin API.
+                if !c.enabled {
+                    ep.enabled = false;
                 }
                 ep.updated_at = now;
                 st.core.store.update_webhook_endpoint(&ep).await?;

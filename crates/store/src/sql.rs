@@ -841,6 +841,16 @@ impl Store for SqlStore {
                 .map_err(db_err)?
                 .rows_affected();
         }
+        // Events stay replayable for 30 days; then they, their finished deliveries and the
+        // attempt log go. Pending deliveries are never dropped.
+        let retention = micros(before - std::time::Duration::from_secs(29 * 24 * 3600));
+        for sql in [
+            "DELETE FROM delivery_attempts WHERE attempted_at < $1",
+            "DELETE FROM deliveries WHERE status <> 'pending' AND created_at < $1",
+            "DELETE FROM events WHERE created_at < $1 AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = events.id)",
+        ] {
+            n += sqlx::query(sql).bind(retention).execute(&self.write).await.map_err(db_err)?.rows_affected();
+        }
         Ok(n)
     }
 
@@ -1263,7 +1273,9 @@ impl Store for SqlStore {
         let mut tx = self.write.begin().await.map_err(db_err)?;
         let done = sqlx::query(
             "INSERT INTO deliveries (id, event_seq, event_id, endpoint_id, status, attempts, next_attempt_at, created_at, updated_at) \
-             SELECT e.id || ':' || $1, e.seq, e.id, $1, 'pending', 0, $2, $2, $2 FROM events e WHERE e.id = $3 \
+             SELECT e.id || ':' || $1, e.seq, e.id, $1, 'pending', 0, $2, $2, $2 FROM events e \
+             JOIN webhook_endpoints w ON w.id = $1 \
+             WHERE e.id = $3 AND (w.event_types = '[]' OR w.event_types LIKE '%\"' || e.type || '\"%') \
              ON CONFLICT (id) DO UPDATE SET status = 'pending', attempts = 0, next_attempt_at = $2, updated_at = $2",
         )
         .bind(endpoint_id.to_string())
@@ -1284,7 +1296,9 @@ impl Store for SqlStore {
     ) -> StoreResult<u64> {
         let done = sqlx::query(
             "INSERT INTO deliveries (id, event_seq, event_id, endpoint_id, status, attempts, next_attempt_at, created_at, updated_at) \
-             SELECT e.id || ':' || $1, e.seq, e.id, $1, 'pending', 0, $2, $2, $2 FROM events e WHERE e.created_at >= $3 \
+             SELECT e.id || ':' || $1, e.seq, e.id, $1, 'pending', 0, $2, $2, $2 FROM events e \
+             JOIN webhook_endpoints w ON w.id = $1 \
+             WHERE e.created_at >= $3 AND (w.event_types = '[]' OR w.event_types LIKE '%\"' || e.type || '\"%') \
              ON CONFLICT (id) DO UPDATE SET status = 'pending', attempts = 0, next_attempt_at = $2, updated_at = $2",
         )
         .bind(endpoint_id.to_string())
