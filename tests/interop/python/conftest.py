@@ -268,6 +268,14 @@ class Postgres:
         if self.as_user:
             shutil.chown(base, "postgres", "postgres")
         self.port = free_port()
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> None:
+        base = self.dir
         self._run("initdb", "-D", str(base / "data"), "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8")
         opts = (
             f"-p {self.port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off "
@@ -276,12 +284,13 @@ class Postgres:
         self._run("pg_ctl", "-D", str(base / "data"), "-l", str(base / "log"), "-w", "-o", opts, "start")
 
     def _run(self, tool: str, *args: str) -> None:
-        subprocess.run(
+        r = subprocess.run(
             [*self.as_user, str(self.bin / tool), *args],
-            check=True,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
+        if r.returncode != 0:
+            raise RuntimeError(f"{tool} failed ({r.returncode}): {r.stderr.decode(errors='replace')}")
 
     def new_database(self) -> str:
         """A new, empty database; returns its DSN."""
@@ -290,21 +299,26 @@ class Postgres:
         return f"postgres://postgres@127.0.0.1:{self.port}/{name}"
 
     def stop(self) -> None:
-        with contextlib.suppress(subprocess.CalledProcessError):
-            self._run("pg_ctl", "-D", str(self.dir / "data"), "-m", "immediate", "stop")
+        if (self.dir / "data" / "postmaster.pid").exists():
+            with contextlib.suppress(RuntimeError):
+                self._run("pg_ctl", "-D", str(self.dir / "data"), "-m", "immediate", "stop")
 
 
 @pytest.fixture(scope="session")
 def postgres():
     """A PostgreSQL cluster for the session (skips where PostgreSQL is not installed); stopped
-    and removed at teardown. Its directory is not under pytest's tmp root, which is private to
-    our user and so not reachable by `postgres`."""
+    and removed at teardown. Tests stop their servers on it themselves: `portcullis_server` is
+    usually set up earlier, so it is torn down after this. The directory is outside pytest's
+    tmp root, which is private to our user and so out of reach of `postgres`."""
     base = Path(tempfile.mkdtemp(prefix="portcullis-pg-"))
     try:
         pg = Postgres(base)
     except FileNotFoundError as e:
         shutil.rmtree(base, ignore_errors=True)
         pytest.skip(str(e))
+    except BaseException:
+        shutil.rmtree(base, ignore_errors=True)
+        raise
     try:
         yield pg
     finally:
