@@ -278,6 +278,43 @@ pub fn clerk_user(i: &Identity, map: &ClerkMapping) -> Value {
     })
 }
 
+/// Clerk's `Session` object with the embedded `user` that session webhooks carry.
+fn clerk_session(
+    event: &Event,
+    s: &Value,
+    identity: Option<&Identity>,
+    map: &ClerkMapping,
+    timestamp: i64,
+) -> Value {
+    let status = match event.kind.as_str() {
+        "session.created" => "active",
+        "session.removed" => "removed",
+        "session.ended" => "ended",
+        _ => "revoked",
+    };
+    let uid = s
+        .get("identity_id")
+        .and_then(Value::as_str)
+        .map(clerk_user_id);
+    let micros_to_ms = |k: &str| s.get(k).and_then(Value::as_i64).map(|m| m / 1000);
+    let mut v = json!({
+        "object": "session",
+        "id": s.get("id").and_then(Value::as_str).map(|i| format!("sess_{}", i.replace('-', ""))),
+        "user_id": uid,
+        "client_id": "client_portcullis",
+        "status": status,
+        "last_active_at": micros_to_ms("authenticated_at").unwrap_or(timestamp),
+        "expire_at": micros_to_ms("expires_at").unwrap_or(timestamp),
+        "abandon_at": micros_to_ms("expires_at").unwrap_or(timestamp),
+        "updated_at": timestamp,
+        "created_at": micros_to_ms("issued_at").unwrap_or(timestamp),
+    });
+    if let Some(i) = identity {
+        v["user"] = clerk_user(i, map);
+    }
+    v
+}
+
 /// The body delivered for `event` in `format` (`clerk` or `native`).
 pub fn payload(event: &Event, format: &str, public_url: &str, map: &ClerkMapping) -> Value {
     let identity = event
@@ -288,13 +325,14 @@ pub fn payload(event: &Event, format: &str, public_url: &str, map: &ClerkMapping
     let timestamp = ms(event.created_at);
     if format == "native" {
         let data = match (&identity, &session) {
-            (Some(i), _) => i.to_api_json(
+            // Session events: the session (the identity snapshot rides along for Clerk's format).
+            (_, Some(s)) => s.clone(),
+            (Some(i), None) => i.to_api_json(
                 public_url,
                 View::Admin {
                     include_credentials: &[],
                 },
             ),
-            (None, Some(s)) => s.clone(),
             _ => event
                 .payload
                 .get("identity")
@@ -304,36 +342,14 @@ pub fn payload(event: &Event, format: &str, public_url: &str, map: &ClerkMapping
         return json!({ "id": event.id, "type": event.kind, "timestamp": timestamp, "data": data });
     }
     let data = match (event.kind.as_str(), &identity, &session) {
+        (k, _, Some(s)) if k.starts_with("session.") => {
+            clerk_session(event, s, identity.as_ref(), map, timestamp)
+        }
         ("user.deleted", _, _) => json!({
             "object": "user", "deleted": true,
             "id": event.payload.pointer("/identity/id").and_then(Value::as_str).map(clerk_user_id),
         }),
         (_, Some(i), _) => clerk_user(i, map),
-        (_, None, Some(s)) => {
-            let status = match event.kind.as_str() {
-                "session.created" => "active",
-                "session.removed" => "removed",
-                "session.ended" => "ended",
-                _ => "revoked",
-            };
-            let uid = s
-                .get("identity_id")
-                .and_then(Value::as_str)
-                .map(clerk_user_id);
-            let micros_to_ms = |k: &str| s.get(k).and_then(Value::as_i64).map(|m| m / 1000);
-            json!({
-                "object": "session",
-                "id": s.get("id").and_then(Value::as_str).map(|i| format!("sess_{}", i.replace('-', ""))),
-                "user_id": uid,
-                "client_id": "client_portcullis",
-                "status": status,
-                "last_active_at": micros_to_ms("authenticated_at").unwrap_or(timestamp),
-                "expire_at": micros_to_ms("expires_at").unwrap_or(timestamp),
-                "abandon_at": micros_to_ms("expires_at").unwrap_or(timestamp),
-                "updated_at": timestamp,
-                "created_at": micros_to_ms("issued_at").unwrap_or(timestamp),
-            })
-        }
         _ => Value::Null,
     };
     json!({

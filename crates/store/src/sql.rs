@@ -296,12 +296,48 @@ impl SqlStore {
         rows: Vec<AnyRow>,
     ) -> StoreResult<u64> {
         for r in &rows {
-            let sid: String = r.try_get("id").map_err(db_err)?;
-            let iid: String = r.try_get("identity_id").map_err(db_err)?;
-            let identity = Uuid::parse_str(&iid).ok();
-            Self::append_event(tx, kind, identity, serde_json::json!({ "session": { "id": sid, "identity_id": iid, "active": false } })).await?;
+            let doc: SessionDoc =
+                serde_json::from_str(&r.try_get::<String, _>("data").map_err(db_err)?)
+                    .map_err(json_err)?;
+            let parse = |c: &str| -> StoreResult<Uuid> {
+                Uuid::parse_str(&r.try_get::<String, _>(c).map_err(db_err)?)
+                    .map_err(|e| StoreError::Database(e.to_string()))
+            };
+            let s = Session {
+                id: parse("id")?,
+                token_hash: r.try_get("token_hash").map_err(db_err)?,
+                identity_id: parse("identity_id")?,
+                active: false,
+                expires_at: from_micros(r.try_get("expires_at").map_err(db_err)?),
+                aal: doc.aal,
+                authentication_methods: doc.authentication_methods,
+                devices: doc.devices,
+                issued_at: doc.issued_at,
+                authenticated_at: doc.authenticated_at,
+            };
+            Self::append_session_event(tx, kind, &s).await?;
         }
         Ok(rows.len() as u64)
+    }
+
+    /// A session event carries the session and a snapshot of its identity (read in the same
+    /// transaction, before a deletion removes it), so payloads can embed the user.
+    async fn append_session_event(
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        kind: &str,
+        s: &Session,
+    ) -> StoreResult<()> {
+        let mut payload = Self::session_event(s);
+        let row = sqlx::query("SELECT data FROM identities WHERE id = $1")
+            .bind(s.identity_id.to_string())
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(db_err)?;
+        if let Some(r) = row {
+            let identity = Self::identity_from_row(&r, "data")?;
+            payload["identity"] = Self::identity_event(&identity)["identity"].clone();
+        }
+        Self::append_event(tx, kind, Some(s.identity_id), payload).await
     }
 
     /// Inserts a session and its `session.created` event.
@@ -313,13 +349,7 @@ impl SqlStore {
             .execute(&mut **tx)
             .await
             .map_err(db_err)?;
-        Self::append_event(
-            tx,
-            "session.created",
-            Some(s.identity_id),
-            Self::session_event(s),
-        )
-        .await
+        Self::append_session_event(tx, "session.created", s).await
     }
 
     async fn insert_identity_tx(
@@ -583,7 +613,7 @@ impl Store for SqlStore {
         let mut tx = self.write.begin().await.map_err(db_err)?;
         let id = identity_id.to_string();
         let gone = sqlx::query(
-            "DELETE FROM sessions WHERE identity_id = $1 RETURNING id, identity_id, active",
+            "DELETE FROM sessions WHERE identity_id = $1 RETURNING id, token_hash, identity_id, active, expires_at, data",
         )
         .bind(id.clone())
         .fetch_all(&mut *tx)
@@ -649,13 +679,7 @@ impl Store for SqlStore {
             .await
             .map_err(db_err)?;
         if was_active == 1 && !s.active {
-            Self::append_event(
-                &mut tx,
-                "session.revoked",
-                Some(s.identity_id),
-                Self::session_event(s),
-            )
-            .await?;
+            Self::append_session_event(&mut tx, "session.revoked", s).await?;
         }
         tx.commit().await.map_err(db_err)
     }
@@ -749,7 +773,7 @@ impl Store for SqlStore {
     ) -> StoreResult<u64> {
         let mut tx = self.write.begin().await.map_err(db_err)?;
         let ended = sqlx::query(
-            "UPDATE sessions SET active = 0 WHERE identity_id = $1 AND active = 1 AND id <> $2 RETURNING id, identity_id",
+            "UPDATE sessions SET active = 0 WHERE identity_id = $1 AND active = 1 AND id <> $2 RETURNING id, token_hash, identity_id, active, expires_at, data",
         )
         .bind(identity_id.to_string())
         .bind(except.map(|e| e.to_string()).unwrap_or_default())
@@ -764,7 +788,7 @@ impl Store for SqlStore {
     async fn delete_identity_sessions(&self, identity_id: Uuid) -> StoreResult<u64> {
         let mut tx = self.write.begin().await.map_err(db_err)?;
         let gone = sqlx::query(
-            "DELETE FROM sessions WHERE identity_id = $1 RETURNING id, identity_id, active",
+            "DELETE FROM sessions WHERE identity_id = $1 RETURNING id, token_hash, identity_id, active, expires_at, data",
         )
         .bind(identity_id.to_string())
         .fetch_all(&mut *tx)

@@ -137,6 +137,15 @@ async fn every_change_reaches_the_receiver_signed_and_in_order(app: TestApp) {
         json!({ "object": "user", "deleted": true, "id": user["id"] })
     );
     assert_eq!(got[1]["data"]["object"], "session");
+    assert_eq!(
+        got[1]["data"]["user"]["id"], user["id"],
+        "session events embed the user"
+    );
+    assert_eq!(got[3]["data"]["status"], "removed");
+    assert_eq!(
+        got[3]["data"]["created_at"], got[1]["data"]["created_at"],
+        "an ended session keeps its own times"
+    );
     for (headers, body) in rx.got.lock().unwrap().iter() {
         assert!(
             verify(&secret, headers, body),
