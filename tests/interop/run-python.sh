@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The Python token interop suite (PyJWT + Django/djangorestframework-simplejwt against the real
-# portcullis binary): keeps tests/interop/.venv in step with python/requirements.txt, then runs
+# The Python interop suites (PyJWT, Django + djangorestframework-simplejwt, svix, clerk-backend-api
+# against the real portcullis binary): keeps tests/interop/.venv in step with python/requirements.txt, then runs
 # `pytest -q tests/interop/python` from the repository root and exits with pytest's status.
 #
 # The venv is (re)built only when it is missing or requirements.txt (or the Python version)
