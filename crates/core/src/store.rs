@@ -167,8 +167,15 @@ pub trait Store: Send + Sync + 'static {
     /// The endpoint's oldest pending delivery (by event order), whether or not it is due.
     async fn next_delivery(&self, endpoint_id: &str) -> StoreResult<Option<PendingDelivery>>;
     /// Records an attempt and its outcome; `failing_since` is set on the endpoint when it starts
-    /// failing and cleared on success.
-    async fn record_attempt(&self, attempt: &Attempt, outcome: &Outcome) -> StoreResult<()>;
+    /// failing and cleared on success. The outcome applies only if the delivery is still at
+    /// `claimed_generation` (the one the worker read): a resend or replay that landed while the
+    /// attempt was in flight wins, so it is not lost.
+    async fn record_attempt(
+        &self,
+        attempt: &Attempt,
+        outcome: &Outcome,
+        claimed_generation: i64,
+    ) -> StoreResult<()>;
     async fn disable_webhook_endpoint(
         &self,
         id: &str,

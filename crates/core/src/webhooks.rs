@@ -65,6 +65,8 @@ pub struct WebhookEndpoint {
 pub struct PendingDelivery {
     pub id: String,
     pub attempts: i64,
+    /// Changes when the delivery is resent or replayed.
+    pub generation: i64,
     pub next_attempt_at: OffsetDateTime,
     pub event: Event,
 }

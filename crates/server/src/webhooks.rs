@@ -252,7 +252,9 @@ async fn work_endpoint(
             response,
             error,
         };
-        core.store.record_attempt(&attempt, &outcome).await?;
+        core.store
+            .record_attempt(&attempt, &outcome, d.generation)
+            .await?;
         if status == Some(410) {
             core.store
                 .disable_webhook_endpoint(&ep.id, "the endpoint answered 410 Gone", now)

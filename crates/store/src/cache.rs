@@ -242,8 +242,15 @@ impl<S: Store> Store for SessionCache<S> {
     async fn next_delivery(&self, endpoint_id: &str) -> StoreResult<Option<PendingDelivery>> {
         self.inner.next_delivery(endpoint_id).await
     }
-    async fn record_attempt(&self, attempt: &Attempt, outcome: &Outcome) -> StoreResult<()> {
-        self.inner.record_attempt(attempt, outcome).await
+    async fn record_attempt(
+        &self,
+        attempt: &Attempt,
+        outcome: &Outcome,
+        claimed_generation: i64,
+    ) -> StoreResult<()> {
+        self.inner
+            .record_attempt(attempt, outcome, claimed_generation)
+            .await
     }
     async fn disable_webhook_endpoint(
         &self,

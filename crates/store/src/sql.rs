@@ -421,6 +421,27 @@ impl SqlStore {
         .bind(micros(t.created_at))
     }
 
+    /// One session with its identity, found by a unique column (`s.id` or `s.token_hash`).
+    async fn session_where(
+        &self,
+        column: &'static str,
+        value: String,
+    ) -> StoreResult<Option<(Session, Identity)>> {
+        let sql = format!("SELECT {SESSION_COLUMNS} FROM sessions s JOIN identities i ON i.id = s.identity_id WHERE {column} = $1");
+        let row = sqlx::query(&sql)
+            .bind(value)
+            .fetch_optional(&self.read)
+            .await
+            .map_err(db_err)?;
+        row.map(|r| {
+            Ok((
+                Self::session_from_row(&r)?,
+                Self::identity_from_row(&r, "i_data")?,
+            ))
+        })
+        .transpose()
+    }
+
     fn refresh_from_row(r: &AnyRow) -> StoreResult<RefreshToken> {
         let uuid = |c: &str| -> StoreResult<Uuid> {
             Uuid::parse_str(&r.try_get::<String, _>(c).map_err(db_err)?)
@@ -688,35 +709,12 @@ impl Store for SqlStore {
         &self,
         token_hash: &str,
     ) -> StoreResult<Option<(Session, Identity)>> {
-        let sql = format!("SELECT {SESSION_COLUMNS} FROM sessions s JOIN identities i ON i.id = s.identity_id WHERE s.token_hash = $1");
-        let row = sqlx::query(&sql)
-            .bind(token_hash.to_string())
-            .fetch_optional(&self.read)
+        self.session_where("s.token_hash", token_hash.to_string())
             .await
-            .map_err(db_err)?;
-        row.map(|r| {
-            Ok((
-                Self::session_from_row(&r)?,
-                Self::identity_from_row(&r, "i_data")?,
-            ))
-        })
-        .transpose()
     }
 
     async fn get_session(&self, id: Uuid) -> StoreResult<Option<(Session, Identity)>> {
-        let sql = format!("SELECT {SESSION_COLUMNS} FROM sessions s JOIN identities i ON i.id = s.identity_id WHERE s.id = $1");
-        let row = sqlx::query(&sql)
-            .bind(id.to_string())
-            .fetch_optional(&self.read)
-            .await
-            .map_err(db_err)?;
-        row.map(|r| {
-            Ok((
-                Self::session_from_row(&r)?,
-                Self::identity_from_row(&r, "i_data")?,
-            ))
-        })
-        .transpose()
+        self.session_where("s.id", id.to_string()).await
     }
 
     async fn list_sessions(
@@ -1177,7 +1175,7 @@ impl Store for SqlStore {
         endpoint_id: &str,
     ) -> StoreResult<Option<portcullis_core::webhooks::PendingDelivery>> {
         let row = sqlx::query(
-            "SELECT d.id AS delivery_id, d.attempts, d.next_attempt_at, e.seq, e.id AS event_id, e.type, e.identity_id, e.payload, \
+            "SELECT d.id AS delivery_id, d.attempts, d.generation, d.next_attempt_at, e.seq, e.id AS event_id, e.type, e.identity_id, e.payload, \
                     e.created_at AS event_created_at \
              FROM deliveries d JOIN events e ON e.id = d.event_id \
              WHERE d.endpoint_id = $1 AND d.status = 'pending' ORDER BY d.event_seq LIMIT 1",
@@ -1190,6 +1188,7 @@ impl Store for SqlStore {
         Ok(Some(portcullis_core::webhooks::PendingDelivery {
             id: r.try_get("delivery_id").map_err(db_err)?,
             attempts: r.try_get("attempts").map_err(db_err)?,
+            generation: r.try_get("generation").map_err(db_err)?,
             next_attempt_at: from_micros(r.try_get("next_attempt_at").map_err(db_err)?),
             event: event_from_row(&r)?,
         }))
@@ -1199,6 +1198,7 @@ impl Store for SqlStore {
         &self,
         a: &portcullis_core::webhooks::Attempt,
         outcome: &portcullis_core::webhooks::Outcome,
+        claimed_generation: i64,
     ) -> StoreResult<()> {
         use portcullis_core::webhooks::Outcome;
         let mut tx = self.write.begin().await.map_err(db_err)?;
@@ -1222,11 +1222,15 @@ impl Store for SqlStore {
             Outcome::Retry { at } => ("pending", *at),
             Outcome::Failed => ("failed", a.attempted_at),
         };
-        sqlx::query("UPDATE deliveries SET status = $1, attempts = attempts + 1, next_attempt_at = $2, updated_at = $3 WHERE id = $4")
+        sqlx::query(
+            "UPDATE deliveries SET status = $1, attempts = attempts + 1, next_attempt_at = $2, updated_at = $3 \
+             WHERE id = $4 AND generation = $5",
+        )
             .bind(status)
             .bind(micros(next))
             .bind(micros(a.attempted_at))
             .bind(a.delivery_id.clone())
+            .bind(claimed_generation)
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
@@ -1288,6 +1292,8 @@ impl Store for SqlStore {
             .collect()
     }
 
+    // A requeue bumps the delivery's generation, so an attempt already in flight cannot
+    // record over it (see `record_attempt`).
     async fn requeue_event(
         &self,
         endpoint_id: &str,
@@ -1300,7 +1306,8 @@ impl Store for SqlStore {
              SELECT e.id || ':' || $1, e.seq, e.id, $1, 'pending', 0, $2, $2, $2 FROM events e \
              JOIN webhook_endpoints w ON w.id = $1 \
              WHERE e.id = $3 AND (w.event_types = '[]' OR w.event_types LIKE '%\"' || e.type || '\"%') \
-             ON CONFLICT (id) DO UPDATE SET status = 'pending', attempts = 0, next_attempt_at = $2, updated_at = $2",
+             ON CONFLICT (id) DO UPDATE SET status = 'pending', attempts = 0, next_attempt_at = $2, updated_at = $2, \
+             generation = deliveries.generation + 1",
         )
         .bind(endpoint_id.to_string())
         .bind(micros(now))
@@ -1323,7 +1330,8 @@ impl Store for SqlStore {
              SELECT e.id || ':' || $1, e.seq, e.id, $1, 'pending', 0, $2, $2, $2 FROM events e \
              JOIN webhook_endpoints w ON w.id = $1 \
              WHERE e.created_at >= $3 AND (w.event_types = '[]' OR w.event_types LIKE '%\"' || e.type || '\"%') \
-             ON CONFLICT (id) DO UPDATE SET status = 'pending', attempts = 0, next_attempt_at = $2, updated_at = $2",
+             ON CONFLICT (id) DO UPDATE SET status = 'pending', attempts = 0, next_attempt_at = $2, updated_at = $2, \
+             generation = deliveries.generation + 1",
         )
         .bind(endpoint_id.to_string())
         .bind(micros(now))

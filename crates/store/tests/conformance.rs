@@ -735,9 +735,13 @@ async fn every_write_appends_its_event_and_fans_it_out(s: impl Store) {
             response: "ok".into(),
             error: None,
         };
-        s.record_attempt(&a, &portcullis_core::webhooks::Outcome::Delivered)
-            .await
-            .unwrap();
+        s.record_attempt(
+            &a,
+            &portcullis_core::webhooks::Outcome::Delivered,
+            d.generation,
+        )
+        .await
+        .unwrap();
         to_all += 1;
     }
     assert_eq!(to_all, 7);
@@ -768,7 +772,7 @@ async fn deliveries_retry_requeue_replay_and_lease(s: impl Store) {
         error: None,
     };
     let later = now() + Duration::from_secs(5);
-    s.record_attempt(&attempt(500), &Outcome::Retry { at: later })
+    s.record_attempt(&attempt(500), &Outcome::Retry { at: later }, d.generation)
         .await
         .unwrap();
     let again = s.next_delivery(&ep.id).await.unwrap().unwrap();
@@ -783,7 +787,7 @@ async fn deliveries_retry_requeue_replay_and_lease(s: impl Store) {
         .unwrap()
         .failing_since
         .is_some());
-    s.record_attempt(&attempt(500), &Outcome::Failed)
+    s.record_attempt(&attempt(500), &Outcome::Failed, 0)
         .await
         .unwrap();
     assert!(
@@ -795,7 +799,17 @@ async fn deliveries_retry_requeue_replay_and_lease(s: impl Store) {
     assert!(s.requeue_event(&ep.id, &d.event.id, now()).await.unwrap());
     assert_eq!(s.next_delivery(&ep.id).await.unwrap().unwrap().attempts, 0);
     assert!(!s.requeue_event(&ep.id, "msg_unknown", now()).await.unwrap());
-    s.record_attempt(&attempt(200), &Outcome::Delivered)
+    // An attempt that was in flight before the resend does not swallow it.
+    s.record_attempt(&attempt(200), &Outcome::Delivered, 0)
+        .await
+        .unwrap();
+    let pending = s
+        .next_delivery(&ep.id)
+        .await
+        .unwrap()
+        .expect("the resend is still pending");
+    assert_eq!(pending.generation, 1);
+    s.record_attempt(&attempt(200), &Outcome::Delivered, 1)
         .await
         .unwrap();
     assert!(s

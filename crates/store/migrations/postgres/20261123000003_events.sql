@@ -36,6 +36,8 @@ CREATE TABLE deliveries (
     -- pending, succeeded, failed (retries exhausted), skipped (filtered out)
     status          TEXT NOT NULL,
     attempts        BIGINT NOT NULL,
+    -- Bumped by resend and replay, so an attempt in flight cannot record over them.
+    generation      BIGINT NOT NULL DEFAULT 0,
     next_attempt_at BIGINT NOT NULL,
     created_at      BIGINT NOT NULL,
     updated_at      BIGINT NOT NULL

@@ -36,6 +36,8 @@ CREATE TABLE deliveries (
     -- pending, succeeded, failed (retries exhausted), skipped (filtered out)
     status          TEXT NOT NULL,
     attempts        INTEGER NOT NULL,
+    -- Bumped by resend and replay, so an attempt in flight cannot record over them.
+    generation      INTEGER NOT NULL DEFAULT 0,
     next_attempt_at INTEGER NOT NULL,
     created_at      INTEGER NOT NULL,
     updated_at      INTEGER NOT NULL
