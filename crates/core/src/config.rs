@@ -172,6 +172,98 @@ pub struct Config {
     pub tokens: TokensConfig,
     pub webhooks: WebhooksConfig,
     pub clerk: ClerkConfig,
+    pub ui: UiConfig,
+}
+
+/// The hosted UI served on the public port under `/ui`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UiConfig {
+    /// Serve `/ui/*`. Turn off when an external UI takes every `selfservice.flows.*.ui_url`.
+    pub enabled: bool,
+    /// Used when neither `?lang=`, the language cookie nor `Accept-Language` picks a known one.
+    pub default_language: String,
+    /// A folder of `<lang>.json` files whose entries extend or replace the built-in
+    /// translations (a new file adds a language).
+    pub translations_dir: String,
+    /// A folder of templates that replace the built-in ones by file name (`layout.html`, …).
+    pub templates_dir: String,
+    pub theme: ThemeConfig,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ThemeConfig {
+    /// Shown above every form; an absolute URL or a path on the public port.
+    pub logo_url: String,
+    /// The product name shown in titles and above forms.
+    pub name: String,
+    /// CSS custom properties, without the `--pc-` prefix: `primary: "#4f46e5"`.
+    pub colors: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for UiConfig {
+    fn default() -> Self {
+        UiConfig {
+            enabled: true,
+            default_language: "en".into(),
+            translations_dir: String::new(),
+            templates_dir: String::new(),
+            theme: ThemeConfig::default(),
+        }
+    }
+}
+
+/// `serve.<port>.cors`: which other origins may call the API from a browser.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CorsConfig {
+    pub enabled: bool,
+    /// Exact origins (`https://app.example.com`), `https://*.example.com` for subdomains.
+    pub allowed_origins: Vec<String>,
+    pub allowed_methods: Vec<String>,
+    pub allowed_headers: Vec<String>,
+    pub exposed_headers: Vec<String>,
+    pub allow_credentials: bool,
+    /// Seconds a browser may cache a preflight answer.
+    pub max_age: u64,
+}
+
+impl Default for CorsConfig {
+    fn default() -> Self {
+        CorsConfig {
+            enabled: false,
+            allowed_origins: vec![],
+            allowed_methods: ["GET", "POST", "PUT", "PATCH", "DELETE"]
+                .map(String::from)
+                .to_vec(),
+            allowed_headers: [
+                "Authorization",
+                "Content-Type",
+                "Accept",
+                "X-Session-Token",
+                "X-CSRF-Token",
+            ]
+            .map(String::from)
+            .to_vec(),
+            exposed_headers: vec!["Content-Type".into()],
+            allow_credentials: true,
+            max_age: 0,
+        }
+    }
+}
+
+/// `after:` of a flow: where a browser goes when it completes.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AfterConfig {
+    pub default_browser_return_url: String,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogoutFlowConfig {
+    pub after: AfterConfig,
 }
 
 /// The Clerk Backend API face (`/v1` on the admin port).
@@ -379,6 +471,7 @@ pub struct EndpointConfig {
     pub base_url: String,
     /// Take the client address from `X-Forwarded-For` (only behind a proxy that sets it).
     pub trust_forwarded_headers: bool,
+    pub cors: CorsConfig,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -463,6 +556,7 @@ pub struct FlowsConfig {
     pub registration: RegistrationFlowConfig,
     pub settings: SettingsFlowConfig,
     pub error: UiUrlConfig,
+    pub logout: LogoutFlowConfig,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -470,6 +564,7 @@ pub struct FlowsConfig {
 pub struct FlowConfig {
     pub ui_url: String,
     pub lifespan: Dur,
+    pub after: AfterConfig,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -478,6 +573,7 @@ pub struct RegistrationFlowConfig {
     pub enabled: bool,
     pub ui_url: String,
     pub lifespan: Dur,
+    pub after: AfterConfig,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -486,6 +582,7 @@ pub struct SettingsFlowConfig {
     pub ui_url: String,
     pub lifespan: Dur,
     pub privileged_session_max_age: Dur,
+    pub after: AfterConfig,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -547,12 +644,14 @@ impl Default for ServeConfig {
                 port: 4433,
                 base_url: String::new(),
                 trust_forwarded_headers: false,
+                cors: CorsConfig::default(),
             },
             admin: EndpointConfig {
                 host: "127.0.0.1".into(),
                 port: 4434,
                 base_url: String::new(),
                 trust_forwarded_headers: false,
+                cors: CorsConfig::default(),
             },
             max_body_size: ByteSize(1 << 20),
         }
@@ -566,6 +665,7 @@ impl Default for EndpointConfig {
             port: 0,
             base_url: String::new(),
             trust_forwarded_headers: false,
+            cors: CorsConfig::default(),
         }
     }
 }
@@ -645,18 +745,22 @@ impl Default for FlowsConfig {
             login: FlowConfig {
                 ui_url: String::new(),
                 lifespan: Dur(HOUR),
+                after: AfterConfig::default(),
             },
             registration: RegistrationFlowConfig {
                 enabled: true,
                 ui_url: String::new(),
                 lifespan: Dur(HOUR),
+                after: AfterConfig::default(),
             },
             settings: SettingsFlowConfig {
                 ui_url: String::new(),
                 lifespan: Dur(HOUR),
                 privileged_session_max_age: Dur(HOUR),
+                after: AfterConfig::default(),
             },
             error: UiUrlConfig::default(),
+            logout: LogoutFlowConfig::default(),
         }
     }
 }
@@ -666,6 +770,7 @@ impl Default for FlowConfig {
         FlowConfig {
             ui_url: String::new(),
             lifespan: Dur(HOUR),
+            after: AfterConfig::default(),
         }
     }
 }
@@ -676,6 +781,7 @@ impl Default for RegistrationFlowConfig {
             enabled: true,
             ui_url: String::new(),
             lifespan: Dur(HOUR),
+            after: AfterConfig::default(),
         }
     }
 }
@@ -686,6 +792,7 @@ impl Default for SettingsFlowConfig {
             ui_url: String::new(),
             lifespan: Dur(HOUR),
             privileged_session_max_age: Dur(HOUR),
+            after: AfterConfig::default(),
         }
     }
 }
@@ -918,6 +1025,7 @@ impl Config {
                 )));
             }
         }
+        self.finish_browser()?;
         let t = &mut self.tokens;
         match t.algorithm.as_str() {
             "ES256" | "EdDSA" | "RS256" => {}
@@ -1027,6 +1135,122 @@ impl Config {
 
     pub fn public_url(&self) -> &str {
         &self.serve.public.base_url
+    }
+
+    /// Browser-facing defaults (hosted UI URLs, return URLs) and their checks.
+    fn finish_browser(&mut self) -> Result<(), ConfigError> {
+        let public = self.serve.public.base_url.clone();
+        let f = &mut self.selfservice.flows;
+        for (key, url, page) in [
+            ("login", &mut f.login.ui_url, "login"),
+            ("registration", &mut f.registration.ui_url, "registration"),
+            ("settings", &mut f.settings.ui_url, "settings"),
+            ("error", &mut f.error.ui_url, "error"),
+        ] {
+            if url.is_empty() {
+                *url = format!("{public}ui/{page}");
+            }
+            check_absolute(&format!("selfservice.flows.{key}.ui_url"), url)?;
+        }
+        let s = &mut self.selfservice;
+        if s.default_browser_return_url.is_empty() {
+            s.default_browser_return_url = if self.ui.enabled {
+                format!("{public}ui/welcome")
+            } else {
+                public.clone()
+            };
+        }
+        check_absolute(
+            "selfservice.default_browser_return_url",
+            &s.default_browser_return_url,
+        )?;
+        for (key, after) in [
+            ("login", &s.flows.login.after),
+            ("registration", &s.flows.registration.after),
+            ("settings", &s.flows.settings.after),
+            ("logout", &s.flows.logout.after),
+        ] {
+            if !after.default_browser_return_url.is_empty() {
+                check_absolute(
+                    &format!("selfservice.flows.{key}.after.default_browser_return_url"),
+                    &after.default_browser_return_url,
+                )?;
+            }
+        }
+        for (i, o) in self.serve.public.cors.allowed_origins.iter().enumerate() {
+            let probe = o.replacen("*.", "", 1);
+            let ok = o == "*"
+                || url::Url::parse(&probe)
+                    .map(|u| u.path() == "/" && !o.ends_with('/') && u.host().is_some())
+                    .unwrap_or(false);
+            if !ok {
+                return Err(ConfigError::Invalid(format!(
+                    "serve.public.cors.allowed_origins.{i}: {o:?} is not an origin: expected scheme://host[:port], \
+                     optionally with a leading *. for subdomains"
+                )));
+            }
+        }
+        let t = &self.ui.theme;
+        for (k, v) in &t.colors {
+            let safe = |s: &str, extra: &str| {
+                !s.is_empty()
+                    && s.chars().all(|c| {
+                        c.is_ascii_alphanumeric() || " #%.,()-_".contains(c) || extra.contains(c)
+                    })
+            };
+            if !safe(k, "") || !safe(v, "") {
+                return Err(ConfigError::Invalid(format!(
+                    "ui.theme.colors.{k}: {v:?}: names and values may hold only letters, digits, spaces and # % . , ( ) - _"
+                )));
+            }
+        }
+        if !t.logo_url.is_empty()
+            && (t.logo_url.contains(['"', '\'', '(', ')', '\\', '<', '>'])
+                || !(t.logo_url.starts_with('/') || url::Url::parse(&t.logo_url).is_ok()))
+        {
+            return Err(ConfigError::Invalid(format!(
+                "ui.theme.logo_url: {:?} is not a URL or a path",
+                t.logo_url
+            )));
+        }
+        if self.ui.default_language.is_empty() {
+            self.ui.default_language = "en".into();
+        }
+        Ok(())
+    }
+
+    /// Where a browser lands after completing `flow` (`login`, `registration`, `settings`,
+    /// `logout`) when no `return_to` was given.
+    pub fn after_url(&self, flow: &str) -> &str {
+        let f = &self.selfservice.flows;
+        let own = match flow {
+            "login" => &f.login.after.default_browser_return_url,
+            "registration" => &f.registration.after.default_browser_return_url,
+            "settings" => &f.settings.after.default_browser_return_url,
+            "logout" => &f.logout.after.default_browser_return_url,
+            _ => "",
+        };
+        if own.is_empty() {
+            &self.selfservice.default_browser_return_url
+        } else {
+            own
+        }
+    }
+
+    /// The UI page of a flow (`login`, `registration`, `settings`, `error`).
+    pub fn ui_url(&self, flow: &str) -> &str {
+        let f = &self.selfservice.flows;
+        match flow {
+            "login" => &f.login.ui_url,
+            "registration" => &f.registration.ui_url,
+            "settings" => &f.settings.ui_url,
+            _ => &f.error.ui_url,
+        }
+    }
+
+    /// Cookies carry `Secure` whenever the public URL is https (always, outside dev mode).
+    pub fn secure_cookies(&self) -> bool {
+        self.serve.public.base_url.starts_with("https://")
     }
 
     /// The configuration as YAML with secrets and DSN passwords redacted.
@@ -1147,6 +1371,15 @@ fn set_path(tree: &mut Value, path: &[String], value: Value) {
         cur = m
             .entry(seg.clone())
             .or_insert_with(|| Value::Object(Map::new()));
+    }
+}
+
+fn check_absolute(key: &str, url: &str) -> Result<(), ConfigError> {
+    match url::Url::parse(url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") => Ok(()),
+        _ => Err(ConfigError::Invalid(format!(
+            "{key}: {url:?} is not an absolute http(s) URL"
+        ))),
     }
 }
 

@@ -9,6 +9,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod csrf;
 pub mod error;
 pub mod flow;
 pub mod identity;

@@ -117,6 +117,58 @@ impl std::fmt::Debug for IdentitySchema {
 }
 
 impl IdentitySchema {
+    /// Turns the strings of an HTML form into the schema's types: `"true"`/`"on"` into
+    /// booleans, digits into numbers. Empty strings are dropped, so an optional field left
+    /// blank is absent rather than invalid. Values that do not parse stay strings and fail
+    /// validation with a type message.
+    pub fn coerce_form(&self, traits: &mut Value) {
+        for f in &self.fields {
+            let Some((last, parents)) = f.path.split_last() else {
+                continue;
+            };
+            let Some(Value::Object(obj)) = parents
+                .iter()
+                .try_fold(&mut *traits, |v, seg| v.get_mut(seg))
+            else {
+                continue;
+            };
+            let Some(Value::String(s)) = obj.get(last) else {
+                continue;
+            };
+            let coerced = match f.json_type.as_str() {
+                _ if s.is_empty() => None,
+                "boolean" => match s.as_str() {
+                    "true" | "on" | "1" => Some(Value::Bool(true)),
+                    "false" | "off" | "0" => Some(Value::Bool(false)),
+                    _ => Some(Value::String(s.clone())),
+                },
+                "integer" => Some(
+                    s.trim()
+                        .parse::<i64>()
+                        .map(Value::from)
+                        .unwrap_or_else(|_| Value::String(s.clone())),
+                ),
+                "number" => Some(
+                    s.trim()
+                        .parse::<f64>()
+                        .ok()
+                        .and_then(serde_json::Number::from_f64)
+                        .map(Value::Number)
+                        .unwrap_or_else(|| Value::String(s.clone())),
+                ),
+                _ => Some(Value::String(s.clone())),
+            };
+            match coerced {
+                Some(v) => {
+                    obj.insert(last.clone(), v);
+                }
+                None => {
+                    obj.remove(last);
+                }
+            }
+        }
+    }
+
     /// Loads a schema from `file://PATH` or `base64://…`.
     pub fn load(id: &str, url: &str) -> Result<Self, SchemaError> {
         let err = |reason: String| SchemaError {

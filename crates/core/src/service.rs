@@ -38,6 +38,14 @@ pub struct Caller {
     pub has_origin: bool,
     pub ip: Option<String>,
     pub user_agent: Option<String>,
+    /// The anti-CSRF secret of a browser: from its cookie, or freshly issued by a flow init
+    /// that will set the cookie.
+    pub csrf_secret: Option<String>,
+    /// The `X-CSRF-Token` header, an alternative to the `csrf_token` body field.
+    pub csrf_header: Option<String>,
+    /// The body came as `application/x-www-form-urlencoded`: trait values arrive as strings
+    /// and are coerced to the schema's types.
+    pub form: bool,
 }
 
 /// The successful outcome of a native login or registration.
@@ -46,6 +54,9 @@ pub struct Authenticated {
     pub session: Session,
     /// Present when a new session was issued.
     pub token: Option<String>,
+    pub flow_type: FlowType,
+    /// The flow's validated `return_to`, if it had one.
+    pub return_to: Option<String>,
 }
 
 pub struct Core {
@@ -175,13 +186,58 @@ impl Core {
 
     // ---------------------------------------------------------------- flows: common
 
-    fn guard_api_request(&self, flow: &Flow, caller: &Caller) -> Result<()> {
-        if flow.flow_type == FlowType::Api && (caller.has_origin || caller.has_cookies) {
-            return Err(Error::bad_request(
+    /// API flows refuse browser requests; browser flows need the anti-CSRF token (body field
+    /// `csrf_token` or header `X-CSRF-Token`) to match the browser's CSRF cookie.
+    fn guard_request(&self, flow: &Flow, caller: &Caller, body: &Value) -> Result<()> {
+        match flow.flow_type {
+            FlowType::Api if caller.has_origin || caller.has_cookies => Err(Error::bad_request(
                 "The request carries an Origin header or cookies, which is not allowed for API flows. Use a browser flow instead.",
-            ));
+            )),
+            FlowType::Api => Ok(()),
+            FlowType::Browser => {
+                let submitted = body
+                    .get("csrf_token")
+                    .and_then(Value::as_str)
+                    .filter(|t| !t.is_empty())
+                    .or(caller.csrf_header.as_deref());
+                match (&caller.csrf_secret, submitted) {
+                    (None, _) => Err(csrf_violation("The anti-CSRF cookie was not sent with the request.")),
+                    (Some(_), None) => Err(csrf_violation("The anti-CSRF token was not sent in the csrf_token field or the X-CSRF-Token header.")),
+                    (Some(s), Some(t)) if crate::csrf::verify(s, t) => Ok(()),
+                    _ => Err(csrf_violation("The anti-CSRF token does not match the anti-CSRF cookie.")),
+                }
+            }
         }
-        Ok(())
+    }
+
+    /// Gives a new browser flow its anti-CSRF token: stored on the flow and rendered as the
+    /// hidden `csrf_token` node, first in the form.
+    fn attach_csrf(&self, flow: &mut Flow, caller: &Caller) {
+        if flow.flow_type != FlowType::Browser {
+            return;
+        }
+        let Some(token) = caller.csrf_secret.as_deref().and_then(crate::csrf::mask) else {
+            return;
+        };
+        let mut node = UiNode::input("default", "csrf_token", "hidden", None)
+            .with_attr("required", json!(true));
+        node.set_value(json!(token));
+        flow.ui.nodes.retain(|n| n.name() != "csrf_token");
+        flow.ui.nodes.insert(0, node);
+        flow.csrf_token = Some(token);
+    }
+
+    /// Reading a browser flow needs the CSRF cookie it was issued with.
+    fn check_flow_cookie(&self, flow: &Flow, caller: &Caller) -> Result<()> {
+        if flow.flow_type != FlowType::Browser {
+            return Ok(());
+        }
+        match (&caller.csrf_secret, &flow.csrf_token) {
+            (Some(s), Some(t)) if crate::csrf::verify(s, t) => Ok(()),
+            _ => Err(csrf_violation(
+                "The anti-CSRF cookie is missing or does not belong to this flow.",
+            )),
+        }
     }
 
     /// Loads a flow of `kind` for reading; an expired flow yields 410.
@@ -192,7 +248,9 @@ impl Core {
         caller: &Caller,
         now: OffsetDateTime,
     ) -> Result<Flow> {
-        self.load_flow_inner(kind, id, caller, now, false).await
+        let flow = self.load_flow_inner(kind, id, caller, now, false).await?;
+        self.check_flow_cookie(&flow, caller)?;
+        Ok(flow)
     }
 
     /// Loads a flow of `kind` for a submit: an expired flow yields 410 with the id of a fresh
@@ -239,17 +297,35 @@ impl Core {
             }
             let mut replacement = match kind {
                 FlowKind::Login => {
-                    self.new_login_flow(flow.flow_type, flow.request_url.clone(), false, None, now)
-                        .await?
+                    self.new_login_flow(
+                        flow.flow_type,
+                        flow.request_url.clone(),
+                        false,
+                        None,
+                        caller,
+                        now,
+                    )
+                    .await?
                 }
                 FlowKind::Registration => {
-                    self.new_registration_flow(flow.flow_type, flow.request_url.clone(), now)
-                        .await?
+                    self.new_registration_flow(
+                        flow.flow_type,
+                        flow.request_url.clone(),
+                        caller,
+                        now,
+                    )
+                    .await?
                 }
                 FlowKind::Settings => match &caller.session {
                     Some((_, i)) => {
-                        self.new_settings_flow(flow.flow_type, flow.request_url.clone(), i, now)
-                            .await?
+                        self.new_settings_flow(
+                            flow.flow_type,
+                            flow.request_url.clone(),
+                            i,
+                            caller,
+                            now,
+                        )
+                        .await?
                     }
                     None => return Err(Error::session_inactive()),
                 },
@@ -297,6 +373,7 @@ impl Core {
         &self,
         flow_type: FlowType,
         request_url: String,
+        caller: &Caller,
         now: OffsetDateTime,
     ) -> Result<Flow> {
         let cfg = &self.config.selfservice.flows.registration;
@@ -329,6 +406,7 @@ impl Core {
             UiNode::input("password", "method", "submit", Some(msg::sign_up()))
                 .with_attr("value", json!("password")),
         );
+        self.attach_csrf(&mut flow, caller);
         self.store.insert_flow(&flow).await?;
         Ok(flow)
     }
@@ -346,7 +424,7 @@ impl Core {
             return Err(already_logged_in());
         }
         let mut flow = self
-            .new_registration_flow(flow_type, request_url, now)
+            .new_registration_flow(flow_type, request_url, caller, now)
             .await?;
         self.remember_return_to(&mut flow, return_to).await?;
         Ok(flow)
@@ -394,7 +472,7 @@ impl Core {
         let mut flow = self
             .load_flow_for_submit(FlowKind::Registration, flow_id, caller, now)
             .await?;
-        self.guard_api_request(&flow, caller)?;
+        self.guard_request(&flow, caller, body)?;
         if caller.session.is_some() {
             return Err(already_logged_in());
         }
@@ -411,7 +489,10 @@ impl Core {
             .get("method")
             .and_then(Value::as_str)
             .unwrap_or_default();
-        let traits = body.get("traits").cloned().unwrap_or_else(|| json!({}));
+        let mut traits = body.get("traits").cloned().unwrap_or_else(|| json!({}));
+        if caller.form {
+            self.default_schema()?.coerce_form(&mut traits);
+        }
         fill_trait_values(&mut flow, &traits);
         if method != "password" {
             flow.ui.messages.push(crate::ui::UiText::error(
@@ -475,6 +556,8 @@ impl Core {
             identity,
             session,
             token: Some(token),
+            flow_type: flow.flow_type,
+            return_to: flow.return_to,
         })
     }
 
@@ -486,6 +569,7 @@ impl Core {
         request_url: String,
         refresh: bool,
         identity: Option<&Identity>,
+        caller: &Caller,
         now: OffsetDateTime,
     ) -> Result<Flow> {
         let cfg = &self.config.selfservice.flows.login;
@@ -537,6 +621,7 @@ impl Core {
             )
             .with_attr("value", json!("password")),
         );
+        self.attach_csrf(&mut flow, caller);
         self.store.insert_flow(&flow).await?;
         Ok(flow)
     }
@@ -554,11 +639,11 @@ impl Core {
         let mut flow = match (&caller.session, refresh) {
             (Some(_), false) => return Err(already_logged_in()),
             (Some((_, i)), true) => {
-                self.new_login_flow(flow_type, request_url, true, Some(i), now)
+                self.new_login_flow(flow_type, request_url, true, Some(i), caller, now)
                     .await?
             }
             (None, _) => {
-                self.new_login_flow(flow_type, request_url, false, None, now)
+                self.new_login_flow(flow_type, request_url, false, None, caller, now)
                     .await?
             }
         };
@@ -576,7 +661,7 @@ impl Core {
         let mut flow = self
             .load_flow_for_submit(FlowKind::Login, flow_id, caller, now)
             .await?;
-        self.guard_api_request(&flow, caller)?;
+        self.guard_request(&flow, caller, body)?;
         if caller.session.is_some() && !flow.refresh {
             return Err(already_logged_in());
         }
@@ -682,6 +767,8 @@ impl Core {
                     identity,
                     session: s,
                     token: None,
+                    flow_type: flow.flow_type,
+                    return_to: flow.return_to,
                 })
             }
             _ => {
@@ -692,6 +779,8 @@ impl Core {
                     identity,
                     session,
                     token: Some(token),
+                    flow_type: flow.flow_type,
+                    return_to: flow.return_to,
                 })
             }
         }
@@ -704,6 +793,7 @@ impl Core {
         flow_type: FlowType,
         request_url: String,
         identity: &Identity,
+        caller: &Caller,
         now: OffsetDateTime,
     ) -> Result<Flow> {
         let cfg = &self.config.selfservice.flows.settings;
@@ -717,6 +807,7 @@ impl Core {
         );
         flow.identity_id = Some(identity.id);
         self.render_settings_nodes(&mut flow, identity)?;
+        self.attach_csrf(&mut flow, caller);
         self.store.insert_flow(&flow).await?;
         Ok(flow)
     }
@@ -770,7 +861,7 @@ impl Core {
             return Err(Error::session_inactive());
         };
         let mut flow = self
-            .new_settings_flow(flow_type, request_url, identity, now)
+            .new_settings_flow(flow_type, request_url, identity, caller, now)
             .await?;
         self.remember_return_to(&mut flow, return_to).await?;
         Ok((flow, identity.clone()))
@@ -799,6 +890,9 @@ impl Core {
         let flow = self
             .load_flow_inner(FlowKind::Settings, id, caller, now, submit)
             .await?;
+        if !submit {
+            self.check_flow_cookie(&flow, caller)?;
+        }
         if flow.identity_id != Some(identity.id) {
             return Err(Error::api(
                 403,
@@ -817,7 +911,7 @@ impl Core {
         now: OffsetDateTime,
     ) -> Result<(Flow, Identity)> {
         let (mut flow, mut identity) = self.owned_settings_flow(flow_id, caller, now, true).await?;
-        self.guard_api_request(&flow, caller)?;
+        self.guard_request(&flow, caller, body)?;
         let Some((session, _)) = &caller.session else {
             return Err(Error::session_inactive());
         };
@@ -852,9 +946,12 @@ impl Core {
         match method {
             "profile" => {
                 flow.active = Some("profile".into());
-                let traits = body.get("traits").cloned().unwrap_or_else(|| json!({}));
-                fill_trait_values(&mut flow, &traits);
+                let mut traits = body.get("traits").cloned().unwrap_or_else(|| json!({}));
                 let schema = self.schema(&identity.schema_id)?;
+                if caller.form {
+                    schema.coerce_form(&mut traits);
+                }
+                fill_trait_values(&mut flow, &traits);
                 let violations = schema.validate(&traits);
                 if !violations.is_empty() {
                     for (node, text) in violations {
@@ -929,6 +1026,55 @@ impl Core {
 }
 
 impl Core {
+    /// Keeps an error a browser was redirected away from, for the error page
+    /// (`/self-service/errors?id=`), and returns its id. Errors live as long as a login flow.
+    pub async fn record_flow_error(&self, err: &Error, now: OffsetDateTime) -> Result<Uuid> {
+        let id = Uuid::new_v4();
+        let at = crate::identity::rfc3339(now);
+        let body = json!({
+            "id": id,
+            "error": crate::admin::error_body(err),
+            "created_at": at,
+            "updated_at": at,
+        });
+        let keep = self.config.selfservice.flows.login.lifespan.0;
+        self.store.insert_flow_error(id, &body, now + keep).await?;
+        Ok(id)
+    }
+
+    /// A kept error, or one of Kratos' stubs (`stub:500`, `stub:404`, `stub:400`) for UI work.
+    pub async fn flow_error(&self, id: &str, now: OffsetDateTime) -> Result<Value> {
+        let stub = match id {
+            "stub:500" => Some(Error::Internal("This is a stub error.".into())),
+            "stub:404" => Some(Error::not_found("This is a stub error.")),
+            "stub:400" => Some(Error::bad_request("This is a stub error.")),
+            _ => None,
+        };
+        if let Some(e) = stub {
+            let at = crate::identity::rfc3339(now);
+            return Ok(
+                json!({ "id": id, "error": crate::admin::error_body(&e), "created_at": at, "updated_at": at }),
+            );
+        }
+        let missing = || Error::not_found("The requested error could not be found.");
+        let uuid = Uuid::parse_str(id).map_err(|_| missing())?;
+        self.store.get_flow_error(uuid).await?.ok_or_else(missing)
+    }
+
+    /// Ends a session (logout): inactive from now on.
+    pub async fn end_session(&self, session: &Session, now: OffsetDateTime) -> Result<()> {
+        let mut s = session.clone();
+        s.active = false;
+        s.expires_at = s.expires_at.min(now);
+        self.store.update_session(&s).await?;
+        Ok(())
+    }
+
+    /// Checks a `return_to` against the allow-list (400 `self_service_flow_return_to_forbidden`).
+    pub fn validate_return_to(&self, return_to: Option<String>) -> Result<Option<String>> {
+        self.checked_return_to(return_to)
+    }
+
     /// A new password ends the identity's refresh-token families (configurable).
     pub(crate) async fn password_changed(&self, identity_id: Uuid) -> Result<()> {
         if self.config.tokens.revoke_on_password_change {
@@ -989,7 +1135,16 @@ impl Core {
     }
 }
 
-fn already_logged_in() -> Error {
+fn csrf_violation(hint: &str) -> Error {
+    Error::api(403, Some("security_csrf_violation"), "Please retry the flow and optionally clear your cookies. The request was rejected to protect you from Cross-Site-Request-Forgery (CSRF) which could cause account takeover, leaking personal information, and other serious security issues.")
+        .with_details(json!({
+            "docs": "https://www.ory.sh/kratos/docs/debug/csrf",
+            "hint": hint,
+            "reject_reason": hint,
+        }))
+}
+
+pub fn already_logged_in() -> Error {
     Error::api(400, Some("session_already_available"), "A valid session was detected and thus this flow cannot be started or completed. To sign in again, use `?refresh=true` on a login flow.")
 }
 

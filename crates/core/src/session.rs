@@ -92,6 +92,26 @@ impl Session {
         }
     }
 
+    /// The token of this session's logout link: an HMAC of a fixed label keyed by the stored
+    /// token hash, so it needs no storage, changes with every session and cannot be derived
+    /// by anyone who has not read the database.
+    pub fn logout_token(&self) -> String {
+        use base64::Engine;
+        use hmac::{Hmac, Mac};
+        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(self.token_hash.as_bytes()) else {
+            return String::new();
+        };
+        mac.update(b"portcullis logout token");
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+    }
+
+    /// Whether `token` is this session's logout token (constant time).
+    pub fn is_logout_token(&self, token: &str) -> bool {
+        use subtle::ConstantTimeEq;
+        let expected = self.logout_token();
+        !token.is_empty() && expected.as_bytes().ct_eq(token.as_bytes()).into()
+    }
+
     /// Active, not expired, and its identity is active.
     pub fn is_valid(&self, identity: &Identity, now: OffsetDateTime) -> bool {
         self.active && self.expires_at > now && identity.is_active()

@@ -109,6 +109,14 @@ pub trait Store: Send + Sync + 'static {
     /// Saves `flow` and marks it completed, unless another request completed it first
     /// (returns false then, and changes nothing).
     async fn complete_flow(&self, flow: &Flow) -> StoreResult<bool>;
+    /// Keeps a self-service error (what `/self-service/errors?id=` shows) until `expires_at`.
+    async fn insert_flow_error(
+        &self,
+        id: Uuid,
+        error: &serde_json::Value,
+        expires_at: OffsetDateTime,
+    ) -> StoreResult<()>;
+    async fn get_flow_error(&self, id: Uuid) -> StoreResult<Option<serde_json::Value>>;
 
     /// Deletes flows, sessions and refresh tokens that expired before `before`, and retired
     /// signing keys dropped before it; returns how many rows went.

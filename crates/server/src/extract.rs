@@ -53,6 +53,134 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
     }
 }
 
+/// A self-service submit body: JSON, or an HTML form whose dotted names (`traits.email`)
+/// become nested objects. `form` tells the core to coerce trait strings to schema types.
+pub struct SubmitBody {
+    pub body: Value,
+    pub form: bool,
+}
+
+impl<S: Send + Sync> FromRequest<S> for SubmitBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let ct = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        if !ct.starts_with("application/x-www-form-urlencoded") {
+            return JsonBody::from_request(req, state)
+                .await
+                .map(|JsonBody(body)| SubmitBody { body, form: false });
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|rej| {
+            if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError(Error::api(
+                    413,
+                    None,
+                    "The request body exceeds the configured limit (serve.max_body_size).",
+                ))
+            } else {
+                ApiError::bad_request(format!("The request body could not be read: {rej}"))
+            }
+        })?;
+        Ok(SubmitBody {
+            body: form_to_json(&bytes),
+            form: true,
+        })
+    }
+}
+
+/// `a.b=1&c=2` → `{"a":{"b":"1"},"c":"2"}`; the first value of a repeated name wins.
+pub fn form_to_json(bytes: &[u8]) -> Value {
+    let mut root = serde_json::Map::new();
+    let mut seen = std::collections::HashSet::new();
+    for (k, v) in url::form_urlencoded::parse(bytes) {
+        if k.is_empty() || !seen.insert(k.to_string()) {
+            continue;
+        }
+        let parts: Vec<&str> = k.split('.').collect();
+        insert_path(&mut root, &parts, Value::String(v.into_owned()));
+    }
+    Value::Object(root)
+}
+
+fn insert_path(obj: &mut serde_json::Map<String, Value>, path: &[&str], v: Value) {
+    match path {
+        [] => {}
+        [last] => {
+            obj.insert(last.to_string(), v);
+        }
+        [first, rest @ ..] => {
+            let slot = obj
+                .entry(first.to_string())
+                .or_insert_with(|| Value::Object(Default::default()));
+            if !slot.is_object() {
+                *slot = Value::Object(Default::default());
+            }
+            if let Value::Object(next) = slot {
+                insert_path(next, rest, v);
+            }
+        }
+    }
+}
+
+/// Kratos' content negotiation: JSON when the body is JSON or `Accept` prefers
+/// `application/json` over `text/html` (ties and no `Accept` mean HTML).
+pub fn wants_json(headers: &HeaderMap) -> bool {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    if ct.starts_with("application/json") {
+        return true;
+    }
+    let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    // The q of the most specific range that matches each offer.
+    let q_for = |ty: &str, sub: &str| -> f32 {
+        let mut best: Option<(u8, f32)> = None;
+        for range in accept.split(',') {
+            let mut params = range.split(';');
+            let media = params.next().unwrap_or("").trim().to_ascii_lowercase();
+            let q = params
+                .filter_map(|p| p.trim().strip_prefix("q="))
+                .find_map(|v| v.trim().parse::<f32>().ok())
+                .unwrap_or(1.0);
+            let (t, s) = media.split_once('/').unwrap_or((media.as_str(), ""));
+            let specificity = match (t, s) {
+                (t, s) if t == ty && s == sub => 3,
+                (t, "*") if t == ty => 2,
+                ("*", "*") => 1,
+                _ => continue,
+            };
+            if best.is_none_or(|(sp, _)| specificity > sp) {
+                best = Some((specificity, q));
+            }
+        }
+        best.map(|(_, q)| q).unwrap_or(0.0)
+    };
+    let json = q_for("application", "json");
+    json > 0.0 && json > q_for("text", "html")
+}
+
+/// The value of cookie `name`, if the request carries it.
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|p| p.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+        .filter(|v| !v.is_empty())
+}
+
 /// Query-string parameters; malformed ones get a Kratos 400 instead of axum's plain text.
 pub struct Query<T>(pub T);
 
@@ -82,15 +210,8 @@ pub fn session_token(headers: &HeaderMap, cookie_name: &str) -> Option<String> {
     {
         return Some(t.to_string());
     }
-    for raw in headers.get_all(header::COOKIE) {
-        let Ok(raw) = raw.to_str() else { continue };
-        for pair in raw.split(';') {
-            if let Some((k, v)) = pair.trim().split_once('=') {
-                if k == cookie_name && !v.is_empty() {
-                    return Some(v.to_string());
-                }
-            }
-        }
+    if let Some(v) = cookie(headers, cookie_name) {
+        return Some(v.to_string());
     }
     headers
         .get(header::AUTHORIZATION)
@@ -136,7 +257,17 @@ impl FromRequestParts<AppState> for CallerCtx {
                     .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
                     .map(|c| c.0.ip().to_string())
             });
+        let csrf_secret = cookie(h, &crate::cookies::csrf_cookie_name(core))
+            .filter(|s| portcullis_core::csrf::is_secret(s))
+            .map(str::to_string);
         Ok(CallerCtx(Caller {
+            csrf_secret,
+            csrf_header: h
+                .get("x-csrf-token")
+                .and_then(|v| v.to_str().ok())
+                .filter(|v| !v.is_empty())
+                .map(str::to_string),
+            form: false,
             session,
             has_cookies: h.contains_key(header::COOKIE),
             has_origin: h.contains_key(header::ORIGIN),

@@ -7,12 +7,15 @@
 #![allow(clippy::result_large_err)]
 
 mod admin;
+mod browser;
 mod clerk;
+mod cookies;
 mod error;
 mod extract;
 mod paging;
 mod public;
 mod tokens;
+mod ui;
 mod webhooks;
 
 use axum::extract::{DefaultBodyLimit, State};
@@ -42,6 +45,7 @@ pub use error::ApiError;
 pub struct AppState {
     pub core: Arc<Core>,
     pub admin_url: String,
+    ui: Arc<ui::Ui>,
 }
 
 /// Opens the database, applies migrations and assembles the core.
@@ -100,9 +104,11 @@ pub async fn build_with_clock(
     core.ring(core.now())
         .await
         .map_err(|e| anyhow::anyhow!("signing keys: {e}"))?;
+    let ui = Arc::new(ui::Ui::new(&core.config)?);
     let state = AppState {
         core: Arc::new(core),
         admin_url,
+        ui,
     };
     webhooks::sync_configured_endpoints(&state)
         .await
@@ -124,10 +130,73 @@ fn common(router: Router<AppState>, state: &AppState) -> Router {
 }
 
 pub fn public_router(state: &AppState) -> Router {
-    common(
-        public::router().merge(tokens::router(&state.core.config)),
+    let pages = ui::router(&state.core.config).layer(axum::middleware::map_response_with_state(
+        state.clone(),
+        ui::security_headers,
+    ));
+    let router = common(
+        public::router()
+            .merge(browser::router())
+            .merge(pages)
+            .merge(tokens::router(&state.core.config)),
         state,
+    );
+    match cors_layer(&state.core.config.serve.public.cors) {
+        Some(layer) => router.layer(layer),
+        None => router,
+    }
+}
+
+/// `serve.public.cors`: SPAs on the listed origins may call the API with credentials. Nothing
+/// is allowed unless enabled.
+fn cors_layer(c: &portcullis_core::config::CorsConfig) -> Option<tower_http::cors::CorsLayer> {
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    if !c.enabled {
+        return None;
+    }
+    let origins: Vec<String> = c
+        .allowed_origins
+        .iter()
+        .map(|o| o.to_ascii_lowercase())
+        .collect();
+    let allow = AllowOrigin::predicate(move |origin, _| {
+        let Ok(o) = origin.to_str() else { return false };
+        let o = o.to_ascii_lowercase();
+        origins.iter().any(|pattern| origin_matches(pattern, &o))
+    });
+    let parse = |list: &[String]| -> Vec<axum::http::HeaderName> {
+        list.iter().filter_map(|h| h.parse().ok()).collect()
+    };
+    let methods: Vec<axum::http::Method> = c
+        .allowed_methods
+        .iter()
+        .filter_map(|m| m.parse().ok())
+        .collect();
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods(methods)
+            .allow_headers(parse(&c.allowed_headers))
+            .expose_headers(parse(&c.exposed_headers))
+            .allow_credentials(c.allow_credentials)
+            .max_age(std::time::Duration::from_secs(c.max_age)),
     )
+}
+
+/// `*` matches every origin; `https://*.example.com` any subdomain (not the apex).
+fn origin_matches(pattern: &str, origin: &str) -> bool {
+    if pattern == "*" {
+        return true;
+    }
+    match pattern.split_once("://*.") {
+        Some((scheme, suffix)) => origin
+            .strip_prefix(scheme)
+            .and_then(|rest| rest.strip_prefix("://"))
+            .is_some_and(|host| {
+                host.len() > suffix.len() + 1 && host.ends_with(&format!(".{suffix}"))
+            }),
+        None => pattern == origin,
+    }
 }
 
 pub fn admin_router(state: &AppState) -> Router {

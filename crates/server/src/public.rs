@@ -1,7 +1,8 @@
 //! The Kratos public API (port 4433): native self-service flows, sessions, schemas.
 
+use crate::browser;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{parse_uuid, request_url, CallerCtx, JsonBody, Query};
+use crate::extract::{parse_uuid, request_url, wants_json, CallerCtx, JsonBody, Query, SubmitBody};
 use crate::paging::{Page, PageQuery};
 use crate::AppState;
 use axum::extract::{OriginalUri, Path, State};
@@ -30,7 +31,10 @@ pub fn router() -> Router<AppState> {
         .route("/self-service/settings/flows", get(get_settings_flow))
         .route("/self-service/login", post(submit_login))
         .route("/self-service/registration", post(submit_registration))
-        .route("/self-service/settings", post(submit_settings))
+        .route(
+            "/self-service/settings",
+            post(submit_settings).get(continue_settings),
+        )
         .route("/self-service/logout/api", delete(logout_api))
         .route("/sessions/whoami", any(whoami))
         .route(
@@ -69,7 +73,7 @@ fn flow_id(raw: Option<String>, param: &str) -> Result<uuid::Uuid, ApiError> {
     }
 }
 
-fn truthy(v: &Option<String>) -> bool {
+pub fn truthy(v: &Option<String>) -> bool {
     matches!(v.as_deref(), Some("true" | "1" | "yes"))
 }
 
@@ -190,46 +194,105 @@ fn authenticated_body(st: &AppState, a: &Authenticated, with_identity: bool) -> 
     v
 }
 
+/// Submits a login or registration flow of either type. API flows answer JSON with a session
+/// token; browser flows set the session cookie and answer 303 or JSON (see `browser`).
+async fn submit_authenticating(
+    st: AppState,
+    kind: FlowKind,
+    q: SubmitQuery,
+    headers: axum::http::HeaderMap,
+    mut caller: portcullis_core::service::Caller,
+    submitted: SubmitBody,
+) -> Response {
+    let json = wants_json(&headers);
+    caller.form = submitted.form;
+    let outcome = async {
+        let id = flow_id(q.flow, "flow")?;
+        let now = st.core.now();
+        Ok::<_, ApiError>(match kind {
+            FlowKind::Registration => {
+                st.core
+                    .submit_registration(id, &submitted.body, &caller, now)
+                    .await?
+            }
+            _ => {
+                st.core
+                    .submit_login(id, &submitted.body, &caller, now)
+                    .await?
+            }
+        })
+    }
+    .await;
+    match outcome {
+        Ok(a) if a.flow_type == FlowType::Browser => browser::authenticated(&st, kind, &a, json),
+        Ok(a) => Json(authenticated_body(&st, &a, kind == FlowKind::Registration)).into_response(),
+        Err(e) if json => e.into_response(),
+        Err(ApiError(e)) => browser::html_error(&st, kind, e).await,
+    }
+}
+
 async fn submit_login(
     State(st): State<AppState>,
     Query(q): Query<SubmitQuery>,
+    headers: axum::http::HeaderMap,
     CallerCtx(caller): CallerCtx,
-    JsonBody(body): JsonBody,
-) -> ApiResult<Json<Value>> {
-    let id = flow_id(q.flow, "flow")?;
-    let a = st
-        .core
-        .submit_login(id, &body, &caller, st.core.now())
-        .await?;
-    Ok(Json(authenticated_body(&st, &a, false)))
+    body: SubmitBody,
+) -> Response {
+    submit_authenticating(st, FlowKind::Login, q, headers, caller, body).await
 }
 
 async fn submit_registration(
     State(st): State<AppState>,
     Query(q): Query<SubmitQuery>,
+    headers: axum::http::HeaderMap,
     CallerCtx(caller): CallerCtx,
-    JsonBody(body): JsonBody,
-) -> ApiResult<Json<Value>> {
-    let id = flow_id(q.flow, "flow")?;
-    let a = st
-        .core
-        .submit_registration(id, &body, &caller, st.core.now())
-        .await?;
-    Ok(Json(authenticated_body(&st, &a, true)))
+    body: SubmitBody,
+) -> Response {
+    submit_authenticating(st, FlowKind::Registration, q, headers, caller, body).await
 }
 
 async fn submit_settings(
     State(st): State<AppState>,
     Query(q): Query<SubmitQuery>,
-    CallerCtx(caller): CallerCtx,
-    JsonBody(body): JsonBody,
-) -> ApiResult<Json<Value>> {
+    headers: axum::http::HeaderMap,
+    CallerCtx(mut caller): CallerCtx,
+    submitted: SubmitBody,
+) -> Response {
+    let json = wants_json(&headers);
+    caller.form = submitted.form;
+    let outcome = async {
+        let id = flow_id(q.flow, "flow")?;
+        Ok::<_, ApiError>(
+            st.core
+                .submit_settings(id, &submitted.body, &caller, st.core.now())
+                .await?,
+        )
+    }
+    .await;
+    match outcome {
+        Ok((flow, identity)) => {
+            let body = st.core.flow_response(&flow, Some(&identity));
+            if flow.flow_type == FlowType::Browser {
+                browser::settings_saved(&st, &body, flow.return_to.as_deref(), json)
+            } else {
+                Json(body).into_response()
+            }
+        }
+        Err(e) if json => e.into_response(),
+        Err(ApiError(e)) => browser::html_error(&st, FlowKind::Settings, e).await,
+    }
+}
+
+/// `GET /self-service/settings?flow=`: where a re-authentication returns to; shows the flow
+/// again on its page.
+async fn continue_settings(
+    State(st): State<AppState>,
+    Query(q): Query<SubmitQuery>,
+) -> ApiResult<Response> {
     let id = flow_id(q.flow, "flow")?;
-    let (flow, identity) = st
-        .core
-        .submit_settings(id, &body, &caller, st.core.now())
-        .await?;
-    Ok(Json(st.core.flow_response(&flow, Some(&identity))))
+    let ui = st.core.config.ui_url("settings");
+    let sep = if ui.contains('?') { '&' } else { '?' };
+    Ok(browser::see_other(&format!("{ui}{sep}flow={id}")))
 }
 
 async fn logout_api(State(st): State<AppState>, JsonBody(body): JsonBody) -> ApiResult<StatusCode> {

@@ -4,6 +4,7 @@
 //! Errors here use simplejwt's (Django REST framework's) shapes, not the Kratos envelope:
 //! `{"detail": …, "code": "token_not_valid"}` for bad tokens, field errors for missing fields.
 
+use crate::extract::cookie;
 use crate::AppState;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request, State};
@@ -154,18 +155,6 @@ fn str_field<'a>(body: &'a Value, key: &str) -> Option<&'a str> {
         .filter(|s| !s.is_empty())
 }
 
-fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|p| p.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
-        .filter(|v| !v.is_empty())
-}
-
 /// `Set-Cookie` for a token (or its removal with `None`).
 fn token_cookie(
     st: &AppState,
@@ -174,19 +163,15 @@ fn token_cookie(
     max_age: u64,
 ) -> Option<HeaderValue> {
     let c = &st.core.config.tokens.cookies;
-    let secure = !(st.core.config.dev && st.core.public_url().starts_with("http://"));
-    let mut s = match value {
-        Some(v) => format!("{name}={v}; Max-Age={max_age}"),
-        None => format!("{name}=; Max-Age=0"),
-    };
-    s += &format!("; Path={}; HttpOnly; SameSite={}", c.path, c.same_site);
-    if !c.domain.is_empty() {
-        s += &format!("; Domain={}", c.domain);
-    }
-    if secure {
-        s += "; Secure";
-    }
-    HeaderValue::from_str(&s).ok()
+    crate::cookies::set_cookie(
+        &st.core.config,
+        name,
+        value,
+        Some(max_age),
+        &c.path,
+        &c.domain,
+        &c.same_site,
+    )
 }
 
 fn pair_response(st: &AppState, pair: TokenPair) -> Response {

@@ -167,6 +167,17 @@ impl<S: Store> Store for SessionCache<S> {
     async fn complete_flow(&self, flow: &Flow) -> StoreResult<bool> {
         self.inner.complete_flow(flow).await
     }
+    async fn insert_flow_error(
+        &self,
+        id: Uuid,
+        error: &serde_json::Value,
+        expires_at: OffsetDateTime,
+    ) -> StoreResult<()> {
+        self.inner.insert_flow_error(id, error, expires_at).await
+    }
+    async fn get_flow_error(&self, id: Uuid) -> StoreResult<Option<serde_json::Value>> {
+        self.inner.get_flow_error(id).await
+    }
     async fn delete_expired(&self, before: OffsetDateTime) -> StoreResult<u64> {
         let r = self.inner.delete_expired(before).await;
         self.bump();

@@ -825,7 +825,7 @@ impl Store for SqlStore {
     }
 
     async fn get_flow(&self, id: Uuid) -> StoreResult<Option<Flow>> {
-        let row = sqlx::query("SELECT data FROM flows WHERE id = $1")
+        let row = sqlx::query("SELECT data FROM flows WHERE id = $1 AND kind <> 'error'")
             .bind(id.to_string())
             .fetch_optional(&self.read)
             .await
@@ -846,6 +846,35 @@ impl Store for SqlStore {
         .await
         .map_err(db_err)?;
         Ok(done.rows_affected() == 1)
+    }
+
+    // Errors share the flows table (kind `error`): same lifetime rules, same clean-up.
+    async fn insert_flow_error(
+        &self,
+        id: Uuid,
+        error: &serde_json::Value,
+        expires_at: OffsetDateTime,
+    ) -> StoreResult<()> {
+        sqlx::query("INSERT INTO flows (id, kind, expires_at, data) VALUES ($1, 'error', $2, $3)")
+            .bind(id.to_string())
+            .bind(micros(expires_at))
+            .bind(error.to_string())
+            .execute(&self.write)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn get_flow_error(&self, id: Uuid) -> StoreResult<Option<serde_json::Value>> {
+        let row = sqlx::query("SELECT data FROM flows WHERE id = $1 AND kind = 'error'")
+            .bind(id.to_string())
+            .fetch_optional(&self.read)
+            .await
+            .map_err(db_err)?;
+        row.map(|r| {
+            serde_json::from_str(&r.try_get::<String, _>("data").map_err(db_err)?).map_err(json_err)
+        })
+        .transpose()
     }
 
     async fn delete_expired(&self, before: OffsetDateTime) -> StoreResult<u64> {

@@ -48,6 +48,7 @@ on_both!(
     sessions_are_found_by_token_hash_with_their_identity,
     session_lists_filter_active_and_revocation_works,
     flows_round_trip,
+    flow_errors_are_kept_apart_from_flows_and_expire,
     kv_initialises_once,
     writes_are_visible_to_later_token_lookups,
     expired_rows_are_cleaned_up,
@@ -334,6 +335,36 @@ async fn flows_round_trip(s: impl Store) {
         "passed_challenge"
     );
     assert!(s.get_flow(Uuid::new_v4()).await.unwrap().is_none());
+}
+
+async fn flow_errors_are_kept_apart_from_flows_and_expire(s: impl Store) {
+    let id = Uuid::new_v4();
+    let body = json!({ "id": id, "error": { "code": 403, "id": "security_csrf_violation" } });
+    s.insert_flow_error(id, &body, now() + time::Duration::minutes(5))
+        .await
+        .unwrap();
+    assert_eq!(s.get_flow_error(id).await.unwrap(), Some(body));
+    assert!(
+        s.get_flow(id).await.unwrap().is_none(),
+        "an error is not a flow"
+    );
+    let f = Flow::new(
+        FlowKind::Login,
+        FlowType::Browser,
+        "http://x/self-service/login/browser".into(),
+        "http://x/",
+        Duration::from_secs(60),
+        now(),
+    );
+    s.insert_flow(&f).await.unwrap();
+    assert!(
+        s.get_flow_error(f.id).await.unwrap().is_none(),
+        "a flow is not an error"
+    );
+    s.delete_expired(now() + time::Duration::minutes(10))
+        .await
+        .unwrap();
+    assert!(s.get_flow_error(id).await.unwrap().is_none());
 }
 
 async fn kv_initialises_once(s: impl Store) {

@@ -1,0 +1,397 @@
+//! Kratos browser flows: flow init with the CSRF cookie, the 303-or-JSON answer of every
+//! step, the session cookie on success, logout links and the error store.
+//!
+//! A request is answered in JSON when it sends JSON or prefers it (`Accept`), as SPAs and the
+//! SDKs do; otherwise (an HTML form, a link) it gets `303 See Other` to the page that shows the
+//! outcome: the flow's UI, the return URL, or the error page.
+
+use crate::cookies::{csrf_cookie, session_cookie};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{request_url, wants_json, CallerCtx, Query};
+use crate::AppState;
+use axum::extract::{OriginalUri, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use portcullis_core::flow::{FlowKind, FlowType};
+use portcullis_core::identity::View;
+use portcullis_core::service::{urlencode, Authenticated, Caller};
+use portcullis_core::Error;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/self-service/login/browser", get(init_login))
+        .route("/self-service/registration/browser", get(init_registration))
+        .route("/self-service/settings/browser", get(init_settings))
+        .route("/self-service/logout/browser", get(create_logout_url))
+        .route("/self-service/logout", get(logout))
+        .route("/self-service/errors", get(get_error))
+}
+
+#[derive(Deserialize)]
+pub struct InitQuery {
+    #[serde(default)]
+    refresh: Option<String>,
+    #[serde(default)]
+    return_to: Option<String>,
+}
+
+pub fn see_other(location: &str) -> Response {
+    match HeaderValue::from_str(location) {
+        Ok(v) => (StatusCode::SEE_OTHER, [(header::LOCATION, v)]).into_response(),
+        Err(_) => ApiError::bad_request("The redirect target is not a valid header value.")
+            .into_response(),
+    }
+}
+
+fn with_query(url: &str, key: &str, value: &str) -> String {
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}{key}={}", urlencode(value))
+}
+
+/// Gives the caller a CSRF secret if its browser has none yet; returns the new one, which the
+/// response must set as a cookie.
+pub fn ensure_csrf(caller: &mut Caller) -> Option<String> {
+    if caller.csrf_secret.is_some() {
+        return None;
+    }
+    let s = portcullis_core::csrf::new_secret();
+    caller.csrf_secret = Some(s.clone());
+    Some(s)
+}
+
+fn add_cookie(resp: &mut Response, v: Option<HeaderValue>) {
+    if let Some(v) = v {
+        resp.headers_mut().append(header::SET_COOKIE, v);
+    }
+}
+
+async fn init(
+    st: AppState,
+    kind: FlowKind,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    q: InitQuery,
+    mut caller: Caller,
+) -> Response {
+    let core = &st.core;
+    let json = wants_json(&headers);
+    let fresh = ensure_csrf(&mut caller);
+    let now = core.now();
+    let url = request_url(core.public_url(), &uri);
+    let return_to = q.return_to.clone();
+    let created = match kind {
+        FlowKind::Login => core
+            .create_login_flow(
+                FlowType::Browser,
+                url,
+                crate::public::truthy(&q.refresh),
+                q.return_to,
+                &caller,
+                now,
+            )
+            .await
+            .map(|f| (f, None)),
+        FlowKind::Registration => core
+            .create_registration_flow(FlowType::Browser, url, q.return_to, &caller, now)
+            .await
+            .map(|f| (f, None)),
+        FlowKind::Settings => core
+            .create_settings_flow(FlowType::Browser, url, q.return_to, &caller, now)
+            .await
+            .map(|(f, i)| (f, Some(i))),
+    };
+    let mut resp = match created {
+        Ok((flow, identity)) if json => {
+            Json(core.flow_response(&flow, identity.as_ref())).into_response()
+        }
+        Ok((flow, _)) => see_other(&with_query(
+            core.config.ui_url(kind.as_str()),
+            "flow",
+            &flow.id.to_string(),
+        )),
+        Err(e) if json => ApiError(e).into_response(),
+        Err(e) if error_id(&e) == Some("session_already_available") => {
+            // Signed in already: a browser simply goes where it was heading.
+            let target = core
+                .validate_return_to(return_to)
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| core.config.after_url(kind.as_str()).to_string());
+            see_other(&target)
+        }
+        Err(e) => html_error(&st, kind, e).await,
+    };
+    if let Some(secret) = fresh {
+        add_cookie(&mut resp, csrf_cookie(core, &secret));
+    }
+    resp
+}
+
+async fn init_login(
+    State(st): State<AppState>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    Query(q): Query<InitQuery>,
+    CallerCtx(caller): CallerCtx,
+) -> Response {
+    init(st, FlowKind::Login, uri, headers, q, caller).await
+}
+
+async fn init_registration(
+    State(st): State<AppState>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    Query(q): Query<InitQuery>,
+    CallerCtx(caller): CallerCtx,
+) -> Response {
+    init(st, FlowKind::Registration, uri, headers, q, caller).await
+}
+
+async fn init_settings(
+    State(st): State<AppState>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    Query(q): Query<InitQuery>,
+    CallerCtx(caller): CallerCtx,
+) -> Response {
+    init(st, FlowKind::Settings, uri, headers, q, caller).await
+}
+
+fn error_id(e: &Error) -> Option<&'static str> {
+    match e {
+        Error::Api { id, .. } => *id,
+        _ => None,
+    }
+}
+
+fn extra_str<'a>(e: &'a Error, key: &str) -> Option<&'a str> {
+    match e {
+        Error::Api {
+            extra: Some(extra), ..
+        } => extra.get(key).and_then(Value::as_str),
+        _ => None,
+    }
+}
+
+/// Where a browser (not a JSON client) goes when a step of flow `kind` fails.
+pub async fn html_error(st: &AppState, kind: FlowKind, e: Error) -> Response {
+    let core = &st.core;
+    let ui = core.config.ui_url(kind.as_str());
+    match &e {
+        // The flow now carries its messages: show it again.
+        Error::FlowInvalid(flow) => {
+            if let Some(id) = flow.get("id").and_then(Value::as_str) {
+                return see_other(&with_query(ui, "flow", id));
+            }
+        }
+        Error::Api { code: 410, .. } => {
+            if let Some(id) = extra_str(&e, "use_flow_id") {
+                return see_other(&with_query(ui, "flow", id));
+            }
+            // Reading an expired flow: start a new one.
+            return see_other(&format!(
+                "{}self-service/{}/browser",
+                core.public_url(),
+                kind.as_str()
+            ));
+        }
+        _ => {}
+    }
+    match error_id(&e) {
+        Some("session_already_available") => {
+            return see_other(core.config.after_url(kind.as_str()));
+        }
+        Some("session_refresh_required") => {
+            if let Some(to) = extra_str(&e, "redirect_browser_to") {
+                return see_other(to);
+            }
+        }
+        Some("session_inactive") if kind == FlowKind::Settings => {
+            let back = format!("{}self-service/settings/browser", core.public_url());
+            return see_other(&with_query(
+                &format!("{}self-service/login/browser", core.public_url()),
+                "return_to",
+                &back,
+            ));
+        }
+        _ => {}
+    }
+    if let Error::Internal(cause) = &e {
+        tracing::error!(%cause, "internal error in a browser flow");
+    }
+    match core.record_flow_error(&e, core.now()).await {
+        Ok(id) => see_other(&with_query(
+            core.config.ui_url("error"),
+            "id",
+            &id.to_string(),
+        )),
+        Err(store) => ApiError(store).into_response(),
+    }
+}
+
+/// The answer to a successful browser login or registration: the session cookie, then 303 to
+/// the return URL, or for JSON clients the session with `continue_with` pointing there.
+pub fn authenticated(st: &AppState, kind: FlowKind, a: &Authenticated, json: bool) -> Response {
+    let core = &st.core;
+    let target = a
+        .return_to
+        .clone()
+        .unwrap_or_else(|| core.config.after_url(kind.as_str()).to_string());
+    let mut resp = if json {
+        let now = core.now();
+        let mut body = json!({
+            "session": core.session_json(&a.session, Some(&a.identity), View::Public, now),
+            "continue_with": [{ "action": "redirect_browser_to", "redirect_browser_to": target }],
+        });
+        if kind == FlowKind::Registration {
+            body["identity"] = core.identity_json(&a.identity, View::Public);
+        }
+        Json(body).into_response()
+    } else {
+        see_other(&target)
+    };
+    if let Some(token) = &a.token {
+        add_cookie(&mut resp, session_cookie(core, Some(token)));
+    }
+    resp
+}
+
+/// A saved browser settings flow: JSON clients get the flow (with `continue_with` when the
+/// flow has a return URL); browsers go to the return URL or back to the page, which now says
+/// the changes were saved.
+pub fn settings_saved(
+    st: &AppState,
+    flow: &Value,
+    return_to: Option<&str>,
+    json: bool,
+) -> Response {
+    let core = &st.core;
+    if json {
+        let mut body = flow.clone();
+        if let Some(to) = return_to {
+            body["continue_with"] =
+                json!([{ "action": "redirect_browser_to", "redirect_browser_to": to }]);
+        }
+        return Json(body).into_response();
+    }
+    match return_to {
+        Some(to) => see_other(to),
+        None => see_other(&with_query(
+            core.config.ui_url("settings"),
+            "flow",
+            flow.get("id").and_then(Value::as_str).unwrap_or_default(),
+        )),
+    }
+}
+
+#[derive(Deserialize)]
+struct LogoutUrlQuery {
+    #[serde(default)]
+    return_to: Option<String>,
+}
+
+async fn create_logout_url(
+    State(st): State<AppState>,
+    Query(q): Query<LogoutUrlQuery>,
+    CallerCtx(caller): CallerCtx,
+) -> ApiResult<Json<Value>> {
+    let core = &st.core;
+    let (session, _) = caller
+        .session
+        .as_ref()
+        .ok_or(ApiError(Error::session_inactive()))?;
+    let return_to = core.validate_return_to(q.return_to)?;
+    let token = session.logout_token();
+    let mut url = with_query(
+        &format!("{}self-service/logout", core.public_url()),
+        "token",
+        &token,
+    );
+    if let Some(r) = return_to {
+        url = with_query(&url, "return_to", &r);
+    }
+    Ok(Json(json!({ "logout_url": url, "logout_token": token })))
+}
+
+#[derive(Deserialize)]
+struct LogoutQuery {
+    #[serde(default)]
+    token: Option<String>,
+    #[serde(default)]
+    return_to: Option<String>,
+}
+
+async fn logout(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<LogoutQuery>,
+    CallerCtx(caller): CallerCtx,
+) -> Response {
+    let core = &st.core;
+    let json = wants_json(&headers);
+    let outcome = async {
+        let return_to = core.validate_return_to(q.return_to)?;
+        let token = q.token.unwrap_or_default();
+        if token.is_empty() {
+            return Err(Error::bad_request(
+                "The query parameter `token` (the logout token) is required.",
+            ));
+        }
+        match &caller.session {
+            // Already signed out: nothing to end, go on.
+            None => {}
+            Some((s, _)) if s.is_logout_token(&token) => core.end_session(s, core.now()).await?,
+            Some(_) => {
+                return Err(Error::api(
+                    403,
+                    None,
+                    "Unable to log out because the logout token in the URL query does not match the session cookie.",
+                ))
+            }
+        }
+        Ok(return_to)
+    }
+    .await;
+    match outcome {
+        Ok(return_to) => {
+            let mut resp = if json {
+                StatusCode::NO_CONTENT.into_response()
+            } else {
+                see_other(
+                    return_to
+                        .as_deref()
+                        .unwrap_or_else(|| core.config.after_url("logout")),
+                )
+            };
+            add_cookie(&mut resp, session_cookie(core, None));
+            // A new CSRF secret, so nothing issued during the session stays usable.
+            add_cookie(
+                &mut resp,
+                csrf_cookie(core, &portcullis_core::csrf::new_secret()),
+            );
+            resp
+        }
+        Err(e) if json => ApiError(e).into_response(),
+        Err(e) => html_error(&st, FlowKind::Login, e).await,
+    }
+}
+
+#[derive(Deserialize)]
+struct ErrorQuery {
+    #[serde(default)]
+    id: Option<String>,
+}
+
+async fn get_error(
+    State(st): State<AppState>,
+    Query(q): Query<ErrorQuery>,
+) -> ApiResult<Json<Value>> {
+    let id =
+        q.id.filter(|i| !i.is_empty())
+            .ok_or_else(|| ApiError::bad_request("The query parameter `id` is required."))?;
+    Ok(Json(st.core.flow_error(&id, st.core.now()).await?))
+}

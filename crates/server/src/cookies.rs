@@ -1,0 +1,77 @@
+//! `Set-Cookie` values for the session, CSRF and token cookies.
+
+use axum::http::HeaderValue;
+use portcullis_core::config::Config;
+use portcullis_core::service::Core;
+use sha2::{Digest, Sha256};
+
+/// Kratos' name for the anti-CSRF cookie: `csrf_token_<hex(sha256(public base URL))>`, so
+/// two deployments on one domain do not overwrite each other's.
+pub fn csrf_cookie_name(core: &Core) -> String {
+    format!(
+        "csrf_token_{}",
+        hex::encode(Sha256::digest(core.public_url().as_bytes()))
+    )
+}
+
+/// One `Set-Cookie` value: HttpOnly always, `Secure` whenever the public URL is https (which
+/// outside dev mode it must be). `value: None` deletes the cookie. `max_age: None` makes a
+/// browser-session cookie.
+pub fn set_cookie(
+    config: &Config,
+    name: &str,
+    value: Option<&str>,
+    max_age: Option<u64>,
+    path: &str,
+    domain: &str,
+    same_site: &str,
+) -> Option<HeaderValue> {
+    let mut s = match (value, max_age) {
+        (Some(v), Some(age)) => format!("{name}={v}; Max-Age={age}"),
+        (Some(v), None) => format!("{name}={v}"),
+        (None, _) => format!("{name}=; Max-Age=0"),
+    };
+    s += &format!(
+        "; Path={}; HttpOnly; SameSite={same_site}",
+        if path.is_empty() { "/" } else { path }
+    );
+    if !domain.is_empty() {
+        s += &format!("; Domain={domain}");
+    }
+    if config.secure_cookies() {
+        s += "; Secure";
+    }
+    HeaderValue::from_str(&s).ok()
+}
+
+/// The session cookie carrying `token` (or clearing it), per `session.cookie`.
+pub fn session_cookie(core: &Core, token: Option<&str>) -> Option<HeaderValue> {
+    let c = &core.config.session.cookie;
+    let max_age = c
+        .persistent
+        .then(|| core.config.session.lifespan.0.as_secs());
+    set_cookie(
+        &core.config,
+        &c.name,
+        token,
+        max_age,
+        &c.path,
+        &c.domain,
+        &c.same_site,
+    )
+}
+
+/// The anti-CSRF cookie holding `secret`, on the session cookie's domain and path. It lives a
+/// year, like nosurf's, so open tabs keep working.
+pub fn csrf_cookie(core: &Core, secret: &str) -> Option<HeaderValue> {
+    let c = &core.config.session.cookie;
+    set_cookie(
+        &core.config,
+        &csrf_cookie_name(core),
+        Some(secret),
+        Some(365 * 24 * 3600),
+        &c.path,
+        &c.domain,
+        &c.same_site,
+    )
+}

@@ -1,0 +1,1098 @@
+//! Browser flows (cookies, CSRF, 303-vs-JSON), logout, the error store, CORS and the hosted UI.
+
+use crate::helpers::{message_ids, unique_email, Backend, TestApp, PASSWORD};
+use reqwest::header::{HeaderMap, ACCEPT, COOKIE, LOCATION, SET_COOKIE};
+use reqwest::{Response, StatusCode};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+crate::on_both!(
+    init_answers_303_or_json_and_sets_the_csrf_cookie,
+    reading_a_browser_flow_needs_its_csrf_cookie,
+    submits_need_the_csrf_token_of_the_cookie,
+    json_submits_answer_continue_with_and_400_flows,
+    html_failures_go_back_to_the_flow_or_to_a_fresh_one,
+    return_to_is_checked_and_followed,
+    signed_in_browsers_are_sent_on,
+    settings_in_the_browser_with_reauthentication,
+    logout_links_end_the_session_and_clear_the_cookie,
+    errors_are_kept_for_the_error_page,
+    hosted_pages_are_translated_accessible_and_locked_down,
+    welcome_page_lists_sessions_and_revokes_the_others,
+);
+
+/// A browser: a cookie jar over the test client, no redirects followed.
+struct Browser<'a> {
+    app: &'a TestApp,
+    jar: BTreeMap<String, String>,
+    headers: Vec<(String, String)>,
+}
+
+impl<'a> Browser<'a> {
+    fn new(app: &'a TestApp) -> Self {
+        Browser {
+            app,
+            jar: BTreeMap::new(),
+            headers: vec![],
+        }
+    }
+
+    fn cookie_header(&self) -> String {
+        self.jar
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    fn keep(&mut self, r: &Response) {
+        for sc in r.headers().get_all(SET_COOKIE) {
+            let sc = sc.to_str().unwrap();
+            let (pair, attrs) = sc.split_once(';').unwrap_or((sc, ""));
+            let (k, v) = pair.split_once('=').unwrap();
+            if attrs.contains("Max-Age=0") {
+                self.jar.remove(k);
+            } else {
+                self.jar.insert(k.to_string(), v.to_string());
+            }
+        }
+    }
+
+    async fn send(&mut self, req: reqwest::RequestBuilder) -> Response {
+        let mut req = req.header(COOKIE, self.cookie_header());
+        for (k, v) in &self.headers {
+            req = req.header(k.as_str(), v.as_str());
+        }
+        let r = req.send().await.unwrap();
+        self.keep(&r);
+        r
+    }
+
+    async fn get(&mut self, url: &str) -> Response {
+        let req = self.app.http.get(url);
+        self.send(req).await
+    }
+
+    async fn get_json(&mut self, url: &str) -> Response {
+        let req = self.app.http.get(url).header(ACCEPT, "application/json");
+        self.send(req).await
+    }
+
+    async fn post_form(&mut self, url: &str, fields: &[(&str, &str)]) -> Response {
+        let req = self.app.http.post(url).form(fields);
+        self.send(req).await
+    }
+
+    async fn post_json(&mut self, url: &str, body: &Value) -> Response {
+        let req = self
+            .app
+            .http
+            .post(url)
+            .header(ACCEPT, "application/json")
+            .json(body);
+        self.send(req).await
+    }
+
+    /// Starts a browser flow as an SPA does; returns the flow JSON.
+    async fn flow(&mut self, kind: &str) -> Value {
+        let url = format!("{}/self-service/{kind}/browser", self.app.public);
+        let r = self.get_json(&url).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        r.json().await.unwrap()
+    }
+
+    fn csrf_cookie(&self) -> Option<(&String, &String)> {
+        self.jar.iter().find(|(k, _)| k.starts_with("csrf_token_"))
+    }
+
+    fn has_session_cookie(&self) -> bool {
+        self.jar.contains_key("ory_kratos_session")
+    }
+
+    /// Registers through a form post, as the hosted page does.
+    async fn register(&mut self, email: &str) {
+        let flow = self.flow("registration").await;
+        let r = self
+            .post_form(
+                flow["ui"]["action"].as_str().unwrap(),
+                &[
+                    ("csrf_token", csrf(&flow)),
+                    ("traits.email", email),
+                    ("password", PASSWORD),
+                    ("method", "password"),
+                ],
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::SEE_OTHER);
+        assert!(self.has_session_cookie());
+    }
+}
+
+fn csrf(flow: &Value) -> &str {
+    flow["ui"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["attributes"]["name"] == "csrf_token")
+        .and_then(|n| n["attributes"]["value"].as_str())
+        .unwrap()
+}
+
+fn location(r: &Response) -> String {
+    r.headers()
+        .get(LOCATION)
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default()
+}
+
+fn set_cookie<'h>(h: &'h HeaderMap, prefix: &str) -> &'h str {
+    h.get_all(SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .find(|v| v.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no Set-Cookie {prefix}"))
+}
+
+async fn error_id(r: Response) -> Value {
+    let status = r.status();
+    let body: Value = r.json().await.unwrap();
+    json!([status.as_u16(), body["error"]["id"]])
+}
+
+async fn init_answers_303_or_json_and_sets_the_csrf_cookie(app: TestApp) {
+    let url = format!("{}/self-service/login/browser", app.public);
+    for accept in [
+        None,
+        Some("text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"),
+        Some("*/*"),
+    ] {
+        let mut req = app.http.get(&url);
+        if let Some(a) = accept {
+            req = req.header(ACCEPT, a);
+        }
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::SEE_OTHER, "Accept: {accept:?}");
+        assert!(location(&r).starts_with(&format!("{}/ui/login?flow=", app.public)));
+        let c = set_cookie(r.headers(), "csrf_token_");
+        assert!(c.contains("HttpOnly") && c.contains("SameSite=Lax") && c.contains("Path=/"));
+        assert!(!c.contains("Secure"), "plain http in dev mode: {c}");
+    }
+    let mut b = Browser::new(&app);
+    let flow = b.flow("login").await;
+    assert_eq!(flow["type"], "browser");
+    let first = &flow["ui"]["nodes"][0];
+    assert_eq!(first["attributes"]["name"], "csrf_token");
+    assert_eq!(first["attributes"]["type"], "hidden");
+    assert_eq!(first["group"], "default");
+    // A second flow in the same browser reuses the cookie but renders a differently masked token.
+    let (name, secret) = b
+        .csrf_cookie()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .unwrap();
+    let again = b.flow("registration").await;
+    assert_eq!(b.csrf_cookie().unwrap(), (&name, &secret));
+    assert_ne!(csrf(&again), csrf(&flow));
+    assert_ne!(
+        csrf(&flow),
+        secret,
+        "the page never shows the cookie's secret"
+    );
+    // The SDKs send JSON bodies: `Content-Type: application/json` alone also means JSON.
+    let r = app
+        .http
+        .get(&url)
+        .header("content-type", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+}
+
+async fn reading_a_browser_flow_needs_its_csrf_cookie(app: TestApp) {
+    let mut b = Browser::new(&app);
+    let flow = b.flow("registration").await;
+    let url = format!(
+        "{}/self-service/registration/flows?id={}",
+        app.public,
+        flow["id"].as_str().unwrap()
+    );
+    let r = b.get_json(&url).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let mine: Value = r.json().await.unwrap();
+    assert_eq!(mine["id"], flow["id"]);
+    assert_eq!(
+        error_id(app.get(&url).await).await,
+        json!([403, "security_csrf_violation"])
+    );
+    let mut other = Browser::new(&app);
+    other.flow("login").await;
+    assert_eq!(
+        error_id(other.get_json(&url).await).await,
+        json!([403, "security_csrf_violation"])
+    );
+}
+
+async fn submits_need_the_csrf_token_of_the_cookie(app: TestApp) {
+    let mut b = Browser::new(&app);
+    let flow = b.flow("login").await;
+    let action = flow["ui"]["action"].as_str().unwrap().to_string();
+    let body = |token: Option<&str>| {
+        let mut v = json!({ "method": "password", "identifier": "x@example.com", "password": "wrong password here" });
+        if let Some(t) = token {
+            v["csrf_token"] = json!(t);
+        }
+        v
+    };
+    // No token, a token from another browser, a token without the cookie: all refused.
+    assert_eq!(
+        error_id(b.post_json(&action, &body(None)).await).await,
+        json!([403, "security_csrf_violation"])
+    );
+    let mut other = Browser::new(&app);
+    let foreign = other.flow("login").await;
+    assert_eq!(
+        error_id(b.post_json(&action, &body(Some(csrf(&foreign)))).await).await,
+        json!([403, "security_csrf_violation"])
+    );
+    let r = app
+        .http
+        .post(&action)
+        .header(ACCEPT, "application/json")
+        .json(&body(Some(csrf(&flow))))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_id(r).await, json!([403, "security_csrf_violation"]));
+    // The right token passes the check (and the wrong password is then reported on the flow),
+    // in the body or in the X-CSRF-Token header.
+    let r = b.post_json(&action, &body(Some(csrf(&flow)))).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let f: Value = r.json().await.unwrap();
+    assert_eq!(message_ids(&f, None), vec![4000006]);
+    b.headers = vec![("x-csrf-token".into(), csrf(&flow).into())];
+    let r = b.post_json(&action, &body(None)).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    // An HTML form without the token lands on the error page, which explains it.
+    b.headers.clear();
+    let r = b
+        .post_form(&action, &[("method", "password"), ("identifier", "x")])
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let to = location(&r);
+    let id = to
+        .strip_prefix(&format!("{}/ui/error?id=", app.public))
+        .unwrap_or_else(|| panic!("{to}"));
+    let e: Value = app
+        .get(&format!("{}/self-service/errors?id={id}", app.public))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(e["error"]["id"], "security_csrf_violation");
+    assert_eq!(e["error"]["code"], 403);
+}
+
+/// Scenarios that need their own configuration, on both databases.
+macro_rules! configured {
+    ($($name:ident),* $(,)?) => {
+        $( mod $name {
+            #[tokio::test] async fn sqlite() { super::$name(crate::helpers::Backend::Sqlite).await }
+            #[tokio::test] async fn postgres() { super::$name(crate::helpers::Backend::Postgres).await }
+        } )*
+    };
+}
+
+configured!(
+    form_registration_coerces_types_and_sets_the_session_cookie,
+    cors_allows_only_the_configured_origins,
+    operators_extend_translations_templates_and_theme,
+);
+
+async fn form_registration_coerces_types_and_sets_the_session_cookie(backend: Backend) {
+    use base64::Engine;
+    let schema = json!({
+        "$id": "https://example.com/typed.schema.json",
+        "$schema": "http://json-schema.org/draft-07/schema#",
+        "type": "object",
+        "properties": { "traits": { "type": "object", "properties": {
+            "email": { "type": "string", "format": "email", "title": "E-Mail",
+                "ory.sh/kratos": { "credentials": { "password": { "identifier": true } } } },
+            "newsletter": { "type": "boolean", "title": "Newsletter" },
+            "age": { "type": "integer", "title": "Age", "minimum": 0 },
+            "nickname": { "type": "string", "title": "Nickname", "minLength": 3 }
+        }, "required": ["email"] } }
+    });
+    let url = format!(
+        "base64://{}",
+        base64::engine::general_purpose::STANDARD.encode(schema.to_string())
+    );
+    let app = TestApp::spawn_with(backend, |c| {
+        c.identity.schemas = vec![portcullis_core::config::SchemaRef {
+            id: "typed".into(),
+            url,
+        }];
+        c.identity.default_schema_id = "typed".into();
+    })
+    .await;
+    let mut b = Browser::new(&app);
+    let flow = b.flow("registration").await;
+    let email = unique_email("form");
+    let r = b
+        .post_form(
+            flow["ui"]["action"].as_str().unwrap(),
+            &[
+                ("csrf_token", csrf(&flow)),
+                ("traits.email", &email),
+                ("traits.newsletter", "true"),
+                ("traits.age", "42"),
+                ("traits.nickname", ""),
+                ("password", PASSWORD),
+                ("method", "password"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&r), format!("{}/ui/welcome", app.public));
+    let c = set_cookie(r.headers(), "ory_kratos_session=");
+    for attr in ["HttpOnly", "SameSite=Lax", "Path=/", "Max-Age=86400"] {
+        assert!(c.contains(attr), "{attr} missing in {c}");
+    }
+    assert!(!c.contains("Secure"));
+    let r = b.get_json(&format!("{}/sessions/whoami", app.public)).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let s: Value = r.json().await.unwrap();
+    assert_eq!(
+        s["identity"]["traits"],
+        json!({ "email": email, "newsletter": true, "age": 42 }),
+        "strings became the schema's types; the blank optional field is absent"
+    );
+    // A value that is not of the schema's type is reported on its node, not stored.
+    let mut b2 = Browser::new(&app);
+    let flow = b2.flow("registration").await;
+    let other = unique_email("form2");
+    let r = b2
+        .post_json(
+            flow["ui"]["action"].as_str().unwrap(),
+            &json!({ "csrf_token": csrf(&flow), "method": "password", "password": PASSWORD,
+                     "traits": { "email": other, "age": "forty" } }),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let f: Value = r.json().await.unwrap();
+    assert_eq!(message_ids(&f, Some("traits.age")), vec![4000026]);
+}
+
+async fn cors_allows_only_the_configured_origins(backend: Backend) {
+    let spa = "http://127.0.0.1:5555";
+    let preflight = |app: &TestApp, origin: &str| {
+        app.http
+            .request(
+                reqwest::Method::OPTIONS,
+                format!("{}/self-service/login", app.public),
+            )
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "content-type,x-csrf-token",
+            )
+            .send()
+    };
+    let closed = TestApp::spawn(backend).await;
+    let r = preflight(&closed, spa).await.unwrap();
+    assert!(
+        r.headers().get("access-control-allow-origin").is_none(),
+        "nothing is allowed by default"
+    );
+    let app = TestApp::spawn_with(backend, |c| {
+        c.serve.public.cors.enabled = true;
+        c.serve.public.cors.allowed_origins =
+            vec![spa.to_string(), "https://*.example.com".to_string()];
+    })
+    .await;
+    for origin in [spa, "https://app.example.com"] {
+        let r = preflight(&app, origin).await.unwrap();
+        let h = r.headers();
+        assert_eq!(h["access-control-allow-origin"], origin);
+        assert_eq!(h["access-control-allow-credentials"], "true");
+        let allowed = h["access-control-allow-headers"]
+            .to_str()
+            .unwrap()
+            .to_ascii_lowercase();
+        assert!(allowed.contains("x-csrf-token") && allowed.contains("x-session-token"));
+    }
+    for origin in [
+        "http://127.0.0.1:5556",
+        "https://example.com",
+        "https://evil.com",
+    ] {
+        let r = preflight(&app, origin).await.unwrap();
+        assert!(
+            r.headers().get("access-control-allow-origin").is_none(),
+            "{origin} must not be allowed"
+        );
+    }
+    // A credentialed GET from the SPA's origin can read the flow.
+    let r = app
+        .http
+        .get(format!("{}/self-service/login/browser", app.public))
+        .header("origin", spa)
+        .header(ACCEPT, "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["access-control-allow-origin"], spa);
+}
+
+async fn operators_extend_translations_templates_and_theme(backend: Backend) {
+    let dir = std::env::temp_dir().join(format!("pc-ui-{}", uuid::Uuid::new_v4()));
+    let (locales, templates) = (dir.join("locales"), dir.join("templates"));
+    std::fs::create_dir_all(&locales).unwrap();
+    std::fs::create_dir_all(&templates).unwrap();
+    std::fs::write(
+        locales.join("ko.json"),
+        r#"{ "page.login": "어서 오세요" }"#,
+    )
+    .unwrap();
+    std::fs::write(
+        locales.join("ja.json"),
+        r#"{ "_language": "日本語", "page.login": "ログイン", "1070001": "パスワード" }"#,
+    )
+    .unwrap();
+    std::fs::write(
+        templates.join("error.html"),
+        r#"{% extends "layout.html" %}{% block content %}<p id="custom">{{ error.code }}</p>{% endblock %}"#,
+    )
+    .unwrap();
+    let app = TestApp::spawn_with(backend, |c| {
+        c.ui.translations_dir = locales.display().to_string();
+        c.ui.templates_dir = templates.display().to_string();
+        c.ui.theme.colors = [("primary".to_string(), "#ff5a00".to_string())].into();
+        c.ui.theme.logo_url = "https://cdn.example.com/logo.svg".into();
+        c.ui.theme.name = "Acme".into();
+    })
+    .await;
+    let mut b = Browser::new(&app);
+    let r = b
+        .get(&format!("{}/self-service/login/browser", app.public))
+        .await;
+    let page = location(&r);
+    let html = b
+        .get(&format!("{page}&lang=ko"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains("<h1>어서 오세요</h1>"),
+        "an override replaces one string"
+    );
+    assert!(html.contains("비밀번호"), "the rest stays built in");
+    let r = b.get(&format!("{page}&lang=ja")).await;
+    let csp = r.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        csp.contains("img-src 'self' data: https://cdn.example.com"),
+        "{csp}"
+    );
+    let html = r.text().await.unwrap();
+    assert!(html.contains("<h1>ログイン</h1>") && html.contains("パスワード"));
+    assert!(
+        html.contains(r#"lang="ja""#) && html.contains("日本語"),
+        "a new file adds a language"
+    );
+    assert!(html.contains(r#"alt="Acme""#));
+    let html = app
+        .get(&format!("{}/ui/error?id=stub:400", app.public))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains(r#"<p id="custom">400</p>"#), "{html}");
+    let css = app
+        .get(&format!("{}/ui/theme.css", app.public))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(css.contains("--pc-primary: #ff5a00;"), "{css}");
+}
+
+async fn json_submits_answer_continue_with_and_400_flows(app: TestApp) {
+    let email = unique_email("spa");
+    let mut b = Browser::new(&app);
+    let flow = b.flow("registration").await;
+    let r = b
+        .post_json(
+            flow["ui"]["action"].as_str().unwrap(),
+            &json!({ "csrf_token": csrf(&flow), "method": "password", "password": PASSWORD,
+                     "traits": { "email": email } }),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(set_cookie(r.headers(), "ory_kratos_session=").contains("HttpOnly"));
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["identity"]["traits"]["email"], json!(email));
+    assert!(body["session"]["id"].is_string());
+    assert!(
+        body.get("session_token").is_none(),
+        "browsers get a cookie, never the token"
+    );
+    assert_eq!(
+        body["continue_with"],
+        json!([{ "action": "redirect_browser_to", "redirect_browser_to": format!("{}/ui/welcome", app.public) }])
+    );
+    // Log in from a fresh browser: a wrong password answers 400 with the flow, then success.
+    let mut b = Browser::new(&app);
+    let flow = b.flow("login").await;
+    let action = flow["ui"]["action"].as_str().unwrap();
+    let r = b
+        .post_json(
+            action,
+            &json!({ "csrf_token": csrf(&flow), "method": "password", "identifier": email, "password": "not the password" }),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let f: Value = r.json().await.unwrap();
+    assert_eq!(f["id"], flow["id"]);
+    assert_eq!(f["type"], "browser");
+    assert_eq!(message_ids(&f, None), vec![4000006]);
+    assert!(!b.has_session_cookie());
+    let r = b
+        .post_json(
+            action,
+            &json!({ "csrf_token": csrf(&flow), "method": "password", "identifier": email, "password": PASSWORD }),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["session"]["identity"]["traits"]["email"], json!(email));
+    assert_eq!(body["continue_with"][0]["action"], "redirect_browser_to");
+    assert!(b.has_session_cookie());
+    let r = b.get_json(&format!("{}/sessions/whoami", app.public)).await;
+    assert_eq!(r.status(), StatusCode::OK);
+}
+
+async fn html_failures_go_back_to_the_flow_or_to_a_fresh_one(app: TestApp) {
+    let mut b = Browser::new(&app);
+    let flow = b.flow("login").await;
+    let id = flow["id"].as_str().unwrap();
+    let action = flow["ui"]["action"].as_str().unwrap();
+    let fields = [
+        ("csrf_token", csrf(&flow)),
+        ("identifier", "nobody@example.com"),
+        ("password", "wrong password here"),
+        ("method", "password"),
+    ];
+    let r = b.post_form(action, &fields).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&r), format!("{}/ui/login?flow={id}", app.public));
+    let f: Value = b
+        .get_json(&format!("{}/self-service/login/flows?id={id}", app.public))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(message_ids(&f, None), vec![4000006]);
+    // An expired flow sends the browser to a fresh flow that says why.
+    app.clock.advance(Duration::from_secs(2 * 3600));
+    let r = b.post_form(action, &fields).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let to = location(&r);
+    let fresh = to
+        .strip_prefix(&format!("{}/ui/login?flow=", app.public))
+        .unwrap();
+    assert_ne!(fresh, id);
+    let f: Value = b
+        .get_json(&format!(
+            "{}/self-service/login/flows?id={fresh}",
+            app.public
+        ))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(message_ids(&f, None), vec![4010001]);
+    // JSON clients get 410 with the replacement's id instead.
+    let r = b
+        .post_json(
+            action,
+            &json!({ "csrf_token": csrf(&flow), "method": "password" }),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::GONE);
+    let e: Value = r.json().await.unwrap();
+    assert_eq!(e["error"]["id"], "self_service_flow_expired");
+    assert!(e["use_flow_id"].is_string());
+}
+
+async fn return_to_is_checked_and_followed(app: TestApp) {
+    let bad = "https://evil.example/steal";
+    let mut b = Browser::new(&app);
+    let r = b
+        .get_json(&format!(
+            "{}/self-service/login/browser?return_to={bad}",
+            app.public
+        ))
+        .await;
+    assert_eq!(
+        error_id(r).await,
+        json!([400, "self_service_flow_return_to_forbidden"])
+    );
+    let r = b
+        .get(&format!(
+            "{}/self-service/registration/browser?return_to={bad}",
+            app.public
+        ))
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let to = location(&r);
+    assert!(
+        to.starts_with(&format!("{}/ui/error?id=", app.public)),
+        "{to}"
+    );
+    let id = to.split("id=").nth(1).unwrap();
+    let e: Value = app
+        .get(&format!("{}/self-service/errors?id={id}", app.public))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(e["error"]["id"], "self_service_flow_return_to_forbidden");
+    // An allowed one is kept on the flow and followed after the form post.
+    let good = format!("{}/after-signup?x=1", app.public);
+    let r = b
+        .get_json(&format!(
+            "{}/self-service/registration/browser?return_to={}",
+            app.public,
+            portcullis_core::service::urlencode(&good)
+        ))
+        .await;
+    let flow: Value = r.json().await.unwrap();
+    assert_eq!(flow["return_to"], json!(good));
+    let r = b
+        .post_form(
+            flow["ui"]["action"].as_str().unwrap(),
+            &[
+                ("csrf_token", csrf(&flow)),
+                ("traits.email", &unique_email("rt")),
+                ("password", PASSWORD),
+                ("method", "password"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&r), good);
+}
+
+async fn signed_in_browsers_are_sent_on(app: TestApp) {
+    let mut b = Browser::new(&app);
+    b.register(&unique_email("on")).await;
+    for kind in ["login", "registration"] {
+        let url = format!("{}/self-service/{kind}/browser", app.public);
+        let r = b.get(&url).await;
+        assert_eq!(r.status(), StatusCode::SEE_OTHER);
+        assert_eq!(location(&r), format!("{}/ui/welcome", app.public));
+        assert_eq!(
+            error_id(b.get_json(&url).await).await,
+            json!([400, "session_already_available"])
+        );
+    }
+    // Re-authentication is the exception.
+    let r = b
+        .get_json(&format!(
+            "{}/self-service/login/browser?refresh=true",
+            app.public
+        ))
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let f: Value = r.json().await.unwrap();
+    assert_eq!(f["refresh"], true);
+}
+
+async fn settings_in_the_browser_with_reauthentication(app: TestApp) {
+    let url = format!("{}/self-service/settings/browser", app.public);
+    let mut anon = Browser::new(&app);
+    let r = anon.get(&url).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert!(location(&r).starts_with(&format!(
+        "{}/self-service/login/browser?return_to=",
+        app.public
+    )));
+    assert_eq!(
+        error_id(anon.get_json(&url).await).await,
+        json!([401, "session_inactive"])
+    );
+
+    let email = unique_email("settings");
+    let mut b = Browser::new(&app);
+    b.register(&email).await;
+    let r = b.get(&url).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let flow_id = location(&r).split("flow=").nth(1).unwrap().to_string();
+    let flow: Value = b
+        .get_json(&format!(
+            "{}/self-service/settings/flows?id={flow_id}",
+            app.public
+        ))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(flow["identity"]["traits"]["email"], json!(email));
+    let action = flow["ui"]["action"].as_str().unwrap();
+    let r = b
+        .post_form(
+            action,
+            &[
+                ("csrf_token", csrf(&flow)),
+                ("traits.email", &email),
+                ("traits.name.first", "Grace"),
+                ("method", "profile"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        location(&r),
+        format!("{}/ui/settings?flow={flow_id}", app.public)
+    );
+    let saved: Value = b
+        .get_json(&format!(
+            "{}/self-service/settings/flows?id={flow_id}",
+            app.public
+        ))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(saved["state"], "success");
+    assert_eq!(saved["identity"]["traits"]["name"]["first"], "Grace");
+
+    // An hour later the session is no longer privileged: a password change asks to sign in again.
+    app.clock.advance(Duration::from_secs(3600 + 60));
+    let flow = b.flow("settings").await;
+    let action = flow["ui"]["action"].as_str().unwrap();
+    let new_password = "a brand new passphrase";
+    let fields = [
+        ("csrf_token", csrf(&flow)),
+        ("password", new_password),
+        ("method", "password"),
+    ];
+    let r = b.post_form(action, &fields).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let relogin = location(&r);
+    assert!(relogin.starts_with(&format!(
+        "{}/self-service/login/browser?refresh=true&return_to=",
+        app.public
+    )));
+    let r = b
+        .post_json(
+            action,
+            &json!({ "csrf_token": csrf(&flow), "password": new_password, "method": "password" }),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let e: Value = r.json().await.unwrap();
+    assert_eq!(e["error"]["id"], "session_refresh_required");
+    assert_eq!(e["redirect_browser_to"], json!(relogin));
+    // Re-authenticate in the browser; the return URL brings it back to the settings page.
+    let r = b.get_json(&relogin).await;
+    let login: Value = r.json().await.unwrap();
+    assert_eq!(login["refresh"], true);
+    let r = b
+        .post_form(
+            login["ui"]["action"].as_str().unwrap(),
+            &[
+                ("csrf_token", csrf(&login)),
+                ("identifier", &email),
+                ("password", PASSWORD),
+                ("method", "password"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let back = location(&r);
+    let r = b.get(&back).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        location(&r),
+        format!(
+            "{}/ui/settings?flow={}",
+            app.public,
+            flow["id"].as_str().unwrap()
+        )
+    );
+    let r = b.post_form(action, &fields).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert!(location(&r).starts_with(&format!("{}/ui/settings?flow=", app.public)));
+    assert_eq!(
+        app.login(&email, new_password).await.status(),
+        StatusCode::OK
+    );
+}
+
+async fn logout_links_end_the_session_and_clear_the_cookie(app: TestApp) {
+    let url = format!("{}/self-service/logout/browser", app.public);
+    let mut anon = Browser::new(&app);
+    assert_eq!(
+        error_id(anon.get_json(&url).await).await,
+        json!([401, "session_inactive"])
+    );
+    let mut b = Browser::new(&app);
+    b.register(&unique_email("logout")).await;
+    let r = b
+        .get_json(&format!("{url}?return_to=https://evil.example/"))
+        .await;
+    assert_eq!(
+        error_id(r).await,
+        json!([400, "self_service_flow_return_to_forbidden"])
+    );
+    let links: Value = b.get_json(&url).await.json().await.unwrap();
+    let token = links["logout_token"].as_str().unwrap();
+    let logout_url = links["logout_url"].as_str().unwrap();
+    assert_eq!(
+        logout_url,
+        format!("{}/self-service/logout?token={token}", app.public)
+    );
+    // Another session's token does not work with this cookie.
+    let mut other = Browser::new(&app);
+    other.register(&unique_email("other")).await;
+    let r = other.get_json(logout_url).await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert!(other.has_session_cookie());
+    let r = b.get(logout_url).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&r), format!("{}/ui/welcome", app.public));
+    assert!(set_cookie(r.headers(), "ory_kratos_session=").contains("Max-Age=0"));
+    assert!(!b.has_session_cookie());
+    // The cookie is gone, and the session is over even for someone who kept a copy.
+    let r = other
+        .get_json(&format!("{}/sessions/whoami", app.public))
+        .await;
+    assert_eq!(r.status(), StatusCode::OK, "the other browser is untouched");
+    let mut c = Browser::new(&app);
+    c.register(&unique_email("json")).await;
+    let kept = c.jar.get("ory_kratos_session").unwrap().clone();
+    let links: Value = c.get_json(&url).await.json().await.unwrap();
+    let r = c.get_json(links["logout_url"].as_str().unwrap()).await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let r = app
+        .http
+        .get(format!("{}/sessions/whoami", app.public))
+        .header(COOKIE, format!("ory_kratos_session={kept}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+}
+
+async fn errors_are_kept_for_the_error_page(app: TestApp) {
+    for (stub, code) in [("stub:500", 500), ("stub:404", 404), ("stub:400", 400)] {
+        let r = app
+            .get(&format!("{}/self-service/errors?id={stub}", app.public))
+            .await;
+        assert_eq!(r.status(), StatusCode::OK);
+        let e: Value = r.json().await.unwrap();
+        assert_eq!(e["id"], stub);
+        assert_eq!(e["error"]["code"], code);
+    }
+    let r = app
+        .get(&format!(
+            "{}/self-service/errors?id={}",
+            app.public,
+            uuid::Uuid::new_v4()
+        ))
+        .await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let r = app
+        .get(&format!("{}/self-service/errors", app.public))
+        .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    // The hosted error page shows a kept error.
+    let r = app
+        .get(&format!("{}/ui/error?id=stub:404", app.public))
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let html = r.text().await.unwrap();
+    assert!(html.contains("This is a stub error."), "{html}");
+}
+
+async fn hosted_pages_are_translated_accessible_and_locked_down(app: TestApp) {
+    let mut b = Browser::new(&app);
+    let r = b.get(&format!("{}/ui/login", app.public)).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        location(&r),
+        format!("{}/self-service/login/browser", app.public)
+    );
+    let r = b.get(&location(&r)).await;
+    let page_url = location(&r);
+    let r = b.get(&page_url).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let h = r.headers().clone();
+    let csp = h["content-security-policy"].to_str().unwrap();
+    for part in [
+        "default-src 'none'",
+        "frame-ancestors 'none'",
+        "style-src 'self'",
+        "base-uri 'none'",
+    ] {
+        assert!(csp.contains(part), "{part} not in {csp}");
+    }
+    assert!(!csp.contains("script-src"), "no scripts at all: {csp}");
+    assert_eq!(h["x-content-type-options"], "nosniff");
+    assert_eq!(h["referrer-policy"], "no-referrer");
+    let html = r.text().await.unwrap();
+    assert!(html.contains(r#"<html lang="en">"#));
+    assert!(
+        html.contains(r#"<label for="field-password">Password"#),
+        "{html}"
+    );
+    assert!(
+        html.contains(r#"<label for="field-identifier">Email"#),
+        "{html}"
+    );
+    assert!(html.contains("Sign in with password"));
+
+    // A wrong password: the error is rendered with the password field, tied to it, focused.
+    let flow_id = page_url.split("flow=").nth(1).unwrap();
+    let flow: Value = b
+        .get_json(&format!(
+            "{}/self-service/login/flows?id={flow_id}",
+            app.public
+        ))
+        .await
+        .json()
+        .await
+        .unwrap();
+    b.post_form(
+        flow["ui"]["action"].as_str().unwrap(),
+        &[
+            ("csrf_token", csrf(&flow)),
+            ("identifier", "who@example.com"),
+            ("password", "wrong password here"),
+            ("method", "password"),
+        ],
+    )
+    .await;
+    let html = b.get(&page_url).await.text().await.unwrap();
+    let input = html
+        .lines()
+        .find(|l| l.contains(r#"id="field-password""#) && l.contains("<input"))
+        .unwrap();
+    assert!(
+        input.contains(r#"aria-describedby="field-password-message-1""#),
+        "{input}"
+    );
+    assert!(input.contains(r#"aria-invalid="true""#) && input.contains("autofocus"));
+    assert!(html.contains(r#"id="field-password-message-1" data-message-id="4000006">The provided credentials are invalid"#), "{html}");
+
+    // Korean by query parameter, remembered in a cookie; and by Accept-Language.
+    let r = b.get(&format!("{page_url}&lang=ko")).await;
+    assert!(set_cookie(r.headers(), "portcullis_lang=ko").contains("SameSite=Lax"));
+    let html = r.text().await.unwrap();
+    assert!(html.contains(r#"<html lang="ko">"#));
+    assert!(
+        html.contains(r#"<label for="field-password">비밀번호"#),
+        "{html}"
+    );
+    assert!(
+        html.contains(r#"<label for="field-identifier">이메일"#),
+        "{html}"
+    );
+    assert!(html.contains("입력한 로그인 정보가 올바르지 않습니다"));
+    let html = b.get(&page_url).await.text().await.unwrap();
+    assert!(
+        html.contains("비밀번호로 로그인"),
+        "the cookie keeps Korean"
+    );
+    let mut fresh = Browser::new(&app);
+    fresh.headers = vec![("accept-language".into(), "ko-KR,ko;q=0.9,en;q=0.5".into())];
+    let r = fresh
+        .get(&format!("{}/self-service/registration/browser", app.public))
+        .await;
+    let html = fresh.get(&location(&r)).await.text().await.unwrap();
+    assert!(
+        html.contains("계정 만들기") && html.contains(r#">가입하기</button>"#),
+        "{html}"
+    );
+    // Every input has a label.
+    for line in html
+        .lines()
+        .filter(|l| l.contains("<input") && !l.contains(r#"type="hidden""#))
+    {
+        let id = line
+            .split(r#"id=""#)
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap();
+        assert!(
+            html.contains(&format!(r#"<label for="{id}">"#)),
+            "no label for {id}"
+        );
+    }
+    // Stylesheets are served from here (the CSP allows nothing else).
+    let r = app
+        .get(&format!("{}/ui/static/style.css", app.public))
+        .await;
+    assert_eq!(r.headers()["content-type"], "text/css; charset=utf-8");
+    assert!(r.text().await.unwrap().contains("--pc-primary"));
+}
+
+async fn welcome_page_lists_sessions_and_revokes_the_others(app: TestApp) {
+    let r = app.get(&format!("{}/ui/welcome", app.public)).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        location(&r),
+        format!("{}/self-service/login/browser", app.public)
+    );
+    let email = unique_email("welcome");
+    let mut b = Browser::new(&app);
+    b.register(&email).await;
+    let other = app.login(&email, PASSWORD).await;
+    let other_token = other.json::<Value>().await.unwrap()["session_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let html = b
+        .get(&format!("{}/ui/welcome", app.public))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains(&format!(r#"<strong data-testid="email">{email}</strong>"#)));
+    let items = html.matches("<li>").count() + html.matches(r#"<li class="current">"#).count();
+    assert_eq!(items, 2, "both sessions are listed");
+    assert!(html.contains("Sign out of all other sessions"));
+    let token = html
+        .split(r#"name="csrf_token" value=""#)
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+    let revoke = format!("{}/ui/sessions/revoke-others", app.public);
+    // Without the token nothing happens.
+    let r = b.post_form(&revoke, &[]).await;
+    assert!(location(&r).contains("/ui/error?id="));
+    assert_eq!(app.whoami_status(&other_token).await, StatusCode::OK);
+    let r = b.post_form(&revoke, &[("csrf_token", &token)]).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&r), format!("{}/ui/welcome?revoked=1", app.public));
+    assert_eq!(
+        app.whoami_status(&other_token).await,
+        StatusCode::UNAUTHORIZED
+    );
+    let html = b.get(&location(&r)).await.text().await.unwrap();
+    assert!(html.contains("Signed out of 1 other sessions."));
+    assert!(html.contains("You have no other active sessions."));
+    assert!(html.contains("/self-service/logout?token="));
+}
