@@ -7,7 +7,7 @@
 //
 // Env:
 //   PORTCULLIS_PUBLIC_URL  public base URL of a running Portcullis (required; the
-//                          test is skipped without it). Use the same host as the
+//                          run fails without it). Use the same host as the
 //                          SPA (127.0.0.1) so the cookies are same-site.
 //   SPA_URL                use an already running serve-spa.mjs instead of
 //                          starting one in-process.
@@ -24,42 +24,16 @@
 //   STEP_TIMEOUT_MS        default 20000
 import { test } from "node:test"
 import assert from "node:assert/strict"
-import { mkdir, writeFile } from "node:fs/promises"
-import path from "node:path"
-import { fileURLToPath } from "node:url"
-import { chromium } from "playwright-core"
+import { openBrowser, publicUrl, uniqueSuffix, TIMEOUT } from "./harness.mjs"
 import { startSpaServer } from "./serve-spa.mjs"
 
-const PUBLIC_URL = (process.env.PORTCULLIS_PUBLIC_URL || "").replace(/\/+$/, "")
-const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..")
-const SCREENSHOT_DIR = process.env.SCREENSHOT_DIR
-  ? path.resolve(process.env.SCREENSHOT_DIR)
-  : path.join(REPO_ROOT, "artifacts", "screenshots")
-const CHROMIUM_PATH = process.env.CHROMIUM_PATH || "/usr/bin/chromium"
-const TIMEOUT = Number(process.env.STEP_TIMEOUT_MS || 20000)
 const USE_RETURN_TO = (process.env.SPA_TEST_RETURN_TO ?? "1") !== "0"
-
-const CHROMIUM_ARGS = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-quic",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-]
-
-const uniq = `${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`
+const uniq = uniqueSuffix()
 const EMAIL = `spa-${uniq}@example.com`
 const PASSWORD = `Pc-${uniq}-correct-horse-battery`
 
-test(
-  "Ory Elements SPA: register, see session, log out, sign in again",
-  { skip: PUBLIC_URL ? false : "PORTCULLIS_PUBLIC_URL is not set" },
-  async (t) => {
-    await mkdir(SCREENSHOT_DIR, { recursive: true })
-
+test("Ory Elements SPA: register, see session, log out, sign in again", async (t) => {
+    const PUBLIC_URL = publicUrl()
     let spa
     let spaUrl = (process.env.SPA_URL || "").replace(/\/+$/, "")
     if (!spaUrl) {
@@ -79,54 +53,7 @@ test(
     const homeUrl = `${spaUrl}/home`
     const flowQuery = USE_RETURN_TO ? `?return_to=${encodeURIComponent(homeUrl)}` : ""
 
-    const browser = await chromium.launch({
-      executablePath: CHROMIUM_PATH,
-      args: CHROMIUM_ARGS,
-    })
-    const context = await browser.newContext({ viewport: { width: 1000, height: 1000 } })
-    context.setDefaultTimeout(TIMEOUT)
-    const page = await context.newPage()
-
-    // Diagnostics: every request to Portcullis, console errors, page errors.
-    const log = []
-    page.on("console", (m) => {
-      if (m.type() === "error" || m.type() === "warning") log.push(`console.${m.type()}: ${m.text()}`)
-    })
-    page.on("pageerror", (e) => log.push(`pageerror: ${e.message}`))
-    page.on("requestfailed", (r) =>
-      log.push(`requestfailed: ${r.method()} ${r.url()} ${r.failure()?.errorText ?? ""}`),
-    )
-    page.on("response", (r) => {
-      if (r.url().startsWith(PUBLIC_URL)) log.push(`${r.status()} ${r.request().method()} ${r.url()}`)
-    })
-    page.on("framenavigated", (f) => {
-      if (f === page.mainFrame()) log.push(`navigated: ${f.url()}`)
-    })
-
-    let n = 0
-    const shot = async (name) => {
-      n += 1
-      const file = path.join(SCREENSHOT_DIR, `spa-${String(n).padStart(2, "0")}-${name}.png`)
-      await page.screenshot({ path: file, fullPage: true }).catch(() => {})
-      return file
-    }
-
-    let failed = false
-    const step = (name, fn) =>
-      t.test(name, { skip: failed ? "an earlier step failed" : false }, async () => {
-        try {
-          await fn()
-        } catch (err) {
-          failed = true
-          await shot(`FAILED-${name.replace(/[^a-z0-9]+/gi, "-")}`)
-          await writeFile(
-            path.join(SCREENSHOT_DIR, "spa-failure-page.html"),
-            await page.content().catch(() => ""),
-          ).catch(() => {})
-          err.message += `\n  page: ${page.url()}\n  log (last 40):\n    ${log.slice(-40).join("\n    ")}`
-          throw err
-        }
-      })
+    const { page, shot, step, close } = await openBrowser(t, { prefix: "spa", logUrl: PUBLIC_URL })
 
     // Clicks the form's submit button for a given method (name=method,
     // value=<group>), falling back to the first visible submit button.
@@ -219,11 +146,7 @@ test(
         await shot("home-after-login")
       })
     } finally {
-      await writeFile(path.join(SCREENSHOT_DIR, "spa-network.log"), log.join("\n") + "\n").catch(
-        () => {},
-      )
-      await browser.close().catch(() => {})
+      await close()
       if (spa) await spa.close()
     }
-  },
-)
+})

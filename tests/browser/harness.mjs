@@ -1,0 +1,108 @@
+// Shared by the browser tests: Debian's Chromium through playwright-core, a screenshot of
+// every step into a git-ignored folder, and a log of every request to Portcullis that is
+// printed when a step fails.
+import assert from "node:assert/strict"
+import { mkdir, writeFile } from "node:fs/promises"
+import path from "node:path"
+import { fileURLToPath } from "node:url"
+import { chromium } from "playwright-core"
+
+const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..")
+
+export const SCREENSHOT_DIR = process.env.SCREENSHOT_DIR
+  ? path.resolve(process.env.SCREENSHOT_DIR)
+  : path.join(REPO_ROOT, "artifacts", "screenshots")
+export const TIMEOUT = Number(process.env.STEP_TIMEOUT_MS || 20000)
+
+// The flags TESTING.md gives: without the background-networking ones Chromium keeps trying
+// to reach the internet.
+const CHROMIUM_ARGS = [
+  "--headless",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+]
+
+/** The public URL of the Portcullis under test; the run fails (not skips) without it. */
+export function publicUrl() {
+  const url = (process.env.PORTCULLIS_PUBLIC_URL || "").replace(/\/+$/, "")
+  assert.ok(url, "PORTCULLIS_PUBLIC_URL must name a running Portcullis (scripts/test sets it)")
+  return url
+}
+
+export function uniqueSuffix() {
+  return `${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`
+}
+
+/**
+ * Opens Chromium for test `t`. Returns the page plus `step(name, fn)` (a subtest that is
+ * skipped once an earlier one failed, and on failure saves a screenshot, the page's HTML
+ * and the request log), `shot(name)` and `close()`.
+ */
+export async function openBrowser(t, { prefix, contextOptions = {}, logUrl }) {
+  await mkdir(SCREENSHOT_DIR, { recursive: true })
+  const browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM_PATH || "/usr/bin/chromium",
+    args: CHROMIUM_ARGS,
+  })
+  const context = await browser.newContext({
+    viewport: { width: 1000, height: 1000 },
+    ...contextOptions,
+  })
+  context.setDefaultTimeout(TIMEOUT)
+  const page = await context.newPage()
+
+  const log = []
+  page.on("console", (m) => {
+    if (m.type() === "error" || m.type() === "warning") log.push(`console.${m.type()}: ${m.text()}`)
+  })
+  page.on("pageerror", (e) => log.push(`pageerror: ${e.message}`))
+  page.on("requestfailed", (r) =>
+    log.push(`requestfailed: ${r.method()} ${r.url()} ${r.failure()?.errorText ?? ""}`),
+  )
+  page.on("response", (r) => {
+    if (!logUrl || r.url().startsWith(logUrl)) {
+      log.push(`${r.status()} ${r.request().method()} ${r.url()}`)
+    }
+  })
+  page.on("framenavigated", (f) => {
+    if (f === page.mainFrame()) log.push(`navigated: ${f.url()}`)
+  })
+
+  let n = 0
+  const shot = async (name) => {
+    n += 1
+    const file = path.join(SCREENSHOT_DIR, `${prefix}-${String(n).padStart(2, "0")}-${name}.png`)
+    await page.screenshot({ path: file, fullPage: true }).catch(() => {})
+    return file
+  }
+
+  let failed = false
+  const step = (name, fn) =>
+    t.test(name, { skip: failed ? "an earlier step failed" : false }, async () => {
+      try {
+        await fn()
+      } catch (err) {
+        failed = true
+        await shot(`FAILED-${name.replace(/[^a-z0-9]+/gi, "-")}`)
+        await writeFile(
+          path.join(SCREENSHOT_DIR, `${prefix}-failure-page.html`),
+          await page.content().catch(() => ""),
+        ).catch(() => {})
+        err.message += `\n  page: ${page.url()}\n  log (last 40):\n    ${log.slice(-40).join("\n    ")}`
+        throw err
+      }
+    })
+
+  const close = async () => {
+    await writeFile(path.join(SCREENSHOT_DIR, `${prefix}-network.log`), log.join("\n") + "\n").catch(
+      () => {},
+    )
+    await browser.close().catch(() => {})
+  }
+  return { browser, context, page, shot, step, close, log }
+}
