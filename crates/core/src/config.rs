@@ -173,6 +173,9 @@ pub struct Config {
     pub webhooks: WebhooksConfig,
     pub clerk: ClerkConfig,
     pub ui: UiConfig,
+    /// Derived at load: the anti-CSRF cookie's name (see [`Config::csrf_cookie_name`]).
+    #[serde(skip)]
+    csrf_cookie_name: String,
 }
 
 /// The hosted UI served on the public port under `/ui`.
@@ -1140,6 +1143,28 @@ impl Config {
     /// Browser-facing defaults (hosted UI URLs, return URLs) and their checks.
     fn finish_browser(&mut self) -> Result<(), ConfigError> {
         let public = self.serve.public.base_url.clone();
+        self.csrf_cookie_name = {
+            use sha2::{Digest, Sha256};
+            format!(
+                "csrf_token_{}",
+                hex::encode(Sha256::digest(public.as_bytes()))
+            )
+        };
+        if !self.ui.enabled {
+            let f = &self.selfservice.flows;
+            for (key, url) in [
+                ("login", &f.login.ui_url),
+                ("registration", &f.registration.ui_url),
+                ("settings", &f.settings.ui_url),
+                ("error", &f.error.ui_url),
+            ] {
+                if url.is_empty() {
+                    return Err(ConfigError::Invalid(format!(
+                        "selfservice.flows.{key}.ui_url: required when the hosted UI is off (ui.enabled: false)"
+                    )));
+                }
+            }
+        }
         let f = &mut self.selfservice.flows;
         for (key, url, page) in [
             ("login", &mut f.login.ui_url, "login"),
@@ -1217,6 +1242,12 @@ impl Config {
             self.ui.default_language = "en".into();
         }
         Ok(())
+    }
+
+    /// Kratos' name for the anti-CSRF cookie, `csrf_token_<hex(sha256(public base URL))>`,
+    /// so two deployments on one domain do not overwrite each other's.
+    pub fn csrf_cookie_name(&self) -> &str {
+        &self.csrf_cookie_name
     }
 
     /// Where a browser lands after completing `flow` (`login`, `registration`, `settings`,
@@ -1392,6 +1423,63 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn browser_defaults_point_at_the_hosted_ui_and_are_checked() {
+        let c = Config::load(None, env(&[("PORTCULLIS_SERVE_PUBLIC_PORT", "4455")]), true).unwrap();
+        assert_eq!(c.ui_url("login"), "http://127.0.0.1:4455/ui/login");
+        assert_eq!(c.ui_url("error"), "http://127.0.0.1:4455/ui/error");
+        assert_eq!(c.after_url("logout"), "http://127.0.0.1:4455/ui/welcome");
+        assert_eq!(c.csrf_cookie_name().len(), "csrf_token_".len() + 64);
+        assert!(!c.secure_cookies(), "dev mode on plain http");
+        let c = Config::load(
+            None,
+            env(&[
+                (
+                    "PORTCULLIS_SELFSERVICE_FLOWS_LOGIN_AFTER_DEFAULT_BROWSER_RETURN_URL",
+                    "https://app.example.com/home",
+                ),
+                (
+                    "PORTCULLIS_SERVE_PUBLIC_CORS_ALLOWED_ORIGINS",
+                    r#"["https://app.example.com","https://*.example.org"]"#,
+                ),
+            ]),
+            true,
+        )
+        .unwrap();
+        assert_eq!(c.after_url("login"), "https://app.example.com/home");
+        assert_eq!(
+            c.after_url("registration"),
+            c.selfservice.default_browser_return_url
+        );
+        for (key, value, complaint) in [
+            (
+                "PORTCULLIS_UI_ENABLED",
+                "false",
+                "selfservice.flows.login.ui_url: required",
+            ),
+            (
+                "PORTCULLIS_SERVE_PUBLIC_CORS_ALLOWED_ORIGINS",
+                r#"["https://app.example.com/path"]"#,
+                "is not an origin",
+            ),
+            (
+                "PORTCULLIS_SELFSERVICE_FLOWS_SETTINGS_UI_URL",
+                "/relative",
+                "not an absolute http(s) URL",
+            ),
+            (
+                "PORTCULLIS_UI_THEME_COLORS",
+                r#"{"primary":"red;} body{display:none"}"#,
+                "ui.theme.colors.primary",
+            ),
+        ] {
+            let err = Config::load(None, env(&[(key, value)]), true)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(complaint), "{key}={value}: {err}");
+        }
     }
 
     #[test]

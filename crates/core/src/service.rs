@@ -291,8 +291,17 @@ impl Core {
                 "The self-service flow has expired. Please retry the flow.",
             );
             if !replace {
+                let mut details = json!({ "since": since_ns, "expired_at": expired_at });
+                if flow.flow_type == FlowType::Browser {
+                    // A browser starts over at the flow's init URL.
+                    details["redirect_to"] = json!(format!(
+                        "{}self-service/{}/browser",
+                        self.public_url(),
+                        kind.as_str()
+                    ));
+                }
                 return Err(err
-                    .with_details(json!({ "since": since_ns, "expired_at": expired_at }))
+                    .with_details(details)
                     .with_extra(json!({ "since": since_ns, "expired_at": expired_at })));
             }
             let mut replacement = match kind {

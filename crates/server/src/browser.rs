@@ -256,6 +256,11 @@ pub fn authenticated(st: &AppState, kind: FlowKind, a: &Authenticated, json: boo
     };
     if let Some(token) = &a.token {
         add_cookie(&mut resp, session_cookie(core, Some(token)));
+        // A new session gets a new CSRF secret: a token planted before sign-in is worthless.
+        add_cookie(
+            &mut resp,
+            csrf_cookie(core, &portcullis_core::csrf::new_secret()),
+        );
     }
     resp
 }

@@ -3,16 +3,6 @@
 use axum::http::HeaderValue;
 use portcullis_core::config::Config;
 use portcullis_core::service::Core;
-use sha2::{Digest, Sha256};
-
-/// Kratos' name for the anti-CSRF cookie: `csrf_token_<hex(sha256(public base URL))>`, so
-/// two deployments on one domain do not overwrite each other's.
-pub fn csrf_cookie_name(core: &Core) -> String {
-    format!(
-        "csrf_token_{}",
-        hex::encode(Sha256::digest(core.public_url().as_bytes()))
-    )
-}
 
 /// One `Set-Cookie` value: HttpOnly always, `Secure` whenever the public URL is https (which
 /// outside dev mode it must be). `value: None` deletes the cookie. `max_age: None` makes a
@@ -67,7 +57,7 @@ pub fn csrf_cookie(core: &Core, secret: &str) -> Option<HeaderValue> {
     let c = &core.config.session.cookie;
     set_cookie(
         &core.config,
-        &csrf_cookie_name(core),
+        core.config.csrf_cookie_name(),
         Some(secret),
         Some(365 * 24 * 3600),
         &c.path,

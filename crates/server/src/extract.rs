@@ -257,7 +257,7 @@ impl FromRequestParts<AppState> for CallerCtx {
                     .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
                     .map(|c| c.0.ip().to_string())
             });
-        let csrf_secret = cookie(h, &crate::cookies::csrf_cookie_name(core))
+        let csrf_secret = cookie(h, core.config.csrf_cookie_name())
             .filter(|s| portcullis_core::csrf::is_secret(s))
             .map(str::to_string);
         Ok(CallerCtx(Caller {

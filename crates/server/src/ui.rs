@@ -801,14 +801,21 @@ async fn welcome_page(
         Ok(rows) => rows,
         Err(e) => return crate::error::ApiError(e.into()).into_response(),
     };
-    let fmt = |t: time::OffsetDateTime| portcullis_core::identity::rfc3339(t);
+    let fmt = |t: time::OffsetDateTime| {
+        let f = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC");
+        t.to_offset(time::UtcOffset::UTC)
+            .format(&f)
+            .unwrap_or_default()
+    };
     let mut views: Vec<Value> = sessions
         .iter()
         .map(|(s, _)| {
             json!({
                 "current": s.id == current.id,
-                "authenticated_at": fmt(s.authenticated_at),
-                "expires_at": fmt(s.expires_at),
+                "authenticated_at": portcullis_core::identity::rfc3339(s.authenticated_at),
+                "authenticated_at_text": fmt(s.authenticated_at),
+                "expires_at": portcullis_core::identity::rfc3339(s.expires_at),
+                "expires_at_text": fmt(s.expires_at),
                 "device": s.devices.last().and_then(|d| d.user_agent.clone()),
             })
         })
@@ -910,12 +917,20 @@ async fn error_page(
     let mut page = Page::new(&st, &uri, &q, &headers);
     let lang = page.lang.clone();
     let error = match q.id.as_deref() {
-        Some(id) => st
-            .core
-            .flow_error(id, st.core.now())
-            .await
-            .ok()
-            .map(|e| e["error"].clone()),
+        Some(id) => st.core.flow_error(id, st.core.now()).await.ok().map(|e| {
+            let mut e = e["error"].clone();
+            // A sentence for people, by error id or status, in their language; the
+            // server's reason stays below it for support.
+            let by_id = e["id"].as_str().map(|i| format!("error.{i}"));
+            let by_code = format!("error.{}", e["code"]);
+            if let Some(text) = by_id
+                .and_then(|k| st.ui.lookup(&lang, &k))
+                .or_else(|| st.ui.lookup(&lang, &by_code))
+            {
+                e["message"] = json!(text);
+            }
+            e
+        }),
         None => None,
     };
     page.set("title", json!(st.ui.t(&lang, "page.error")));

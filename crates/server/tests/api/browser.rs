@@ -562,6 +562,7 @@ async fn json_submits_answer_continue_with_and_400_flows(app: TestApp) {
     assert_eq!(f["type"], "browser");
     assert_eq!(message_ids(&f, None), vec![4000006]);
     assert!(!b.has_session_cookie());
+    let before = b.csrf_cookie().map(|(_, v)| v.clone()).unwrap();
     let r = b
         .post_json(
             action,
@@ -569,6 +570,8 @@ async fn json_submits_answer_continue_with_and_400_flows(app: TestApp) {
         )
         .await;
     assert_eq!(r.status(), StatusCode::OK);
+    let after = b.csrf_cookie().map(|(_, v)| v.clone()).unwrap();
+    assert_ne!(before, after, "a new session gets a new CSRF secret");
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["session"]["identity"]["traits"]["email"], json!(email));
     assert_eq!(body["continue_with"][0]["action"], "redirect_browser_to");
@@ -617,6 +620,16 @@ async fn html_failures_go_back_to_the_flow_or_to_a_fresh_one(app: TestApp) {
         .await
         .unwrap();
     assert_eq!(message_ids(&f, None), vec![4010001]);
+    // Reading the expired flow tells a browser where to start over.
+    let r = b
+        .get_json(&format!("{}/self-service/login/flows?id={id}", app.public))
+        .await;
+    assert_eq!(r.status(), StatusCode::GONE);
+    let e: Value = r.json().await.unwrap();
+    assert_eq!(
+        e["error"]["details"]["redirect_to"],
+        json!(format!("{}/self-service/login/browser", app.public))
+    );
     // JSON clients get 410 with the replacement's id instead.
     let r = b
         .post_json(

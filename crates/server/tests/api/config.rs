@@ -31,6 +31,26 @@ async fn disabled_registration_refuses_new_and_existing_flows() {
 }
 
 #[tokio::test]
+async fn an_external_ui_takes_over_when_the_hosted_one_is_off() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |c| {
+        c.ui.enabled = false;
+        c.selfservice.flows.login.ui_url = "https://login.example.com/sign-in".into();
+    })
+    .await;
+    let r = app.get(&format!("{}/ui/login", app.public)).await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let r = app
+        .get(&format!("{}/self-service/login/browser", app.public))
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let to = r.headers()["location"].to_str().unwrap();
+    assert!(
+        to.starts_with("https://login.example.com/sign-in?flow="),
+        "{to}"
+    );
+}
+
+#[tokio::test]
 async fn bcrypt_hasher_refuses_passwords_it_would_truncate() {
     let app = TestApp::spawn_with(Backend::Sqlite, |c| {
         c.hashers.algorithm = "bcrypt".into();
