@@ -146,6 +146,18 @@ impl Conn {
         body: Option<&Value>,
         headers: &[(&str, &str)],
     ) -> Result<(u16, Bytes)> {
+        let (status, _, bytes) = self.call_full(method, path, body, headers).await?;
+        Ok((status, bytes))
+    }
+
+    /// [`Conn::call`] with the response headers.
+    async fn call_full(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        headers: &[(&str, &str)],
+    ) -> Result<(u16, hyper::HeaderMap, Bytes)> {
         let mut req = Request::builder()
             .method(method)
             .uri(path)
@@ -164,8 +176,9 @@ impl Conn {
         self.send.ready().await?;
         let resp = self.send.send_request(req.body(body)?).await?;
         let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
         let bytes = resp.into_body().collect().await?.to_bytes();
-        Ok((status, bytes))
+        Ok((status, headers, bytes))
     }
 
     async fn json(
@@ -659,6 +672,77 @@ async fn run(args: Args) -> Result<()> {
     rows.push(Row {
         name: format!("whoami?tokenize_as ({} conns)", args.connections),
         stats: tokenize,
+        baseline: Some(("hello".into(), hello_stats.rate)),
+    });
+
+    eprintln!("measuring: browser flow creation and the hosted login page");
+    let mut c = Conn::open(&public).await?;
+    let (_, headers, body) = c
+        .call_full(Method::GET, "/self-service/login/browser", None, &[])
+        .await?;
+    let flow_id = serde_json::from_slice::<Value>(&body)?["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let csrf_cookie = headers
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .unwrap_or_default()
+        .to_string();
+    let inits = load(
+        &public,
+        args.connections,
+        secs,
+        move |mut c, _| async move {
+            let r = c
+                .call(Method::GET, "/self-service/login/browser", None, &[])
+                .await
+                .and_then(|(s, _)| {
+                    if s == 200 {
+                        Ok(())
+                    } else {
+                        Err(anyhow!("{s}"))
+                    }
+                });
+            (c, r)
+        },
+    )
+    .await?;
+    rows.push(Row {
+        name: format!(
+            "GET /self-service/login/browser, JSON ({} conns)",
+            args.connections
+        ),
+        stats: inits,
+        baseline: Some(("hello".into(), hello_stats.rate)),
+    });
+    let page_path = format!("/ui/login?flow={flow_id}");
+    let pages = load(&public, args.connections, secs, move |mut c, _| {
+        let (path, cookie) = (page_path.clone(), csrf_cookie.clone());
+        async move {
+            let r = c
+                .call(
+                    Method::GET,
+                    &path,
+                    None,
+                    &[("accept", "text/html"), ("cookie", &cookie)],
+                )
+                .await
+                .and_then(|(s, b)| {
+                    if s == 200 && b.len() > 1000 {
+                        Ok(())
+                    } else {
+                        Err(anyhow!("{s}"))
+                    }
+                });
+            (c, r)
+        }
+    })
+    .await?;
+    rows.push(Row {
+        name: format!("hosted login page /ui/login ({} conns)", args.connections),
+        stats: pages,
         baseline: Some(("hello".into(), hello_stats.rate)),
     });
 
