@@ -196,6 +196,15 @@ impl Conn {
     }
 }
 
+/// A call's outcome as a load-loop result: only 200 counts as success.
+fn ok_200((status, _): (u16, Bytes)) -> Result<()> {
+    if status == 200 {
+        Ok(())
+    } else {
+        Err(anyhow!("{status}"))
+    }
+}
+
 #[derive(Clone, Copy)]
 struct Stats {
     rate: f64,
@@ -485,13 +494,7 @@ async fn run(args: Args) -> Result<()> {
         let r = c
             .call(Method::GET, "/hello", None, &[])
             .await
-            .and_then(|(s, _)| {
-                if s == 200 {
-                    Ok(())
-                } else {
-                    Err(anyhow!("{s}"))
-                }
-            });
+            .and_then(ok_200);
         (c, r)
     })
     .await?;
@@ -514,13 +517,7 @@ async fn run(args: Args) -> Result<()> {
                     &[("x-session-token", &t)],
                 )
                 .await
-                .and_then(|(s, _)| {
-                    if s == 200 {
-                        Ok(())
-                    } else {
-                        Err(anyhow!("{s}"))
-                    }
-                });
+                .and_then(ok_200);
             (c, r)
         }
     })
@@ -574,13 +571,7 @@ async fn run(args: Args) -> Result<()> {
                         &[("x-session-token", &t)],
                     )
                     .await
-                    .and_then(|(s, _)| {
-                        if s == 200 {
-                            Ok(())
-                        } else {
-                            Err(anyhow!("{s}"))
-                        }
-                    });
+                    .and_then(ok_200);
                 (c, r)
             }
         },
@@ -628,13 +619,7 @@ async fn run(args: Args) -> Result<()> {
             let r = c
                 .call(Method::POST, "/api/token/verify/", Some(&body), &[])
                 .await
-                .and_then(|(s, _)| {
-                    if s == 200 {
-                        Ok(())
-                    } else {
-                        Err(anyhow!("{s}"))
-                    }
-                });
+                .and_then(ok_200);
             (c, r)
         }
     })
@@ -658,13 +643,7 @@ async fn run(args: Args) -> Result<()> {
                     &[("x-session-token", &t)],
                 )
                 .await
-                .and_then(|(s, _)| {
-                    if s == 200 {
-                        Ok(())
-                    } else {
-                        Err(anyhow!("{s}"))
-                    }
-                });
+                .and_then(ok_200);
             (c, r)
         }
     })
@@ -698,13 +677,7 @@ async fn run(args: Args) -> Result<()> {
             let r = c
                 .call(Method::GET, "/self-service/login/browser", None, &[])
                 .await
-                .and_then(|(s, _)| {
-                    if s == 200 {
-                        Ok(())
-                    } else {
-                        Err(anyhow!("{s}"))
-                    }
-                });
+                .and_then(ok_200);
             (c, r)
         },
     )

@@ -16,6 +16,16 @@ pub enum FlowKind {
 }
 
 impl FlowKind {
+    /// `login`, `registration` or `settings` (the path segment of the flow's endpoints).
+    pub fn parse(s: &str) -> Option<FlowKind> {
+        match s {
+            "login" => Some(FlowKind::Login),
+            "registration" => Some(FlowKind::Registration),
+            "settings" => Some(FlowKind::Settings),
+            _ => None,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             FlowKind::Login => "login",

@@ -9,7 +9,7 @@ use crate::cookies::{csrf_cookie, session_cookie};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{request_url, wants_json, CallerCtx, Query};
 use crate::AppState;
-use axum::extract::{OriginalUri, State};
+use axum::extract::{OriginalUri, Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -23,9 +23,7 @@ use serde_json::{json, Value};
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/self-service/login/browser", get(init_login))
-        .route("/self-service/registration/browser", get(init_registration))
-        .route("/self-service/settings/browser", get(init_settings))
+        .route("/self-service/{flow}/browser", get(init))
         .route("/self-service/logout/browser", get(create_logout_url))
         .route("/self-service/logout", get(logout))
         .route("/self-service/errors", get(get_error))
@@ -69,14 +67,28 @@ fn add_cookie(resp: &mut Response, v: Option<HeaderValue>) {
     }
 }
 
+/// The flow of a path segment; anything else is 404 like an unknown route.
+pub fn flow_kind(segment: &str) -> Result<FlowKind, ApiError> {
+    FlowKind::parse(segment).ok_or_else(|| {
+        ApiError(Error::not_found(
+            "The requested resource could not be found",
+        ))
+    })
+}
+
+/// `GET /self-service/{login,registration,settings}/browser`.
 async fn init(
-    st: AppState,
-    kind: FlowKind,
-    uri: axum::http::Uri,
+    State(st): State<AppState>,
+    Path(segment): Path<String>,
+    OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
-    q: InitQuery,
-    mut caller: Caller,
+    Query(q): Query<InitQuery>,
+    CallerCtx(mut caller): CallerCtx,
 ) -> Response {
+    let kind = match flow_kind(&segment) {
+        Ok(k) => k,
+        Err(e) => return e.into_response(),
+    };
     let core = &st.core;
     let json = wants_json(&headers);
     let fresh = ensure_csrf(&mut caller);
@@ -129,36 +141,6 @@ async fn init(
         add_cookie(&mut resp, csrf_cookie(core, &secret));
     }
     resp
-}
-
-async fn init_login(
-    State(st): State<AppState>,
-    OriginalUri(uri): OriginalUri,
-    headers: HeaderMap,
-    Query(q): Query<InitQuery>,
-    CallerCtx(caller): CallerCtx,
-) -> Response {
-    init(st, FlowKind::Login, uri, headers, q, caller).await
-}
-
-async fn init_registration(
-    State(st): State<AppState>,
-    OriginalUri(uri): OriginalUri,
-    headers: HeaderMap,
-    Query(q): Query<InitQuery>,
-    CallerCtx(caller): CallerCtx,
-) -> Response {
-    init(st, FlowKind::Registration, uri, headers, q, caller).await
-}
-
-async fn init_settings(
-    State(st): State<AppState>,
-    OriginalUri(uri): OriginalUri,
-    headers: HeaderMap,
-    Query(q): Query<InitQuery>,
-    CallerCtx(caller): CallerCtx,
-) -> Response {
-    init(st, FlowKind::Settings, uri, headers, q, caller).await
 }
 
 fn error_id(e: &Error) -> Option<&'static str> {

@@ -18,12 +18,7 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let ct = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_ascii_lowercase();
+        let ct = content_type(req.headers());
         if !(ct.starts_with("application/json") || ct.contains("+json")) {
             return Err(ApiError(Error::api(
                 415,
@@ -31,17 +26,7 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
                 format!("Content-Type {ct:?} is not supported here; send application/json."),
             )));
         }
-        let bytes = Bytes::from_request(req, state).await.map_err(|rej| {
-            if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError(Error::api(
-                    413,
-                    None,
-                    "The request body exceeds the configured limit (serve.max_body_size).",
-                ))
-            } else {
-                ApiError::bad_request(format!("The request body could not be read: {rej}"))
-            }
-        })?;
+        let bytes = read_body(req, state).await?;
         if bytes.is_empty() {
             return Err(ApiError::bad_request(
                 "The request body is empty; a JSON document is required.",
@@ -64,33 +49,39 @@ impl<S: Send + Sync> FromRequest<S> for SubmitBody {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let ct = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_ascii_lowercase();
-        if !ct.starts_with("application/x-www-form-urlencoded") {
+        if !content_type(req.headers()).starts_with("application/x-www-form-urlencoded") {
             return JsonBody::from_request(req, state)
                 .await
                 .map(|JsonBody(body)| SubmitBody { body, form: false });
         }
-        let bytes = Bytes::from_request(req, state).await.map_err(|rej| {
-            if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError(Error::api(
-                    413,
-                    None,
-                    "The request body exceeds the configured limit (serve.max_body_size).",
-                ))
-            } else {
-                ApiError::bad_request(format!("The request body could not be read: {rej}"))
-            }
-        })?;
         Ok(SubmitBody {
-            body: form_to_json(&bytes),
+            body: form_to_json(&read_body(req, state).await?),
             form: true,
         })
     }
+}
+
+fn content_type(headers: &HeaderMap) -> String {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase()
+}
+
+/// The body within `serve.max_body_size` (413 beyond it).
+async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
+    Bytes::from_request(req, state).await.map_err(|rej| {
+        if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError(Error::api(
+                413,
+                None,
+                "The request body exceeds the configured limit (serve.max_body_size).",
+            ))
+        } else {
+            ApiError::bad_request(format!("The request body could not be read: {rej}"))
+        }
+    })
 }
 
 /// `a.b=1&c=2` → `{"a":{"b":"1"},"c":"2"}`; the first value of a repeated name wins.
@@ -130,12 +121,7 @@ fn insert_path(obj: &mut serde_json::Map<String, Value>, path: &[&str], v: Value
 /// Kratos' content negotiation: JSON when the body is JSON or `Accept` prefers
 /// `application/json` over `text/html` (ties and no `Accept` mean HTML).
 pub fn wants_json(headers: &HeaderMap) -> bool {
-    let ct = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    if ct.starts_with("application/json") {
+    if content_type(headers).starts_with("application/json") {
         return true;
     }
     let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {

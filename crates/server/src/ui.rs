@@ -12,14 +12,14 @@ use crate::cookies::{csrf_cookie, set_cookie};
 use crate::extract::{cookie, form_to_json, CallerCtx, Query};
 use crate::AppState;
 use axum::body::Bytes;
-use axum::extract::{OriginalUri, State};
+use axum::extract::{OriginalUri, Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use portcullis_core::config::Config;
 use portcullis_core::flow::FlowKind;
-use portcullis_core::service::{urlencode, Caller};
+use portcullis_core::service::urlencode;
 use portcullis_core::store::SessionQuery;
 use portcullis_core::ui::UiText;
 use portcullis_core::Error;
@@ -317,9 +317,7 @@ pub fn router(config: &Config) -> Router<AppState> {
         .route("/", get(to_welcome))
         .route("/ui", get(to_welcome))
         .route("/ui/", get(to_welcome))
-        .route("/ui/login", get(login_page))
-        .route("/ui/registration", get(registration_page))
-        .route("/ui/settings", get(settings_page))
+        .route("/ui/{page}", get(flow_page))
         .route("/ui/welcome", get(welcome_page))
         .route("/ui/error", get(error_page))
         .route("/ui/sessions/revoke-others", post(revoke_others))
@@ -662,14 +660,19 @@ fn init_url(st: &AppState, kind: FlowKind, q: &PageQuery) -> String {
     url
 }
 
+/// `/ui/login`, `/ui/registration`, `/ui/settings`: a flow's page.
 async fn flow_page(
-    st: AppState,
-    kind: FlowKind,
-    uri: axum::http::Uri,
+    State(st): State<AppState>,
+    Path(segment): Path<String>,
+    OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
-    q: PageQuery,
-    caller: Caller,
+    Query(q): Query<PageQuery>,
+    CallerCtx(caller): CallerCtx,
 ) -> Response {
+    let kind = match crate::browser::flow_kind(&segment) {
+        Ok(k) => k,
+        Err(e) => return e.into_response(),
+    };
     let page = Page::new(&st, &uri, &q, &headers);
     let Some(id) = q
         .flow
@@ -745,36 +748,6 @@ async fn flow_page(
     page.set("forms", json!(forms));
     page.set("links", json!(links));
     page.render("flow.html")
-}
-
-async fn login_page(
-    State(st): State<AppState>,
-    OriginalUri(uri): OriginalUri,
-    headers: HeaderMap,
-    Query(q): Query<PageQuery>,
-    CallerCtx(caller): CallerCtx,
-) -> Response {
-    flow_page(st, FlowKind::Login, uri, headers, q, caller).await
-}
-
-async fn registration_page(
-    State(st): State<AppState>,
-    OriginalUri(uri): OriginalUri,
-    headers: HeaderMap,
-    Query(q): Query<PageQuery>,
-    CallerCtx(caller): CallerCtx,
-) -> Response {
-    flow_page(st, FlowKind::Registration, uri, headers, q, caller).await
-}
-
-async fn settings_page(
-    State(st): State<AppState>,
-    OriginalUri(uri): OriginalUri,
-    headers: HeaderMap,
-    Query(q): Query<PageQuery>,
-    CallerCtx(caller): CallerCtx,
-) -> Response {
-    flow_page(st, FlowKind::Settings, uri, headers, q, caller).await
 }
 
 async fn welcome_page(

@@ -825,15 +825,11 @@ impl Store for SqlStore {
     }
 
     async fn get_flow(&self, id: Uuid) -> StoreResult<Option<Flow>> {
-        let row = sqlx::query("SELECT data FROM flows WHERE id = $1 AND kind <> 'error'")
-            .bind(id.to_string())
-            .fetch_optional(&self.read)
-            .await
-            .map_err(db_err)?;
-        row.map(|r| {
-            serde_json::from_str(&r.try_get::<String, _>("data").map_err(db_err)?).map_err(json_err)
-        })
-        .transpose()
+        self.flow_row(
+            "SELECT data FROM flows WHERE id = $1 AND kind <> 'error'",
+            id,
+        )
+        .await
     }
 
     async fn complete_flow(&self, flow: &Flow) -> StoreResult<bool> {
@@ -866,15 +862,11 @@ impl Store for SqlStore {
     }
 
     async fn get_flow_error(&self, id: Uuid) -> StoreResult<Option<serde_json::Value>> {
-        let row = sqlx::query("SELECT data FROM flows WHERE id = $1 AND kind = 'error'")
-            .bind(id.to_string())
-            .fetch_optional(&self.read)
-            .await
-            .map_err(db_err)?;
-        row.map(|r| {
-            serde_json::from_str(&r.try_get::<String, _>("data").map_err(db_err)?).map_err(json_err)
-        })
-        .transpose()
+        self.flow_row(
+            "SELECT data FROM flows WHERE id = $1 AND kind = 'error'",
+            id,
+        )
+        .await
     }
 
     async fn delete_expired(&self, before: OffsetDateTime) -> StoreResult<u64> {
@@ -1474,6 +1466,23 @@ const ENDPOINT_COLUMNS: &str =
     "id, url, enabled, event_types, format, secrets, description, disabled_reason, failing_since, created_at, updated_at";
 
 impl SqlStore {
+    /// The `data` JSON of the flows-table row `sql` selects for `id`.
+    async fn flow_row<T: serde::de::DeserializeOwned>(
+        &self,
+        sql: &'static str,
+        id: Uuid,
+    ) -> StoreResult<Option<T>> {
+        let row = sqlx::query(sql)
+            .bind(id.to_string())
+            .fetch_optional(&self.read)
+            .await
+            .map_err(db_err)?;
+        row.map(|r| {
+            serde_json::from_str(&r.try_get::<String, _>("data").map_err(db_err)?).map_err(json_err)
+        })
+        .transpose()
+    }
+
     pub(crate) async fn events_after_impl(
         &self,
         after_seq: i64,

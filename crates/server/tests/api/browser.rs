@@ -102,6 +102,14 @@ impl<'a> Browser<'a> {
         r.json().await.unwrap()
     }
 
+    /// Reads a flow by id, with this browser's cookies; it must answer 200.
+    async fn fetch_flow(&mut self, kind: &str, id: &str) -> Value {
+        let url = format!("{}/self-service/{kind}/flows?id={id}", self.app.public);
+        let r = self.get_json(&url).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        r.json().await.unwrap()
+    }
+
     fn csrf_cookie(&self) -> Option<(&String, &String)> {
         self.jar.iter().find(|(k, _)| k.starts_with("csrf_token_"))
     }
@@ -594,12 +602,7 @@ async fn html_failures_go_back_to_the_flow_or_to_a_fresh_one(app: TestApp) {
     let r = b.post_form(action, &fields).await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     assert_eq!(location(&r), format!("{}/ui/login?flow={id}", app.public));
-    let f: Value = b
-        .get_json(&format!("{}/self-service/login/flows?id={id}", app.public))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let f: Value = b.fetch_flow("login", id).await;
     assert_eq!(message_ids(&f, None), vec![4000006]);
     // An expired flow sends the browser to a fresh flow that says why.
     app.clock.advance(Duration::from_secs(2 * 3600));
@@ -610,15 +613,7 @@ async fn html_failures_go_back_to_the_flow_or_to_a_fresh_one(app: TestApp) {
         .strip_prefix(&format!("{}/ui/login?flow=", app.public))
         .unwrap();
     assert_ne!(fresh, id);
-    let f: Value = b
-        .get_json(&format!(
-            "{}/self-service/login/flows?id={fresh}",
-            app.public
-        ))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let f: Value = b.fetch_flow("login", fresh).await;
     assert_eq!(message_ids(&f, None), vec![4010001]);
     // Reading the expired flow tells a browser where to start over.
     let r = b
@@ -747,15 +742,7 @@ async fn settings_in_the_browser_with_reauthentication(app: TestApp) {
     let r = b.get(&url).await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     let flow_id = location(&r).split("flow=").nth(1).unwrap().to_string();
-    let flow: Value = b
-        .get_json(&format!(
-            "{}/self-service/settings/flows?id={flow_id}",
-            app.public
-        ))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let flow: Value = b.fetch_flow("settings", &flow_id).await;
     assert_eq!(flow["identity"]["traits"]["email"], json!(email));
     let action = flow["ui"]["action"].as_str().unwrap();
     let r = b
@@ -774,15 +761,7 @@ async fn settings_in_the_browser_with_reauthentication(app: TestApp) {
         location(&r),
         format!("{}/ui/settings?flow={flow_id}", app.public)
     );
-    let saved: Value = b
-        .get_json(&format!(
-            "{}/self-service/settings/flows?id={flow_id}",
-            app.public
-        ))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let saved: Value = b.fetch_flow("settings", &flow_id).await;
     assert_eq!(saved["state"], "success");
     assert_eq!(saved["identity"]["traits"]["name"]["first"], "Grace");
 
@@ -926,6 +905,13 @@ async fn errors_are_kept_for_the_error_page(app: TestApp) {
         .get(&format!("{}/self-service/errors", app.public))
         .await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    // Flows that do not exist (yet) are unknown routes, not errors of ours.
+    for path in ["/self-service/recovery/browser", "/ui/recovery"] {
+        let r = app.get(&format!("{}{path}", app.public)).await;
+        assert_eq!(r.status(), StatusCode::NOT_FOUND, "{path}");
+        let e: Value = r.json().await.unwrap();
+        assert_eq!(e["error"]["code"], 404);
+    }
     // The hosted error page shows a kept error.
     let r = app
         .get(&format!("{}/ui/error?id=stub:404", app.public))
@@ -974,15 +960,7 @@ async fn hosted_pages_are_translated_accessible_and_locked_down(app: TestApp) {
 
     // A wrong password: the error is rendered with the password field, tied to it, focused.
     let flow_id = page_url.split("flow=").nth(1).unwrap();
-    let flow: Value = b
-        .get_json(&format!(
-            "{}/self-service/login/flows?id={flow_id}",
-            app.public
-        ))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let flow: Value = b.fetch_flow("login", flow_id).await;
     b.post_form(
         flow["ui"]["action"].as_str().unwrap(),
         &[
