@@ -1202,17 +1202,22 @@ impl Config {
                 )?;
             }
         }
-        for (i, o) in self.serve.public.cors.allowed_origins.iter().enumerate() {
-            let probe = o.replacen("*.", "", 1);
-            let ok = o == "*"
-                || url::Url::parse(&probe)
-                    .map(|u| u.path() == "/" && !o.ends_with('/') && u.host().is_some())
-                    .unwrap_or(false);
-            if !ok {
-                return Err(ConfigError::Invalid(format!(
-                    "serve.public.cors.allowed_origins.{i}: {o:?} is not an origin: expected scheme://host[:port], \
-                     optionally with a leading *. for subdomains"
-                )));
+        for (port, cors) in [
+            ("public", &self.serve.public.cors),
+            ("admin", &self.serve.admin.cors),
+        ] {
+            for (i, o) in cors.allowed_origins.iter().enumerate() {
+                let probe = o.replacen("*.", "", 1);
+                let ok = o == "*"
+                    || url::Url::parse(&probe)
+                        .map(|u| u.path() == "/" && !o.ends_with('/') && u.host().is_some())
+                        .unwrap_or(false);
+                if !ok {
+                    return Err(ConfigError::Invalid(format!(
+                        "serve.{port}.cors.allowed_origins.{i}: {o:?} is not an origin: expected scheme://host[:port], \
+                         optionally with a leading *. for subdomains"
+                    )));
+                }
             }
         }
         let t = &self.ui.theme;

@@ -265,9 +265,19 @@ pub fn settings_saved(
         }
         return Json(body).into_response();
     }
-    match return_to {
-        Some(to) => see_other(to),
-        None => see_other(&with_query(
+    // Kratos' order: the flow's return_to, the settings flow's own after URL, else back to
+    // the page (which now says the changes were saved).
+    let after = &core
+        .config
+        .selfservice
+        .flows
+        .settings
+        .after
+        .default_browser_return_url;
+    match (return_to, after.is_empty()) {
+        (Some(to), _) => see_other(to),
+        (None, false) => see_other(after),
+        (None, true) => see_other(&with_query(
             core.config.ui_url("settings"),
             "flow",
             flow.get("id").and_then(Value::as_str).unwrap_or_default(),

@@ -207,7 +207,11 @@ pub fn admin_router(state: &AppState) -> Router {
         .route("/admin/health/alive", get(alive))
         .route("/admin/health/ready", get(ready))
         .route("/admin/version", get(version));
-    common(admin, state)
+    let router = common(admin, state);
+    match cors_layer(&state.core.config.serve.admin.cors) {
+        Some(layer) => router.layer(layer),
+        None => router,
+    }
 }
 
 /// Every response is uncacheable unless its handler chose otherwise (the JWKS does).

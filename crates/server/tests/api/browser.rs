@@ -315,7 +315,52 @@ configured!(
     form_registration_coerces_types_and_sets_the_session_cookie,
     cors_allows_only_the_configured_origins,
     operators_extend_translations_templates_and_theme,
+    per_flow_after_urls_apply_when_there_is_no_return_to,
 );
+
+async fn per_flow_after_urls_apply_when_there_is_no_return_to(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |c| {
+        let f = &mut c.selfservice.flows;
+        f.registration.after.default_browser_return_url = "https://app.example.com/welcome".into();
+        f.settings.after.default_browser_return_url = "https://app.example.com/profile".into();
+        f.logout.after.default_browser_return_url = "https://app.example.com/bye".into();
+    })
+    .await;
+    let mut b = Browser::new(&app);
+    let flow = b.flow("registration").await;
+    let r = b
+        .post_form(
+            flow["ui"]["action"].as_str().unwrap(),
+            &[
+                ("csrf_token", csrf(&flow)),
+                ("traits.email", &unique_email("after")),
+                ("password", PASSWORD),
+                ("method", "password"),
+            ],
+        )
+        .await;
+    assert_eq!(location(&r), "https://app.example.com/welcome");
+    let flow = b.flow("settings").await;
+    let r = b
+        .post_form(
+            flow["ui"]["action"].as_str().unwrap(),
+            &[
+                ("csrf_token", csrf(&flow)),
+                ("password", "another fine passphrase"),
+                ("method", "password"),
+            ],
+        )
+        .await;
+    assert_eq!(location(&r), "https://app.example.com/profile");
+    let links: Value = b
+        .get_json(&format!("{}/self-service/logout/browser", app.public))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let r = b.get(links["logout_url"].as_str().unwrap()).await;
+    assert_eq!(location(&r), "https://app.example.com/bye");
+}
 
 async fn form_registration_coerces_types_and_sets_the_session_cookie(backend: Backend) {
     use base64::Engine;
@@ -434,6 +479,8 @@ async fn cors_allows_only_the_configured_origins(backend: Backend) {
         "http://127.0.0.1:5556",
         "https://example.com",
         "https://evil.com",
+        "https://evilexample.com",
+        "http://app.example.com",
     ] {
         let r = preflight(&app, origin).await.unwrap();
         assert!(
@@ -441,6 +488,19 @@ async fn cors_allows_only_the_configured_origins(backend: Backend) {
             "{origin} must not be allowed"
         );
     }
+    // The admin port has its own list, closed unless configured.
+    let r = app
+        .http
+        .request(
+            reqwest::Method::OPTIONS,
+            format!("{}/admin/identities", app.admin),
+        )
+        .header("origin", spa)
+        .header("access-control-request-method", "GET")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.headers().get("access-control-allow-origin").is_none());
     // A credentialed GET from the SPA's origin can read the flow.
     let r = app
         .http
