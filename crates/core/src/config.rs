@@ -1206,6 +1206,20 @@ impl Config {
             ("public", &self.serve.public.cors),
             ("admin", &self.serve.admin.cors),
         ] {
+            // Browsers never send credentials to a wildcard; echoing every origin instead
+            // would let any site act as the signed-in user.
+            for (key, list) in [
+                ("allowed_origins", &cors.allowed_origins),
+                ("allowed_methods", &cors.allowed_methods),
+                ("allowed_headers", &cors.allowed_headers),
+                ("exposed_headers", &cors.exposed_headers),
+            ] {
+                if cors.allow_credentials && list.iter().any(|v| v == "*") {
+                    return Err(ConfigError::Invalid(format!(
+                        "serve.{port}.cors.{key}: \"*\" cannot be combined with allow_credentials: true; list the values"
+                    )));
+                }
+            }
             for (i, o) in cors.allowed_origins.iter().enumerate() {
                 let probe = o.replacen("*.", "", 1);
                 let ok = o == "*"
@@ -1242,6 +1256,26 @@ impl Config {
                 "ui.theme.logo_url: {:?} is not a URL or a path",
                 t.logo_url
             )));
+        }
+        for (key, value) in [
+            ("session.cookie.same_site", &self.session.cookie.same_site),
+            ("tokens.cookies.same_site", &self.tokens.cookies.same_site),
+        ] {
+            match value.to_ascii_lowercase().as_str() {
+                "lax" | "strict" => {}
+                // Browsers drop SameSite=None cookies that are not Secure.
+                "none" if public.to_ascii_lowercase().starts_with("https://") => {}
+                "none" => {
+                    return Err(ConfigError::Invalid(format!(
+                        "{key}: None needs an https public URL (browsers refuse SameSite=None cookies without Secure)"
+                    )))
+                }
+                _ => {
+                    return Err(ConfigError::Invalid(format!(
+                        "{key}: {value:?}: expected Lax, Strict or None"
+                    )))
+                }
+            }
         }
         if self.ui.default_language.is_empty() {
             self.ui.default_language = "en".into();
@@ -1286,7 +1320,7 @@ impl Config {
 
     /// Cookies carry `Secure` whenever the public URL is https (always, outside dev mode).
     pub fn secure_cookies(&self) -> bool {
-        self.serve.public.base_url.starts_with("https://")
+        url::Url::parse(&self.serve.public.base_url).is_ok_and(|u| u.scheme() == "https")
     }
 
     /// The configuration as YAML with secrets and DSN passwords redacted.
@@ -1478,6 +1512,26 @@ mod tests {
                 "PORTCULLIS_UI_THEME_COLORS",
                 r#"{"primary":"red;} body{display:none"}"#,
                 "ui.theme.colors.primary",
+            ),
+            (
+                "PORTCULLIS_SERVE_PUBLIC_CORS_ALLOWED_ORIGINS",
+                r#"["*"]"#,
+                "cannot be combined with allow_credentials",
+            ),
+            (
+                "PORTCULLIS_SERVE_ADMIN_CORS_ALLOWED_HEADERS",
+                r#"["*"]"#,
+                "serve.admin.cors.allowed_headers",
+            ),
+            (
+                "PORTCULLIS_SESSION_COOKIE_SAME_SITE",
+                "None",
+                "None needs an https public URL",
+            ),
+            (
+                "PORTCULLIS_TOKENS_COOKIES_SAME_SITE",
+                "Loose",
+                "expected Lax, Strict or None",
             ),
         ] {
             let err = Config::load(None, env(&[(key, value)]), true)

@@ -248,21 +248,24 @@ impl Core {
         caller: &Caller,
         now: OffsetDateTime,
     ) -> Result<Flow> {
-        let flow = self.load_flow_inner(kind, id, caller, now, false).await?;
+        let flow = self.load_flow_inner(kind, id, caller, now, None).await?;
         self.check_flow_cookie(&flow, caller)?;
         Ok(flow)
     }
 
-    /// Loads a flow of `kind` for a submit: an expired flow yields 410 with the id of a fresh
-    /// replacement flow (`use_flow_id`) that tells the user why.
+    /// Loads a flow of `kind` for a submit of `body`: the request must pass the flow type's
+    /// guard (CSRF for browsers) before anything else, and an expired flow yields 410 with the
+    /// id of a fresh replacement flow (`use_flow_id`) that tells the user why.
     async fn load_flow_for_submit(
         &self,
         kind: FlowKind,
         id: Uuid,
         caller: &Caller,
+        body: &Value,
         now: OffsetDateTime,
     ) -> Result<Flow> {
-        self.load_flow_inner(kind, id, caller, now, true).await
+        self.load_flow_inner(kind, id, caller, now, Some(body))
+            .await
     }
 
     async fn load_flow_inner(
@@ -271,7 +274,7 @@ impl Core {
         id: Uuid,
         caller: &Caller,
         now: OffsetDateTime,
-        replace: bool,
+        submit: Option<&Value>,
     ) -> Result<Flow> {
         let flow = match self.store.get_flow(id).await? {
             Some(f) if f.kind == kind => f,
@@ -281,6 +284,13 @@ impl Core {
                     kind.as_str()
                 )))
             }
+        };
+        let replace = match submit {
+            Some(body) => {
+                self.guard_request(&flow, caller, body)?;
+                true
+            }
+            None => false,
         };
         if flow.is_expired(now) {
             let since_ns = (now - flow.expires_at).whole_nanoseconds() as i64;
@@ -293,12 +303,16 @@ impl Core {
             if !replace {
                 let mut details = json!({ "since": since_ns, "expired_at": expired_at });
                 if flow.flow_type == FlowType::Browser {
-                    // A browser starts over at the flow's init URL.
-                    details["redirect_to"] = json!(format!(
+                    // A browser starts over at the flow's init URL, heading where it was.
+                    let mut restart = format!(
                         "{}self-service/{}/browser",
                         self.public_url(),
                         kind.as_str()
-                    ));
+                    );
+                    if let Some(r) = &flow.return_to {
+                        restart = format!("{restart}?return_to={}", urlencode(r));
+                    }
+                    details["redirect_to"] = json!(restart);
                 }
                 return Err(err
                     .with_details(details)
@@ -450,7 +464,9 @@ impl Core {
                     &self.config.selfservice.allowed_return_urls,
                 ) =>
             {
-                Ok(Some(r))
+                // Kept as parsed, so what was checked is what redirects (the parser drops
+                // tabs and newlines that would otherwise reach a Location header).
+                Ok(url::Url::parse(&r).map(|u| u.to_string()).ok())
             }
             Some(r) => Err(Error::api(
                 400,
@@ -479,9 +495,8 @@ impl Core {
             return Err(registration_disabled());
         }
         let mut flow = self
-            .load_flow_for_submit(FlowKind::Registration, flow_id, caller, now)
+            .load_flow_for_submit(FlowKind::Registration, flow_id, caller, body, now)
             .await?;
-        self.guard_request(&flow, caller, body)?;
         if caller.session.is_some() {
             return Err(already_logged_in());
         }
@@ -668,9 +683,8 @@ impl Core {
         now: OffsetDateTime,
     ) -> Result<Authenticated> {
         let mut flow = self
-            .load_flow_for_submit(FlowKind::Login, flow_id, caller, now)
+            .load_flow_for_submit(FlowKind::Login, flow_id, caller, body, now)
             .await?;
-        self.guard_request(&flow, caller, body)?;
         if caller.session.is_some() && !flow.refresh {
             return Err(already_logged_in());
         }
@@ -883,15 +897,16 @@ impl Core {
         caller: &Caller,
         now: OffsetDateTime,
     ) -> Result<(Flow, Identity)> {
-        self.owned_settings_flow(id, caller, now, false).await
+        self.owned_settings_flow(id, caller, now, None).await
     }
 
+    /// A settings flow of the caller's identity, for reading or (with the body) a submit.
     async fn owned_settings_flow(
         &self,
         id: Uuid,
         caller: &Caller,
         now: OffsetDateTime,
-        submit: bool,
+        submit: Option<&Value>,
     ) -> Result<(Flow, Identity)> {
         let Some((_, identity)) = &caller.session else {
             return Err(Error::session_inactive());
@@ -899,7 +914,7 @@ impl Core {
         let flow = self
             .load_flow_inner(FlowKind::Settings, id, caller, now, submit)
             .await?;
-        if !submit {
+        if submit.is_none() {
             self.check_flow_cookie(&flow, caller)?;
         }
         if flow.identity_id != Some(identity.id) {
@@ -919,8 +934,9 @@ impl Core {
         caller: &Caller,
         now: OffsetDateTime,
     ) -> Result<(Flow, Identity)> {
-        let (mut flow, mut identity) = self.owned_settings_flow(flow_id, caller, now, true).await?;
-        self.guard_request(&flow, caller, body)?;
+        let (mut flow, mut identity) = self
+            .owned_settings_flow(flow_id, caller, now, Some(body))
+            .await?;
         let Some((session, _)) = &caller.session else {
             return Err(Error::session_inactive());
         };

@@ -51,8 +51,9 @@ pub fn session_cookie(core: &Core, token: Option<&str>) -> Option<HeaderValue> {
     )
 }
 
-/// The anti-CSRF cookie holding `secret`, on the session cookie's domain and path. It lives a
-/// year, like nosurf's, so open tabs keep working.
+/// The anti-CSRF cookie holding `secret`, on the session cookie's domain but always on `/`
+/// (the hosted pages and the self-service endpoints both need it). It lives a year, like
+/// nosurf's, so open tabs keep working.
 pub fn csrf_cookie(core: &Core, secret: &str) -> Option<HeaderValue> {
     let c = &core.config.session.cookie;
     set_cookie(
@@ -60,7 +61,7 @@ pub fn csrf_cookie(core: &Core, secret: &str) -> Option<HeaderValue> {
         core.config.csrf_cookie_name(),
         Some(secret),
         Some(365 * 24 * 3600),
-        &c.path,
+        "/",
         &c.domain,
         &c.same_site,
     )

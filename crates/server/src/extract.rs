@@ -54,10 +54,8 @@ impl<S: Send + Sync> FromRequest<S> for SubmitBody {
                 .await
                 .map(|JsonBody(body)| SubmitBody { body, form: false });
         }
-        Ok(SubmitBody {
-            body: form_to_json(&read_body(req, state).await?),
-            form: true,
-        })
+        let body = form_to_json(&read_body(req, state).await?).map_err(ApiError::bad_request)?;
+        Ok(SubmitBody { body, form: true })
     }
 }
 
@@ -84,18 +82,32 @@ async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, Api
     })
 }
 
+/// Most fields a form may have, and most dotted segments in a name: generous for any
+/// identity schema, and a bound on the work (and the nesting depth) a request can cause.
+const FORM_MAX_FIELDS: usize = 256;
+const FORM_MAX_DEPTH: usize = 16;
+
 /// `a.b=1&c=2` → `{"a":{"b":"1"},"c":"2"}`; the first value of a repeated name wins.
-pub fn form_to_json(bytes: &[u8]) -> Value {
+pub fn form_to_json(bytes: &[u8]) -> Result<Value, String> {
     let mut root = serde_json::Map::new();
     let mut seen = std::collections::HashSet::new();
     for (k, v) in url::form_urlencoded::parse(bytes) {
         if k.is_empty() || !seen.insert(k.to_string()) {
             continue;
         }
+        if seen.len() > FORM_MAX_FIELDS {
+            return Err(format!("The form has more than {FORM_MAX_FIELDS} fields."));
+        }
         let parts: Vec<&str> = k.split('.').collect();
+        if parts.len() > FORM_MAX_DEPTH {
+            return Err(format!(
+                "The form field name {:?} has more than {FORM_MAX_DEPTH} dotted parts.",
+                k.chars().take(64).collect::<String>()
+            ));
+        }
         insert_path(&mut root, &parts, Value::String(v.into_owned()));
     }
-    Value::Object(root)
+    Ok(Value::Object(root))
 }
 
 fn insert_path(obj: &mut serde_json::Map<String, Value>, path: &[&str], v: Value) {
@@ -119,7 +131,8 @@ fn insert_path(obj: &mut serde_json::Map<String, Value>, path: &[&str], v: Value
 }
 
 /// Kratos' content negotiation: JSON when the body is JSON or `Accept` prefers
-/// `application/json` over `text/html` (ties and no `Accept` mean HTML).
+/// `application/json` over `text/html`: by q, then by how specifically each is named
+/// (`application/json, */*` means JSON); a full tie, or no `Accept`, means HTML.
 pub fn wants_json(headers: &HeaderMap) -> bool {
     if content_type(headers).starts_with("application/json") {
         return true;
@@ -128,7 +141,7 @@ pub fn wants_json(headers: &HeaderMap) -> bool {
         return false;
     };
     // The q of the most specific range that matches each offer.
-    let q_for = |ty: &str, sub: &str| -> f32 {
+    let q_for = |ty: &str, sub: &str| -> (u8, f32) {
         let mut best: Option<(u8, f32)> = None;
         for range in accept.split(',') {
             let mut params = range.split(';');
@@ -148,10 +161,11 @@ pub fn wants_json(headers: &HeaderMap) -> bool {
                 best = Some((specificity, q));
             }
         }
-        best.map(|(_, q)| q).unwrap_or(0.0)
+        best.unwrap_or((0, 0.0))
     };
-    let json = q_for("application", "json");
-    json > 0.0 && json > q_for("text", "html")
+    let (json_spec, json_q) = q_for("application", "json");
+    let (html_spec, html_q) = q_for("text", "html");
+    json_q > 0.0 && (json_q > html_q || (json_q == html_q && json_spec > html_spec))
 }
 
 /// The value of cookie `name`, if the request carries it.
@@ -276,4 +290,64 @@ pub fn request_url(public_url: &str, parts_uri: &axum::http::Uri) -> String {
             .map(|p| p.as_str())
             .unwrap_or("/")
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn accept(a: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::ACCEPT,
+            HeaderValue::from_str(a).unwrap_or(HeaderValue::from_static("")),
+        );
+        h
+    }
+
+    #[test]
+    fn negotiation_prefers_json_only_when_asked_for_it() {
+        for (a, json) in [
+            ("application/json", true),
+            ("application/json, text/plain, */*", true), // axios' default
+            (
+                "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+                false,
+            ), // Chromium
+            ("*/*", false),
+            ("text/html, application/json", false),
+            ("application/json;q=0.5, text/html;q=0.4", true),
+            ("application/*", true),
+            ("text/*, application/json;q=0", false),
+            ("", false),
+        ] {
+            assert_eq!(wants_json(&accept(a)), json, "Accept: {a}");
+        }
+        assert!(!wants_json(&HeaderMap::new()));
+        let mut h = accept("text/html");
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        assert!(wants_json(&h), "a JSON body is a JSON request");
+    }
+
+    #[test]
+    fn forms_nest_dotted_names_within_bounds() {
+        let v =
+            form_to_json(b"traits.name.first=Ada&traits.email=a%40b.c&method=password&method=x")
+                .unwrap_or_default();
+        assert_eq!(
+            v,
+            serde_json::json!({ "traits": { "name": { "first": "Ada" }, "email": "a@b.c" }, "method": "password" })
+        );
+        let deep = format!("{}=1", vec!["a"; 17].join("."));
+        assert!(form_to_json(deep.as_bytes()).is_err());
+        let wide: String = (0..300).map(|i| format!("f{i}=1&")).collect();
+        assert!(form_to_json(wide.as_bytes()).is_err());
+        // A name that is both a value and a parent ends up a parent.
+        let v = form_to_json(b"a=1&a.b=2").unwrap_or_default();
+        assert_eq!(v, serde_json::json!({ "a": { "b": "2" } }));
+    }
 }

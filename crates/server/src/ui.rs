@@ -695,6 +695,12 @@ async fn flow_page(
     };
     let flow = match loaded {
         Ok(f) => f,
+        // No CSRF cookie came back at all (cookies blocked?): starting afresh would only loop.
+        Err(e @ Error::Api { code: 403, .. }) if caller.csrf_secret.is_none() => {
+            let mut resp = crate::browser::html_error(&st, kind, e).await;
+            page.finish(&mut resp);
+            return resp;
+        }
         // Unknown, expired, or issued to another browser: start afresh.
         Err(Error::Api {
             code: 403 | 404 | 410,
@@ -855,7 +861,7 @@ async fn revoke_others(
     body: Bytes,
 ) -> Response {
     let core = &st.core;
-    let form = form_to_json(&body);
+    let form = form_to_json(&body).unwrap_or_default();
     let token = form
         .get("csrf_token")
         .and_then(Value::as_str)

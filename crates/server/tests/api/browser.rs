@@ -281,6 +281,30 @@ async fn submits_need_the_csrf_token_of_the_cookie(app: TestApp) {
     b.headers = vec![("x-csrf-token".into(), csrf(&flow).into())];
     let r = b.post_json(&action, &body(None)).await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    // A name nested beyond reason is refused before anything is parsed further.
+    let deep = format!("{}=x", vec!["traits"; 40].join("."));
+    let r = b
+        .send(
+            app.http
+                .post(&action)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(deep),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    // A forged post to an expired flow is refused as forged, before a replacement is made.
+    app.clock.advance(Duration::from_secs(2 * 3600));
+    let r = app
+        .http
+        .post(&action)
+        .header(ACCEPT, "application/json")
+        .json(&body(Some(csrf(&flow))))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_id(r).await, json!([403, "security_csrf_violation"]));
+    let flow = b.flow("login").await;
+    let action = flow["ui"]["action"].as_str().unwrap().to_string();
     // An HTML form without the token lands on the error page, which explains it.
     b.headers.clear();
     let r = b
@@ -731,8 +755,18 @@ async fn return_to_is_checked_and_followed(app: TestApp) {
         .await
         .unwrap();
     assert_eq!(e["error"]["id"], "self_service_flow_return_to_forbidden");
-    // An allowed one is kept on the flow and followed after the form post.
+    // An allowed one is kept on the flow (as parsed: stray control characters are gone) and
+    // followed after the form post.
     let good = format!("{}/after-signup?x=1", app.public);
+    let r = b
+        .get_json(&format!(
+            "{}/self-service/login/browser?return_to={}",
+            app.public,
+            portcullis_core::service::urlencode(&format!("{good}\n"))
+        ))
+        .await;
+    let flow: Value = r.json().await.unwrap();
+    assert_eq!(flow["return_to"], json!(good));
     let r = b
         .get_json(&format!(
             "{}/self-service/registration/browser?return_to={}",
@@ -1043,6 +1077,17 @@ async fn hosted_pages_are_translated_accessible_and_locked_down(app: TestApp) {
     assert!(input.contains(r#"aria-invalid="true""#) && input.contains("autofocus"));
     assert!(html.contains(r#"id="field-password-message-1" data-message-id="4000006">The provided credentials are invalid"#), "{html}");
 
+    // Someone else's flow: this browser starts a new one; a browser sending no CSRF cookie at
+    // all (cookies blocked) gets the error page instead of a redirect loop.
+    let mut other = Browser::new(&app);
+    let r = other.get(&page_url).await;
+    assert!(location(&r).contains("/ui/error?id="), "{}", location(&r));
+    other.flow("login").await;
+    let r = other.get(&page_url).await;
+    assert_eq!(
+        location(&r),
+        format!("{}/self-service/login/browser", app.public)
+    );
     // Korean by query parameter, remembered in a cookie; and by Accept-Language.
     let r = b.get(&format!("{page_url}&lang=ko")).await;
     assert!(set_cookie(r.headers(), "portcullis_lang=ko").contains("SameSite=Lax"));
