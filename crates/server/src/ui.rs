@@ -629,8 +629,9 @@ fn flow_view(st: &AppState, lang: &str, flow: &Value, settings: bool) -> (Vec<Va
             "nodes": members,
         }));
     }
-    // With no error to point at, focus starts at the first field to fill in.
-    if !focused {
+    // With no error to point at, sign-in and sign-up start at the first field to fill in
+    // (settings pages show saved values, so nothing is singled out there).
+    if !focused && !settings {
         'outer: for f in forms.iter_mut() {
             for n in f["nodes"].as_array_mut().into_iter().flatten() {
                 if n["kind"] == "input" && n["value"].as_str().is_none_or(str::is_empty) {
