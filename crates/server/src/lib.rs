@@ -125,7 +125,7 @@ fn common(router: Router<AppState>, state: &AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
-        .layer(axum::middleware::map_response(no_store))
+        .layer(axum::middleware::map_response(default_headers))
         .with_state(state.clone())
 }
 
@@ -214,15 +214,21 @@ pub fn admin_router(state: &AppState) -> Router {
     }
 }
 
-/// Every response is uncacheable unless its handler chose otherwise (the JWKS does).
-async fn no_store(mut resp: Response) -> Response {
-    if resp.headers().contains_key("cache-control") {
-        return resp;
-    }
-    resp.headers_mut().insert(
-        "cache-control",
-        HeaderValue::from_static("private, no-cache, no-store, must-revalidate"),
+/// Every response is uncacheable unless its handler chose otherwise (the JWKS and the UI's
+/// stylesheets do), and is never content-sniffed. The hosted pages add their own, stricter
+/// headers (`ui::security_headers`).
+async fn default_headers(mut resp: Response) -> Response {
+    let h = resp.headers_mut();
+    h.insert(
+        axum::http::header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
     );
+    if !h.contains_key("cache-control") {
+        h.insert(
+            "cache-control",
+            HeaderValue::from_static("private, no-cache, no-store, must-revalidate"),
+        );
+    }
     resp
 }
 

@@ -87,6 +87,7 @@ async fn registration_login_whoami_and_logout_round_trip(app: TestApp) {
         .to_str()
         .unwrap()
         .contains("no-store"));
+    assert_eq!(r.headers()["x-content-type-options"], "nosniff");
     let s: Value = r.json().await.unwrap();
     assert_eq!(s["identity"]["traits"]["email"], email);
     assert_eq!(s["authenticator_assurance_level"], "aal1");
