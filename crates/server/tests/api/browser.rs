@@ -118,20 +118,22 @@ impl<'a> Browser<'a> {
         self.jar.contains_key("ory_kratos_session")
     }
 
-    /// Registers through a form post, as the hosted page does.
+    /// Posts the registration form of `flow` for `email`, as the hosted page does.
+    async fn post_registration(&mut self, flow: &Value, email: &str) -> Response {
+        let action = flow["ui"]["action"].as_str().unwrap();
+        let fields = [
+            ("csrf_token", csrf(flow)),
+            ("traits.email", email),
+            ("password", PASSWORD),
+            ("method", "password"),
+        ];
+        self.post_form(action, &fields).await
+    }
+
+    /// Registers through a new flow's form.
     async fn register(&mut self, email: &str) {
         let flow = self.flow("registration").await;
-        let r = self
-            .post_form(
-                flow["ui"]["action"].as_str().unwrap(),
-                &[
-                    ("csrf_token", csrf(&flow)),
-                    ("traits.email", email),
-                    ("password", PASSWORD),
-                    ("method", "password"),
-                ],
-            )
-            .await;
+        let r = self.post_registration(&flow, email).await;
         assert_eq!(r.status(), StatusCode::SEE_OTHER);
         assert!(self.has_session_cookie());
     }
@@ -352,17 +354,7 @@ async fn per_flow_after_urls_apply_when_there_is_no_return_to(backend: Backend) 
     .await;
     let mut b = Browser::new(&app);
     let flow = b.flow("registration").await;
-    let r = b
-        .post_form(
-            flow["ui"]["action"].as_str().unwrap(),
-            &[
-                ("csrf_token", csrf(&flow)),
-                ("traits.email", &unique_email("after")),
-                ("password", PASSWORD),
-                ("method", "password"),
-            ],
-        )
-        .await;
+    let r = b.post_registration(&flow, &unique_email("after")).await;
     assert_eq!(location(&r), "https://app.example.com/welcome");
     let flow = b.flow("settings").await;
     let r = b
@@ -776,17 +768,7 @@ async fn return_to_is_checked_and_followed(app: TestApp) {
         .await;
     let flow: Value = r.json().await.unwrap();
     assert_eq!(flow["return_to"], json!(good));
-    let r = b
-        .post_form(
-            flow["ui"]["action"].as_str().unwrap(),
-            &[
-                ("csrf_token", csrf(&flow)),
-                ("traits.email", &unique_email("rt")),
-                ("password", PASSWORD),
-                ("method", "password"),
-            ],
-        )
-        .await;
+    let r = b.post_registration(&flow, &unique_email("rt")).await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     assert_eq!(location(&r), good);
 }
