@@ -227,7 +227,7 @@ impl Core {
         flow.csrf_token = Some(token);
     }
 
-    /// Reading a browser flow needs the CSRF cookie it was issued with.
+    /// Whether the caller's CSRF cookie is the one a browser flow was issued with.
     fn check_flow_cookie(&self, flow: &Flow, caller: &Caller) -> Result<()> {
         if flow.flow_type != FlowType::Browser {
             return Ok(());
@@ -248,9 +248,7 @@ impl Core {
         caller: &Caller,
         now: OffsetDateTime,
     ) -> Result<Flow> {
-        let flow = self.load_flow_inner(kind, id, caller, now, None).await?;
-        self.check_flow_cookie(&flow, caller)?;
-        Ok(flow)
+        self.load_flow_inner(kind, id, caller, now, None).await
     }
 
     /// Loads a flow of `kind` for a submit of `body`: the request must pass the flow type's
@@ -304,15 +302,8 @@ impl Core {
                 let mut details = json!({ "since": since_ns, "expired_at": expired_at });
                 if flow.flow_type == FlowType::Browser {
                     // A browser starts over at the flow's init URL, heading where it was.
-                    let mut restart = format!(
-                        "{}self-service/{}/browser",
-                        self.public_url(),
-                        kind.as_str()
-                    );
-                    if let Some(r) = &flow.return_to {
-                        restart = format!("{restart}?return_to={}", urlencode(r));
-                    }
-                    details["redirect_to"] = json!(restart);
+                    details["redirect_to"] =
+                        json!(self.browser_flow_url(kind, false, flow.return_to.as_deref()));
                 }
                 return Err(err
                     .with_details(details)
@@ -366,6 +357,10 @@ impl Core {
                 .with_details(json!({ "id": replacement.id, "since": since_ns, "expired_at": expired_at }))
                 .with_extra(json!({ "use_flow_id": replacement.id, "since": since_ns, "expired_at": expired_at })));
         }
+        if !replace {
+            // Reading a browser flow needs the CSRF cookie it was issued with.
+            self.check_flow_cookie(&flow, caller)?;
+        }
         Ok(flow)
     }
 
@@ -415,16 +410,7 @@ impl Core {
         for f in &schema.fields {
             flow.ui.nodes.push(f.node("default", None));
         }
-        flow.ui.nodes.push(
-            UiNode::input(
-                "password",
-                "password",
-                "password",
-                Some(msg::label_password()),
-            )
-            .with_attr("required", json!(true))
-            .with_attr("autocomplete", json!("new-password")),
-        );
+        flow.ui.nodes.push(password_input("new-password"));
         flow.ui.nodes.push(
             UiNode::input("password", "method", "submit", Some(msg::sign_up()))
                 .with_attr("value", json!("password")),
@@ -626,16 +612,7 @@ impl Core {
             flow.ui.messages.push(msg::reauthenticate());
         }
         flow.ui.nodes.push(id_node);
-        flow.ui.nodes.push(
-            UiNode::input(
-                "password",
-                "password",
-                "password",
-                Some(msg::label_password()),
-            )
-            .with_attr("required", json!(true))
-            .with_attr("autocomplete", json!("current-password")),
-        );
+        flow.ui.nodes.push(password_input("current-password"));
         flow.ui.nodes.push(
             UiNode::input(
                 "password",
@@ -854,16 +831,7 @@ impl Core {
             UiNode::input("profile", "method", "submit", Some(msg::label_save()))
                 .with_attr("value", json!("profile")),
         );
-        flow.ui.nodes.push(
-            UiNode::input(
-                "password",
-                "password",
-                "password",
-                Some(msg::label_password()),
-            )
-            .with_attr("required", json!(true))
-            .with_attr("autocomplete", json!("new-password")),
-        );
+        flow.ui.nodes.push(password_input("new-password"));
         flow.ui.nodes.push(
             UiNode::input("password", "method", "submit", Some(msg::label_save()))
                 .with_attr("value", json!("password")),
@@ -914,9 +882,6 @@ impl Core {
         let flow = self
             .load_flow_inner(FlowKind::Settings, id, caller, now, submit)
             .await?;
-        if submit.is_none() {
-            self.check_flow_cookie(&flow, caller)?;
-        }
         if flow.identity_id != Some(identity.id) {
             return Err(Error::api(
                 403,
@@ -955,15 +920,8 @@ impl Core {
                 .0;
         let flow_id = flow.id;
         let refresh_required = || {
-            let url = format!(
-                "{}self-service/login/browser?refresh=true&return_to={}",
-                self.public_url(),
-                urlencode(&format!(
-                    "{}self-service/settings?flow={}",
-                    self.public_url(),
-                    flow_id
-                ))
-            );
+            let back = format!("{}self-service/settings?flow={flow_id}", self.public_url());
+            let url = self.browser_flow_url(FlowKind::Login, true, Some(&back));
             Error::api(403, Some("session_refresh_required"), "The login session is too old and thus not allowed to update these fields. Please re-authenticate.")
                 .with_details(json!({ "redirect_browser_to": url }))
                 .with_extra(json!({ "redirect_browser_to": url }))
@@ -1095,6 +1053,30 @@ impl Core {
         Ok(())
     }
 
+    /// The URL that starts a browser flow of `kind`: `<public>self-service/<kind>/browser`,
+    /// with `refresh=true` (re-authentication) and `return_to` when given.
+    pub fn browser_flow_url(
+        &self,
+        kind: FlowKind,
+        refresh: bool,
+        return_to: Option<&str>,
+    ) -> String {
+        let mut url = format!(
+            "{}self-service/{}/browser",
+            self.public_url(),
+            kind.as_str()
+        );
+        let mut sep = '?';
+        if refresh {
+            url += "?refresh=true";
+            sep = '&';
+        }
+        if let Some(r) = return_to.filter(|r| !r.is_empty()) {
+            url += &format!("{sep}return_to={}", urlencode(r));
+        }
+        url
+    }
+
     /// Checks a `return_to` against the allow-list (400 `self_service_flow_return_to_forbidden`).
     pub fn validate_return_to(&self, return_to: Option<String>) -> Result<Option<String>> {
         self.checked_return_to(return_to)
@@ -1179,6 +1161,19 @@ fn registration_disabled() -> Error {
         Some("self_service_flow_disabled"),
         "Registration is not allowed because it was disabled.",
     )
+}
+
+/// The `password` input of the password group; `autocomplete` tells password managers whether
+/// to fill in (`current-password`) or to offer a new one (`new-password`).
+fn password_input(autocomplete: &str) -> UiNode {
+    UiNode::input(
+        "password",
+        "password",
+        "password",
+        Some(msg::label_password()),
+    )
+    .with_attr("required", json!(true))
+    .with_attr("autocomplete", json!(autocomplete))
 }
 
 /// Puts submitted trait values back into the form so the user need not retype them.

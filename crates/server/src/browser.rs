@@ -45,7 +45,7 @@ pub fn see_other(location: &str) -> Response {
     }
 }
 
-fn with_query(url: &str, key: &str, value: &str) -> String {
+pub fn with_query(url: &str, key: &str, value: &str) -> String {
     let sep = if url.contains('?') { '&' } else { '?' };
     format!("{url}{sep}{key}={}", urlencode(value))
 }
@@ -175,11 +175,7 @@ pub async fn html_error(st: &AppState, kind: FlowKind, e: Error) -> Response {
                 return see_other(&with_query(ui, "flow", id));
             }
             // Reading an expired flow: start a new one.
-            return see_other(&format!(
-                "{}self-service/{}/browser",
-                core.public_url(),
-                kind.as_str()
-            ));
+            return see_other(&core.browser_flow_url(kind, false, None));
         }
         _ => {}
     }
@@ -193,12 +189,8 @@ pub async fn html_error(st: &AppState, kind: FlowKind, e: Error) -> Response {
             }
         }
         Some("session_inactive") if kind == FlowKind::Settings => {
-            let back = format!("{}self-service/settings/browser", core.public_url());
-            return see_other(&with_query(
-                &format!("{}self-service/login/browser", core.public_url()),
-                "return_to",
-                &back,
-            ));
+            let back = core.browser_flow_url(FlowKind::Settings, false, None);
+            return see_other(&core.browser_flow_url(FlowKind::Login, false, Some(&back)));
         }
         _ => {}
     }

@@ -26,7 +26,7 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
                 format!("Content-Type {ct:?} is not supported here; send application/json."),
             )));
         }
-        let bytes = read_body(req, state).await?;
+        let bytes = read_body(req, state).await.map_err(ApiError)?;
         if bytes.is_empty() {
             return Err(ApiError::bad_request(
                 "The request body is empty; a JSON document is required.",
@@ -54,12 +54,13 @@ impl<S: Send + Sync> FromRequest<S> for SubmitBody {
                 .await
                 .map(|JsonBody(body)| SubmitBody { body, form: false });
         }
-        let body = form_to_json(&read_body(req, state).await?).map_err(ApiError::bad_request)?;
+        let bytes = read_body(req, state).await.map_err(ApiError)?;
+        let body = form_to_json(&bytes).map_err(ApiError::bad_request)?;
         Ok(SubmitBody { body, form: true })
     }
 }
 
-fn content_type(headers: &HeaderMap) -> String {
+pub(crate) fn content_type(headers: &HeaderMap) -> String {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -67,17 +68,18 @@ fn content_type(headers: &HeaderMap) -> String {
         .to_ascii_lowercase()
 }
 
-/// The body within `serve.max_body_size` (413 beyond it).
-async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
+/// The body within `serve.max_body_size` (413 beyond it); each face wraps the error in its
+/// own format.
+pub(crate) async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, Error> {
     Bytes::from_request(req, state).await.map_err(|rej| {
         if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError(Error::api(
+            Error::api(
                 413,
                 None,
                 "The request body exceeds the configured limit (serve.max_body_size).",
-            ))
+            )
         } else {
-            ApiError::bad_request(format!("The request body could not be read: {rej}"))
+            Error::bad_request(format!("The request body could not be read: {rej}"))
         }
     })
 }

@@ -23,12 +23,7 @@ pub fn router() -> Router<AppState> {
         .route("/self-service/login/api", get(init_login))
         .route("/self-service/registration/api", get(init_registration))
         .route("/self-service/settings/api", get(init_settings))
-        .route("/self-service/login/flows", get(get_login_flow))
-        .route(
-            "/self-service/registration/flows",
-            get(get_registration_flow),
-        )
-        .route("/self-service/settings/flows", get(get_settings_flow))
+        .route("/self-service/{flow}/flows", get(get_flow))
         .route("/self-service/login", post(submit_login))
         .route("/self-service/registration", post(submit_registration))
         .route(
@@ -136,12 +131,15 @@ async fn init_settings(
     Ok(Json(core.flow_response(&flow, Some(&identity))))
 }
 
+/// `GET /self-service/{login,registration,settings}/flows?id=`.
 async fn get_flow(
-    st: &AppState,
-    kind: FlowKind,
-    q: FlowIdQuery,
-    caller: &portcullis_core::service::Caller,
+    State(st): State<AppState>,
+    Path(segment): Path<String>,
+    Query(q): Query<FlowIdQuery>,
+    CallerCtx(caller): CallerCtx,
 ) -> ApiResult<Json<Value>> {
+    let kind = browser::flow_kind(&segment)?;
+    let caller = &caller;
     let core = &st.core;
     let id = flow_id(q.id, "id")?;
     let now = core.now();
@@ -151,30 +149,6 @@ async fn get_flow(
     }
     let flow = core.load_flow(kind, id, caller, now).await?;
     Ok(Json(core.flow_response(&flow, None)))
-}
-
-async fn get_login_flow(
-    State(st): State<AppState>,
-    Query(q): Query<FlowIdQuery>,
-    CallerCtx(c): CallerCtx,
-) -> ApiResult<Json<Value>> {
-    get_flow(&st, FlowKind::Login, q, &c).await
-}
-
-async fn get_registration_flow(
-    State(st): State<AppState>,
-    Query(q): Query<FlowIdQuery>,
-    CallerCtx(c): CallerCtx,
-) -> ApiResult<Json<Value>> {
-    get_flow(&st, FlowKind::Registration, q, &c).await
-}
-
-async fn get_settings_flow(
-    State(st): State<AppState>,
-    Query(q): Query<FlowIdQuery>,
-    CallerCtx(c): CallerCtx,
-) -> ApiResult<Json<Value>> {
-    get_flow(&st, FlowKind::Settings, q, &c).await
 }
 
 fn authenticated_body(st: &AppState, a: &Authenticated, with_identity: bool) -> Value {
@@ -291,8 +265,11 @@ async fn continue_settings(
 ) -> ApiResult<Response> {
     let id = flow_id(q.flow, "flow")?;
     let ui = st.core.config.ui_url("settings");
-    let sep = if ui.contains('?') { '&' } else { '?' };
-    Ok(browser::see_other(&format!("{ui}{sep}flow={id}")))
+    Ok(browser::see_other(&browser::with_query(
+        ui,
+        "flow",
+        &id.to_string(),
+    )))
 }
 
 async fn logout_api(State(st): State<AppState>, JsonBody(body): JsonBody) -> ApiResult<StatusCode> {

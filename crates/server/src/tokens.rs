@@ -6,7 +6,6 @@
 
 use crate::extract::cookie;
 use crate::AppState;
-use axum::body::Bytes;
 use axum::extract::{FromRequest, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -99,19 +98,10 @@ impl<S: Send + Sync> FromRequest<S> for SjBody {
     type Rejection = SjError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let ct = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_ascii_lowercase();
-        let bytes = Bytes::from_request(req, state).await.map_err(|rej| {
-            SjError(Error::api(
-                rej.status().as_u16(),
-                None,
-                format!("The request body could not be read: {rej}"),
-            ))
-        })?;
+        let ct = crate::extract::content_type(req.headers());
+        let bytes = crate::extract::read_body(req, state)
+            .await
+            .map_err(SjError)?;
         if bytes.is_empty() {
             return Ok(SjBody(json!({})));
         }

@@ -645,20 +645,9 @@ fn flow_view(st: &AppState, lang: &str, flow: &Value, settings: bool) -> (Vec<Va
 }
 
 fn init_url(st: &AppState, kind: FlowKind, q: &PageQuery) -> String {
-    let mut url = format!(
-        "{}self-service/{}/browser",
-        st.core.public_url(),
-        kind.as_str()
-    );
-    let mut sep = '?';
-    if let Some(r) = q.return_to.as_deref().filter(|r| !r.is_empty()) {
-        url += &format!("{sep}return_to={}", urlencode(r));
-        sep = '&';
-    }
-    if kind == FlowKind::Login && crate::public::truthy(&q.refresh) {
-        url += &format!("{sep}refresh=true");
-    }
-    url
+    let refresh = kind == FlowKind::Login && crate::public::truthy(&q.refresh);
+    st.core
+        .browser_flow_url(kind, refresh, q.return_to.as_deref())
 }
 
 /// `/ui/login`, `/ui/registration`, `/ui/settings`: a flow's page.
@@ -707,16 +696,6 @@ async fn flow_page(
             code: 403 | 404 | 410,
             ..
         }) => return page.redirect(&init_url(&st, kind, &q)),
-        Err(Error::Api { code: 401, .. }) if kind == FlowKind::Settings => {
-            let back = PageQuery {
-                return_to: Some(format!(
-                    "{}self-service/settings/browser",
-                    core.public_url()
-                )),
-                ..PageQuery::default()
-            };
-            return page.redirect(&init_url(&st, FlowKind::Login, &back));
-        }
         Err(e) => {
             let mut resp = crate::browser::html_error(&st, kind, e).await;
             page.finish(&mut resp);
@@ -767,7 +746,7 @@ async fn welcome_page(
     let mut page = Page::new(&st, &uri, &q, &headers);
     let core = &st.core;
     let Some((current, identity)) = &caller.session else {
-        return page.redirect(&format!("{}self-service/login/browser", core.public_url()));
+        return page.redirect(&core.browser_flow_url(FlowKind::Login, false, None));
     };
     let now = core.now();
     let query = SessionQuery {
@@ -876,7 +855,7 @@ async fn revoke_others(
         return crate::browser::html_error(&st, FlowKind::Login, e).await;
     }
     let Some((current, identity)) = &caller.session else {
-        return see_other(&format!("{}self-service/login/browser", core.public_url()));
+        return see_other(&core.browser_flow_url(FlowKind::Login, false, None));
     };
     match core
         .store

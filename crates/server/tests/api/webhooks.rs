@@ -185,16 +185,20 @@ async fn failures_are_retried_on_schedule_and_logged(app: TestApp) {
     assert!(rx.bodies().is_empty());
     app.clock.advance(Duration::from_secs(331));
     assert_eq!(rx.wait_for(1).await.len(), 1);
-    let attempts: Vec<Value> = app
-        .get(&format!(
-            "{}/admin/webhooks/{}/attempts",
-            app.admin,
-            ep["id"].as_str().unwrap()
-        ))
-        .await
-        .json()
-        .await
-        .unwrap();
+    // The receiver has the body before the server has recorded the answer: wait for the log.
+    let attempts_url = format!(
+        "{}/admin/webhooks/{}/attempts",
+        app.admin,
+        ep["id"].as_str().unwrap()
+    );
+    let mut attempts: Vec<Value> = vec![];
+    for _ in 0..50 {
+        attempts = app.get(&attempts_url).await.json().await.unwrap();
+        if attempts.len() == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let mut codes: Vec<i64> = attempts
         .iter()
         .map(|a| a["status_code"].as_i64().unwrap())
