@@ -100,7 +100,7 @@ async fn init(
             .create_login_flow(
                 FlowType::Browser,
                 url,
-                crate::public::truthy(&q.refresh),
+                crate::extract::truthy(&q.refresh),
                 q.return_to,
                 &caller,
                 now,

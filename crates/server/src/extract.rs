@@ -294,6 +294,11 @@ pub fn request_url(public_url: &str, parts_uri: &axum::http::Uri) -> String {
     )
 }
 
+/// A yes/no query parameter (`?refresh=true`), as Kratos reads it.
+pub fn truthy(v: &Option<String>) -> bool {
+    matches!(v.as_deref(), Some("true" | "1" | "yes"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

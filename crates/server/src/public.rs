@@ -2,7 +2,9 @@
 
 use crate::browser;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{parse_uuid, request_url, wants_json, CallerCtx, JsonBody, Query, SubmitBody};
+use crate::extract::{
+    parse_uuid, request_url, truthy, wants_json, CallerCtx, JsonBody, Query, SubmitBody,
+};
 use crate::paging::{Page, PageQuery};
 use crate::AppState;
 use axum::extract::{OriginalUri, Path, State};
@@ -66,10 +68,6 @@ fn flow_id(raw: Option<String>, param: &str) -> Result<uuid::Uuid, ApiError> {
             "The query parameter `{param}` (the flow id) is required."
         ))),
     }
-}
-
-pub fn truthy(v: &Option<String>) -> bool {
-    matches!(v.as_deref(), Some("true" | "1" | "yes"))
 }
 
 async fn init_login(

@@ -645,7 +645,7 @@ fn flow_view(st: &AppState, lang: &str, flow: &Value, settings: bool) -> (Vec<Va
 }
 
 fn init_url(st: &AppState, kind: FlowKind, q: &PageQuery) -> String {
-    let refresh = kind == FlowKind::Login && crate::public::truthy(&q.refresh);
+    let refresh = kind == FlowKind::Login && crate::extract::truthy(&q.refresh);
     st.core
         .browser_flow_url(kind, refresh, q.return_to.as_deref())
 }
