@@ -12,11 +12,13 @@ mod clerk;
 mod cookies;
 mod error;
 mod extract;
+mod outbound;
 mod paging;
 mod public;
 mod tokens;
 mod ui;
 mod webhooks;
+mod workers;
 
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderValue, StatusCode};
@@ -268,32 +270,6 @@ async fn method_not_allowed() -> ApiError {
     ))
 }
 
-/// Housekeeping every minute, by the server itself rather than a cron job the operator must
-/// remember: rotate the signing key when `tokens.key_rotation_interval` has passed, and delete
-/// flows, sessions and refresh tokens a day after they expire (so admins still see recently
-/// ended sessions) and retired keys once no token they signed can be valid.
-fn spawn_cleanup(state: AppState, mut stop: tokio::sync::broadcast::Receiver<()>) {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {
-                    let before = state.core.now() - std::time::Duration::from_secs(24 * 3600);
-                    if let Err(e) = state.core.rotate_if_due(state.core.now()).await {
-                        tracing::warn!(error = %e, "scheduled signing-key rotation failed");
-                    }
-                    match state.core.store.delete_expired(before).await {
-                        Ok(n) if n > 0 => tracing::info!(rows = n, "deleted expired flows and sessions"),
-                        Ok(_) => {}
-                        Err(e) => tracing::warn!(error = %e, "cleanup of expired rows failed"),
-                    }
-                }
-                _ = stop.recv() => break,
-            }
-        }
-    });
-}
-
 /// Both listeners, bound and serving.
 pub struct Running {
     pub public_addr: SocketAddr,
@@ -311,8 +287,7 @@ pub async fn serve(
     let public_addr = public.local_addr()?;
     let admin_addr = admin.local_addr()?;
     let (tx, _) = tokio::sync::broadcast::channel::<()>(1);
-    spawn_cleanup(state.clone(), tx.subscribe());
-    webhooks::spawn_worker(state.clone(), tx.subscribe());
+    workers::spawn(&state, &tx);
     let p = public_router(&state).into_make_service_with_connect_info::<SocketAddr>();
     let a = admin_router(&state).into_make_service_with_connect_info::<SocketAddr>();
     let mut rx1 = tx.subscribe();

@@ -1,0 +1,159 @@
+//! Webhook delivery: a background loop per instance.
+//!
+//! Each endpoint is worked by one instance at a time (a lease in the database), in event
+//! order: the head message is retried on the Svix schedule before later ones are sent, so a
+//! receiver sees the events of one identity in the order they happened. A 410 answer disables
+//! the endpoint, as does failing for five days. Every attempt is logged.
+
+use crate::outbound::{allow_private, http_client};
+use crate::AppState;
+use portcullis_core::webhooks::{self, Attempt, Outcome, WebhookEndpoint};
+use portcullis_core::Error;
+use rand::Rng;
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+const LEASE: Duration = Duration::from_secs(30);
+const RESPONSE_EXCERPT: usize = 1024;
+
+pub fn spawn_worker(state: AppState, mut stop: tokio::sync::broadcast::Receiver<()>) {
+    let client = http_client(allow_private(&state));
+    let owner = Uuid::new_v4().to_string();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    if let Err(e) = deliver_due(&state, &client, &owner).await {
+                        tracing::warn!(error = %e, "webhook delivery round failed");
+                    }
+                }
+                _ = stop.recv() => break,
+            }
+        }
+    });
+}
+
+async fn deliver_due(st: &AppState, client: &reqwest::Client, owner: &str) -> Result<(), Error> {
+    let endpoints = st.core.store.list_webhook_endpoints().await?;
+    let mut set = tokio::task::JoinSet::new();
+    for ep in endpoints.into_iter().filter(|e| e.enabled) {
+        let (st, client, owner) = (st.clone(), client.clone(), owner.to_string());
+        set.spawn(async move {
+            if let Err(e) = work_endpoint(&st, &client, &owner, ep).await {
+                tracing::warn!(error = %e, "webhook endpoint round failed");
+            }
+        });
+    }
+    while set.join_next().await.is_some() {}
+    Ok(())
+}
+
+/// Sends the endpoint's due messages in order until one fails or none is due.
+async fn work_endpoint(
+    st: &AppState,
+    client: &reqwest::Client,
+    owner: &str,
+    ep: WebhookEndpoint,
+) -> Result<(), Error> {
+    let core = &st.core;
+    // Idle endpoints cost one read per round; the lease (a write) is taken only with work to do.
+    match core.store.next_delivery(&ep.id).await? {
+        Some(d) if d.next_attempt_at <= core.now() => {}
+        _ => return Ok(()),
+    }
+    for _ in 0..256 {
+        let now = core.now();
+        if !core
+            .store
+            .lease_webhook_endpoint(&ep.id, owner, now + LEASE, now)
+            .await?
+        {
+            return Ok(());
+        }
+        if ep
+            .failing_since
+            .is_some_and(|f| now - f > webhooks::DISABLE_AFTER_FAILING)
+        {
+            core.store
+                .disable_webhook_endpoint(&ep.id, "failing for more than 5 days", now)
+                .await?;
+            return Ok(());
+        }
+        let Some(d) = core.store.next_delivery(&ep.id).await? else {
+            return Ok(());
+        };
+        if d.next_attempt_at > now {
+            return Ok(());
+        }
+        let body = webhooks::payload(
+            &d.event,
+            &ep.format,
+            core.public_url(),
+            &core.config.webhooks.clerk_mapping,
+        )
+        .to_string();
+        let ts = now.unix_timestamp();
+        let sig = webhooks::signature_header(&ep.secrets, &d.event.id, ts, body.as_bytes(), now);
+        let started = Instant::now();
+        let sent = client
+            .post(&ep.url)
+            .header("content-type", "application/json")
+            .header("webhook-id", &d.event.id)
+            .header("webhook-timestamp", ts.to_string())
+            .header("webhook-signature", &sig)
+            .header("svix-id", &d.event.id)
+            .header("svix-timestamp", ts.to_string())
+            .header("svix-signature", &sig)
+            .body(body)
+            .send()
+            .await;
+        let latency_ms = started.elapsed().as_millis() as i64;
+        let (status, response, error) = match sent {
+            Ok(r) => {
+                let status = r.status().as_u16();
+                let text = r.text().await.unwrap_or_default();
+                (
+                    Some(status),
+                    text.chars().take(RESPONSE_EXCERPT).collect::<String>(),
+                    None,
+                )
+            }
+            Err(e) => (None, String::new(), Some(e.to_string())),
+        };
+        let attempts = d.attempts + 1;
+        let ok = status.is_some_and(|s| (200..300).contains(&s));
+        let outcome = if ok {
+            Outcome::Delivered
+        } else {
+            match webhooks::retry_delay(attempts, rand::thread_rng().gen::<f64>()) {
+                Some(wait) => Outcome::Retry { at: now + wait },
+                None => Outcome::Failed,
+            }
+        };
+        let attempt = Attempt {
+            id: format!("att_{}", Uuid::new_v4().simple()),
+            delivery_id: d.id.clone(),
+            endpoint_id: ep.id.clone(),
+            attempted_at: now,
+            status_code: status.map(i64::from),
+            latency_ms,
+            response,
+            error,
+        };
+        core.store
+            .record_attempt(&attempt, &outcome, d.generation)
+            .await?;
+        if status == Some(410) {
+            core.store
+                .disable_webhook_endpoint(&ep.id, "the endpoint answered 410 Gone", now)
+                .await?;
+            return Ok(());
+        }
+        if !ok {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
