@@ -1,0 +1,43 @@
+//! `/ui/error`: a stored flow error, explained in the reader's language.
+
+use super::{Page, PageQuery};
+use crate::extract::Query;
+use crate::AppState;
+use axum::extract::{OriginalUri, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use serde_json::{json, Value};
+
+pub(in crate::ui) async fn error_page(
+    State(st): State<AppState>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    Query(q): Query<PageQuery>,
+) -> Response {
+    let mut page = Page::new(&st, &uri, &q, &headers);
+    let lang = page.lang.clone();
+    let error = match q.id.as_deref() {
+        Some(id) => st.core.flow_error(id, st.core.now()).await.ok().map(|e| {
+            let mut e = e["error"].clone();
+            // A sentence for people, by error id or status, in their language; the
+            // server's reason stays below it for support.
+            let by_id = e["id"].as_str().map(|i| format!("error.{i}"));
+            let by_code = format!("error.{}", e["code"]);
+            if let Some(text) = by_id
+                .and_then(|k| st.ui.lookup(&lang, &k))
+                .or_else(|| st.ui.lookup(&lang, &by_code))
+            {
+                e["message"] = json!(text);
+            }
+            e
+        }),
+        None => None,
+    };
+    page.set("title", json!(st.ui.t(&lang, "page.error")));
+    page.set("error", error.unwrap_or(Value::Null));
+    let mut resp = page.render("error.html");
+    if q.id.is_none() {
+        *resp.status_mut() = StatusCode::NOT_FOUND;
+    }
+    resp
+}

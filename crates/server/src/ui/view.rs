@@ -1,0 +1,147 @@
+//! The generic node → view-model code: a flow's `ui.nodes` and messages become translated
+//! messages and one form per node group, so a method added to the core needs no page code.
+
+use crate::AppState;
+use portcullis_core::ui::UiText;
+use serde_json::{json, Value};
+
+/// The id attribute of a node's input.
+fn field_id(name: &str) -> String {
+    format!(
+        "field-{}",
+        name.replace(|c: char| !c.is_ascii_alphanumeric(), "-")
+    )
+}
+
+/// The template's view of a flow: translated messages and one form per node group.
+pub(super) fn flow_view(
+    st: &AppState,
+    lang: &str,
+    flow: &Value,
+    settings: bool,
+) -> (Vec<Value>, Vec<Value>) {
+    let ui = &st.ui;
+    let msg = |m: &Value| -> Option<Value> {
+        let t: UiText = serde_json::from_value(m.clone()).ok()?;
+        Some(json!({ "id": t.id, "type": t.kind, "text": ui.message(lang, &t) }))
+    };
+    let nodes: Vec<Value> = flow["ui"]["nodes"].as_array().cloned().unwrap_or_default();
+    let has_password_field = nodes
+        .iter()
+        .any(|n| n["attributes"]["name"] == "password" && n["attributes"]["type"] == "password");
+    // Wrong credentials belong to the password field on this page (Kratos reports them for
+    // the whole flow), so they are read out with it and focus lands there.
+    let mut moved: Vec<Value> = vec![];
+    let mut messages = vec![];
+    for m in flow["ui"]["messages"].as_array().into_iter().flatten() {
+        if m["id"] == 4000006 && has_password_field {
+            moved.extend(msg(m));
+        } else {
+            messages.extend(msg(m));
+        }
+    }
+    let mut focused = false;
+    let mut view_node = |n: &Value| -> Value {
+        let a = &n["attributes"];
+        let name = a["name"].as_str().unwrap_or_default();
+        let ty = a["type"].as_str().unwrap_or("text");
+        let id = field_id(name);
+        let mut node_msgs: Vec<Value> = n["messages"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(msg)
+            .collect();
+        if name == "password" && ty == "password" {
+            node_msgs.append(&mut moved);
+        }
+        let invalid = node_msgs.iter().any(|m| m["type"] == "error");
+        let describedby = (1..=node_msgs.len())
+            .map(|i| format!("{id}-message-{i}"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let label = ui.label(lang, &n["meta"]["label"]);
+        let kind = match (n["type"].as_str().unwrap_or("input"), ty) {
+            ("input", "hidden") => "hidden",
+            ("input", "submit" | "button") => "submit",
+            ("input", "checkbox") => "checkbox",
+            ("input", _) => "input",
+            ("text", _) => "text",
+            ("a", _) => "a",
+            ("img", _) => "img",
+            _ => "skip",
+        };
+        // Focus lands on the first field with an error.
+        let autofocus = matches!(kind, "input" | "checkbox") && invalid && !focused;
+        if autofocus {
+            focused = true;
+        }
+        let value = match &a["value"] {
+            Value::Null => Value::Null,
+            Value::String(s) => json!(s),
+            other => json!(other.to_string()),
+        };
+        json!({
+            "kind": kind,
+            "name": name,
+            "type": ty,
+            "id": id,
+            "value": value,
+            "checked": a["value"] == true,
+            "label": label,
+            "required": a["required"] == true,
+            "disabled": a["disabled"] == true,
+            "autocomplete": a["autocomplete"],
+            "pattern": a["pattern"],
+            "maxlength": a["maxlength"],
+            "messages": node_msgs,
+            "invalid": invalid,
+            "describedby": describedby,
+            "autofocus": autofocus,
+            "text": n["attributes"]["text"]["text"],
+            "href": a["href"],
+            "src": a["src"],
+        })
+    };
+    let mut groups: Vec<String> = vec![];
+    for n in &nodes {
+        let g = n["group"].as_str().unwrap_or("default").to_string();
+        if g != "default" && !groups.contains(&g) {
+            groups.push(g);
+        }
+    }
+    if groups.is_empty() {
+        groups.push("default".into());
+    }
+    let mut forms = vec![];
+    for g in &groups {
+        let members: Vec<Value> = nodes
+            .iter()
+            .filter(|n| {
+                let ng = n["group"].as_str().unwrap_or("default");
+                ng == g || ng == "default"
+            })
+            .map(&mut view_node)
+            .collect();
+        forms.push(json!({
+            "group": g,
+            "title": if settings { ui.lookup(lang, &format!("group.{g}")) } else { None },
+            "action": flow["ui"]["action"],
+            "method": flow["ui"]["method"],
+            "nodes": members,
+        }));
+    }
+    // With no error to point at, sign-in and sign-up start at the first field to fill in
+    // (settings pages show saved values, so nothing is singled out there).
+    if !focused && !settings {
+        'outer: for f in forms.iter_mut() {
+            for n in f["nodes"].as_array_mut().into_iter().flatten() {
+                if n["kind"] == "input" && n["value"].as_str().is_none_or(str::is_empty) {
+                    n["autofocus"] = json!(true);
+                    break 'outer;
+                }
+            }
+        }
+    }
+    (messages, forms)
+}
