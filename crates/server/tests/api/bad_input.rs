@@ -2,15 +2,27 @@ use crate::helpers::{expect_error, TestApp};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-crate::on_every_backend!(bad_input_gets_kratos_errors_never_a_500);
+crate::on_every_backend!(
+    bad_self_service_input_gets_kratos_errors_never_a_500,
+    bad_admin_input_gets_kratos_errors_never_a_500,
+    unknown_routes_methods_and_tokens_get_kratos_errors_and_health_stays_green,
+);
 
-async fn bad_input_gets_kratos_errors_never_a_500(app: TestApp) {
+/// Bad input never takes the server down: called after each batch of it.
+async fn health_stays_green(app: &TestApp) {
+    assert_eq!(app.get("/health/ready").await.status(), StatusCode::OK);
+    assert_eq!(
+        app.admin_get("/admin/health/ready").await.status(),
+        StatusCode::OK
+    );
+}
+
+async fn bad_self_service_input_gets_kratos_errors_never_a_500(app: TestApp) {
     let flow = app.flow("registration").await;
     let submit = app.url(&format!(
         "/self-service/registration?flow={}",
         flow["id"].as_str().unwrap()
     ));
-    let ids = app.admin_url("/admin/identities");
 
     let r = app.post_raw(&submit, "application/json", "{not json").await;
     expect_error(r, StatusCode::BAD_REQUEST).await;
@@ -60,7 +72,11 @@ async fn bad_input_gets_kratos_errors_never_a_500(app: TestApp) {
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     let f: Value = r.json().await.unwrap();
     assert_eq!(f["id"], flow["id"]);
+    health_stays_green(&app).await;
+}
 
+async fn bad_admin_input_gets_kratos_errors_never_a_500(app: TestApp) {
+    let ids = app.admin_url("/admin/identities");
     let r = app.get(&format!("{ids}/not-a-uuid")).await;
     expect_error(r, StatusCode::BAD_REQUEST).await;
     let r = app.get(&format!("{ids}?page_token=%%%")).await;
@@ -82,6 +98,10 @@ async fn bad_input_gets_kratos_errors_never_a_500(app: TestApp) {
     expect_error(r, StatusCode::BAD_REQUEST).await;
     let r = app.admin_get("/admin/sessions?active=maybe").await;
     expect_error(r, StatusCode::BAD_REQUEST).await;
+    health_stays_green(&app).await;
+}
+
+async fn unknown_routes_methods_and_tokens_get_kratos_errors_and_health_stays_green(app: TestApp) {
     let r = app.get("/no/such/route").await;
     expect_error(r, StatusCode::NOT_FOUND).await;
     let r = app.request(Method::PUT, "/sessions").send().await.unwrap();
@@ -96,12 +116,7 @@ async fn bad_input_gets_kratos_errors_never_a_500(app: TestApp) {
     let r = app.get_with_token("/sessions/whoami", "garbage").await;
     let e = expect_error(r, StatusCode::UNAUTHORIZED).await;
     assert_eq!(e["error"]["id"], "session_inactive");
-    // Health stays green throughout.
-    assert_eq!(app.get("/health/ready").await.status(), StatusCode::OK);
-    assert_eq!(
-        app.admin_get("/admin/health/ready").await.status(),
-        StatusCode::OK
-    );
+    health_stays_green(&app).await;
     let (_, v) = app.admin_get_json("/version").await;
     assert!(v["version"].as_str().unwrap().starts_with('v'));
 }

@@ -12,6 +12,7 @@ crate::on_every_backend!(
     concurrent_refreshes_of_one_token_succeed_once,
     obtain_refuses_bad_input_and_bad_credentials_alike,
     tokens_breaking_a_rule_are_refused_without_a_500,
+    forged_and_malformed_tokens_are_refused_without_a_500,
     access_tokens_authenticate_whoami_and_tokenize_as_signs_the_session,
     password_change_and_deactivation_revoke_refresh_tokens,
     rotated_keys_keep_verifying_until_their_tokens_expire,
@@ -339,6 +340,13 @@ async fn tokens_breaking_a_rule_are_refused_without_a_500(app: TestApp) {
         (StatusCode::UNAUTHORIZED, json!("Token is invalid")),
         "a refresh token we never issued"
     );
+}
+
+async fn forged_and_malformed_tokens_are_refused_without_a_500(app: TestApp) {
+    let email = unique_email("forged");
+    app.register(&email, PASSWORD).await;
+    let (access, _) = obtain(&app, &email).await;
+    let good = claims(&access);
     let b64 = |v: &Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
     let parts: Vec<&str> = access.split('.').collect();
     let kid = header(&access)["kid"].clone();
