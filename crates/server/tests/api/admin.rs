@@ -165,15 +165,12 @@ async fn list_pages_with_link_headers(app: TestApp) {
     }
     ids.sort();
     assert_eq!(seen, ids);
-    let only: Vec<Value> = app
-        .get(&app.admin_url(&format!(
+    let only = app
+        .get_list(&app.admin_url(&format!(
             "/admin/identities?credentials_identifier={}",
             "nobody@example.com"
         )))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .await;
     assert!(only.is_empty());
 }
 
@@ -219,7 +216,7 @@ async fn batch_create_reports_each_item(app: TestApp) {
 }
 
 async fn schemas_are_served_by_id_and_by_schema_url(app: TestApp) {
-    let list: Vec<Value> = app.get("/schemas").await.json().await.unwrap();
+    let list = app.get_list("/schemas").await;
     assert_eq!(list[0]["id"], "default");
     assert_eq!(list[0]["schema"]["properties"]["traits"]["type"], "object");
     assert_eq!(app.get("/schemas/default").await.status(), StatusCode::OK);

@@ -14,12 +14,7 @@ async fn own_sessions_can_be_listed_and_revoked(app: TestApp) {
     let (_, current) = app.register(&email, PASSWORD).await;
     let second = app.login_token(&email).await;
     let third = app.login_token(&email).await;
-    let others: Vec<Value> = app
-        .get_with_token("/sessions", &current)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let others = app.get_list_with_token("/sessions", &current).await;
     assert_eq!(others.len(), 2, "the current session is not listed");
     let current_id = {
         let (_, s) = app.get_json_with_token("/sessions/whoami", &current).await;
@@ -56,12 +51,9 @@ async fn sessions_expire_after_their_lifespan_and_can_be_extended(app: TestApp) 
     let email = unique_email("expiry");
     let (id, token) = app.register(&email, PASSWORD).await;
     app.clock.advance(Duration::from_secs(23 * 3600));
-    let sessions: Vec<Value> = app
-        .admin_get(&format!("/admin/identities/{id}/sessions"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let sessions = app
+        .admin_get_list(&format!("/admin/identities/{id}/sessions"))
+        .await;
     let sid = sessions[0]["id"].as_str().unwrap();
     let r = app
         .admin_request(Method::PATCH, &format!("/admin/sessions/{sid}/extend"))
@@ -77,12 +69,9 @@ async fn sessions_expire_after_their_lifespan_and_can_be_extended(app: TestApp) 
     );
     app.clock.advance(Duration::from_secs(24 * 3600));
     assert_eq!(app.whoami_status(&token).await, StatusCode::UNAUTHORIZED);
-    let active: Vec<Value> = app
-        .admin_get(&format!("/admin/identities/{id}/sessions?active=true"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let active = app
+        .admin_get_list(&format!("/admin/identities/{id}/sessions?active=true"))
+        .await;
     assert!(active.is_empty());
     let r = app
         .admin_request(Method::PATCH, &format!("/admin/sessions/{sid}/extend"))
@@ -99,12 +88,7 @@ async fn sessions_expire_after_their_lifespan_and_can_be_extended(app: TestApp) 
 async fn admin_can_list_get_and_disable_sessions(app: TestApp) {
     let email = unique_email("admsess");
     let (id, token) = app.register(&email, PASSWORD).await;
-    let list: Vec<Value> = app
-        .admin_get("/admin/sessions?expand=identity")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let list = app.admin_get_list("/admin/sessions?expand=identity").await;
     let mine = list
         .iter()
         .find(|s| s["identity"]["id"] == id.as_str())

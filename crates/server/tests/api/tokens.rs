@@ -536,7 +536,7 @@ async fn rotated_keys_keep_verifying_until_their_tokens_expire(app: TestApp) {
     expect_ok(&app, &after).await;
     let (_, jwks) = app.get_json(&jwks_url).await;
     assert_eq!(kids(&jwks).len(), 3, "retired, current and the next key");
-    let keys: Vec<Value> = app.admin_get("/admin/keys").await.json().await.unwrap();
+    let keys = app.admin_get_list("/admin/keys").await;
     for state in ["current", "retired", "next"] {
         assert_eq!(
             keys.iter().filter(|k| k["state"] == state).count(),
@@ -705,7 +705,7 @@ async fn keys_rotate_on_schedule_and_token_paths_are_configurable() {
         .kid
         .clone();
     assert_ne!(rotated, before);
-    let keys: Vec<Value> = app.admin_get("/admin/keys").await.json().await.unwrap();
+    let keys = app.admin_get_list("/admin/keys").await;
     assert_eq!(
         keys.iter().filter(|k| k["state"] == "retired").count(),
         1,

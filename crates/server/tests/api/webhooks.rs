@@ -328,7 +328,7 @@ async fn endpoint_admin_refuses_bad_input(app: TestApp) {
         (patched["enabled"].clone(), patched["events"].clone()),
         (json!(false), json!(["user.deleted"]))
     );
-    let list: Vec<Value> = app.get(&hooks).await.json().await.unwrap();
+    let list = app.get_list(&hooks).await;
     assert!(list
         .iter()
         .any(|e| e["id"] == id && e.get("secret").is_none()));
@@ -373,12 +373,7 @@ async fn endpoints_declared_in_the_configuration_are_kept_in_step() {
     let mut changed = declared;
     changed.events = vec!["user.created".into(), "user.deleted".into()];
     let again = TestApp::spawn_on(&dsn, move |c| c.webhooks.endpoints = vec![changed]).await;
-    let list: Vec<Value> = again
-        .admin_get("/admin/webhooks")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let list = again.admin_get_list("/admin/webhooks").await;
     assert_eq!(list.len(), 1);
     assert_eq!(list[0]["id"], "ep_config");
     assert_eq!(list[0]["events"], json!(["user.created", "user.deleted"]));

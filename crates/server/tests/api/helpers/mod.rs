@@ -219,6 +219,19 @@ impl TestApp {
         json_of(self.admin_get(path).await).await
     }
 
+    /// A GET whose body is a JSON array (a list endpoint).
+    pub async fn get_list(&self, path: &str) -> Vec<Value> {
+        list_of(self.get(path).await).await
+    }
+
+    pub async fn get_list_with_token(&self, path: &str, token: &str) -> Vec<Value> {
+        list_of(self.get_with_token(path, token).await).await
+    }
+
+    pub async fn admin_get_list(&self, path: &str) -> Vec<Value> {
+        list_of(self.admin_get(path).await).await
+    }
+
     pub async fn admin_post(&self, path: &str, body: &Value) -> Response {
         send(self.admin_request(Method::POST, path).json(body)).await
     }
@@ -339,6 +352,11 @@ pub async fn json_of(r: Response) -> (StatusCode, Value) {
     let body = serde_json::from_slice(&bytes)
         .unwrap_or_else(|e| panic!("{url}: {status}: not JSON ({e}): {bytes:?}"));
     (status, body)
+}
+
+/// The JSON array `r` answers (a list endpoint); anything else fails the test.
+pub async fn list_of(r: Response) -> Vec<Value> {
+    r.json().await.unwrap()
 }
 
 /// The status and the Kratos error id of an error response, as `[status, id]`.
