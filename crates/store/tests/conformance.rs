@@ -79,6 +79,18 @@ fn identity(email: &str) -> Identity {
     i
 }
 
+/// A login flow of `ty`, started now, that lives for a minute.
+fn flow(ty: FlowType, request_url: &str) -> Flow {
+    Flow::new(
+        FlowKind::Login,
+        ty,
+        request_url.into(),
+        "http://x/",
+        Duration::from_secs(60),
+        now(),
+    )
+}
+
 fn session_for(i: &Identity, lifespan: Duration) -> (Session, String) {
     let t = new_token();
     let dev = Device {
@@ -318,14 +330,7 @@ async fn session_lists_filter_active_and_revocation_works(s: impl Store) {
 }
 
 async fn flows_round_trip(s: impl Store) {
-    let mut f = Flow::new(
-        FlowKind::Login,
-        FlowType::Api,
-        "http://x/self-service/login/api".into(),
-        "http://x/",
-        Duration::from_secs(60),
-        now(),
-    );
+    let mut f = flow(FlowType::Api, "http://x/self-service/login/api");
     s.insert_flow(&f).await.unwrap();
     assert_eq!(s.get_flow(f.id).await.unwrap(), Some(f.clone()));
     f.state = "passed_challenge".into();
@@ -348,14 +353,7 @@ async fn flow_errors_are_kept_apart_from_flows_and_expire(s: impl Store) {
         s.get_flow(id).await.unwrap().is_none(),
         "an error is not a flow"
     );
-    let f = Flow::new(
-        FlowKind::Login,
-        FlowType::Browser,
-        "http://x/self-service/login/browser".into(),
-        "http://x/",
-        Duration::from_secs(60),
-        now(),
-    );
+    let f = flow(FlowType::Browser, "http://x/self-service/login/browser");
     s.insert_flow(&f).await.unwrap();
     assert!(
         s.get_flow_error(f.id).await.unwrap().is_none(),
@@ -405,23 +403,9 @@ async fn expired_rows_are_cleaned_up(s: impl Store) {
     old.expires_at = now() - Duration::from_secs(7200);
     s.insert_session(&live).await.unwrap();
     s.insert_session(&old).await.unwrap();
-    let mut stale = Flow::new(
-        FlowKind::Login,
-        FlowType::Api,
-        "u".into(),
-        "http://x/",
-        Duration::from_secs(60),
-        now(),
-    );
+    let mut stale = flow(FlowType::Api, "u");
     stale.expires_at = now() - Duration::from_secs(7200);
-    let fresh = Flow::new(
-        FlowKind::Login,
-        FlowType::Api,
-        "u".into(),
-        "http://x/",
-        Duration::from_secs(60),
-        now(),
-    );
+    let fresh = flow(FlowType::Api, "u");
     s.insert_flow(&stale).await.unwrap();
     s.insert_flow(&fresh).await.unwrap();
     assert_eq!(
@@ -437,14 +421,7 @@ async fn expired_rows_are_cleaned_up(s: impl Store) {
 }
 
 async fn a_flow_completes_once(s: impl Store) {
-    let mut f = Flow::new(
-        FlowKind::Login,
-        FlowType::Api,
-        "u".into(),
-        "http://x/",
-        Duration::from_secs(60),
-        now(),
-    );
+    let mut f = flow(FlowType::Api, "u");
     s.insert_flow(&f).await.unwrap();
     f.state = "passed_challenge".into();
     assert!(s.complete_flow(&f).await.unwrap());

@@ -2,7 +2,7 @@ use crate::helpers::{unique_email, TestApp, PASSWORD};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-crate::on_both!(
+crate::on_every_backend!(
     create_validates_the_schema_and_refuses_duplicates,
     put_replaces_and_clears_omitted_metadata,
     json_patch_updates_traits_and_rederives_identifiers,
@@ -12,17 +12,10 @@ crate::on_both!(
     schemas_are_served_by_id_and_by_schema_url,
 );
 
-async fn create(app: &TestApp, body: Value) -> reqwest::Response {
-    app.post(&format!("{}/admin/identities", app.admin), &body)
-        .await
-}
-
 async fn create_validates_the_schema_and_refuses_duplicates(app: TestApp) {
-    let r = create(
-        &app,
-        json!({ "schema_id": "default", "traits": { "email": "nope" } }),
-    )
-    .await;
+    let r = app
+        .create_identity(json!({ "schema_id": "default", "traits": { "email": "nope" } }))
+        .await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     let e: Value = r.json().await.unwrap();
     assert_eq!(e["error"]["code"], 400);
@@ -34,9 +27,7 @@ async fn create_validates_the_schema_and_refuses_duplicates(app: TestApp) {
         "{e}"
     );
     let email = unique_email("adm");
-    let r = create(
-        &app,
-        json!({ "schema_id": "default", "traits": { "email": email }, "metadata_public": { "plan": "pro" }, "metadata_admin": { "crm": 7 },
+    let r = app.create_identity(json!({ "schema_id": "default", "traits": { "email": email }, "metadata_public": { "plan": "pro" }, "metadata_admin": { "crm": 7 },
                 "verifiable_addresses": [{ "value": email, "verified": true, "via": "email" }] }),
     )
     .await;
@@ -51,27 +42,23 @@ async fn create_validates_the_schema_and_refuses_duplicates(app: TestApp) {
         .as_str()
         .unwrap()
         .ends_with("/schemas/ZGVmYXVsdA"));
-    let r = create(
-        &app,
-        json!({ "schema_id": "default", "traits": { "email": email.to_uppercase() } }),
-    )
-    .await;
+    let r = app
+        .create_identity(
+            json!({ "schema_id": "default", "traits": { "email": email.to_uppercase() } }),
+        )
+        .await;
     assert_eq!(r.status(), StatusCode::CONFLICT);
     let e: Value = r.json().await.unwrap();
     assert_eq!(e["error"]["code"], 409);
-    let r = create(
-        &app,
-        json!({ "schema_id": "nope", "traits": { "email": unique_email("s") } }),
-    )
-    .await;
+    let r = app
+        .create_identity(json!({ "schema_id": "nope", "traits": { "email": unique_email("s") } }))
+        .await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
-    let r = create(&app, json!({ "traits": { "email": unique_email("h") }, "credentials": { "password": { "config": { "hashed_password": "md5:abc" } } } })).await;
+    let r = app.create_identity(json!({ "traits": { "email": unique_email("h") }, "credentials": { "password": { "config": { "hashed_password": "md5:abc" } } } })).await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
-    let r = create(
-        &app,
-        json!({ "traits": { "email": unique_email("u") }, "surprise": true }),
-    )
-    .await;
+    let r = app
+        .create_identity(json!({ "traits": { "email": unique_email("u") }, "surprise": true }))
+        .await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     let e: Value = r.json().await.unwrap();
     assert!(e["error"]["reason"].as_str().unwrap().contains("surprise"));
@@ -79,29 +66,21 @@ async fn create_validates_the_schema_and_refuses_duplicates(app: TestApp) {
 
 async fn put_replaces_and_clears_omitted_metadata(app: TestApp) {
     let email = unique_email("put");
-    let i: Value = create(
-        &app,
-        json!({ "traits": { "email": email }, "metadata_public": { "a": 1 } }),
-    )
-    .await
-    .json()
-    .await
-    .unwrap();
+    let i: Value = app
+        .create_identity(json!({ "traits": { "email": email }, "metadata_public": { "a": 1 } }))
+        .await
+        .json()
+        .await
+        .unwrap();
     let id = i["id"].as_str().unwrap();
-    let url = format!("{}/admin/identities/{id}", app.admin);
-    let r = app.http.put(&url).json(&json!({ "schema_id": "default", "traits": { "email": email, "name": { "first": "P" } } })).send().await.unwrap();
+    let url = app.admin_url(&format!("/admin/identities/{id}"));
+    let r = app.admin_put(&url, &json!({ "schema_id": "default", "traits": { "email": email, "name": { "first": "P" } } })).await;
     assert_eq!(
         r.status(),
         StatusCode::BAD_REQUEST,
         "state is required on PUT"
     );
-    let r = app
-        .http
-        .put(&url)
-        .json(&json!({ "schema_id": "default", "state": "active", "traits": { "email": email, "name": { "first": "P" } }, "credentials": { "password": { "config": { "password": PASSWORD } } } }))
-        .send()
-        .await
-        .unwrap();
+    let r = app.admin_put(&url, &json!({ "schema_id": "default", "state": "active", "traits": { "email": email, "name": { "first": "P" } }, "credentials": { "password": { "config": { "password": PASSWORD } } } })).await;
     assert_eq!(r.status(), StatusCode::OK);
     let got: Value = r.json().await.unwrap();
     assert_eq!(got["metadata_public"], Value::Null);
@@ -113,11 +92,7 @@ async fn put_replaces_and_clears_omitted_metadata(app: TestApp) {
     );
     let r = app
         .http
-        .put(format!(
-            "{}/admin/identities/{}",
-            app.admin,
-            uuid::Uuid::new_v4()
-        ))
+        .put(app.admin_url(&format!("/admin/identities/{}", uuid::Uuid::new_v4())))
         .json(&json!({ "state": "active", "traits": { "email": unique_email("x") } }))
         .send()
         .await
@@ -129,14 +104,8 @@ async fn json_patch_updates_traits_and_rederives_identifiers(app: TestApp) {
     let email = unique_email("patch");
     let (id, _) = app.register(&email, PASSWORD).await;
     let new_email = unique_email("patched");
-    let url = format!("{}/admin/identities/{id}", app.admin);
-    let r = app
-        .http
-        .patch(&url)
-        .json(&json!([{ "op": "replace", "path": "/traits/email", "value": new_email }, { "op": "add", "path": "/metadata_public", "value": { "tier": 2 } }]))
-        .send()
-        .await
-        .unwrap();
+    let url = app.admin_url(&format!("/admin/identities/{id}"));
+    let r = app.admin_patch(&url, &json!([{ "op": "replace", "path": "/traits/email", "value": new_email }, { "op": "add", "path": "/metadata_public", "value": { "tier": 2 } }])).await;
     assert_eq!(r.status(), StatusCode::OK);
     let got: Value = r.json().await.unwrap();
     assert_eq!(got["traits"]["email"], new_email);
@@ -154,27 +123,25 @@ async fn json_patch_updates_traits_and_rederives_identifiers(app: TestApp) {
         json!([{ "op": "replace", "path": "/traits/email", "value": 5 }]),
         json!({ "op": "nope" }),
     ] {
-        let r = app.http.patch(&url).json(&bad).send().await.unwrap();
+        let r = app.admin_patch(&url, &bad).await;
         assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{bad}");
     }
-    let r = app.http.patch(&url).json(&json!([{ "op": "test", "path": "/traits/email", "value": "someone-else@example.com" }])).send().await.unwrap();
+    let r = app.admin_patch(&url, &json!([{ "op": "test", "path": "/traits/email", "value": "someone-else@example.com" }])).await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
 }
 
 async fn list_pages_with_link_headers(app: TestApp) {
     let mut ids = vec![];
     for n in 0..5 {
-        let i: Value = create(
-            &app,
-            json!({ "traits": { "email": unique_email(&format!("list{n}")) } }),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+        let i: Value = app
+            .create_identity(json!({ "traits": { "email": unique_email(&format!("list{n}")) } }))
+            .await
+            .json()
+            .await
+            .unwrap();
         ids.push(i["id"].as_str().unwrap().to_string());
     }
-    let mut url = format!("{}/admin/identities?page_size=2", app.admin);
+    let mut url = app.admin_url("/admin/identities?page_size=2");
     let mut seen = vec![];
     loop {
         let r = app.get(&url).await;
@@ -198,32 +165,26 @@ async fn list_pages_with_link_headers(app: TestApp) {
     }
     ids.sort();
     assert_eq!(seen, ids);
-    let only: Vec<Value> = app
-        .get(&format!(
-            "{}/admin/identities?credentials_identifier={}",
-            app.admin, "nobody@example.com"
-        ))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let only = app
+        .get_list(&app.admin_url(&format!(
+            "/admin/identities?credentials_identifier={}",
+            "nobody@example.com"
+        )))
+        .await;
     assert!(only.is_empty());
 }
 
 async fn delete_removes_the_identity_and_its_sessions(app: TestApp) {
     let email = unique_email("del");
     let (id, token) = app.register(&email, PASSWORD).await;
-    let url = format!("{}/admin/identities/{id}", app.admin);
+    let url = app.admin_url(&format!("/admin/identities/{id}"));
     assert_eq!(
-        app.http.delete(&url).send().await.unwrap().status(),
+        app.admin_delete(&url).await.status(),
         StatusCode::NO_CONTENT
     );
     assert_eq!(app.whoami_status(&token).await, StatusCode::UNAUTHORIZED);
     assert_eq!(app.get(&url).await.status(), StatusCode::NOT_FOUND);
-    assert_eq!(
-        app.http.delete(&url).send().await.unwrap().status(),
-        StatusCode::NOT_FOUND
-    );
+    assert_eq!(app.admin_delete(&url).await.status(), StatusCode::NOT_FOUND);
     // The address is free for a new account.
     app.register(&email, PASSWORD).await;
 }
@@ -232,17 +193,11 @@ async fn batch_create_reports_each_item(app: TestApp) {
     let taken = unique_email("taken");
     app.register(&taken, PASSWORD).await;
     let fresh = unique_email("fresh");
-    let r = app
-        .http
-        .patch(format!("{}/admin/identities", app.admin))
-        .json(&json!({ "identities": [
+    let r = app.admin_patch("/admin/identities", &json!({ "identities": [
             { "create": { "schema_id": "default", "traits": { "email": fresh } }, "patch_id": "11111111-1111-4111-8111-111111111111" },
             { "create": { "schema_id": "default", "traits": { "email": taken } } },
             { "create": { "schema_id": "default", "traits": { } } }
-        ] }))
-        .send()
-        .await
-        .unwrap();
+        ] })).await;
     assert_eq!(r.status(), StatusCode::OK);
     let out: Value = r.json().await.unwrap();
     let items = out["identities"].as_array().unwrap();
@@ -255,31 +210,18 @@ async fn batch_create_reports_each_item(app: TestApp) {
         .map(|_| json!({ "create": { "traits": { "email": "x@example.com" } } }))
         .collect();
     let r = app
-        .http
-        .patch(format!("{}/admin/identities", app.admin))
-        .json(&json!({ "identities": too_many }))
-        .send()
-        .await
-        .unwrap();
+        .admin_patch("/admin/identities", &json!({ "identities": too_many }))
+        .await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
 }
 
 async fn schemas_are_served_by_id_and_by_schema_url(app: TestApp) {
-    let list: Vec<Value> = app
-        .get(&format!("{}/schemas", app.public))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let list = app.get_list("/schemas").await;
     assert_eq!(list[0]["id"], "default");
     assert_eq!(list[0]["schema"]["properties"]["traits"]["type"], "object");
-    assert_eq!(
-        app.get(&format!("{}/schemas/default", app.public))
-            .await
-            .status(),
-        StatusCode::OK
-    );
-    let i: Value = create(&app, json!({ "traits": { "email": unique_email("su") } }))
+    assert_eq!(app.get("/schemas/default").await.status(), StatusCode::OK);
+    let i: Value = app
+        .create_identity(json!({ "traits": { "email": unique_email("su") } }))
         .await
         .json()
         .await
@@ -287,9 +229,7 @@ async fn schemas_are_served_by_id_and_by_schema_url(app: TestApp) {
     let r = app.get(i["schema_url"].as_str().unwrap()).await;
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(
-        app.get(&format!("{}/schemas/unknown", app.public))
-            .await
-            .status(),
+        app.get("/schemas/unknown").await.status(),
         StatusCode::NOT_FOUND
     );
 }

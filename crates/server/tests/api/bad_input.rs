@@ -1,101 +1,65 @@
-use crate::helpers::TestApp;
-use reqwest::StatusCode;
+use crate::helpers::{expect_error, TestApp};
+use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-crate::on_both!(bad_input_gets_kratos_errors_never_a_500);
+crate::on_every_backend!(
+    bad_self_service_input_gets_kratos_errors_never_a_500,
+    bad_admin_input_gets_kratos_errors_never_a_500,
+    unknown_routes_methods_and_tokens_get_kratos_errors_and_health_stays_green,
+);
 
-async fn expect_error(r: reqwest::Response, status: StatusCode) -> Value {
-    assert_eq!(r.status(), status, "{:?}", r.url().clone());
-    let body: Value = r.json().await.unwrap();
-    assert_eq!(body["error"]["code"], status.as_u16(), "{body}");
-    assert!(
-        body["error"]["message"].is_string() && body["error"]["status"].is_string(),
-        "{body}"
+/// Bad input never takes the server down: called after each batch of it.
+async fn health_stays_green(app: &TestApp) {
+    assert_eq!(app.get("/health/ready").await.status(), StatusCode::OK);
+    assert_eq!(
+        app.admin_get("/admin/health/ready").await.status(),
+        StatusCode::OK
     );
-    body
 }
 
-async fn bad_input_gets_kratos_errors_never_a_500(app: TestApp) {
+async fn bad_self_service_input_gets_kratos_errors_never_a_500(app: TestApp) {
     let flow = app.flow("registration").await;
-    let submit = format!(
-        "{}/self-service/registration?flow={}",
-        app.public,
+    let submit = app.url(&format!(
+        "/self-service/registration?flow={}",
         flow["id"].as_str().unwrap()
-    );
-    let ids = format!("{}/admin/identities", app.admin);
+    ));
 
-    let r = app
-        .http
-        .post(&submit)
-        .header("content-type", "application/json")
-        .body("{not json")
-        .send()
-        .await
-        .unwrap();
+    let r = app.post_raw(&submit, "application/json", "{not json").await;
     expect_error(r, StatusCode::BAD_REQUEST).await;
-    let r = app
-        .http
-        .post(&submit)
-        .header("content-type", "text/plain")
-        .body("method=password")
-        .send()
-        .await
-        .unwrap();
+    let r = app.post_raw(&submit, "text/plain", "method=password").await;
     expect_error(r, StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
-    let r = app
-        .http
-        .post(&submit)
-        .header("content-type", "application/json")
-        .body("")
-        .send()
-        .await
-        .unwrap();
+    let r = app.post_raw(&submit, "application/json", "").await;
     expect_error(r, StatusCode::BAD_REQUEST).await;
     let huge = json!({ "method": "password", "traits": { "email": "x".repeat(2 << 20) } });
     let r = app.http.post(&submit).json(&huge).send().await.unwrap();
     expect_error(r, StatusCode::PAYLOAD_TOO_LARGE).await;
     let r = app
-        .post(
-            &format!("{}/self-service/registration?flow=not-a-uuid", app.public),
-            &json!({}),
-        )
+        .post("/self-service/registration?flow=not-a-uuid", &json!({}))
         .await;
+    expect_error(r, StatusCode::BAD_REQUEST).await;
+    let r = app.post("/self-service/registration", &json!({})).await;
     expect_error(r, StatusCode::BAD_REQUEST).await;
     let r = app
         .post(
-            &format!("{}/self-service/registration", app.public),
-            &json!({}),
-        )
-        .await;
-    expect_error(r, StatusCode::BAD_REQUEST).await;
-    let r = app
-        .post(
-            &format!(
-                "{}/self-service/login?flow={}",
-                app.public,
+            &app.url(&format!(
+                "/self-service/login?flow={}",
                 uuid::Uuid::new_v4()
-            ),
+            )),
             &json!({ "method": "password" }),
         )
         .await;
     expect_error(r, StatusCode::NOT_FOUND).await;
     let r = app
-        .get(&format!(
-            "{}/self-service/login/flows?id={}",
-            app.public,
+        .get(&app.url(&format!(
+            "/self-service/login/flows?id={}",
             uuid::Uuid::new_v4()
-        ))
+        )))
         .await;
     expect_error(r, StatusCode::NOT_FOUND).await;
-    let r = app
-        .get(&format!("{}/self-service/login/flows", app.public))
-        .await;
+    let r = app.get("/self-service/login/flows").await;
     expect_error(r, StatusCode::BAD_REQUEST).await;
     let r = app
-        .get(&format!(
-            "{}/self-service/login/api?refresh=true&refresh=false",
-            app.public
-        ))
+        .get("/self-service/login/api?refresh=true&refresh=false")
         .await;
     expect_error(r, StatusCode::BAD_REQUEST).await;
     // Wrong JSON types inside a valid document are validation messages, not crashes.
@@ -108,7 +72,11 @@ async fn bad_input_gets_kratos_errors_never_a_500(app: TestApp) {
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     let f: Value = r.json().await.unwrap();
     assert_eq!(f["id"], flow["id"]);
+    health_stays_green(&app).await;
+}
 
+async fn bad_admin_input_gets_kratos_errors_never_a_500(app: TestApp) {
+    let ids = app.admin_url("/admin/identities");
     let r = app.get(&format!("{ids}/not-a-uuid")).await;
     expect_error(r, StatusCode::BAD_REQUEST).await;
     let r = app.get(&format!("{ids}?page_token=%%%")).await;
@@ -128,50 +96,27 @@ async fn bad_input_gets_kratos_errors_never_a_500(app: TestApp) {
         )
         .await;
     expect_error(r, StatusCode::BAD_REQUEST).await;
-    let r = app
-        .get(&format!("{}/admin/sessions?active=maybe", app.admin))
-        .await;
+    let r = app.admin_get("/admin/sessions?active=maybe").await;
     expect_error(r, StatusCode::BAD_REQUEST).await;
-    let r = app.get(&format!("{}/no/such/route", app.public)).await;
+    health_stays_green(&app).await;
+}
+
+async fn unknown_routes_methods_and_tokens_get_kratos_errors_and_health_stays_green(app: TestApp) {
+    let r = app.get("/no/such/route").await;
     expect_error(r, StatusCode::NOT_FOUND).await;
-    let r = app
-        .http
-        .put(format!("{}/sessions", app.public))
-        .send()
-        .await
-        .unwrap();
+    let r = app.request(Method::PUT, "/sessions").send().await.unwrap();
     expect_error(r, StatusCode::METHOD_NOT_ALLOWED).await;
     let r = app
-        .http
-        .delete(format!("{}/self-service/logout/api", app.public))
+        .request(Method::DELETE, "/self-service/logout/api")
         .json(&json!({}))
         .send()
         .await
         .unwrap();
     expect_error(r, StatusCode::BAD_REQUEST).await;
-    let r = app
-        .get_with_token(&format!("{}/sessions/whoami", app.public), "garbage")
-        .await;
+    let r = app.get_with_token("/sessions/whoami", "garbage").await;
     let e = expect_error(r, StatusCode::UNAUTHORIZED).await;
     assert_eq!(e["error"]["id"], "session_inactive");
-    // Health stays green throughout.
-    assert_eq!(
-        app.get(&format!("{}/health/ready", app.public))
-            .await
-            .status(),
-        StatusCode::OK
-    );
-    assert_eq!(
-        app.get(&format!("{}/admin/health/ready", app.admin))
-            .await
-            .status(),
-        StatusCode::OK
-    );
-    let v: Value = app
-        .get(&format!("{}/version", app.admin))
-        .await
-        .json()
-        .await
-        .unwrap();
+    health_stays_green(&app).await;
+    let (_, v) = app.admin_get_json("/version").await;
     assert!(v["version"].as_str().unwrap().starts_with('v'));
 }

@@ -1,13 +1,15 @@
 //! Browser flows (cookies, CSRF, 303-vs-JSON), logout, the error store, CORS and the hosted UI.
 
-use crate::helpers::{message_ids, unique_email, Backend, TestApp, PASSWORD};
-use reqwest::header::{HeaderMap, ACCEPT, COOKIE, LOCATION, SET_COOKIE};
-use reqwest::{Response, StatusCode};
+use crate::helpers::{
+    csrf, error_id, location, message_ids, set_cookie, unique_email, Browser, TestApp, PASSWORD,
+};
+use portcullis_core::config::Config;
+use reqwest::header::{ACCEPT, COOKIE};
+use reqwest::{Method, Response, StatusCode};
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
 use std::time::Duration;
 
-crate::on_both!(
+crate::on_every_backend!(
     init_answers_303_or_json_and_sets_the_csrf_cookie,
     reading_a_browser_flow_needs_its_csrf_cookie,
     submits_need_the_csrf_token_of_the_cookie,
@@ -20,158 +22,15 @@ crate::on_both!(
     errors_are_kept_for_the_error_page,
     hosted_pages_are_translated_accessible_and_locked_down,
     welcome_page_lists_sessions_and_revokes_the_others,
+    cors_is_closed_by_default,
+    form_registration_coerces_types_and_sets_the_session_cookie with typed_schema,
+    cors_allows_only_the_configured_origins with cors_for_the_spa,
+    operators_extend_translations_templates_and_theme with operator_files,
+    per_flow_after_urls_apply_when_there_is_no_return_to with per_flow_after_urls,
 );
 
-/// A browser: a cookie jar over the test client, no redirects followed.
-struct Browser<'a> {
-    app: &'a TestApp,
-    jar: BTreeMap<String, String>,
-    headers: Vec<(String, String)>,
-}
-
-impl<'a> Browser<'a> {
-    fn new(app: &'a TestApp) -> Self {
-        Browser {
-            app,
-            jar: BTreeMap::new(),
-            headers: vec![],
-        }
-    }
-
-    fn cookie_header(&self) -> String {
-        self.jar
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join("; ")
-    }
-
-    fn keep(&mut self, r: &Response) {
-        for sc in r.headers().get_all(SET_COOKIE) {
-            let sc = sc.to_str().unwrap();
-            let (pair, attrs) = sc.split_once(';').unwrap_or((sc, ""));
-            let (k, v) = pair.split_once('=').unwrap();
-            if attrs.contains("Max-Age=0") {
-                self.jar.remove(k);
-            } else {
-                self.jar.insert(k.to_string(), v.to_string());
-            }
-        }
-    }
-
-    async fn send(&mut self, req: reqwest::RequestBuilder) -> Response {
-        let mut req = req.header(COOKIE, self.cookie_header());
-        for (k, v) in &self.headers {
-            req = req.header(k.as_str(), v.as_str());
-        }
-        let r = req.send().await.unwrap();
-        self.keep(&r);
-        r
-    }
-
-    async fn get(&mut self, url: &str) -> Response {
-        let req = self.app.http.get(url);
-        self.send(req).await
-    }
-
-    async fn get_json(&mut self, url: &str) -> Response {
-        let req = self.app.http.get(url).header(ACCEPT, "application/json");
-        self.send(req).await
-    }
-
-    async fn post_form(&mut self, url: &str, fields: &[(&str, &str)]) -> Response {
-        let req = self.app.http.post(url).form(fields);
-        self.send(req).await
-    }
-
-    async fn post_json(&mut self, url: &str, body: &Value) -> Response {
-        let req = self
-            .app
-            .http
-            .post(url)
-            .header(ACCEPT, "application/json")
-            .json(body);
-        self.send(req).await
-    }
-
-    /// Starts a browser flow as an SPA does; returns the flow JSON.
-    async fn flow(&mut self, kind: &str) -> Value {
-        let url = format!("{}/self-service/{kind}/browser", self.app.public);
-        let r = self.get_json(&url).await;
-        assert_eq!(r.status(), StatusCode::OK);
-        r.json().await.unwrap()
-    }
-
-    /// Reads a flow by id, with this browser's cookies; it must answer 200.
-    async fn fetch_flow(&mut self, kind: &str, id: &str) -> Value {
-        let url = format!("{}/self-service/{kind}/flows?id={id}", self.app.public);
-        let r = self.get_json(&url).await;
-        assert_eq!(r.status(), StatusCode::OK);
-        r.json().await.unwrap()
-    }
-
-    fn csrf_cookie(&self) -> Option<(&String, &String)> {
-        self.jar.iter().find(|(k, _)| k.starts_with("csrf_token_"))
-    }
-
-    fn has_session_cookie(&self) -> bool {
-        self.jar.contains_key("ory_kratos_session")
-    }
-
-    /// Posts the registration form of `flow` for `email`, as the hosted page does.
-    async fn post_registration(&mut self, flow: &Value, email: &str) -> Response {
-        let action = flow["ui"]["action"].as_str().unwrap();
-        let fields = [
-            ("csrf_token", csrf(flow)),
-            ("traits.email", email),
-            ("password", PASSWORD),
-            ("method", "password"),
-        ];
-        self.post_form(action, &fields).await
-    }
-
-    /// Registers through a new flow's form.
-    async fn register(&mut self, email: &str) {
-        let flow = self.flow("registration").await;
-        let r = self.post_registration(&flow, email).await;
-        assert_eq!(r.status(), StatusCode::SEE_OTHER);
-        assert!(self.has_session_cookie());
-    }
-}
-
-fn csrf(flow: &Value) -> &str {
-    flow["ui"]["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|n| n["attributes"]["name"] == "csrf_token")
-        .and_then(|n| n["attributes"]["value"].as_str())
-        .unwrap()
-}
-
-fn location(r: &Response) -> String {
-    r.headers()
-        .get(LOCATION)
-        .map(|v| v.to_str().unwrap().to_string())
-        .unwrap_or_default()
-}
-
-fn set_cookie<'h>(h: &'h HeaderMap, prefix: &str) -> &'h str {
-    h.get_all(SET_COOKIE)
-        .iter()
-        .map(|v| v.to_str().unwrap())
-        .find(|v| v.starts_with(prefix))
-        .unwrap_or_else(|| panic!("no Set-Cookie {prefix}"))
-}
-
-async fn error_id(r: Response) -> Value {
-    let status = r.status();
-    let body: Value = r.json().await.unwrap();
-    json!([status.as_u16(), body["error"]["id"]])
-}
-
 async fn init_answers_303_or_json_and_sets_the_csrf_cookie(app: TestApp) {
-    let url = format!("{}/self-service/login/browser", app.public);
+    let url = app.url("/self-service/login/browser");
     for accept in [
         None,
         Some("text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"),
@@ -183,7 +42,7 @@ async fn init_answers_303_or_json_and_sets_the_csrf_cookie(app: TestApp) {
         }
         let r = req.send().await.unwrap();
         assert_eq!(r.status(), StatusCode::SEE_OTHER, "Accept: {accept:?}");
-        assert!(location(&r).starts_with(&format!("{}/ui/login?flow=", app.public)));
+        assert!(location(&r).starts_with(&app.url("/ui/login?flow=")));
         let c = set_cookie(r.headers(), "csrf_token_");
         assert!(c.contains("HttpOnly") && c.contains("SameSite=Lax") && c.contains("Path=/"));
         assert!(!c.contains("Secure"), "plain http in dev mode: {c}");
@@ -222,11 +81,10 @@ async fn init_answers_303_or_json_and_sets_the_csrf_cookie(app: TestApp) {
 async fn reading_a_browser_flow_needs_its_csrf_cookie(app: TestApp) {
     let mut b = Browser::new(&app);
     let flow = b.flow("registration").await;
-    let url = format!(
-        "{}/self-service/registration/flows?id={}",
-        app.public,
+    let url = app.url(&format!(
+        "/self-service/registration/flows?id={}",
         flow["id"].as_str().unwrap()
-    );
+    ));
     let r = b.get_json(&url).await;
     assert_eq!(r.status(), StatusCode::OK);
     let mine: Value = r.json().await.unwrap();
@@ -315,43 +173,21 @@ async fn submits_need_the_csrf_token_of_the_cookie(app: TestApp) {
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     let to = location(&r);
     let id = to
-        .strip_prefix(&format!("{}/ui/error?id=", app.public))
+        .strip_prefix(&app.url("/ui/error?id="))
         .unwrap_or_else(|| panic!("{to}"));
-    let e: Value = app
-        .get(&format!("{}/self-service/errors?id={id}", app.public))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let (_, e) = app.get_json(&format!("/self-service/errors?id={id}")).await;
     assert_eq!(e["error"]["id"], "security_csrf_violation");
     assert_eq!(e["error"]["code"], 403);
 }
 
-/// Scenarios that need their own configuration, on both databases.
-macro_rules! configured {
-    ($($name:ident),* $(,)?) => {
-        $( mod $name {
-            #[tokio::test] async fn sqlite() { super::$name(crate::helpers::Backend::Sqlite).await }
-            #[tokio::test] async fn postgres() { super::$name(crate::helpers::Backend::Postgres).await }
-        } )*
-    };
+fn per_flow_after_urls(c: &mut Config) {
+    let f = &mut c.selfservice.flows;
+    f.registration.after.default_browser_return_url = "https://app.example.com/welcome".into();
+    f.settings.after.default_browser_return_url = "https://app.example.com/profile".into();
+    f.logout.after.default_browser_return_url = "https://app.example.com/bye".into();
 }
 
-configured!(
-    form_registration_coerces_types_and_sets_the_session_cookie,
-    cors_allows_only_the_configured_origins,
-    operators_extend_translations_templates_and_theme,
-    per_flow_after_urls_apply_when_there_is_no_return_to,
-);
-
-async fn per_flow_after_urls_apply_when_there_is_no_return_to(backend: Backend) {
-    let app = TestApp::spawn_with(backend, |c| {
-        let f = &mut c.selfservice.flows;
-        f.registration.after.default_browser_return_url = "https://app.example.com/welcome".into();
-        f.settings.after.default_browser_return_url = "https://app.example.com/profile".into();
-        f.logout.after.default_browser_return_url = "https://app.example.com/bye".into();
-    })
-    .await;
+async fn per_flow_after_urls_apply_when_there_is_no_return_to(app: TestApp) {
     let mut b = Browser::new(&app);
     let flow = b.flow("registration").await;
     let r = b.post_registration(&flow, &unique_email("after")).await;
@@ -369,7 +205,7 @@ async fn per_flow_after_urls_apply_when_there_is_no_return_to(backend: Backend) 
         .await;
     assert_eq!(location(&r), "https://app.example.com/profile");
     let links: Value = b
-        .get_json(&format!("{}/self-service/logout/browser", app.public))
+        .get_json("/self-service/logout/browser")
         .await
         .json()
         .await
@@ -378,7 +214,8 @@ async fn per_flow_after_urls_apply_when_there_is_no_return_to(backend: Backend) 
     assert_eq!(location(&r), "https://app.example.com/bye");
 }
 
-async fn form_registration_coerces_types_and_sets_the_session_cookie(backend: Backend) {
+/// A schema with a boolean, an integer and an optional string trait.
+fn typed_schema(c: &mut Config) {
     use base64::Engine;
     let schema = json!({
         "$id": "https://example.com/typed.schema.json",
@@ -396,14 +233,14 @@ async fn form_registration_coerces_types_and_sets_the_session_cookie(backend: Ba
         "base64://{}",
         base64::engine::general_purpose::STANDARD.encode(schema.to_string())
     );
-    let app = TestApp::spawn_with(backend, |c| {
-        c.identity.schemas = vec![portcullis_core::config::SchemaRef {
-            id: "typed".into(),
-            url,
-        }];
-        c.identity.default_schema_id = "typed".into();
-    })
-    .await;
+    c.identity.schemas = vec![portcullis_core::config::SchemaRef {
+        id: "typed".into(),
+        url,
+    }];
+    c.identity.default_schema_id = "typed".into();
+}
+
+async fn form_registration_coerces_types_and_sets_the_session_cookie(app: TestApp) {
     let mut b = Browser::new(&app);
     let flow = b.flow("registration").await;
     let email = unique_email("form");
@@ -422,13 +259,13 @@ async fn form_registration_coerces_types_and_sets_the_session_cookie(backend: Ba
         )
         .await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
-    assert_eq!(location(&r), format!("{}/ui/welcome", app.public));
+    assert_eq!(location(&r), app.url("/ui/welcome"));
     let c = set_cookie(r.headers(), "ory_kratos_session=");
     for attr in ["HttpOnly", "SameSite=Lax", "Path=/", "Max-Age=86400"] {
         assert!(c.contains(attr), "{attr} missing in {c}");
     }
     assert!(!c.contains("Secure"));
-    let r = b.get_json(&format!("{}/sessions/whoami", app.public)).await;
+    let r = b.get_json("/sessions/whoami").await;
     assert_eq!(r.status(), StatusCode::OK);
     let s: Value = r.json().await.unwrap();
     assert_eq!(
@@ -452,36 +289,40 @@ async fn form_registration_coerces_types_and_sets_the_session_cookie(backend: Ba
     assert_eq!(message_ids(&f, Some("traits.age")), vec![4000026]);
 }
 
-async fn cors_allows_only_the_configured_origins(backend: Backend) {
-    let spa = "http://127.0.0.1:5555";
-    let preflight = |app: &TestApp, origin: &str| {
-        app.http
-            .request(
-                reqwest::Method::OPTIONS,
-                format!("{}/self-service/login", app.public),
-            )
-            .header("origin", origin)
-            .header("access-control-request-method", "POST")
-            .header(
-                "access-control-request-headers",
-                "content-type,x-csrf-token",
-            )
-            .send()
-    };
-    let closed = TestApp::spawn(backend).await;
-    let r = preflight(&closed, spa).await.unwrap();
+const SPA: &str = "http://127.0.0.1:5555";
+
+/// A CORS preflight of a credentialed POST to the login endpoint from `origin`.
+async fn preflight(app: &TestApp, origin: &str) -> Response {
+    app.request(Method::OPTIONS, "/self-service/login")
+        .header("origin", origin)
+        .header("access-control-request-method", "POST")
+        .header(
+            "access-control-request-headers",
+            "content-type,x-csrf-token",
+        )
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn cors_is_closed_by_default(closed: TestApp) {
+    let r = preflight(&closed, SPA).await;
     assert!(
         r.headers().get("access-control-allow-origin").is_none(),
         "nothing is allowed by default"
     );
-    let app = TestApp::spawn_with(backend, |c| {
-        c.serve.public.cors.enabled = true;
-        c.serve.public.cors.allowed_origins =
-            vec![spa.to_string(), "https://*.example.com".to_string()];
-    })
-    .await;
+}
+
+fn cors_for_the_spa(c: &mut Config) {
+    c.serve.public.cors.enabled = true;
+    c.serve.public.cors.allowed_origins =
+        vec![SPA.to_string(), "https://*.example.com".to_string()];
+}
+
+async fn cors_allows_only_the_configured_origins(app: TestApp) {
+    let spa = SPA;
     for origin in [spa, "https://app.example.com"] {
-        let r = preflight(&app, origin).await.unwrap();
+        let r = preflight(&app, origin).await;
         let h = r.headers();
         assert_eq!(h["access-control-allow-origin"], origin);
         assert_eq!(h["access-control-allow-credentials"], "true");
@@ -498,7 +339,7 @@ async fn cors_allows_only_the_configured_origins(backend: Backend) {
         "https://evilexample.com",
         "http://app.example.com",
     ] {
-        let r = preflight(&app, origin).await.unwrap();
+        let r = preflight(&app, origin).await;
         assert!(
             r.headers().get("access-control-allow-origin").is_none(),
             "{origin} must not be allowed"
@@ -507,10 +348,7 @@ async fn cors_allows_only_the_configured_origins(backend: Backend) {
     // The admin port has its own list, closed unless configured.
     let r = app
         .http
-        .request(
-            reqwest::Method::OPTIONS,
-            format!("{}/admin/identities", app.admin),
-        )
+        .request(reqwest::Method::OPTIONS, app.admin_url("/admin/identities"))
         .header("origin", spa)
         .header("access-control-request-method", "GET")
         .send()
@@ -519,8 +357,7 @@ async fn cors_allows_only_the_configured_origins(backend: Backend) {
     assert!(r.headers().get("access-control-allow-origin").is_none());
     // A credentialed GET from the SPA's origin can read the flow.
     let r = app
-        .http
-        .get(format!("{}/self-service/login/browser", app.public))
+        .request(Method::GET, "/self-service/login/browser")
         .header("origin", spa)
         .header(ACCEPT, "application/json")
         .send()
@@ -530,7 +367,8 @@ async fn cors_allows_only_the_configured_origins(backend: Backend) {
     assert_eq!(r.headers()["access-control-allow-origin"], spa);
 }
 
-async fn operators_extend_translations_templates_and_theme(backend: Backend) {
+/// Translation and template files of an operator, and a theme.
+fn operator_files(c: &mut Config) {
     let dir = std::env::temp_dir().join(format!("pc-ui-{}", uuid::Uuid::new_v4()));
     let (locales, templates) = (dir.join("locales"), dir.join("templates"));
     std::fs::create_dir_all(&locales).unwrap();
@@ -550,18 +388,16 @@ async fn operators_extend_translations_templates_and_theme(backend: Backend) {
         r#"{% extends "layout.html" %}{% block content %}<p id="custom">{{ error.code }}</p>{% endblock %}"#,
     )
     .unwrap();
-    let app = TestApp::spawn_with(backend, |c| {
-        c.ui.translations_dir = locales.display().to_string();
-        c.ui.templates_dir = templates.display().to_string();
-        c.ui.theme.colors = [("primary".to_string(), "#ff5a00".to_string())].into();
-        c.ui.theme.logo_url = "https://cdn.example.com/logo.svg".into();
-        c.ui.theme.name = "Acme".into();
-    })
-    .await;
+    c.ui.translations_dir = locales.display().to_string();
+    c.ui.templates_dir = templates.display().to_string();
+    c.ui.theme.colors = [("primary".to_string(), "#ff5a00".to_string())].into();
+    c.ui.theme.logo_url = "https://cdn.example.com/logo.svg".into();
+    c.ui.theme.name = "Acme".into();
+}
+
+async fn operators_extend_translations_templates_and_theme(app: TestApp) {
     let mut b = Browser::new(&app);
-    let r = b
-        .get(&format!("{}/self-service/login/browser", app.public))
-        .await;
+    let r = b.get("/self-service/login/browser").await;
     let page = location(&r);
     let html = b
         .get(&format!("{page}&lang=ko"))
@@ -590,19 +426,9 @@ async fn operators_extend_translations_templates_and_theme(backend: Backend) {
         "a new file adds a language"
     );
     assert!(html.contains(r#"alt="Acme""#));
-    let html = app
-        .get(&format!("{}/ui/error?id=stub:400", app.public))
-        .await
-        .text()
-        .await
-        .unwrap();
+    let html = app.get("/ui/error?id=stub:400").await.text().await.unwrap();
     assert!(html.contains(r#"<p id="custom">400</p>"#), "{html}");
-    let css = app
-        .get(&format!("{}/ui/theme.css", app.public))
-        .await
-        .text()
-        .await
-        .unwrap();
+    let css = app.get("/ui/theme.css").await.text().await.unwrap();
     assert!(css.contains("--pc-primary: #ff5a00;"), "{css}");
 }
 
@@ -628,7 +454,7 @@ async fn json_submits_answer_continue_with_and_400_flows(app: TestApp) {
     );
     assert_eq!(
         body["continue_with"],
-        json!([{ "action": "redirect_browser_to", "redirect_browser_to": format!("{}/ui/welcome", app.public) }])
+        json!([{ "action": "redirect_browser_to", "redirect_browser_to": app.url("/ui/welcome") }])
     );
     // Log in from a fresh browser: a wrong password answers 400 with the flow, then success.
     let mut b = Browser::new(&app);
@@ -660,7 +486,7 @@ async fn json_submits_answer_continue_with_and_400_flows(app: TestApp) {
     assert_eq!(body["session"]["identity"]["traits"]["email"], json!(email));
     assert_eq!(body["continue_with"][0]["action"], "redirect_browser_to");
     assert!(b.has_session_cookie());
-    let r = b.get_json(&format!("{}/sessions/whoami", app.public)).await;
+    let r = b.get_json("/sessions/whoami").await;
     assert_eq!(r.status(), StatusCode::OK);
 }
 
@@ -677,7 +503,7 @@ async fn html_failures_go_back_to_the_flow_or_to_a_fresh_one(app: TestApp) {
     ];
     let r = b.post_form(action, &fields).await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
-    assert_eq!(location(&r), format!("{}/ui/login?flow={id}", app.public));
+    assert_eq!(location(&r), app.url(&format!("/ui/login?flow={id}")));
     let f: Value = b.fetch_flow("login", id).await;
     assert_eq!(message_ids(&f, None), vec![4000006]);
     // An expired flow sends the browser to a fresh flow that says why.
@@ -685,21 +511,19 @@ async fn html_failures_go_back_to_the_flow_or_to_a_fresh_one(app: TestApp) {
     let r = b.post_form(action, &fields).await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     let to = location(&r);
-    let fresh = to
-        .strip_prefix(&format!("{}/ui/login?flow=", app.public))
-        .unwrap();
+    let fresh = to.strip_prefix(&app.url("/ui/login?flow=")).unwrap();
     assert_ne!(fresh, id);
     let f: Value = b.fetch_flow("login", fresh).await;
     assert_eq!(message_ids(&f, None), vec![4010001]);
     // Reading the expired flow tells a browser where to start over.
     let r = b
-        .get_json(&format!("{}/self-service/login/flows?id={id}", app.public))
+        .get_json(&format!("/self-service/login/flows?id={id}"))
         .await;
     assert_eq!(r.status(), StatusCode::GONE);
     let e: Value = r.json().await.unwrap();
     assert_eq!(
         e["error"]["details"]["redirect_to"],
-        json!(format!("{}/self-service/login/browser", app.public))
+        json!(app.url("/self-service/login/browser"))
     );
     // JSON clients get 410 with the replacement's id instead.
     let r = b
@@ -718,10 +542,7 @@ async fn return_to_is_checked_and_followed(app: TestApp) {
     let bad = "https://evil.example/steal";
     let mut b = Browser::new(&app);
     let r = b
-        .get_json(&format!(
-            "{}/self-service/login/browser?return_to={bad}",
-            app.public
-        ))
+        .get_json(&format!("/self-service/login/browser?return_to={bad}"))
         .await;
     assert_eq!(
         error_id(r).await,
@@ -729,42 +550,31 @@ async fn return_to_is_checked_and_followed(app: TestApp) {
     );
     let r = b
         .get(&format!(
-            "{}/self-service/registration/browser?return_to={bad}",
-            app.public
+            "/self-service/registration/browser?return_to={bad}"
         ))
         .await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     let to = location(&r);
-    assert!(
-        to.starts_with(&format!("{}/ui/error?id=", app.public)),
-        "{to}"
-    );
+    assert!(to.starts_with(&app.url("/ui/error?id=")), "{to}");
     let id = to.split("id=").nth(1).unwrap();
-    let e: Value = app
-        .get(&format!("{}/self-service/errors?id={id}", app.public))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let (_, e) = app.get_json(&format!("/self-service/errors?id={id}")).await;
     assert_eq!(e["error"]["id"], "self_service_flow_return_to_forbidden");
     // An allowed one is kept on the flow (as parsed: stray control characters are gone) and
     // followed after the form post.
-    let good = format!("{}/after-signup?x=1", app.public);
+    let good = app.url("/after-signup?x=1");
     let r = b
-        .get_json(&format!(
-            "{}/self-service/login/browser?return_to={}",
-            app.public,
+        .get_json(&app.url(&format!(
+            "/self-service/login/browser?return_to={}",
             portcullis_core::service::urlencode(&format!("{good}\n"))
-        ))
+        )))
         .await;
     let flow: Value = r.json().await.unwrap();
     assert_eq!(flow["return_to"], json!(good));
     let r = b
-        .get_json(&format!(
-            "{}/self-service/registration/browser?return_to={}",
-            app.public,
+        .get_json(&app.url(&format!(
+            "/self-service/registration/browser?return_to={}",
             portcullis_core::service::urlencode(&good)
-        ))
+        )))
         .await;
     let flow: Value = r.json().await.unwrap();
     assert_eq!(flow["return_to"], json!(good));
@@ -777,36 +587,28 @@ async fn signed_in_browsers_are_sent_on(app: TestApp) {
     let mut b = Browser::new(&app);
     b.register(&unique_email("on")).await;
     for kind in ["login", "registration"] {
-        let url = format!("{}/self-service/{kind}/browser", app.public);
+        let url = app.url(&format!("/self-service/{kind}/browser"));
         let r = b.get(&url).await;
         assert_eq!(r.status(), StatusCode::SEE_OTHER);
-        assert_eq!(location(&r), format!("{}/ui/welcome", app.public));
+        assert_eq!(location(&r), app.url("/ui/welcome"));
         assert_eq!(
             error_id(b.get_json(&url).await).await,
             json!([400, "session_already_available"])
         );
     }
     // Re-authentication is the exception.
-    let r = b
-        .get_json(&format!(
-            "{}/self-service/login/browser?refresh=true",
-            app.public
-        ))
-        .await;
+    let r = b.get_json("/self-service/login/browser?refresh=true").await;
     assert_eq!(r.status(), StatusCode::OK);
     let f: Value = r.json().await.unwrap();
     assert_eq!(f["refresh"], true);
 }
 
 async fn settings_in_the_browser_with_reauthentication(app: TestApp) {
-    let url = format!("{}/self-service/settings/browser", app.public);
+    let url = app.url("/self-service/settings/browser");
     let mut anon = Browser::new(&app);
     let r = anon.get(&url).await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
-    assert!(location(&r).starts_with(&format!(
-        "{}/self-service/login/browser?return_to=",
-        app.public
-    )));
+    assert!(location(&r).starts_with(&app.url("/self-service/login/browser?return_to=")));
     assert_eq!(
         error_id(anon.get_json(&url).await).await,
         json!([401, "session_inactive"])
@@ -835,7 +637,7 @@ async fn settings_in_the_browser_with_reauthentication(app: TestApp) {
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     assert_eq!(
         location(&r),
-        format!("{}/ui/settings?flow={flow_id}", app.public)
+        app.url(&format!("/ui/settings?flow={flow_id}"))
     );
     let saved: Value = b.fetch_flow("settings", &flow_id).await;
     assert_eq!(saved["state"], "success");
@@ -854,10 +656,7 @@ async fn settings_in_the_browser_with_reauthentication(app: TestApp) {
     let r = b.post_form(action, &fields).await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     let relogin = location(&r);
-    assert!(relogin.starts_with(&format!(
-        "{}/self-service/login/browser?refresh=true&return_to=",
-        app.public
-    )));
+    assert!(relogin.starts_with(&app.url("/self-service/login/browser?refresh=true&return_to=")));
     let r = b
         .post_json(
             action,
@@ -889,15 +688,14 @@ async fn settings_in_the_browser_with_reauthentication(app: TestApp) {
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     assert_eq!(
         location(&r),
-        format!(
-            "{}/ui/settings?flow={}",
-            app.public,
+        app.url(&format!(
+            "/ui/settings?flow={}",
             flow["id"].as_str().unwrap()
-        )
+        ))
     );
     let r = b.post_form(action, &fields).await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
-    assert!(location(&r).starts_with(&format!("{}/ui/settings?flow=", app.public)));
+    assert!(location(&r).starts_with(&app.url("/ui/settings?flow=")));
     assert_eq!(
         app.login(&email, new_password).await.status(),
         StatusCode::OK
@@ -905,7 +703,7 @@ async fn settings_in_the_browser_with_reauthentication(app: TestApp) {
 }
 
 async fn logout_links_end_the_session_and_clear_the_cookie(app: TestApp) {
-    let url = format!("{}/self-service/logout/browser", app.public);
+    let url = app.url("/self-service/logout/browser");
     let mut anon = Browser::new(&app);
     assert_eq!(
         error_id(anon.get_json(&url).await).await,
@@ -925,7 +723,7 @@ async fn logout_links_end_the_session_and_clear_the_cookie(app: TestApp) {
     let logout_url = links["logout_url"].as_str().unwrap();
     assert_eq!(
         logout_url,
-        format!("{}/self-service/logout?token={token}", app.public)
+        app.url(&format!("/self-service/logout?token={token}"))
     );
     // Another session's token does not work with this cookie.
     let mut other = Browser::new(&app);
@@ -935,13 +733,11 @@ async fn logout_links_end_the_session_and_clear_the_cookie(app: TestApp) {
     assert!(other.has_session_cookie());
     let r = b.get(logout_url).await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
-    assert_eq!(location(&r), format!("{}/ui/welcome", app.public));
+    assert_eq!(location(&r), app.url("/ui/welcome"));
     assert!(set_cookie(r.headers(), "ory_kratos_session=").contains("Max-Age=0"));
     assert!(!b.has_session_cookie());
     // The cookie is gone, and the session is over even for someone who kept a copy.
-    let r = other
-        .get_json(&format!("{}/sessions/whoami", app.public))
-        .await;
+    let r = other.get_json("/sessions/whoami").await;
     assert_eq!(r.status(), StatusCode::OK, "the other browser is untouched");
     let mut c = Browser::new(&app);
     c.register(&unique_email("json")).await;
@@ -950,8 +746,7 @@ async fn logout_links_end_the_session_and_clear_the_cookie(app: TestApp) {
     let r = c.get_json(links["logout_url"].as_str().unwrap()).await;
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     let r = app
-        .http
-        .get(format!("{}/sessions/whoami", app.public))
+        .request(Method::GET, "/sessions/whoami")
         .header(COOKIE, format!("ory_kratos_session={kept}"))
         .send()
         .await
@@ -961,25 +756,17 @@ async fn logout_links_end_the_session_and_clear_the_cookie(app: TestApp) {
 
 async fn errors_are_kept_for_the_error_page(app: TestApp) {
     for (stub, code) in [("stub:500", 500), ("stub:404", 404), ("stub:400", 400)] {
-        let r = app
-            .get(&format!("{}/self-service/errors?id={stub}", app.public))
-            .await;
+        let r = app.get(&format!("/self-service/errors?id={stub}")).await;
         assert_eq!(r.status(), StatusCode::OK);
         let e: Value = r.json().await.unwrap();
         assert_eq!(e["id"], stub);
         assert_eq!(e["error"]["code"], code);
     }
     let r = app
-        .get(&format!(
-            "{}/self-service/errors?id={}",
-            app.public,
-            uuid::Uuid::new_v4()
-        ))
+        .get(&app.url(&format!("/self-service/errors?id={}", uuid::Uuid::new_v4())))
         .await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
-    let r = app
-        .get(&format!("{}/self-service/errors", app.public))
-        .await;
+    let r = app.get("/self-service/errors").await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     // Flows that do not exist (yet) are unknown routes, not errors of ours.
     for path in ["/self-service/recovery/browser", "/ui/recovery"] {
@@ -989,9 +776,7 @@ async fn errors_are_kept_for_the_error_page(app: TestApp) {
         assert_eq!(e["error"]["code"], 404);
     }
     // The hosted error page shows a kept error.
-    let r = app
-        .get(&format!("{}/ui/error?id=stub:404", app.public))
-        .await;
+    let r = app.get("/ui/error?id=stub:404").await;
     assert_eq!(r.status(), StatusCode::OK);
     let html = r.text().await.unwrap();
     assert!(html.contains("This is a stub error."), "{html}");
@@ -999,12 +784,9 @@ async fn errors_are_kept_for_the_error_page(app: TestApp) {
 
 async fn hosted_pages_are_translated_accessible_and_locked_down(app: TestApp) {
     let mut b = Browser::new(&app);
-    let r = b.get(&format!("{}/ui/login", app.public)).await;
+    let r = b.get("/ui/login").await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
-    assert_eq!(
-        location(&r),
-        format!("{}/self-service/login/browser", app.public)
-    );
+    assert_eq!(location(&r), app.url("/self-service/login/browser"));
     let r = b.get(&location(&r)).await;
     let page_url = location(&r);
     let r = b.get(&page_url).await;
@@ -1066,10 +848,7 @@ async fn hosted_pages_are_translated_accessible_and_locked_down(app: TestApp) {
     assert!(location(&r).contains("/ui/error?id="), "{}", location(&r));
     other.flow("login").await;
     let r = other.get(&page_url).await;
-    assert_eq!(
-        location(&r),
-        format!("{}/self-service/login/browser", app.public)
-    );
+    assert_eq!(location(&r), app.url("/self-service/login/browser"));
     // Korean by query parameter, remembered in a cookie; and by Accept-Language.
     let r = b.get(&format!("{page_url}&lang=ko")).await;
     assert!(set_cookie(r.headers(), "portcullis_lang=ko").contains("SameSite=Lax"));
@@ -1091,9 +870,7 @@ async fn hosted_pages_are_translated_accessible_and_locked_down(app: TestApp) {
     );
     let mut fresh = Browser::new(&app);
     fresh.headers = vec![("accept-language".into(), "ko-KR,ko;q=0.9,en;q=0.5".into())];
-    let r = fresh
-        .get(&format!("{}/self-service/registration/browser", app.public))
-        .await;
+    let r = fresh.get("/self-service/registration/browser").await;
     let html = fresh.get(&location(&r)).await.text().await.unwrap();
     assert!(
         html.contains("계정 만들기") && html.contains(r#">가입하기</button>"#),
@@ -1117,20 +894,15 @@ async fn hosted_pages_are_translated_accessible_and_locked_down(app: TestApp) {
         );
     }
     // Stylesheets are served from here (the CSP allows nothing else).
-    let r = app
-        .get(&format!("{}/ui/static/style.css", app.public))
-        .await;
+    let r = app.get("/ui/static/style.css").await;
     assert_eq!(r.headers()["content-type"], "text/css; charset=utf-8");
     assert!(r.text().await.unwrap().contains("--pc-primary"));
 }
 
 async fn welcome_page_lists_sessions_and_revokes_the_others(app: TestApp) {
-    let r = app.get(&format!("{}/ui/welcome", app.public)).await;
+    let r = app.get("/ui/welcome").await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
-    assert_eq!(
-        location(&r),
-        format!("{}/self-service/login/browser", app.public)
-    );
+    assert_eq!(location(&r), app.url("/self-service/login/browser"));
     let email = unique_email("welcome");
     let mut b = Browser::new(&app);
     b.register(&email).await;
@@ -1139,12 +911,7 @@ async fn welcome_page_lists_sessions_and_revokes_the_others(app: TestApp) {
         .as_str()
         .unwrap()
         .to_string();
-    let html = b
-        .get(&format!("{}/ui/welcome", app.public))
-        .await
-        .text()
-        .await
-        .unwrap();
+    let html = b.get("/ui/welcome").await.text().await.unwrap();
     assert!(html.contains(&format!(r#"<strong data-testid="email">{email}</strong>"#)));
     let items = html.matches("<li>").count() + html.matches(r#"<li class="current">"#).count();
     assert_eq!(items, 2, "both sessions are listed");
@@ -1157,14 +924,14 @@ async fn welcome_page_lists_sessions_and_revokes_the_others(app: TestApp) {
         .next()
         .unwrap()
         .to_string();
-    let revoke = format!("{}/ui/sessions/revoke-others", app.public);
+    let revoke = app.url("/ui/sessions/revoke-others");
     // Without the token nothing happens.
     let r = b.post_form(&revoke, &[]).await;
     assert!(location(&r).contains("/ui/error?id="));
     assert_eq!(app.whoami_status(&other_token).await, StatusCode::OK);
     let r = b.post_form(&revoke, &[("csrf_token", &token)]).await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
-    assert_eq!(location(&r), format!("{}/ui/welcome?revoked=1", app.public));
+    assert_eq!(location(&r), app.url("/ui/welcome?revoked=1"));
     assert_eq!(
         app.whoami_status(&other_token).await,
         StatusCode::UNAUTHORIZED

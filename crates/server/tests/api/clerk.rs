@@ -1,10 +1,10 @@
 //! The Clerk Backend API subset on the admin port.
 
 use crate::helpers::{unique_email, TestApp, PASSWORD};
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-crate::on_both!(
+crate::on_every_backend!(
     clerk_users_round_trip_on_the_same_identities,
     clerk_face_refuses_without_a_key_and_explains_errors
 );
@@ -19,7 +19,7 @@ async fn clerk(
 ) -> (StatusCode, Value) {
     let mut req = app
         .http
-        .request(method, format!("{}/v1{path}", app.admin))
+        .request(method, app.admin_url(&format!("/v1{path}")))
         .bearer_auth(KEY);
     if let Some(b) = body {
         req = req.json(&b);
@@ -32,8 +32,7 @@ async fn clerk(
 async fn clerk_users_round_trip_on_the_same_identities(app: TestApp) {
     // The key comes from the admin API here; configured keys are covered below.
     let k: Value = app
-        .http
-        .post(format!("{}/admin/clerk/keys", app.admin))
+        .admin_request(Method::POST, "/admin/clerk/keys")
         .send()
         .await
         .unwrap()
@@ -44,7 +43,7 @@ async fn clerk_users_round_trip_on_the_same_identities(app: TestApp) {
     let call = |m: reqwest::Method, p: String, b: Option<Value>| {
         let mut req = app
             .http
-            .request(m, format!("{}/v1{p}", app.admin))
+            .request(m, app.admin_url(&format!("/v1{p}")))
             .bearer_auth(&key);
         if let Some(b) = b {
             req = req.json(&b);
@@ -98,12 +97,9 @@ async fn clerk_users_round_trip_on_the_same_identities(app: TestApp) {
             &hex[20..]
         )
     };
-    let kratos: Value = app
-        .get(&format!("{}/admin/identities/{identity_id}", app.admin))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let (_, kratos) = app
+        .admin_get_json(&format!("/admin/identities/{identity_id}"))
+        .await;
     assert_eq!(kratos["traits"]["name"]["first"], "Grace");
     assert_eq!(kratos["metadata_public"]["plan"], "pro");
     assert_eq!(kratos["metadata_admin"]["crm"], 7);
@@ -248,16 +244,14 @@ async fn clerk_users_round_trip_on_the_same_identities(app: TestApp) {
         (StatusCode::NOT_FOUND, json!("resource_not_found"))
     );
     assert_eq!(
-        app.http
-            .delete(format!(
-                "{}/admin/clerk/keys/{}",
-                app.admin,
-                k["id"].as_str().unwrap()
-            ))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        app.admin_request(
+            Method::DELETE,
+            &format!("/admin/clerk/keys/{}", k["id"].as_str().unwrap())
+        )
+        .send()
+        .await
+        .unwrap()
+        .status(),
         StatusCode::NO_CONTENT
     );
     assert_eq!(
@@ -268,7 +262,7 @@ async fn clerk_users_round_trip_on_the_same_identities(app: TestApp) {
 }
 
 async fn clerk_face_refuses_without_a_key_and_explains_errors(app: TestApp) {
-    let r = app.get(&format!("{}/v1/users", app.admin)).await;
+    let r = app.admin_get("/v1/users").await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     let e: Value = r.json().await.unwrap();
     assert_eq!(e["errors"][0]["code"], "authentication_invalid");
@@ -351,8 +345,7 @@ async fn clerk_face_refuses_without_a_key_and_explains_errors(app: TestApp) {
         StatusCode::UNPROCESSABLE_ENTITY
     );
     let r = cfg
-        .http
-        .post(format!("{}/v1/users", cfg.admin))
+        .admin_request(Method::POST, "/v1/users")
         .bearer_auth(KEY)
         .header("content-type", "application/json")
         .body("[1]")

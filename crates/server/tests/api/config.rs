@@ -13,9 +13,7 @@ async fn disabled_registration_refuses_new_and_existing_flows() {
         c.selfservice.flows.registration.enabled = false
     })
     .await;
-    let r = app
-        .get(&format!("{}/self-service/registration/api", app.public))
-        .await;
+    let r = app.get("/self-service/registration/api").await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     let e: Value = r.json().await.unwrap();
     assert_eq!(e["error"]["id"], "self_service_flow_disabled");
@@ -37,11 +35,9 @@ async fn an_external_ui_takes_over_when_the_hosted_one_is_off() {
         c.selfservice.flows.login.ui_url = "https://login.example.com/sign-in".into();
     })
     .await;
-    let r = app.get(&format!("{}/ui/login", app.public)).await;
+    let r = app.get("/ui/login").await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
-    let r = app
-        .get(&format!("{}/self-service/login/browser", app.public))
-        .await;
+    let r = app.get("/self-service/login/browser").await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     let to = r.headers()["location"].to_str().unwrap();
     assert!(
@@ -67,15 +63,11 @@ async fn bcrypt_hasher_refuses_passwords_it_would_truncate() {
     assert_eq!(message_ids(&f, Some("password")), vec![4000033]);
     let email = unique_email("bc-ok");
     let (id, _) = app.register(&email, "tangerine violin sleepy").await;
-    let got: Value = app
-        .get(&format!(
-            "{}/admin/identities/{id}?include_credential=password",
-            app.admin
+    let (_, got) = app
+        .admin_get_json(&format!(
+            "/admin/identities/{id}?include_credential=password"
         ))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .await;
     assert!(got["credentials"]["password"]["config"]["hashed_password"]
         .as_str()
         .unwrap()

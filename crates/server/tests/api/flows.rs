@@ -1,9 +1,9 @@
 use crate::helpers::{message_ids, unique_email, TestApp, PASSWORD};
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use std::time::Duration;
 
-crate::on_both!(
+crate::on_every_backend!(
     registration_login_whoami_and_logout_round_trip,
     unknown_account_and_wrong_password_fail_identically,
     emails_are_identifiers_regardless_of_case,
@@ -23,34 +23,26 @@ async fn return_to_must_be_allowed_and_is_kept_on_the_flow(app: TestApp) {
     for kind in ["login", "registration"] {
         let r = app
             .get(&format!(
-                "{}/self-service/{kind}/api?return_to=https://evil.example/steal",
-                app.public
+                "/self-service/{kind}/api?return_to=https://evil.example/steal"
             ))
             .await;
         assert_eq!(r.status(), StatusCode::BAD_REQUEST);
         let e: Value = r.json().await.unwrap();
         assert_eq!(e["error"]["id"], "self_service_flow_return_to_forbidden");
     }
-    let own = format!("{}/somewhere", app.public);
+    let own = app.url("/somewhere");
     let r = app
-        .get(&format!(
-            "{}/self-service/login/api?return_to={own}",
-            app.public
-        ))
+        .get(&format!("/self-service/login/api?return_to={own}"))
         .await;
     assert_eq!(r.status(), StatusCode::OK);
     let flow: Value = r.json().await.unwrap();
     assert_eq!(flow["return_to"], own);
-    let again: Value = app
-        .get(&format!(
-            "{}/self-service/login/flows?id={}",
-            app.public,
+    let (_, again) = app
+        .get_json(&app.url(&format!(
+            "/self-service/login/flows?id={}",
             flow["id"].as_str().unwrap()
-        ))
-        .await
-        .json()
-        .await
-        .unwrap();
+        )))
+        .await;
     assert_eq!(
         again["return_to"], own,
         "return_to is persisted with the flow"
@@ -75,9 +67,7 @@ async fn concurrent_submits_of_one_login_flow_succeed_once(app: TestApp) {
 async fn registration_login_whoami_and_logout_round_trip(app: TestApp) {
     let email = unique_email("round");
     let (id, token) = app.register(&email, PASSWORD).await;
-    let r = app
-        .get_with_token(&format!("{}/sessions/whoami", app.public), &token)
-        .await;
+    let r = app.get_with_token("/sessions/whoami", &token).await;
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(
         r.headers()["x-kratos-authenticated-identity-id"],
@@ -96,17 +86,10 @@ async fn registration_login_whoami_and_logout_round_trip(app: TestApp) {
         s["identity"].get("credentials").is_none() && s["identity"].get("metadata_admin").is_none()
     );
     // The same token is accepted as a Bearer token and as the session cookie.
-    let r = app
-        .http
-        .get(format!("{}/sessions/whoami", app.public))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    let r = app.get_with_bearer("/sessions/whoami", &token).await;
     assert_eq!(r.status(), StatusCode::OK);
     let r = app
-        .http
-        .get(format!("{}/sessions/whoami", app.public))
+        .request(Method::GET, "/sessions/whoami")
         .header("Cookie", format!("ory_kratos_session={token}"))
         .send()
         .await
@@ -121,16 +104,13 @@ async fn registration_login_whoami_and_logout_round_trip(app: TestApp) {
     assert_ne!(token2, token);
 
     let r = app
-        .http
-        .delete(format!("{}/self-service/logout/api", app.public))
+        .request(Method::DELETE, "/self-service/logout/api")
         .json(&json!({ "session_token": token2 }))
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
-    let r = app
-        .get_with_token(&format!("{}/sessions/whoami", app.public), &token2)
-        .await;
+    let r = app.get_with_token("/sessions/whoami", &token2).await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     let e: Value = r.json().await.unwrap();
     assert_eq!(e["error"]["id"], "session_inactive");
@@ -140,8 +120,7 @@ async fn registration_login_whoami_and_logout_round_trip(app: TestApp) {
         "logging out one session leaves the other"
     );
     let r = app
-        .http
-        .delete(format!("{}/self-service/logout/api", app.public))
+        .request(Method::DELETE, "/self-service/logout/api")
         .json(&json!({ "session_token": token2 }))
         .send()
         .await
@@ -268,10 +247,7 @@ async fn expired_flows_answer_410_with_a_replacement_flow(app: TestApp) {
     let replacement = e["use_flow_id"].as_str().unwrap();
     assert_ne!(replacement, flow["id"].as_str().unwrap());
     let r = app
-        .get(&format!(
-            "{}/self-service/login/flows?id={replacement}",
-            app.public
-        ))
+        .get(&format!("/self-service/login/flows?id={replacement}"))
         .await;
     assert_eq!(r.status(), StatusCode::OK);
     let fresh: Value = r.json().await.unwrap();
@@ -281,11 +257,10 @@ async fn expired_flows_answer_410_with_a_replacement_flow(app: TestApp) {
         "the replacement says why"
     );
     let r = app
-        .get(&format!(
-            "{}/self-service/login/flows?id={}",
-            app.public,
+        .get(&app.url(&format!(
+            "/self-service/login/flows?id={}",
             flow["id"].as_str().unwrap()
-        ))
+        )))
         .await;
     assert_eq!(r.status(), StatusCode::GONE);
 }
@@ -306,10 +281,7 @@ async fn completed_flows_cannot_be_replayed(app: TestApp) {
     assert_eq!(message_ids(&f, None), vec![4010007]);
     // A login flow of the wrong kind is not found.
     let r = app
-        .get(&format!(
-            "{}/self-service/registration/flows?id={id}",
-            app.public
-        ))
+        .get(&format!("/self-service/registration/flows?id={id}"))
         .await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
 }
@@ -317,16 +289,11 @@ async fn completed_flows_cannot_be_replayed(app: TestApp) {
 async fn settings_changes_profile_and_password(app: TestApp) {
     let email = unique_email("settings");
     let (_, token) = app.register(&email, PASSWORD).await;
-    let r = app
-        .get(&format!("{}/self-service/settings/api", app.public))
-        .await;
+    let r = app.get("/self-service/settings/api").await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-    let flow: Value = app
-        .get_with_token(&format!("{}/self-service/settings/api", app.public), &token)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let (_, flow) = app
+        .get_json_with_token("/self-service/settings/api", &token)
+        .await;
     assert_eq!(flow["state"], "show_form");
     assert_eq!(flow["identity"]["traits"]["email"], email);
     let id = flow["id"].as_str().unwrap();
@@ -369,10 +336,7 @@ async fn settings_changes_profile_and_password(app: TestApp) {
     // Another identity cannot read or submit this settings flow.
     let (_, other) = app.register(&unique_email("other"), PASSWORD).await;
     let r = app
-        .get_with_token(
-            &format!("{}/self-service/settings/flows?id={id}", app.public),
-            &other,
-        )
+        .get_with_token(&format!("/self-service/settings/flows?id={id}"), &other)
         .await;
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
     let e: Value = r.json().await.unwrap();
@@ -383,12 +347,9 @@ async fn password_change_needs_a_privileged_session(app: TestApp) {
     let email = unique_email("priv");
     let (_, token) = app.register(&email, PASSWORD).await;
     app.clock.advance(Duration::from_secs(2 * 3600));
-    let flow: Value = app
-        .get_with_token(&format!("{}/self-service/settings/api", app.public), &token)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let (_, flow) = app
+        .get_json_with_token("/self-service/settings/api", &token)
+        .await;
     let id = flow["id"].as_str().unwrap();
     let r = app
         .submit(
@@ -418,15 +379,9 @@ async fn password_change_needs_a_privileged_session(app: TestApp) {
     let r = app.submit("settings", id, json!({ "method": "profile", "traits": { "email": email, "name": { "first": "Still" } } }), Some(&token)).await;
     assert_eq!(r.status(), StatusCode::OK);
     // Re-authenticating with a refresh login makes the session privileged again.
-    let login: Value = app
-        .get_with_token(
-            &format!("{}/self-service/login/api?refresh=true", app.public),
-            &token,
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+    let (_, login) = app
+        .get_json_with_token("/self-service/login/api?refresh=true", &token)
+        .await;
     assert_eq!(login["refresh"], true);
     assert_eq!(message_ids(&login, None), vec![1010003]);
     let r = app
@@ -448,9 +403,7 @@ async fn password_change_needs_a_privileged_session(app: TestApp) {
         .await;
     assert_eq!(r.status(), StatusCode::OK);
     // Without refresh, a signed-in caller cannot start another login.
-    let r = app
-        .get_with_token(&format!("{}/self-service/login/api", app.public), &token)
-        .await;
+    let r = app.get_with_token("/self-service/login/api", &token).await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     let e: Value = r.json().await.unwrap();
     assert_eq!(e["error"]["id"], "session_already_available");
@@ -460,11 +413,10 @@ async fn api_flows_refuse_browser_requests(app: TestApp) {
     let flow = app.flow("login").await;
     let r = app
         .http
-        .post(format!(
-            "{}/self-service/login?flow={}",
-            app.public,
+        .post(app.url(&format!(
+            "/self-service/login?flow={}",
             flow["id"].as_str().unwrap()
-        ))
+        )))
         .header("Origin", "https://evil.example")
         .json(&json!({ "method": "password", "identifier": "a@b.co", "password": "x" }))
         .send()
@@ -478,13 +430,7 @@ async fn api_flows_refuse_browser_requests(app: TestApp) {
 async fn inactive_identities_cannot_log_in_and_lose_their_sessions(app: TestApp) {
     let email = unique_email("inactive");
     let (id, token) = app.register(&email, PASSWORD).await;
-    let r = app
-        .http
-        .patch(format!("{}/admin/identities/{id}", app.admin))
-        .json(&json!([{ "op": "replace", "path": "/state", "value": "inactive" }]))
-        .send()
-        .await
-        .unwrap();
+    let r = app.deactivate(&id).await;
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(app.whoami_status(&token).await, StatusCode::UNAUTHORIZED);
     let r = app.login(&email, PASSWORD).await;
@@ -504,9 +450,7 @@ async fn inactive_identities_cannot_log_in_and_lose_their_sessions(app: TestApp)
 async fn imported_hashes_are_upgraded_on_login(app: TestApp) {
     let email = unique_email("import");
     let bcrypt_hash = bcrypt::hash("imported secret phrase", 4).unwrap();
-    let r = app
-        .post(
-            &format!("{}/admin/identities", app.admin),
+    let r = app.admin_post("/admin/identities",
             &json!({ "schema_id": "default", "traits": { "email": email }, "credentials": { "password": { "config": { "hashed_password": bcrypt_hash } } } }),
         )
         .await;
@@ -522,15 +466,11 @@ async fn imported_hashes_are_upgraded_on_login(app: TestApp) {
         app.login(&email, "imported secret phrase").await.status(),
         StatusCode::OK
     );
-    let got: Value = app
-        .get(&format!(
-            "{}/admin/identities/{id}?include_credential=password",
-            app.admin
+    let (_, got) = app
+        .admin_get_json(&format!(
+            "/admin/identities/{id}?include_credential=password"
         ))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .await;
     let hash = got["credentials"]["password"]["config"]["hashed_password"]
         .as_str()
         .unwrap();

@@ -1,7 +1,7 @@
 //! Several stateless instances on one PostgreSQL database behave as one server.
 
 use crate::helpers::{unique_email, TestApp, PASSWORD};
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -28,8 +28,7 @@ async fn instances_sharing_one_postgres_database_see_each_others_writes() {
     assert_eq!(a.whoami_status(&token).await, StatusCode::OK);
     // A revocation through one instance is seen by the other at once.
     let r = b
-        .http
-        .delete(format!("{}/self-service/logout/api", b.public))
+        .request(Method::DELETE, "/self-service/logout/api")
         .json(&json!({ "session_token": token }))
         .send()
         .await
@@ -39,13 +38,7 @@ async fn instances_sharing_one_postgres_database_see_each_others_writes() {
     // An admin change on one instance applies to logins on the other.
     let login: Value = a.login(&email, PASSWORD).await.json().await.unwrap();
     let token = login["session_token"].as_str().unwrap().to_string();
-    let r = b
-        .http
-        .patch(format!("{}/admin/identities/{id}", b.admin))
-        .json(&json!([{ "op": "replace", "path": "/state", "value": "inactive" }]))
-        .send()
-        .await
-        .unwrap();
+    let r = b.deactivate(&id).await;
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(a.whoami_status(&token).await, StatusCode::UNAUTHORIZED);
     assert_eq!(
@@ -54,10 +47,7 @@ async fn instances_sharing_one_postgres_database_see_each_others_writes() {
     );
     // Both instances apply the same migrations without stepping on each other.
     let c = TestApp::spawn_on(&dsn, |_| {}).await;
-    assert_eq!(
-        c.get(&format!("{}/health/ready", c.public)).await.status(),
-        StatusCode::OK
-    );
+    assert_eq!(c.get("/health/ready").await.status(), StatusCode::OK);
 }
 
 #[tokio::test]
@@ -84,8 +74,8 @@ async fn several_instances_deliver_each_webhook_message_once() {
     let a = TestApp::spawn_on(&dsn, |_| {}).await;
     let b = TestApp::spawn_on(&dsn, |_| {}).await;
     let r = a
-        .post(
-            &format!("{}/admin/webhooks", a.admin),
+        .admin_post(
+            "/admin/webhooks",
             &json!({ "url": url, "events": ["user.created"] }),
         )
         .await;
@@ -93,8 +83,8 @@ async fn several_instances_deliver_each_webhook_message_once() {
     for n in 0..20 {
         let app = if n % 2 == 0 { &a } else { &b };
         let r = app
-            .post(
-                &format!("{}/admin/identities", app.admin),
+            .admin_post(
+                "/admin/identities",
                 &json!({ "traits": { "email": unique_email(&format!("multi{n}")) } }),
             )
             .await;

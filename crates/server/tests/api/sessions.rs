@@ -1,64 +1,35 @@
 use crate::helpers::{unique_email, TestApp, PASSWORD};
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use std::time::Duration;
 
-crate::on_both!(
+crate::on_every_backend!(
     own_sessions_can_be_listed_and_revoked,
     sessions_expire_after_their_lifespan_and_can_be_extended,
     admin_can_list_get_and_disable_sessions,
 );
 
-async fn login_token(app: &TestApp, email: &str) -> String {
-    let body: Value = app.login(email, PASSWORD).await.json().await.unwrap();
-    body["session_token"].as_str().unwrap().to_string()
-}
-
 async fn own_sessions_can_be_listed_and_revoked(app: TestApp) {
     let email = unique_email("mine");
     let (_, current) = app.register(&email, PASSWORD).await;
-    let second = login_token(&app, &email).await;
-    let third = login_token(&app, &email).await;
-    let others: Vec<Value> = app
-        .get_with_token(&format!("{}/sessions", app.public), &current)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let second = app.login_token(&email).await;
+    let third = app.login_token(&email).await;
+    let others = app.get_list_with_token("/sessions", &current).await;
     assert_eq!(others.len(), 2, "the current session is not listed");
     let current_id = {
-        let s: Value = app
-            .get_with_token(&format!("{}/sessions/whoami", app.public), &current)
-            .await
-            .json()
-            .await
-            .unwrap();
+        let (_, s) = app.get_json_with_token("/sessions/whoami", &current).await;
         s["id"].as_str().unwrap().to_string()
     };
     let r = app
-        .http
-        .delete(format!("{}/sessions/{current_id}", app.public))
-        .header("X-Session-Token", &current)
-        .send()
-        .await
-        .unwrap();
+        .delete_with_token(&format!("/sessions/{current_id}"), &current)
+        .await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     let one = others[0]["id"].as_str().unwrap();
     let r = app
-        .http
-        .delete(format!("{}/sessions/{one}", app.public))
-        .header("X-Session-Token", &current)
-        .send()
-        .await
-        .unwrap();
+        .delete_with_token(&format!("/sessions/{one}"), &current)
+        .await;
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
-    let r = app
-        .http
-        .delete(format!("{}/sessions", app.public))
-        .header("X-Session-Token", &current)
-        .send()
-        .await
-        .unwrap();
+    let r = app.delete_with_token("/sessions", &current).await;
     let count: Value = r.json().await.unwrap();
     assert_eq!(count["count"], 1);
     assert_eq!(app.whoami_status(&second).await, StatusCode::UNAUTHORIZED);
@@ -67,15 +38,11 @@ async fn own_sessions_can_be_listed_and_revoked(app: TestApp) {
     // Someone else's session cannot be revoked.
     let (_, stranger) = app.register(&unique_email("stranger"), PASSWORD).await;
     let r = app
-        .http
-        .delete(format!("{}/sessions/{current_id}", app.public))
-        .header("X-Session-Token", &stranger)
-        .send()
-        .await
-        .unwrap();
+        .delete_with_token(&format!("/sessions/{current_id}"), &stranger)
+        .await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     assert_eq!(
-        app.get(&format!("{}/sessions", app.public)).await.status(),
+        app.get("/sessions").await.status(),
         StatusCode::UNAUTHORIZED
     );
 }
@@ -84,16 +51,12 @@ async fn sessions_expire_after_their_lifespan_and_can_be_extended(app: TestApp) 
     let email = unique_email("expiry");
     let (id, token) = app.register(&email, PASSWORD).await;
     app.clock.advance(Duration::from_secs(23 * 3600));
-    let sessions: Vec<Value> = app
-        .get(&format!("{}/admin/identities/{id}/sessions", app.admin))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let sessions = app
+        .admin_get_list(&format!("/admin/identities/{id}/sessions"))
+        .await;
     let sid = sessions[0]["id"].as_str().unwrap();
     let r = app
-        .http
-        .patch(format!("{}/admin/sessions/{sid}/extend", app.admin))
+        .admin_request(Method::PATCH, &format!("/admin/sessions/{sid}/extend"))
         .send()
         .await
         .unwrap();
@@ -106,19 +69,12 @@ async fn sessions_expire_after_their_lifespan_and_can_be_extended(app: TestApp) 
     );
     app.clock.advance(Duration::from_secs(24 * 3600));
     assert_eq!(app.whoami_status(&token).await, StatusCode::UNAUTHORIZED);
-    let active: Vec<Value> = app
-        .get(&format!(
-            "{}/admin/identities/{id}/sessions?active=true",
-            app.admin
-        ))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let active = app
+        .admin_get_list(&format!("/admin/identities/{id}/sessions?active=true"))
+        .await;
     assert!(active.is_empty());
     let r = app
-        .http
-        .patch(format!("{}/admin/sessions/{sid}/extend", app.admin))
+        .admin_request(Method::PATCH, &format!("/admin/sessions/{sid}/extend"))
         .send()
         .await
         .unwrap();
@@ -132,61 +88,38 @@ async fn sessions_expire_after_their_lifespan_and_can_be_extended(app: TestApp) 
 async fn admin_can_list_get_and_disable_sessions(app: TestApp) {
     let email = unique_email("admsess");
     let (id, token) = app.register(&email, PASSWORD).await;
-    let list: Vec<Value> = app
-        .get(&format!("{}/admin/sessions?expand=identity", app.admin))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let list = app.admin_get_list("/admin/sessions?expand=identity").await;
     let mine = list
         .iter()
         .find(|s| s["identity"]["id"] == id.as_str())
         .expect("listed");
     let sid = mine["id"].as_str().unwrap();
-    let got: Value = app
-        .get(&format!("{}/admin/sessions/{sid}", app.admin))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let (_, got) = app.admin_get_json(&format!("/admin/sessions/{sid}")).await;
     assert!(
         got.get("identity").is_none(),
         "identity only with expand=identity"
     );
     assert_eq!(
-        app.http
-            .delete(format!("{}/admin/sessions/{sid}", app.admin))
-            .send()
+        app.admin_delete(&format!("/admin/sessions/{sid}"))
             .await
-            .unwrap()
             .status(),
         StatusCode::NO_CONTENT
     );
     assert_eq!(app.whoami_status(&token).await, StatusCode::UNAUTHORIZED);
-    let got: Value = app
-        .get(&format!("{}/admin/sessions/{sid}", app.admin))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let (_, got) = app.admin_get_json(&format!("/admin/sessions/{sid}")).await;
     assert_eq!(got["active"], false);
     assert_eq!(
-        app.get(&format!(
-            "{}/admin/sessions/{}",
-            app.admin,
-            uuid::Uuid::new_v4()
-        ))
-        .await
-        .status(),
+        app.admin_get(&format!("/admin/sessions/{}", uuid::Uuid::new_v4()))
+            .await
+            .status(),
         StatusCode::NOT_FOUND
     );
     let r = app
         .http
-        .delete(format!(
-            "{}/admin/identities/{}/sessions",
-            app.admin,
+        .delete(app.admin_url(&format!(
+            "/admin/identities/{}/sessions",
             uuid::Uuid::new_v4()
-        ))
+        )))
         .send()
         .await
         .unwrap();

@@ -2,40 +2,29 @@
 
 use crate::helpers::{unique_email, Backend, TestApp, PASSWORD};
 use base64::Engine;
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{json, Map, Value};
 use std::time::Duration;
 
-crate::on_both!(
+crate::on_every_backend!(
     obtain_refresh_verify_and_blacklist,
     reusing_a_rotated_refresh_token_revokes_the_family,
     concurrent_refreshes_of_one_token_succeed_once,
     obtain_refuses_bad_input_and_bad_credentials_alike,
     tokens_breaking_a_rule_are_refused_without_a_500,
+    forged_and_malformed_tokens_are_refused_without_a_500,
     access_tokens_authenticate_whoami_and_tokenize_as_signs_the_session,
     password_change_and_deactivation_revoke_refresh_tokens,
     rotated_keys_keep_verifying_until_their_tokens_expire,
 );
 
-async fn post(app: &TestApp, path: &str, body: Value) -> (StatusCode, Value) {
-    let r = app
-        .http
-        .post(format!("{}{path}", app.public))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status();
-    (status, r.json().await.unwrap_or(Value::Null))
-}
-
 async fn obtain(app: &TestApp, email: &str) -> (String, String) {
-    let (s, b) = post(
-        app,
-        "/api/token/",
-        json!({ "email": email, "password": PASSWORD }),
-    )
-    .await;
+    let (s, b) = app
+        .post_json(
+            "/api/token/",
+            &json!({ "email": email, "password": PASSWORD }),
+        )
+        .await;
     assert_eq!(s, StatusCode::OK, "{b}");
     (
         b["access"].as_str().unwrap().to_string(),
@@ -64,7 +53,9 @@ fn header(token: &str) -> Value {
 }
 
 async fn expect_invalid(app: &TestApp, token: &str, detail: &str) {
-    let (s, b) = post(app, "/api/token/verify/", json!({ "token": token })).await;
+    let (s, b) = app
+        .post_json("/api/token/verify/", &json!({ "token": token }))
+        .await;
     assert_eq!(s, StatusCode::UNAUTHORIZED, "{token}: {b}");
     assert_eq!(b["code"], "token_not_valid", "{b}");
     assert_eq!(b["detail"], detail, "{token}");
@@ -88,12 +79,7 @@ async fn obtain_refresh_verify_and_blacklist(app: TestApp) {
     );
     assert_eq!(header(&access)["alg"], "ES256");
     let kid = header(&access)["kid"].as_str().unwrap().to_string();
-    let jwks: Value = app
-        .get(&format!("{}/.well-known/jwks.json", app.public))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let (_, jwks) = app.get_json("/.well-known/jwks.json").await;
     assert!(jwks["keys"]
         .as_array()
         .unwrap()
@@ -101,26 +87,36 @@ async fn obtain_refresh_verify_and_blacklist(app: TestApp) {
         .any(|k| k["kid"] == kid.as_str() && k["kty"] == "EC" && k.get("d").is_none()));
 
     assert_eq!(
-        post(&app, "/api/token/verify/", json!({ "token": access })).await,
+        app.post_json("/api/token/verify/", &json!({ "token": access }))
+            .await,
         (StatusCode::OK, json!({}))
     );
     assert_eq!(
-        post(&app, "/api/token/verify/", json!({ "token": refresh })).await,
+        app.post_json("/api/token/verify/", &json!({ "token": refresh }))
+            .await,
         (StatusCode::OK, json!({}))
     );
-    let (s, b) = post(&app, "/api/token/refresh/", json!({ "refresh": refresh })).await;
+    let (s, b) = app
+        .post_json("/api/token/refresh/", &json!({ "refresh": refresh }))
+        .await;
     assert_eq!(s, StatusCode::OK, "{b}");
     let rotated = b["refresh"].as_str().unwrap().to_string();
     assert_ne!(rotated, refresh);
     assert_eq!(claims(b["access"].as_str().unwrap())["sid"], c["sid"]);
-    let (s, b) = post(&app, "/api/token/blacklist/", json!({ "refresh": rotated })).await;
+    let (s, b) = app
+        .post_json("/api/token/blacklist/", &json!({ "refresh": rotated }))
+        .await;
     assert_eq!((s, b), (StatusCode::OK, json!({})));
-    let (s, b) = post(&app, "/api/token/refresh/", json!({ "refresh": rotated })).await;
+    let (s, b) = app
+        .post_json("/api/token/refresh/", &json!({ "refresh": rotated }))
+        .await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
     assert_eq!(b["detail"], "Token is blacklisted");
     expect_invalid(&app, &rotated, "Token is blacklisted").await;
     // An access token is never accepted where a refresh token is expected.
-    let (s, b) = post(&app, "/api/token/refresh/", json!({ "refresh": access })).await;
+    let (s, b) = app
+        .post_json("/api/token/refresh/", &json!({ "refresh": access }))
+        .await;
     assert_eq!(
         (s, b["detail"].clone()),
         (StatusCode::UNAUTHORIZED, json!("Token has wrong type"))
@@ -134,30 +130,30 @@ async fn reusing_a_rotated_refresh_token_revokes_the_family(app: TestApp) {
     let email = unique_email("reuse");
     app.register(&email, PASSWORD).await;
     let (access, first) = obtain(&app, &email).await;
-    let (_, b) = post(&app, "/api/token/refresh/", json!({ "refresh": first })).await;
+    let (_, b) = app
+        .post_json("/api/token/refresh/", &json!({ "refresh": first }))
+        .await;
     let second = b["refresh"].as_str().unwrap().to_string();
     // The stolen first token is replayed after the grace window for racing clients.
     app.clock.advance(Duration::from_secs(6));
-    let (s, b) = post(&app, "/api/token/refresh/", json!({ "refresh": first })).await;
+    let (s, b) = app
+        .post_json("/api/token/refresh/", &json!({ "refresh": first }))
+        .await;
     assert_eq!(
         (s, b["code"].clone()),
         (StatusCode::UNAUTHORIZED, json!("token_not_valid"))
     );
-    let (s, _) = post(&app, "/api/token/refresh/", json!({ "refresh": second })).await;
+    let (s, _) = app
+        .post_json("/api/token/refresh/", &json!({ "refresh": second }))
+        .await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
     // …and so does the session behind the family.
-    let r = app
-        .http
-        .get(format!("{}/sessions/whoami", app.public))
-        .bearer_auth(&access)
-        .send()
-        .await
-        .unwrap();
+    let r = app.get_with_bearer("/sessions/whoami", &access).await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     // Another family of the same user is untouched.
     let (_, other) = obtain(&app, &email).await;
     assert_eq!(
-        post(&app, "/api/token/refresh/", json!({ "refresh": other }))
+        app.post_json("/api/token/refresh/", &json!({ "refresh": other }))
             .await
             .0,
         StatusCode::OK
@@ -170,33 +166,33 @@ async fn concurrent_refreshes_of_one_token_succeed_once(app: TestApp) {
     let (_, refresh) = obtain(&app, &email).await;
     let body = json!({ "refresh": refresh });
     let (a, b) = tokio::join!(
-        post(&app, "/api/token/refresh/", body.clone()),
-        post(&app, "/api/token/refresh/", body.clone())
+        app.post_json("/api/token/refresh/", &body),
+        app.post_json("/api/token/refresh/", &body)
     );
     let mut statuses = vec![a.0, b.0];
     statuses.sort();
     assert_eq!(statuses, vec![StatusCode::OK, StatusCode::UNAUTHORIZED]);
     // The race is not treated as theft: the winner's new refresh token keeps working.
     let winner = if a.0 == StatusCode::OK { a.1 } else { b.1 };
-    let (s, _) = post(
-        &app,
-        "/api/token/refresh/",
-        json!({ "refresh": winner["refresh"] }),
-    )
-    .await;
+    let (s, _) = app
+        .post_json(
+            "/api/token/refresh/",
+            &json!({ "refresh": winner["refresh"] }),
+        )
+        .await;
     assert_eq!(s, StatusCode::OK);
 }
 
 async fn obtain_refuses_bad_input_and_bad_credentials_alike(app: TestApp) {
     let email = unique_email("sj");
     let (id, _) = app.register(&email, PASSWORD).await;
-    let (s, b) = post(&app, "/api/token/", json!({})).await;
+    let (s, b) = app.post_json("/api/token/", &json!({})).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     assert_eq!(
         b,
         json!({ "email": ["This field is required."], "password": ["This field is required."] })
     );
-    let (s, b) = post(&app, "/api/token/refresh/", json!({})).await;
+    let (s, b) = app.post_json("/api/token/refresh/", &json!({})).await;
     assert_eq!(
         (s, b),
         (
@@ -204,7 +200,7 @@ async fn obtain_refuses_bad_input_and_bad_credentials_alike(app: TestApp) {
             json!({ "refresh": ["This field is required."] })
         )
     );
-    let (s, b) = post(&app, "/api/token/verify/", json!({})).await;
+    let (s, b) = app.post_json("/api/token/verify/", &json!({})).await;
     assert_eq!(
         (s, b),
         (
@@ -212,18 +208,18 @@ async fn obtain_refuses_bad_input_and_bad_credentials_alike(app: TestApp) {
             json!({ "token": ["This field is required."] })
         )
     );
-    let wrong = post(
-        &app,
-        "/api/token/",
-        json!({ "email": email, "password": "wrong wrong wrong" }),
-    )
-    .await;
-    let unknown = post(
-        &app,
-        "/api/token/",
-        json!({ "email": unique_email("nobody"), "password": "wrong wrong wrong" }),
-    )
-    .await;
+    let wrong = app
+        .post_json(
+            "/api/token/",
+            &json!({ "email": email, "password": "wrong wrong wrong" }),
+        )
+        .await;
+    let unknown = app
+        .post_json(
+            "/api/token/",
+            &json!({ "email": unique_email("nobody"), "password": "wrong wrong wrong" }),
+        )
+        .await;
     assert_eq!(
         wrong,
         (
@@ -234,43 +230,24 @@ async fn obtain_refuses_bad_input_and_bad_credentials_alike(app: TestApp) {
     assert_eq!(wrong, unknown);
     // `username` and form bodies work as with Django REST framework.
     let r = app
-        .http
-        .post(format!("{}/api/token/", app.public))
+        .request(Method::POST, "/api/token/")
         .form(&[("username", email.as_str()), ("password", PASSWORD)])
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    let r = app
-        .http
-        .post(format!("{}/api/token/", app.public))
-        .header("content-type", "text/plain")
-        .body("x")
-        .send()
-        .await
-        .unwrap();
+    let r = app.post_raw("/api/token/", "text/plain", "x").await;
     assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
     let r = app
-        .http
-        .post(format!("{}/api/token/", app.public))
-        .header("content-type", "application/json")
-        .body("{nope")
-        .send()
-        .await
-        .unwrap();
+        .post_raw("/api/token/", "application/json", "{nope")
+        .await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     // An inactive identity cannot obtain tokens.
-    app.http
-        .patch(format!("{}/admin/identities/{id}", app.admin))
-        .json(&json!([{ "op": "replace", "path": "/state", "value": "inactive" }]))
-        .send()
-        .await
-        .unwrap();
+    app.deactivate(&id).await;
     assert_eq!(
-        post(
-            &app,
+        app.post_json(
             "/api/token/",
-            json!({ "email": email, "password": PASSWORD })
+            &json!({ "email": email, "password": PASSWORD })
         )
         .await,
         wrong
@@ -354,21 +331,22 @@ async fn tokens_breaking_a_rule_are_refused_without_a_500(app: TestApp) {
         }))
         .await,
     ] {
-        let r = app
-            .http
-            .get(format!("{}/sessions/whoami", app.public))
-            .bearer_auth(&bad)
-            .send()
-            .await
-            .unwrap();
+        let r = app.get_with_bearer("/sessions/whoami", &bad).await;
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     }
-    let (s, b) = post(&app, "/api/token/refresh/", json!({ "refresh": t(signed(&|c| { c.insert("token_type".into(), json!("refresh")); })).await })).await;
+    let (s, b) = app.post_json("/api/token/refresh/", &json!({ "refresh": t(signed(&|c| { c.insert("token_type".into(), json!("refresh")); })).await })).await;
     assert_eq!(
         (s, b["detail"].clone()),
         (StatusCode::UNAUTHORIZED, json!("Token is invalid")),
         "a refresh token we never issued"
     );
+}
+
+async fn forged_and_malformed_tokens_are_refused_without_a_500(app: TestApp) {
+    let email = unique_email("forged");
+    app.register(&email, PASSWORD).await;
+    let (access, _) = obtain(&app, &email).await;
+    let good = claims(&access);
     let b64 = |v: &Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
     let parts: Vec<&str> = access.split('.').collect();
     let kid = header(&access)["kid"].clone();
@@ -379,12 +357,7 @@ async fn tokens_breaking_a_rule_are_refused_without_a_500(app: TestApp) {
         parts[1]
     );
     expect_invalid(&app, &none, "Token is invalid").await;
-    let jwks: Value = app
-        .get(&format!("{}/.well-known/jwks.json", app.public))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let (_, jwks) = app.get_json("/.well-known/jwks.json").await;
     let public_jwk = jwks["keys"][0].to_string();
     let confused = jsonwebtoken::encode(
         &jsonwebtoken::Header {
@@ -417,7 +390,9 @@ async fn tokens_breaking_a_rule_are_refused_without_a_500(app: TestApp) {
         "eyJ.eyJ.x",
         "",
     ] {
-        let (s, _) = post(&app, "/api/token/verify/", json!({ "token": garbage })).await;
+        let (s, _) = app
+            .post_json("/api/token/verify/", &json!({ "token": garbage }))
+            .await;
         assert!(
             s == StatusCode::UNAUTHORIZED || (garbage.is_empty() && s == StatusCode::BAD_REQUEST),
             "{garbage}: {s}"
@@ -427,7 +402,8 @@ async fn tokens_breaking_a_rule_are_refused_without_a_500(app: TestApp) {
 
 async fn expect_ok(app: &TestApp, token: &str) {
     assert_eq!(
-        post(app, "/api/token/verify/", json!({ "token": token })).await,
+        app.post_json("/api/token/verify/", &json!({ "token": token }))
+            .await,
         (StatusCode::OK, json!({}))
     );
 }
@@ -436,52 +412,25 @@ async fn access_tokens_authenticate_whoami_and_tokenize_as_signs_the_session(app
     let email = unique_email("whoami");
     let (id, _) = app.register(&email, PASSWORD).await;
     let (access, refresh) = obtain(&app, &email).await;
-    let r = app
-        .http
-        .get(format!("{}/sessions/whoami", app.public))
-        .bearer_auth(&access)
-        .send()
-        .await
-        .unwrap();
+    let r = app.get_with_bearer("/sessions/whoami", &access).await;
     assert_eq!(r.status(), StatusCode::OK);
     let s: Value = r.json().await.unwrap();
     assert_eq!(s["identity"]["id"], id.as_str());
     assert_eq!(s["id"], claims(&access)["sid"]);
-    let r = app
-        .get(&format!("{}/sessions/whoami?tokenize_as=nope", app.public))
-        .await;
+    let r = app.get("/sessions/whoami?tokenize_as=nope").await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     let r = app
-        .http
-        .get(format!("{}/sessions/whoami?tokenize_as=nope", app.public))
-        .bearer_auth(&access)
-        .send()
-        .await
-        .unwrap();
+        .get_with_bearer("/sessions/whoami?tokenize_as=nope", &access)
+        .await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST, "an unknown template");
     // Blacklisting the refresh token does not end the session; logging out does.
-    post(&app, "/api/token/blacklist/", json!({ "refresh": refresh })).await;
-    let r = app
-        .http
-        .get(format!("{}/sessions/whoami", app.public))
-        .bearer_auth(&access)
-        .send()
-        .await
-        .unwrap();
+    app.post_json("/api/token/blacklist/", &json!({ "refresh": refresh }))
+        .await;
+    let r = app.get_with_bearer("/sessions/whoami", &access).await;
     assert_eq!(r.status(), StatusCode::OK);
     let sid = claims(&access)["sid"].as_str().unwrap().to_string();
-    app.http
-        .delete(format!("{}/admin/sessions/{sid}", app.admin))
-        .send()
-        .await
-        .unwrap();
-    let r = app
-        .http
-        .get(format!("{}/sessions/whoami", app.public))
-        .bearer_auth(&access)
-        .send()
-        .await
-        .unwrap();
+    app.admin_delete(&format!("/admin/sessions/{sid}")).await;
+    let r = app.get_with_bearer("/sessions/whoami", &access).await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
 
     let tpl = TestApp::spawn_with(Backend::Sqlite, |c| {
@@ -495,15 +444,9 @@ async fn access_tokens_authenticate_whoami_and_tokenize_as_signs_the_session(app
     })
     .await;
     let (id, token) = tpl.register(&email, PASSWORD).await;
-    let s: Value = tpl
-        .get_with_token(
-            &format!("{}/sessions/whoami?tokenize_as=api", tpl.public),
-            &token,
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+    let (_, s) = tpl
+        .get_json_with_token("/sessions/whoami?tokenize_as=api", &token)
+        .await;
     let jwt = s["tokenized"].as_str().unwrap();
     let c = claims(jwt);
     assert_eq!(c["sub"], id.as_str());
@@ -522,15 +465,9 @@ async fn password_change_and_deactivation_revoke_refresh_tokens(app: TestApp) {
     let email = unique_email("pwchange");
     let (id, session) = app.register(&email, PASSWORD).await;
     let (_, refresh) = obtain(&app, &email).await;
-    let flow: Value = app
-        .get_with_token(
-            &format!("{}/self-service/settings/api", app.public),
-            &session,
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+    let (_, flow) = app
+        .get_json_with_token("/self-service/settings/api", &session)
+        .await;
     let r = app
         .submit(
             "settings",
@@ -541,27 +478,22 @@ async fn password_change_and_deactivation_revoke_refresh_tokens(app: TestApp) {
         .await;
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(
-        post(&app, "/api/token/refresh/", json!({ "refresh": refresh }))
+        app.post_json("/api/token/refresh/", &json!({ "refresh": refresh }))
             .await
             .0,
         StatusCode::UNAUTHORIZED
     );
-    let (s, b) = post(
-        &app,
-        "/api/token/",
-        json!({ "email": email, "password": "brand new secret words" }),
-    )
-    .await;
+    let (s, b) = app
+        .post_json(
+            "/api/token/",
+            &json!({ "email": email, "password": "brand new secret words" }),
+        )
+        .await;
     assert_eq!(s, StatusCode::OK);
     let refresh = b["refresh"].as_str().unwrap().to_string();
-    app.http
-        .patch(format!("{}/admin/identities/{id}", app.admin))
-        .json(&json!([{ "op": "replace", "path": "/state", "value": "inactive" }]))
-        .send()
-        .await
-        .unwrap();
+    app.deactivate(&id).await;
     assert_eq!(
-        post(&app, "/api/token/refresh/", json!({ "refresh": refresh }))
+        app.post_json("/api/token/refresh/", &json!({ "refresh": refresh }))
             .await
             .0,
         StatusCode::UNAUTHORIZED
@@ -572,7 +504,7 @@ async fn rotated_keys_keep_verifying_until_their_tokens_expire(app: TestApp) {
     let email = unique_email("rotate");
     app.register(&email, PASSWORD).await;
     let (before, _) = obtain(&app, &email).await;
-    let jwks_url = format!("{}/.well-known/jwks.json", app.public);
+    let jwks_url = app.url("/.well-known/jwks.json");
     let kids = |jwks: &Value| -> Vec<String> {
         let mut k: Vec<String> = jwks["keys"]
             .as_array()
@@ -583,10 +515,9 @@ async fn rotated_keys_keep_verifying_until_their_tokens_expire(app: TestApp) {
         k.sort();
         k
     };
-    let published: Value = app.get(&jwks_url).await.json().await.unwrap();
+    let (_, published) = app.get_json(&jwks_url).await;
     let r: Value = app
-        .http
-        .post(format!("{}/admin/keys/rotate", app.admin))
+        .admin_request(Method::POST, "/admin/keys/rotate")
         .send()
         .await
         .unwrap()
@@ -603,14 +534,9 @@ async fn rotated_keys_keep_verifying_until_their_tokens_expire(app: TestApp) {
     assert_ne!(header(&before)["kid"], header(&after)["kid"]);
     expect_ok(&app, &before).await;
     expect_ok(&app, &after).await;
-    let jwks: Value = app.get(&jwks_url).await.json().await.unwrap();
+    let (_, jwks) = app.get_json(&jwks_url).await;
     assert_eq!(kids(&jwks).len(), 3, "retired, current and the next key");
-    let keys: Vec<Value> = app
-        .get(&format!("{}/admin/keys", app.admin))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let keys = app.admin_get_list("/admin/keys").await;
     for state in ["current", "retired", "next"] {
         assert_eq!(
             keys.iter().filter(|k| k["state"] == state).count(),
@@ -629,7 +555,7 @@ async fn rotated_keys_keep_verifying_until_their_tokens_expire(app: TestApp) {
         .reload_ring(app.state.core.now())
         .await
         .unwrap();
-    let jwks: Value = app.get(&jwks_url).await.json().await.unwrap();
+    let (_, jwks) = app.get_json(&jwks_url).await;
     let mut expected = vec![new_kid, next_kid];
     expected.sort();
     assert_eq!(kids(&jwks), expected);
@@ -654,12 +580,7 @@ async fn each_algorithm_publishes_its_key_and_hs256_publishes_none() {
         assert_eq!(header(&access)["alg"], alg);
         assert_eq!(claims(&access)["aud"], "my-api");
         expect_ok(&app, &access).await;
-        let jwks: Value = app
-            .get(&format!("{}/.well-known/jwks.json", app.public))
-            .await
-            .json()
-            .await
-            .unwrap();
+        let (_, jwks) = app.get_json("/.well-known/jwks.json").await;
         match kty {
             Some(k) => assert_eq!(jwks["keys"][0]["kty"], k),
             None => assert_eq!(
@@ -691,8 +612,7 @@ async fn cookie_mode_sets_reads_and_clears_http_only_cookies() {
     let email = unique_email("cookie");
     app.register(&email, PASSWORD).await;
     let r = app
-        .http
-        .post(format!("{}/api/token/", app.public))
+        .request(Method::POST, "/api/token/")
         .json(&json!({ "email": email, "password": PASSWORD }))
         .send()
         .await
@@ -716,8 +636,7 @@ async fn cookie_mode_sets_reads_and_clears_http_only_cookies() {
         .unwrap()
         .to_string();
     let r = app
-        .http
-        .post(format!("{}/api/token/refresh/", app.public))
+        .request(Method::POST, "/api/token/refresh/")
         .header("cookie", &refresh)
         .json(&json!({}))
         .send()
@@ -733,8 +652,7 @@ async fn cookie_mode_sets_reads_and_clears_http_only_cookies() {
         .unwrap();
     let rotated = rotated.split(';').next().unwrap().to_string();
     let r = app
-        .http
-        .post(format!("{}/api/token/logout/", app.public))
+        .request(Method::POST, "/api/token/logout/")
         .header("cookie", &rotated)
         .json(&json!({}))
         .send()
@@ -752,8 +670,7 @@ async fn cookie_mode_sets_reads_and_clears_http_only_cookies() {
         "{cleared:?}"
     );
     let r = app
-        .http
-        .post(format!("{}/api/token/refresh/", app.public))
+        .request(Method::POST, "/api/token/refresh/")
         .header("cookie", &rotated)
         .json(&json!({}))
         .send()
@@ -788,12 +705,7 @@ async fn keys_rotate_on_schedule_and_token_paths_are_configurable() {
         .kid
         .clone();
     assert_ne!(rotated, before);
-    let keys: Vec<Value> = app
-        .get(&format!("{}/admin/keys", app.admin))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let keys = app.admin_get_list("/admin/keys").await;
     assert_eq!(
         keys.iter().filter(|k| k["state"] == "retired").count(),
         1,
@@ -806,22 +718,21 @@ async fn keys_rotate_on_schedule_and_token_paths_are_configurable() {
     );
     let email = unique_email("paths");
     app.register(&email, PASSWORD).await;
-    let (s, b) = post(
-        &app,
-        "/auth/jwt/create/",
-        json!({ "email": email, "password": PASSWORD }),
-    )
-    .await;
+    let (s, b) = app
+        .post_json(
+            "/auth/jwt/create/",
+            &json!({ "email": email, "password": PASSWORD }),
+        )
+        .await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(
         header(b["access"].as_str().unwrap())["kid"],
         rotated.as_str()
     );
     assert_eq!(
-        post(
-            &app,
+        app.post_json(
             "/api/token/",
-            json!({ "email": email, "password": PASSWORD })
+            &json!({ "email": email, "password": PASSWORD })
         )
         .await
         .0,
@@ -835,28 +746,32 @@ async fn a_rotated_token_replayed_after_the_grace_window_revokes_the_family() {
     let email = unique_email("grace");
     app.register(&email, PASSWORD).await;
     let (_, first) = obtain(&app, &email).await;
-    let (_, b) = post(&app, "/api/token/refresh/", json!({ "refresh": first })).await;
+    let (_, b) = app
+        .post_json("/api/token/refresh/", &json!({ "refresh": first }))
+        .await;
     let second = b["refresh"].as_str().unwrap().to_string();
     // Within the grace window the replay is refused but the family lives on…
     assert_eq!(
-        post(&app, "/api/token/refresh/", json!({ "refresh": first }))
+        app.post_json("/api/token/refresh/", &json!({ "refresh": first }))
             .await
             .0,
         StatusCode::UNAUTHORIZED
     );
-    let (s, b) = post(&app, "/api/token/refresh/", json!({ "refresh": second })).await;
+    let (s, b) = app
+        .post_json("/api/token/refresh/", &json!({ "refresh": second }))
+        .await;
     assert_eq!(s, StatusCode::OK);
     let third = b["refresh"].as_str().unwrap().to_string();
     // …after it, a replay revokes the family.
     app.clock.advance(Duration::from_secs(6));
     assert_eq!(
-        post(&app, "/api/token/refresh/", json!({ "refresh": second }))
+        app.post_json("/api/token/refresh/", &json!({ "refresh": second }))
             .await
             .0,
         StatusCode::UNAUTHORIZED
     );
     assert_eq!(
-        post(&app, "/api/token/refresh/", json!({ "refresh": third }))
+        app.post_json("/api/token/refresh/", &json!({ "refresh": third }))
             .await
             .0,
         StatusCode::UNAUTHORIZED

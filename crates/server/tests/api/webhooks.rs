@@ -3,13 +3,13 @@
 use crate::helpers::{unique_email, TestApp, PASSWORD};
 use axum::body::Bytes;
 use axum::http::HeaderMap;
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-crate::on_both!(
+crate::on_every_backend!(
     every_change_reaches_the_receiver_signed_and_in_order,
     failures_are_retried_on_schedule_and_logged,
     a_410_disables_the_endpoint,
@@ -69,7 +69,7 @@ impl Receiver {
 async fn endpoint(app: &TestApp, url: &str, body: Value) -> Value {
     let mut b = body;
     b["url"] = json!(url);
-    let r = app.post(&format!("{}/admin/webhooks", app.admin), &b).await;
+    let r = app.admin_post("/admin/webhooks", &b).await;
     assert_eq!(r.status(), StatusCode::CREATED);
     r.json().await.unwrap()
 }
@@ -98,17 +98,12 @@ async fn every_change_reaches_the_receiver_signed_and_in_order(app: TestApp) {
     assert!(secret.starts_with("whsec_"));
     let email = unique_email("hooks");
     let (id, _) = app.register(&email, PASSWORD).await;
-    app.http
-        .patch(format!("{}/admin/identities/{id}", app.admin))
-        .json(&json!([{ "op": "add", "path": "/metadata_public", "value": { "plan": "pro" } }]))
-        .send()
-        .await
-        .unwrap();
-    app.http
-        .delete(format!("{}/admin/identities/{id}", app.admin))
-        .send()
-        .await
-        .unwrap();
+    app.admin_patch(
+        &format!("/admin/identities/{id}"),
+        &json!([{ "op": "add", "path": "/metadata_public", "value": { "plan": "pro" } }]),
+    )
+    .await;
+    app.admin_delete(&format!("/admin/identities/{id}")).await;
     let got = rx.wait_for(5).await;
     let types: Vec<&str> = got.iter().map(|b| b["type"].as_str().unwrap()).collect();
     assert_eq!(
@@ -186,11 +181,10 @@ async fn failures_are_retried_on_schedule_and_logged(app: TestApp) {
     app.clock.advance(Duration::from_secs(331));
     assert_eq!(rx.wait_for(1).await.len(), 1);
     // The receiver has the body before the server has recorded the answer: wait for the log.
-    let attempts_url = format!(
-        "{}/admin/webhooks/{}/attempts",
-        app.admin,
+    let attempts_url = app.admin_url(&format!(
+        "/admin/webhooks/{}/attempts",
         ep["id"].as_str().unwrap()
-    );
+    ));
     let mut attempts: Vec<Value> = vec![];
     for _ in 0..50 {
         attempts = app.get(&attempts_url).await.json().await.unwrap();
@@ -208,16 +202,9 @@ async fn failures_are_retried_on_schedule_and_logged(app: TestApp) {
     assert!(attempts
         .iter()
         .all(|a| a["latency_ms"].is_i64() && a["attempted_at"].is_string()));
-    let state: Value = app
-        .get(&format!(
-            "{}/admin/webhooks/{}",
-            app.admin,
-            ep["id"].as_str().unwrap()
-        ))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let (_, state) = app
+        .get_json(&app.admin_url(&format!("/admin/webhooks/{}", ep["id"].as_str().unwrap())))
+        .await;
     assert_eq!(state["failing_since"], Value::Null, "recovered");
 }
 
@@ -230,7 +217,7 @@ async fn a_410_disables_the_endpoint(app: TestApp) {
     let mut state = Value::Null;
     for _ in 0..100 {
         state = app
-            .get(&format!("{}/admin/webhooks/{id}", app.admin))
+            .admin_get(&format!("/admin/webhooks/{id}"))
             .await
             .json()
             .await
@@ -252,15 +239,12 @@ async fn rotated_secrets_sign_twice_and_messages_can_be_resent_and_replayed(app:
     let ep = endpoint(&app, &url, json!({ "events": ["user.created"] })).await;
     let id = ep["id"].as_str().unwrap().to_string();
     let old = ep["secret"].as_str().unwrap().to_string();
-    let rotated: Value = app
-        .post(
-            &format!("{}/admin/webhooks/{id}/secret/rotate", app.admin),
+    let (_, rotated) = app
+        .admin_post_json(
+            &format!("/admin/webhooks/{id}/secret/rotate"),
             &json!({ "overlap_seconds": 3600 }),
         )
-        .await
-        .json()
-        .await
-        .unwrap();
+        .await;
     let new = rotated["secret"].as_str().unwrap().to_string();
     assert_ne!(old, new);
     app.register(&unique_email("rot"), PASSWORD).await;
@@ -277,11 +261,10 @@ async fn rotated_secrets_sign_twice_and_messages_can_be_resent_and_replayed(app:
     assert!(verify(&old, &headers, &body) && verify(&new, &headers, &body));
     let msg = headers["webhook-id"].to_str().unwrap().to_string();
     let r = app
-        .http
-        .post(format!(
-            "{}/admin/webhooks/{id}/messages/{msg}/resend",
-            app.admin
-        ))
+        .admin_request(
+            Method::POST,
+            &format!("/admin/webhooks/{id}/messages/{msg}/resend"),
+        )
         .send()
         .await
         .unwrap();
@@ -295,23 +278,19 @@ async fn rotated_secrets_sign_twice_and_messages_can_be_resent_and_replayed(app:
     );
     let since =
         portcullis_core::identity::rfc3339(app.state.core.now() - Duration::from_secs(3600));
-    let replayed: Value = app
-        .post(
-            &format!("{}/admin/webhooks/{id}/replay", app.admin),
+    let (_, replayed) = app
+        .admin_post_json(
+            &format!("/admin/webhooks/{id}/replay"),
             &json!({ "since": since }),
         )
-        .await
-        .json()
-        .await
-        .unwrap();
+        .await;
     assert!(replayed["queued"].as_u64().unwrap() >= 1);
     assert!(rx.wait_for(3).await.len() >= 3);
     let r = app
-        .http
-        .post(format!(
-            "{}/admin/webhooks/{id}/messages/msg_nope/resend",
-            app.admin
-        ))
+        .admin_request(
+            Method::POST,
+            &format!("/admin/webhooks/{id}/messages/msg_nope/resend"),
+        )
         .send()
         .await
         .unwrap();
@@ -319,7 +298,7 @@ async fn rotated_secrets_sign_twice_and_messages_can_be_resent_and_replayed(app:
 }
 
 async fn endpoint_admin_refuses_bad_input(app: TestApp) {
-    let hooks = format!("{}/admin/webhooks", app.admin);
+    let hooks = app.admin_url("/admin/webhooks");
     for bad in [
         json!({}),
         json!({ "url": "not a url" }),
@@ -349,16 +328,11 @@ async fn endpoint_admin_refuses_bad_input(app: TestApp) {
         (patched["enabled"].clone(), patched["events"].clone()),
         (json!(false), json!(["user.deleted"]))
     );
-    let list: Vec<Value> = app.get(&hooks).await.json().await.unwrap();
+    let list = app.get_list(&hooks).await;
     assert!(list
         .iter()
         .any(|e| e["id"] == id && e.get("secret").is_none()));
-    let s: Value = app
-        .get(&format!("{hooks}/{id}/secret"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let (_, s) = app.get_json(&format!("{hooks}/{id}/secret")).await;
     assert_eq!(s["secret"], ep["secret"]);
     assert_eq!(
         app.http
@@ -399,12 +373,7 @@ async fn endpoints_declared_in_the_configuration_are_kept_in_step() {
     let mut changed = declared;
     changed.events = vec!["user.created".into(), "user.deleted".into()];
     let again = TestApp::spawn_on(&dsn, move |c| c.webhooks.endpoints = vec![changed]).await;
-    let list: Vec<Value> = again
-        .get(&format!("{}/admin/webhooks", again.admin))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let list = again.admin_get_list("/admin/webhooks").await;
     assert_eq!(list.len(), 1);
     assert_eq!(list[0]["id"], "ep_config");
     assert_eq!(list[0]["events"], json!(["user.created", "user.deleted"]));
@@ -422,7 +391,7 @@ async fn an_endpoint_failing_for_five_days_is_disabled() {
     let id = ep["id"].as_str().unwrap().to_string();
     app.register(&unique_email("flaky"), PASSWORD).await;
     let state = |app: &TestApp| {
-        let url = format!("{}/admin/webhooks/{id}", app.admin);
+        let url = app.admin_url(&format!("/admin/webhooks/{id}"));
         let http = app.http.clone();
         async move {
             http.get(url)

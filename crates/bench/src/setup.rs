@@ -1,0 +1,407 @@
+//! Everything around the measurements: the processes (the `portcullis` binary and the hello
+//! baseline server), the accounts and tokens the scenarios use, and the steps a scenario needs
+//! before or after it runs (measuring raw Argon2id, adding webhook endpoints, switching to
+//! PostgreSQL).
+
+use crate::load::Conn;
+use crate::report::Delivery;
+use anyhow::{anyhow, bail, Context, Result};
+use bytes::Bytes;
+use hyper::Method;
+use serde_json::{json, Value};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The password of every benchmark account.
+pub const PASSWORD: &str = "benchmark pass phrase";
+/// Connections (and accounts, `login{n}@bench.example`) for the Argon2-bound scenarios.
+pub const LOGIN_WORKERS: usize = 8;
+
+/// The baseline: the smallest useful handler on the same stack (tokio + hyper + axum).
+/// Also the webhook receiver: `POST /hook` counts, `GET /count` tells.
+pub async fn hello_server(port: String) -> Result<()> {
+    let count = Arc::new(AtomicU64::new(0));
+    let (c1, c2) = (count.clone(), count);
+    let app = axum::Router::new()
+        .route("/hello", axum::routing::get(|| async { "hello" }))
+        .route(
+            "/hook",
+            axum::routing::post(move || {
+                c1.fetch_add(1, Ordering::Relaxed);
+                async { "ok" }
+            }),
+        )
+        .route(
+            "/count",
+            axum::routing::get(move || async move { c2.load(Ordering::Relaxed).to_string() }),
+        );
+    let l = tokio::net::TcpListener::bind(format!("127.0.0.1:{port}")).await?;
+    axum::serve(l, app).await?;
+    Ok(())
+}
+
+pub fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// A child process, killed when dropped.
+pub struct Proc(pub Child);
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub async fn wait_ready(url: &str) -> Result<()> {
+    for _ in 0..200 {
+        if let Ok(mut c) = Conn::open(url).await {
+            if let Ok((200, _)) = c.call(Method::GET, "/health/ready", None, &[]).await {
+                return Ok(());
+            }
+            if let Ok((200, _)) = c.call(Method::GET, "/hello", None, &[]).await {
+                return Ok(());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bail!("{url} did not become ready")
+}
+
+/// Starts `portcullis serve --dev` on `dsn` with a tokenizer template for the benchmark.
+pub fn start_server(bin: &str, dsn: &str) -> Result<(Proc, String, String)> {
+    let (pp, ap) = (free_port()?, free_port()?);
+    let child = Command::new(bin)
+        .args(["serve", "--dev"])
+        .env("PORTCULLIS_DSN", dsn)
+        .env("PORTCULLIS_SERVE_PUBLIC_PORT", pp.to_string())
+        .env("PORTCULLIS_SERVE_ADMIN_PORT", ap.to_string())
+        .env("PORTCULLIS_LOG_LEVEL", "warn")
+        .env(
+            "PORTCULLIS_SESSION_WHOAMI_TOKENIZER_TEMPLATES",
+            r#"{"bench":{"ttl":"5m","claims":{"email":"identity.traits.email"}}}"#,
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| {
+            format!("cannot start {bin} (build it with `cargo build --release -p portcullis`)")
+        })?;
+    Ok((
+        Proc(child),
+        format!("http://127.0.0.1:{pp}"),
+        format!("http://127.0.0.1:{ap}"),
+    ))
+}
+
+pub async fn register(c: &mut Conn, email: &str, password: &str) -> Result<Value> {
+    let flow = c
+        .json(Method::GET, "/self-service/registration/api", None, &[])
+        .await?;
+    let id = flow["id"].as_str().ok_or_else(|| anyhow!("no flow id"))?;
+    let body = json!({ "method": "password", "password": password, "traits": { "email": email } });
+    c.json(
+        Method::POST,
+        &format!("/self-service/registration?flow={id}"),
+        Some(&body),
+        &[],
+    )
+    .await
+}
+
+pub async fn login(c: &mut Conn, email: &str, password: &str) -> Result<Value> {
+    let flow = c
+        .json(Method::GET, "/self-service/login/api", None, &[])
+        .await?;
+    let id = flow["id"].as_str().ok_or_else(|| anyhow!("no flow id"))?;
+    let body = json!({ "method": "password", "identifier": email, "password": password });
+    c.json(
+        Method::POST,
+        &format!("/self-service/login?flow={id}"),
+        Some(&body),
+        &[],
+    )
+    .await
+}
+
+/// Argon2id hashes per second using every core, at the server's parameters.
+pub fn raw_argon2_rate(secs: f64) -> f64 {
+    use argon2::password_hash::{PasswordHasher, SaltString};
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let stop = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let handles: Vec<_> = (0..threads)
+        .map(|_| {
+            let (stop, count) = (stop.clone(), count.clone());
+            std::thread::spawn(move || {
+                let params = argon2::Params::new(19 * 1024, 2, 1, None).unwrap_or_default();
+                let a = argon2::Argon2::new(
+                    argon2::Algorithm::Argon2id,
+                    argon2::Version::V0x13,
+                    params,
+                );
+                let salt = SaltString::from_b64("c2FsdHNhbHRzYWx0c2FsdA").unwrap_or_else(|_| {
+                    SaltString::generate(&mut argon2::password_hash::rand_core::OsRng)
+                });
+                while !stop.load(Ordering::Relaxed) {
+                    let _ = a.hash_password(b"benchmark password", &salt);
+                    count.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs_f64(secs));
+    stop.store(true, Ordering::Relaxed);
+    for h in handles {
+        let _ = h.join();
+    }
+    count.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
+}
+
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// Values the scenarios' requests are made of, filled in by the steps that need the server.
+#[derive(Default)]
+pub struct Fixtures {
+    /// A session token of `whoami@bench.example`.
+    pub session_token: String,
+    /// An access token of `login0@bench.example` (step [`Step::ObtainAccessToken`]).
+    pub access_token: String,
+    /// A browser login flow and the CSRF cookie it set (step [`Step::StartBrowserFlow`]).
+    pub browser_flow: String,
+    pub csrf_cookie: String,
+}
+
+/// What a scenario needs done just before (or just after) its measurement.
+#[derive(Clone, Copy)]
+pub enum Step {
+    /// Measures raw Argon2id on every core, the baseline of the password scenarios.
+    MeasureArgon,
+    ObtainAccessToken,
+    StartBrowserFlow,
+    /// Adds two webhook endpoints (Clerk format) pointing at the hello server's `/hook`.
+    AddWebhookEndpoints,
+    /// Waits for the burst's deliveries, then replays them and times the drain.
+    DrainWebhooks,
+    /// Stops the SQLite server and starts one on a throwaway PostgreSQL cluster.
+    SwitchToPostgres,
+}
+
+/// Webhook endpoints added before the burst, and the counts to compare after it.
+struct Hooks {
+    admin: Conn,
+    receiver: Conn,
+    endpoint_ids: Vec<String>,
+    since: String,
+    before: u64,
+}
+
+/// The running servers and what the steps measured or made.
+pub struct Bench {
+    pub bin: String,
+    pub secs: f64,
+    pub hello: String,
+    pub public: String,
+    pub admin: String,
+    pub server: Option<Proc>,
+    pub fixtures: Fixtures,
+    pub argon: f64,
+    pub delivery: Delivery,
+    hooks: Option<Hooks>,
+}
+
+impl Bench {
+    pub fn new(
+        bin: String,
+        secs: f64,
+        hello: String,
+        server: Proc,
+        public: String,
+        admin: String,
+    ) -> Bench {
+        Bench {
+            bin,
+            secs,
+            hello,
+            public,
+            admin,
+            server: Some(server),
+            fixtures: Fixtures::default(),
+            argon: 0.0,
+            delivery: Delivery::default(),
+            hooks: None,
+        }
+    }
+
+    /// One account per login worker and a session to check.
+    pub async fn seed(&mut self) -> Result<()> {
+        let mut c = Conn::open(&self.public).await?;
+        let reg = register(&mut c, "whoami@bench.example", PASSWORD).await?;
+        self.fixtures.session_token = reg["session_token"]
+            .as_str()
+            .ok_or_else(|| anyhow!("no session token"))?
+            .to_string();
+        for n in 0..LOGIN_WORKERS {
+            register(&mut c, &format!("login{n}@bench.example"), PASSWORD).await?;
+        }
+        Ok(())
+    }
+
+    /// Runs `step`; `measured` is the rate of the scenario it follows, if any.
+    pub async fn run(&mut self, step: Step, measured: Option<f64>) -> Result<()> {
+        match step {
+            Step::MeasureArgon => {
+                eprintln!("measuring: raw Argon2id rate (m=19MiB, t=2, p=1)");
+                let secs = self.secs;
+                self.argon = tokio::task::spawn_blocking(move || raw_argon2_rate(secs)).await?;
+            }
+            Step::ObtainAccessToken => {
+                let mut c = Conn::open(&self.public).await?;
+                let pair = c
+                    .json(
+                        Method::POST,
+                        "/api/token/",
+                        Some(&json!({ "email": "login0@bench.example", "password": PASSWORD })),
+                        &[],
+                    )
+                    .await?;
+                self.fixtures.access_token = pair["access"]
+                    .as_str()
+                    .ok_or_else(|| anyhow!("no access token"))?
+                    .to_string();
+            }
+            Step::StartBrowserFlow => {
+                let mut c = Conn::open(&self.public).await?;
+                let (_, headers, body) = c
+                    .call_full(Method::GET, "/self-service/login/browser", None, &[])
+                    .await?;
+                self.fixtures.browser_flow = serde_json::from_slice::<Value>(&body)?["id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+                self.fixtures.csrf_cookie = headers
+                    .get("set-cookie")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.split(';').next())
+                    .unwrap_or_default()
+                    .to_string();
+            }
+            Step::AddWebhookEndpoints => self.add_webhook_endpoints().await?,
+            Step::DrainWebhooks => self.drain_webhooks(measured.unwrap_or(0.0)).await?,
+            Step::SwitchToPostgres => {
+                self.server = None; // stops the SQLite server
+                let pg = portcullis_store::testing::fresh_postgres_database().await;
+                let (server, public, admin) = start_server(&self.bin, &pg)?;
+                wait_ready(&public).await?;
+                let mut c = Conn::open(&public).await?;
+                register(&mut c, "refresh@bench.example", PASSWORD).await?;
+                (self.server, self.public, self.admin) = (Some(server), public, admin);
+            }
+        }
+        Ok(())
+    }
+
+    async fn add_webhook_endpoints(&mut self) -> Result<()> {
+        let mut admin = Conn::open(&self.admin).await?;
+        let mut endpoint_ids = vec![];
+        for _ in 0..2 {
+            let ep = admin
+                .json(
+                    Method::POST,
+                    "/admin/webhooks",
+                    Some(&json!({ "url": format!("{}/hook", self.hello), "format": "clerk" })),
+                    &[],
+                )
+                .await?;
+            endpoint_ids.push(ep["id"].as_str().unwrap_or_default().to_string());
+        }
+        let since = (time::OffsetDateTime::now_utc() - Duration::from_secs(1))
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        let mut receiver = Conn::open(&self.hello).await?;
+        let before = delivered(&mut receiver).await?;
+        self.hooks = Some(Hooks {
+            admin,
+            receiver,
+            endpoint_ids,
+            since,
+            before,
+        });
+        Ok(())
+    }
+
+    /// `rate` is the registration rate of the burst.
+    async fn drain_webhooks(&mut self, rate: f64) -> Result<()> {
+        let Some(mut h) = self.hooks.take() else {
+            bail!("no webhook endpoints were added");
+        };
+        // Each registration emits user.created and session.created, to each of the two endpoints.
+        let expected = h.before + (rate * self.secs).round() as u64 * 4;
+        let mut arrived = h.before;
+        for _ in 0..600 {
+            arrived = delivered(&mut h.receiver).await?;
+            if arrived >= expected {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // Throughput: queue every event of the burst again for both endpoints and time the drain.
+        let start_count = delivered(&mut h.receiver).await?;
+        let mut queued = 0;
+        let drain_started = Instant::now();
+        for id in &h.endpoint_ids {
+            let r = h
+                .admin
+                .json(
+                    Method::POST,
+                    &format!("/admin/webhooks/{id}/replay"),
+                    Some(&json!({ "since": h.since })),
+                    &[],
+                )
+                .await?;
+            queued += r["queued"].as_u64().unwrap_or(0);
+        }
+        let mut drained = start_count;
+        for _ in 0..1200 {
+            drained = delivered(&mut h.receiver).await?;
+            if drained >= start_count + queued {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        self.delivery.rate = (drained - start_count) as f64 / drain_started.elapsed().as_secs_f64();
+        self.delivery.queued = queued;
+        self.delivery.arrived = arrived - h.before;
+        self.delivery.expected = expected - h.before;
+        Ok(())
+    }
+}
+
+/// How many webhook messages the hello server has received.
+async fn delivered(receiver: &mut Conn) -> Result<u64> {
+    let count = |b: Bytes| {
+        String::from_utf8_lossy(&b)
+            .trim()
+            .parse::<u64>()
+            .unwrap_or(0)
+    };
+    Ok(count(
+        receiver.call(Method::GET, "/count", None, &[]).await?.1,
+    ))
+}
