@@ -6,7 +6,8 @@ use portcullis_core::flow::{Flow, FlowKind, FlowType};
 use portcullis_core::identity::Identity;
 use portcullis_core::schema::IdentitySchema;
 use portcullis_core::session::{new_token, Device, Session};
-use portcullis_core::store::{IdentityQuery, SessionQuery, Store, StoreError};
+use portcullis_core::store::prelude::*;
+use portcullis_core::store::{IdentityQuery, SessionQuery, StoreError};
 use portcullis_store::SqlStore;
 use serde_json::json;
 use std::time::Duration;
@@ -29,13 +30,13 @@ async fn postgres() -> SqlStore {
     s
 }
 
-/// Every scenario runs on SQLite, on PostgreSQL, and on SQLite behind the session cache the
-/// server puts in front of it.
+/// Every scenario runs on SQLite, on PostgreSQL, and on SQLite with the session cache on, as
+/// the server runs it.
 macro_rules! on_both {
     ($($name:ident),* $(,)?) => {
         mod sqlite_backend { $( #[tokio::test] async fn $name() { super::$name(super::sqlite().await).await } )* }
         mod postgres_backend { $( #[tokio::test] async fn $name() { super::$name(super::postgres().await).await } )* }
-        mod sqlite_cached { $( #[tokio::test] async fn $name() { super::$name(portcullis_store::SessionCache::new(super::sqlite().await, 1000)).await } )* }
+        mod sqlite_cached { $( #[tokio::test] async fn $name() { super::$name(super::sqlite().await.with_session_cache(1000)).await } )* }
     };
 }
 
