@@ -24,6 +24,7 @@ mod sessions;
 mod tokens;
 mod webhooks;
 
+#[cfg(feature = "testing")]
 pub mod testing;
 
 pub use pool::{Backend, SqlStore};
