@@ -264,7 +264,7 @@ impl Core {
             })?;
         if !identity.is_active() {
             self.store
-                .revoke_identity_sessions(identity.id, None)
+                .revoke_identity_sessions(identity.id, None, self.now())
                 .await?;
             self.store
                 .revoke_identity_refresh_tokens(identity.id)
@@ -274,7 +274,7 @@ impl Core {
     }
 
     pub async fn admin_delete_identity(&self, id: Uuid) -> Result<()> {
-        if self.store.delete_identity(id).await? {
+        if self.store.delete_identity(id, self.now()).await? {
             Ok(())
         } else {
             Err(Error::not_found("Unable to locate the resource"))

@@ -167,7 +167,7 @@ impl Core {
             Some((mut s, _)) if s.active => {
                 s.active = false;
                 s.expires_at = s.expires_at.min(now);
-                self.store.update_session(&s).await?;
+                self.store.update_session(&s, now).await?;
                 Ok(())
             }
             _ => Err(Error::bad_request("Unable to log out because the session token does not exist or is no longer active.")),
@@ -762,7 +762,7 @@ impl Core {
                     aal: "aal1".into(),
                     completed_at: now,
                 });
-                self.store.update_session(&s).await?;
+                self.store.update_session(&s, now).await?;
                 Ok(Authenticated {
                     identity,
                     session: s,
@@ -1049,7 +1049,7 @@ impl Core {
         let mut s = session.clone();
         s.active = false;
         s.expires_at = s.expires_at.min(now);
-        self.store.update_session(&s).await?;
+        self.store.update_session(&s, now).await?;
         Ok(())
     }
 

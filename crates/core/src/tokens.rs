@@ -573,7 +573,7 @@ impl Core {
                 }
                 if let Some((mut s, _)) = session {
                     s.active = false;
-                    if let Err(e) = self.store.update_session(&s).await {
+                    if let Err(e) = self.store.update_session(&s, now).await {
                         return e.into();
                     }
                 }
@@ -629,7 +629,7 @@ impl Core {
         self.store.revoke_refresh_family(row.family_id).await?;
         if let Some((mut s, _)) = self.store.get_session(row.session_id).await? {
             s.active = false;
-            self.store.update_session(&s).await?;
+            self.store.update_session(&s, now).await?;
         }
         Ok(())
     }

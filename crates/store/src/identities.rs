@@ -218,8 +218,7 @@ impl IdentityStore for SqlStore {
         rows.iter().map(|r| r.json("data")).collect()
     }
 
-    async fn delete_identity(&self, identity_id: Uuid) -> StoreResult<bool> {
-        let now = OffsetDateTime::now_utc();
+    async fn delete_identity(&self, identity_id: Uuid, now: OffsetDateTime) -> StoreResult<bool> {
         self.invalidating(async {
             let mut tx = self.write.begin().await.db()?;
             let id = identity_id.to_string();

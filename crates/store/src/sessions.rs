@@ -161,8 +161,7 @@ impl SessionStore for SqlStore {
         tx.commit().await.db()
     }
 
-    async fn update_session(&self, s: &Session) -> StoreResult<()> {
-        let now = OffsetDateTime::now_utc();
+    async fn update_session(&self, s: &Session, now: OffsetDateTime) -> StoreResult<()> {
         self.invalidating(async {
             let mut tx = self.write.begin().await.db()?;
             let was_active = sqlx::query("SELECT active FROM sessions WHERE id = $1")
@@ -259,8 +258,8 @@ impl SessionStore for SqlStore {
         &self,
         identity_id: Uuid,
         except: Option<Uuid>,
+        now: OffsetDateTime,
     ) -> StoreResult<u64> {
-        let now = OffsetDateTime::now_utc();
         self.invalidating(async {
             let mut tx = self.write.begin().await.db()?;
             let ended = sqlx::query(&format!(
@@ -278,8 +277,11 @@ impl SessionStore for SqlStore {
         .await
     }
 
-    async fn delete_identity_sessions(&self, identity_id: Uuid) -> StoreResult<u64> {
-        let now = OffsetDateTime::now_utc();
+    async fn delete_identity_sessions(
+        &self,
+        identity_id: Uuid,
+        now: OffsetDateTime,
+    ) -> StoreResult<u64> {
         self.invalidating(async {
             let mut tx = self.write.begin().await.db()?;
             let n = delete_sessions_of(&mut tx, identity_id, now).await?;

@@ -240,8 +240,8 @@ async fn deleting_an_identity_removes_its_sessions(s: impl Store) {
     s.insert_identity(&i).await.unwrap();
     let (sess, _) = session_for(&i, Duration::from_secs(60));
     s.insert_session(&sess).await.unwrap();
-    assert!(s.delete_identity(i.id).await.unwrap());
-    assert!(!s.delete_identity(i.id).await.unwrap());
+    assert!(s.delete_identity(i.id, now()).await.unwrap());
+    assert!(!s.delete_identity(i.id, now()).await.unwrap());
     assert!(s
         .session_by_token_hash(&sess.token_hash)
         .await
@@ -277,7 +277,7 @@ async fn sessions_are_found_by_token_hash_with_their_identity(s: impl Store) {
         .is_none());
     let mut changed = got.clone();
     changed.active = false;
-    s.update_session(&changed).await.unwrap();
+    s.update_session(&changed, now()).await.unwrap();
     assert!(!s.get_session(sess.id).await.unwrap().unwrap().0.active);
 }
 
@@ -307,7 +307,9 @@ async fn session_lists_filter_active_and_revocation_works(s: impl Store) {
     );
     assert_eq!(s.list_sessions(&q(None), now()).await.unwrap().len(), 3);
     assert_eq!(
-        s.revoke_identity_sessions(i.id, Some(a.id)).await.unwrap(),
+        s.revoke_identity_sessions(i.id, Some(a.id), now())
+            .await
+            .unwrap(),
         2
     );
     let live = s.list_sessions(&q(Some(true)), now()).await.unwrap();
@@ -315,7 +317,7 @@ async fn session_lists_filter_active_and_revocation_works(s: impl Store) {
         live.iter().map(|(x, _)| x.id).collect::<Vec<_>>(),
         vec![a.id]
     );
-    assert_eq!(s.delete_identity_sessions(i.id).await.unwrap(), 3);
+    assert_eq!(s.delete_identity_sessions(i.id, now()).await.unwrap(), 3);
 }
 
 async fn flows_round_trip(s: impl Store) {
@@ -388,13 +390,13 @@ async fn writes_are_visible_to_later_token_lookups(s: impl Store) {
         lookup().await.unwrap().unwrap().1.traits["name"]["first"],
         "Changed"
     );
-    s.revoke_identity_sessions(i.id, None).await.unwrap();
+    s.revoke_identity_sessions(i.id, None, now()).await.unwrap();
     assert!(!lookup().await.unwrap().unwrap().0.active);
     let mut again = sess.clone();
     again.active = true;
-    s.update_session(&again).await.unwrap();
+    s.update_session(&again, now()).await.unwrap();
     assert!(lookup().await.unwrap().unwrap().0.active);
-    s.delete_identity(i.id).await.unwrap();
+    s.delete_identity(i.id, now()).await.unwrap();
     assert!(lookup().await.unwrap().is_none());
 }
 
@@ -570,7 +572,7 @@ async fn refresh_tokens_rotate_once_and_revoke_by_family_and_identity(s: impl St
     s.update_identity(&i).await.unwrap();
     let mut revoked = live.clone();
     revoked.active = false;
-    s.update_session(&revoked).await.unwrap();
+    s.update_session(&revoked, now()).await.unwrap();
     assert!(!s
         .rotate_refresh_token(&second.token_hash, &refresh_row(&i, Uuid::nil(), live.id))
         .await
@@ -610,7 +612,7 @@ async fn refresh_tokens_rotate_once_and_revoke_by_family_and_identity(s: impl St
         2,
         "the orphan and the last one"
     );
-    s.delete_identity(i.id).await.unwrap();
+    s.delete_identity(i.id, now()).await.unwrap();
     assert!(
         s.get_refresh_token(&last.token_hash)
             .await
@@ -722,12 +724,12 @@ async fn every_write_appends_its_event_and_fans_it_out(s: impl Store) {
     s.insert_session(&sess).await.unwrap();
     let mut ended = sess.clone();
     ended.active = false;
-    s.update_session(&ended).await.unwrap();
-    s.update_session(&ended).await.unwrap(); // already inactive: no second event
+    s.update_session(&ended, now()).await.unwrap();
+    s.update_session(&ended, now()).await.unwrap(); // already inactive: no second event
     let (other, _) = session_for(&i, Duration::from_secs(60));
     s.insert_session(&other).await.unwrap();
-    s.revoke_identity_sessions(i.id, None).await.unwrap();
-    s.delete_identity(i.id).await.unwrap();
+    s.revoke_identity_sessions(i.id, None, now()).await.unwrap();
+    s.delete_identity(i.id, now()).await.unwrap();
     let events = s.events_after(0, 100).await.unwrap();
     let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
     assert_eq!(

@@ -4,6 +4,7 @@ use super::StoreResult;
 use crate::identity::Identity;
 use crate::session::Session;
 use async_trait::async_trait;
+use time::OffsetDateTime;
 use uuid::Uuid;
 
 #[derive(Debug, Clone, Default)]
@@ -36,5 +37,6 @@ pub trait IdentityStore: Send + Sync + 'static {
     /// Every identity, newest first (the Clerk API filters and pages them in memory for now).
     async fn all_identities(&self) -> StoreResult<Vec<Identity>>;
     /// Deletes the identity and everything that belongs to it (sessions, flows' ownership).
-    async fn delete_identity(&self, id: Uuid) -> StoreResult<bool>;
+    /// `now` is the time of the events it appends.
+    async fn delete_identity(&self, id: Uuid, now: OffsetDateTime) -> StoreResult<bool>;
 }

@@ -20,7 +20,9 @@ pub struct SessionQuery {
 #[async_trait]
 pub trait SessionStore: Send + Sync + 'static {
     async fn insert_session(&self, session: &Session) -> StoreResult<()>;
-    async fn update_session(&self, session: &Session) -> StoreResult<()>;
+    /// Saves the session; `now` is the time of the `session.revoked` event when this
+    /// deactivates it.
+    async fn update_session(&self, session: &Session, now: OffsetDateTime) -> StoreResult<()>;
     /// The session with this token hash and its identity: one indexed lookup.
     async fn session_by_token_hash(
         &self,
@@ -32,11 +34,17 @@ pub trait SessionStore: Send + Sync + 'static {
         query: &SessionQuery,
         now: OffsetDateTime,
     ) -> StoreResult<Vec<(Session, Identity)>>;
-    /// Deactivates the identity's sessions (all, or all but `except`); returns how many.
+    /// Deactivates the identity's sessions (all, or all but `except`) at `now`; returns how many.
     async fn revoke_identity_sessions(
         &self,
         identity_id: Uuid,
         except: Option<Uuid>,
+        now: OffsetDateTime,
     ) -> StoreResult<u64>;
-    async fn delete_identity_sessions(&self, identity_id: Uuid) -> StoreResult<u64>;
+    /// Deletes the identity's sessions at `now`; returns how many.
+    async fn delete_identity_sessions(
+        &self,
+        identity_id: Uuid,
+        now: OffsetDateTime,
+    ) -> StoreResult<u64>;
 }
