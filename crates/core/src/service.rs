@@ -954,7 +954,7 @@ impl Core {
                 identity.traits = traits;
                 identity.apply_derived(&derived, now);
                 identity.updated_at = now;
-                match self.store.update_identity(&identity).await {
+                match self.store.update_identity(&mut identity).await {
                     Ok(()) => {}
                     Err(crate::store::StoreError::Conflict(_)) => {
                         flow.ui.messages.push(msg::duplicate_credentials());
@@ -987,7 +987,7 @@ impl Core {
                 let hash = self.hasher.hash(password).await?;
                 identity.set_password_hash(hash, ids, now);
                 identity.updated_at = now;
-                self.store.update_identity(&identity).await?;
+                self.store.update_identity(&mut identity).await?;
                 self.password_changed(identity.id).await?;
             }
             _ => {
@@ -1136,7 +1136,7 @@ impl Core {
                 .unwrap_or_default();
             identity.set_password_hash(new_hash, ids, now);
             identity.updated_at = now;
-            self.store.update_identity(&identity).await?;
+            self.store.update_identity(&mut identity).await?;
         }
         Ok(Some(identity))
     }

@@ -73,8 +73,8 @@ pub(crate) async fn insert_identity_tx(
     identity: &Identity,
 ) -> StoreResult<()> {
     sqlx::query(
-        "INSERT INTO identities (id, schema_id, state, external_id, data, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO identities (id, schema_id, state, external_id, data, created_at, updated_at, version) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(identity.id.to_string())
     .bind(identity.schema_id.clone())
@@ -83,6 +83,7 @@ pub(crate) async fn insert_identity_tx(
     .bind(to_json(identity)?)
     .bind(micros(identity.created_at))
     .bind(micros(identity.updated_at))
+    .bind(identity.version)
     .execute(&mut **tx)
     .await
     .db()?;
@@ -125,38 +126,56 @@ impl IdentityStore for SqlStore {
         tx.commit().await.db()
     }
 
-    async fn update_identity(&self, identity: &Identity) -> StoreResult<()> {
+    async fn update_identity(&self, identity: &mut Identity) -> StoreResult<()> {
+        // Written as the next version; `identity` takes it only once the write committed.
+        let mut next = identity.clone();
+        next.version += 1;
         self.invalidating(async {
-            let id = identity.id.to_string();
+            let id = next.id.to_string();
             let mut tx = self.write.begin().await.db()?;
             let done = sqlx::query(
-                "UPDATE identities SET schema_id = $1, state = $2, external_id = $3, data = $4, updated_at = $5 WHERE id = $6",
+                "UPDATE identities SET schema_id = $1, state = $2, external_id = $3, data = $4, updated_at = $5, version = $6 \
+                 WHERE id = $7 AND version = $8",
             )
-            .bind(identity.schema_id.clone())
-            .bind(identity.state.clone())
-            .bind(identity.external_id.clone())
-            .bind(to_json(identity)?)
-            .bind(micros(identity.updated_at))
+            .bind(next.schema_id.clone())
+            .bind(next.state.clone())
+            .bind(next.external_id.clone())
+            .bind(to_json(&next)?)
+            .bind(micros(next.updated_at))
+            .bind(next.version)
             .bind(id.clone())
+            .bind(identity.version)
             .execute(&mut *tx)
             .await
             .db()?;
             if done.rows_affected() == 0 {
-                return Err(StoreError::NotFound);
+                let exists = sqlx::query("SELECT 1 AS one FROM identities WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .db()?
+                    .is_some();
+                return Err(if exists {
+                    StoreError::Stale
+                } else {
+                    StoreError::NotFound
+                });
             }
             delete_identity_rows(&mut tx, &id).await?;
-            write_identity_rows(&mut tx, identity).await?;
+            write_identity_rows(&mut tx, &next).await?;
             append_event(
                 &mut tx,
                 "user.updated",
-                Some(identity.id),
-                identity_event(identity),
-                identity.updated_at,
+                Some(next.id),
+                identity_event(&next),
+                next.updated_at,
             )
             .await?;
             tx.commit().await.db()
         })
-        .await
+        .await?;
+        identity.version = next.version;
+        Ok(())
     }
 
     async fn get_identity(&self, id: Uuid) -> StoreResult<Option<Identity>> {

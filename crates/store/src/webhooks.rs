@@ -58,9 +58,13 @@ pub(crate) async fn append_event(
     Ok(())
 }
 
-/// The identity as events carry it: everything but credential secrets (hashes).
+/// The identity as events carry it: everything but credential secrets (hashes) and the
+/// storage-only `version`.
 pub(crate) fn identity_event(identity: &Identity) -> Value {
     let mut v = serde_json::to_value(identity).unwrap_or_default();
+    if let Some(o) = v.as_object_mut() {
+        o.remove("version");
+    }
     if let Some(creds) = v.get_mut("credentials").and_then(Value::as_object_mut) {
         for c in creds.values_mut() {
             if let Some(o) = c.as_object_mut() {

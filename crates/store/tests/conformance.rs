@@ -58,6 +58,7 @@ on_both!(
     one_current_signing_key_even_when_installs_race,
     every_write_appends_its_event_and_fans_it_out,
     deliveries_retry_requeue_replay_and_lease,
+    a_stale_identity_write_is_refused_and_changes_nothing,
 );
 
 fn now() -> OffsetDateTime {
@@ -151,7 +152,7 @@ async fn updates_rederive_identifiers_atomically(s: impl Store) {
     a.traits = json!({ "email": "b@example.com" });
     a.apply_derived(&schema.derive(&a.traits), now());
     assert!(matches!(
-        s.update_identity(&a).await,
+        s.update_identity(&mut a).await,
         Err(StoreError::Conflict(_))
     ));
     assert_eq!(
@@ -163,7 +164,7 @@ async fn updates_rederive_identifiers_atomically(s: impl Store) {
     );
     a.traits = json!({ "email": "c@example.com" });
     a.apply_derived(&schema.derive(&a.traits), now());
-    s.update_identity(&a).await.unwrap();
+    s.update_identity(&mut a).await.unwrap();
     assert!(s
         .find_identity_by_identifier("password", "a@example.com")
         .await
@@ -179,7 +180,7 @@ async fn updates_rederive_identifiers_atomically(s: impl Store) {
     let mut ghost = identity("ghost@example.com");
     ghost.id = Uuid::new_v4();
     assert!(matches!(
-        s.update_identity(&ghost).await,
+        s.update_identity(&mut ghost).await,
         Err(StoreError::NotFound)
     ));
 }
@@ -385,7 +386,7 @@ async fn writes_are_visible_to_later_token_lookups(s: impl Store) {
     assert!(lookup().await.unwrap().unwrap().0.active);
     i.traits = json!({ "email": "visible@example.com", "name": { "first": "Changed" } });
     i.apply_derived(&schema.derive(&i.traits), now());
-    s.update_identity(&i).await.unwrap();
+    s.update_identity(&mut i).await.unwrap();
     assert_eq!(
         lookup().await.unwrap().unwrap().1.traits["name"]["first"],
         "Changed"
@@ -563,13 +564,13 @@ async fn refresh_tokens_rotate_once_and_revoke_by_family_and_identity(s: impl St
         .unwrap());
     // Nor does one whose identity is inactive or whose session was revoked.
     i.state = "inactive".into();
-    s.update_identity(&i).await.unwrap();
+    s.update_identity(&mut i).await.unwrap();
     assert!(!s
         .rotate_refresh_token(&second.token_hash, &refresh_row(&i, Uuid::nil(), live.id))
         .await
         .unwrap());
     i.state = "active".into();
-    s.update_identity(&i).await.unwrap();
+    s.update_identity(&mut i).await.unwrap();
     let mut revoked = live.clone();
     revoked.active = false;
     s.update_session(&revoked, now()).await.unwrap();
@@ -719,7 +720,7 @@ async fn every_write_appends_its_event_and_fans_it_out(s: impl Store) {
         .is_err());
     i.traits = json!({ "email": "events2@example.com" });
     i.apply_derived(&schema.derive(&i.traits), now());
-    s.update_identity(&i).await.unwrap();
+    s.update_identity(&mut i).await.unwrap();
     let (sess, _) = session_for(&i, Duration::from_secs(60));
     s.insert_session(&sess).await.unwrap();
     let mut ended = sess.clone();
@@ -899,4 +900,40 @@ async fn deliveries_retry_requeue_replay_and_lease(s: impl Store) {
     );
     assert!(s.delete_webhook_endpoint(&ep.id).await.unwrap());
     assert!(s.list_webhook_endpoints().await.unwrap().is_empty());
+}
+
+async fn a_stale_identity_write_is_refused_and_changes_nothing(s: impl Store) {
+    let i = identity("stale@example.com");
+    s.insert_identity(&i).await.unwrap();
+    // Two writers read the same version: a self-service change and an admin deactivation.
+    let mut settings = s.get_identity(i.id).await.unwrap().unwrap();
+    let mut admin = settings.clone();
+    admin.state = "inactive".into();
+    s.update_identity(&mut admin).await.unwrap();
+    assert_eq!(
+        admin.version,
+        i.version + 1,
+        "the writer's copy follows the stored version"
+    );
+    settings.metadata_public = Some(json!({ "theme": "dark" }));
+    assert!(matches!(
+        s.update_identity(&mut settings).await,
+        Err(StoreError::Stale)
+    ));
+    assert_eq!(
+        settings.version, i.version,
+        "a refused write leaves the copy as it was"
+    );
+    let stored = s.get_identity(i.id).await.unwrap().unwrap();
+    assert_eq!(
+        stored, admin,
+        "the later, stale write did not undo the deactivation"
+    );
+    // Reloaded, the same change goes through, and a writer may write its copy again.
+    let mut reloaded = stored.clone();
+    reloaded.metadata_public = Some(json!({ "theme": "dark" }));
+    s.update_identity(&mut reloaded).await.unwrap();
+    s.update_identity(&mut reloaded).await.unwrap();
+    assert_eq!(s.get_identity(i.id).await.unwrap().unwrap(), reloaded);
+    assert_eq!(reloaded.version, i.version + 3);
 }

@@ -25,8 +25,11 @@ pub trait IdentityStore: Send + Sync + 'static {
         identity: &Identity,
         session: &Session,
     ) -> StoreResult<()>;
-    /// Replaces the identity (traits, state, metadata, credentials, addresses) atomically.
-    async fn update_identity(&self, identity: &Identity) -> StoreResult<()>;
+    /// Replaces the identity (traits, state, metadata, credentials, addresses) atomically, if
+    /// the stored version is still `identity.version`; then increments the version, stored
+    /// and in `identity`. [`StoreError::Stale`](super::StoreError::Stale) when another write
+    /// landed since `identity` was read (nothing is written), `NotFound` when it is gone.
+    async fn update_identity(&self, identity: &mut Identity) -> StoreResult<()>;
     async fn get_identity(&self, id: Uuid) -> StoreResult<Option<Identity>>;
     async fn find_identity_by_identifier(
         &self,

@@ -41,6 +41,11 @@ pub enum StoreError {
     Conflict(String),
     #[error("not found")]
     NotFound,
+    /// An optimistic-concurrency check failed: the row changed since the caller read it (its
+    /// `version` moved on). Nothing was written; reload and decide again. Kept apart from
+    /// `Conflict`, which is about uniqueness, so callers can retry this one.
+    #[error("stale: changed by another writer since it was read")]
+    Stale,
     #[error("database error: {0}")]
     Database(String),
 }
