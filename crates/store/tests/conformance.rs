@@ -59,6 +59,7 @@ on_both!(
     every_write_appends_its_event_and_fans_it_out,
     deliveries_retry_requeue_replay_and_lease,
     a_stale_identity_write_is_refused_and_changes_nothing,
+    a_registration_flow_creates_one_account_under_concurrent_submits,
 );
 
 fn now() -> OffsetDateTime {
@@ -936,4 +937,48 @@ async fn a_stale_identity_write_is_refused_and_changes_nothing(s: impl Store) {
     s.update_identity(&mut reloaded).await.unwrap();
     assert_eq!(s.get_identity(i.id).await.unwrap().unwrap(), reloaded);
     assert_eq!(reloaded.version, i.version + 3);
+}
+
+async fn a_registration_flow_creates_one_account_under_concurrent_submits(s: impl Store) {
+    let f = Flow::new(
+        FlowKind::Registration,
+        FlowType::Api,
+        "http://x/self-service/registration/api".into(),
+        "http://x/",
+        Duration::from_secs(600),
+        now(),
+    );
+    s.insert_flow(&f).await.unwrap();
+    let (a, b) = (
+        identity("first@example.com"),
+        identity("second@example.com"),
+    );
+    let (sa, _) = session_for(&a, Duration::from_secs(60));
+    let (sb, _) = session_for(&b, Duration::from_secs(60));
+    let (ra, rb) = tokio::join!(
+        s.complete_registration(&f, &a, &sa),
+        s.complete_registration(&f, &b, &sb)
+    );
+    let (ra, rb) = (ra.unwrap(), rb.unwrap());
+    assert!(ra != rb, "exactly one submit wins: {ra} {rb}");
+    let (won, lost, lost_session) = if ra { (&a, &b, &sb) } else { (&b, &a, &sa) };
+    assert!(s.get_identity(won.id).await.unwrap().is_some());
+    assert!(
+        s.get_identity(lost.id).await.unwrap().is_none(),
+        "the loser inserted nothing"
+    );
+    assert!(s.get_session(lost_session.id).await.unwrap().is_none());
+    let all = s
+        .list_identities(&IdentityQuery {
+            page_size: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 1);
+    // Once completed, the flow registers nobody else.
+    assert!(!s
+        .complete_registration(&f, &identity("third@example.com"), &sa)
+        .await
+        .unwrap());
 }

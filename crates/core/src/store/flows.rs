@@ -2,6 +2,8 @@
 
 use super::StoreResult;
 use crate::flow::Flow;
+use crate::identity::Identity;
+use crate::session::Session;
 use async_trait::async_trait;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -14,6 +16,16 @@ pub trait FlowStore: Send + Sync + 'static {
     /// Saves `flow` and marks it completed, unless another request completed it first
     /// (returns false then, and changes nothing).
     async fn complete_flow(&self, flow: &Flow) -> StoreResult<bool>;
+    /// Completes a registration flow in one transaction: saves `flow` and marks it completed
+    /// (as [`complete_flow`](Self::complete_flow)) and inserts `identity` with its first
+    /// `session`. Returns false, inserting nothing, when the flow was already completed: of
+    /// concurrent submits of one flow exactly one creates an account.
+    async fn complete_registration(
+        &self,
+        flow: &Flow,
+        identity: &Identity,
+        session: &Session,
+    ) -> StoreResult<bool>;
     /// Keeps a self-service error (what `/self-service/errors?id=` shows) until `expires_at`.
     async fn insert_flow_error(
         &self,
