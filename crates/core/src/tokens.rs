@@ -524,7 +524,11 @@ impl Core {
             // session and identity still are. Anything else is explained by `refresh_refused`.
             let (new_refresh, new_row) =
                 self.refresh_token(&ring, Uuid::nil(), identity_id, session_id, now)?;
-            if self.store.rotate_refresh_token(&hash, &new_row).await? {
+            if self
+                .store
+                .rotate_refresh_token(&hash, &new_row, None)
+                .await?
+            {
                 let access = self.access_token(&ring, identity_id, session_id, now)?;
                 return Ok(TokenPair {
                     access,

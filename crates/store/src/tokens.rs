@@ -1,6 +1,7 @@
 //! Refresh tokens, stored by hash and rotated in families.
 //!
-//! "A session lives as long as its newest refresh token" is enforced in SQL, in the same
+//! "A session lives as long as its newest refresh token, up to its absolute lifetime" is
+//! enforced in SQL, in the same
 //! statement as the rotation: a trigger on SQLite (`migrations/sqlite/*_tokens.sql`) and a
 //! data-modifying CTE on PostgreSQL (below). This is the one statement that differs between
 //! the backends.
@@ -14,6 +15,7 @@ use portcullis_core::identity::Identity;
 use portcullis_core::session::Session;
 use portcullis_core::store::{RefreshToken, RefreshTokenStore, StoreResult};
 use sqlx::any::AnyRow;
+use std::time::Duration;
 use uuid::Uuid;
 
 const REFRESH_COLUMNS: &str = "r.token_hash, r.jti, r.family_id, r.identity_id, r.session_id, \
@@ -88,15 +90,22 @@ impl RefreshTokenStore for SqlStore {
         Ok(Some((token, session)))
     }
 
-    async fn rotate_refresh_token(&self, old_hash: &str, new: &RefreshToken) -> StoreResult<bool> {
+    async fn rotate_refresh_token(
+        &self,
+        old_hash: &str,
+        new: &RefreshToken,
+        max_lifetime: Option<Duration>,
+    ) -> StoreResult<bool> {
+        // The absolute cap is `sessions.created_at + $8` (NULL: none). On SQLite the child row
+        // carries it (`session_cap`) to the trigger.
         // One statement, one round trip to the (single) writer: the child row is inserted only
         // if the parent is still active, and the parent is marked rotated in the same statement
         // (a trigger on SQLite, a data-modifying CTE on PostgreSQL). Of two concurrent rotations
         // of one token exactly one inserts a row.
         let sql = match self.backend {
             Backend::Sqlite => {
-                "INSERT INTO refresh_tokens (token_hash, jti, family_id, identity_id, session_id, state, expires_at, created_at, parent_hash) \
-                 SELECT $1, $2, p.family_id, p.identity_id, p.session_id, 'active', $3, $4, p.token_hash \
+                "INSERT INTO refresh_tokens (token_hash, jti, family_id, identity_id, session_id, state, expires_at, created_at, parent_hash, session_cap) \
+                 SELECT $1, $2, p.family_id, p.identity_id, p.session_id, 'active', $3, $4, p.token_hash, s.created_at + $8 \
                  FROM refresh_tokens p JOIN sessions s ON s.id = p.session_id JOIN identities i ON i.id = p.identity_id \
                  WHERE p.token_hash = $5 AND p.state = 'active' AND p.session_id = $6 AND p.identity_id = $7 \
                    AND s.active = 1 AND s.expires_at > $4 AND i.state = 'active'"
@@ -109,7 +118,7 @@ impl RefreshTokenStore for SqlStore {
                        AND s.id = p.session_id AND i.id = p.identity_id \
                        AND s.active = 1 AND s.expires_at > $4 AND i.state = 'active' \
                      RETURNING p.family_id, p.identity_id, p.session_id, p.token_hash), \
-                 extended AS (UPDATE sessions SET expires_at = GREATEST(expires_at, $3) \
+                 extended AS (UPDATE sessions SET expires_at = GREATEST(expires_at, LEAST(CAST($3 AS BIGINT), created_at + CAST($8 AS BIGINT))) \
                               WHERE id IN (SELECT session_id FROM parent)) \
                  INSERT INTO refresh_tokens (token_hash, jti, family_id, identity_id, session_id, state, expires_at, created_at, parent_hash) \
                  SELECT CAST($1 AS TEXT), CAST($2 AS TEXT), family_id, identity_id, session_id, 'active', \
@@ -124,6 +133,7 @@ impl RefreshTokenStore for SqlStore {
             .bind(old_hash.to_string())
             .bind(new.session_id.to_string())
             .bind(new.identity_id.to_string())
+            .bind(max_lifetime.map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX / 2)))
             .execute(&self.write)
             .await
             .db()?;

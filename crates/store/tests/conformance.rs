@@ -60,6 +60,7 @@ on_both!(
     deliveries_retry_requeue_replay_and_lease,
     a_stale_identity_write_is_refused_and_changes_nothing,
     a_registration_flow_creates_one_account_under_concurrent_submits,
+    refresh_rotation_extends_a_session_only_up_to_its_absolute_lifetime,
 );
 
 fn now() -> OffsetDateTime {
@@ -513,11 +514,11 @@ async fn refresh_tokens_rotate_once_and_revoke_by_family_and_identity(s: impl St
     second.expires_at = now() + Duration::from_secs(7200);
     let third = refresh_row(&i, Uuid::nil(), live.id);
     assert!(s
-        .rotate_refresh_token(&first.token_hash, &second)
+        .rotate_refresh_token(&first.token_hash, &second, None)
         .await
         .unwrap());
     assert!(
-        !s.rotate_refresh_token(&first.token_hash, &third)
+        !s.rotate_refresh_token(&first.token_hash, &third, None)
             .await
             .unwrap(),
         "a token rotates once"
@@ -553,13 +554,14 @@ async fn refresh_tokens_rotate_once_and_revoke_by_family_and_identity(s: impl St
     // A token of another session, or of an orphaned session, does not rotate.
     let stray = refresh_row(&i, Uuid::nil(), Uuid::new_v4());
     assert!(!s
-        .rotate_refresh_token(&second.token_hash, &stray)
+        .rotate_refresh_token(&second.token_hash, &stray, None)
         .await
         .unwrap());
     assert!(!s
         .rotate_refresh_token(
             &orphan.token_hash,
-            &refresh_row(&i, Uuid::nil(), orphan.session_id)
+            &refresh_row(&i, Uuid::nil(), orphan.session_id),
+            None
         )
         .await
         .unwrap());
@@ -567,7 +569,11 @@ async fn refresh_tokens_rotate_once_and_revoke_by_family_and_identity(s: impl St
     i.state = "inactive".into();
     s.update_identity(&mut i).await.unwrap();
     assert!(!s
-        .rotate_refresh_token(&second.token_hash, &refresh_row(&i, Uuid::nil(), live.id))
+        .rotate_refresh_token(
+            &second.token_hash,
+            &refresh_row(&i, Uuid::nil(), live.id),
+            None
+        )
         .await
         .unwrap());
     i.state = "active".into();
@@ -576,7 +582,11 @@ async fn refresh_tokens_rotate_once_and_revoke_by_family_and_identity(s: impl St
     revoked.active = false;
     s.update_session(&revoked, now()).await.unwrap();
     assert!(!s
-        .rotate_refresh_token(&second.token_hash, &refresh_row(&i, Uuid::nil(), live.id))
+        .rotate_refresh_token(
+            &second.token_hash,
+            &refresh_row(&i, Uuid::nil(), live.id),
+            None
+        )
         .await
         .unwrap());
 
@@ -981,4 +991,48 @@ async fn a_registration_flow_creates_one_account_under_concurrent_submits(s: imp
         .complete_registration(&f, &identity("third@example.com"), &sa)
         .await
         .unwrap());
+}
+
+async fn refresh_rotation_extends_a_session_only_up_to_its_absolute_lifetime(s: impl Store) {
+    let i = identity("cap@example.com");
+    s.insert_identity(&i).await.unwrap();
+    let (live, _) = session_for(&i, Duration::from_secs(60));
+    s.insert_session(&live).await.unwrap();
+    let first = refresh_row(&i, Uuid::new_v4(), live.id);
+    s.insert_refresh_token(&first).await.unwrap();
+    // Within the cap the session follows the new token.
+    let mut second = refresh_row(&i, Uuid::nil(), live.id);
+    second.expires_at = live.issued_at + Duration::from_secs(1800);
+    let cap = Some(Duration::from_secs(3600));
+    assert!(s
+        .rotate_refresh_token(&first.token_hash, &second, cap)
+        .await
+        .unwrap());
+    let expires = |s: (portcullis_core::session::Session, Identity)| s.0.expires_at;
+    assert_eq!(
+        expires(s.get_session(live.id).await.unwrap().unwrap()),
+        second.expires_at
+    );
+    // Past it, the session ends at the cap, however long the new token lives.
+    let mut third = refresh_row(&i, Uuid::nil(), live.id);
+    third.expires_at = live.issued_at + Duration::from_secs(7200);
+    assert!(s
+        .rotate_refresh_token(&second.token_hash, &third, cap)
+        .await
+        .unwrap());
+    assert_eq!(
+        expires(s.get_session(live.id).await.unwrap().unwrap()),
+        live.issued_at + Duration::from_secs(3600)
+    );
+    // Without a cap it follows the token, as before.
+    let mut fourth = refresh_row(&i, Uuid::nil(), live.id);
+    fourth.expires_at = live.issued_at + Duration::from_secs(9000);
+    assert!(s
+        .rotate_refresh_token(&third.token_hash, &fourth, None)
+        .await
+        .unwrap());
+    assert_eq!(
+        expires(s.get_session(live.id).await.unwrap().unwrap()),
+        fourth.expires_at
+    );
 }

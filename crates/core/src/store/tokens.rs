@@ -35,10 +35,17 @@ pub trait RefreshTokenStore: Send + Sync + 'static {
     /// Replaces the refresh token `old_hash` by `new` (which joins the old token's family)
     /// atomically, only if the old token is still active, belongs to `new.session_id` and
     /// `new.identity_id`, its session is active and unexpired at `new.created_at` and its
-    /// identity is active. The session is extended to `new.expires_at` in the same step. Of two
-    /// concurrent rotations of one token exactly one returns true. (The extension needs no
-    /// session-cache invalidation: token sessions are never looked up by an opaque token.)
-    async fn rotate_refresh_token(&self, old_hash: &str, new: &RefreshToken) -> StoreResult<bool>;
+    /// identity is active. The session is extended to `new.expires_at` in the same step, but
+    /// never past `max_lifetime` after the session was created (its absolute lifetime; `None`:
+    /// no cap). Of two concurrent rotations of one token exactly one returns true. (The
+    /// extension needs no session-cache invalidation: token sessions are never looked up by
+    /// an opaque token.)
+    async fn rotate_refresh_token(
+        &self,
+        old_hash: &str,
+        new: &RefreshToken,
+        max_lifetime: Option<std::time::Duration>,
+    ) -> StoreResult<bool>;
     /// Revokes one token if it is active; returns whether it was.
     async fn revoke_refresh_token(&self, token_hash: &str) -> StoreResult<bool>;
     async fn revoke_refresh_family(&self, family_id: Uuid) -> StoreResult<u64>;
