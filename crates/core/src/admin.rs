@@ -204,7 +204,7 @@ impl Core {
         }
         let mut identity = self.admin_get_identity(id).await?;
         let password_set = self.apply_body(&mut identity, body, now).await?;
-        self.save_identity(&identity).await?;
+        self.save_identity(&mut identity).await?;
         if password_set {
             self.password_changed(identity.id).await?;
         }
@@ -250,11 +250,11 @@ impl Core {
             .map_err(|e| Error::bad_request(format!("The JSON Patch could not be applied: {e}")))?;
         let body = parse_body(doc)?;
         self.apply_body(&mut identity, body, now).await?;
-        self.save_identity(&identity).await?;
+        self.save_identity(&mut identity).await?;
         Ok(identity)
     }
 
-    async fn save_identity(&self, identity: &Identity) -> Result<()> {
+    async fn save_identity(&self, identity: &mut Identity) -> Result<()> {
         self.store
             .update_identity(identity)
             .await
@@ -264,7 +264,7 @@ impl Core {
             })?;
         if !identity.is_active() {
             self.store
-                .revoke_identity_sessions(identity.id, None)
+                .revoke_identity_sessions(identity.id, None, self.now())
                 .await?;
             self.store
                 .revoke_identity_refresh_tokens(identity.id)
@@ -274,7 +274,7 @@ impl Core {
     }
 
     pub async fn admin_delete_identity(&self, id: Uuid) -> Result<()> {
-        if self.store.delete_identity(id).await? {
+        if self.store.delete_identity(id, self.now()).await? {
             Ok(())
         } else {
             Err(Error::not_found("Unable to locate the resource"))

@@ -99,6 +99,9 @@ impl From<StoreError> for Error {
                 "This identity conflicts with another identity that already exists ({what})."
             )),
             StoreError::NotFound => Error::not_found("Unable to locate the resource"),
+            StoreError::Stale => Error::conflict(
+                "The identity was changed by another request; reload it and try again.",
+            ),
             StoreError::Database(m) => Error::Internal(m),
         }
     }

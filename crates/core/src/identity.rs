@@ -76,6 +76,11 @@ pub struct Identity {
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
+    /// Optimistic-concurrency version: the store writes an identity only if the stored
+    /// version is still this one, then increments both. Stored with the document, never in
+    /// API JSON (`to_api_json`) or event payloads.
+    #[serde(default)]
+    pub version: i64,
 }
 
 /// How much of an identity an API response shows.
@@ -116,6 +121,7 @@ impl Identity {
             recovery_addresses: vec![],
             created_at: now,
             updated_at: now,
+            version: 0,
         }
     }
 

@@ -167,7 +167,7 @@ impl Core {
             Some((mut s, _)) if s.active => {
                 s.active = false;
                 s.expires_at = s.expires_at.min(now);
-                self.store.update_session(&s).await?;
+                self.store.update_session(&s, now).await?;
                 Ok(())
             }
             _ => Err(Error::bad_request("Unable to log out because the session token does not exist or is no longer active.")),
@@ -762,7 +762,7 @@ impl Core {
                     aal: "aal1".into(),
                     completed_at: now,
                 });
-                self.store.update_session(&s).await?;
+                self.store.update_session(&s, now).await?;
                 Ok(Authenticated {
                     identity,
                     session: s,
@@ -954,7 +954,7 @@ impl Core {
                 identity.traits = traits;
                 identity.apply_derived(&derived, now);
                 identity.updated_at = now;
-                match self.store.update_identity(&identity).await {
+                match self.store.update_identity(&mut identity).await {
                     Ok(()) => {}
                     Err(crate::store::StoreError::Conflict(_)) => {
                         flow.ui.messages.push(msg::duplicate_credentials());
@@ -987,7 +987,7 @@ impl Core {
                 let hash = self.hasher.hash(password).await?;
                 identity.set_password_hash(hash, ids, now);
                 identity.updated_at = now;
-                self.store.update_identity(&identity).await?;
+                self.store.update_identity(&mut identity).await?;
                 self.password_changed(identity.id).await?;
             }
             _ => {
@@ -1049,7 +1049,7 @@ impl Core {
         let mut s = session.clone();
         s.active = false;
         s.expires_at = s.expires_at.min(now);
-        self.store.update_session(&s).await?;
+        self.store.update_session(&s, now).await?;
         Ok(())
     }
 
@@ -1136,7 +1136,7 @@ impl Core {
                 .unwrap_or_default();
             identity.set_password_hash(new_hash, ids, now);
             identity.updated_at = now;
-            self.store.update_identity(&identity).await?;
+            self.store.update_identity(&mut identity).await?;
         }
         Ok(Some(identity))
     }

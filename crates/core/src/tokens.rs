@@ -524,7 +524,11 @@ impl Core {
             // session and identity still are. Anything else is explained by `refresh_refused`.
             let (new_refresh, new_row) =
                 self.refresh_token(&ring, Uuid::nil(), identity_id, session_id, now)?;
-            if self.store.rotate_refresh_token(&hash, &new_row).await? {
+            if self
+                .store
+                .rotate_refresh_token(&hash, &new_row, None)
+                .await?
+            {
                 let access = self.access_token(&ring, identity_id, session_id, now)?;
                 return Ok(TokenPair {
                     access,
@@ -573,7 +577,7 @@ impl Core {
                 }
                 if let Some((mut s, _)) = session {
                     s.active = false;
-                    if let Err(e) = self.store.update_session(&s).await {
+                    if let Err(e) = self.store.update_session(&s, now).await {
                         return e.into();
                     }
                 }
@@ -629,7 +633,7 @@ impl Core {
         self.store.revoke_refresh_family(row.family_id).await?;
         if let Some((mut s, _)) = self.store.get_session(row.session_id).await? {
             s.active = false;
-            self.store.update_session(&s).await?;
+            self.store.update_session(&s, now).await?;
         }
         Ok(())
     }

@@ -269,7 +269,10 @@ async fn delete_identity_sessions(
 ) -> ApiResult<StatusCode> {
     let id = parse_uuid(&id, "identity id")?;
     st.core.admin_get_identity(id).await?;
-    st.core.store.delete_identity_sessions(id).await?;
+    st.core
+        .store
+        .delete_identity_sessions(id, st.core.now())
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -351,7 +354,7 @@ async fn disable_session(
 ) -> ApiResult<StatusCode> {
     let (mut s, _) = load_session(&st, &id).await?;
     s.active = false;
-    st.core.store.update_session(&s).await?;
+    st.core.store.update_session(&s, st.core.now()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -370,7 +373,7 @@ async fn extend_session(
     // Like Kratos, only extend once the session is within `earliest_possible_extend` of expiry.
     if s.expires_at - now <= cfg.earliest_possible_extend.0 {
         s.expires_at = now + cfg.lifespan.0;
-        st.core.store.update_session(&s).await?;
+        st.core.store.update_session(&s, now).await?;
     }
     Ok(Json(st.core.session_json(
         &s,

@@ -753,7 +753,7 @@ async fn revoke_session(
         )
     })?;
     s.active = false;
-    st.core.store.update_session(&s).await?;
+    st.core.store.update_session(&s, st.core.now()).await?;
     Ok(Json(session_json(&s, st.core.now())))
 }
 

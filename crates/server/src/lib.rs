@@ -29,9 +29,9 @@ use portcullis_core::config::Config;
 use portcullis_core::password::Hasher;
 use portcullis_core::schema::IdentitySchema;
 use portcullis_core::service::{Clock, Core, SystemClock};
-use portcullis_core::store::Store;
+use portcullis_core::store::prelude::*;
 use portcullis_core::Error;
-use portcullis_store::{Backend, SessionCache, SqlStore};
+use portcullis_store::{Backend, SqlStore};
 use rand::distributions::Alphanumeric;
 use rand::Rng;
 use serde_json::json;
@@ -91,7 +91,7 @@ pub async fn build_with_clock(
     // SQLite has exactly one server process, so an in-process session cache cannot go stale;
     // PostgreSQL deployments run several instances and read sessions from the database.
     let store: Arc<dyn Store> = match store.kind() {
-        Backend::Sqlite => Arc::new(SessionCache::new(store, 100_000)),
+        Backend::Sqlite => Arc::new(store.with_session_cache(100_000)),
         Backend::Postgres => Arc::new(store),
     };
     let core = Core {

@@ -356,7 +356,7 @@ async fn revoke_my_other_sessions(
     let n = st
         .core
         .store
-        .revoke_identity_sessions(i.id, Some(s.id))
+        .revoke_identity_sessions(i.id, Some(s.id), st.core.now())
         .await?;
     Ok(Json(json!({ "count": n })))
 }
@@ -376,7 +376,7 @@ async fn revoke_my_session(
     match st.core.store.get_session(id).await? {
         Some((mut s, _)) if s.identity_id == i.id => {
             s.active = false;
-            st.core.store.update_session(&s).await?;
+            st.core.store.update_session(&s, st.core.now()).await?;
             Ok(StatusCode::NO_CONTENT)
         }
         _ => Err(ApiError(Error::not_found("Unable to locate the resource"))),

@@ -3,15 +3,28 @@
 //! Both backends run through sqlx's `Any` driver with one SQL text: every statement sticks to
 //! the common dialect (`$n` parameters, `ON CONFLICT`, `RETURNING`), ids are text, times are
 //! integer microseconds and documents are JSON text. One implementation means the two
-//! backends cannot drift; statements that must differ branch on [`Backend`]. Each backend has
-//! its own migrations folder so its schema can use native features later.
+//! backends cannot drift; statements that must differ branch on [`Backend`] (only refresh
+//! rotation does). Each backend has its own migrations folder so its schema can use native
+//! features later.
 //!
-//! SQLite runs in WAL mode with one writer connection (SQLite allows one writer at a time;
-//! queueing in the pool is cheaper than `SQLITE_BUSY` retries) and a pool of readers.
+//! The rooms: `pool.rs` opens the database; `rows.rs` and `filter.rs` read rows and build
+//! list queries; one file per storage trait of `portcullis_core::store` (identities, sessions,
+//! flows, tokens, keys, webhooks, clerk); `cache.rs` is the optional session cache. The store
+//! reads no clock: every time it writes comes from its arguments.
 
 mod cache;
-mod sql;
+mod clerk;
+mod filter;
+mod flows;
+mod identities;
+mod keys;
+mod pool;
+mod rows;
+mod sessions;
+mod tokens;
+mod webhooks;
+
+#[cfg(feature = "testing")]
 pub mod testing;
 
-pub use cache::SessionCache;
-pub use sql::{Backend, SqlStore};
+pub use pool::{Backend, SqlStore};

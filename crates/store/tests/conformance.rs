@@ -6,7 +6,8 @@ use portcullis_core::flow::{Flow, FlowKind, FlowType};
 use portcullis_core::identity::Identity;
 use portcullis_core::schema::IdentitySchema;
 use portcullis_core::session::{new_token, Device, Session};
-use portcullis_core::store::{IdentityQuery, SessionQuery, Store, StoreError};
+use portcullis_core::store::prelude::*;
+use portcullis_core::store::{IdentityQuery, SessionQuery, StoreError};
 use portcullis_store::SqlStore;
 use serde_json::json;
 use std::time::Duration;
@@ -29,13 +30,13 @@ async fn postgres() -> SqlStore {
     s
 }
 
-/// Every scenario runs on SQLite, on PostgreSQL, and on SQLite behind the session cache the
-/// server puts in front of it.
+/// Every scenario runs on SQLite, on PostgreSQL, and on SQLite with the session cache on, as
+/// the server runs it.
 macro_rules! on_both {
     ($($name:ident),* $(,)?) => {
         mod sqlite_backend { $( #[tokio::test] async fn $name() { super::$name(super::sqlite().await).await } )* }
         mod postgres_backend { $( #[tokio::test] async fn $name() { super::$name(super::postgres().await).await } )* }
-        mod sqlite_cached { $( #[tokio::test] async fn $name() { super::$name(portcullis_store::SessionCache::new(super::sqlite().await, 1000)).await } )* }
+        mod sqlite_cached { $( #[tokio::test] async fn $name() { super::$name(super::sqlite().await.with_session_cache(1000)).await } )* }
     };
 }
 
@@ -57,6 +58,9 @@ on_both!(
     one_current_signing_key_even_when_installs_race,
     every_write_appends_its_event_and_fans_it_out,
     deliveries_retry_requeue_replay_and_lease,
+    a_stale_identity_write_is_refused_and_changes_nothing,
+    a_registration_flow_creates_one_account_under_concurrent_submits,
+    refresh_rotation_extends_a_session_only_up_to_its_absolute_lifetime,
 );
 
 fn now() -> OffsetDateTime {
@@ -162,7 +166,7 @@ async fn updates_rederive_identifiers_atomically(s: impl Store) {
     a.traits = json!({ "email": "b@example.com" });
     a.apply_derived(&schema.derive(&a.traits), now());
     assert!(matches!(
-        s.update_identity(&a).await,
+        s.update_identity(&mut a).await,
         Err(StoreError::Conflict(_))
     ));
     assert_eq!(
@@ -174,7 +178,7 @@ async fn updates_rederive_identifiers_atomically(s: impl Store) {
     );
     a.traits = json!({ "email": "c@example.com" });
     a.apply_derived(&schema.derive(&a.traits), now());
-    s.update_identity(&a).await.unwrap();
+    s.update_identity(&mut a).await.unwrap();
     assert!(s
         .find_identity_by_identifier("password", "a@example.com")
         .await
@@ -190,7 +194,7 @@ async fn updates_rederive_identifiers_atomically(s: impl Store) {
     let mut ghost = identity("ghost@example.com");
     ghost.id = Uuid::new_v4();
     assert!(matches!(
-        s.update_identity(&ghost).await,
+        s.update_identity(&mut ghost).await,
         Err(StoreError::NotFound)
     ));
 }
@@ -251,8 +255,8 @@ async fn deleting_an_identity_removes_its_sessions(s: impl Store) {
     s.insert_identity(&i).await.unwrap();
     let (sess, _) = session_for(&i, Duration::from_secs(60));
     s.insert_session(&sess).await.unwrap();
-    assert!(s.delete_identity(i.id).await.unwrap());
-    assert!(!s.delete_identity(i.id).await.unwrap());
+    assert!(s.delete_identity(i.id, now()).await.unwrap());
+    assert!(!s.delete_identity(i.id, now()).await.unwrap());
     assert!(s
         .session_by_token_hash(&sess.token_hash)
         .await
@@ -288,7 +292,7 @@ async fn sessions_are_found_by_token_hash_with_their_identity(s: impl Store) {
         .is_none());
     let mut changed = got.clone();
     changed.active = false;
-    s.update_session(&changed).await.unwrap();
+    s.update_session(&changed, now()).await.unwrap();
     assert!(!s.get_session(sess.id).await.unwrap().unwrap().0.active);
 }
 
@@ -318,7 +322,9 @@ async fn session_lists_filter_active_and_revocation_works(s: impl Store) {
     );
     assert_eq!(s.list_sessions(&q(None), now()).await.unwrap().len(), 3);
     assert_eq!(
-        s.revoke_identity_sessions(i.id, Some(a.id)).await.unwrap(),
+        s.revoke_identity_sessions(i.id, Some(a.id), now())
+            .await
+            .unwrap(),
         2
     );
     let live = s.list_sessions(&q(Some(true)), now()).await.unwrap();
@@ -326,7 +332,7 @@ async fn session_lists_filter_active_and_revocation_works(s: impl Store) {
         live.iter().map(|(x, _)| x.id).collect::<Vec<_>>(),
         vec![a.id]
     );
-    assert_eq!(s.delete_identity_sessions(i.id).await.unwrap(), 3);
+    assert_eq!(s.delete_identity_sessions(i.id, now()).await.unwrap(), 3);
 }
 
 async fn flows_round_trip(s: impl Store) {
@@ -380,18 +386,18 @@ async fn writes_are_visible_to_later_token_lookups(s: impl Store) {
     assert!(lookup().await.unwrap().unwrap().0.active);
     i.traits = json!({ "email": "visible@example.com", "name": { "first": "Changed" } });
     i.apply_derived(&schema.derive(&i.traits), now());
-    s.update_identity(&i).await.unwrap();
+    s.update_identity(&mut i).await.unwrap();
     assert_eq!(
         lookup().await.unwrap().unwrap().1.traits["name"]["first"],
         "Changed"
     );
-    s.revoke_identity_sessions(i.id, None).await.unwrap();
+    s.revoke_identity_sessions(i.id, None, now()).await.unwrap();
     assert!(!lookup().await.unwrap().unwrap().0.active);
     let mut again = sess.clone();
     again.active = true;
-    s.update_session(&again).await.unwrap();
+    s.update_session(&again, now()).await.unwrap();
     assert!(lookup().await.unwrap().unwrap().0.active);
-    s.delete_identity(i.id).await.unwrap();
+    s.delete_identity(i.id, now()).await.unwrap();
     assert!(lookup().await.unwrap().is_none());
 }
 
@@ -485,11 +491,11 @@ async fn refresh_tokens_rotate_once_and_revoke_by_family_and_identity(s: impl St
     second.expires_at = now() + Duration::from_secs(7200);
     let third = refresh_row(&i, Uuid::nil(), live.id);
     assert!(s
-        .rotate_refresh_token(&first.token_hash, &second)
+        .rotate_refresh_token(&first.token_hash, &second, None)
         .await
         .unwrap());
     assert!(
-        !s.rotate_refresh_token(&first.token_hash, &third)
+        !s.rotate_refresh_token(&first.token_hash, &third, None)
             .await
             .unwrap(),
         "a token rotates once"
@@ -525,30 +531,39 @@ async fn refresh_tokens_rotate_once_and_revoke_by_family_and_identity(s: impl St
     // A token of another session, or of an orphaned session, does not rotate.
     let stray = refresh_row(&i, Uuid::nil(), Uuid::new_v4());
     assert!(!s
-        .rotate_refresh_token(&second.token_hash, &stray)
+        .rotate_refresh_token(&second.token_hash, &stray, None)
         .await
         .unwrap());
     assert!(!s
         .rotate_refresh_token(
             &orphan.token_hash,
-            &refresh_row(&i, Uuid::nil(), orphan.session_id)
+            &refresh_row(&i, Uuid::nil(), orphan.session_id),
+            None
         )
         .await
         .unwrap());
     // Nor does one whose identity is inactive or whose session was revoked.
     i.state = "inactive".into();
-    s.update_identity(&i).await.unwrap();
+    s.update_identity(&mut i).await.unwrap();
     assert!(!s
-        .rotate_refresh_token(&second.token_hash, &refresh_row(&i, Uuid::nil(), live.id))
+        .rotate_refresh_token(
+            &second.token_hash,
+            &refresh_row(&i, Uuid::nil(), live.id),
+            None
+        )
         .await
         .unwrap());
     i.state = "active".into();
-    s.update_identity(&i).await.unwrap();
+    s.update_identity(&mut i).await.unwrap();
     let mut revoked = live.clone();
     revoked.active = false;
-    s.update_session(&revoked).await.unwrap();
+    s.update_session(&revoked, now()).await.unwrap();
     assert!(!s
-        .rotate_refresh_token(&second.token_hash, &refresh_row(&i, Uuid::nil(), live.id))
+        .rotate_refresh_token(
+            &second.token_hash,
+            &refresh_row(&i, Uuid::nil(), live.id),
+            None
+        )
         .await
         .unwrap());
 
@@ -586,7 +601,7 @@ async fn refresh_tokens_rotate_once_and_revoke_by_family_and_identity(s: impl St
         2,
         "the orphan and the last one"
     );
-    s.delete_identity(i.id).await.unwrap();
+    s.delete_identity(i.id, now()).await.unwrap();
     assert!(
         s.get_refresh_token(&last.token_hash)
             .await
@@ -693,17 +708,17 @@ async fn every_write_appends_its_event_and_fans_it_out(s: impl Store) {
         .is_err());
     i.traits = json!({ "email": "events2@example.com" });
     i.apply_derived(&schema.derive(&i.traits), now());
-    s.update_identity(&i).await.unwrap();
+    s.update_identity(&mut i).await.unwrap();
     let (sess, _) = session_for(&i, Duration::from_secs(60));
     s.insert_session(&sess).await.unwrap();
     let mut ended = sess.clone();
     ended.active = false;
-    s.update_session(&ended).await.unwrap();
-    s.update_session(&ended).await.unwrap(); // already inactive: no second event
+    s.update_session(&ended, now()).await.unwrap();
+    s.update_session(&ended, now()).await.unwrap(); // already inactive: no second event
     let (other, _) = session_for(&i, Duration::from_secs(60));
     s.insert_session(&other).await.unwrap();
-    s.revoke_identity_sessions(i.id, None).await.unwrap();
-    s.delete_identity(i.id).await.unwrap();
+    s.revoke_identity_sessions(i.id, None, now()).await.unwrap();
+    s.delete_identity(i.id, now()).await.unwrap();
     let events = s.events_after(0, 100).await.unwrap();
     let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
     assert_eq!(
@@ -873,4 +888,128 @@ async fn deliveries_retry_requeue_replay_and_lease(s: impl Store) {
     );
     assert!(s.delete_webhook_endpoint(&ep.id).await.unwrap());
     assert!(s.list_webhook_endpoints().await.unwrap().is_empty());
+}
+
+async fn a_stale_identity_write_is_refused_and_changes_nothing(s: impl Store) {
+    let i = identity("stale@example.com");
+    s.insert_identity(&i).await.unwrap();
+    // Two writers read the same version: a self-service change and an admin deactivation.
+    let mut settings = s.get_identity(i.id).await.unwrap().unwrap();
+    let mut admin = settings.clone();
+    admin.state = "inactive".into();
+    s.update_identity(&mut admin).await.unwrap();
+    assert_eq!(
+        admin.version,
+        i.version + 1,
+        "the writer's copy follows the stored version"
+    );
+    settings.metadata_public = Some(json!({ "theme": "dark" }));
+    assert!(matches!(
+        s.update_identity(&mut settings).await,
+        Err(StoreError::Stale)
+    ));
+    assert_eq!(
+        settings.version, i.version,
+        "a refused write leaves the copy as it was"
+    );
+    let stored = s.get_identity(i.id).await.unwrap().unwrap();
+    assert_eq!(
+        stored, admin,
+        "the later, stale write did not undo the deactivation"
+    );
+    // Reloaded, the same change goes through, and a writer may write its copy again.
+    let mut reloaded = stored.clone();
+    reloaded.metadata_public = Some(json!({ "theme": "dark" }));
+    s.update_identity(&mut reloaded).await.unwrap();
+    s.update_identity(&mut reloaded).await.unwrap();
+    assert_eq!(s.get_identity(i.id).await.unwrap().unwrap(), reloaded);
+    assert_eq!(reloaded.version, i.version + 3);
+}
+
+async fn a_registration_flow_creates_one_account_under_concurrent_submits(s: impl Store) {
+    let f = Flow::new(
+        FlowKind::Registration,
+        FlowType::Api,
+        "http://x/self-service/registration/api".into(),
+        "http://x/",
+        Duration::from_secs(600),
+        now(),
+    );
+    s.insert_flow(&f).await.unwrap();
+    let (a, b) = (
+        identity("first@example.com"),
+        identity("second@example.com"),
+    );
+    let (sa, _) = session_for(&a, Duration::from_secs(60));
+    let (sb, _) = session_for(&b, Duration::from_secs(60));
+    let (ra, rb) = tokio::join!(
+        s.complete_registration(&f, &a, &sa),
+        s.complete_registration(&f, &b, &sb)
+    );
+    let (ra, rb) = (ra.unwrap(), rb.unwrap());
+    assert!(ra != rb, "exactly one submit wins: {ra} {rb}");
+    let (won, lost, lost_session) = if ra { (&a, &b, &sb) } else { (&b, &a, &sa) };
+    assert!(s.get_identity(won.id).await.unwrap().is_some());
+    assert!(
+        s.get_identity(lost.id).await.unwrap().is_none(),
+        "the loser inserted nothing"
+    );
+    assert!(s.get_session(lost_session.id).await.unwrap().is_none());
+    let all = s
+        .list_identities(&IdentityQuery {
+            page_size: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 1);
+    // Once completed, the flow registers nobody else.
+    assert!(!s
+        .complete_registration(&f, &identity("third@example.com"), &sa)
+        .await
+        .unwrap());
+}
+
+async fn refresh_rotation_extends_a_session_only_up_to_its_absolute_lifetime(s: impl Store) {
+    let i = identity("cap@example.com");
+    s.insert_identity(&i).await.unwrap();
+    let (live, _) = session_for(&i, Duration::from_secs(60));
+    s.insert_session(&live).await.unwrap();
+    let first = refresh_row(&i, Uuid::new_v4(), live.id);
+    s.insert_refresh_token(&first).await.unwrap();
+    // Within the cap the session follows the new token.
+    let mut second = refresh_row(&i, Uuid::nil(), live.id);
+    second.expires_at = live.issued_at + Duration::from_secs(1800);
+    let cap = Some(Duration::from_secs(3600));
+    assert!(s
+        .rotate_refresh_token(&first.token_hash, &second, cap)
+        .await
+        .unwrap());
+    let expires = |s: (portcullis_core::session::Session, Identity)| s.0.expires_at;
+    assert_eq!(
+        expires(s.get_session(live.id).await.unwrap().unwrap()),
+        second.expires_at
+    );
+    // Past it, the session ends at the cap, however long the new token lives.
+    let mut third = refresh_row(&i, Uuid::nil(), live.id);
+    third.expires_at = live.issued_at + Duration::from_secs(7200);
+    assert!(s
+        .rotate_refresh_token(&second.token_hash, &third, cap)
+        .await
+        .unwrap());
+    assert_eq!(
+        expires(s.get_session(live.id).await.unwrap().unwrap()),
+        live.issued_at + Duration::from_secs(3600)
+    );
+    // Without a cap it follows the token, as before.
+    let mut fourth = refresh_row(&i, Uuid::nil(), live.id);
+    fourth.expires_at = live.issued_at + Duration::from_secs(9000);
+    assert!(s
+        .rotate_refresh_token(&third.token_hash, &fourth, None)
+        .await
+        .unwrap());
+    assert_eq!(
+        expires(s.get_session(live.id).await.unwrap().unwrap()),
+        fourth.expires_at
+    );
 }

@@ -142,7 +142,7 @@ pub(in crate::ui) async fn revoke_others(
     };
     match core
         .store
-        .revoke_identity_sessions(identity.id, Some(current.id))
+        .revoke_identity_sessions(identity.id, Some(current.id), core.now())
         .await
     {
         Ok(n) => see_other(&format!("{}ui/welcome?revoked={n}", core.public_url())),

@@ -1,0 +1,37 @@
+//! Self-service flows (login, registration, settings) and the errors they end in.
+
+use super::StoreResult;
+use crate::flow::Flow;
+use crate::identity::Identity;
+use crate::session::Session;
+use async_trait::async_trait;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+#[async_trait]
+pub trait FlowStore: Send + Sync + 'static {
+    async fn insert_flow(&self, flow: &Flow) -> StoreResult<()>;
+    async fn update_flow(&self, flow: &Flow) -> StoreResult<()>;
+    async fn get_flow(&self, id: Uuid) -> StoreResult<Option<Flow>>;
+    /// Saves `flow` and marks it completed, unless another request completed it first
+    /// (returns false then, and changes nothing).
+    async fn complete_flow(&self, flow: &Flow) -> StoreResult<bool>;
+    /// Completes a registration flow in one transaction: saves `flow` and marks it completed
+    /// (as [`complete_flow`](Self::complete_flow)) and inserts `identity` with its first
+    /// `session`. Returns false, inserting nothing, when the flow was already completed: of
+    /// concurrent submits of one flow exactly one creates an account.
+    async fn complete_registration(
+        &self,
+        flow: &Flow,
+        identity: &Identity,
+        session: &Session,
+    ) -> StoreResult<bool>;
+    /// Keeps a self-service error (what `/self-service/errors?id=` shows) until `expires_at`.
+    async fn insert_flow_error(
+        &self,
+        id: Uuid,
+        error: &serde_json::Value,
+        expires_at: OffsetDateTime,
+    ) -> StoreResult<()>;
+    async fn get_flow_error(&self, id: Uuid) -> StoreResult<Option<serde_json::Value>>;
+}

@@ -1,0 +1,46 @@
+//! Clerk API secret keys: only their hashes are stored; revoked keys stay for the record.
+
+use crate::rows::{micros, DbResult, RowExt};
+use crate::SqlStore;
+use async_trait::async_trait;
+use portcullis_core::store::{ClerkKeyStore, StoreResult};
+use time::OffsetDateTime;
+
+#[async_trait]
+impl ClerkKeyStore for SqlStore {
+    async fn insert_clerk_key(
+        &self,
+        id: &str,
+        key_hash: &str,
+        now: OffsetDateTime,
+    ) -> StoreResult<()> {
+        sqlx::query("INSERT INTO clerk_keys (id, key_hash, created_at) VALUES ($1, $2, $3)")
+            .bind(id.to_string())
+            .bind(key_hash.to_string())
+            .bind(micros(now))
+            .execute(&self.write)
+            .await
+            .db()?;
+        Ok(())
+    }
+
+    async fn clerk_key_hashes(&self) -> StoreResult<Vec<String>> {
+        let rows = sqlx::query("SELECT key_hash FROM clerk_keys WHERE revoked_at IS NULL")
+            .fetch_all(&self.read)
+            .await
+            .db()?;
+        rows.iter().map(|r| r.text("key_hash")).collect()
+    }
+
+    async fn revoke_clerk_key(&self, id: &str, now: OffsetDateTime) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE clerk_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
+        )
+        .bind(micros(now))
+        .bind(id.to_string())
+        .execute(&self.write)
+        .await
+        .db()?;
+        Ok(done.rows_affected() == 1)
+    }
+}
