@@ -136,6 +136,13 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     } else {
         "postgres"
     };
+    if dev {
+        tracing::warn!(
+            "dev mode (--dev): plain-http cookies, a generated secret kept in the database, \
+             weak password hashing and webhooks to private addresses are allowed; never run a \
+             production server with --dev"
+        );
+    }
     let state = portcullis_server::build(cfg).await?;
     let public = tokio::net::TcpListener::bind(&public_bind)
         .await

@@ -81,6 +81,11 @@ pub(super) fn apply_env(
     vars.sort_by_key(|(k, _)| k.len());
     for (key, raw) in vars {
         let suffix = &key[ENV_PREFIX.len()..];
+        if suffix == "DEV" {
+            return Err(ConfigError::Invalid(format!(
+                "environment variable {key}: dev mode is not a configuration key; it is turned on only by the --dev flag"
+            )));
+        }
         let Some((path, default)) = known.get(suffix) else {
             return Err(ConfigError::Invalid(format!(
                 "environment variable {key} does not name a configuration key"

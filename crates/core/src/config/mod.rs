@@ -133,6 +133,9 @@ pub struct Config {
     /// `sqlite://PATH`, `sqlite::memory:` or `postgres://…`. Empty in dev mode means `sqlite://portcullis.sqlite`.
     #[serde(serialize_with = "redact::serialize_dsn")]
     pub dsn: String,
+    /// Dev mode. Only the `--dev` flag sets it (the `dev` argument of [`Config::load`]): a
+    /// key in the file or the environment could switch off the production checks unnoticed.
+    #[serde(skip)]
     pub dev: bool,
     pub log: LogConfig,
     pub serve: ServeConfig,
@@ -149,6 +152,11 @@ pub struct Config {
     #[serde(skip)]
     csrf_cookie_name: String,
 }
+
+/// `dev` used to be a key; it is refused by name rather than as an unknown one, so an old
+/// file gets told where dev mode went.
+const DEV_KEY_REFUSED: &str =
+    "dev: dev mode is not a configuration key; it is turned on only by the --dev flag";
 
 /// What a section's checks need from the rest of the configuration, settled before they run.
 pub(crate) struct Ctx {
@@ -173,6 +181,9 @@ impl Config {
             Some(path) => env::read_file(path)?,
             None => Value::Object(Map::new()),
         };
+        if tree.get("dev").is_some() {
+            return Err(ConfigError::Invalid(DEV_KEY_REFUSED.into()));
+        }
         env::apply_env(&mut tree, &defaults, env)?;
         let mut cfg = env::deserialize_named(tree)?;
         if dev {

@@ -284,3 +284,30 @@ fn secrets_come_from_the_environment_and_print_redacted() {
     }
     assert!(printed.contains("<redacted>"));
 }
+
+#[test]
+fn dev_mode_comes_only_from_the_flag() {
+    let dir = std::env::temp_dir().join(format!("pc-cfg-dev-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let f = dir.join("dev.yml");
+    std::fs::write(&f, "dev: true\n").unwrap();
+    for dev_flag in [false, true] {
+        let err = Config::load(Some(f.to_str().unwrap()), vec![], dev_flag)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("dev:") && err.contains("--dev flag"), "{err}");
+    }
+    let err = Config::load(None, env(&[("PORTCULLIS_DEV", "true")]), false)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("PORTCULLIS_DEV") && err.contains("--dev flag"),
+        "{err}"
+    );
+    let cfg = Config::load(None, vec![], true).unwrap();
+    assert!(cfg.dev);
+    assert!(
+        !cfg.redacted_yaml().contains("dev:"),
+        "not printed as if it were a key"
+    );
+}
