@@ -76,15 +76,67 @@ pub(crate) fn serialize_dsn<S: serde::Serializer>(dsn: &str, s: S) -> Result<S::
     s.serialize_str(&redact_dsn(dsn))
 }
 
-/// A DSN with its password blanked, for output and error messages.
+/// `serialize_with` for an outgoing URL: userinfo and query values blanked.
+pub(crate) fn serialize_url<S: serde::Serializer>(url: &str, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&redact_url(url))
+}
+
+/// Query parameters through which a database driver takes a credential: sqlx-postgres reads
+/// `password` and `sslpassword`, and `sslkey` names the client's private key.
+const DSN_SECRET_PARAMS: &[&str] = &["password", "sslpassword", "sslkey"];
+
+const BLANK: &str = "redacted";
+
+/// A DSN with its password blanked, in the userinfo and in the query, for output and errors.
 pub(crate) fn redact_dsn(dsn: &str) -> String {
-    match url::Url::parse(dsn) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("redacted"));
-            u.to_string()
-        }
-        _ => dsn.to_string(),
+    let Ok(mut u) = url::Url::parse(dsn) else {
+        return dsn.to_string();
+    };
+    if u.password().is_some() {
+        let _ = u.set_password(Some(BLANK));
     }
+    let secret = |k: &str| DSN_SECRET_PARAMS.iter().any(|p| p.eq_ignore_ascii_case(k));
+    if u.query_pairs().any(|(k, _)| secret(&k)) {
+        let pairs: Vec<(String, String)> = u
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = if secret(&k) {
+                    BLANK.into()
+                } else {
+                    v.into_owned()
+                };
+                (k.into_owned(), v)
+            })
+            .collect();
+        u.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    u.to_string()
+}
+
+/// A URL with its userinfo and every query value blanked: an endpoint URL may carry a
+/// `user:pass@` or a `?token=`, and which parameter is a credential is the receiver's choice.
+/// A URL that does not parse is shown only if it cannot hold either.
+pub(crate) fn redact_url(url: &str) -> String {
+    let Ok(mut u) = url::Url::parse(url) else {
+        return if url.contains(['@', '?']) {
+            REDACTED.to_string()
+        } else {
+            url.to_string()
+        };
+    };
+    if !u.username().is_empty() {
+        let _ = u.set_username(BLANK);
+    }
+    if u.password().is_some() {
+        let _ = u.set_password(Some(BLANK));
+    }
+    if u.query().is_some_and(|q| !q.is_empty()) {
+        let keys: Vec<String> = u.query_pairs().map(|(k, _)| k.into_owned()).collect();
+        u.query_pairs_mut()
+            .clear()
+            .extend_pairs(keys.iter().map(|k| (k, BLANK)));
+    }
+    u.to_string()
 }
 
 #[cfg(test)]
@@ -103,11 +155,59 @@ mod tests {
     }
 
     #[test]
-    fn a_dsn_password_is_blanked() {
+    fn a_dsn_password_is_blanked_in_the_userinfo() {
         assert_eq!(
             redact_dsn("postgres://u:hunter2@db/app"),
             "postgres://u:redacted@db/app"
         );
         assert_eq!(redact_dsn("sqlite::memory:"), "sqlite::memory:");
+    }
+
+    #[test]
+    fn a_dsn_password_is_blanked_in_the_query() {
+        assert_eq!(
+            redact_dsn("postgres://u@db.example/app?password=hunter2secret"),
+            "postgres://u@db.example/app?password=redacted"
+        );
+        assert_eq!(
+            redact_dsn(
+                "postgres://u@db/app?sslmode=require&sslpassword=hunter2&application_name=pc"
+            ),
+            "postgres://u@db/app?sslmode=require&sslpassword=redacted&application_name=pc"
+        );
+        assert_eq!(
+            redact_dsn("postgresql://u@db/app?sslkey=/etc/keys/client.key&PASSWORD=x"),
+            "postgresql://u@db/app?sslkey=redacted&PASSWORD=redacted"
+        );
+        let both = redact_dsn("postgres://u:pw1secret@db/app?password=pw2secret");
+        assert!(
+            !both.contains("pw1secret") && !both.contains("pw2secret"),
+            "{both}"
+        );
+        assert_eq!(
+            redact_dsn("sqlite://data/pc.sqlite?mode=rwc"),
+            "sqlite://data/pc.sqlite?mode=rwc"
+        );
+    }
+
+    #[test]
+    fn url_credentials_are_blanked() {
+        assert_eq!(
+            redact_url("https://alice:hunter2@hooks.example/in"),
+            "https://redacted:redacted@hooks.example/in"
+        );
+        assert_eq!(
+            redact_url("https://tok3n@hooks.example/in"),
+            "https://redacted@hooks.example/in"
+        );
+        assert_eq!(
+            redact_url("https://hooks.example/in?token=hunter2&x=1"),
+            "https://hooks.example/in?token=redacted&x=redacted"
+        );
+        assert_eq!(
+            redact_url("https://hooks.example/in"),
+            "https://hooks.example/in"
+        );
+        assert_eq!(redact_url("not a url?token=hunter2"), REDACTED);
     }
 }

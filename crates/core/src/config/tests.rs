@@ -311,3 +311,39 @@ fn dev_mode_comes_only_from_the_flag() {
         "not printed as if it were a key"
     );
 }
+
+#[test]
+fn config_check_output_hides_dsn_and_webhook_url_credentials() {
+    let c = Config::load(
+        None,
+        env(&[
+            (
+                "PORTCULLIS_DSN",
+                "postgres://u:userinfo-pw@db.example/app?password=query-pw&sslpassword=ssl-pw&sslkey=/k/client.key",
+            ),
+            (
+                "PORTCULLIS_WEBHOOKS_ENDPOINTS",
+                r#"[{"id":"ep_a","url":"https://alice:url-pw@h.example/in?token=url-token","secret":"whsec_AAAA"}]"#,
+            ),
+        ]),
+        true,
+    )
+    .unwrap();
+    let printed = c.redacted_yaml();
+    for secret in [
+        "userinfo-pw",
+        "query-pw",
+        "ssl-pw",
+        "client.key",
+        "alice",
+        "url-pw",
+        "url-token",
+    ] {
+        assert!(!printed.contains(secret), "{secret} leaked:\n{printed}");
+    }
+    assert!(printed.contains("db.example/app") && printed.contains("h.example/in"));
+    assert!(
+        c.dsn.contains("query-pw"),
+        "the loaded value itself is intact"
+    );
+}

@@ -31,6 +31,8 @@ pub struct WebhooksConfig {
 pub struct ConfiguredEndpoint {
     /// Stable id (`ep_…`), so restarts update rather than duplicate.
     pub id: String,
+    /// Printed with its userinfo and query values blanked: either may carry a credential.
+    #[serde(serialize_with = "super::redact::serialize_url")]
     pub url: String,
     #[serde(default)]
     pub events: Vec<String>,
@@ -69,7 +71,7 @@ impl ConfiguredEndpoint {
         {
             return Err(ConfigError::Invalid(format!(
                 "{key}.url: {:?} is not an http(s) URL",
-                self.url
+                super::redact::redact_url(&self.url)
             )));
         }
         let secret = self.secret.expose();
