@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use portcullis_core::config::Config;
+use portcullis_core::config::{Config, LogFormat};
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -90,15 +90,14 @@ fn load(file: Option<&str>, dev: bool) -> anyhow::Result<Config> {
 }
 
 fn init_logging(cfg: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_new(&cfg.log.level)
+    let filter = tracing_subscriber::EnvFilter::try_new(cfg.log.level.as_str())
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    if cfg.log.format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
+    match cfg.log.format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
     }
 }
 
@@ -137,6 +136,13 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     } else {
         "postgres"
     };
+    if dev {
+        tracing::warn!(
+            "dev mode (--dev): plain-http cookies, a generated secret kept in the database, \
+             weak password hashing and webhooks to private addresses are allowed; never run a \
+             production server with --dev"
+        );
+    }
     let state = portcullis_server::build(cfg).await?;
     let public = tokio::net::TcpListener::bind(&public_bind)
         .await

@@ -141,3 +141,23 @@ fn keys_rotate_replaces_the_signing_key() {
     );
     assert_ne!(first, second);
 }
+
+#[test]
+fn dev_mode_cannot_come_from_the_environment_or_the_file() {
+    let out = portcullis()
+        .args(["config", "check", "/dev/null"])
+        .env("PORTCULLIS_DEV", "true")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("PORTCULLIS_DEV") && err.contains("--dev"),
+        "{err}"
+    );
+    let f = temp_file("dev.yml", "dev: true\n");
+    let out = portcullis().args(["config", "check", &f]).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("dev:") && err.contains("--dev"), "{err}");
+}

@@ -7,6 +7,7 @@
 //! under a key derived from the configured secrets. HS256 exists only when an operator sets a
 //! shared secret, and is then never published in the JWKS.
 
+use crate::config::TokenAlgorithm;
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
@@ -112,7 +113,7 @@ fn decrypt(secrets: &[String], blob: &str, kid: &str) -> Result<Vec<u8>, KeyErro
 
 /// Generates a new key for `alg`, encrypted under `secret`, in state `state`.
 pub fn generate(
-    alg: &str,
+    alg: TokenAlgorithm,
     state: &str,
     secret: &str,
     now: OffsetDateTime,
@@ -120,12 +121,12 @@ pub fn generate(
     let rng = SystemRandom::new();
     let kid = format!(
         "{}-{}",
-        alg.to_ascii_lowercase(),
+        alg.as_str().to_ascii_lowercase(),
         &uuid::Uuid::new_v4().simple().to_string()[..16]
     );
     let b64 = |b: &[u8]| URL_SAFE_NO_PAD.encode(b);
     let (private, mut jwk) = match alg {
-        "ES256" => {
+        TokenAlgorithm::Es256 => {
             let doc = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
                 .map_err(|e| KeyError::Generate(e.to_string()))?;
             let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, doc.as_ref())
@@ -142,7 +143,7 @@ pub fn generate(
                 json!({ "kty": "EC", "crv": "P-256", "x": b64(&point[1..33]), "y": b64(&point[33..]) }),
             )
         }
-        "EdDSA" => {
+        TokenAlgorithm::EdDsa => {
             let doc = Ed25519KeyPair::generate_pkcs8(&rng)
                 .map_err(|e| KeyError::Generate(e.to_string()))?;
             let pair = Ed25519KeyPair::from_pkcs8(doc.as_ref())
@@ -152,7 +153,7 @@ pub fn generate(
                 json!({ "kty": "OKP", "crv": "Ed25519", "x": b64(pair.public_key().as_ref()) }),
             )
         }
-        "RS256" => {
+        TokenAlgorithm::Rs256 => {
             let pair = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
                 .map_err(|e| KeyError::Generate(e.to_string()))?;
             let der = AsDer::<aws_lc_rs::encoding::Pkcs8V1Der>::as_der(&pair)
@@ -165,17 +166,18 @@ pub fn generate(
                 json!({ "kty": "RSA", "n": b64(&n), "e": b64(&e) }),
             )
         }
-        other => return Err(KeyError::Algorithm(other.to_string())),
+        // HS256 has no key pair: it signs with the configured shared secret.
+        TokenAlgorithm::Hs256 => return Err(KeyError::Algorithm(alg.to_string())),
     };
     if let Some(o) = jwk.as_object_mut() {
         o.insert("kid".into(), json!(kid));
-        o.insert("alg".into(), json!(alg));
+        o.insert("alg".into(), json!(alg.as_str()));
         o.insert("use".into(), json!("sig"));
     }
     Ok(StoredKey {
         private_enc: encrypt(secret, &private, &kid)?,
         kid,
-        alg: alg.to_string(),
+        alg: alg.as_str().to_string(),
         state: state.to_string(),
         public_jwk: jwk,
         created_at: now,
@@ -275,9 +277,13 @@ mod tests {
 
     #[test]
     fn each_algorithm_generates_a_key_that_signs_and_verifies() {
-        for alg in ["ES256", "EdDSA", "RS256"] {
+        for alg in [
+            TokenAlgorithm::Es256,
+            TokenAlgorithm::EdDsa,
+            TokenAlgorithm::Rs256,
+        ] {
             let k = generate(alg, "current", SECRET, OffsetDateTime::now_utc()).unwrap();
-            assert_eq!(k.public_jwk["alg"], alg);
+            assert_eq!(k.public_jwk["alg"], alg.as_str());
             assert_eq!(k.public_jwk["kid"], k.kid);
             assert!(
                 k.public_jwk.get("d").is_none(),
@@ -302,7 +308,13 @@ mod tests {
 
     #[test]
     fn private_keys_are_encrypted_and_need_a_configured_secret() {
-        let k = generate("ES256", "current", SECRET, OffsetDateTime::now_utc()).unwrap();
+        let k = generate(
+            TokenAlgorithm::Es256,
+            "current",
+            SECRET,
+            OffsetDateTime::now_utc(),
+        )
+        .unwrap();
         assert!(!k.private_enc.contains("PRIVATE"));
         let other = "another secret that is long enough".to_string();
         assert!(matches!(

@@ -8,7 +8,7 @@
 //! runs. An unknown account is verified against a dummy hash of the same parameters, so a login
 //! costs the same whether or not the identifier exists.
 
-use crate::config::{HashersConfig, PasswordPolicyConfig};
+use crate::config::{HasherAlgorithm, HashersConfig, PasswordPolicyConfig};
 use crate::ui::{msg, UiText};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
@@ -39,7 +39,7 @@ pub struct Hasher {
 }
 
 struct Inner {
-    algorithm: String,
+    algorithm: HasherAlgorithm,
     params: Params,
     bcrypt_cost: u32,
     pool_size: usize,
@@ -60,7 +60,7 @@ impl Hasher {
         let by_memory = (a.dedicated_memory.0 / a.memory.0.max(1)).max(1) as usize;
         let pool_size = cores.min(by_memory).max(1);
         let inner = Inner {
-            algorithm: cfg.algorithm.clone(),
+            algorithm: cfg.algorithm,
             params,
             bcrypt_cost: cfg.bcrypt.cost,
             pool_size,
@@ -102,7 +102,7 @@ impl Hasher {
 
     /// The longest password (in bytes) the configured algorithm hashes without truncating.
     pub fn max_password_bytes(&self) -> Option<usize> {
-        (self.inner.algorithm == "bcrypt").then_some(72)
+        (self.inner.algorithm == HasherAlgorithm::Bcrypt).then_some(72)
     }
 
     pub async fn hash(&self, password: String) -> Result<String, HashError> {
@@ -200,7 +200,7 @@ impl Inner {
     }
 
     fn hash_blocking(&self, password: &str) -> Result<String, HashError> {
-        if self.algorithm == "bcrypt" {
+        if self.algorithm == HasherAlgorithm::Bcrypt {
             return bcrypt::hash(password, self.bcrypt_cost)
                 .map_err(|e| HashError::Internal(e.to_string()));
         }
@@ -227,7 +227,7 @@ impl Inner {
                 .unwrap_or(false);
             return Ok(Verified {
                 ok,
-                needs_rehash: ok && (self.algorithm != "bcrypt" || !cost_ok),
+                needs_rehash: ok && (self.algorithm != HasherAlgorithm::Bcrypt || !cost_ok),
             });
         }
         let Ok(parsed) = PasswordHash::new(hash) else {
@@ -257,7 +257,7 @@ impl Inner {
             && parsed.params.get_decimal("p") == Some(self.params.p_cost());
         Ok(Verified {
             ok,
-            needs_rehash: ok && (self.algorithm != "argon2" || !same),
+            needs_rehash: ok && (self.algorithm != HasherAlgorithm::Argon2 || !same),
         })
     }
 }

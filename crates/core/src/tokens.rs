@@ -7,6 +7,7 @@
 //! `exp`/`nbf`/`iat` are checked against the caller's `now` with the configured leeway, so time
 //! stays a parameter as everywhere else in the core.
 
+use crate::config::TokenAlgorithm;
 use crate::error::{Error, Result};
 use crate::identity::View;
 use crate::keys::{self, LoadedKey};
@@ -87,7 +88,11 @@ impl Core {
 
     fn key_secrets(&self) -> Vec<String> {
         let s = &self.config.secrets;
-        s.cipher.iter().chain(&s.default).cloned().collect()
+        s.cipher
+            .iter()
+            .chain(&s.default)
+            .map(|k| k.expose().to_string())
+            .collect()
     }
 
     /// The key ring, loaded from the database at most every [`RING_TTL`]; the first call creates
@@ -132,8 +137,8 @@ impl Core {
             }
             keys.insert(loaded.kid.clone(), loaded);
         }
-        if self.config.tokens.algorithm == "HS256" {
-            let hs = Arc::new(LoadedKey::hs256(&self.config.tokens.hs256_secret));
+        if self.config.tokens.algorithm == TokenAlgorithm::Hs256 {
+            let hs = Arc::new(LoadedKey::hs256(self.config.tokens.hs256_secret.expose()));
             keys.insert(hs.kid.clone(), hs.clone());
             current = Some(hs);
         }
@@ -157,21 +162,21 @@ impl Core {
         stored: &[keys::StoredKey],
         now: OffsetDateTime,
     ) -> Result<Option<KeyTransition>> {
-        let alg = self.config.tokens.algorithm.as_str();
-        if alg == "HS256" {
+        let alg = self.config.tokens.algorithm;
+        if alg == TokenAlgorithm::Hs256 {
             return Ok(None);
         }
         let current = stored.iter().find(|k| k.state == "current");
         let next = stored.iter().find(|k| k.state == "next");
         let mut retire = vec![];
         let mut insert = vec![];
-        if current.is_none_or(|c| c.alg != alg) {
+        if current.is_none_or(|c| c.alg != alg.as_str()) {
             if let Some(c) = current {
                 retire.push((c.kid.clone(), "current", now + self.longest_token_life()));
             }
             insert.push(self.new_key("current", now)?);
         }
-        let next_ok = next.is_some_and(|n| n.alg == alg) && retire.is_empty();
+        let next_ok = next.is_some_and(|n| n.alg == alg.as_str()) && retire.is_empty();
         if !next_ok {
             if let Some(n) = next {
                 // A next key never signed anything: it can leave the JWKS at once.
@@ -188,7 +193,7 @@ impl Core {
             .into_iter()
             .next()
             .ok_or_else(|| Error::Internal("no secret to encrypt signing keys with".into()))?;
-        keys::generate(&self.config.tokens.algorithm, state, &secret, now)
+        keys::generate(self.config.tokens.algorithm, state, &secret, now)
             .map_err(|e| Error::Internal(e.to_string()))
     }
 
@@ -223,7 +228,7 @@ impl Core {
     /// rotation already replaced `expected`, nothing more happens: deciding "due" from a stale
     /// view must not rotate twice.
     async fn rotate_from(&self, expected: Option<&str>, now: OffsetDateTime) -> Result<String> {
-        if self.config.tokens.algorithm == "HS256" {
+        if self.config.tokens.algorithm == TokenAlgorithm::Hs256 {
             return Err(Error::bad_request(
                 "HS256 uses the shared tokens.hs256_secret; rotate it in the configuration.",
             ));
@@ -251,7 +256,7 @@ impl Core {
     /// Rotates when the configured interval has passed since the current key started signing.
     pub async fn rotate_if_due(&self, now: OffsetDateTime) -> Result<Option<String>> {
         let interval = self.config.tokens.key_rotation_interval.0;
-        if interval.is_zero() || self.config.tokens.algorithm == "HS256" {
+        if interval.is_zero() || self.config.tokens.algorithm == TokenAlgorithm::Hs256 {
             return Ok(None);
         }
         let ring = self.reload_ring(now).await?;

@@ -152,7 +152,7 @@ async fn require_secret_key(State(st): State<AppState>, req: Request, next: Next
         .clerk
         .secret_keys
         .iter()
-        .map(|k| key_hash(k))
+        .map(|k| key_hash(k.expose()))
         .collect();
     match st.core.store.clerk_key_hashes().await {
         Ok(stored) => hashes.extend(stored),

@@ -1,7 +1,7 @@
 //! `Set-Cookie` values for the session, CSRF and token cookies.
 
 use axum::http::HeaderValue;
-use portcullis_core::config::Config;
+use portcullis_core::config::{Config, SameSite};
 use portcullis_core::service::Core;
 
 /// One `Set-Cookie` value: HttpOnly always, `Secure` whenever the public URL is https (which
@@ -14,7 +14,7 @@ pub fn set_cookie(
     max_age: Option<u64>,
     path: &str,
     domain: &str,
-    same_site: &str,
+    same_site: SameSite,
 ) -> Option<HeaderValue> {
     let mut s = match (value, max_age) {
         (Some(v), Some(age)) => format!("{name}={v}; Max-Age={age}"),
@@ -47,7 +47,7 @@ pub fn session_cookie(core: &Core, token: Option<&str>) -> Option<HeaderValue> {
         max_age,
         &c.path,
         &c.domain,
-        &c.same_site,
+        c.same_site,
     )
 }
 
@@ -63,6 +63,6 @@ pub fn csrf_cookie(core: &Core, secret: &str) -> Option<HeaderValue> {
         Some(365 * 24 * 3600),
         "/",
         &c.domain,
-        &c.same_site,
+        c.same_site,
     )
 }

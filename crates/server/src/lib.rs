@@ -84,7 +84,10 @@ pub async fn build_with_clock(
             .take(48)
             .map(char::from)
             .collect();
-        config.secrets.default = vec![store.get_or_init_kv("secrets.default", &fresh).await?];
+        config.secrets.default = vec![store
+            .get_or_init_kv("secrets.default", &fresh)
+            .await?
+            .into()];
     }
     let hasher = Hasher::new(&config.hashers)?;
     let admin_url = config.serve.admin.base_url.clone();

@@ -160,7 +160,7 @@ fn token_cookie(
         Some(max_age),
         &c.path,
         &c.domain,
-        &c.same_site,
+        c.same_site,
     )
 }
 

@@ -278,14 +278,14 @@ pub async fn sync_configured_endpoints(st: &AppState) -> Result<(), Error> {
     for c in &st.core.config.webhooks.endpoints {
         check_url(&c.url, allow_private(st)).map_err(|e| e.0)?;
         let secrets = vec![WebhookSecret {
-            secret: c.secret.clone(),
+            secret: c.secret.expose().to_string(),
             expires_at: None,
         }];
         match st.core.store.get_webhook_endpoint(&c.id).await? {
             Some(mut ep) => {
                 ep.url = c.url.clone();
                 ep.event_types = c.events.clone();
-                ep.format = c.format.clone();
+                ep.format = c.format.as_str().to_string();
                 ep.secrets = secrets;
                 // The configuration can turn an endpoint off; it does not silently re-enable one
                 // that delivery disabled (410, five days of failures): that takes the admin API.
@@ -301,7 +301,7 @@ pub async fn sync_configured_endpoints(st: &AppState) -> Result<(), Error> {
                     url: c.url.clone(),
                     enabled: c.enabled,
                     event_types: c.events.clone(),
-                    format: c.format.clone(),
+                    format: c.format.as_str().to_string(),
                     secrets,
                     description: "declared in the configuration".into(),
                     disabled_reason: None,

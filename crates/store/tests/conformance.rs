@@ -613,7 +613,15 @@ async fn refresh_tokens_rotate_once_and_revoke_by_family_and_identity(s: impl St
 
 async fn one_current_signing_key_even_when_installs_race(s: impl Store) {
     let secret = "0123456789abcdef0123456789abcdef";
-    let key = |state| portcullis_core::keys::generate("ES256", state, secret, now()).unwrap();
+    let key = |state| {
+        portcullis_core::keys::generate(
+            portcullis_core::config::TokenAlgorithm::Es256,
+            state,
+            secret,
+            now(),
+        )
+        .unwrap()
+    };
     let (a, a_next) = (key("current"), key("next"));
     assert!(s
         .transition_signing_keys(&[], None, &[a.clone(), a_next.clone()], now())

@@ -49,7 +49,7 @@ async fn an_external_ui_takes_over_when_the_hosted_one_is_off() {
 #[tokio::test]
 async fn bcrypt_hasher_refuses_passwords_it_would_truncate() {
     let app = TestApp::spawn_with(Backend::Sqlite, |c| {
-        c.hashers.algorithm = "bcrypt".into();
+        c.hashers.algorithm = portcullis_core::config::HasherAlgorithm::Bcrypt;
         c.hashers.bcrypt.cost = 4;
     })
     .await;

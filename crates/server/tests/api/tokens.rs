@@ -569,7 +569,7 @@ async fn each_algorithm_publishes_its_key_and_hs256_publishes_none() {
         ("HS256", None),
     ] {
         let app = TestApp::spawn_with(Backend::Sqlite, |c| {
-            c.tokens.algorithm = alg.into();
+            c.tokens.algorithm = alg.parse().unwrap();
             c.tokens.hs256_secret = "a shared secret of more than 32 chars".into();
             c.tokens.audience = vec!["my-api".into()];
         })

@@ -357,8 +357,8 @@ async fn endpoints_declared_in_the_configuration_are_kept_in_step() {
         id: "ep_config".into(),
         url: url.clone(),
         events: vec!["user.created".into()],
-        format: "native".into(),
-        secret: secret.clone(),
+        format: portcullis_core::config::WebhookFormat::Native,
+        secret: secret.clone().into(),
         enabled: true,
     };
     let dsn = crate::helpers::dsn(crate::helpers::Backend::Sqlite).await;

@@ -150,7 +150,7 @@ impl<'a> Page<'a> {
                 Some(365 * 24 * 3600),
                 "/",
                 &self.st.core.config.session.cookie.domain,
-                "Lax",
+                portcullis_core::config::SameSite::Lax,
             ) {
                 resp.headers_mut().append(header::SET_COOKIE, v);
             }

@@ -1,0 +1,305 @@
+//! Configuration: a YAML file using Kratos's `kratos.yml` key names, overridden by
+//! `PORTCULLIS_<UPPER_SNAKE_PATH>` environment variables (arrays and objects as JSON).
+//!
+//! Loading is strict: an unknown key (in the file or the environment) is an error that names
+//! its path, and a bad value names the key and the form it expects. The set of known paths is
+//! derived from the serialised defaults ([`env`]), so a new field is overridable from the
+//! environment without extra code.
+//!
+//! One file per section. Each section states its defaults once (its `Default`), fills what it
+//! derives from the rest (`fill_defaults`) and checks itself (`validate`); [`Config::finish`]
+//! only calls them in order. Settings that are choices are enums ([`choice!`]) that serde
+//! refuses with the allowed values; secrets are a [`Secret`], which prints as `<redacted>`.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// A setting that is one of a few words: an enum read and written as that word, whose parse
+/// error names the value and the allowed ones (serde adds the key path in front).
+macro_rules! choice {
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident {
+            $( $(#[$vmeta:meta])* $variant:ident = $text:literal, )+
+        }
+        ignore_case: $ignore_case:literal,
+        error: $error:literal
+    ) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+        pub enum $name {
+            $( $(#[$vmeta])* $variant, )+
+        }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The word as the configuration (and the wire) spells it.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $( $name::$variant => $text, )+
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                $name::ALL
+                    .iter()
+                    .copied()
+                    .find(|v| {
+                        if $ignore_case {
+                            v.as_str().eq_ignore_ascii_case(s)
+                        } else {
+                            v.as_str() == s
+                        }
+                    })
+                    .ok_or_else(|| format!($error, s))
+            }
+        }
+
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                s.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+mod clerk;
+mod env;
+mod hashers;
+mod identity;
+mod log;
+mod redact;
+mod secrets;
+mod selfservice;
+mod serve;
+mod session;
+mod tokens;
+mod ui;
+mod units;
+mod webhooks;
+
+pub use clerk::ClerkConfig;
+pub use env::ENV_PREFIX;
+pub use hashers::{Argon2Config, BcryptConfig, HasherAlgorithm, HashersConfig};
+pub use identity::{IdentityConfig, SchemaRef};
+pub use log::{LogConfig, LogFormat, LogLevel};
+pub use redact::Secret;
+pub use secrets::SecretsConfig;
+pub use selfservice::{
+    AfterConfig, EnabledConfig, FlowConfig, FlowsConfig, LogoutFlowConfig, MethodsConfig,
+    PasswordMethodConfig, PasswordPolicyConfig, RegistrationFlowConfig, SelfServiceConfig,
+    SettingsFlowConfig, UiUrlConfig,
+};
+pub use serve::{CorsConfig, EndpointConfig, ServeConfig};
+pub use session::{
+    SameSite, SessionConfig, SessionCookieConfig, TokenizerConfig, TokenizerTemplate, WhoamiConfig,
+};
+pub use tokens::{TokenAlgorithm, TokenCookiesConfig, TokenPathsConfig, TokensConfig};
+pub use ui::{ThemeConfig, UiConfig};
+pub use units::{ByteSize, Dur};
+pub use webhooks::{ConfiguredEndpoint, WebhookFormat, WebhooksConfig};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config: cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("config: {0}")]
+    Invalid(String),
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// `sqlite://PATH`, `sqlite::memory:` or `postgres://…`. Empty in dev mode means `sqlite://portcullis.sqlite`.
+    #[serde(serialize_with = "redact::serialize_dsn")]
+    pub dsn: String,
+    /// Dev mode. Only the `--dev` flag sets it (the `dev` argument of [`Config::load`]): a
+    /// key in the file or the environment could switch off the production checks unnoticed.
+    #[serde(skip)]
+    pub dev: bool,
+    pub log: LogConfig,
+    pub serve: ServeConfig,
+    pub identity: IdentityConfig,
+    pub session: SessionConfig,
+    pub selfservice: SelfServiceConfig,
+    pub hashers: HashersConfig,
+    pub secrets: SecretsConfig,
+    pub tokens: TokensConfig,
+    pub webhooks: WebhooksConfig,
+    pub clerk: ClerkConfig,
+    pub ui: UiConfig,
+    /// Derived at load: the anti-CSRF cookie's name (see [`Config::csrf_cookie_name`]).
+    #[serde(skip)]
+    csrf_cookie_name: String,
+}
+
+/// `dev` used to be a key; it is refused by name rather than as an unknown one, so an old
+/// file gets told where dev mode went.
+const DEV_KEY_REFUSED: &str =
+    "dev: dev mode is not a configuration key; it is turned on only by the --dev flag";
+
+/// What a section's checks need from the rest of the configuration, settled before they run.
+pub(crate) struct Ctx {
+    pub dev: bool,
+    /// `serve.public.base_url`, filled and ending in `/`.
+    pub public_url: String,
+    pub ui_enabled: bool,
+    pub user_id_claim: String,
+}
+
+impl Config {
+    /// Loads the configuration: defaults, then the YAML file (if any), then `PORTCULLIS_*`
+    /// variables from `env`, then `--dev`.
+    pub fn load(
+        file: Option<&str>,
+        env: impl IntoIterator<Item = (String, String)>,
+        dev: bool,
+    ) -> Result<Config, ConfigError> {
+        let defaults = serde_json::to_value(Config::default())
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        let mut tree = match file {
+            Some(path) => env::read_file(path)?,
+            None => Value::Object(Map::new()),
+        };
+        if tree.get("dev").is_some() {
+            return Err(ConfigError::Invalid(DEV_KEY_REFUSED.into()));
+        }
+        env::apply_env(&mut tree, &defaults, env)?;
+        let mut cfg = env::deserialize_named(tree)?;
+        if dev {
+            cfg.dev = true;
+        }
+        cfg.finish()?;
+        Ok(cfg)
+    }
+
+    /// Fills derived defaults and runs every section's checks, in the order a reader would
+    /// fix them: storage, ports, secrets, then what builds on the public URL.
+    fn finish(&mut self) -> Result<(), ConfigError> {
+        self.finish_dsn()?;
+        self.serve.finish_base_urls(self.dev)?;
+        let ctx = Ctx {
+            dev: self.dev,
+            public_url: self.serve.public.base_url.clone(),
+            ui_enabled: self.ui.enabled,
+            user_id_claim: self.tokens.user_id_claim.clone(),
+        };
+        self.csrf_cookie_name = csrf_cookie_name(&ctx.public_url);
+        self.serve.validate()?;
+        self.secrets.validate(&ctx)?;
+        self.hashers.validate(&ctx)?;
+        self.webhooks.validate()?;
+        self.clerk.validate()?;
+        self.selfservice.fill_defaults(&ctx)?;
+        self.selfservice.validate()?;
+        self.ui.fill_defaults();
+        self.ui.validate()?;
+        self.session.validate(&ctx)?;
+        self.tokens.fill_defaults(&ctx);
+        self.tokens.validate(&ctx)
+    }
+
+    fn finish_dsn(&mut self) -> Result<(), ConfigError> {
+        if self.dsn.is_empty() {
+            if !self.dev {
+                return Err(ConfigError::Invalid(
+                    "dsn: required (e.g. \"sqlite://portcullis.sqlite\" or \"postgres://user@host/db\"); \
+                     or run with --dev for an embedded SQLite default"
+                        .into(),
+                ));
+            }
+            self.dsn = "sqlite://portcullis.sqlite".into();
+        }
+        if !(self.dsn.starts_with("sqlite:")
+            || self.dsn.starts_with("postgres://")
+            || self.dsn.starts_with("postgresql://"))
+        {
+            return Err(ConfigError::Invalid(format!(
+                "dsn: unsupported {:?}: expected sqlite://PATH, sqlite::memory: or postgres://…",
+                redact::redact_dsn(&self.dsn)
+            )));
+        }
+        Ok(())
+    }
+
+    pub fn public_url(&self) -> &str {
+        &self.serve.public.base_url
+    }
+
+    /// Kratos' name for the anti-CSRF cookie, `csrf_token_<hex(sha256(public base URL))>`,
+    /// so two deployments on one domain do not overwrite each other's.
+    pub fn csrf_cookie_name(&self) -> &str {
+        &self.csrf_cookie_name
+    }
+
+    /// Where a browser lands after completing `flow` (`login`, `registration`, `settings`,
+    /// `logout`) when no `return_to` was given.
+    pub fn after_url(&self, flow: &str) -> &str {
+        let f = &self.selfservice.flows;
+        let own = match flow {
+            "login" => &f.login.after.default_browser_return_url,
+            "registration" => &f.registration.after.default_browser_return_url,
+            "settings" => &f.settings.after.default_browser_return_url,
+            "logout" => &f.logout.after.default_browser_return_url,
+            _ => "",
+        };
+        if own.is_empty() {
+            &self.selfservice.default_browser_return_url
+        } else {
+            own
+        }
+    }
+
+    /// The UI page of a flow (`login`, `registration`, `settings`, `error`).
+    pub fn ui_url(&self, flow: &str) -> &str {
+        let f = &self.selfservice.flows;
+        match flow {
+            "login" => &f.login.ui_url,
+            "registration" => &f.registration.ui_url,
+            "settings" => &f.settings.ui_url,
+            _ => &f.error.ui_url,
+        }
+    }
+
+    /// Cookies carry `Secure` whenever the public URL is https (always, outside dev mode).
+    pub fn secure_cookies(&self) -> bool {
+        url::Url::parse(&self.serve.public.base_url).is_ok_and(|u| u.scheme() == "https")
+    }
+
+    /// The configuration as YAML. Secrets print as `<redacted>` and DSN passwords are blanked
+    /// by their own serialisers, so nothing here lists the secret fields.
+    pub fn redacted_yaml(&self) -> String {
+        serde_yaml::to_string(self).unwrap_or_default()
+    }
+}
+
+fn csrf_cookie_name(public_url: &str) -> String {
+    use sha2::{Digest, Sha256};
+    format!(
+        "csrf_token_{}",
+        hex::encode(Sha256::digest(public_url.as_bytes()))
+    )
+}
+
+#[cfg(test)]
+mod tests;

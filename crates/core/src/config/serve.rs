@@ -1,0 +1,175 @@
+//! `serve`: the public and admin ports, their base URLs, CORS, and the body size limit.
+
+use super::{ByteSize, ConfigError};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServeConfig {
+    pub public: EndpointConfig,
+    pub admin: EndpointConfig,
+    /// Largest request body accepted on either port.
+    pub max_body_size: ByteSize,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            public: EndpointConfig::on_port(4433),
+            admin: EndpointConfig::on_port(4434),
+            max_body_size: ByteSize::mib(1),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EndpointConfig {
+    pub host: String,
+    pub port: u16,
+    /// Defaults to `http://<host>:<port>/`.
+    pub base_url: String,
+    /// Take the client address from `X-Forwarded-For` (only behind a proxy that sets it).
+    pub trust_forwarded_headers: bool,
+    pub cors: CorsConfig,
+}
+
+impl Default for EndpointConfig {
+    fn default() -> Self {
+        EndpointConfig::on_port(0)
+    }
+}
+
+impl EndpointConfig {
+    fn on_port(port: u16) -> Self {
+        EndpointConfig {
+            host: "127.0.0.1".into(),
+            port,
+            base_url: String::new(),
+            trust_forwarded_headers: false,
+            cors: CorsConfig::default(),
+        }
+    }
+
+    /// The base URL, when not set: where this port is reachable from the machine itself.
+    fn fill_defaults(&mut self) {
+        if self.base_url.is_empty() {
+            let host = match self.host.as_str() {
+                "0.0.0.0" | "" => "127.0.0.1".to_string(),
+                "::" | "[::]" => "[::1]".to_string(),
+                h if h.contains(':') && !h.starts_with('[') => format!("[{h}]"),
+                h => h.to_string(),
+            };
+            self.base_url = format!("http://{host}:{}/", self.port);
+        }
+    }
+
+    /// Parses the base URL, then gives it its trailing `/` (URLs are joined onto it).
+    fn finish_base_url(&mut self, key: &str) -> Result<url::Url, ConfigError> {
+        let parsed = url::Url::parse(&self.base_url).map_err(|e| {
+            ConfigError::Invalid(format!(
+                "{key}.base_url: {:?} is not an absolute URL: {e}",
+                self.base_url
+            ))
+        })?;
+        if !self.base_url.ends_with('/') {
+            self.base_url.push('/');
+        }
+        Ok(parsed)
+    }
+}
+
+impl ServeConfig {
+    /// Fills and checks the base URLs; the rest of the configuration builds on the public one.
+    pub(super) fn finish_base_urls(&mut self, dev: bool) -> Result<(), ConfigError> {
+        for (key, ep) in [
+            ("serve.public", &mut self.public),
+            ("serve.admin", &mut self.admin),
+        ] {
+            ep.fill_defaults();
+            let parsed = ep.finish_base_url(key)?;
+            if key == "serve.public" && !dev && parsed.scheme() != "https" {
+                return Err(ConfigError::Invalid(format!(
+                    "serve.public.base_url: {:?} is plain http; session cookies must be Secure outside dev mode. \
+                     Use an https URL (TLS at a proxy is fine) or run with --dev",
+                    ep.base_url
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        self.public.cors.validate("public")?;
+        self.admin.cors.validate("admin")
+    }
+}
+
+/// `serve.<port>.cors`: which other origins may call the API from a browser.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CorsConfig {
+    pub enabled: bool,
+    /// Exact origins (`https://app.example.com`), `https://*.example.com` for subdomains.
+    pub allowed_origins: Vec<String>,
+    pub allowed_methods: Vec<String>,
+    pub allowed_headers: Vec<String>,
+    pub exposed_headers: Vec<String>,
+    pub allow_credentials: bool,
+    /// Seconds a browser may cache a preflight answer.
+    pub max_age: u64,
+}
+
+impl Default for CorsConfig {
+    fn default() -> Self {
+        let strings = |l: &[&str]| l.iter().map(|s| s.to_string()).collect();
+        CorsConfig {
+            enabled: false,
+            allowed_origins: vec![],
+            allowed_methods: strings(&["GET", "POST", "PUT", "PATCH", "DELETE"]),
+            allowed_headers: strings(&[
+                "Authorization",
+                "Content-Type",
+                "Accept",
+                "X-Session-Token",
+                "X-CSRF-Token",
+            ]),
+            exposed_headers: strings(&["Content-Type"]),
+            allow_credentials: true,
+            max_age: 0,
+        }
+    }
+}
+
+impl CorsConfig {
+    fn validate(&self, port: &str) -> Result<(), ConfigError> {
+        // Browsers never send credentials to a wildcard; echoing every origin instead
+        // would let any site act as the signed-in user.
+        for (key, list) in [
+            ("allowed_origins", &self.allowed_origins),
+            ("allowed_methods", &self.allowed_methods),
+            ("allowed_headers", &self.allowed_headers),
+            ("exposed_headers", &self.exposed_headers),
+        ] {
+            if self.allow_credentials && list.iter().any(|v| v == "*") {
+                return Err(ConfigError::Invalid(format!(
+                    "serve.{port}.cors.{key}: \"*\" cannot be combined with allow_credentials: true; list the values"
+                )));
+            }
+        }
+        for (i, o) in self.allowed_origins.iter().enumerate() {
+            let probe = o.replacen("*.", "", 1);
+            let ok = o == "*"
+                || url::Url::parse(&probe)
+                    .map(|u| u.path() == "/" && !o.ends_with('/') && u.host().is_some())
+                    .unwrap_or(false);
+            if !ok {
+                return Err(ConfigError::Invalid(format!(
+                    "serve.{port}.cors.allowed_origins.{i}: {o:?} is not an origin: expected scheme://host[:port], \
+                     optionally with a leading *. for subdomains"
+                )));
+            }
+        }
+        Ok(())
+    }
+}

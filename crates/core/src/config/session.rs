@@ -1,0 +1,140 @@
+//! `session`: how long a session lives, its cookie, and the `whoami` tokenizer templates.
+//! [`SameSite`] lives here because the session cookie is the first of the cookies that use it.
+
+use super::{ConfigError, Ctx, Dur};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+choice! {
+    /// A cookie's `SameSite` attribute (`Lax`, `Strict` or `None`, read without regard to case).
+    pub enum SameSite {
+        #[default]
+        Lax = "Lax",
+        Strict = "Strict",
+        None = "None",
+    }
+    ignore_case: true,
+    error: "{:?}: expected Lax, Strict or None"
+}
+
+impl SameSite {
+    /// Browsers drop `SameSite=None` cookies that are not `Secure`, so `None` needs https.
+    pub(super) fn validate(self, key: &str, ctx: &Ctx) -> Result<(), ConfigError> {
+        if self == SameSite::None && !ctx.public_url.to_ascii_lowercase().starts_with("https://") {
+            return Err(ConfigError::Invalid(format!(
+                "{key}: None needs an https public URL (browsers refuse SameSite=None cookies without Secure)"
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionConfig {
+    pub lifespan: Dur,
+    pub earliest_possible_extend: Dur,
+    pub cookie: SessionCookieConfig,
+    pub whoami: WhoamiConfig,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            lifespan: Dur::hours(24),
+            earliest_possible_extend: Dur::hours(24),
+            cookie: SessionCookieConfig::default(),
+            whoami: WhoamiConfig::default(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionCookieConfig {
+    pub name: String,
+    pub domain: String,
+    pub path: String,
+    pub persistent: bool,
+    pub same_site: SameSite,
+}
+
+impl Default for SessionCookieConfig {
+    fn default() -> Self {
+        SessionCookieConfig {
+            name: "ory_kratos_session".into(),
+            domain: String::new(),
+            path: "/".into(),
+            persistent: true,
+            same_site: SameSite::default(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WhoamiConfig {
+    pub tokenizer: TokenizerConfig,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TokenizerConfig {
+    pub templates: BTreeMap<String, TokenizerTemplate>,
+}
+
+/// `session.whoami.tokenizer.templates.<name>`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TokenizerTemplate {
+    pub ttl: Dur,
+    /// Claim name → dotted path into the session (`identity.traits.email`,
+    /// `identity.metadata_public.plan`, `authenticator_assurance_level`, …).
+    pub claims: BTreeMap<String, String>,
+}
+
+impl Default for TokenizerTemplate {
+    fn default() -> Self {
+        TokenizerTemplate {
+            ttl: Dur::secs(60),
+            claims: Default::default(),
+        }
+    }
+}
+
+/// Registered claims, and the ones that would let a tokenized session pass for one of our
+/// access or refresh tokens: Portcullis sets these itself.
+const RESERVED_CLAIMS: &[&str] = &[
+    "sub",
+    "iss",
+    "aud",
+    "exp",
+    "iat",
+    "nbf",
+    "jti",
+    "sid",
+    "token_type",
+];
+
+impl SessionConfig {
+    pub(super) fn validate(&self, ctx: &Ctx) -> Result<(), ConfigError> {
+        self.cookie
+            .same_site
+            .validate("session.cookie.same_site", ctx)?;
+        for (name, tpl) in &self.whoami.tokenizer.templates {
+            if tpl.ttl.0.is_zero() {
+                return Err(ConfigError::Invalid(format!(
+                    "session.whoami.tokenizer.templates.{name}.ttl: must be longer than 0s"
+                )));
+            }
+            for claim in tpl.claims.keys() {
+                if RESERVED_CLAIMS.contains(&claim.as_str()) || *claim == ctx.user_id_claim {
+                    return Err(ConfigError::Invalid(format!(
+                        "session.whoami.tokenizer.templates.{name}.claims.{claim}: this claim is set by Portcullis"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,349 @@
+//! Loading as a whole: sources, overlay, derived defaults and the checks across sections.
+
+use super::*;
+use std::time::Duration;
+
+fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[test]
+fn browser_defaults_point_at_the_hosted_ui_and_are_checked() {
+    let c = Config::load(None, env(&[("PORTCULLIS_SERVE_PUBLIC_PORT", "4455")]), true).unwrap();
+    assert_eq!(c.ui_url("login"), "http://127.0.0.1:4455/ui/login");
+    assert_eq!(c.ui_url("error"), "http://127.0.0.1:4455/ui/error");
+    assert_eq!(c.after_url("logout"), "http://127.0.0.1:4455/ui/welcome");
+    assert_eq!(c.csrf_cookie_name().len(), "csrf_token_".len() + 64);
+    assert!(!c.secure_cookies(), "dev mode on plain http");
+    let c = Config::load(
+        None,
+        env(&[
+            (
+                "PORTCULLIS_SELFSERVICE_FLOWS_LOGIN_AFTER_DEFAULT_BROWSER_RETURN_URL",
+                "https://app.example.com/home",
+            ),
+            (
+                "PORTCULLIS_SERVE_PUBLIC_CORS_ALLOWED_ORIGINS",
+                r#"["https://app.example.com","https://*.example.org"]"#,
+            ),
+        ]),
+        true,
+    )
+    .unwrap();
+    assert_eq!(c.after_url("login"), "https://app.example.com/home");
+    assert_eq!(
+        c.after_url("registration"),
+        c.selfservice.default_browser_return_url
+    );
+    for (key, value, complaint) in [
+        (
+            "PORTCULLIS_UI_ENABLED",
+            "false",
+            "selfservice.flows.login.ui_url: required",
+        ),
+        (
+            "PORTCULLIS_SERVE_PUBLIC_CORS_ALLOWED_ORIGINS",
+            r#"["https://app.example.com/path"]"#,
+            "is not an origin",
+        ),
+        (
+            "PORTCULLIS_SELFSERVICE_FLOWS_SETTINGS_UI_URL",
+            "/relative",
+            "not an absolute http(s) URL",
+        ),
+        (
+            "PORTCULLIS_UI_THEME_COLORS",
+            r#"{"primary":"red;} body{display:none"}"#,
+            "ui.theme.colors.primary",
+        ),
+        (
+            "PORTCULLIS_SERVE_PUBLIC_CORS_ALLOWED_ORIGINS",
+            r#"["*"]"#,
+            "cannot be combined with allow_credentials",
+        ),
+        (
+            "PORTCULLIS_SERVE_ADMIN_CORS_ALLOWED_HEADERS",
+            r#"["*"]"#,
+            "serve.admin.cors.allowed_headers",
+        ),
+        (
+            "PORTCULLIS_SESSION_COOKIE_SAME_SITE",
+            "None",
+            "None needs an https public URL",
+        ),
+        (
+            "PORTCULLIS_TOKENS_COOKIES_SAME_SITE",
+            "Loose",
+            "expected Lax, Strict or None",
+        ),
+    ] {
+        let err = Config::load(None, env(&[(key, value)]), true)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(complaint), "{key}={value}: {err}");
+    }
+}
+
+#[test]
+fn env_overrides_scalars_and_arrays_as_json() {
+    let cfg = Config::load(
+        None,
+        env(&[
+            ("PORTCULLIS_SERVE_PUBLIC_PORT", "5000"),
+            ("PORTCULLIS_DSN", "sqlite::memory:"),
+            (
+                "PORTCULLIS_IDENTITY_SCHEMAS",
+                r#"[{"id":"x","url":"file:///tmp/x.json"}]"#,
+            ),
+            ("PORTCULLIS_SESSION_LIFESPAN", "2h"),
+            ("PORTCULLIS_TEST_POSTGRES_URL", "ignored"),
+        ]),
+        true,
+    )
+    .unwrap();
+    assert_eq!(cfg.serve.public.port, 5000);
+    assert_eq!(cfg.identity.schemas[0].id, "x");
+    assert_eq!(cfg.session.lifespan.0, Duration::from_secs(7200));
+    assert_eq!(cfg.serve.public.base_url, "http://127.0.0.1:5000/");
+}
+
+#[test]
+fn unknown_env_key_is_an_error_naming_it() {
+    let err = Config::load(None, env(&[("PORTCULLIS_SERVE_PUBLIK_PORT", "1")]), true).unwrap_err();
+    assert!(
+        err.to_string().contains("PORTCULLIS_SERVE_PUBLIK_PORT"),
+        "{err}"
+    );
+}
+
+#[test]
+fn unknown_file_key_and_bad_value_name_the_path() {
+    let dir = std::env::temp_dir().join(format!("pc-cfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let f = dir.join("a.yml");
+    std::fs::write(&f, "serve:\n  public:\n    prot: 1\n").unwrap();
+    let err = Config::load(Some(f.to_str().unwrap()), vec![], true)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("serve.public.prot"), "{err}");
+    std::fs::write(&f, "session:\n  lifespan: forever\n").unwrap();
+    let err = Config::load(Some(f.to_str().unwrap()), vec![], true)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("session.lifespan") && err.contains("24h"),
+        "{err}"
+    );
+    std::fs::write(&f, "serve:\n  admin:\n    port: high\n").unwrap();
+    let err = Config::load(Some(f.to_str().unwrap()), vec![], true)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("serve.admin.port"), "{err}");
+}
+
+#[test]
+fn production_mode_requires_secrets_and_https() {
+    let err = Config::load(None, env(&[("PORTCULLIS_DSN", "sqlite::memory:")]), false)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("serve.public.base_url"), "{err}");
+    let err = Config::load(
+        None,
+        env(&[
+            ("PORTCULLIS_DSN", "sqlite::memory:"),
+            (
+                "PORTCULLIS_SERVE_PUBLIC_BASE_URL",
+                "https://id.example.com/",
+            ),
+        ]),
+        false,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("secrets.default"), "{err}");
+}
+
+#[test]
+fn token_settings_are_checked_and_the_shared_secret_redacted() {
+    let err = Config::load(None, env(&[("PORTCULLIS_TOKENS_ALGORITHM", "HS256")]), true)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("tokens.hs256_secret"), "{err}");
+    let err = Config::load(None, env(&[("PORTCULLIS_TOKENS_ALGORITHM", "none")]), true)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("tokens.algorithm"), "{err}");
+    for claim in ["token_type", "aud", "user_id", "sub"] {
+        let tpl =
+            format!(r#"{{"api":{{"ttl":"1m","claims":{{"{claim}":"identity.traits.email"}}}}}}"#);
+        let err = Config::load(
+            None,
+            env(&[("PORTCULLIS_SESSION_WHOAMI_TOKENIZER_TEMPLATES", &tpl)]),
+            true,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains(&format!("claims.{claim}")), "{err}");
+    }
+    let secret = "a shared secret of more than 32 chars";
+    let cfg = Config::load(
+        None,
+        env(&[
+            ("PORTCULLIS_TOKENS_ALGORITHM", "HS256"),
+            ("PORTCULLIS_TOKENS_HS256_SECRET", secret),
+        ]),
+        true,
+    )
+    .unwrap();
+    assert_eq!(cfg.tokens.issuer, "http://127.0.0.1:4433");
+    assert!(!cfg.redacted_yaml().contains(secret));
+}
+
+#[test]
+fn dev_mode_defaults_to_an_embedded_sqlite_file() {
+    let cfg = Config::load(None, vec![], true).unwrap();
+    assert_eq!(cfg.dsn, "sqlite://portcullis.sqlite");
+    assert_eq!(cfg.serve.public.port, 4433);
+    assert_eq!(cfg.serve.admin.port, 4434);
+}
+
+#[test]
+fn choices_are_refused_with_the_key_and_the_allowed_values() {
+    for (key, value, complaint) in [
+        (
+            "PORTCULLIS_HASHERS_ALGORITHM",
+            "scrypt",
+            "hashers.algorithm: \"scrypt\" is not supported: expected \"argon2\" or \"bcrypt\"",
+        ),
+        (
+            "PORTCULLIS_LOG_FORMAT",
+            "xml",
+            "log.format: \"xml\": expected \"text\" or \"json\"",
+        ),
+        (
+            "PORTCULLIS_LOG_LEVEL",
+            "loud",
+            "log.level: \"loud\" is not a level",
+        ),
+        (
+            "PORTCULLIS_TOKENS_ALGORITHM",
+            "es256",
+            "tokens.algorithm: \"es256\" is not supported: expected ES256, EdDSA, RS256 or HS256",
+        ),
+        (
+            "PORTCULLIS_WEBHOOKS_ENDPOINTS",
+            r#"[{"id":"ep_a","url":"https://h.example/","secret":"whsec_AAAA","format":"svix"}]"#,
+            "format: \"svix\": expected \"clerk\" or \"native\"",
+        ),
+    ] {
+        let err = Config::load(None, env(&[(key, value)]), true)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(complaint), "{key}={value}: {err}");
+    }
+    let c = Config::load(
+        None,
+        env(&[
+            ("PORTCULLIS_SESSION_COOKIE_SAME_SITE", "strict"),
+            ("PORTCULLIS_LOG_LEVEL", "DEBUG"),
+        ]),
+        true,
+    )
+    .unwrap();
+    assert_eq!(c.session.cookie.same_site, SameSite::Strict);
+    assert_eq!(c.log.level, LogLevel::Debug);
+}
+
+#[test]
+fn secrets_come_from_the_environment_and_print_redacted() {
+    let key = "sk_test_0123456789abcdefghij";
+    let default = "0123456789abcdef0123456789abcdef-default";
+    let hook = "whsec_c2VjcmV0IHNpZ25pbmcga2V5";
+    let c = Config::load(
+        None,
+        env(&[
+            ("PORTCULLIS_CLERK_SECRET_KEYS", &format!(r#"["{key}"]"#)),
+            ("PORTCULLIS_SECRETS_DEFAULT", &format!(r#"["{default}"]"#)),
+            (
+                "PORTCULLIS_WEBHOOKS_ENDPOINTS",
+                &format!(r#"[{{"id":"ep_a","url":"https://h.example/","secret":"{hook}"}}]"#),
+            ),
+        ]),
+        true,
+    )
+    .unwrap();
+    assert_eq!(c.clerk.secret_keys[0].expose(), key);
+    assert_eq!(c.secrets.default[0].expose(), default);
+    assert_eq!(c.webhooks.endpoints[0].secret.expose(), hook);
+    let printed = format!("{}\n{c:?}", c.redacted_yaml());
+    for secret in [key, default, hook] {
+        assert!(!printed.contains(secret), "{secret} leaked");
+    }
+    assert!(printed.contains("<redacted>"));
+}
+
+#[test]
+fn dev_mode_comes_only_from_the_flag() {
+    let dir = std::env::temp_dir().join(format!("pc-cfg-dev-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let f = dir.join("dev.yml");
+    std::fs::write(&f, "dev: true\n").unwrap();
+    for dev_flag in [false, true] {
+        let err = Config::load(Some(f.to_str().unwrap()), vec![], dev_flag)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("dev:") && err.contains("--dev flag"), "{err}");
+    }
+    let err = Config::load(None, env(&[("PORTCULLIS_DEV", "true")]), false)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("PORTCULLIS_DEV") && err.contains("--dev flag"),
+        "{err}"
+    );
+    let cfg = Config::load(None, vec![], true).unwrap();
+    assert!(cfg.dev);
+    assert!(
+        !cfg.redacted_yaml().contains("dev:"),
+        "not printed as if it were a key"
+    );
+}
+
+#[test]
+fn config_check_output_hides_dsn_and_webhook_url_credentials() {
+    let c = Config::load(
+        None,
+        env(&[
+            (
+                "PORTCULLIS_DSN",
+                "postgres://u:userinfo-pw@db.example/app?password=query-pw&sslpassword=ssl-pw&sslkey=/k/client.key",
+            ),
+            (
+                "PORTCULLIS_WEBHOOKS_ENDPOINTS",
+                r#"[{"id":"ep_a","url":"https://alice:url-pw@h.example/in?token=url-token","secret":"whsec_AAAA"}]"#,
+            ),
+        ]),
+        true,
+    )
+    .unwrap();
+    let printed = c.redacted_yaml();
+    for secret in [
+        "userinfo-pw",
+        "query-pw",
+        "ssl-pw",
+        "client.key",
+        "alice",
+        "url-pw",
+        "url-token",
+    ] {
+        assert!(!printed.contains(secret), "{secret} leaked:\n{printed}");
+    }
+    assert!(printed.contains("db.example/app") && printed.contains("h.example/in"));
+    assert!(
+        c.dsn.contains("query-pw"),
+        "the loaded value itself is intact"
+    );
+}
