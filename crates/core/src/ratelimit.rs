@@ -51,6 +51,61 @@ impl Default for ThrottleConfig {
     }
 }
 
+/// `security.rate_limit`: per-client-IP request rates, a cheap first line kept in each
+/// instance's memory (an attacker spread over N instances gets N times the rate; the
+/// per-account counters above are shared and hold regardless).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    pub enabled: bool,
+    /// Password attempts: login flow submits, `/api/token/`.
+    pub login: Quota,
+    /// Registration submits.
+    pub registration: Quota,
+    /// `/api/token/refresh/`.
+    pub refresh: Quota,
+    /// Creating self-service flows (`GET /self-service/*/api|browser`).
+    pub flow_creation: Quota,
+    /// Anything that sends an email (recovery, verification, login codes).
+    pub email: Quota,
+}
+
+/// A token bucket: `burst` requests at once, refilled at `per_minute`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Quota {
+    pub per_minute: u32,
+    pub burst: u32,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        RateLimitConfig {
+            enabled: true,
+            login: Quota {
+                per_minute: 60,
+                burst: 20,
+            },
+            registration: Quota {
+                per_minute: 30,
+                burst: 10,
+            },
+            refresh: Quota {
+                per_minute: 600,
+                burst: 120,
+            },
+            flow_creation: Quota {
+                per_minute: 600,
+                burst: 120,
+            },
+            email: Quota {
+                per_minute: 6,
+                burst: 3,
+            },
+        }
+    }
+}
+
 /// The window the hourly count covers.
 pub const WINDOW: Duration = Duration::from_secs(3600);
 

@@ -14,6 +14,8 @@ mod error;
 mod extract;
 mod paging;
 mod public;
+#[allow(dead_code)] // wired into the routers with the hardening of the faces
+mod ratelimit;
 mod tokens;
 mod ui;
 mod webhooks;
