@@ -111,6 +111,7 @@ impl From<HashError> for Error {
     fn from(e: HashError) -> Self {
         match e {
             HashError::UnsupportedFormat => Error::bad_request(e.to_string()),
+            HashError::Busy => Error::api(503, None, e.to_string()),
             HashError::Internal(m) => Error::Internal(m),
         }
     }

@@ -8,6 +8,7 @@
 #![recursion_limit = "256"]
 
 pub mod admin;
+pub mod audit;
 pub mod config;
 pub mod csrf;
 pub mod error;
@@ -15,6 +16,7 @@ pub mod flow;
 pub mod identity;
 pub mod keys;
 pub mod password;
+pub mod ratelimit;
 pub mod schema;
 pub mod service;
 pub mod session;

@@ -15,6 +15,8 @@ mod extract;
 mod outbound;
 mod paging;
 mod public;
+#[allow(dead_code)] // wired into the routers with the hardening of the faces
+mod ratelimit;
 mod tokens;
 mod ui;
 mod webhooks;

@@ -1,0 +1,220 @@
+//! Per-client-IP request rates: the in-process first line in front of the endpoints an
+//! attacker repeats (password attempts, registrations, refreshes, flow creation, email sends).
+//!
+//! One GCRA limiter per bucket from `governor` (the well-kept crate for this; keyed by IP in a
+//! concurrent map). IPv6 clients are keyed by their /64, since one host commonly holds a whole
+//! /64. The per-account counters that must hold across instances live in the database and are
+//! the core's business ([`portcullis_core::ratelimit`]).
+
+use axum::http::Method;
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota as GovQuota};
+use portcullis_core::ratelimit::{Quota, RateLimitConfig};
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+/// What a request spends from its IP's allowance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bucket {
+    Login,
+    Registration,
+    Refresh,
+    FlowCreation,
+    Email,
+}
+
+pub struct IpLimiter {
+    enabled: bool,
+    login: DefaultKeyedRateLimiter<IpAddr>,
+    registration: DefaultKeyedRateLimiter<IpAddr>,
+    refresh: DefaultKeyedRateLimiter<IpAddr>,
+    flow_creation: DefaultKeyedRateLimiter<IpAddr>,
+    email: DefaultKeyedRateLimiter<IpAddr>,
+    clock: DefaultClock,
+}
+
+fn limiter(q: Quota) -> DefaultKeyedRateLimiter<IpAddr> {
+    let per_minute = NonZeroU32::new(q.per_minute).unwrap_or(NonZeroU32::MIN);
+    let burst = NonZeroU32::new(q.burst).unwrap_or(NonZeroU32::MIN);
+    DefaultKeyedRateLimiter::keyed(GovQuota::per_minute(per_minute).allow_burst(burst))
+}
+
+impl IpLimiter {
+    pub fn new(cfg: &RateLimitConfig) -> Self {
+        IpLimiter {
+            enabled: cfg.enabled,
+            login: limiter(cfg.login),
+            registration: limiter(cfg.registration),
+            refresh: limiter(cfg.refresh),
+            flow_creation: limiter(cfg.flow_creation),
+            email: limiter(cfg.email),
+            clock: DefaultClock::default(),
+        }
+    }
+
+    fn bucket(&self, b: Bucket) -> &DefaultKeyedRateLimiter<IpAddr> {
+        match b {
+            Bucket::Login => &self.login,
+            Bucket::Registration => &self.registration,
+            Bucket::Refresh => &self.refresh,
+            Bucket::FlowCreation => &self.flow_creation,
+            Bucket::Email => &self.email,
+        }
+    }
+
+    /// Spends one request of `ip` from `bucket`; `Err(retry_after)` when the allowance is gone.
+    pub fn check(&self, bucket: Bucket, ip: IpAddr) -> Result<(), Duration> {
+        if !self.enabled {
+            return Ok(());
+        }
+        self.bucket(bucket)
+            .check_key(&key(ip))
+            .map_err(|not_until| {
+                let wait = not_until.wait_time_from(self.clock.now());
+                // `Retry-After` is in whole seconds; never tell a client to retry at once.
+                Duration::from_secs(wait.as_secs() + 1)
+            })
+    }
+
+    /// Forgets IPs whose allowance is full again, so the maps stay small (housekeeping).
+    pub fn forget_idle(&self) {
+        for b in [
+            &self.login,
+            &self.registration,
+            &self.refresh,
+            &self.flow_creation,
+            &self.email,
+        ] {
+            b.retain_recent();
+            b.shrink_to_fit();
+        }
+    }
+}
+
+/// IPv4 as is; IPv6 by its /64 (and IPv4-mapped IPv6 as the IPv4 it carries).
+fn key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let s = v6.segments();
+                IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        },
+    }
+}
+
+/// The bucket a public-port request spends from, if any.
+pub fn bucket_for(method: &Method, path: &str) -> Option<Bucket> {
+    let post = method == Method::POST;
+    match path {
+        "/self-service/login" if post => Some(Bucket::Login),
+        "/self-service/registration" if post => Some(Bucket::Registration),
+        "/self-service/recovery" | "/self-service/verification" if post => Some(Bucket::Email),
+        p if post && p.starts_with("/api/token") => match p.trim_end_matches('/') {
+            "/api/token/refresh" => Some(Bucket::Refresh),
+            "/api/token" => Some(Bucket::Login),
+            _ => None,
+        },
+        p if method == Method::GET
+            && p.starts_with("/self-service/")
+            && (p.ends_with("/api") || p.ends_with("/browser")) =>
+        {
+            Some(Bucket::FlowCreation)
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(burst: u32) -> RateLimitConfig {
+        let q = Quota {
+            per_minute: 1,
+            burst,
+        };
+        RateLimitConfig {
+            enabled: true,
+            login: q,
+            registration: q,
+            refresh: q,
+            flow_creation: q,
+            email: q,
+        }
+    }
+
+    #[test]
+    fn a_burst_is_allowed_then_refused_with_a_retry_after() {
+        let l = IpLimiter::new(&cfg(3));
+        let ip: IpAddr = "203.0.113.7".parse().unwrap();
+        for _ in 0..3 {
+            assert!(l.check(Bucket::Login, ip).is_ok());
+        }
+        let wait = l.check(Bucket::Login, ip).unwrap_err();
+        assert!(wait >= Duration::from_secs(1) && wait <= Duration::from_secs(61));
+        // Other buckets and other addresses have their own allowance.
+        assert!(l.check(Bucket::Refresh, ip).is_ok());
+        assert!(l
+            .check(Bucket::Login, "203.0.113.8".parse().unwrap())
+            .is_ok());
+    }
+
+    #[test]
+    fn ipv6_hosts_share_their_slash_64_and_mapped_ipv4_is_ipv4() {
+        let l = IpLimiter::new(&cfg(1));
+        assert!(l
+            .check(Bucket::Login, "2001:db8:1:2::1".parse().unwrap())
+            .is_ok());
+        assert!(l
+            .check(Bucket::Login, "2001:db8:1:2::ffff".parse().unwrap())
+            .is_err());
+        assert!(l
+            .check(Bucket::Login, "2001:db8:1:3::1".parse().unwrap())
+            .is_ok());
+        assert!(l.check(Bucket::Login, "10.1.1.1".parse().unwrap()).is_ok());
+        assert!(l
+            .check(Bucket::Login, "::ffff:10.1.1.1".parse().unwrap())
+            .is_err());
+    }
+
+    #[test]
+    fn disabled_never_refuses() {
+        let mut c = cfg(1);
+        c.enabled = false;
+        let l = IpLimiter::new(&c);
+        let ip: IpAddr = "203.0.113.7".parse().unwrap();
+        for _ in 0..10 {
+            assert!(l.check(Bucket::Login, ip).is_ok());
+        }
+    }
+
+    #[test]
+    fn buckets_follow_the_routes_attackers_repeat() {
+        let b = |m: Method, p: &str| bucket_for(&m, p);
+        assert_eq!(b(Method::POST, "/self-service/login"), Some(Bucket::Login));
+        assert_eq!(b(Method::POST, "/api/token/"), Some(Bucket::Login));
+        assert_eq!(
+            b(Method::POST, "/api/token/refresh/"),
+            Some(Bucket::Refresh)
+        );
+        assert_eq!(b(Method::POST, "/api/token/verify/"), None);
+        assert_eq!(
+            b(Method::POST, "/self-service/registration"),
+            Some(Bucket::Registration)
+        );
+        assert_eq!(
+            b(Method::GET, "/self-service/login/api"),
+            Some(Bucket::FlowCreation)
+        );
+        assert_eq!(
+            b(Method::GET, "/self-service/registration/browser"),
+            Some(Bucket::FlowCreation)
+        );
+        assert_eq!(b(Method::GET, "/sessions/whoami"), None);
+        assert_eq!(b(Method::GET, "/self-service/login/flows"), None);
+    }
+}
