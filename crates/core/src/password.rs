@@ -244,7 +244,7 @@ impl Hasher {
 
     /// The budget weight of hashing with the configured parameters.
     fn own_weight(&self) -> u32 {
-        if self.inner.algorithm == "bcrypt" {
+        if self.inner.algorithm == HasherAlgorithm::Bcrypt {
             BCRYPT_WEIGHT_KIB
         } else {
             self.inner.params.m_cost()
