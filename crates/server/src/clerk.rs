@@ -12,14 +12,13 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use portcullis_core::clerk::{replace_body, Block};
 use portcullis_core::identity::Identity;
 use portcullis_core::session::Session;
 use portcullis_core::store::SessionQuery;
 use portcullis_core::webhooks::{clerk_user, clerk_user_id};
 use portcullis_core::Error;
 use serde_json::{json, Map, Value};
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
 pub fn router(state: &AppState) -> Router<AppState> {
@@ -36,19 +35,19 @@ pub fn router(state: &AppState) -> Router<AppState> {
         )
         .route(
             "/v1/users/{id}/ban",
-            post(|s, p| set_flag(s, p, "banned", true)),
+            post(|s, p| set_block(s, p, Block::Banned, true)),
         )
         .route(
             "/v1/users/{id}/unban",
-            post(|s, p| set_flag(s, p, "banned", false)),
+            post(|s, p| set_block(s, p, Block::Banned, false)),
         )
         .route(
             "/v1/users/{id}/lock",
-            post(|s, p| set_flag(s, p, "locked", true)),
+            post(|s, p| set_block(s, p, Block::Locked, true)),
         )
         .route(
             "/v1/users/{id}/unlock",
-            post(|s, p| set_flag(s, p, "locked", false)),
+            post(|s, p| set_block(s, p, Block::Locked, false)),
         )
         .route("/v1/users/{id}/verify_password", post(verify_password))
         .route("/v1/sessions", get(list_sessions))
@@ -85,22 +84,17 @@ impl IntoResponse for ClerkError {
     }
 }
 
+/// The one mapping of core errors to Clerk's codes. A taken identifier (a unique value of
+/// the store) is Clerk's `form_identifier_exists`; every other refusal is an invalid parameter.
 impl From<Error> for ClerkError {
     fn from(e: Error) -> Self {
         match e {
-            Error::Api { code: 404, .. } => {
+            Error::NotFound { .. } => {
                 cerr(StatusCode::NOT_FOUND, "resource_not_found", "not found")
             }
-            Error::Api {
-                code: 409, reason, ..
-            } => cerr(
+            Error::Conflict { reason } => cerr(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "form_identifier_exists",
-                reason,
-            ),
-            Error::Api { code, reason, .. } if code < 500 => cerr(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "form_param_invalid",
                 reason,
             ),
             Error::Internal(cause) => {
@@ -111,7 +105,12 @@ impl From<Error> for ClerkError {
                     "There was an internal error on our servers.",
                 )
             }
-            other => cerr(StatusCode::BAD_REQUEST, "bad_request", other.to_string()),
+            e @ Error::Token(_) => cerr(StatusCode::BAD_REQUEST, "bad_request", e.to_string()),
+            e => cerr(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "form_param_invalid",
+                e.to_string(),
+            ),
         }
     }
 }
@@ -123,10 +122,6 @@ impl From<portcullis_core::store::StoreError> for ClerkError {
 }
 
 type CResult<T> = Result<T, ClerkError>;
-
-fn key_hash(key: &str) -> String {
-    hex::encode(Sha256::digest(key.as_bytes()))
-}
 
 /// `Authorization: Bearer sk_…`: a configured key or one created through the admin API.
 async fn require_secret_key(State(st): State<AppState>, req: Request, next: Next) -> Response {
@@ -145,23 +140,10 @@ async fn require_secret_key(State(st): State<AppState>, req: Request, next: Next
         )
         .into_response();
     };
-    let want = key_hash(presented);
-    let mut hashes: Vec<String> = st
-        .core
-        .config
-        .clerk
-        .secret_keys
-        .iter()
-        .map(|k| key_hash(k))
-        .collect();
-    match st.core.store.clerk_key_hashes().await {
-        Ok(stored) => hashes.extend(stored),
+    let ok = match st.core.clerk_key_valid(presented).await {
+        Ok(ok) => ok,
         Err(e) => return ClerkError::from(e).into_response(),
-    }
-    // Compare every hash in constant time and never stop early.
-    let ok = hashes.iter().fold(false, |acc, h| {
-        acc | bool::from(h.as_bytes().ct_eq(want.as_bytes()))
-    });
+    };
     if !ok {
         return cerr(
             StatusCode::UNAUTHORIZED,
@@ -188,17 +170,18 @@ fn identity_id(user_id: &str) -> CResult<Uuid> {
 
 async fn load(st: &AppState, user_id: &str) -> CResult<Identity> {
     let id = identity_id(user_id)?;
-    st.core.store.get_identity(id).await?.ok_or_else(|| {
-        cerr(
+    match st.core.admin_get_identity(id).await {
+        Err(Error::NotFound { .. }) => Err(cerr(
             StatusCode::NOT_FOUND,
             "resource_not_found",
             format!("No user was found with id {user_id}."),
-        )
-    })
+        )),
+        found => Ok(found?),
+    }
 }
 
 fn user(st: &AppState, i: &Identity) -> Value {
-    clerk_user(i, &st.core.config.webhooks.clerk_mapping)
+    clerk_user(i, &st.core.config().webhooks.clerk_mapping)
 }
 
 fn pairs(raw: &Option<String>) -> Vec<(String, String)> {
@@ -233,7 +216,7 @@ async fn filtered(st: &AppState, raw: &Option<String>) -> CResult<Vec<Value>> {
         .next()
         .map(|q| q.to_lowercase());
     let mut out = vec![];
-    for i in st.core.store.all_identities().await? {
+    for i in st.core.all_identities().await? {
         let u = user(st, &i);
         let s = |k: &str| u.get(k).and_then(Value::as_str).unwrap_or("").to_string();
         let user_emails: Vec<String> = u["email_addresses"]
@@ -393,7 +376,8 @@ fn set_trait(traits: &mut Value, path: &str, value: &Value) {
 
 async fn create_user(State(st): State<AppState>, body: axum::body::Bytes) -> CResult<Json<Value>> {
     let b = body_object(body)?;
-    let map = &st.core.config.webhooks.clerk_mapping;
+    let config = st.core.config();
+    let map = &config.webhooks.clerk_mapping;
     let emails: Vec<String> = b
         .get("email_address")
         .and_then(Value::as_array)
@@ -418,7 +402,7 @@ async fn create_user(State(st): State<AppState>, body: axum::body::Bytes) -> CRe
         }
     }
     let mut identity_body = json!({
-        "schema_id": st.core.config.identity.default_schema_id,
+        "schema_id": config.identity.default_schema_id,
         "traits": traits,
         "metadata_public": b.get("public_metadata").cloned().unwrap_or(Value::Null),
         "metadata_admin": b.get("private_metadata").cloned().map(without_flags).unwrap_or(Value::Null),
@@ -426,11 +410,7 @@ async fn create_user(State(st): State<AppState>, body: axum::body::Bytes) -> CRe
         "verifiable_addresses": emails.iter().map(|e| json!({ "value": e, "verified": true, "via": "email" })).collect::<Vec<_>>(),
     });
     if let Some(p) = b.get("password").and_then(Value::as_str) {
-        if let Some(t) = portcullis_core::password::check_policy(
-            p,
-            &emails,
-            &st.core.config.selfservice.methods.password.config,
-        ) {
+        if let Some(t) = st.core.password_policy_problem(p, &emails) {
             return Err(cerr(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "form_password_validation_failed",
@@ -463,13 +443,7 @@ async fn create_user(State(st): State<AppState>, body: axum::body::Bytes) -> CRe
 
 /// Applies a partial update as a full replace through the core (events, validation).
 async fn save(st: &AppState, i: &Identity, password: Option<&str>) -> CResult<Identity> {
-    let mut body = json!({
-        "schema_id": i.schema_id, "state": i.state, "traits": i.traits,
-        "metadata_public": i.metadata_public, "metadata_admin": i.metadata_admin, "external_id": i.external_id,
-    });
-    if let Some(p) = password {
-        body["credentials"] = json!({ "password": { "config": { "password": p } } });
-    }
+    let body = replace_body(i, password);
     Ok(st
         .core
         .admin_replace_identity(i.id, body, st.core.now())
@@ -483,7 +457,7 @@ async fn update_user(
 ) -> CResult<Json<Value>> {
     let b = body_object(body)?;
     let mut i = load(&st, &id).await?;
-    let map = st.core.config.webhooks.clerk_mapping.clone();
+    let map = st.core.config().webhooks.clerk_mapping.clone();
     for (field, path) in [
         ("first_name", &map.first_name),
         ("last_name", &map.last_name),
@@ -510,11 +484,7 @@ async fn update_user(
             .get("password")
             .map(|c| c.identifiers.clone())
             .unwrap_or_default();
-        if let Some(t) = portcullis_core::password::check_policy(
-            p,
-            &ids,
-            &st.core.config.selfservice.methods.password.config,
-        ) {
+        if let Some(t) = st.core.password_policy_problem(p, &ids) {
             return Err(cerr(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "form_password_validation_failed",
@@ -616,29 +586,16 @@ async fn delete_user(State(st): State<AppState>, Path(id): Path<String>) -> CRes
 }
 
 /// Ban and lock both stop sign-in (the identity goes inactive, its sessions end); the flag
-/// says which, so unlocking a banned user keeps them out.
-async fn set_flag(
+/// says which, so unlocking a banned user keeps them out. The rule is the core's.
+async fn set_block(
     State(st): State<AppState>,
     Path(id): Path<String>,
-    flag: &'static str,
+    block: Block,
     on: bool,
 ) -> CResult<Json<Value>> {
-    let mut i = load(&st, &id).await?;
-    let mut admin = i.metadata_admin.take().unwrap_or_else(|| json!({}));
-    if !admin.is_object() {
-        admin = json!({});
-    }
-    admin["clerk"][flag] = json!(on);
-    let blocked = ["banned", "locked"]
-        .iter()
-        .any(|f| admin["clerk"][f].as_bool() == Some(true));
-    i.metadata_admin = Some(admin);
-    i.state = if blocked {
-        "inactive".into()
-    } else {
-        "active".into()
-    };
-    Ok(Json(user(&st, &save(&st, &i, None).await?)))
+    let i = load(&st, &id).await?;
+    let i = st.core.set_clerk_block(i, block, on, st.core.now()).await?;
+    Ok(Json(user(&st, &i)))
 }
 
 async fn verify_password(
@@ -655,20 +612,14 @@ async fn verify_password(
         )
     })?;
     let i = load(&st, &id).await?;
-    let Some(hash) = i.password_hash().map(str::to_string) else {
+    let Some(ok) = st.core.check_identity_password(&i, password).await? else {
         return Err(cerr(
             StatusCode::BAD_REQUEST,
             "password_not_set",
             "The user has no password.",
         ));
     };
-    let v = st
-        .core
-        .hasher
-        .verify(password.to_string(), Some(hash))
-        .await
-        .map_err(Error::from)?;
-    if v.ok {
+    if ok {
         Ok(Json(json!({ "verified": true })))
     } else {
         Err(cerr(
@@ -725,7 +676,7 @@ async fn list_sessions(
         after: None,
         except: None,
     };
-    let rows = st.core.store.list_sessions(&q, now).await?;
+    let rows = st.core.list_sessions(&q, now).await?;
     Ok(Json(Value::Array(
         rows.iter().map(|(s, _)| session_json(s, now)).collect(),
     )))
@@ -745,16 +696,18 @@ async fn revoke_session(
                 "No session with this id.",
             )
         })?;
-    let (mut s, _) = st.core.store.get_session(sid).await?.ok_or_else(|| {
-        cerr(
-            StatusCode::NOT_FOUND,
-            "resource_not_found",
-            "No session with this id.",
-        )
-    })?;
-    s.active = false;
-    st.core.store.update_session(&s).await?;
-    Ok(Json(session_json(&s, st.core.now())))
+    let now = st.core.now();
+    let s = match st.core.revoke_session_by_id(sid, now).await {
+        Err(Error::NotFound { .. }) => {
+            return Err(cerr(
+                StatusCode::NOT_FOUND,
+                "resource_not_found",
+                "No session with this id.",
+            ))
+        }
+        revoked => revoked?,
+    };
+    Ok(Json(session_json(&s, now)))
 }
 
 async fn jwks(State(st): State<AppState>) -> CResult<Json<Value>> {
@@ -763,16 +716,7 @@ async fn jwks(State(st): State<AppState>) -> CResult<Json<Value>> {
 
 /// Creates a Clerk secret key (returned once; only its hash is stored).
 pub async fn create_key(st: &AppState) -> Result<(String, String), Error> {
-    use rand::RngCore;
-    let mut raw = [0u8; 24];
-    rand::rngs::OsRng.fill_bytes(&mut raw);
-    let key = format!("sk_live_{}", hex::encode(raw));
-    let id = format!("key_{}", Uuid::new_v4().simple());
-    st.core
-        .store
-        .insert_clerk_key(&id, &key_hash(&key), st.core.now())
-        .await?;
-    Ok((id, key))
+    st.core.create_clerk_key(st.core.now()).await
 }
 
 /// `POST /admin/clerk/keys`, `DELETE /admin/clerk/keys/{id}`.
@@ -798,7 +742,7 @@ async fn admin_revoke_key(
     State(st): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, crate::ApiError> {
-    if st.core.store.revoke_clerk_key(&id, st.core.now()).await? {
+    if st.core.revoke_clerk_key(&id, st.core.now()).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(crate::ApiError(Error::not_found(
