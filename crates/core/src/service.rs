@@ -57,11 +57,9 @@ pub struct Authenticated {
     pub return_to: Option<String>,
 }
 
-// TRANSITIONAL: `config` and `store` stay public only until the hosted pages (`ui.rs`) and the
-// webhook admin (`webhooks.rs`) move to their new rooms and call use cases instead.
 pub struct Core {
-    pub config: Arc<Config>,
-    pub store: Arc<dyn Store>,
+    pub(crate) config: Arc<Config>,
+    pub(crate) store: Arc<dyn Store>,
     pub(crate) hasher: Hasher,
     pub(crate) schemas: HashMap<String, IdentitySchema>,
     pub(crate) clock: Arc<dyn Clock>,

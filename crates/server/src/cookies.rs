@@ -38,7 +38,7 @@ pub fn set_cookie(
 pub fn session_cookie(core: &Core, token: Option<&str>) -> Option<HeaderValue> {
     let config = core.config();
     let c = &config.session.cookie;
-    let max_age = c.persistent.then(|| config.session.lifespan.0.as_secs());
+    let max_age = c.persistent.then_some(config.session.lifespan.0.as_secs());
     set_cookie(
         config,
         &c.name,

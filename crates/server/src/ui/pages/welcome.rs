@@ -41,7 +41,7 @@ pub(in crate::ui) async fn welcome_page(
     };
     let sessions = match core.list_sessions(&query, now).await {
         Ok(rows) => rows,
-        Err(e) => return crate::error::ApiError(e.into()).into_response(),
+        Err(e) => return crate::error::ApiError(e).into_response(),
     };
     let fmt = |t: time::OffsetDateTime| {
         let f = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC");
