@@ -64,23 +64,27 @@ pub struct PasswordConfigBody {
     pub use_password_migration_hook: Option<bool>,
 }
 
+/// One item of a batch: the created identity's id, or why it was not created.
+pub struct BatchItem {
+    pub patch_id: Value,
+    pub outcome: Result<Uuid>,
+}
+
 pub fn parse_body(v: Value) -> Result<IdentityBody> {
     serde_json::from_value(v)
         .map_err(|e| Error::bad_request(format!("The request body is invalid: {e}")))
 }
 
 fn validation_error(errors: Vec<(Option<String>, crate::ui::UiText)>) -> Error {
-    let messages: Vec<Value> = errors
-        .iter()
-        .map(|(node, t)| json!({ "instance_ptr": node.as_deref().map(|n| format!("#/{}", n.replace('.', "/"))), "messages": [t] }))
-        .collect();
     let reason = errors
         .iter()
         .map(|(node, t)| format!("{}: {}", node.as_deref().unwrap_or("traits"), t.text))
         .collect::<Vec<_>>()
         .join("; ");
-    Error::bad_request(format!("The identity does not match its schema: {reason}"))
-        .with_details(json!({ "messages": messages }))
+    Error::IdentityInvalid {
+        reason: format!("The identity does not match its schema: {reason}"),
+        errors,
+    }
 }
 
 impl Core {
@@ -281,8 +285,9 @@ impl Core {
         }
     }
 
-    /// Batch create (`PATCH /admin/identities`): each item succeeds or fails on its own.
-    pub async fn admin_batch(&self, body: Value, now: OffsetDateTime) -> Result<Value> {
+    /// Batch create (`PATCH /admin/identities`): each item succeeds or fails on its own; a
+    /// failure of ours (the database) fails the whole batch.
+    pub async fn admin_batch(&self, body: Value, now: OffsetDateTime) -> Result<Vec<BatchItem>> {
         let items = body
             .get("identities")
             .and_then(Value::as_array)
@@ -297,20 +302,23 @@ impl Core {
         for item in items {
             let patch_id = item.get("patch_id").cloned().unwrap_or(Value::Null);
             let Some(create) = item.get("create").cloned() else {
-                out.push(json!({ "action": "error", "patch_id": patch_id, "error": error_body(&Error::bad_request("Only `create` is supported in batch patches.")) }));
+                out.push(BatchItem {
+                    patch_id,
+                    outcome: Err(Error::bad_request(
+                        "Only `create` is supported in batch patches.",
+                    )),
+                });
                 continue;
             };
             match self.admin_create_identity(create, now).await {
-                Ok(i) => {
-                    out.push(json!({ "action": "create", "identity": i.id, "patch_id": patch_id }))
-                }
                 Err(Error::Internal(m)) => return Err(Error::Internal(m)),
-                Err(e) => out.push(
-                    json!({ "action": "error", "patch_id": patch_id, "error": error_body(&e) }),
-                ),
+                outcome => out.push(BatchItem {
+                    patch_id,
+                    outcome: outcome.map(|i| i.id),
+                }),
             }
         }
-        Ok(json!({ "identities": out }))
+        Ok(out)
     }
 
     pub fn identity_json(&self, identity: &Identity, view: View<'_>) -> Value {
@@ -327,74 +335,5 @@ fn op_path(op: &json_patch::PatchOperation) -> String {
         P::Move(o) => o.path.to_string(),
         P::Copy(o) => o.path.to_string(),
         P::Test(o) => o.path.to_string(),
-    }
-}
-
-/// The herodot error object (the value under `error`).
-pub fn error_body(e: &Error) -> Value {
-    match e {
-        Error::Api {
-            code,
-            id,
-            reason,
-            details,
-            ..
-        } => {
-            let mut v = json!({
-                "code": code,
-                "status": status_text(*code),
-                "reason": reason,
-                "message": message_for(*code),
-            });
-            if let Some(id) = id {
-                v["id"] = json!(id);
-            }
-            if let Some(d) = details {
-                v["details"] = d.clone();
-            }
-            v
-        }
-        Error::FlowInvalid(_) => {
-            json!({ "code": 400, "status": "Bad Request", "message": "The request was malformed or contained invalid parameters" })
-        }
-        Error::Token(_) => {
-            json!({ "code": 401, "status": "Unauthorized", "message": "The request could not be authorized", "reason": "The token is not valid." })
-        }
-        Error::Internal(_) => {
-            json!({ "code": 500, "status": "Internal Server Error", "message": "An internal server error occurred, please contact the system administrator" })
-        }
-    }
-}
-
-pub fn status_text(code: u16) -> &'static str {
-    match code {
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        409 => "Conflict",
-        410 => "Gone",
-        413 => "Payload Too Large",
-        415 => "Unsupported Media Type",
-        422 => "Unprocessable Entity",
-        503 => "Service Unavailable",
-        _ => "Internal Server Error",
-    }
-}
-
-fn message_for(code: u16) -> &'static str {
-    match code {
-        400 => "The request was malformed or contained invalid parameters",
-        401 => "The request could not be authorized",
-        403 => "The requested action was forbidden",
-        404 => "The requested resource could not be found",
-        405 => "The requested method is not allowed on this resource",
-        409 => "The resource could not be created due to a conflict",
-        410 => "The requested resource is no longer available",
-        413 => "The request body is too large",
-        415 => "The request's content type is not supported",
-        422 => "The request was well-formed but was unable to be followed due to semantic errors",
-        _ => "An internal server error occurred, please contact the system administrator",
     }
 }

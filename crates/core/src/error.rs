@@ -1,94 +1,171 @@
-//! The core's error type. The HTTP layer maps it to the Kratos error envelope in one place.
+//! The core's error vocabulary: what went wrong, in domain terms. No HTTP status, error id or
+//! envelope lives here; each face maps these once (the Kratos envelope and browser redirects
+//! in the server's `error.rs` and `browser.rs`, simplejwt in `tokens.rs`, Clerk in `clerk.rs`).
+//!
+//! `Display` is the human reason, the sentence Kratos puts in `error.reason`.
 
+use crate::flow::{Flow, FlowKind};
+use crate::identity::Identity;
 use crate::password::HashError;
 use crate::store::StoreError;
-use serde_json::Value;
+use crate::ui::UiText;
+use time::{Duration, OffsetDateTime};
+use uuid::Uuid;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A flow submit failed validation: the body is the flow (with messages), status 400.
-    #[error("flow validation failed")]
-    FlowInvalid(Box<Value>),
-    /// A Kratos (herodot) error.
+    /// The request is malformed or asks for something the rules do not allow.
     #[error("{reason}")]
-    Api {
-        code: u16,
-        id: Option<&'static str>,
+    BadRequest { reason: String },
+    /// An identity document does not match its schema; `errors` names each offending trait.
+    #[error("{reason}")]
+    IdentityInvalid {
         reason: String,
-        details: Option<Value>,
-        /// Top-level siblings of `error` (`use_flow_id`, `redirect_browser_to`, …).
-        extra: Option<Value>,
+        errors: Vec<(Option<String>, UiText)>,
     },
-    /// An error of the simplejwt token face (mapped to its own body format there).
+    #[error("{reason}")]
+    NotFound { reason: String },
+    /// A unique value (an identifier, an id) is taken.
+    #[error("{reason}")]
+    Conflict { reason: String },
+    /// No valid session came with the request.
+    #[error("No valid session credentials found in the request.")]
+    SessionInactive,
+    /// The flow cannot be started or completed with a session.
+    #[error("A valid session was detected and thus this flow cannot be started or completed. To sign in again, use `?refresh=true` on a login flow.")]
+    AlreadySignedIn,
+    /// The flow belongs to another identity.
+    #[error("The flow was initiated by someone else.")]
+    IdentityMismatch,
+    /// The anti-CSRF check failed. Flows say why (`hint`); a hosted page's own form has none.
+    #[error("{}", csrf_reason(.hint))]
+    CsrfViolation { hint: Option<&'static str> },
+    /// The flow expired `since` ago. A submit gets a `replacement` flow; a browser reading it
+    /// is told where to start over (`restart_url`).
+    #[error("The self-service flow has expired. Please retry the flow.")]
+    FlowExpired {
+        kind: FlowKind,
+        since: Duration,
+        expired_at: OffsetDateTime,
+        replacement: Option<Uuid>,
+        restart_url: Option<String>,
+    },
+    /// The session is too old for this change; re-authenticate at `redirect_browser_to`.
+    #[error("The login session is too old and thus not allowed to update these fields. Please re-authenticate.")]
+    RefreshRequired { redirect_browser_to: String },
+    /// The flow kind is switched off in the configuration.
+    #[error("{}", disabled_reason(*.kind))]
+    FlowDisabled { kind: FlowKind },
+    /// `return_to` is not on the allow-list.
+    #[error("Requested return_to URL {url:?} is not allowed.")]
+    ReturnToForbidden { url: String },
+    /// A logout link of another session.
+    #[error("Unable to log out because the logout token in the URL query does not match the session cookie.")]
+    LogoutTokenMismatch,
+    /// A refusal of the simplejwt token face, in its own vocabulary.
+    /// Too many attempts from this client or on this account: try again after `retry_after`
+    /// seconds (429 with `Retry-After`).
+    #[error("Too many attempts. Please wait {retry_after} seconds and try again.")]
+    RateLimited { retry_after: u64 },
+    /// The server is at capacity (the password-hashing queue is full): 503 with `Retry-After`.
+    #[error("The server is busy. Please try again in {retry_after} seconds.")]
+    Busy { retry_after: u64 },
     #[error("token error: {0:?}")]
-    Token(crate::tokens::TokenError),
+    Token(TokenError),
+    /// A failure of ours (database, keys); the cause is logged, never shown.
     #[error("internal error: {0}")]
     Internal(String),
 }
 
+/// Why the simplejwt face refuses a request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TokenError {
+    /// These fields are required.
+    Missing(Vec<String>),
+    /// Wrong identifier or password, or an inactive account.
+    BadCredentials,
+    /// The token fails a check; simplejwt's message.
+    Invalid(&'static str),
+    /// The token's identity or session is gone or inactive.
+    NoActiveAccount,
+}
+
 pub type Result<T> = std::result::Result<T, Error>;
 
-impl Error {
-    pub fn api(code: u16, id: Option<&'static str>, reason: impl Into<String>) -> Self {
-        Error::Api {
-            code,
-            id,
-            reason: reason.into(),
-            details: None,
-            extra: None,
-        }
+/// Why a submit did not complete.
+#[derive(Debug)]
+pub enum SubmitError {
+    /// The flow now carries messages for the user (bad input, wrong password …): show it again.
+    /// Settings flows come with their identity.
+    FlowInvalid {
+        flow: Box<Flow>,
+        identity: Option<Box<Identity>>,
+    },
+    /// Anything else: the request, the flow or the session was refused.
+    Refused(Error),
+}
+
+impl From<Error> for SubmitError {
+    fn from(e: Error) -> Self {
+        SubmitError::Refused(e)
     }
+}
+
+impl From<StoreError> for SubmitError {
+    fn from(e: StoreError) -> Self {
+        SubmitError::Refused(e.into())
+    }
+}
+
+impl From<HashError> for SubmitError {
+    fn from(e: HashError) -> Self {
+        SubmitError::Refused(e.into())
+    }
+}
+
+pub type SubmitResult<T> = std::result::Result<T, SubmitError>;
+
+impl Error {
     pub fn bad_request(reason: impl Into<String>) -> Self {
-        Self::api(400, None, reason)
+        Error::BadRequest {
+            reason: reason.into(),
+        }
     }
     pub fn not_found(reason: impl Into<String>) -> Self {
-        Self::api(404, None, reason)
+        Error::NotFound {
+            reason: reason.into(),
+        }
     }
     pub fn conflict(reason: impl Into<String>) -> Self {
-        Self::api(409, None, reason)
+        Error::Conflict {
+            reason: reason.into(),
+        }
     }
     pub fn session_inactive() -> Self {
-        Self::api(
-            401,
-            Some("session_inactive"),
-            "No valid session credentials found in the request.",
-        )
+        Error::SessionInactive
     }
-    pub fn with_extra(self, extra: Value) -> Self {
-        match self {
-            Error::Api {
-                code,
-                id,
-                reason,
-                details,
-                ..
-            } => Error::Api {
-                code,
-                id,
-                reason,
-                details,
-                extra: Some(extra),
-            },
-            other => other,
-        }
+}
+
+fn csrf_reason(hint: &Option<&'static str>) -> &'static str {
+    match hint {
+        Some(_) => "Please retry the flow and optionally clear your cookies. The request was rejected to protect you from Cross-Site-Request-Forgery (CSRF) which could cause account takeover, leaking personal information, and other serious security issues.",
+        None => "The request was rejected to protect you from Cross-Site-Request-Forgery (CSRF). Please reload the page and try again.",
     }
-    pub fn with_details(self, d: Value) -> Self {
-        match self {
-            Error::Api {
-                code,
-                id,
-                reason,
-                extra,
-                ..
-            } => Error::Api {
-                code,
-                id,
-                reason,
-                details: Some(d),
-                extra,
-            },
-            other => other,
-        }
+}
+
+fn disabled_reason(kind: FlowKind) -> String {
+    let name = kind.as_str();
+    let mut chars = name.chars();
+    let title: String = chars
+        .next()
+        .map(|c| c.to_uppercase().chain(chars).collect())
+        .unwrap_or_default();
+    format!("{title} is not allowed because it was disabled.")
+}
+
+impl From<TokenError> for Error {
+    fn from(e: TokenError) -> Self {
+        Error::Token(e)
     }
 }
 
@@ -111,8 +188,31 @@ impl From<HashError> for Error {
     fn from(e: HashError) -> Self {
         match e {
             HashError::UnsupportedFormat => Error::bad_request(e.to_string()),
-            HashError::Busy => Error::api(503, None, e.to_string()),
+            HashError::Busy => Error::Busy { retry_after: 1 },
             HashError::Internal(m) => Error::Internal(m),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_read_as_kratos_writes_them() {
+        let disabled = Error::FlowDisabled {
+            kind: FlowKind::Registration,
+        };
+        assert_eq!(
+            disabled.to_string(),
+            "Registration is not allowed because it was disabled."
+        );
+        let forbidden = Error::ReturnToForbidden {
+            url: "https://evil.example/".into(),
+        };
+        assert_eq!(
+            forbidden.to_string(),
+            "Requested return_to URL \"https://evil.example/\" is not allowed."
+        );
     }
 }

@@ -20,6 +20,9 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 use time::OffsetDateTime;
 
 #[derive(Debug, thiserror::Error)]
@@ -265,6 +268,36 @@ impl LoadedKey {
             decoding: DecodingKey::from_secret(secret.as_bytes()),
             public_jwk: None,
             current: true,
+        }
+    }
+}
+
+/// How long a loaded key ring is trusted before the database is read again, so a rotation
+/// made by another instance reaches this one within this time. An unknown `kid` forces a
+/// reload at once.
+pub const RING_TTL: Duration = Duration::from_secs(30);
+
+/// The keys that sign and verify, loaded and decrypted: the current signing key, every key a
+/// token may still be verified with (by `kid`), and the published JWKS.
+pub struct Ring {
+    pub current: Arc<LoadedKey>,
+    pub keys: HashMap<String, Arc<LoadedKey>>,
+    pub jwks: Value,
+    /// When the signing key became current (scheduled rotation counts from it).
+    pub current_activated_at: Option<OffsetDateTime>,
+}
+
+#[derive(Default)]
+pub struct KeyRingCache {
+    pub(crate) cached: tokio::sync::RwLock<Option<(Instant, Arc<Ring>)>>,
+}
+
+impl KeyRingCache {
+    /// The cached ring, if it was loaded less than [`RING_TTL`] ago.
+    pub(crate) async fn fresh(&self) -> Option<Arc<Ring>> {
+        match self.cached.read().await.as_ref() {
+            Some((at, ring)) if at.elapsed() < RING_TTL => Some(ring.clone()),
+            _ => None,
         }
     }
 }

@@ -1,6 +1,6 @@
 //! The Kratos admin API (port 4434, `/admin` prefix): identities and sessions.
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::{error_object, ApiError, ApiResult};
 use crate::extract::{parse_uuid, JsonBody, Query};
 use crate::paging::{Page, PageQuery};
 use crate::AppState;
@@ -11,9 +11,8 @@ use axum::routing::{get, patch};
 use axum::{Json, Router};
 use portcullis_core::identity::View;
 use portcullis_core::store::{IdentityQuery, SessionQuery};
-use portcullis_core::Error;
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -88,24 +87,7 @@ async fn list_identities(
         credentials_identifier: ci.as_deref().map(|c| c.trim().to_string()),
         ids,
     };
-    let mut rows = core.store.list_identities(&q).await?;
-    // Email identifiers are stored lower-cased, other identifiers as written.
-    if rows.is_empty() {
-        if let Some(lower) = q
-            .credentials_identifier
-            .as_deref()
-            .map(str::to_lowercase)
-            .filter(|l| Some(l.as_str()) != q.credentials_identifier.as_deref())
-        {
-            rows = core
-                .store
-                .list_identities(&IdentityQuery {
-                    credentials_identifier: Some(lower),
-                    ..q
-                })
-                .await?;
-        }
-    }
+    let rows = core.list_identities(q).await?;
     let items = rows
         .iter()
         .map(|i| {
@@ -147,7 +129,17 @@ async fn batch_identities(
     State(st): State<AppState>,
     JsonBody(body): JsonBody,
 ) -> ApiResult<Json<Value>> {
-    Ok(Json(st.core.admin_batch(body, st.core.now()).await?))
+    let items = st.core.admin_batch(body, st.core.now()).await?;
+    let out: Vec<Value> = items
+        .into_iter()
+        .map(|item| match item.outcome {
+            Ok(id) => json!({ "action": "create", "identity": id, "patch_id": item.patch_id }),
+            Err(e) => {
+                json!({ "action": "error", "patch_id": item.patch_id, "error": error_object(&e) })
+            }
+        })
+        .collect();
+    Ok(Json(json!({ "identities": out })))
 }
 
 async fn get_identity(
@@ -241,7 +233,7 @@ async fn list_identity_sessions(
         after: page.after,
         except: None,
     };
-    let rows = core.store.list_sessions(&q, now).await?;
+    let rows = core.list_sessions(&q, now).await?;
     let items = rows
         .iter()
         .map(|(s, i)| {
@@ -268,11 +260,7 @@ async fn delete_identity_sessions(
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     let id = parse_uuid(&id, "identity id")?;
-    st.core.admin_get_identity(id).await?;
-    st.core
-        .store
-        .delete_identity_sessions(id, st.core.now())
-        .await?;
+    st.core.delete_identity_sessions(id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -296,7 +284,7 @@ async fn list_sessions(State(st): State<AppState>, RawQuery(raw): RawQuery) -> A
         after: page.after,
         except: None,
     };
-    let rows = core.store.list_sessions(&q, now).await?;
+    let rows = core.list_sessions(&q, now).await?;
     let view = View::Admin {
         include_credentials: &[],
     };
@@ -320,11 +308,7 @@ async fn load_session(
     portcullis_core::identity::Identity,
 )> {
     let id = parse_uuid(id, "session id")?;
-    st.core
-        .store
-        .get_session(id)
-        .await?
-        .ok_or_else(|| ApiError(Error::not_found("Unable to locate the resource")))
+    Ok(st.core.session_by_id(id).await?)
 }
 
 async fn get_session(
@@ -352,9 +336,8 @@ async fn disable_session(
     State(st): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    let (mut s, _) = load_session(&st, &id).await?;
-    s.active = false;
-    st.core.store.update_session(&s, st.core.now()).await?;
+    let id = parse_uuid(&id, "session id")?;
+    st.core.revoke_session_by_id(id, st.core.now()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -362,19 +345,9 @@ async fn extend_session(
     State(st): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let (mut s, i) = load_session(&st, &id).await?;
+    let id = parse_uuid(&id, "session id")?;
     let now = st.core.now();
-    if !s.is_valid(&i, now) {
-        return Err(ApiError(Error::not_found(
-            "The session is not active and cannot be extended.",
-        )));
-    }
-    let cfg = &st.core.config.session;
-    // Like Kratos, only extend once the session is within `earliest_possible_extend` of expiry.
-    if s.expires_at - now <= cfg.earliest_possible_extend.0 {
-        s.expires_at = now + cfg.lifespan.0;
-        st.core.store.update_session(&s, now).await?;
-    }
+    let (s, i) = st.core.extend_session(id, now).await?;
     Ok(Json(st.core.session_json(
         &s,
         Some(&i),
@@ -387,7 +360,7 @@ async fn extend_session(
 
 /// The signing keys still published: kid, algorithm, state and when a retired key leaves the JWKS.
 async fn list_keys(State(st): State<AppState>) -> ApiResult<Json<Value>> {
-    let keys = st.core.store.signing_keys().await?;
+    let keys = st.core.signing_keys().await?;
     let rfc = portcullis_core::identity::rfc3339;
     Ok(Json(Value::Array(
         keys.iter()

@@ -1,13 +1,14 @@
 //! Kratos browser flows: flow init with the CSRF cookie, the 303-or-JSON answer of every
-//! step, the session cookie on success, logout links and the error store.
+//! step, the session cookie on success, logout links and the error store; and
+//! [`html_error`], the one place that decides where a browser goes when a step fails.
 //!
 //! A request is answered in JSON when it sends JSON or prefers it (`Accept`), as SPAs and the
 //! SDKs do; otherwise (an HTML form, a link) it gets `303 See Other` to the page that shows the
 //! outcome: the flow's UI, the return URL, or the error page.
 
 use crate::cookies::{csrf_cookie, session_cookie};
-use crate::error::{ApiError, ApiResult};
-use crate::extract::{request_url, wants_json, CallerCtx, Query};
+use crate::error::{error_object, stored_error, ApiError, ApiResult};
+use crate::extract::{request_url, truthy, wants_json, CallerCtx, Query};
 use crate::AppState;
 use axum::extract::{OriginalUri, Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -16,6 +17,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use portcullis_core::flow::{FlowKind, FlowType};
 use portcullis_core::identity::View;
+use portcullis_core::selfservice::SubmitError;
 use portcullis_core::service::{urlencode, Authenticated, Caller};
 use portcullis_core::Error;
 use serde::Deserialize;
@@ -94,13 +96,15 @@ async fn init(
     let fresh = ensure_csrf(&mut caller);
     let now = core.now();
     let url = request_url(core.public_url(), &uri);
-    let return_to = q.return_to.clone();
+    let step = Step::Init {
+        return_to: q.return_to.clone(),
+    };
     let created = match kind {
         FlowKind::Login => core
             .create_login_flow(
                 FlowType::Browser,
                 url,
-                crate::extract::truthy(&q.refresh),
+                truthy(&q.refresh),
                 q.return_to,
                 &caller,
                 now,
@@ -121,21 +125,12 @@ async fn init(
             Json(core.flow_response(&flow, identity.as_ref())).into_response()
         }
         Ok((flow, _)) => see_other(&with_query(
-            core.config.ui_url(kind.as_str()),
+            core.config().ui_url(kind.as_str()),
             "flow",
             &flow.id.to_string(),
         )),
         Err(e) if json => ApiError(e).into_response(),
-        Err(e) if error_id(&e) == Some("session_already_available") => {
-            // Signed in already: a browser simply goes where it was heading.
-            let target = core
-                .validate_return_to(return_to)
-                .ok()
-                .flatten()
-                .unwrap_or_else(|| core.config.after_url(kind.as_str()).to_string());
-            see_other(&target)
-        }
-        Err(e) => html_error(&st, kind, e).await,
+        Err(e) => html_error(&st, kind, step, e.into()).await,
     };
     if let Some(secret) = fresh {
         add_cookie(&mut resp, csrf_cookie(core, &secret));
@@ -143,66 +138,85 @@ async fn init(
     resp
 }
 
-fn error_id(e: &Error) -> Option<&'static str> {
-    match e {
-        Error::Api { id, .. } => *id,
-        _ => None,
-    }
+/// The step of a browser flow that failed; some failures mean different things per step.
+pub enum Step {
+    /// Starting a flow; a signed-in browser simply goes where it was heading.
+    Init { return_to: Option<String> },
+    /// A submit, or another action inside a flow (logout).
+    Submit,
+    /// Showing a flow on a hosted page: an unknown, expired or foreign flow starts afresh at
+    /// `restart`, unless the browser sent no CSRF cookie at all (blocked cookies would only
+    /// loop).
+    ShowPage {
+        restart: String,
+        has_csrf_cookie: bool,
+    },
 }
 
-fn extra_str<'a>(e: &'a Error, key: &str) -> Option<&'a str> {
-    match e {
-        Error::Api {
-            extra: Some(extra), ..
-        } => extra.get(key).and_then(Value::as_str),
-        _ => None,
-    }
-}
-
-/// Where a browser (not a JSON client) goes when a step of flow `kind` fails.
-pub async fn html_error(st: &AppState, kind: FlowKind, e: Error) -> Response {
+/// Where a browser (not a JSON client) goes when a step of flow `kind` fails: back to the
+/// flow's page, to a replacement or fresh flow, where it was heading, to re-authenticate, or
+/// to the error page with the error kept for it.
+pub async fn html_error(st: &AppState, kind: FlowKind, step: Step, e: SubmitError) -> Response {
     let core = &st.core;
-    let ui = core.config.ui_url(kind.as_str());
-    match &e {
+    let config = core.config();
+    let ui = config.ui_url(kind.as_str());
+    let e = match e {
         // The flow now carries its messages: show it again.
-        Error::FlowInvalid(flow) => {
-            if let Some(id) = flow.get("id").and_then(Value::as_str) {
-                return see_other(&with_query(ui, "flow", id));
-            }
+        SubmitError::FlowInvalid { flow, .. } => {
+            return see_other(&with_query(ui, "flow", &flow.id.to_string()))
         }
-        Error::Api { code: 410, .. } => {
-            if let Some(id) = extra_str(&e, "use_flow_id") {
-                return see_other(&with_query(ui, "flow", id));
+        SubmitError::Refused(e) => e,
+    };
+    match (&step, &e) {
+        (Step::Init { return_to }, Error::AlreadySignedIn) => {
+            let target = core
+                .validate_return_to(return_to.clone())
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| config.after_url(kind.as_str()).to_string());
+            return see_other(&target);
+        }
+        (
+            Step::ShowPage {
+                restart,
+                has_csrf_cookie,
+            },
+            e,
+        ) => {
+            let forbidden = matches!(
+                e,
+                Error::CsrfViolation { .. }
+                    | Error::IdentityMismatch
+                    | Error::RefreshRequired { .. }
+                    | Error::LogoutTokenMismatch
+            );
+            let gone = matches!(e, Error::NotFound { .. } | Error::FlowExpired { .. });
+            if gone || (forbidden && *has_csrf_cookie) {
+                return see_other(restart);
             }
-            // Reading an expired flow: start a new one.
-            return see_other(&core.browser_flow_url(kind, false, None));
         }
         _ => {}
     }
-    match error_id(&e) {
-        Some("session_already_available") => {
-            return see_other(core.config.after_url(kind.as_str()));
-        }
-        Some("session_refresh_required") => {
-            if let Some(to) = extra_str(&e, "redirect_browser_to") {
-                return see_other(to);
-            }
-        }
-        Some("session_inactive") if kind == FlowKind::Settings => {
+    match &e {
+        Error::FlowExpired {
+            replacement: Some(id),
+            ..
+        } => return see_other(&with_query(ui, "flow", &id.to_string())),
+        // Reading an expired flow: start a new one.
+        Error::FlowExpired { .. } => return see_other(&core.browser_flow_url(kind, false, None)),
+        Error::AlreadySignedIn => return see_other(config.after_url(kind.as_str())),
+        Error::RefreshRequired {
+            redirect_browser_to,
+        } => return see_other(redirect_browser_to),
+        Error::SessionInactive if kind == FlowKind::Settings => {
             let back = core.browser_flow_url(FlowKind::Settings, false, None);
             return see_other(&core.browser_flow_url(FlowKind::Login, false, Some(&back)));
         }
+        Error::Internal(cause) => tracing::error!(%cause, "internal error in a browser flow"),
         _ => {}
     }
-    if let Error::Internal(cause) = &e {
-        tracing::error!(%cause, "internal error in a browser flow");
-    }
-    match core.record_flow_error(&e, core.now()).await {
-        Ok(id) => see_other(&with_query(
-            core.config.ui_url("error"),
-            "id",
-            &id.to_string(),
-        )),
+    match core.record_flow_error(error_object(&e), core.now()).await {
+        Ok(id) => see_other(&with_query(config.ui_url("error"), "id", &id.to_string())),
         Err(store) => ApiError(store).into_response(),
     }
 }
@@ -214,7 +228,7 @@ pub fn authenticated(st: &AppState, kind: FlowKind, a: &Authenticated, json: boo
     let target = a
         .return_to
         .clone()
-        .unwrap_or_else(|| core.config.after_url(kind.as_str()).to_string());
+        .unwrap_or_else(|| core.config().after_url(kind.as_str()).to_string());
     let mut resp = if json {
         let now = core.now();
         let mut body = json!({
@@ -260,7 +274,7 @@ pub fn settings_saved(
     // Kratos' order: the flow's return_to, the settings flow's own after URL, else back to
     // the page (which now says the changes were saved).
     let after = &core
-        .config
+        .config()
         .selfservice
         .flows
         .settings
@@ -270,7 +284,7 @@ pub fn settings_saved(
         (Some(to), _) => see_other(to),
         (None, false) => see_other(after),
         (None, true) => see_other(&with_query(
-            core.config.ui_url("settings"),
+            core.config().ui_url("settings"),
             "flow",
             flow.get("id").and_then(Value::as_str).unwrap_or_default(),
         )),
@@ -292,7 +306,7 @@ async fn create_logout_url(
     let (session, _) = caller
         .session
         .as_ref()
-        .ok_or(ApiError(Error::session_inactive()))?;
+        .ok_or(ApiError(Error::SessionInactive))?;
     let return_to = core.validate_return_to(q.return_to)?;
     let token = session.logout_token();
     let mut url = with_query(
@@ -330,18 +344,9 @@ async fn logout(
                 "The query parameter `token` (the logout token) is required.",
             ));
         }
-        match &caller.session {
-            // Already signed out: nothing to end, go on.
-            None => {}
-            Some((s, _)) if s.is_logout_token(&token) => core.end_session(s, core.now()).await?,
-            Some(_) => {
-                return Err(Error::api(
-                    403,
-                    None,
-                    "Unable to log out because the logout token in the URL query does not match the session cookie.",
-                ))
-            }
-        }
+        // Already signed out: nothing to end, go on.
+        let session = caller.session.as_ref().map(|(s, _)| s);
+        core.logout_with_token(session, &token, core.now()).await?;
         Ok(return_to)
     }
     .await;
@@ -353,7 +358,7 @@ async fn logout(
                 see_other(
                     return_to
                         .as_deref()
-                        .unwrap_or_else(|| core.config.after_url("logout")),
+                        .unwrap_or_else(|| core.config().after_url("logout")),
                 )
             };
             add_cookie(&mut resp, session_cookie(core, None));
@@ -365,7 +370,7 @@ async fn logout(
             resp
         }
         Err(e) if json => ApiError(e).into_response(),
-        Err(e) => html_error(&st, FlowKind::Login, e).await,
+        Err(e) => html_error(&st, FlowKind::Login, Step::Submit, e.into()).await,
     }
 }
 
@@ -382,5 +387,5 @@ async fn get_error(
     let id =
         q.id.filter(|i| !i.is_empty())
             .ok_or_else(|| ApiError::bad_request("The query parameter `id` is required."))?;
-    Ok(Json(st.core.flow_error(&id, st.core.now()).await?))
+    Ok(Json(stored_error(&st.core, &id).await?))
 }

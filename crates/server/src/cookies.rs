@@ -36,12 +36,11 @@ pub fn set_cookie(
 
 /// The session cookie carrying `token` (or clearing it), per `session.cookie`.
 pub fn session_cookie(core: &Core, token: Option<&str>) -> Option<HeaderValue> {
-    let c = &core.config.session.cookie;
-    let max_age = c
-        .persistent
-        .then(|| core.config.session.lifespan.0.as_secs());
+    let config = core.config();
+    let c = &config.session.cookie;
+    let max_age = c.persistent.then_some(config.session.lifespan.0.as_secs());
     set_cookie(
-        &core.config,
+        config,
         &c.name,
         token,
         max_age,
@@ -55,10 +54,11 @@ pub fn session_cookie(core: &Core, token: Option<&str>) -> Option<HeaderValue> {
 /// (the hosted pages and the self-service endpoints both need it). It lives a year, like
 /// nosurf's, so open tabs keep working.
 pub fn csrf_cookie(core: &Core, secret: &str) -> Option<HeaderValue> {
-    let c = &core.config.session.cookie;
+    let config = core.config();
+    let c = &config.session.cookie;
     set_cookie(
-        &core.config,
-        core.config.csrf_cookie_name(),
+        config,
+        config.csrf_cookie_name(),
         Some(secret),
         Some(365 * 24 * 3600),
         "/",

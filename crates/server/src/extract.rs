@@ -1,52 +1,55 @@
 //! Request extractors that answer bad input in the Kratos error format.
 
-use crate::error::ApiError;
+use crate::error::{ApiError, EdgeError};
 use crate::AppState;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
+use portcullis_core::selfservice::{
+    LoginMethod, LoginSubmit, RegistrationMethod, RegistrationSubmit, SettingsMethod,
+    SettingsSubmit,
+};
 use portcullis_core::service::Caller;
 use portcullis_core::Error;
-use serde_json::Value;
+use serde_json::{json, Value};
 use uuid::Uuid;
 
 /// A JSON request body: `application/json`, within the configured size limit, well-formed.
 pub struct JsonBody(pub Value);
 
 impl<S: Send + Sync> FromRequest<S> for JsonBody {
-    type Rejection = ApiError;
+    type Rejection = EdgeError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let ct = content_type(req.headers());
         if !(ct.starts_with("application/json") || ct.contains("+json")) {
-            return Err(ApiError(Error::api(
-                415,
-                None,
-                format!("Content-Type {ct:?} is not supported here; send application/json."),
+            return Err(EdgeError::UnsupportedMediaType(format!(
+                "Content-Type {ct:?} is not supported here; send application/json."
             )));
         }
-        let bytes = read_body(req, state).await.map_err(ApiError)?;
+        let bytes = read_body(req, state).await?;
         if bytes.is_empty() {
-            return Err(ApiError::bad_request(
-                "The request body is empty; a JSON document is required.",
+            return Err(EdgeError::BadRequest(
+                "The request body is empty; a JSON document is required.".into(),
             ));
         }
         serde_json::from_slice(&bytes)
             .map(JsonBody)
-            .map_err(|e| ApiError::bad_request(format!("The request body is not valid JSON: {e}")))
+            .map_err(|e| EdgeError::BadRequest(format!("The request body is not valid JSON: {e}")))
     }
 }
 
 /// A self-service submit body: JSON, or an HTML form whose dotted names (`traits.email`)
-/// become nested objects. `form` tells the core to coerce trait strings to schema types.
+/// become nested objects. The handler reads it as the flow's typed submission
+/// ([`SubmitBody::login`] …); `form` makes the core coerce trait strings to schema types.
 pub struct SubmitBody {
-    pub body: Value,
-    pub form: bool,
+    body: Value,
+    form: bool,
 }
 
 impl<S: Send + Sync> FromRequest<S> for SubmitBody {
-    type Rejection = ApiError;
+    type Rejection = EdgeError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         if !content_type(req.headers()).starts_with("application/x-www-form-urlencoded") {
@@ -54,9 +57,88 @@ impl<S: Send + Sync> FromRequest<S> for SubmitBody {
                 .await
                 .map(|JsonBody(body)| SubmitBody { body, form: false });
         }
-        let bytes = read_body(req, state).await.map_err(ApiError)?;
-        let body = form_to_json(&bytes).map_err(ApiError::bad_request)?;
+        let bytes = read_body(req, state).await?;
+        let body = form_to_json(&bytes).map_err(EdgeError::BadRequest)?;
         Ok(SubmitBody { body, form: true })
+    }
+}
+
+impl SubmitBody {
+    /// A string field; absent or not a string reads as empty.
+    fn text(&self, key: &str) -> String {
+        self.body
+            .get(key)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    fn method(&self) -> String {
+        self.text("method")
+    }
+
+    fn csrf_token(&self) -> Option<String> {
+        Some(self.text("csrf_token")).filter(|t| !t.is_empty())
+    }
+
+    fn traits(&self) -> Value {
+        self.body
+            .get("traits")
+            .cloned()
+            .unwrap_or_else(|| json!({}))
+    }
+
+    pub fn login(&self) -> LoginSubmit {
+        let method = match self.method().as_str() {
+            "password" => LoginMethod::Password {
+                // `password_identifier` is the older name of the field.
+                identifier: self
+                    .body
+                    .get("identifier")
+                    .or_else(|| self.body.get("password_identifier"))
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
+                password: self.text("password"),
+            },
+            _ => LoginMethod::Unknown,
+        };
+        LoginSubmit {
+            method,
+            csrf_token: self.csrf_token(),
+        }
+    }
+
+    pub fn registration(&self) -> RegistrationSubmit {
+        let method = match self.method().as_str() {
+            "password" => RegistrationMethod::Password {
+                password: self.text("password"),
+            },
+            _ => RegistrationMethod::Unknown,
+        };
+        RegistrationSubmit {
+            method,
+            traits: self.traits(),
+            form: self.form,
+            csrf_token: self.csrf_token(),
+        }
+    }
+
+    pub fn settings(&self) -> SettingsSubmit {
+        let method = match self.method().as_str() {
+            "profile" => SettingsMethod::Profile {
+                traits: self.traits(),
+                form: self.form,
+            },
+            "password" => SettingsMethod::Password {
+                password: self.text("password"),
+            },
+            _ => SettingsMethod::Unknown,
+        };
+        SettingsSubmit {
+            method,
+            csrf_token: self.csrf_token(),
+        }
     }
 }
 
@@ -70,16 +152,12 @@ pub(crate) fn content_type(headers: &HeaderMap) -> String {
 
 /// The body within `serve.max_body_size` (413 beyond it); each face wraps the error in its
 /// own format.
-pub(crate) async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, Error> {
+pub(crate) async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, EdgeError> {
     Bytes::from_request(req, state).await.map_err(|rej| {
         if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            Error::api(
-                413,
-                None,
-                "The request body exceeds the configured limit (serve.max_body_size).",
-            )
+            EdgeError::PayloadTooLarge
         } else {
-            Error::bad_request(format!("The request body could not be read: {rej}"))
+            EdgeError::BadRequest(format!("The request body could not be read: {rej}"))
         }
     })
 }
@@ -238,7 +316,8 @@ impl FromRequestParts<AppState> for CallerCtx {
     ) -> Result<Self, Self::Rejection> {
         let core = &state.core;
         let h = &parts.headers;
-        let session = match session_token(h, &core.config.session.cookie.name) {
+        let config = core.config();
+        let session = match session_token(h, &config.session.cookie.name) {
             Some(t) => match core.authenticate(&t, core.now()).await {
                 Ok(s) => Some(s),
                 Err(Error::Internal(cause)) => return Err(ApiError(Error::Internal(cause))),
@@ -246,7 +325,7 @@ impl FromRequestParts<AppState> for CallerCtx {
             },
             None => None,
         };
-        let trust_proxy = core.config.serve.public.trust_forwarded_headers;
+        let trust_proxy = config.serve.public.trust_forwarded_headers;
         let ip = h
             .get("x-forwarded-for")
             .filter(|_| trust_proxy)
@@ -259,7 +338,7 @@ impl FromRequestParts<AppState> for CallerCtx {
                     .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
                     .map(|c| c.0.ip().to_string())
             });
-        let csrf_secret = cookie(h, core.config.csrf_cookie_name())
+        let csrf_secret = cookie(h, config.csrf_cookie_name())
             .filter(|s| portcullis_core::csrf::is_secret(s))
             .map(str::to_string);
         Ok(CallerCtx(Caller {
@@ -269,7 +348,6 @@ impl FromRequestParts<AppState> for CallerCtx {
                 .and_then(|v| v.to_str().ok())
                 .filter(|v| !v.is_empty())
                 .map(str::to_string),
-            form: false,
             session,
             has_cookies: h.contains_key(header::COOKIE),
             has_origin: h.contains_key(header::ORIGIN),

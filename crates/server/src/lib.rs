@@ -1,7 +1,10 @@
-//! Portcullis HTTP faces: the Kratos public API (port 4433) and admin API (port 4434).
+//! Portcullis HTTP faces: on the public port (4433) the Kratos public API with its browser
+//! flows, the hosted UI pages and the simplejwt token face; on the admin port (4434) the Kratos
+//! admin API, webhook admin and the Clerk Backend API.
 //!
-//! Handlers are thin: extract, call the core, map the result. Errors become the Kratos
-//! envelope in `error.rs`; every response carries `Cache-Control: no-store`.
+//! Handlers are thin: extract, call the core, map the result. Each face maps core errors in
+//! one place (`error.rs` and `browser::html_error` for Kratos, `tokens.rs`, `clerk.rs`); every
+//! response carries `Cache-Control: no-store` unless its handler chose otherwise.
 
 // `ApiError` wraps the core error; see the note on `result_large_err` in portcullis-core.
 #![allow(clippy::result_large_err)]
@@ -99,19 +102,12 @@ pub async fn build_with_clock(
         Backend::Sqlite => Arc::new(store.with_session_cache(100_000)),
         Backend::Postgres => Arc::new(store),
     };
-    let core = Core {
-        config: Arc::new(config),
-        store,
-        hasher,
-        schemas,
-        clock,
-        keyring: Default::default(),
-    };
+    let core = Core::new(config, store, hasher, schemas, clock);
     // Signing keys are created on first start, not on the first token request.
     core.ring(core.now())
         .await
         .map_err(|e| anyhow::anyhow!("signing keys: {e}"))?;
-    let ui = Arc::new(ui::Ui::new(&core.config)?);
+    let ui = Arc::new(ui::Ui::new(core.config())?);
     let state = AppState {
         core: Arc::new(core),
         admin_url,
@@ -124,7 +120,7 @@ pub async fn build_with_clock(
 }
 
 fn common(router: Router<AppState>, state: &AppState) -> Router {
-    let limit = usize::try_from(state.core.config.serve.max_body_size.0).unwrap_or(usize::MAX);
+    let limit = usize::try_from(state.core.config().serve.max_body_size.0).unwrap_or(usize::MAX);
     router
         .route("/health/alive", get(alive))
         .route("/health/ready", get(ready))
@@ -137,7 +133,7 @@ fn common(router: Router<AppState>, state: &AppState) -> Router {
 }
 
 pub fn public_router(state: &AppState) -> Router {
-    let pages = ui::router(&state.core.config).layer(axum::middleware::map_response_with_state(
+    let pages = ui::router(state.core.config()).layer(axum::middleware::map_response_with_state(
         state.clone(),
         ui::security_headers,
     ));
@@ -145,10 +141,10 @@ pub fn public_router(state: &AppState) -> Router {
         public::router()
             .merge(browser::router())
             .merge(pages)
-            .merge(tokens::router(&state.core.config)),
+            .merge(tokens::router(state.core.config())),
         state,
     );
-    match cors_layer(&state.core.config.serve.public.cors) {
+    match cors_layer(&state.core.config().serve.public.cors) {
         Some(layer) => router.layer(layer),
         None => router,
     }
@@ -215,7 +211,7 @@ pub fn admin_router(state: &AppState) -> Router {
         .route("/admin/health/ready", get(ready))
         .route("/admin/version", get(version));
     let router = common(admin, state);
-    match cors_layer(&state.core.config.serve.admin.cors) {
+    match cors_layer(&state.core.config().serve.admin.cors) {
         Some(layer) => router.layer(layer),
         None => router,
     }
@@ -244,7 +240,7 @@ async fn alive() -> Json<serde_json::Value> {
 }
 
 async fn ready(State(st): State<AppState>) -> Response {
-    match st.core.store.ping().await {
+    match st.core.ping().await {
         Ok(()) => Json(json!({ "status": "ok" })).into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
@@ -267,12 +263,8 @@ async fn not_found() -> ApiError {
     ))
 }
 
-async fn method_not_allowed() -> ApiError {
-    ApiError(Error::api(
-        405,
-        None,
-        "The HTTP method is not allowed on this resource.",
-    ))
+async fn method_not_allowed() -> error::EdgeError {
+    error::EdgeError::MethodNotAllowed
 }
 
 /// Both listeners, bound and serving.

@@ -102,7 +102,7 @@ pub(crate) fn check_url(url: &str, allow_private: bool) -> Result<(), ApiError> 
 }
 
 pub(crate) fn allow_private(st: &AppState) -> bool {
-    st.core.config.webhooks.allow_private_networks || st.core.config.dev
+    st.core.config().webhooks.allow_private_networks || st.core.config().dev
 }
 
 #[cfg(test)]

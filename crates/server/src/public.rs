@@ -1,7 +1,8 @@
-//! The Kratos public API (port 4433): native self-service flows, sessions, schemas.
+//! The Kratos public API (port 4433): flow init for API clients, reading and submitting flows
+//! of either type (a browser flow's outcome is answered by `browser`), sessions and schemas.
 
 use crate::browser;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{submit_error_json, ApiError, ApiResult};
 use crate::extract::{
     parse_uuid, request_url, truthy, wants_json, CallerCtx, JsonBody, Query, SubmitBody,
 };
@@ -14,7 +15,8 @@ use axum::routing::{any, delete, get, post};
 use axum::{Json, Router};
 use portcullis_core::flow::{FlowKind, FlowType};
 use portcullis_core::identity::View;
-use portcullis_core::service::Authenticated;
+use portcullis_core::selfservice::SubmitError;
+use portcullis_core::service::{Authenticated, Caller};
 use portcullis_core::store::SessionQuery;
 use portcullis_core::Error;
 use serde::Deserialize;
@@ -173,33 +175,32 @@ async fn submit_authenticating(
     kind: FlowKind,
     q: SubmitQuery,
     headers: axum::http::HeaderMap,
-    mut caller: portcullis_core::service::Caller,
+    caller: Caller,
     submitted: SubmitBody,
 ) -> Response {
     let json = wants_json(&headers);
-    caller.form = submitted.form;
     let outcome = async {
-        let id = flow_id(q.flow, "flow")?;
+        let id = flow_id(q.flow, "flow").map_err(|ApiError(e)| SubmitError::Refused(e))?;
         let now = st.core.now();
-        Ok::<_, ApiError>(match kind {
+        match kind {
             FlowKind::Registration => {
                 st.core
-                    .submit_registration(id, &submitted.body, &caller, now)
-                    .await?
+                    .submit_registration(id, submitted.registration(), &caller, now)
+                    .await
             }
             _ => {
                 st.core
-                    .submit_login(id, &submitted.body, &caller, now)
-                    .await?
+                    .submit_login(id, submitted.login(), &caller, now)
+                    .await
             }
-        })
+        }
     }
     .await;
     match outcome {
         Ok(a) if a.flow_type == FlowType::Browser => browser::authenticated(&st, kind, &a, json),
         Ok(a) => Json(authenticated_body(&st, &a, kind == FlowKind::Registration)).into_response(),
-        Err(e) if json => e.into_response(),
-        Err(ApiError(e)) => browser::html_error(&st, kind, e).await,
+        Err(e) if json => submit_error_json(&st.core, e),
+        Err(e) => browser::html_error(&st, kind, browser::Step::Submit, e).await,
     }
 }
 
@@ -227,18 +228,15 @@ async fn submit_settings(
     State(st): State<AppState>,
     Query(q): Query<SubmitQuery>,
     headers: axum::http::HeaderMap,
-    CallerCtx(mut caller): CallerCtx,
+    CallerCtx(caller): CallerCtx,
     submitted: SubmitBody,
 ) -> Response {
     let json = wants_json(&headers);
-    caller.form = submitted.form;
     let outcome = async {
-        let id = flow_id(q.flow, "flow")?;
-        Ok::<_, ApiError>(
-            st.core
-                .submit_settings(id, &submitted.body, &caller, st.core.now())
-                .await?,
-        )
+        let id = flow_id(q.flow, "flow").map_err(|ApiError(e)| SubmitError::Refused(e))?;
+        st.core
+            .submit_settings(id, submitted.settings(), &caller, st.core.now())
+            .await
     }
     .await;
     match outcome {
@@ -250,8 +248,8 @@ async fn submit_settings(
                 Json(body).into_response()
             }
         }
-        Err(e) if json => e.into_response(),
-        Err(ApiError(e)) => browser::html_error(&st, FlowKind::Settings, e).await,
+        Err(e) if json => submit_error_json(&st.core, e),
+        Err(e) => browser::html_error(&st, FlowKind::Settings, browser::Step::Submit, e).await,
     }
 }
 
@@ -262,7 +260,7 @@ async fn continue_settings(
     Query(q): Query<SubmitQuery>,
 ) -> ApiResult<Response> {
     let id = flow_id(q.flow, "flow")?;
-    let ui = st.core.config.ui_url("settings");
+    let ui = st.core.config().ui_url("settings");
     Ok(browser::see_other(&browser::with_query(
         ui,
         "flow",
@@ -281,7 +279,7 @@ async fn logout_api(State(st): State<AppState>, JsonBody(body): JsonBody) -> Api
 }
 
 fn require_session(
-    caller: &portcullis_core::service::Caller,
+    caller: &Caller,
 ) -> Result<
     &(
         portcullis_core::session::Session,
@@ -292,7 +290,7 @@ fn require_session(
     caller
         .session
         .as_ref()
-        .ok_or(ApiError(Error::session_inactive()))
+        .ok_or(ApiError(Error::SessionInactive))
 }
 
 #[derive(Deserialize)]
@@ -335,7 +333,7 @@ async fn list_my_sessions(
         after: page.after,
         except: Some(s.id),
     };
-    let rows = core.store.list_sessions(&q, now).await?;
+    let rows = core.list_sessions(&q, now).await?;
     let items: Vec<Value> = rows
         .iter()
         .map(|(s, i)| core.session_json(s, Some(i), View::Public, now))
@@ -353,11 +351,7 @@ async fn revoke_my_other_sessions(
     CallerCtx(caller): CallerCtx,
 ) -> ApiResult<Json<Value>> {
     let (s, i) = require_session(&caller)?;
-    let n = st
-        .core
-        .store
-        .revoke_identity_sessions(i.id, Some(s.id), st.core.now())
-        .await?;
+    let n = st.core.revoke_other_sessions(i.id, s.id).await?;
     Ok(Json(json!({ "count": n })))
 }
 
@@ -366,29 +360,20 @@ async fn revoke_my_session(
     Path(id): Path<String>,
     CallerCtx(caller): CallerCtx,
 ) -> ApiResult<StatusCode> {
-    let (current, i) = require_session(&caller)?;
+    let (current, _) = require_session(&caller)?;
     let id = parse_uuid(&id, "session id")?;
-    if id == current.id {
-        return Err(ApiError::bad_request(
-            "The current session cannot be revoked here; use the logout endpoints instead.",
-        ));
-    }
-    match st.core.store.get_session(id).await? {
-        Some((mut s, _)) if s.identity_id == i.id => {
-            s.active = false;
-            st.core.store.update_session(&s, st.core.now()).await?;
-            Ok(StatusCode::NO_CONTENT)
-        }
-        _ => Err(ApiError(Error::not_found("Unable to locate the resource"))),
-    }
+    st.core
+        .revoke_own_session(current, id, st.core.now())
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn list_schemas(State(st): State<AppState>) -> Json<Value> {
-    let mut ids: Vec<&String> = st.core.schemas.keys().collect();
-    ids.sort();
     Json(Value::Array(
-        ids.into_iter()
-            .map(|id| json!({ "id": id, "schema": st.core.schemas[id].raw }))
+        st.core
+            .schemas()
+            .into_iter()
+            .map(|s| json!({ "id": s.id, "schema": s.raw }))
             .collect(),
     ))
 }
@@ -399,11 +384,10 @@ async fn get_schema(State(st): State<AppState>, Path(id): Path<String>) -> ApiRe
         .decode(id.as_bytes())
         .ok()
         .and_then(|b| String::from_utf8(b).ok());
-    let schema = st
-        .core
-        .schemas
-        .get(&id)
-        .or_else(|| decoded.as_ref().and_then(|d| st.core.schemas.get(d)))
+    let schemas = st.core.schemas();
+    let by_id = |want: &str| schemas.iter().find(|s| s.id == want).copied();
+    let schema = by_id(&id)
+        .or_else(|| decoded.as_deref().and_then(by_id))
         .ok_or_else(|| {
             ApiError(Error::not_found(format!(
                 "The identity schema {id:?} does not exist."

@@ -4,6 +4,7 @@
 //! Errors here use simplejwt's (Django REST framework's) shapes, not the Kratos envelope:
 //! `{"detail": …, "code": "token_not_valid"}` for bad tokens, field errors for missing fields.
 
+use crate::error::EdgeError;
 use crate::extract::cookie;
 use crate::AppState;
 use axum::extract::{FromRequest, Request, State};
@@ -13,7 +14,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use portcullis_core::config::Config;
 use portcullis_core::service::Caller;
-use portcullis_core::tokens::{TokenError, TokenPair};
+use portcullis_core::tokens::{ObtainRequest, TokenError, TokenPair};
 use portcullis_core::Error;
 use serde_json::{json, Map, Value};
 
@@ -31,52 +32,86 @@ pub fn router(config: &Config) -> Router<AppState> {
     r
 }
 
-/// A simplejwt-face error.
-pub struct SjError(Error);
+/// A simplejwt-face error: the one place that maps core errors to DRF's shapes.
+pub enum SjError {
+    Core(Error),
+    Edge(EdgeError),
+}
 
 impl From<Error> for SjError {
     fn from(e: Error) -> Self {
-        SjError(e)
+        SjError::Core(e)
+    }
+}
+
+impl From<EdgeError> for SjError {
+    fn from(e: EdgeError) -> Self {
+        SjError::Edge(e)
     }
 }
 
 impl IntoResponse for SjError {
     fn into_response(self) -> Response {
-        let (status, body) = match self.0 {
-            Error::Token(TokenError::Missing(fields)) => {
+        let detail = |status: StatusCode, reason: String| (status, json!({ "detail": reason }));
+        let (status, body) = match self {
+            SjError::Edge(e) => detail(e.status(), e.reason().to_string()),
+            SjError::Core(Error::Token(TokenError::Missing(fields))) => {
                 let m: Map<String, Value> = fields
                     .into_iter()
                     .map(|f| (f, json!(["This field is required."])))
                     .collect();
                 (StatusCode::BAD_REQUEST, Value::Object(m))
             }
-            Error::Token(TokenError::BadCredentials) => (
+            SjError::Core(Error::Token(TokenError::BadCredentials)) => (
                 StatusCode::UNAUTHORIZED,
                 json!({ "detail": "No active account found with the given credentials" }),
             ),
-            Error::Token(TokenError::Invalid(msg)) => (
+            SjError::Core(Error::Token(TokenError::Invalid(msg))) => (
                 StatusCode::UNAUTHORIZED,
                 json!({ "detail": msg, "code": "token_not_valid" }),
             ),
-            Error::Token(TokenError::NoActiveAccount) => (
+            SjError::Core(Error::Token(TokenError::NoActiveAccount)) => (
                 StatusCode::UNAUTHORIZED,
                 json!({ "detail": "No active account found for the given token.", "code": "no_active_account" }),
             ),
-            Error::Api { code, reason, .. } => (
-                StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST),
-                json!({ "detail": reason }),
-            ),
-            Error::FlowInvalid(_) => (
-                StatusCode::BAD_REQUEST,
-                json!({ "detail": "Invalid request." }),
-            ),
-            Error::Internal(cause) => {
+            SjError::Core(Error::Internal(cause)) => {
                 tracing::error!(%cause, "internal error on the token face");
                 (
                     StatusCode::INTERNAL_SERVER_ERROR,
                     json!({ "detail": "A server error occurred." }),
                 )
             }
+            SjError::Core(e @ Error::NotFound { .. }) => {
+                detail(StatusCode::NOT_FOUND, e.to_string())
+            }
+            SjError::Core(e @ Error::Conflict { .. }) => {
+                detail(StatusCode::CONFLICT, e.to_string())
+            }
+            SjError::Core(e @ Error::SessionInactive) => {
+                detail(StatusCode::UNAUTHORIZED, e.to_string())
+            }
+            SjError::Core(
+                e @ (Error::IdentityMismatch
+                | Error::CsrfViolation { .. }
+                | Error::RefreshRequired { .. }
+                | Error::LogoutTokenMismatch),
+            ) => detail(StatusCode::FORBIDDEN, e.to_string()),
+            SjError::Core(e @ Error::FlowExpired { .. }) => detail(StatusCode::GONE, e.to_string()),
+            // Django REST framework's `Throttled` body.
+            SjError::Core(ref e @ Error::RateLimited { retry_after }) => {
+                let body = json!({
+                    "detail": format!("Request was throttled. Expected available in {retry_after} seconds."),
+                    "code": "throttled",
+                });
+                let resp = (StatusCode::TOO_MANY_REQUESTS, Json(body)).into_response();
+                return crate::error::with_retry_after(e, resp);
+            }
+            SjError::Core(ref e @ Error::Busy { .. }) => {
+                let resp = detail(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
+                return crate::error::with_retry_after(e, (resp.0, Json(resp.1)).into_response());
+            }
+            // Every other refusal is the request's fault.
+            SjError::Core(e) => detail(StatusCode::BAD_REQUEST, e.to_string()),
         };
         let mut resp = (status, Json(body)).into_response();
         if status == StatusCode::UNAUTHORIZED {
@@ -99,19 +134,17 @@ impl<S: Send + Sync> FromRequest<S> for SjBody {
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let ct = crate::extract::content_type(req.headers());
-        let bytes = crate::extract::read_body(req, state)
-            .await
-            .map_err(SjError)?;
+        let bytes = crate::extract::read_body(req, state).await?;
         if bytes.is_empty() {
             return Ok(SjBody(json!({})));
         }
         if ct.starts_with("application/json") {
             let v: Value = serde_json::from_slice(&bytes)
-                .map_err(|e| SjError(Error::bad_request(format!("JSON parse error - {e}"))))?;
+                .map_err(|e| EdgeError::BadRequest(format!("JSON parse error - {e}")))?;
             if !v.is_object() {
-                return Err(SjError(Error::bad_request(
-                    "Invalid data. Expected a dictionary.",
-                )));
+                return Err(
+                    EdgeError::BadRequest("Invalid data. Expected a dictionary.".into()).into(),
+                );
             }
             return Ok(SjBody(v));
         }
@@ -121,11 +154,10 @@ impl<S: Send + Sync> FromRequest<S> for SjBody {
                 .collect();
             return Ok(SjBody(Value::Object(m)));
         }
-        Err(SjError(Error::api(
-            415,
-            None,
-            format!("Unsupported media type \"{ct}\" in request."),
-        )))
+        Err(
+            EdgeError::UnsupportedMediaType(format!("Unsupported media type \"{ct}\" in request."))
+                .into(),
+        )
     }
 }
 
@@ -152,9 +184,9 @@ fn token_cookie(
     value: Option<&str>,
     max_age: u64,
 ) -> Option<HeaderValue> {
-    let c = &st.core.config.tokens.cookies;
+    let c = &st.core.config().tokens.cookies;
     crate::cookies::set_cookie(
-        &st.core.config,
+        st.core.config(),
         name,
         value,
         Some(max_age),
@@ -170,7 +202,7 @@ fn pair_response(st: &AppState, pair: TokenPair) -> Response {
         body["refresh"] = json!(r);
     }
     let mut resp = Json(body).into_response();
-    let t = &st.core.config.tokens;
+    let t = &st.core.config().tokens;
     if t.cookies.enabled {
         let h = resp.headers_mut();
         if let Some(v) = token_cookie(
@@ -217,9 +249,28 @@ async fn obtain(
 ) -> SjResult<Response> {
     let pair = st
         .core
-        .obtain_tokens(&body, &caller(&headers), st.core.now())
+        .obtain_tokens(obtain_request(&st, &body), &caller(&headers), st.core.now())
         .await?;
     Ok(pair_response(&st, pair))
+}
+
+/// The identifier (the configured username field, then `email`, `username`, `identifier`)
+/// and password of an obtain request, trimmed.
+fn obtain_request(st: &AppState, body: &Value) -> ObtainRequest {
+    let field = |k: &str| {
+        body.get(k)
+            .and_then(Value::as_str)
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+    };
+    let username_field = st.core.config().tokens.username_field.as_str();
+    ObtainRequest {
+        identifier: [username_field, "email", "username", "identifier"]
+            .into_iter()
+            .find_map(field)
+            .map(str::to_string),
+        password: str_field(body, "password").map(str::to_string),
+    }
 }
 
 /// The refresh token from the body, or in cookie mode from its cookie.
@@ -227,15 +278,13 @@ fn refresh_from(st: &AppState, headers: &HeaderMap, body: &Value) -> Result<Stri
     if let Some(r) = str_field(body, "refresh") {
         return Ok(r.to_string());
     }
-    let c = &st.core.config.tokens.cookies;
+    let c = &st.core.config().tokens.cookies;
     if c.enabled {
         if let Some(r) = cookie(headers, &c.refresh_name) {
             return Ok(r.to_string());
         }
     }
-    Err(SjError(Error::Token(TokenError::Missing(vec![
-        "refresh".into()
-    ]))))
+    Err(Error::Token(TokenError::Missing(vec!["refresh".into()])).into())
 }
 
 async fn refresh(
@@ -250,7 +299,7 @@ async fn refresh(
 
 async fn verify(State(st): State<AppState>, SjBody(body): SjBody) -> SjResult<Json<Value>> {
     let token = str_field(&body, "token")
-        .ok_or_else(|| SjError(Error::Token(TokenError::Missing(vec!["token".into()]))))?;
+        .ok_or_else(|| SjError::from(Error::Token(TokenError::Missing(vec!["token".into()]))))?;
     st.core.verify_any_token(token, st.core.now()).await?;
     Ok(Json(json!({})))
 }
@@ -273,10 +322,10 @@ async fn logout(
 ) -> SjResult<Response> {
     let token = refresh_from(&st, &headers, &body)?;
     let result = st.core.logout_refresh(&token, st.core.now()).await;
-    let t = &st.core.config.tokens;
+    let t = &st.core.config().tokens;
     let mut resp = match result {
         Ok(()) => Json(json!({})).into_response(),
-        Err(e) => SjError(e).into_response(),
+        Err(e) => SjError::Core(e).into_response(),
     };
     for name in [&t.cookies.access_name, &t.cookies.refresh_name] {
         if let Some(v) = token_cookie(&st, name, None, 0) {

@@ -11,13 +11,13 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use portcullis_core::webhooks::{self, WebhookEndpoint, WebhookSecret};
+use portcullis_core::endpoints::{EndpointChanges, NewEndpoint};
+use portcullis_core::webhooks::WebhookEndpoint;
 use portcullis_core::Error;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::time::Duration;
 use time::OffsetDateTime;
-use uuid::Uuid;
 
 use portcullis_core::webhooks::EVENT_TYPES;
 
@@ -86,11 +86,7 @@ fn check_fields(b: &EndpointBody) -> Result<(), ApiError> {
 }
 
 async fn load(st: &AppState, id: &str) -> ApiResult<WebhookEndpoint> {
-    st.core
-        .store
-        .get_webhook_endpoint(id)
-        .await?
-        .ok_or_else(|| ApiError(Error::not_found("No webhook endpoint with this id.")))
+    Ok(st.core.webhook_endpoint(id).await?)
 }
 
 async fn create(State(st): State<AppState>, JsonBody(body): JsonBody) -> ApiResult<Response> {
@@ -101,31 +97,21 @@ async fn create(State(st): State<AppState>, JsonBody(body): JsonBody) -> ApiResu
         .clone()
         .ok_or_else(|| ApiError::bad_request("`url` is required."))?;
     check_url(&url, allow_private(&st))?;
-    let now = st.core.now();
-    let ep = WebhookEndpoint {
-        id: format!("ep_{}", Uuid::new_v4().simple()),
+    let new = NewEndpoint {
         url,
-        enabled: b.enabled.unwrap_or(true),
-        event_types: b.events.unwrap_or_default(),
-        format: b.format.unwrap_or_else(|| "clerk".into()),
-        secrets: vec![WebhookSecret {
-            secret: webhooks::new_secret(),
-            expires_at: None,
-        }],
-        description: b.description.unwrap_or_default(),
-        disabled_reason: None,
-        failing_since: None,
-        created_at: now,
-        updated_at: now,
+        enabled: b.enabled,
+        events: b.events,
+        format: b.format,
+        description: b.description,
     };
-    st.core.store.insert_webhook_endpoint(&ep).await?;
+    let ep = st.core.create_webhook_endpoint(new, st.core.now()).await?;
     let mut v = endpoint_json(&ep);
     v["secret"] = json!(ep.secrets[0].secret);
     Ok((StatusCode::CREATED, Json(v)).into_response())
 }
 
 async fn list(State(st): State<AppState>) -> ApiResult<Json<Value>> {
-    let eps = st.core.store.list_webhook_endpoints().await?;
+    let eps = st.core.webhook_endpoints().await?;
     Ok(Json(Value::Array(eps.iter().map(endpoint_json).collect())))
 }
 
@@ -140,40 +126,27 @@ async fn update(
 ) -> ApiResult<Json<Value>> {
     let b = parse(body)?;
     check_fields(&b)?;
-    let mut ep = load(&st, &id).await?;
-    if let Some(url) = b.url {
-        check_url(&url, allow_private(&st))?;
-        ep.url = url;
+    load(&st, &id).await?;
+    if let Some(url) = &b.url {
+        check_url(url, allow_private(&st))?;
     }
-    if let Some(e) = b.events {
-        ep.event_types = e;
-    }
-    if let Some(f) = b.format {
-        ep.format = f;
-    }
-    if let Some(d) = b.description {
-        ep.description = d;
-    }
-    if let Some(enabled) = b.enabled {
-        ep.enabled = enabled;
-        if enabled {
-            ep.disabled_reason = None;
-            ep.failing_since = None;
-        }
-    }
-    ep.updated_at = st.core.now();
-    st.core.store.update_webhook_endpoint(&ep).await?;
+    let changes = EndpointChanges {
+        url: b.url,
+        enabled: b.enabled,
+        events: b.events,
+        format: b.format,
+        description: b.description,
+    };
+    let ep = st
+        .core
+        .change_webhook_endpoint(&id, changes, st.core.now())
+        .await?;
     Ok(Json(endpoint_json(&ep)))
 }
 
 async fn remove(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<StatusCode> {
-    if st.core.store.delete_webhook_endpoint(&id).await? {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(ApiError(Error::not_found(
-            "No webhook endpoint with this id.",
-        )))
-    }
+    st.core.delete_webhook_endpoint(&id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn secret(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
@@ -201,33 +174,16 @@ async fn rotate_secret(
         serde_json::from_slice(&body)
             .map_err(|e| ApiError::bad_request(format!("The request body is invalid: {e}")))?
     };
-    let mut ep = load(&st, &id).await?;
     let now = st.core.now();
     let overlap = Duration::from_secs(b.overlap_seconds.unwrap_or(24 * 3600));
-    ep.secrets.retain(|s| s.expires_at.is_none_or(|e| e > now));
-    for s in &mut ep.secrets {
-        if s.expires_at.is_none() {
-            s.expires_at = Some(now + overlap);
-        }
-    }
-    let fresh = webhooks::new_secret();
-    ep.secrets.insert(
-        0,
-        WebhookSecret {
-            secret: fresh.clone(),
-            expires_at: None,
-        },
-    );
-    ep.updated_at = now;
-    st.core.store.update_webhook_endpoint(&ep).await?;
+    let (fresh, previous_until) = st.core.rotate_webhook_secret(&id, overlap, now).await?;
     Ok(Json(
-        json!({ "secret": fresh, "previous_secret_expires_at": rfc(now + overlap) }),
+        json!({ "secret": fresh, "previous_secret_expires_at": rfc(previous_until) }),
     ))
 }
 
 async fn attempts(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    load(&st, &id).await?;
-    let list = st.core.store.list_attempts(&id, 250).await?;
+    let list = st.core.webhook_attempts(&id).await?;
     Ok(Json(serde_json::to_value(list).unwrap_or_default()))
 }
 
@@ -235,17 +191,10 @@ async fn resend(
     State(st): State<AppState>,
     Path((id, msg)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    load(&st, &id).await?;
-    if st
-        .core
-        .store
-        .requeue_event(&id, &msg, st.core.now())
-        .await?
-    {
-        Ok(StatusCode::ACCEPTED)
-    } else {
-        Err(ApiError(Error::not_found("No message with this id.")))
-    }
+    st.core
+        .resend_webhook_message(&id, &msg, st.core.now())
+        .await?;
+    Ok(StatusCode::ACCEPTED)
 }
 
 #[derive(Deserialize)]
@@ -264,54 +213,14 @@ async fn replay(
         .map_err(|e| ApiError::bad_request(format!("The request body is invalid: {e}")))?;
     let since = OffsetDateTime::parse(&b.since, &time::format_description::well_known::Rfc3339)
         .map_err(|_| ApiError::bad_request("`since` must be an RFC 3339 time."))?;
-    let n = st
-        .core
-        .store
-        .replay_since(&id, since, st.core.now())
-        .await?;
+    let n = st.core.replay_webhooks(&id, since, st.core.now()).await?;
     Ok(Json(json!({ "queued": n })))
 }
 
 /// Creates or updates the endpoints declared in `webhooks.endpoints`.
 pub async fn sync_configured_endpoints(st: &AppState) -> Result<(), Error> {
-    let now = st.core.now();
-    for c in &st.core.config.webhooks.endpoints {
-        check_url(&c.url, allow_private(st)).map_err(|e| e.0)?;
-        let secrets = vec![WebhookSecret {
-            secret: c.secret.expose().to_string(),
-            expires_at: None,
-        }];
-        match st.core.store.get_webhook_endpoint(&c.id).await? {
-            Some(mut ep) => {
-                ep.url = c.url.clone();
-                ep.event_types = c.events.clone();
-                ep.format = c.format.as_str().to_string();
-                ep.secrets = secrets;
-                // The configuration can turn an endpoint off; it does not silently re-enable one
-                // that delivery disabled (410, five days of failures): that takes the admin API.
-                if !c.enabled {
-                    ep.enabled = false;
-                }
-                ep.updated_at = now;
-                st.core.store.update_webhook_endpoint(&ep).await?;
-            }
-            None => {
-                let ep = WebhookEndpoint {
-                    id: c.id.clone(),
-                    url: c.url.clone(),
-                    enabled: c.enabled,
-                    event_types: c.events.clone(),
-                    format: c.format.as_str().to_string(),
-                    secrets,
-                    description: "declared in the configuration".into(),
-                    disabled_reason: None,
-                    failing_since: None,
-                    created_at: now,
-                    updated_at: now,
-                };
-                st.core.store.insert_webhook_endpoint(&ep).await?;
-            }
-        }
-    }
-    Ok(())
+    let allow = allow_private(st);
+    st.core
+        .sync_configured_endpoints(|url| check_url(url, allow).map_err(|e| e.0), st.core.now())
+        .await
 }

@@ -36,7 +36,7 @@ pub fn spawn_worker(state: AppState, mut stop: tokio::sync::broadcast::Receiver<
 }
 
 async fn deliver_due(st: &AppState, client: &reqwest::Client, owner: &str) -> Result<(), Error> {
-    let endpoints = st.core.store.list_webhook_endpoints().await?;
+    let endpoints = st.core.webhook_endpoints().await?;
     let mut set = tokio::task::JoinSet::new();
     for ep in endpoints.into_iter().filter(|e| e.enabled) {
         let (st, client, owner) = (st.clone(), client.clone(), owner.to_string());
@@ -59,43 +59,15 @@ async fn work_endpoint(
 ) -> Result<(), Error> {
     let core = &st.core;
     // Idle endpoints cost one read per round; the lease (a write) is taken only with work to do.
-    match core.store.next_delivery(&ep.id).await? {
-        Some(d) if d.next_attempt_at <= core.now() => {}
-        _ => return Ok(()),
+    if !core.webhook_delivery_due(&ep, core.now()).await? {
+        return Ok(());
     }
     for _ in 0..256 {
         let now = core.now();
-        if !core
-            .store
-            .lease_webhook_endpoint(&ep.id, owner, now + LEASE, now)
-            .await?
-        {
-            return Ok(());
-        }
-        if ep
-            .failing_since
-            .is_some_and(|f| now - f > webhooks::DISABLE_AFTER_FAILING)
-        {
-            core.store
-                .disable_webhook_endpoint(&ep.id, "failing for more than 5 days", now)
-                .await?;
-            return Ok(());
-        }
-        let Some(d) = core.store.next_delivery(&ep.id).await? else {
+        let Some(due) = core.claim_webhook_delivery(&ep, owner, LEASE, now).await? else {
             return Ok(());
         };
-        if d.next_attempt_at > now {
-            return Ok(());
-        }
-        let body = webhooks::payload(
-            &d.event,
-            &ep.format,
-            core.public_url(),
-            &core.config.webhooks.clerk_mapping,
-        )
-        .to_string();
-        let ts = now.unix_timestamp();
-        let sig = webhooks::signature_header(&ep.secrets, &d.event.id, ts, body.as_bytes(), now);
+        let (d, body, sig, ts) = (due.delivery, due.body, due.signature, due.timestamp);
         let started = Instant::now();
         let sent = client
             .post(&ep.url)
@@ -142,13 +114,9 @@ async fn work_endpoint(
             response,
             error,
         };
-        core.store
-            .record_attempt(&attempt, &outcome, d.generation)
+        core.record_webhook_attempt(&attempt, &outcome, d.generation, now)
             .await?;
         if status == Some(410) {
-            core.store
-                .disable_webhook_endpoint(&ep.id, "the endpoint answered 410 Gone", now)
-                .await?;
             return Ok(());
         }
         if !ok {

@@ -17,20 +17,23 @@ pub(in crate::ui) async fn error_page(
     let mut page = Page::new(&st, &uri, &q, &headers);
     let lang = page.lang.clone();
     let error = match q.id.as_deref() {
-        Some(id) => st.core.flow_error(id, st.core.now()).await.ok().map(|e| {
-            let mut e = e["error"].clone();
-            // A sentence for people, by error id or status, in their language; the
-            // server's reason stays below it for support.
-            let by_id = e["id"].as_str().map(|i| format!("error.{i}"));
-            let by_code = format!("error.{}", e["code"]);
-            if let Some(text) = by_id
-                .and_then(|k| st.ui.lookup(&lang, &k))
-                .or_else(|| st.ui.lookup(&lang, &by_code))
-            {
-                e["message"] = json!(text);
-            }
-            e
-        }),
+        Some(id) => crate::error::stored_error(&st.core, id)
+            .await
+            .ok()
+            .map(|e| {
+                let mut e = e["error"].clone();
+                // A sentence for people, by error id or status, in their language; the
+                // server's reason stays below it for support.
+                let by_id = e["id"].as_str().map(|i| format!("error.{i}"));
+                let by_code = format!("error.{}", e["code"]);
+                if let Some(text) = by_id
+                    .and_then(|k| st.ui.lookup(&lang, &k))
+                    .or_else(|| st.ui.lookup(&lang, &by_code))
+                {
+                    e["message"] = json!(text);
+                }
+                e
+            }),
         None => None,
     };
     page.set("title", json!(st.ui.t(&lang, "page.error")));

@@ -9,7 +9,6 @@ use axum::extract::{OriginalUri, Path, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use portcullis_core::flow::FlowKind;
-use portcullis_core::Error;
 use serde_json::json;
 
 fn init_url(st: &AppState, kind: FlowKind, q: &PageQuery) -> String {
@@ -53,19 +52,12 @@ pub(in crate::ui) async fn flow_page(
     };
     let flow = match loaded {
         Ok(f) => f,
-        // No CSRF cookie came back at all (cookies blocked?): starting afresh would only loop.
-        Err(e @ Error::Api { code: 403, .. }) if caller.csrf_secret.is_none() => {
-            let mut resp = crate::browser::html_error(&st, kind, e).await;
-            page.finish(&mut resp);
-            return resp;
-        }
-        // Unknown, expired, or issued to another browser: start afresh.
-        Err(Error::Api {
-            code: 403 | 404 | 410,
-            ..
-        }) => return page.redirect(&init_url(&st, kind, &q)),
         Err(e) => {
-            let mut resp = crate::browser::html_error(&st, kind, e).await;
+            let step = crate::browser::Step::ShowPage {
+                restart: init_url(&st, kind, &q),
+                has_csrf_cookie: caller.csrf_secret.is_some(),
+            };
+            let mut resp = crate::browser::html_error(&st, kind, step, e.into()).await;
             page.finish(&mut resp);
             return resp;
         }
@@ -85,7 +77,7 @@ pub(in crate::ui) async fn flow_page(
         FlowKind::Login if refresh => vec![
             json!({ "href": format!("{base}ui/welcome"), "text": ui.t(&lang, "link.welcome") }),
         ],
-        FlowKind::Login if core.config.selfservice.flows.registration.enabled => vec![
+        FlowKind::Login if core.config().selfservice.flows.registration.enabled => vec![
             json!({ "href": format!("{base}ui/registration"), "text": ui.t(&lang, "link.registration") }),
         ],
         FlowKind::Login => vec![],

@@ -94,7 +94,7 @@ impl<'a> Page<'a> {
         .iter()
         .map(|k| (k.to_string(), Value::String(ui.t(&lang, k))))
         .collect();
-        let theme = &st.core.config.ui.theme;
+        let theme = &st.core.config().ui.theme;
         let mut ctx = Map::new();
         ctx.insert("lang".into(), json!(lang));
         ctx.insert("languages".into(), json!(languages));
@@ -144,12 +144,12 @@ impl<'a> Page<'a> {
     pub(super) fn finish(&self, resp: &mut Response) {
         if self.remember_lang {
             if let Some(v) = set_cookie(
-                &self.st.core.config,
+                self.st.core.config(),
                 LANG_COOKIE,
                 Some(&self.lang),
                 Some(365 * 24 * 3600),
                 "/",
-                &self.st.core.config.session.cookie.domain,
+                &self.st.core.config().session.cookie.domain,
                 portcullis_core::config::SameSite::Lax,
             ) {
                 resp.headers_mut().append(header::SET_COOKIE, v);

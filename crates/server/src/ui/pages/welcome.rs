@@ -39,9 +39,9 @@ pub(in crate::ui) async fn welcome_page(
         after: None,
         except: None,
     };
-    let sessions = match core.store.list_sessions(&query, now).await {
+    let sessions = match core.list_sessions(&query, now).await {
         Ok(rows) => rows,
-        Err(e) => return crate::error::ApiError(e.into()).into_response(),
+        Err(e) => return crate::error::ApiError(e).into_response(),
     };
     let fmt = |t: time::OffsetDateTime| {
         let f = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC");
@@ -129,23 +129,13 @@ pub(in crate::ui) async fn revoke_others(
         .get("csrf_token")
         .and_then(Value::as_str)
         .unwrap_or_default();
-    let csrf_ok = caller
-        .csrf_secret
-        .as_deref()
-        .is_some_and(|s| portcullis_core::csrf::verify(s, token));
-    if !csrf_ok {
-        let e = Error::api(403, Some("security_csrf_violation"), "The request was rejected to protect you from Cross-Site-Request-Forgery (CSRF). Please reload the page and try again.");
-        return crate::browser::html_error(&st, FlowKind::Login, e).await;
-    }
-    let Some((current, identity)) = &caller.session else {
-        return see_other(&core.browser_flow_url(FlowKind::Login, false, None));
-    };
-    match core
-        .store
-        .revoke_identity_sessions(identity.id, Some(current.id), core.now())
-        .await
-    {
-        Ok(n) => see_other(&format!("{}ui/welcome?revoked={n}", core.public_url())),
-        Err(e) => crate::error::ApiError(e.into()).into_response(),
+    match core.revoke_other_sessions_by_form(&caller, token).await {
+        Ok(Some(n)) => see_other(&format!("{}ui/welcome?revoked={n}", core.public_url())),
+        Ok(None) => see_other(&core.browser_flow_url(FlowKind::Login, false, None)),
+        Err(e @ Error::CsrfViolation { .. }) => {
+            let step = crate::browser::Step::Submit;
+            crate::browser::html_error(&st, FlowKind::Login, step, e.into()).await
+        }
+        Err(e) => crate::error::ApiError(e).into_response(),
     }
 }

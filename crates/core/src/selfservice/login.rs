@@ -1,0 +1,249 @@
+//! The login flow: start one (or a re-authentication with `refresh`), and submit it with a
+//! method. Password is the only method today; a new one is a new [`LoginMethod`] arm.
+
+use super::form::{already_completed, method_submit, password_input};
+use crate::error::{Error, Result, SubmitError, SubmitResult};
+use crate::flow::{Flow, FlowKind, FlowType};
+use crate::identity::Identity;
+use crate::service::{Authenticated, Caller, Core};
+use crate::ui::{msg, UiNode, UiText};
+use serde_json::json;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// A login submit, as the face parsed it from the request body.
+#[derive(Debug, Clone, Default)]
+pub struct LoginSubmit {
+    pub method: LoginMethod,
+    /// The `csrf_token` body field (browser flows).
+    pub csrf_token: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub enum LoginMethod {
+    /// `method=password`; absent fields are empty, and are reported as missing.
+    Password {
+        identifier: String,
+        password: String,
+    },
+    /// A method this server does not offer (or none).
+    #[default]
+    Unknown,
+}
+
+impl Core {
+    pub async fn new_login_flow(
+        &self,
+        flow_type: FlowType,
+        request_url: String,
+        refresh: bool,
+        identity: Option<&Identity>,
+        caller: &Caller,
+        now: OffsetDateTime,
+    ) -> Result<Flow> {
+        let cfg = &self.config.selfservice.flows.login;
+        let mut flow = Flow::new(
+            FlowKind::Login,
+            flow_type,
+            request_url,
+            self.public_url(),
+            cfg.lifespan.0,
+            now,
+        );
+        flow.refresh = refresh;
+        let schema = self.default_schema()?;
+        let mut id_node = UiNode::input(
+            "default",
+            "identifier",
+            "text",
+            Some(schema.identifier_label()),
+        )
+        .with_attr("required", json!(true));
+        if let (true, Some(i)) = (refresh, identity) {
+            flow.identity_id = Some(i.id);
+            let ident = i
+                .credentials
+                .get("password")
+                .and_then(|c| c.identifiers.first().cloned())
+                .unwrap_or_default();
+            id_node = id_node.with_attr("type", json!("hidden"));
+            id_node.set_value(json!(ident));
+            flow.ui.messages.push(msg::reauthenticate());
+        }
+        flow.ui.nodes.push(id_node);
+        flow.ui.nodes.push(password_input("current-password"));
+        flow.ui
+            .nodes
+            .push(method_submit("password", msg::sign_in_with_password()));
+        self.attach_csrf(&mut flow, caller);
+        self.store.insert_flow(&flow).await?;
+        Ok(flow)
+    }
+
+    pub async fn create_login_flow(
+        &self,
+        flow_type: FlowType,
+        request_url: String,
+        refresh: bool,
+        return_to: Option<String>,
+        caller: &Caller,
+        now: OffsetDateTime,
+    ) -> Result<Flow> {
+        let return_to = self.validate_return_to(return_to)?;
+        let mut flow = match (&caller.session, refresh) {
+            (Some(_), false) => return Err(Error::AlreadySignedIn),
+            (Some((_, i)), true) => {
+                self.new_login_flow(flow_type, request_url, true, Some(i), caller, now)
+                    .await?
+            }
+            (None, _) => {
+                self.new_login_flow(flow_type, request_url, false, None, caller, now)
+                    .await?
+            }
+        };
+        self.remember_return_to(&mut flow, return_to).await?;
+        Ok(flow)
+    }
+
+    pub async fn submit_login(
+        &self,
+        flow_id: Uuid,
+        submit: LoginSubmit,
+        caller: &Caller,
+        now: OffsetDateTime,
+    ) -> SubmitResult<Authenticated> {
+        let mut flow = self
+            .load_flow_for_submit(
+                FlowKind::Login,
+                flow_id,
+                caller,
+                submit.csrf_token.as_deref(),
+                now,
+            )
+            .await?;
+        if caller.session.is_some() && !flow.refresh {
+            return Err(Error::AlreadySignedIn.into());
+        }
+        if flow.refresh && caller.session.as_ref().map(|(_, i)| i.id) != flow.identity_id {
+            return Err(Error::IdentityMismatch.into());
+        }
+        flow.ui.reset_messages();
+        if flow.state == "passed_challenge" {
+            flow.ui.messages.push(already_completed(4010007));
+            return Err(self.reject(&mut flow, None, now).await);
+        }
+        if flow.refresh {
+            flow.ui.messages.push(msg::reauthenticate());
+        }
+        let LoginMethod::Password {
+            identifier,
+            password,
+        } = submit.method
+        else {
+            flow.ui.messages.push(UiText::error(
+                4010002,
+                "Could not find a strategy to log you in with. Did you fill out the form correctly?",
+                None,
+            ));
+            return Err(self.reject(&mut flow, None, now).await);
+        };
+        let identity = self
+            .login_with_password(&mut flow, &identifier, &password, now)
+            .await?;
+        self.complete_login(flow, identity, caller, now).await
+    }
+
+    /// The password method: the identity whose identifier and password these are, or the
+    /// flow with the reason it is not.
+    async fn login_with_password(
+        &self,
+        flow: &mut Flow,
+        identifier: &str,
+        password: &str,
+        now: OffsetDateTime,
+    ) -> SubmitResult<Identity> {
+        flow.active = Some("password".into());
+        let identifier = identifier.trim();
+        if !flow.refresh {
+            if let Some(n) = flow.ui.nodes.iter_mut().find(|n| n.name() == "identifier") {
+                n.set_value(json!(identifier));
+            }
+        }
+        let mut missing = false;
+        if identifier.is_empty() {
+            flow.ui
+                .add_message(Some("identifier"), msg::required("identifier"));
+            missing = true;
+        }
+        if password.is_empty() {
+            flow.ui
+                .add_message(Some("password"), msg::required("password"));
+            missing = true;
+        }
+        if missing {
+            return Err(self.reject(flow, None, now).await);
+        }
+        let only = if flow.refresh { flow.identity_id } else { None };
+        let Some(identity) = self
+            .verify_password_login(identifier, password, only, now)
+            .await?
+        else {
+            flow.ui.messages.push(msg::invalid_credentials());
+            return Err(self.reject(flow, None, now).await);
+        };
+        if !identity.is_active() {
+            flow.ui.messages.push(msg::identity_disabled());
+            return Err(self.reject(flow, None, now).await);
+        }
+        Ok(identity)
+    }
+
+    /// Completes the flow once (two racing submits succeed once), then issues a session, or
+    /// for a re-authentication refreshes the caller's own.
+    async fn complete_login(
+        &self,
+        mut flow: Flow,
+        identity: Identity,
+        caller: &Caller,
+        now: OffsetDateTime,
+    ) -> SubmitResult<Authenticated> {
+        flow.state = "passed_challenge".into();
+        flow.updated_at = now;
+        if !self.store.complete_flow(&flow).await? {
+            // A concurrent submit of the same flow won.
+            let mut fresh = self.store.get_flow(flow.id).await?.unwrap_or(flow);
+            fresh.ui.reset_messages();
+            fresh.ui.messages.push(already_completed(4010007));
+            return Err(SubmitError::FlowInvalid {
+                flow: Box::new(fresh),
+                identity: None,
+            });
+        }
+        let (session, token) = match (&caller.session, flow.refresh) {
+            (Some((s, _)), true) => {
+                let mut s = s.clone();
+                s.authenticated_at = now;
+                s.authentication_methods.push(crate::session::AuthMethod {
+                    method: "password".into(),
+                    aal: "aal1".into(),
+                    completed_at: now,
+                });
+                self.store.update_session(&s, now).await?;
+                (s, None)
+            }
+            _ => {
+                let (s, t) = self
+                    .issue_session(&identity, "password", caller, now)
+                    .await?;
+                (s, Some(t))
+            }
+        };
+        Ok(Authenticated {
+            identity,
+            session,
+            token,
+            flow_type: flow.flow_type,
+            return_to: flow.return_to,
+        })
+    }
+}

@@ -1,0 +1,187 @@
+//! The registration flow: start one, and submit traits with a method (password today). The
+//! identity and its first session are stored together, so a duplicate identifier leaves
+//! nothing behind.
+
+use super::form::{already_completed, fill_trait_values, method_submit, password_input};
+use crate::error::{Error, Result, SubmitResult};
+use crate::flow::{Flow, FlowKind, FlowType};
+use crate::identity::Identity;
+use crate::service::{Authenticated, Caller, Core};
+use crate::store::StoreError;
+use crate::ui::{msg, UiText};
+use serde_json::Value;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// A registration submit, as the face parsed it from the request body.
+#[derive(Debug, Clone)]
+pub struct RegistrationSubmit {
+    pub method: RegistrationMethod,
+    /// The submitted `traits` (an empty object when absent).
+    pub traits: Value,
+    /// The body was an HTML form: trait values arrive as strings and are coerced to the
+    /// schema's types.
+    pub form: bool,
+    pub csrf_token: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub enum RegistrationMethod {
+    /// `method=password`; an absent password is empty and reported as missing.
+    Password { password: String },
+    /// A method this server does not offer (or none).
+    Unknown,
+}
+
+impl Core {
+    pub async fn new_registration_flow(
+        &self,
+        flow_type: FlowType,
+        request_url: String,
+        caller: &Caller,
+        now: OffsetDateTime,
+    ) -> Result<Flow> {
+        let cfg = &self.config.selfservice.flows.registration;
+        if !cfg.enabled {
+            return Err(registration_disabled());
+        }
+        let mut flow = Flow::new(
+            FlowKind::Registration,
+            flow_type,
+            request_url,
+            self.public_url(),
+            cfg.lifespan.0,
+            now,
+        );
+        let schema = self.default_schema()?;
+        for f in &schema.fields {
+            flow.ui.nodes.push(f.node("default", None));
+        }
+        flow.ui.nodes.push(password_input("new-password"));
+        flow.ui
+            .nodes
+            .push(method_submit("password", msg::sign_up()));
+        self.attach_csrf(&mut flow, caller);
+        self.store.insert_flow(&flow).await?;
+        Ok(flow)
+    }
+
+    pub async fn create_registration_flow(
+        &self,
+        flow_type: FlowType,
+        request_url: String,
+        return_to: Option<String>,
+        caller: &Caller,
+        now: OffsetDateTime,
+    ) -> Result<Flow> {
+        let return_to = self.validate_return_to(return_to)?;
+        if caller.session.is_some() {
+            return Err(Error::AlreadySignedIn);
+        }
+        let mut flow = self
+            .new_registration_flow(flow_type, request_url, caller, now)
+            .await?;
+        self.remember_return_to(&mut flow, return_to).await?;
+        Ok(flow)
+    }
+
+    pub async fn submit_registration(
+        &self,
+        flow_id: Uuid,
+        submit: RegistrationSubmit,
+        caller: &Caller,
+        now: OffsetDateTime,
+    ) -> SubmitResult<Authenticated> {
+        if !self.config.selfservice.flows.registration.enabled {
+            return Err(registration_disabled().into());
+        }
+        let mut flow = self
+            .load_flow_for_submit(
+                FlowKind::Registration,
+                flow_id,
+                caller,
+                submit.csrf_token.as_deref(),
+                now,
+            )
+            .await?;
+        if caller.session.is_some() {
+            return Err(Error::AlreadySignedIn.into());
+        }
+        flow.ui.reset_messages();
+        if flow.state == "passed_challenge" {
+            flow.ui.messages.push(already_completed(4040002));
+            return Err(self.reject(&mut flow, None, now).await);
+        }
+        let mut traits = submit.traits;
+        if submit.form {
+            self.default_schema()?.coerce_form(&mut traits);
+        }
+        fill_trait_values(&mut flow, &traits);
+        let RegistrationMethod::Password { password } = submit.method else {
+            flow.ui.messages.push(UiText::error(
+                4010003,
+                "Could not find a strategy to sign you up with. Did you fill out the form correctly?",
+                None,
+            ));
+            return Err(self.reject(&mut flow, None, now).await);
+        };
+        flow.active = Some("password".into());
+        let schema = self.default_schema()?;
+        let violations = schema.validate(&traits);
+        let derived = schema.derive(&traits);
+        let mut failed = !violations.is_empty();
+        for (node, text) in violations {
+            flow.ui.add_message(node.as_deref(), text);
+        }
+        if password.is_empty() {
+            flow.ui
+                .add_message(Some("password"), msg::required("password"));
+            failed = true;
+        } else if let Some(t) = self.password_problem(&password, &derived.password_identifiers) {
+            flow.ui.add_message(Some("password"), t);
+            failed = true;
+        }
+        if !failed && derived.password_identifiers.is_empty() {
+            flow.ui.messages.push(msg::generic(
+                "No login identifiers found in the traits. Make sure the identity schema marks at least one trait as a password identifier.",
+            ));
+            failed = true;
+        }
+        if failed {
+            return Err(self.reject(&mut flow, None, now).await);
+        }
+        let hash = self.hasher.hash(password).await?;
+        let mut identity = Identity::new(&schema.id, traits, now);
+        identity.set_password_hash(hash, derived.password_identifiers.clone(), now);
+        identity.apply_derived(&derived, now);
+        let (session, token) = self.new_session(&identity, "password", caller, now);
+        match self
+            .store
+            .insert_identity_with_session(&identity, &session)
+            .await
+        {
+            Ok(()) => {}
+            Err(StoreError::Conflict(_)) => {
+                flow.ui.messages.push(msg::duplicate_credentials());
+                return Err(self.reject(&mut flow, None, now).await);
+            }
+            Err(e) => return Err(e.into()),
+        }
+        flow.state = "passed_challenge".into();
+        flow.updated_at = now;
+        self.store.complete_flow(&flow).await?;
+        Ok(Authenticated {
+            identity,
+            session,
+            token: Some(token),
+            flow_type: flow.flow_type,
+            return_to: flow.return_to,
+        })
+    }
+}
+
+fn registration_disabled() -> Error {
+    Error::FlowDisabled {
+        kind: FlowKind::Registration,
+    }
+}

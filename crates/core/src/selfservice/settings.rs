@@ -1,0 +1,241 @@
+//! The settings flow: start one for the signed-in identity, show it to its owner only, and
+//! submit a profile or password change. Changing a password, or a trait that identifies the
+//! user, needs a privileged (recently authenticated) session.
+
+use super::form::{fill_trait_values, method_submit, password_input};
+use crate::error::{Error, Result, SubmitResult};
+use crate::flow::{Flow, FlowKind, FlowType};
+use crate::identity::Identity;
+use crate::service::{Caller, Core};
+use crate::store::StoreError;
+use crate::ui::{msg, UiNode, UiText};
+use serde_json::Value;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// A settings submit, as the face parsed it from the request body.
+#[derive(Debug, Clone)]
+pub struct SettingsSubmit {
+    pub method: SettingsMethod,
+    pub csrf_token: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub enum SettingsMethod {
+    /// `method=profile`: new traits; `form` when they came as HTML form strings.
+    Profile { traits: Value, form: bool },
+    /// `method=password`: a new password (empty when absent).
+    Password { password: String },
+    /// A method this server does not offer (or none).
+    Unknown,
+}
+
+impl Core {
+    pub async fn new_settings_flow(
+        &self,
+        flow_type: FlowType,
+        request_url: String,
+        identity: &Identity,
+        caller: &Caller,
+        now: OffsetDateTime,
+    ) -> Result<Flow> {
+        let cfg = &self.config.selfservice.flows.settings;
+        let mut flow = Flow::new(
+            FlowKind::Settings,
+            flow_type,
+            request_url,
+            self.public_url(),
+            cfg.lifespan.0,
+            now,
+        );
+        flow.identity_id = Some(identity.id);
+        self.render_settings_nodes(&mut flow, identity)?;
+        self.attach_csrf(&mut flow, caller);
+        self.store.insert_flow(&flow).await?;
+        Ok(flow)
+    }
+
+    fn render_settings_nodes(&self, flow: &mut Flow, identity: &Identity) -> Result<()> {
+        let schema = self.schema(&identity.schema_id)?;
+        let keep: Vec<UiNode> = flow
+            .ui
+            .nodes
+            .iter()
+            .filter(|n| n.name() == "csrf_token")
+            .cloned()
+            .collect();
+        flow.ui.nodes = keep;
+        for f in &schema.fields {
+            flow.ui
+                .nodes
+                .push(f.node("profile", f.get(&identity.traits)));
+        }
+        flow.ui
+            .nodes
+            .push(method_submit("profile", msg::label_save()));
+        flow.ui.nodes.push(password_input("new-password"));
+        flow.ui
+            .nodes
+            .push(method_submit("password", msg::label_save()));
+        Ok(())
+    }
+
+    pub async fn create_settings_flow(
+        &self,
+        flow_type: FlowType,
+        request_url: String,
+        return_to: Option<String>,
+        caller: &Caller,
+        now: OffsetDateTime,
+    ) -> Result<(Flow, Identity)> {
+        let return_to = self.validate_return_to(return_to)?;
+        let Some((_, identity)) = &caller.session else {
+            return Err(Error::SessionInactive);
+        };
+        let mut flow = self
+            .new_settings_flow(flow_type, request_url, identity, caller, now)
+            .await?;
+        self.remember_return_to(&mut flow, return_to).await?;
+        Ok((flow, identity.clone()))
+    }
+
+    /// Loads a settings flow for its owner (refused without a session, or for someone else).
+    pub async fn get_settings_flow(
+        &self,
+        id: Uuid,
+        caller: &Caller,
+        now: OffsetDateTime,
+    ) -> Result<(Flow, Identity)> {
+        let identity = signed_in(caller)?;
+        let flow = self.load_flow(FlowKind::Settings, id, caller, now).await?;
+        owned(flow, identity)
+    }
+
+    pub async fn submit_settings(
+        &self,
+        flow_id: Uuid,
+        submit: SettingsSubmit,
+        caller: &Caller,
+        now: OffsetDateTime,
+    ) -> SubmitResult<(Flow, Identity)> {
+        let identity = signed_in(caller)?;
+        let flow = self
+            .load_flow_for_submit(
+                FlowKind::Settings,
+                flow_id,
+                caller,
+                submit.csrf_token.as_deref(),
+                now,
+            )
+            .await?;
+        let (mut flow, mut identity) = owned(flow, identity)?;
+        let Some((session, _)) = &caller.session else {
+            return Err(Error::SessionInactive.into());
+        };
+        flow.ui.reset_messages();
+        let privileged = now - session.authenticated_at
+            <= self
+                .config
+                .selfservice
+                .flows
+                .settings
+                .privileged_session_max_age
+                .0;
+        match submit.method {
+            SettingsMethod::Profile { mut traits, form } => {
+                flow.active = Some("profile".into());
+                let schema = self.schema(&identity.schema_id)?;
+                if form {
+                    schema.coerce_form(&mut traits);
+                }
+                fill_trait_values(&mut flow, &traits);
+                let violations = schema.validate(&traits);
+                if !violations.is_empty() {
+                    for (node, text) in violations {
+                        flow.ui.add_message(node.as_deref(), text);
+                    }
+                    return Err(self.reject(&mut flow, Some(&identity), now).await);
+                }
+                let derived = schema.derive(&traits);
+                let old = schema.derive(&identity.traits);
+                if (derived.password_identifiers != old.password_identifiers
+                    || derived.verifiable != old.verifiable
+                    || derived.recovery != old.recovery)
+                    && !privileged
+                {
+                    return Err(self.refresh_required(flow.id).into());
+                }
+                identity.traits = traits;
+                identity.apply_derived(&derived, now);
+                identity.updated_at = now;
+                match self.store.update_identity(&mut identity).await {
+                    Ok(()) => {}
+                    Err(StoreError::Conflict(_)) => {
+                        flow.ui.messages.push(msg::duplicate_credentials());
+                        return Err(self.reject(&mut flow, Some(&identity), now).await);
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            SettingsMethod::Password { password } => {
+                flow.active = Some("password".into());
+                if !privileged {
+                    return Err(self.refresh_required(flow.id).into());
+                }
+                let schema = self.schema(&identity.schema_id)?;
+                let ids = schema.derive(&identity.traits).password_identifiers;
+                let problem = if password.is_empty() {
+                    Some(msg::required("password"))
+                } else {
+                    self.password_problem(&password, &ids)
+                };
+                if let Some(t) = problem {
+                    flow.ui.add_message(Some("password"), t);
+                    return Err(self.reject(&mut flow, Some(&identity), now).await);
+                }
+                let hash = self.hasher.hash(password).await?;
+                identity.set_password_hash(hash, ids, now);
+                identity.updated_at = now;
+                self.store.update_identity(&mut identity).await?;
+                self.password_changed(identity.id).await?;
+            }
+            SettingsMethod::Unknown => {
+                flow.ui.messages.push(UiText::error(
+                    4010004,
+                    "Could not find a strategy to update your settings. Did you fill out the form correctly?",
+                    None,
+                ));
+                return Err(self.reject(&mut flow, Some(&identity), now).await);
+            }
+        }
+        self.render_settings_nodes(&mut flow, &identity)?;
+        flow.state = "success".into();
+        flow.ui.messages = vec![msg::settings_saved()];
+        flow.updated_at = now;
+        self.store.update_flow(&flow).await?;
+        Ok((flow, identity))
+    }
+
+    /// The session is too old for this change: re-authenticate, then come back to the flow.
+    fn refresh_required(&self, flow_id: Uuid) -> Error {
+        let back = format!("{}self-service/settings?flow={flow_id}", self.public_url());
+        Error::RefreshRequired {
+            redirect_browser_to: self.browser_flow_url(FlowKind::Login, true, Some(&back)),
+        }
+    }
+}
+
+fn signed_in(caller: &Caller) -> Result<&Identity> {
+    match &caller.session {
+        Some((_, identity)) => Ok(identity),
+        None => Err(Error::SessionInactive),
+    }
+}
+
+/// A settings flow belongs to the identity it was started for.
+fn owned(flow: Flow, identity: &Identity) -> Result<(Flow, Identity)> {
+    if flow.identity_id != Some(identity.id) {
+        return Err(Error::IdentityMismatch);
+    }
+    Ok((flow, identity.clone()))
+}

@@ -1,0 +1,219 @@
+//! Session use cases: resolve a token to a session, issue one, end ("revoke") one or many,
+//! extend one, list them, and present one. Every face that ends a session calls
+//! [`Core::revoke_session`], so "revoke" means one thing: inactive from now on, with
+//! `expires_at` clamped to now (as Kratos' logout documents).
+
+use crate::error::{Error, Result};
+use crate::identity::{Identity, View};
+use crate::service::{Caller, Core};
+use crate::session::{hash_token, new_token, Device, Session};
+use crate::store::SessionQuery;
+use serde_json::Value;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+impl Core {
+    /// Resolves a session token into a valid session and its identity.
+    pub async fn authenticate(
+        &self,
+        token: &str,
+        now: OffsetDateTime,
+    ) -> Result<(Session, Identity)> {
+        if token.starts_with("eyJ") {
+            // One of our access tokens (`Authorization: Bearer <jwt>`), not an opaque session token.
+            return self.authenticate_access_token(token, now).await;
+        }
+        let hash = hash_token(token);
+        match self.store.session_by_token_hash(&hash).await? {
+            Some((s, i)) if s.is_valid(&i, now) => Ok((s, i)),
+            _ => Err(Error::SessionInactive),
+        }
+    }
+
+    pub(crate) async fn issue_session(
+        &self,
+        identity: &Identity,
+        method: &str,
+        caller: &Caller,
+        now: OffsetDateTime,
+    ) -> Result<(Session, String)> {
+        let (s, token) = self.new_session(identity, method, caller, now);
+        self.store.insert_session(&s).await?;
+        Ok((s, token))
+    }
+
+    /// A session for `identity`, not yet stored (registration stores it with the identity).
+    pub(crate) fn new_session(
+        &self,
+        identity: &Identity,
+        method: &str,
+        caller: &Caller,
+        now: OffsetDateTime,
+    ) -> (Session, String) {
+        let t = new_token();
+        let device = Device {
+            id: Uuid::new_v4(),
+            ip_address: caller.ip.clone(),
+            user_agent: caller.user_agent.clone(),
+            location: None,
+        };
+        let s = Session::new(
+            identity.id,
+            method,
+            t.hash,
+            self.config.session.lifespan.0,
+            device,
+            now,
+        );
+        (s, t.token)
+    }
+
+    /// `DELETE /self-service/logout/api`: ends the session of an opaque session token.
+    pub async fn logout_token(&self, token: &str, now: OffsetDateTime) -> Result<()> {
+        match self.store.session_by_token_hash(&hash_token(token)).await? {
+            Some((s, _)) if s.active => self.revoke_session(&s, now).await.map(drop),
+            _ => Err(Error::bad_request("Unable to log out because the session token does not exist or is no longer active.")),
+        }
+    }
+
+    /// Browser logout with a logout token: ends the caller's session when the token is its
+    /// own. Without a session there is nothing to end.
+    pub async fn logout_with_token(
+        &self,
+        session: Option<&Session>,
+        logout_token: &str,
+        now: OffsetDateTime,
+    ) -> Result<()> {
+        match session {
+            None => Ok(()),
+            Some(s) if s.is_logout_token(logout_token) => {
+                self.revoke_session(s, now).await.map(drop)
+            }
+            Some(_) => Err(Error::LogoutTokenMismatch),
+        }
+    }
+
+    /// Ends a session: inactive from now on, and no longer valid past now either. Returns
+    /// the session as stored.
+    pub async fn revoke_session(&self, session: &Session, now: OffsetDateTime) -> Result<Session> {
+        let mut s = session.clone();
+        s.active = false;
+        s.expires_at = s.expires_at.min(now);
+        self.store.update_session(&s, now).await?;
+        Ok(s)
+    }
+
+    /// Any session by id (admin views).
+    pub async fn session_by_id(&self, id: Uuid) -> Result<(Session, Identity)> {
+        self.store
+            .get_session(id)
+            .await?
+            .ok_or_else(|| Error::not_found("Unable to locate the resource"))
+    }
+
+    /// Revokes session `id` and returns it as it now is.
+    pub async fn revoke_session_by_id(&self, id: Uuid, now: OffsetDateTime) -> Result<Session> {
+        let (s, _) = self.session_by_id(id).await?;
+        self.revoke_session(&s, now).await
+    }
+
+    /// Revokes one of the caller's own other sessions (`DELETE /sessions/{id}`); the current
+    /// one is ended by logging out.
+    pub async fn revoke_own_session(
+        &self,
+        current: &Session,
+        id: Uuid,
+        now: OffsetDateTime,
+    ) -> Result<()> {
+        if id == current.id {
+            return Err(Error::bad_request(
+                "The current session cannot be revoked here; use the logout endpoints instead.",
+            ));
+        }
+        match self.store.get_session(id).await? {
+            Some((s, _)) if s.identity_id == current.identity_id => {
+                self.revoke_session(&s, now).await.map(drop)
+            }
+            _ => Err(Error::not_found("Unable to locate the resource")),
+        }
+    }
+
+    /// Revokes every active session of `identity_id` except `keep`; returns how many ended.
+    pub async fn revoke_other_sessions(&self, identity_id: Uuid, keep: Uuid) -> Result<u64> {
+        Ok(self
+            .store
+            .revoke_identity_sessions(identity_id, Some(keep), self.now())
+            .await?)
+    }
+
+    /// The welcome page's "sign out everywhere else": a CSRF-checked form post.
+    pub async fn revoke_other_sessions_by_form(
+        &self,
+        caller: &Caller,
+        csrf_token: &str,
+    ) -> Result<Option<u64>> {
+        let csrf_ok = caller
+            .csrf_secret
+            .as_deref()
+            .is_some_and(|s| crate::csrf::verify(s, csrf_token));
+        if !csrf_ok {
+            return Err(Error::CsrfViolation { hint: None });
+        }
+        match &caller.session {
+            Some((current, identity)) => self
+                .revoke_other_sessions(identity.id, current.id)
+                .await
+                .map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// `DELETE /admin/identities/{id}/sessions`: deletes every session of an identity.
+    pub async fn delete_identity_sessions(&self, identity_id: Uuid) -> Result<()> {
+        self.admin_get_identity(identity_id).await?;
+        self.store
+            .delete_identity_sessions(identity_id, self.now())
+            .await?;
+        Ok(())
+    }
+
+    /// `PATCH /admin/sessions/{id}/extend`. Like Kratos, a session is only extended once it is
+    /// within `session.earliest_possible_extend` of its expiry; earlier calls change nothing.
+    pub async fn extend_session(
+        &self,
+        id: Uuid,
+        now: OffsetDateTime,
+    ) -> Result<(Session, Identity)> {
+        let (mut s, i) = self.session_by_id(id).await?;
+        if !s.is_valid(&i, now) {
+            return Err(Error::not_found(
+                "The session is not active and cannot be extended.",
+            ));
+        }
+        let cfg = &self.config.session;
+        if s.expires_at - now <= cfg.earliest_possible_extend.0 {
+            s.expires_at = now + cfg.lifespan.0;
+            self.store.update_session(&s, now).await?;
+        }
+        Ok((s, i))
+    }
+
+    /// Sessions matching `q`, each with its identity.
+    pub async fn list_sessions(
+        &self,
+        q: &SessionQuery,
+        now: OffsetDateTime,
+    ) -> Result<Vec<(Session, Identity)>> {
+        Ok(self.store.list_sessions(q, now).await?)
+    }
+
+    pub fn session_json(
+        &self,
+        s: &Session,
+        identity: Option<&Identity>,
+        view: View<'_>,
+        now: OffsetDateTime,
+    ) -> Value {
+        s.to_api_json(identity, self.public_url(), view, now)
+    }
+}
