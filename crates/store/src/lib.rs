@@ -20,6 +20,7 @@ mod identities;
 mod keys;
 mod pool;
 mod rows;
+mod security;
 mod sessions;
 mod tokens;
 mod webhooks;

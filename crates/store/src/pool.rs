@@ -181,6 +181,8 @@ impl MaintenanceStore for SqlStore {
                 "DELETE FROM sessions WHERE expires_at < $1",
                 "DELETE FROM refresh_tokens WHERE expires_at < $1",
                 "DELETE FROM signing_keys WHERE state = 'retired' AND drop_after < $1",
+                // A day without failures outlasts the hourly window and every delay.
+                "DELETE FROM login_failures WHERE last_failure < $1",
             ] {
                 n += sqlx::query(sql)
                     .bind(micros(before))

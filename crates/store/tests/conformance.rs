@@ -61,6 +61,9 @@ on_both!(
     a_stale_identity_write_is_refused_and_changes_nothing,
     a_registration_flow_creates_one_account_under_concurrent_submits,
     refresh_rotation_extends_a_session_only_up_to_its_absolute_lifetime,
+    login_failures_count_every_concurrent_failure_and_reset_the_run,
+    known_devices_are_recognised_by_their_sessions,
+    audit_records_filter_page_and_expire,
 );
 
 fn now() -> OffsetDateTime {
@@ -1019,5 +1022,234 @@ async fn refresh_rotation_extends_a_session_only_up_to_its_absolute_lifetime(s: 
     assert_eq!(
         expires(s.get_session(live.id).await.unwrap().unwrap()),
         fourth.expires_at
+    );
+}
+
+async fn login_failures_count_every_concurrent_failure_and_reset_the_run(s: impl Store) {
+    use portcullis_core::ratelimit::WINDOW;
+    let t = now();
+    let keys = vec![
+        "account:ada@example.com".to_string(),
+        "pair:10.0.0.1|ada@example.com".to_string(),
+    ];
+    // Twenty concurrent failures are all counted, on both keys.
+    let writes = (0..20).map(|_| s.record_login_failure(&keys, t));
+    for r in futures_join(writes).await {
+        r.unwrap();
+    }
+    let got = s.login_failures(&keys).await.unwrap();
+    assert_eq!(got.len(), 2);
+    for (_, f) in &got {
+        assert_eq!((f.count, f.consecutive), (20, 20));
+        assert_eq!((f.window_start, f.last_failure), (t, t));
+    }
+    // A success ends the run; the hourly count stays.
+    s.reset_login_failures(&keys[1..]).await.unwrap();
+    let got = s.login_failures(&keys).await.unwrap();
+    let pair = &got.iter().find(|(k, _)| k == &keys[1]).unwrap().1;
+    let account = &got.iter().find(|(k, _)| k == &keys[0]).unwrap().1;
+    assert_eq!((pair.count, pair.consecutive), (20, 0));
+    assert_eq!(account.consecutive, 20);
+    // After the window a failure opens a new one.
+    let later = t + WINDOW + Duration::from_secs(1);
+    s.record_login_failure(&keys[..1], later).await.unwrap();
+    let got = s.login_failures(&keys[..1]).await.unwrap();
+    assert_eq!(
+        (got[0].1.count, got[0].1.consecutive, got[0].1.window_start),
+        (1, 21, later)
+    );
+    assert!(s
+        .login_failures(&["account:nobody".to_string()])
+        .await
+        .unwrap()
+        .is_empty());
+    // Idle counters go with the day's cleanup.
+    s.delete_expired(later + Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert!(s.login_failures(&keys).await.unwrap().is_empty());
+}
+
+/// Runs the futures concurrently on this task.
+async fn futures_join<F: std::future::Future>(futs: impl Iterator<Item = F>) -> Vec<F::Output> {
+    let mut pending: Vec<_> = futs.map(|f| Some(Box::pin(f))).collect();
+    let mut done: Vec<Option<F::Output>> = pending.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        for (fut, slot) in pending.iter_mut().zip(done.iter_mut()) {
+            if let Some(f) = fut {
+                if let std::task::Poll::Ready(v) = f.as_mut().poll(cx) {
+                    *slot = Some(v);
+                    *fut = None;
+                }
+            }
+        }
+        if pending.iter().all(Option::is_none) {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+    done.into_iter().flatten().collect()
+}
+
+async fn known_devices_are_recognised_by_their_sessions(s: impl Store) {
+    let i = identity("device@example.com");
+    s.insert_identity(&i).await.unwrap();
+    let (mut sess, _) = session_for(&i, Duration::from_secs(600));
+    sess.devices = vec![Device {
+        id: Uuid::new_v4(),
+        ip_address: Some("192.0.2.10".into()),
+        user_agent: None,
+        location: None,
+    }];
+    s.insert_session(&sess).await.unwrap();
+    let since = now() - Duration::from_secs(3600);
+    assert!(s
+        .has_session_from_ip(i.id, "192.0.2.10", since)
+        .await
+        .unwrap());
+    assert!(!s
+        .has_session_from_ip(i.id, "192.0.2.11", since)
+        .await
+        .unwrap());
+    assert!(!s
+        .has_session_from_ip(Uuid::new_v4(), "192.0.2.10", since)
+        .await
+        .unwrap());
+    let future = now() + Duration::from_secs(3600);
+    assert!(!s
+        .has_session_from_ip(i.id, "192.0.2.10", future)
+        .await
+        .unwrap());
+}
+
+async fn audit_records_filter_page_and_expire(s: impl Store) {
+    use portcullis_core::audit::{Actor, AuditKind, AuditQuery, AuditRecord, Origin};
+    let t = now();
+    let who = Uuid::new_v4();
+    let origin = Origin {
+        ip: Some("198.51.100.4".into()),
+        user_agent: Some("test agent".into()),
+    };
+    let mut written = Vec::new();
+    for n in 0..5u64 {
+        let kind = if n % 2 == 0 {
+            AuditKind::LoginFailed
+        } else {
+            AuditKind::LoginSucceeded
+        };
+        let mut r = AuditRecord::new(kind, Actor::Anonymous, &origin, t + Duration::from_secs(n))
+            .about(who)
+            .details(json!({ "n": n }));
+        if n % 2 == 0 {
+            r = r.failed("invalid_credentials");
+        }
+        s.insert_audit(&r).await.unwrap();
+        written.push(r);
+    }
+    let other = AuditRecord::new(
+        AuditKind::KeysRotated,
+        Actor::Admin {
+            key_id: Some("ak_1".into()),
+        },
+        &Origin::default(),
+        t,
+    );
+    s.insert_audit(&other).await.unwrap();
+
+    let all = s
+        .list_audit(&AuditQuery {
+            page_size: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 6);
+    let mine = s
+        .list_audit(&AuditQuery {
+            identity_id: Some(who),
+            page_size: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(mine.len(), 5);
+    // Newest first, and the record reads back as written.
+    assert_eq!(mine[0], written[4]);
+    assert_eq!(mine[4], written[0]);
+    let failed = s
+        .list_audit(&AuditQuery {
+            kind: Some(AuditKind::LoginFailed),
+            page_size: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(failed.len(), 3);
+    assert!(failed
+        .iter()
+        .all(|r| r.reason.as_deref() == Some("invalid_credentials")));
+    let window = s
+        .list_audit(&AuditQuery {
+            identity_id: Some(who),
+            since: Some(t + Duration::from_secs(1)),
+            until: Some(t + Duration::from_secs(3)),
+            page_size: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(window.len(), 2);
+    // Keyset paging by id.
+    let first = s
+        .list_audit(&AuditQuery {
+            identity_id: Some(who),
+            page_size: 2,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let next = s
+        .list_audit(&AuditQuery {
+            identity_id: Some(who),
+            page_size: 2,
+            before: first.last().map(|r| r.id),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(first.len(), 2);
+    assert_eq!(next.len(), 2);
+    assert!(next.iter().all(|r| !first.contains(r)));
+    let admin = s
+        .list_audit(&AuditQuery {
+            kind: Some(AuditKind::KeysRotated),
+            page_size: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        admin[0].actor,
+        Actor::Admin {
+            key_id: Some("ak_1".into())
+        }
+    );
+    assert_eq!(
+        s.delete_audit_before(t + Duration::from_secs(2))
+            .await
+            .unwrap(),
+        3
+    );
+    assert_eq!(
+        s.list_audit(&AuditQuery {
+            page_size: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .len(),
+        3
     );
 }

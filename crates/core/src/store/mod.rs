@@ -11,6 +11,7 @@ mod clerk;
 mod flows;
 mod identities;
 mod keys;
+mod security;
 mod sessions;
 mod tokens;
 mod webhooks;
@@ -22,6 +23,7 @@ pub use clerk::ClerkKeyStore;
 pub use flows::FlowStore;
 pub use identities::{IdentityQuery, IdentityStore};
 pub use keys::KeyStore;
+pub use security::SecurityStore;
 pub use sessions::{SessionQuery, SessionStore};
 pub use tokens::{RefreshToken, RefreshTokenStore};
 pub use webhooks::WebhookStore;
@@ -30,7 +32,7 @@ pub use webhooks::WebhookStore;
 pub mod prelude {
     pub use super::{
         ClerkKeyStore, FlowStore, IdentityStore, KeyStore, MaintenanceStore, RefreshTokenStore,
-        SessionStore, Store, WebhookStore,
+        SecurityStore, SessionStore, Store, WebhookStore,
     };
 }
 
@@ -72,6 +74,7 @@ pub trait Store:
     + KeyStore
     + WebhookStore
     + ClerkKeyStore
+    + SecurityStore
 {
 }
 
@@ -84,5 +87,6 @@ impl<T> Store for T where
         + KeyStore
         + WebhookStore
         + ClerkKeyStore
+        + SecurityStore
 {
 }
