@@ -2,12 +2,15 @@
 //! equal cost whether or not the identity exists, the password policy, and what a new
 //! password ends.
 
-use crate::error::Result;
+use crate::audit::{Actor, AuditKind, AuditRecord, Origin};
+use crate::error::{Error, Result};
 use crate::identity::Identity;
 use crate::password::check_policy;
+use crate::ratelimit::{self, Decision};
 use crate::service::Core;
 use crate::store::IdentityQuery;
 use crate::ui::{msg, UiText};
+use serde_json::json;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -50,26 +53,41 @@ impl Core {
     /// other identity counts as unknown. A verified hash of an older algorithm or weaker
     /// parameters is upgraded. Returns the identity only when the password is right; the caller
     /// decides what an inactive identity may do.
+    ///
+    /// Brute-force protection comes first ([`crate::ratelimit`]): a throttled attempt is
+    /// refused with [`Error::RateLimited`] before any hash runs, the same way for known and
+    /// unknown identifiers. Every outcome goes to the audit log.
     pub async fn verify_password_login(
         &self,
         identifier: &str,
         password: &str,
         only: Option<Uuid>,
+        origin: &Origin,
         now: OffsetDateTime,
     ) -> Result<Option<Identity>> {
-        let mut found = self.find_by_password_identifier(identifier.trim()).await?;
+        let identifier = identifier.trim();
+        let mut found = self.find_by_password_identifier(identifier).await?;
         if let (Some(i), Some(owner)) = (&found, only) {
             if i.id != owner {
                 found = None;
             }
         }
+        let (account, pair) = ratelimit::keys(identifier, origin.ip.as_deref());
+        let keys = [account, pair];
+        self.admit_password_attempt(&keys, found.as_ref(), origin, now)
+            .await?;
         let hash = found
             .as_ref()
             .and_then(|i| i.password_hash().map(str::to_string));
+        let found_id = found.as_ref().map(|i| i.id);
         let verified = self.hasher.verify(password.to_string(), hash).await?;
         let Some(mut identity) = found.filter(|_| verified.ok) else {
+            self.password_attempt_failed(&keys, found_id, origin, now)
+                .await?;
             return Ok(None);
         };
+        self.password_attempt_succeeded(&keys, identity.id, origin, now)
+            .await?;
         if verified.needs_rehash {
             let new_hash = self.hasher.hash(password.to_string()).await?;
             let ids = identity
@@ -85,17 +103,118 @@ impl Core {
     }
 
     /// Checks `password` against the identity's own hash (Clerk's `verify_password`). `None`
-    /// when the identity has no password at all.
+    /// when the identity has no password at all. The account's failures are counted and
+    /// throttled like sign-in attempts (keyed by the identity, since no identifier is typed).
     pub async fn check_identity_password(
         &self,
         identity: &Identity,
         password: &str,
+        origin: &Origin,
+        now: OffsetDateTime,
     ) -> Result<Option<bool>> {
         let Some(hash) = identity.password_hash().map(str::to_string) else {
             return Ok(None);
         };
+        let (account, pair) =
+            ratelimit::keys(&format!("identity:{}", identity.id), origin.ip.as_deref());
+        let keys = [account, pair];
+        self.admit_password_attempt(&keys, Some(identity), origin, now)
+            .await?;
         let v = self.hasher.verify(password.to_string(), Some(hash)).await?;
+        if v.ok {
+            self.password_attempt_succeeded(&keys, identity.id, origin, now)
+                .await?;
+        } else {
+            self.password_attempt_failed(&keys, Some(identity.id), origin, now)
+                .await?;
+        }
         Ok(Some(v.ok))
+    }
+
+    /// Refuses a password attempt the throttle does not admit (and records the trip).
+    async fn admit_password_attempt(
+        &self,
+        keys: &[String; 2],
+        found: Option<&Identity>,
+        origin: &Origin,
+        now: OffsetDateTime,
+    ) -> Result<()> {
+        let cfg = &self.config.security.brute_force;
+        if !cfg.enabled {
+            return Ok(());
+        }
+        let counters = self.store.login_failures(keys).await?;
+        let get = |key: &String| counters.iter().find(|(k, _)| k == key).map(|(_, f)| f);
+        let (account, pair) = (get(&keys[0]), get(&keys[1]));
+        let mut decision = cfg.decide(account, pair, false, now);
+        if let (Decision::Deny { .. }, Some(identity), Some(ip)) =
+            (decision, found, origin.ip.as_deref())
+        {
+            // Only now is it worth asking whether this is one of the account's own devices.
+            let since = now - cfg.known_device_window.0;
+            if self
+                .store
+                .has_session_from_ip(identity.id, ip, since)
+                .await?
+            {
+                decision = cfg.decide(account, pair, true, now);
+            }
+        }
+        let Decision::Deny { retry_after } = decision else {
+            return Ok(());
+        };
+        let mut record = AuditRecord::new(AuditKind::RateLimited, Actor::Anonymous, origin, now)
+            .failed("password_attempts")
+            .details(json!({ "retry_after": retry_after.as_secs() }));
+        if let Some(i) = found {
+            record = record.about(i.id);
+        }
+        self.store.insert_audit(&record).await?;
+        Err(Error::RateLimited {
+            retry_after: retry_after.as_secs(),
+        })
+    }
+
+    async fn password_attempt_failed(
+        &self,
+        keys: &[String; 2],
+        identity: Option<Uuid>,
+        origin: &Origin,
+        now: OffsetDateTime,
+    ) -> Result<()> {
+        if self.config.security.brute_force.enabled {
+            self.store.record_login_failure(keys, now).await?;
+        }
+        let mut record = AuditRecord::new(AuditKind::LoginFailed, Actor::Anonymous, origin, now)
+            .failed("invalid_credentials")
+            .details(json!({ "method": "password" }));
+        if let Some(id) = identity {
+            record = record.about(id);
+        }
+        self.store.insert_audit(&record).await?;
+        Ok(())
+    }
+
+    async fn password_attempt_succeeded(
+        &self,
+        keys: &[String; 2],
+        identity: Uuid,
+        origin: &Origin,
+        now: OffsetDateTime,
+    ) -> Result<()> {
+        if self.config.security.brute_force.enabled {
+            self.store.reset_login_failures(keys).await?;
+        }
+        let record = AuditRecord::new(
+            AuditKind::LoginSucceeded,
+            Actor::Identity(identity),
+            origin,
+            now,
+        )
+        .about(identity)
+        .reason("password");
+        self.store.insert_audit(&record).await?;
+        Ok(())
     }
 
     /// The first password-policy violation, including the hasher's own input limit.

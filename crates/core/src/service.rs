@@ -46,6 +46,16 @@ pub struct Caller {
     pub csrf_header: Option<String>,
 }
 
+impl Caller {
+    /// Where the request came from, for throttling and the audit log.
+    pub fn origin(&self) -> crate::audit::Origin {
+        crate::audit::Origin {
+            ip: self.ip.clone(),
+            user_agent: self.user_agent.clone(),
+        }
+    }
+}
+
 /// The successful outcome of a native login or registration.
 pub struct Authenticated {
     pub identity: Identity,
@@ -122,8 +132,19 @@ impl Core {
 
     /// Housekeeping: deletes flows, sessions and refresh tokens that expired before `before`,
     /// and retired keys no token can need; returns how many rows went.
+    /// Housekeeping: expired rows, and audit records past `security.audit.retention`.
     pub async fn delete_expired(&self, before: OffsetDateTime) -> Result<u64> {
-        Ok(self.store.delete_expired(before).await?)
+        let audit_before = self.now() - self.config.security.audit.retention.0;
+        Ok(self.store.delete_expired(before).await?
+            + self.store.delete_audit_before(audit_before).await?)
+    }
+
+    /// `GET /admin/audit`: audit records, newest first.
+    pub async fn audit_log(
+        &self,
+        query: &crate::audit::AuditQuery,
+    ) -> Result<Vec<crate::audit::AuditRecord>> {
+        Ok(self.store.list_audit(query).await?)
     }
 }
 

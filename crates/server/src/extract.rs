@@ -325,19 +325,8 @@ impl FromRequestParts<AppState> for CallerCtx {
             },
             None => None,
         };
-        let trust_proxy = config.serve.public.trust_forwarded_headers;
-        let ip = h
-            .get("x-forwarded-for")
-            .filter(|_| trust_proxy)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
-            .map(|s| s.trim().to_string())
-            .or_else(|| {
-                parts
-                    .extensions
-                    .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-                    .map(|c| c.0.ip().to_string())
-            });
+        let ip =
+            client_ip(parts, config.serve.public.trust_forwarded_headers).map(|ip| ip.to_string());
         let csrf_secret = cookie(h, config.csrf_cookie_name())
             .filter(|s| portcullis_core::csrf::is_secret(s))
             .map(str::to_string);
@@ -357,6 +346,40 @@ impl FromRequestParts<AppState> for CallerCtx {
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string),
         }))
+    }
+}
+
+/// The client's address: the peer, or with `trust_forwarded_headers` the address the proxy in
+/// front of us saw, which is the **rightmost** `X-Forwarded-For` entry (the one that proxy
+/// appended). Entries to its left are whatever the client chose to send, so they are never
+/// believed (security review F16).
+pub fn client_ip(parts: &Parts, trust_forwarded: bool) -> Option<std::net::IpAddr> {
+    let forwarded = trust_forwarded
+        .then(|| parts.headers.get_all("x-forwarded-for").iter().last())
+        .flatten()
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.rsplit(',').next())
+        .and_then(|s| s.trim().parse().ok());
+    forwarded.or_else(|| {
+        parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip())
+    })
+}
+
+/// The client's address as an extractor (see [`client_ip`]).
+pub struct ClientAddr(pub Option<std::net::IpAddr>);
+
+impl FromRequestParts<AppState> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let trust = state.core.config().serve.public.trust_forwarded_headers;
+        Ok(ClientAddr(client_ip(parts, trust)))
     }
 }
 

@@ -10,6 +10,7 @@
 #![allow(clippy::result_large_err)]
 
 mod admin;
+mod audit;
 mod browser;
 mod clerk;
 mod cookies;
@@ -18,7 +19,6 @@ mod extract;
 mod outbound;
 mod paging;
 mod public;
-#[allow(dead_code)] // wired into the routers with the hardening of the faces
 mod ratelimit;
 mod tokens;
 mod ui;
@@ -53,6 +53,8 @@ pub struct AppState {
     pub core: Arc<Core>,
     pub admin_url: String,
     ui: Arc<ui::Ui>,
+    /// Per-IP request rates (this instance's share; see `ratelimit.rs`).
+    limiter: Arc<ratelimit::IpLimiter>,
 }
 
 /// Opens the database, applies migrations and assembles the core.
@@ -108,10 +110,14 @@ pub async fn build_with_clock(
         .await
         .map_err(|e| anyhow::anyhow!("signing keys: {e}"))?;
     let ui = Arc::new(ui::Ui::new(core.config())?);
+    let limiter = Arc::new(ratelimit::IpLimiter::new(
+        &core.config().security.rate_limit,
+    ));
     let state = AppState {
         core: Arc::new(core),
         admin_url,
         ui,
+        limiter,
     };
     webhooks::sync_configured_endpoints(&state)
         .await
@@ -144,6 +150,10 @@ pub fn public_router(state: &AppState) -> Router {
             .merge(tokens::router(state.core.config())),
         state,
     );
+    let router = router.layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        ratelimit::limit,
+    ));
     match cors_layer(&state.core.config().serve.public.cors) {
         Some(layer) => router.layer(layer),
         None => router,
@@ -204,6 +214,7 @@ fn origin_matches(pattern: &str, origin: &str) -> bool {
 
 pub fn admin_router(state: &AppState) -> Router {
     let admin = admin::router()
+        .merge(audit::router())
         .merge(webhooks::router())
         .merge(clerk::router(state))
         .merge(clerk::admin_router())

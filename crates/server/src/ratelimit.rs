@@ -6,10 +6,15 @@
 //! /64. The per-account counters that must hold across instances live in the database and are
 //! the core's business ([`portcullis_core::ratelimit`]).
 
+use crate::AppState;
+use axum::extract::{Request, State};
 use axum::http::Method;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota as GovQuota};
 use portcullis_core::ratelimit::{Quota, RateLimitConfig};
+use portcullis_core::Error;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::time::Duration;
@@ -88,6 +93,35 @@ impl IpLimiter {
         ] {
             b.retain_recent();
             b.shrink_to_fit();
+        }
+    }
+}
+
+/// The public port's middleware: spends the request from its IP's bucket, or answers 429 with
+/// `Retry-After` in the face's own format (simplejwt under `/api/token`, Kratos elsewhere).
+pub async fn limit(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    let Some(bucket) = bucket_for(req.method(), req.uri().path()) else {
+        return next.run(req).await;
+    };
+    let (parts, body) = req.into_parts();
+    let trust = st.core.config().serve.public.trust_forwarded_headers;
+    let ip = crate::extract::client_ip(&parts, trust);
+    let req = Request::from_parts(parts, body);
+    let Some(ip) = ip else {
+        return next.run(req).await;
+    };
+    match st.limiter.check(bucket, ip) {
+        Ok(()) => next.run(req).await,
+        Err(wait) => {
+            tracing::info!(%ip, ?bucket, "request rate limit reached");
+            let e = Error::RateLimited {
+                retry_after: wait.as_secs(),
+            };
+            if req.uri().path().starts_with("/api/token") {
+                crate::tokens::SjError::Core(e).into_response()
+            } else {
+                crate::error::ApiError(e).into_response()
+            }
         }
     }
 }

@@ -161,8 +161,9 @@ impl<S: Send + Sync> FromRequest<S> for SjBody {
     }
 }
 
-fn caller(headers: &HeaderMap) -> Caller {
+fn caller(headers: &HeaderMap, ip: Option<std::net::IpAddr>) -> Caller {
     Caller {
+        ip: ip.map(|ip| ip.to_string()),
         user_agent: headers
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
@@ -244,12 +245,17 @@ async fn jwks(State(st): State<AppState>) -> Response {
 
 async fn obtain(
     State(st): State<AppState>,
+    crate::extract::ClientAddr(ip): crate::extract::ClientAddr,
     headers: HeaderMap,
     SjBody(body): SjBody,
 ) -> SjResult<Response> {
     let pair = st
         .core
-        .obtain_tokens(obtain_request(&st, &body), &caller(&headers), st.core.now())
+        .obtain_tokens(
+            obtain_request(&st, &body),
+            &caller(&headers, ip),
+            st.core.now(),
+        )
         .await?;
     Ok(pair_response(&st, pair))
 }

@@ -87,6 +87,7 @@ mod identity;
 mod log;
 mod redact;
 mod secrets;
+mod security;
 mod selfservice;
 mod serve;
 mod session;
@@ -102,6 +103,7 @@ pub use identity::{IdentityConfig, SchemaRef};
 pub use log::{LogConfig, LogFormat, LogLevel};
 pub use redact::Secret;
 pub use secrets::SecretsConfig;
+pub use security::{AuditConfig, SecurityConfig};
 pub use selfservice::{
     AfterConfig, EnabledConfig, FlowConfig, FlowsConfig, LogoutFlowConfig, MethodsConfig,
     PasswordMethodConfig, PasswordPolicyConfig, RegistrationFlowConfig, SelfServiceConfig,
@@ -148,6 +150,7 @@ pub struct Config {
     pub webhooks: WebhooksConfig,
     pub clerk: ClerkConfig,
     pub ui: UiConfig,
+    pub security: SecurityConfig,
     /// Derived at load: the anti-CSRF cookie's name (see [`Config::csrf_cookie_name`]).
     #[serde(skip)]
     csrf_cookie_name: String,
@@ -210,6 +213,7 @@ impl Config {
         self.hashers.validate(&ctx)?;
         self.webhooks.validate()?;
         self.clerk.validate()?;
+        self.security.validate()?;
         self.selfservice.fill_defaults(&ctx)?;
         self.selfservice.validate()?;
         self.ui.fill_defaults();

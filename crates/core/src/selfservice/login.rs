@@ -2,6 +2,7 @@
 //! method. Password is the only method today; a new one is a new [`LoginMethod`] arm.
 
 use super::form::{already_completed, method_submit, password_input};
+use crate::audit::Origin;
 use crate::error::{Error, Result, SubmitError, SubmitResult};
 use crate::flow::{Flow, FlowKind, FlowType};
 use crate::identity::Identity;
@@ -148,7 +149,7 @@ impl Core {
             return Err(self.reject(&mut flow, None, now).await);
         };
         let identity = self
-            .login_with_password(&mut flow, &identifier, &password, now)
+            .login_with_password(&mut flow, &identifier, &password, &caller.origin(), now)
             .await?;
         self.complete_login(flow, identity, caller, now).await
     }
@@ -160,6 +161,7 @@ impl Core {
         flow: &mut Flow,
         identifier: &str,
         password: &str,
+        origin: &Origin,
         now: OffsetDateTime,
     ) -> SubmitResult<Identity> {
         flow.active = Some("password".into());
@@ -185,7 +187,7 @@ impl Core {
         }
         let only = if flow.refresh { flow.identity_id } else { None };
         let Some(identity) = self
-            .verify_password_login(identifier, password, only, now)
+            .verify_password_login(identifier, password, only, origin, now)
             .await?
         else {
             flow.ui.messages.push(msg::invalid_credentials());

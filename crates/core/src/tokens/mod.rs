@@ -60,7 +60,7 @@ impl Core {
         };
         let (identifier, password) = (identifier.as_str(), password.as_str());
         let identity = self
-            .verify_password_login(identifier, password, None, now)
+            .verify_password_login(identifier, password, None, &caller.origin(), now)
             .await?
             .ok_or(TokenError::BadCredentials)?;
         if !identity.is_active() {

@@ -410,7 +410,13 @@ pub(super) async fn verify_password(
         )
     })?;
     let i = load(&st, &id).await?;
-    let Some(ok) = st.core.check_identity_password(&i, password).await? else {
+    // The caller is the app's backend on the admin port, not the end user: no client address.
+    let origin = portcullis_core::audit::Origin::default();
+    let Some(ok) = st
+        .core
+        .check_identity_password(&i, password, &origin, st.core.now())
+        .await?
+    else {
         return Err(cerr(
             StatusCode::BAD_REQUEST,
             "password_not_set",

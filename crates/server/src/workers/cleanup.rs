@@ -16,6 +16,7 @@ pub(super) fn spawn_cleanup(state: AppState, mut stop: tokio::sync::broadcast::R
                     if let Err(e) = state.core.rotate_if_due(state.core.now()).await {
                         tracing::warn!(error = %e, "scheduled signing-key rotation failed");
                     }
+                    state.limiter.forget_idle();
                     match state.core.delete_expired(before).await {
                         Ok(n) if n > 0 => tracing::info!(rows = n, "deleted expired flows and sessions"),
                         Ok(_) => {}

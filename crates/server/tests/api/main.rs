@@ -11,6 +11,7 @@ mod browser;
 mod clerk;
 mod config;
 mod flows;
+mod ratelimit;
 mod scale;
 mod sessions;
 mod tokens;

@@ -102,6 +102,20 @@ impl TestApp {
         // Cheap hashing keeps the suite fast; production parameters are enforced outside dev mode.
         cfg.hashers.argon2.memory = ByteSize(256 * 1024);
         cfg.hashers.argon2.iterations = 1;
+        // Scenarios send many requests from one address; the per-IP limits have their own
+        // scenarios (ratelimit.rs), which restore the defaults.
+        let plenty = portcullis_core::ratelimit::Quota {
+            per_minute: 1_000_000,
+            burst: 1_000_000,
+        };
+        let rl = &mut cfg.security.rate_limit;
+        (
+            rl.login,
+            rl.registration,
+            rl.refresh,
+            rl.flow_creation,
+            rl.email,
+        ) = (plenty, plenty, plenty, plenty, plenty);
         tweak(&mut cfg);
         let clock = Arc::new(ManualClock(Mutex::new(OffsetDateTime::now_utc())));
         let state = portcullis_server::build_with_clock(cfg, clock.clone())
