@@ -15,7 +15,6 @@ use portcullis_core::webhooks::{self, WebhookEndpoint, WebhookSecret};
 use portcullis_core::Error;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use std::time::Duration;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -186,9 +185,14 @@ async fn secret(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RotateBody {
-    /// How long the old secret keeps signing next to the new one (default 24 h).
+    /// How long the old secret keeps signing next to the new one (default 24 h, at most
+    /// [`MAX_OVERLAP_SECONDS`]).
     overlap_seconds: Option<u64>,
 }
+
+/// 30 days: longer than any receiver needs to roll out a new secret, and small enough that
+/// `now + overlap` can never overflow a timestamp.
+const MAX_OVERLAP_SECONDS: u64 = 30 * 24 * 3600;
 
 async fn rotate_secret(
     State(st): State<AppState>,
@@ -201,13 +205,23 @@ async fn rotate_secret(
         serde_json::from_slice(&body)
             .map_err(|e| ApiError::bad_request(format!("The request body is invalid: {e}")))?
     };
+    let overlap = b.overlap_seconds.unwrap_or(24 * 3600);
+    if overlap > MAX_OVERLAP_SECONDS {
+        return Err(ApiError::bad_request(format!(
+            "`overlap_seconds` must be at most {MAX_OVERLAP_SECONDS} (30 days)."
+        )));
+    }
     let mut ep = load(&st, &id).await?;
     let now = st.core.now();
-    let overlap = Duration::from_secs(b.overlap_seconds.unwrap_or(24 * 3600));
+    let until = now
+        .checked_add(time::Duration::seconds(
+            i64::try_from(overlap).unwrap_or(i64::MAX),
+        ))
+        .ok_or_else(|| ApiError::bad_request("`overlap_seconds` is out of range."))?;
     ep.secrets.retain(|s| s.expires_at.is_none_or(|e| e > now));
     for s in &mut ep.secrets {
         if s.expires_at.is_none() {
-            s.expires_at = Some(now + overlap);
+            s.expires_at = Some(until);
         }
     }
     let fresh = webhooks::new_secret();
@@ -221,7 +235,7 @@ async fn rotate_secret(
     ep.updated_at = now;
     st.core.store.update_webhook_endpoint(&ep).await?;
     Ok(Json(
-        json!({ "secret": fresh, "previous_secret_expires_at": rfc(now + overlap) }),
+        json!({ "secret": fresh, "previous_secret_expires_at": rfc(until) }),
     ))
 }
 
