@@ -124,11 +124,16 @@ impl Core {
         overlap: Duration,
         now: OffsetDateTime,
     ) -> Result<(String, OffsetDateTime)> {
+        // Checked: the overlap comes from a request (security review F14).
+        let until = time::Duration::try_from(overlap)
+            .ok()
+            .and_then(|d| now.checked_add(d))
+            .ok_or_else(|| Error::bad_request("`overlap_seconds` is out of range."))?;
         let mut ep = self.webhook_endpoint(id).await?;
         ep.secrets.retain(|s| s.expires_at.is_none_or(|e| e > now));
         for s in &mut ep.secrets {
             if s.expires_at.is_none() {
-                s.expires_at = Some(now + overlap);
+                s.expires_at = Some(until);
             }
         }
         let fresh = webhooks::new_secret();
@@ -141,7 +146,7 @@ impl Core {
         );
         ep.updated_at = now;
         self.store.update_webhook_endpoint(&ep).await?;
-        Ok((fresh, now + overlap))
+        Ok((fresh, until))
     }
 
     /// The endpoint's latest delivery attempts (at most 250).

@@ -16,6 +16,7 @@ mod clerk;
 mod cookies;
 mod error;
 mod extract;
+mod listen;
 mod outbound;
 mod paging;
 mod public;
@@ -133,6 +134,12 @@ fn common(router: Router<AppState>, state: &AppState) -> Router {
         .route("/version", get(version))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        // Innermost, so the 408 still gets the default headers. Its body is empty: the core's
+        // error envelope has no 408 yet.
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            listen::REQUEST_TIMEOUT,
+        ))
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::middleware::map_response(default_headers))
         .with_state(state.clone())
@@ -296,26 +303,23 @@ pub async fn serve(
     let admin_addr = admin.local_addr()?;
     let (tx, _) = tokio::sync::broadcast::channel::<()>(1);
     workers::spawn(&state, &tx);
-    let p = public_router(&state).into_make_service_with_connect_info::<SocketAddr>();
-    let a = admin_router(&state).into_make_service_with_connect_info::<SocketAddr>();
+    let p = public_router(&state);
+    let a = admin_router(&state);
     let mut rx1 = tx.subscribe();
     let mut rx2 = tx.subscribe();
     let handle = tokio::spawn(async move {
-        let ps = axum::serve(public, p).with_graceful_shutdown(async move {
+        let limits = listen::Limits::default();
+        let ps = listen::serve(public, p, limits, async move {
             let _ = rx1.recv().await;
         });
-        let as_ = axum::serve(admin, a).with_graceful_shutdown(async move {
+        let as_ = listen::serve(admin, a, limits, async move {
             let _ = rx2.recv().await;
         });
         let stopper = async move {
             shutdown.await;
             let _ = tx.send(());
         };
-        let (r1, r2, ()) = tokio::join!(
-            std::future::IntoFuture::into_future(ps),
-            std::future::IntoFuture::into_future(as_),
-            stopper
-        );
+        let (r1, r2, ()) = tokio::join!(ps, as_, stopper);
         r1?;
         r2?;
         Ok(())

@@ -16,7 +16,6 @@ use portcullis_core::webhooks::WebhookEndpoint;
 use portcullis_core::Error;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use std::time::Duration;
 use time::OffsetDateTime;
 
 use portcullis_core::webhooks::EVENT_TYPES;
@@ -159,9 +158,14 @@ async fn secret(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RotateBody {
-    /// How long the old secret keeps signing next to the new one (default 24 h).
+    /// How long the old secret keeps signing next to the new one (default 24 h, at most
+    /// [`MAX_OVERLAP_SECONDS`]).
     overlap_seconds: Option<u64>,
 }
+
+/// 30 days: longer than any receiver needs to roll out a new secret, and small enough that
+/// `now + overlap` can never overflow a timestamp.
+const MAX_OVERLAP_SECONDS: u64 = 30 * 24 * 3600;
 
 async fn rotate_secret(
     State(st): State<AppState>,
@@ -174,9 +178,17 @@ async fn rotate_secret(
         serde_json::from_slice(&body)
             .map_err(|e| ApiError::bad_request(format!("The request body is invalid: {e}")))?
     };
+    let overlap = b.overlap_seconds.unwrap_or(24 * 3600);
+    if overlap > MAX_OVERLAP_SECONDS {
+        return Err(ApiError::bad_request(format!(
+            "`overlap_seconds` must be at most {MAX_OVERLAP_SECONDS} (30 days)."
+        )));
+    }
     let now = st.core.now();
-    let overlap = Duration::from_secs(b.overlap_seconds.unwrap_or(24 * 3600));
-    let (fresh, previous_until) = st.core.rotate_webhook_secret(&id, overlap, now).await?;
+    let (fresh, previous_until) = st
+        .core
+        .rotate_webhook_secret(&id, std::time::Duration::from_secs(overlap), now)
+        .await?;
     Ok(Json(
         json!({ "secret": fresh, "previous_secret_expires_at": rfc(previous_until) }),
     ))

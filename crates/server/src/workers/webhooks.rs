@@ -5,7 +5,7 @@
 //! receiver sees the events of one identity in the order they happened. A 410 answer disables
 //! the endpoint, as does failing for five days. Every attempt is logged.
 
-use crate::outbound::{allow_private, http_client};
+use crate::outbound::{allow_private, read_excerpt, Client};
 use crate::AppState;
 use portcullis_core::webhooks::{self, Attempt, Outcome, WebhookEndpoint};
 use portcullis_core::Error;
@@ -14,10 +14,11 @@ use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 const LEASE: Duration = Duration::from_secs(30);
+/// Bytes of a receiver's answer kept in the attempt log (and read at all).
 const RESPONSE_EXCERPT: usize = 1024;
 
 pub fn spawn_worker(state: AppState, mut stop: tokio::sync::broadcast::Receiver<()>) {
-    let client = http_client(allow_private(&state));
+    let client = Client::new(allow_private(&state));
     let owner = Uuid::new_v4().to_string();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_millis(250));
@@ -35,7 +36,7 @@ pub fn spawn_worker(state: AppState, mut stop: tokio::sync::broadcast::Receiver<
     });
 }
 
-async fn deliver_due(st: &AppState, client: &reqwest::Client, owner: &str) -> Result<(), Error> {
+async fn deliver_due(st: &AppState, client: &Client, owner: &str) -> Result<(), Error> {
     let endpoints = st.core.webhook_endpoints().await?;
     let mut set = tokio::task::JoinSet::new();
     for ep in endpoints.into_iter().filter(|e| e.enabled) {
@@ -53,7 +54,7 @@ async fn deliver_due(st: &AppState, client: &reqwest::Client, owner: &str) -> Re
 /// Sends the endpoint's due messages in order until one fails or none is due.
 async fn work_endpoint(
     st: &AppState,
-    client: &reqwest::Client,
+    client: &Client,
     owner: &str,
     ep: WebhookEndpoint,
 ) -> Result<(), Error> {
@@ -69,7 +70,7 @@ async fn work_endpoint(
         };
         let (d, body, sig, ts) = (due.delivery, due.body, due.signature, due.timestamp);
         let started = Instant::now();
-        let sent = client
+        let request = client
             .post(&ep.url)
             .header("content-type", "application/json")
             .header("webhook-id", &d.event.id)
@@ -78,19 +79,13 @@ async fn work_endpoint(
             .header("svix-id", &d.event.id)
             .header("svix-timestamp", ts.to_string())
             .header("svix-signature", &sig)
-            .body(body)
-            .send()
-            .await;
+            .body(body);
+        let sent = client.send(request).await;
         let latency_ms = started.elapsed().as_millis() as i64;
         let (status, response, error) = match sent {
             Ok(r) => {
                 let status = r.status().as_u16();
-                let text = r.text().await.unwrap_or_default();
-                (
-                    Some(status),
-                    text.chars().take(RESPONSE_EXCERPT).collect::<String>(),
-                    None,
-                )
+                (Some(status), read_excerpt(r, RESPONSE_EXCERPT).await, None)
             }
             Err(e) => (None, String::new(), Some(e.to_string())),
         };

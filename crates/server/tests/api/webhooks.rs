@@ -15,6 +15,7 @@ crate::on_every_backend!(
     a_410_disables_the_endpoint,
     rotated_secrets_sign_twice_and_messages_can_be_resent_and_replayed,
     endpoint_admin_refuses_bad_input,
+    secret_rotation_refuses_an_overlap_beyond_30_days,
 );
 
 #[derive(Clone, Default)]
@@ -347,6 +348,57 @@ async fn endpoint_admin_refuses_bad_input(app: TestApp) {
         app.get(&format!("{hooks}/{id}")).await.status(),
         StatusCode::NOT_FOUND
     );
+}
+
+async fn secret_rotation_refuses_an_overlap_beyond_30_days(app: TestApp) {
+    let ep = endpoint(&app, "http://127.0.0.1:9/hook", json!({})).await;
+    let rotate = format!(
+        "{}/admin/webhooks/{}/secret/rotate",
+        app.admin,
+        ep["id"].as_str().unwrap()
+    );
+    // u64::MAX once overflowed the expiry and panicked the handler (an empty reply).
+    for too_long in [json!(2_592_001u64), json!(u64::MAX)] {
+        let r = app
+            .post(&rotate, &json!({ "overlap_seconds": too_long }))
+            .await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{too_long}");
+        let e: Value = r.json().await.unwrap();
+        assert_eq!(e["error"]["code"], 400);
+        assert_eq!(e["error"]["status"], "Bad Request");
+        assert!(
+            e["error"]["reason"]
+                .as_str()
+                .unwrap()
+                .contains("overlap_seconds"),
+            "{e}"
+        );
+    }
+    // The refused rotations changed nothing: the secret is the one issued at creation.
+    let s: Value = app
+        .get(&format!(
+            "{}/admin/webhooks/{}/secret",
+            app.admin,
+            ep["id"].as_str().unwrap()
+        ))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(s["secret"], ep["secret"]);
+    // Exactly 30 days is allowed.
+    let r = app
+        .post(&rotate, &json!({ "overlap_seconds": 2_592_000u64 }))
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let rotated: Value = r.json().await.unwrap();
+    let until = time::OffsetDateTime::parse(
+        rotated["previous_secret_expires_at"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    let now = portcullis_core::service::Clock::now(app.clock.as_ref());
+    assert_eq!((until - now).whole_days(), 30);
 }
 
 #[tokio::test]
