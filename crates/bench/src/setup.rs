@@ -81,6 +81,12 @@ pub fn start_server(bin: &str, dsn: &str) -> Result<(Proc, String, String)> {
         .env("PORTCULLIS_SERVE_PUBLIC_PORT", pp.to_string())
         .env("PORTCULLIS_SERVE_ADMIN_PORT", ap.to_string())
         .env("PORTCULLIS_LOG_LEVEL", "warn")
+        // The limiter runs on every request, as in production, but the load generator is one
+        // address sending thousands of requests a second: allowances it never exhausts.
+        .env(
+            "PORTCULLIS_SECURITY_RATE_LIMIT",
+            r#"{"enabled":true,"login":{"per_minute":100000000,"burst":100000000},"registration":{"per_minute":100000000,"burst":100000000},"refresh":{"per_minute":100000000,"burst":100000000},"flow_creation":{"per_minute":100000000,"burst":100000000},"email":{"per_minute":100000000,"burst":100000000}}"#,
+        )
         .env(
             "PORTCULLIS_SESSION_WHOAMI_TOKENIZER_TEMPLATES",
             r#"{"bench":{"ttl":"5m","claims":{"email":"identity.traits.email"}}}"#,

@@ -134,6 +134,8 @@ class Server:
                 PORTCULLIS_SERVE_ADMIN_PORT=str(self.admin_port),
                 PORTCULLIS_HASHERS_ARGON2_MEMORY="64KiB",
                 PORTCULLIS_HASHERS_ARGON2_ITERATIONS="1",
+                # Every client here is 127.0.0.1; the per-IP limits have their own API tests.
+                PORTCULLIS_SECURITY_RATE_LIMIT_ENABLED="false",
             )
             env.update({f"PORTCULLIS_{k}": v for k, v in self.extra_env.items()})
             log = open(self.log_path, "ab")
