@@ -12,17 +12,51 @@ use serde_json::Value;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+/// What a request proved its session with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Credential {
+    /// The opaque session token (header, cookie or `Bearer`).
+    SessionToken,
+    /// One of our access JWTs: good for reading the session, nothing more.
+    AccessToken,
+}
+
 impl Core {
-    /// Resolves a session token into a valid session and its identity.
+    /// Resolves a session token into a valid session and its identity. Only the opaque
+    /// session token counts: an access JWT is a credential for the app's own API, sent to
+    /// every resource server, so it must not be enough to change the account (security review
+    /// F2); only [`Core::authenticate_to_read`] (whoami) accepts one.
     pub async fn authenticate(
         &self,
         token: &str,
         now: OffsetDateTime,
     ) -> Result<(Session, Identity)> {
         if token.starts_with("eyJ") {
-            // One of our access tokens (`Authorization: Bearer <jwt>`), not an opaque session token.
-            return self.authenticate_access_token(token, now).await;
+            return Err(Error::SessionInactive);
         }
+        self.authenticate_session_token(token, now).await
+    }
+
+    /// `GET /sessions/whoami`: the session of an opaque session token, or of one of our access
+    /// JWTs (`Authorization: Bearer <jwt>`); says which it was.
+    pub async fn authenticate_to_read(
+        &self,
+        token: &str,
+        now: OffsetDateTime,
+    ) -> Result<(Session, Identity, Credential)> {
+        if token.starts_with("eyJ") {
+            let (s, i) = self.authenticate_access_token(token, now).await?;
+            return Ok((s, i, Credential::AccessToken));
+        }
+        let (s, i) = self.authenticate_session_token(token, now).await?;
+        Ok((s, i, Credential::SessionToken))
+    }
+
+    async fn authenticate_session_token(
+        &self,
+        token: &str,
+        now: OffsetDateTime,
+    ) -> Result<(Session, Identity)> {
         let hash = hash_token(token);
         match self.store.session_by_token_hash(&hash).await? {
             Some((s, i)) if s.is_valid(&i, now) => Ok((s, i)),

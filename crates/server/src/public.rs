@@ -298,15 +298,23 @@ struct WhoamiQuery {
     tokenize_as: Option<String>,
 }
 
+/// The one endpoint that also takes an access JWT: it only reads. Minting a `tokenize_as`
+/// token needs the session token itself, or an access token would mint longer-lived ones.
 async fn whoami(
     State(st): State<AppState>,
     Query(q): Query<WhoamiQuery>,
-    CallerCtx(caller): CallerCtx,
+    headers: axum::http::HeaderMap,
 ) -> ApiResult<Response> {
-    let (s, i) = require_session(&caller)?;
     let now = st.core.now();
+    let token = crate::extract::session_token(&headers, &st.core.config().session.cookie.name)
+        .ok_or(ApiError(portcullis_core::Error::SessionInactive))?;
+    let (s, i, credential) = st.core.authenticate_to_read(&token, now).await?;
+    let (s, i) = (&s, &i);
     let mut body = st.core.session_json(s, Some(i), View::Public, now);
     if let Some(template) = q.tokenize_as.filter(|t| !t.is_empty()) {
+        if credential == portcullis_core::sessions::Credential::AccessToken {
+            return Err(ApiError(portcullis_core::Error::SessionInactive));
+        }
         body["tokenized"] = Value::String(st.core.tokenize(s, i, &template, now).await?);
     }
     let mut resp = Json(body).into_response();

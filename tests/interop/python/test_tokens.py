@@ -638,7 +638,10 @@ def test_whoami_with_bearer_access_token(es256):
 def test_whoami_tokenize_as(es256, django_api):
     uid, email = es256.create_user()
     pair = es256.obtain(email)
-    r = es256.whoami(pair["access"], "?tokenize_as=api")
+    # Minting needs the session token itself: an access token only reads the session.
+    assert es256.whoami(pair["access"], "?tokenize_as=api").status == 401
+    session_token = es256.session_token(email)
+    r = es256.whoami(session_token, "?tokenize_as=api")
     assert r.status == 200, r
     session = r.json
     assert session["identity"]["id"] == uid
@@ -660,7 +663,7 @@ def test_whoami_tokenize_as(es256, django_api):
         assert django_api.get_me(tokenized).status == 401
     assert es256.whoami(tokenized).status == 401
 
-    r = es256.whoami(pair["access"], "?tokenize_as=no-such-template")
+    r = es256.whoami(session_token, "?tokenize_as=no-such-template")
     assert r.status == 400, r
 
 

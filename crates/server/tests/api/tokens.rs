@@ -1,6 +1,6 @@
 //! The simplejwt token face, the JWKS and JWT sessions.
 
-use crate::helpers::{unique_email, Backend, TestApp, PASSWORD};
+use crate::helpers::{json_of, send, unique_email, Backend, TestApp, PASSWORD};
 use base64::Engine;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Map, Value};
@@ -14,6 +14,7 @@ crate::on_every_backend!(
     tokens_breaking_a_rule_are_refused_without_a_500,
     forged_and_malformed_tokens_are_refused_without_a_500,
     access_tokens_authenticate_whoami_and_tokenize_as_signs_the_session,
+    access_tokens_read_the_session_but_change_nothing,
     password_change_and_deactivation_revoke_refresh_tokens,
     rotated_keys_keep_verifying_until_their_tokens_expire,
 );
@@ -419,8 +420,9 @@ async fn access_tokens_authenticate_whoami_and_tokenize_as_signs_the_session(app
     assert_eq!(s["id"], claims(&access)["sid"]);
     let r = app.get("/sessions/whoami?tokenize_as=nope").await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let (_, session_token) = app.register(&unique_email("tpl"), PASSWORD).await;
     let r = app
-        .get_with_bearer("/sessions/whoami?tokenize_as=nope", &access)
+        .get_with_token("/sessions/whoami?tokenize_as=nope", &session_token)
         .await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST, "an unknown template");
     // Blacklisting the refresh token does not end the session; logging out does.
@@ -459,6 +461,57 @@ async fn access_tokens_authenticate_whoami_and_tokenize_as_signs_the_session(app
     assert_eq!(c["sid"], s["id"]);
     assert_eq!(c["exp"].as_i64().unwrap() - c["iat"].as_i64().unwrap(), 60);
     expect_ok(&tpl, jwt).await;
+}
+
+/// Security review F2: an access JWT reaches every resource server it is sent to, so it reads
+/// the session (whoami) and nothing more: no settings, no session management, no logout, no
+/// minting of `tokenize_as` tokens.
+async fn access_tokens_read_the_session_but_change_nothing(app: TestApp) {
+    let email = unique_email("f2");
+    let (_, session) = app.register(&email, PASSWORD).await;
+    let (access, _) = obtain(&app, &email).await;
+    assert_eq!(
+        app.get_with_bearer("/sessions/whoami", &access)
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    for path in [
+        "/self-service/settings/api",
+        "/sessions",
+        "/sessions/whoami?tokenize_as=x",
+    ] {
+        let r = app.get_with_bearer(path, &access).await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{path}");
+        let (_, body) = json_of(r).await;
+        assert_eq!(body["error"]["id"], "session_inactive", "{path}");
+    }
+    let r = send(
+        app.request(Method::DELETE, "/sessions")
+            .bearer_auth(&access),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    // The same requests with the session token itself still work.
+    let (status, flow) = app
+        .get_json_with_token("/self-service/settings/api", &session)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{flow}");
+    // A password change through the API flow with the access token is refused.
+    let r = send(
+        app.request(
+            Method::POST,
+            &format!(
+                "/self-service/settings?flow={}",
+                flow["id"].as_str().unwrap()
+            ),
+        )
+        .bearer_auth(&access)
+        .json(&json!({ "method": "password", "password": "a brand new passphrase" })),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(app.login(&email, PASSWORD).await.status(), StatusCode::OK);
 }
 
 async fn password_change_and_deactivation_revoke_refresh_tokens(app: TestApp) {
