@@ -155,21 +155,28 @@ impl Core {
         identity.set_password_hash(hash, derived.password_identifiers.clone(), now);
         identity.apply_derived(&derived, now);
         let (session, token) = self.new_session(&identity, "password", caller, now);
+        // The flow completes in the same transaction that creates the account, so of
+        // concurrent submits of one flow exactly one registers (security review F13).
+        let mut completed = flow.clone();
+        completed.state = "passed_challenge".into();
+        completed.updated_at = now;
         match self
             .store
-            .insert_identity_with_session(&identity, &session)
+            .complete_registration(&completed, &identity, &session)
             .await
         {
-            Ok(()) => {}
+            Ok(true) => {}
+            Ok(false) => {
+                flow.ui.messages.push(already_completed(4040002));
+                return Err(self.reject(&mut flow, None, now).await);
+            }
             Err(StoreError::Conflict(_)) => {
                 flow.ui.messages.push(msg::duplicate_credentials());
                 return Err(self.reject(&mut flow, None, now).await);
             }
             Err(e) => return Err(e.into()),
         }
-        flow.state = "passed_challenge".into();
-        flow.updated_at = now;
-        self.store.complete_flow(&flow).await?;
+        let flow = completed;
         Ok(Authenticated {
             identity,
             session,

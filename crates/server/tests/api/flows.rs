@@ -17,6 +17,7 @@ crate::on_every_backend!(
     imported_hashes_are_upgraded_on_login,
     return_to_must_be_allowed_and_is_kept_on_the_flow,
     concurrent_submits_of_one_login_flow_succeed_once,
+    concurrent_submits_of_one_registration_flow_create_one_account,
 );
 
 async fn return_to_must_be_allowed_and_is_kept_on_the_flow(app: TestApp) {
@@ -62,6 +63,47 @@ async fn concurrent_submits_of_one_login_flow_succeed_once(app: TestApp) {
     let mut statuses = vec![a.status(), b.status()];
     statuses.sort();
     assert_eq!(statuses, vec![StatusCode::OK, StatusCode::BAD_REQUEST]);
+}
+
+/// Security review F13: four parallel submits of one registration flow, each with its own
+/// email, used to create four accounts.
+async fn concurrent_submits_of_one_registration_flow_create_one_account(app: TestApp) {
+    let flow = app.flow("registration").await;
+    let id = flow["id"].as_str().unwrap();
+    let emails: Vec<String> = (0..4)
+        .map(|n| unique_email(&format!("reg-race-{n}")))
+        .collect();
+    let submits = emails.iter().map(|e| {
+        app.submit(
+            "registration",
+            id,
+            json!({ "method": "password", "password": PASSWORD, "traits": { "email": e } }),
+            None,
+        )
+    });
+    let (a, b, c, d) = {
+        let mut it = submits;
+        let (a, b, c, d) = (
+            it.next().unwrap(),
+            it.next().unwrap(),
+            it.next().unwrap(),
+            it.next().unwrap(),
+        );
+        tokio::join!(a, b, c, d)
+    };
+    let ok = [a.status(), b.status(), c.status(), d.status()]
+        .iter()
+        .filter(|s| **s == StatusCode::OK)
+        .count();
+    assert_eq!(ok, 1, "exactly one submit registers");
+    let mut created = 0;
+    for e in &emails {
+        let found = app
+            .admin_get_list(&format!("/admin/identities?credentials_identifier={e}"))
+            .await;
+        created += found.len();
+    }
+    assert_eq!(created, 1);
 }
 
 async fn registration_login_whoami_and_logout_round_trip(app: TestApp) {
