@@ -34,6 +34,9 @@ impl SameSite {
 pub struct SessionConfig {
     pub lifespan: Dur,
     pub earliest_possible_extend: Dur,
+    /// The absolute cap on a session kept alive by refresh-token rotation, measured from
+    /// when it was created; after it, the user signs in again (ASVS 3.3.2).
+    pub max_lifetime: Dur,
     pub cookie: SessionCookieConfig,
     pub whoami: WhoamiConfig,
 }
@@ -43,6 +46,7 @@ impl Default for SessionConfig {
         SessionConfig {
             lifespan: Dur::hours(24),
             earliest_possible_extend: Dur::hours(24),
+            max_lifetime: Dur::hours(30 * 24),
             cookie: SessionCookieConfig::default(),
             whoami: WhoamiConfig::default(),
         }

@@ -102,7 +102,7 @@ impl Core {
                 self.refresh_token(&ring, Uuid::nil(), identity_id, session_id, now)?;
             if self
                 .store
-                .rotate_refresh_token(&hash, &new_row, None)
+                .rotate_refresh_token(&hash, &new_row, Some(self.config.session.max_lifetime.0))
                 .await?
             {
                 let access = self.access_token(&ring, identity_id, session_id, now)?;

@@ -15,6 +15,7 @@ crate::on_every_backend!(
     forged_and_malformed_tokens_are_refused_without_a_500,
     access_tokens_authenticate_whoami_and_tokenize_as_signs_the_session,
     access_tokens_read_the_session_but_change_nothing,
+    refresh_rotation_cannot_keep_a_session_past_its_absolute_lifetime,
     password_change_and_deactivation_revoke_refresh_tokens,
     rotated_keys_keep_verifying_until_their_tokens_expire,
 );
@@ -512,6 +513,30 @@ async fn access_tokens_read_the_session_but_change_nothing(app: TestApp) {
     .await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(app.login(&email, PASSWORD).await.status(), StatusCode::OK);
+}
+
+/// Security review F15: a refresh token refreshed every 23 hours kept its session alive
+/// forever. Sessions now end `session.max_lifetime` (30 days) after they began.
+async fn refresh_rotation_cannot_keep_a_session_past_its_absolute_lifetime(app: TestApp) {
+    let email = unique_email("cap");
+    app.register(&email, PASSWORD).await;
+    let (_, mut refresh) = obtain(&app, &email).await;
+    let day = Duration::from_secs(23 * 3600);
+    let mut refreshed = 0;
+    for _ in 0..40 {
+        app.clock.advance(day);
+        let (s, b) = app
+            .post_json("/api/token/refresh/", &json!({ "refresh": refresh }))
+            .await;
+        if s != StatusCode::OK {
+            assert_eq!(s, StatusCode::UNAUTHORIZED, "{b}");
+            break;
+        }
+        refresh = b["refresh"].as_str().unwrap().to_string();
+        refreshed += 1;
+    }
+    // 31 × 23 h is within 30 days; the 32nd refresh comes after the cap.
+    assert_eq!(refreshed, 31);
 }
 
 async fn password_change_and_deactivation_revoke_refresh_tokens(app: TestApp) {
