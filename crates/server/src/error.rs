@@ -63,6 +63,9 @@ pub enum EdgeError {
     MethodNotAllowed,
     UnsupportedMediaType(String),
     PayloadTooLarge,
+    Forbidden(String),
+    /// The `Host` is not this server's (DNS rebinding): 421.
+    MisdirectedRequest,
 }
 
 impl EdgeError {
@@ -72,12 +75,19 @@ impl EdgeError {
             EdgeError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             EdgeError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             EdgeError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            EdgeError::Forbidden(_) => StatusCode::FORBIDDEN,
+            EdgeError::MisdirectedRequest => StatusCode::MISDIRECTED_REQUEST,
         }
     }
 
     pub fn reason(&self) -> &str {
         match self {
-            EdgeError::BadRequest(r) | EdgeError::UnsupportedMediaType(r) => r,
+            EdgeError::BadRequest(r)
+            | EdgeError::UnsupportedMediaType(r)
+            | EdgeError::Forbidden(r) => r,
+            EdgeError::MisdirectedRequest => {
+                "The Host header does not name this server (serve.admin.base_url)."
+            }
             EdgeError::MethodNotAllowed => "The HTTP method is not allowed on this resource.",
             EdgeError::PayloadTooLarge => {
                 "The request body exceeds the configured limit (serve.max_body_size)."
@@ -286,6 +296,7 @@ fn status_text(code: u16) -> &'static str {
         410 => "Gone",
         413 => "Payload Too Large",
         415 => "Unsupported Media Type",
+        421 => "Misdirected Request",
         422 => "Unprocessable Entity",
         429 => "Too Many Requests",
         503 => "Service Unavailable",
@@ -304,6 +315,7 @@ fn message_for(code: u16) -> &'static str {
         410 => "The requested resource is no longer available",
         413 => "The request body is too large",
         415 => "The request's content type is not supported",
+        421 => "The request was directed at a server that is not able to produce a response",
         422 => "The request was well-formed but was unable to be followed due to semantic errors",
         429 => "Too many requests have been sent; please wait and retry",
         503 => "The service is temporarily unavailable; please retry",

@@ -23,7 +23,7 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let ct = content_type(req.headers());
-        if !(ct.starts_with("application/json") || ct.contains("+json")) {
+        if !is_json_media_type(&ct) {
             return Err(EdgeError::UnsupportedMediaType(format!(
                 "Content-Type {ct:?} is not supported here; send application/json."
             )));
@@ -139,6 +139,27 @@ impl SubmitBody {
             method,
             csrf_token: self.csrf_token(),
         }
+    }
+}
+
+/// `application/json` or `application/<anything>+json` (such as `json-patch+json`), judged on
+/// the media type's essence alone. A substring test would take `text/plain;+json`, which
+/// browsers send cross-site without a preflight (security review F3).
+pub(crate) fn is_json_media_type(content_type: &str) -> bool {
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    match essence.split_once('/') {
+        Some(("application", sub)) => {
+            sub == "json"
+                || sub
+                    .strip_suffix("+json")
+                    .is_some_and(|s| !s.is_empty() && !s.contains(char::is_whitespace))
+        }
+        _ => false,
     }
 }
 

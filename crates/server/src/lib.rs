@@ -10,6 +10,7 @@
 #![allow(clippy::result_large_err)]
 
 mod admin;
+mod admin_guard;
 mod audit;
 mod browser;
 mod clerk;
@@ -204,7 +205,7 @@ fn cors_layer(c: &portcullis_core::config::CorsConfig) -> Option<tower_http::cor
 }
 
 /// `*` matches every origin; `https://*.example.com` any subdomain (not the apex).
-fn origin_matches(pattern: &str, origin: &str) -> bool {
+pub(crate) fn origin_matches(pattern: &str, origin: &str) -> bool {
     if pattern == "*" {
         return true;
     }
@@ -228,7 +229,10 @@ pub fn admin_router(state: &AppState) -> Router {
         .route("/admin/health/alive", get(alive))
         .route("/admin/health/ready", get(ready))
         .route("/admin/version", get(version));
-    let router = common(admin, state);
+    let router = common(admin, state).layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        admin_guard::guard,
+    ));
     match cors_layer(&state.core.config().serve.admin.cors) {
         Some(layer) => router.layer(layer),
         None => router,

@@ -101,6 +101,15 @@ impl IntoResponse for ClerkError {
     }
 }
 
+/// An edge refusal (the admin guard's) in Clerk's error format.
+pub(crate) fn edge_refusal(e: &crate::error::EdgeError) -> ClerkError {
+    let code = match e.status() {
+        StatusCode::FORBIDDEN => "authorization_invalid",
+        _ => "request_invalid",
+    };
+    cerr(e.status(), code, e.reason().to_string())
+}
+
 /// The one mapping of core errors to Clerk's codes. A taken identifier (a unique value of
 /// the store) is Clerk's `form_identifier_exists`; every other refusal is an invalid parameter.
 impl From<Error> for ClerkError {

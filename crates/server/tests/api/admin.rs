@@ -10,7 +10,93 @@ crate::on_every_backend!(
     delete_removes_the_identity_and_its_sessions,
     batch_create_reports_each_item,
     schemas_are_served_by_id_and_by_schema_url,
+    the_admin_port_cannot_be_driven_by_a_web_page with clerk_key,
 );
+
+fn clerk_key(c: &mut portcullis_core::config::Config) {
+    c.clerk.secret_keys = vec!["sk_test_admin_guard_key_0123456789".to_string().into()];
+}
+
+/// Security review F3: a page on any site could create identities and webhook endpoints
+/// with a CORS "simple" request (`text/plain;+json`), and read the API through DNS rebinding.
+async fn the_admin_port_cannot_be_driven_by_a_web_page(app: TestApp) {
+    use reqwest::header::{CONTENT_TYPE, HOST, ORIGIN};
+    use reqwest::Method;
+    let body =
+        json!({ "schema_id": "default", "traits": { "email": unique_email("f3") } }).to_string();
+    let post = |ct: &'static str| {
+        app.admin_request(Method::POST, "/admin/identities")
+            .header(CONTENT_TYPE, ct)
+            .body(body.clone())
+    };
+    // Only real JSON media types are JSON.
+    for ct in [
+        "text/plain;+json",
+        "text/plain; charset=utf-8; x=+json",
+        "application/jsonx",
+        "application/+json",
+    ] {
+        let r = crate::helpers::send(post(ct)).await;
+        assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE, "{ct}");
+    }
+    // A page's request carries its Origin, or at least Sec-Fetch-Site.
+    let r =
+        crate::helpers::send(post("application/json").header(ORIGIN, "https://evil.example")).await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let e: Value = r.json().await.unwrap();
+    assert_eq!(e["error"]["code"], 403);
+    let r =
+        crate::helpers::send(post("application/json").header("sec-fetch-site", "cross-site")).await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    for path in ["/admin/keys/rotate", "/admin/clerk/keys", "/admin/webhooks"] {
+        let r = crate::helpers::send(
+            app.admin_request(Method::POST, path)
+                .header(ORIGIN, "https://evil.example")
+                .header(CONTENT_TYPE, "application/json")
+                .body(r#"{"url":"https://attacker.example/h"}"#),
+        )
+        .await;
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{path}");
+    }
+    // DNS rebinding: the page's own host name in Host.
+    let port = url::Url::parse(&app.admin).unwrap().port().unwrap();
+    let r = crate::helpers::send(
+        app.admin_request(Method::GET, "/admin/identities")
+            .header(HOST, format!("rebind.attacker.example:{port}")),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::MISDIRECTED_REQUEST);
+    // The Clerk face answers in its own format.
+    let r = crate::helpers::send(
+        app.admin_request(Method::GET, "/v1/users")
+            .bearer_auth("sk_test_admin_guard_key_0123456789")
+            .header(ORIGIN, "https://evil.example"),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let e: Value = r.json().await.unwrap();
+    assert_eq!(e["errors"][0]["code"], "authorization_invalid");
+    // Servers and SDKs (no Origin, the right Host) are served; so is JSON Patch.
+    let r = crate::helpers::send(post("application/json; charset=utf-8")).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let id = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = crate::helpers::send(
+        app.admin_request(Method::PATCH, &format!("/admin/identities/{id}"))
+            .header(CONTENT_TYPE, "application/json-patch+json")
+            .body(r#"[{"op":"replace","path":"/metadata_public","value":{"a":1}}]"#),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = crate::helpers::send(
+        app.admin_request(Method::GET, "/v1/users")
+            .bearer_auth("sk_test_admin_guard_key_0123456789"),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+}
 
 async fn create_validates_the_schema_and_refuses_duplicates(app: TestApp) {
     let r = app
