@@ -376,7 +376,7 @@ impl FromRequestParts<AppState> for CallerCtx {
 /// believed (security review F16).
 pub fn client_ip(parts: &Parts, trust_forwarded: bool) -> Option<std::net::IpAddr> {
     let forwarded = trust_forwarded
-        .then(|| parts.headers.get_all("x-forwarded-for").iter().last())
+        .then(|| parts.headers.get_all("x-forwarded-for").iter().next_back())
         .flatten()
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.rsplit(',').next())
