@@ -61,7 +61,7 @@ describe('jose verifies Portcullis access tokens through the JWKS', () => {
     const { payload, protectedHeader } = await jwtVerify(pair.access, JWKS, {
       issuer: ISSUER,
       algorithms: ['ES256'],
-      typ: 'JWT',
+      typ: 'at+jwt',
     });
     assert.equal(protectedHeader.alg, 'ES256');
     assert.match(protectedHeader.kid, /^es256-/);
@@ -72,6 +72,16 @@ describe('jose verifies Portcullis access tokens through the JWKS', () => {
     assert.match(payload.sid, UUID_RE);
     assert.equal(typeof payload.exp, 'number');
     assert.equal(payload.exp - payload.iat, 300);
+  });
+
+  it('tells a refresh token from an access token by its JOSE type', async () => {
+    // A verifier that checks the type (as RFC 9068 asks) never takes a refresh token for access.
+    await assert.rejects(
+      jwtVerify(pair.refresh, JWKS, { issuer: ISSUER, algorithms: ['ES256'], typ: 'at+jwt' }),
+      errors.JWTClaimValidationFailed,
+    );
+    const { protectedHeader } = await jwtVerify(pair.refresh, JWKS, { issuer: ISSUER, algorithms: ['ES256'] });
+    assert.equal(protectedHeader.typ, 'refresh+jwt');
   });
 
   it('publishes the signing key with kid, alg and use, and no private part', async () => {

@@ -258,9 +258,9 @@ impl LoadedKey {
 
     /// The operator's shared HS256 secret (never in the JWKS).
     pub fn hs256(secret: &str) -> LoadedKey {
-        let mut h = Sha256::new();
-        h.update(secret.as_bytes());
-        let kid = format!("hs256-{}", &hex::encode(h.finalize())[..16]);
+        // The kid is keyed by the secret (HMAC), not a plain hash of it: a hash would let
+        // anyone test guessed secrets offline and link deployments sharing one (F17).
+        let kid = format!("hs256-{}", hs256_kid_digest(secret));
         LoadedKey {
             kid,
             alg: Algorithm::HS256,
@@ -307,6 +307,19 @@ mod tests {
     use super::*;
 
     const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn the_hs256_kid_is_keyed_by_the_secret_not_a_plain_hash_of_it() {
+        let kid = LoadedKey::hs256(SECRET).kid;
+        let plain = hex::encode(Sha256::digest(SECRET.as_bytes()));
+        assert!(kid.starts_with("hs256-") && kid.len() == "hs256-".len() + 16);
+        assert!(!plain.starts_with(&kid["hs256-".len()..]), "{kid}");
+        assert_eq!(kid, LoadedKey::hs256(SECRET).kid, "stable across restarts");
+        assert_ne!(
+            kid,
+            LoadedKey::hs256("another secret of 32 characters!").kid
+        );
+    }
 
     #[test]
     fn each_algorithm_generates_a_key_that_signs_and_verifies() {
@@ -357,4 +370,14 @@ mod tests {
         // Rotated secrets: any configured secret may open the key.
         assert!(LoadedKey::from_stored(&k, &[other, SECRET.to_string()]).is_ok());
     }
+}
+
+fn hs256_kid_digest(secret: &str) -> String {
+    use hmac::{Hmac, Mac};
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret.as_bytes()) else {
+        return String::new();
+    };
+    mac.update(b"portcullis hs256 kid");
+    let bytes = mac.finalize().into_bytes();
+    hex::encode(bytes.get(..8).unwrap_or_default())
 }

@@ -21,15 +21,65 @@ use serde_json::{json, Map, Value};
 pub fn router(config: &Config) -> Router<AppState> {
     let p = &config.tokens.paths;
     let mut r = Router::new()
-        .route("/.well-known/jwks.json", get(jwks))
         .route(&p.obtain, post(obtain))
         .route(&p.refresh, post(refresh))
         .route(&p.verify, post(verify))
         .route(&p.blacklist, post(blacklist));
     if config.tokens.cookies.enabled {
-        r = r.route(&p.logout, post(logout));
+        r = r
+            .route(&p.logout, post(logout))
+            .route_layer(axum::middleware::from_fn_with_state(
+                config.serve.public.clone(),
+                same_site_only,
+            ));
     }
-    r
+    r.route("/.well-known/jwks.json", get(jwks))
+}
+
+/// In cookie mode these endpoints set and use cookies, so a page of another site must not be
+/// able to post to them (login CSRF: the victim's browser would get the attacker's tokens).
+/// SameSite does not protect an endpoint that *sets* cookies (security review F7). A
+/// request a browser makes for another site says so (`Sec-Fetch-Site: cross-site`, or an
+/// `Origin` that is neither ours nor listed in `serve.public.cors`), and a cross-site form
+/// cannot send JSON without a preflight: forms are refused here in cookie mode.
+async fn same_site_only(
+    State(public): State<portcullis_core::config::EndpointConfig>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let h = req.headers();
+    let cross_site = h
+        .get("sec-fetch-site")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("cross-site"));
+    let foreign_origin = h
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|o| {
+            let own = url::Url::parse(&public.base_url)
+                .map(|u| u.origin().ascii_serialization())
+                .is_ok_and(|own| own.eq_ignore_ascii_case(o));
+            let listed = public.cors.enabled
+                && public.cors.allowed_origins.iter().any(|p| {
+                    crate::origin_matches(&p.to_ascii_lowercase(), &o.to_ascii_lowercase())
+                });
+            !own && !listed
+        });
+    if cross_site || foreign_origin {
+        return SjError::Edge(EdgeError::Forbidden(
+            "Cross-site requests are not allowed on the token endpoints in cookie mode.".into(),
+        ))
+        .into_response();
+    }
+    if !crate::extract::is_json_media_type(&crate::extract::content_type(h))
+        && req.method() == axum::http::Method::POST
+    {
+        return SjError::Edge(EdgeError::UnsupportedMediaType(
+            "In cookie mode the token endpoints take application/json only.".into(),
+        ))
+        .into_response();
+    }
+    next.run(req).await
 }
 
 /// A simplejwt-face error: the one place that maps core errors to DRF's shapes.

@@ -163,7 +163,9 @@ def test_pyjwt_verifies_access_token_via_jwks(alg_case):
 
     header, _ = jwt_parts(access)
     assert header["alg"] == alg
-    assert header["typ"] == "JWT"
+    # RFC 9068's type for access tokens; refresh tokens say so too (security review F17).
+    assert header["typ"] == "at+jwt"
+    assert jwt_parts(pair["refresh"])[0]["typ"] == "refresh+jwt"
     jwks = server.jwks()["keys"]
     published = {k["kid"]: k for k in jwks}
     assert header["kid"] in published

@@ -21,6 +21,17 @@ pub(super) fn unix(t: OffsetDateTime) -> i64 {
     t.unix_timestamp()
 }
 
+/// The JOSE `typ` of each kind of token, so verifiers that look at the header alone tell an
+/// access token (RFC 9068's `at+jwt`) from a refresh token (security review F17). Session
+/// (`tokenize_as`) tokens keep the plain `JWT`.
+pub(super) fn jose_type(token_type: Option<&str>) -> &'static str {
+    match token_type {
+        Some("access") => "at+jwt",
+        Some("refresh") => "refresh+jwt",
+        _ => "JWT",
+    }
+}
+
 fn new_jti() -> String {
     Uuid::new_v4().simple().to_string()
 }
@@ -29,6 +40,7 @@ impl Core {
     pub(super) fn sign(&self, ring: &Ring, claims: &Map<String, Value>) -> Result<String> {
         let mut header = Header::new(ring.current.alg);
         header.kid = Some(ring.current.kid.clone());
+        header.typ = Some(jose_type(claims.get("token_type").and_then(Value::as_str)).to_string());
         let key = ring
             .current
             .encoding
@@ -106,6 +118,10 @@ impl Core {
             }
         }
         if let Some(expected) = expected_type {
+            // The JOSE type must say the same as the claim (RFC 8725 §3.11).
+            if header.typ.as_deref() != Some(jose_type(Some(expected))) {
+                return Err(Error::Token(TokenError::Invalid("Token has wrong type")));
+            }
             match claims.get("token_type").and_then(Value::as_str) {
                 None => return Err(Error::Token(TokenError::Invalid("Token has no type"))),
                 Some(tt) if tt != expected => {

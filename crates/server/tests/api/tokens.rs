@@ -684,6 +684,73 @@ async fn each_algorithm_publishes_its_key_and_hs256_publishes_none() {
     }
 }
 
+/// Security review F7: in cookie mode a cross-site form POST to `/api/token/` set the
+/// attacker's cookies in the victim's browser (login CSRF).
+#[tokio::test]
+async fn cookie_mode_refuses_cross_site_requests() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |c| c.tokens.cookies.enabled = true).await;
+    let email = unique_email("f7");
+    app.register(&email, PASSWORD).await;
+    let form = format!(
+        "email={}&password={}",
+        email.replace('@', "%40"),
+        PASSWORD.replace(' ', "+")
+    );
+    let attempts = [
+        // The attack itself: an auto-submitted form from another site.
+        app.request(Method::POST, "/api/token/")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("origin", "https://evil.example")
+            .header("sec-fetch-site", "cross-site")
+            .body(form.clone()),
+        app.request(Method::POST, "/api/token/")
+            .header("origin", "https://evil.example")
+            .json(&json!({ "email": email, "password": PASSWORD })),
+        app.request(Method::POST, "/api/token/")
+            .header("sec-fetch-site", "cross-site")
+            .json(&json!({ "email": email, "password": PASSWORD })),
+        app.request(Method::POST, "/api/token/refresh/")
+            .header("origin", "https://evil.example")
+            .json(&json!({})),
+        app.request(Method::POST, "/api/token/logout/")
+            .header("sec-fetch-site", "cross-site")
+            .json(&json!({})),
+    ];
+    for req in attempts {
+        let r = req.send().await.unwrap();
+        assert!(
+            matches!(
+                r.status(),
+                StatusCode::FORBIDDEN | StatusCode::UNSUPPORTED_MEDIA_TYPE
+            ),
+            "{}",
+            r.status()
+        );
+        assert!(r.headers().get("set-cookie").is_none());
+        let body: Value = r.json().await.unwrap();
+        assert!(body["detail"].is_string(), "{body}");
+    }
+    // A form without any cross-site marker is refused too: in cookie mode only JSON is taken.
+    let r = app
+        .request(Method::POST, "/api/token/")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    // The SPA on our own origin still signs in.
+    let r = app
+        .request(Method::POST, "/api/token/")
+        .header("origin", app.public.as_str())
+        .header("sec-fetch-site", "same-origin")
+        .json(&json!({ "email": email, "password": PASSWORD }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+}
+
 #[tokio::test]
 async fn cookie_mode_sets_reads_and_clears_http_only_cookies() {
     let app = TestApp::spawn_with(Backend::Sqlite, |c| c.tokens.cookies.enabled = true).await;
