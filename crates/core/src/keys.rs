@@ -302,6 +302,16 @@ impl KeyRingCache {
     }
 }
 
+fn hs256_kid_digest(secret: &str) -> String {
+    use hmac::{Hmac, Mac};
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret.as_bytes()) else {
+        return String::new();
+    };
+    mac.update(b"portcullis hs256 kid");
+    let bytes = mac.finalize().into_bytes();
+    hex::encode(bytes.get(..8).unwrap_or_default())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -370,14 +380,4 @@ mod tests {
         // Rotated secrets: any configured secret may open the key.
         assert!(LoadedKey::from_stored(&k, &[other, SECRET.to_string()]).is_ok());
     }
-}
-
-fn hs256_kid_digest(secret: &str) -> String {
-    use hmac::{Hmac, Mac};
-    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret.as_bytes()) else {
-        return String::new();
-    };
-    mac.update(b"portcullis hs256 kid");
-    let bytes = mac.finalize().into_bytes();
-    hex::encode(bytes.get(..8).unwrap_or_default())
 }
