@@ -71,9 +71,10 @@ async fn same_site_only(
         ))
         .into_response();
     }
-    if !crate::extract::is_json_media_type(&crate::extract::content_type(h))
-        && req.method() == axum::http::Method::POST
-    {
+    // A body must be JSON (a form is what a cross-site page can post); no body at all, as a
+    // cookie-only refresh sends, is fine: a page's body-less POST still carries its Origin.
+    let ct = crate::extract::content_type(h);
+    if !ct.is_empty() && !crate::extract::is_json_media_type(&ct) {
         return SjError::Edge(EdgeError::UnsupportedMediaType(
             "In cookie mode the token endpoints take application/json only.".into(),
         ))

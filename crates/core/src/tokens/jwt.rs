@@ -118,9 +118,13 @@ impl Core {
             }
         }
         if let Some(expected) = expected_type {
-            // The JOSE type must say the same as the claim (RFC 8725 §3.11).
-            if header.typ.as_deref() != Some(jose_type(Some(expected))) {
-                return Err(Error::Token(TokenError::Invalid("Token has wrong type")));
+            // A JOSE type that names a kind must name this one (RFC 8725 §3.11): our refresh
+            // tokens (`refresh+jwt`) are never access tokens. A plain `JWT` (or none), as
+            // simplejwt and other HS256 signers write, leaves it to the `token_type` claim.
+            if let Some(typ) = header.typ.as_deref() {
+                if !typ.eq_ignore_ascii_case("JWT") && typ != jose_type(Some(expected)) {
+                    return Err(Error::Token(TokenError::Invalid("Token has wrong type")));
+                }
             }
             match claims.get("token_type").and_then(Value::as_str) {
                 None => return Err(Error::Token(TokenError::Invalid("Token has no type"))),
