@@ -2,6 +2,7 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use portcullis_core::audit::{Actor, By, Origin};
 use portcullis_core::config::{Config, LogFormat};
 use std::process::ExitCode;
 
@@ -188,7 +189,7 @@ fn main() -> ExitCode {
                 let state = portcullis_server::build(cfg).await?;
                 let kid = state
                     .core
-                    .rotate_signing_key(state.core.now())
+                    .rotate_signing_key(state.core.now(), &console())
                     .await
                     .map_err(|e| anyhow::anyhow!("{e}"))?;
                 println!("signing key rotated; new kid {kid}");
@@ -203,7 +204,7 @@ fn main() -> ExitCode {
         } => load(config.as_deref(), dev).and_then(|cfg| {
             runtime()?.block_on(async {
                 let state = portcullis_server::build(cfg).await?;
-                let (id, key) = portcullis_server::create_clerk_key(&state)
+                let (id, key) = portcullis_server::create_clerk_key(&state, &console())
                     .await
                     .map_err(|e| anyhow::anyhow!("{e}"))?;
                 println!("{key}");
@@ -235,4 +236,12 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?)
+}
+
+/// The operator at the console: audited as the admin API without a key.
+fn console() -> By {
+    By {
+        actor: Actor::Admin { key_id: None },
+        origin: Origin::default(),
+    }
 }

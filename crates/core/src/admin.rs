@@ -1,10 +1,12 @@
 //! Admin identity management (the Kratos admin API's use cases).
 
+use crate::audit::{AuditKind, AuditRecord, By};
 use crate::error::{Error, Result};
 use crate::identity::{Identity, View, STATE_ACTIVE, STATE_INACTIVE};
 use crate::password::Hasher;
 use crate::service::Core;
-use crate::store::StoreError;
+use crate::store::{Effects, StoreError};
+use crate::webhooks::EventKind;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use time::OffsetDateTime;
@@ -180,12 +182,18 @@ impl Core {
         &self,
         body: Value,
         now: OffsetDateTime,
+        by: &By,
     ) -> Result<Identity> {
         let body = parse_body(body)?;
         let mut identity = Identity::new("", json!({}), now);
         self.apply_body(&mut identity, body, now).await?;
         identity.created_at = now;
-        self.store.insert_identity(&identity).await?;
+        let record = by
+            .record(AuditKind::IdentityCreated, now)
+            .about(identity.id)
+            .details(json!({ "state": identity.state }));
+        let fx = Effects::event(EventKind::UserCreated).audited(record);
+        self.store.insert_identity(&identity, &fx).await?;
         Ok(identity)
     }
 
@@ -201,14 +209,16 @@ impl Core {
         id: Uuid,
         body: Value,
         now: OffsetDateTime,
+        by: &By,
     ) -> Result<Identity> {
         let body = parse_body(body)?;
         if body.state.is_none() {
             return Err(Error::bad_request("The field `state` is required."));
         }
         let mut identity = self.admin_get_identity(id).await?;
+        let before = identity.clone();
         let password_set = self.apply_body(&mut identity, body, now).await?;
-        self.save_identity(&mut identity).await?;
+        self.save_identity(&before, &mut identity, by, now).await?;
         if password_set {
             self.password_changed(identity.id).await?;
         }
@@ -221,6 +231,7 @@ impl Core {
         id: Uuid,
         patch: Value,
         now: OffsetDateTime,
+        by: &By,
     ) -> Result<Identity> {
         let patch: json_patch::Patch = serde_json::from_value(patch)
             .map_err(|e| Error::bad_request(format!("The JSON Patch document is invalid: {e}")))?;
@@ -252,23 +263,40 @@ impl Core {
         });
         json_patch::patch(&mut doc, &patch)
             .map_err(|e| Error::bad_request(format!("The JSON Patch could not be applied: {e}")))?;
+        let before = identity.clone();
         let body = parse_body(doc)?;
         self.apply_body(&mut identity, body, now).await?;
-        self.save_identity(&mut identity).await?;
+        self.save_identity(&before, &mut identity, by, now).await?;
         Ok(identity)
     }
 
-    async fn save_identity(&self, identity: &mut Identity) -> Result<()> {
+    /// Writes an admin (or Clerk) change of `before` into `identity`, audited as what it
+    /// changed; an identity that is no longer active loses its sessions and refresh tokens.
+    pub(crate) async fn save_identity(
+        &self,
+        before: &Identity,
+        identity: &mut Identity,
+        by: &By,
+        now: OffsetDateTime,
+    ) -> Result<()> {
+        let fx = identity_change_records(before, identity, by, now)
+            .into_iter()
+            .fold(Effects::event(EventKind::UserUpdated), Effects::audited);
         self.store
-            .update_identity(identity)
+            .update_identity(identity, &fx)
             .await
             .map_err(|e| match e {
                 StoreError::NotFound => Error::not_found("Unable to locate the resource"),
                 other => other.into(),
             })?;
         if !identity.is_active() {
+            let record = by
+                .record(AuditKind::SessionRevoked, now)
+                .about(identity.id)
+                .reason("identity_inactive");
+            let fx = Effects::event(EventKind::SessionRevoked).audited(record);
             self.store
-                .revoke_identity_sessions(identity.id, None, self.now())
+                .revoke_identity_sessions(identity.id, None, now, &fx)
                 .await?;
             self.store
                 .revoke_identity_refresh_tokens(identity.id)
@@ -277,8 +305,13 @@ impl Core {
         Ok(())
     }
 
-    pub async fn admin_delete_identity(&self, id: Uuid) -> Result<()> {
-        if self.store.delete_identity(id, self.now()).await? {
+    pub async fn admin_delete_identity(&self, id: Uuid, by: &By) -> Result<()> {
+        let now = self.now();
+        let record = by.record(AuditKind::IdentityDeleted, now).about(id);
+        let fx = Effects::event(EventKind::UserDeleted)
+            .and_event(EventKind::SessionRemoved)
+            .audited(record);
+        if self.store.delete_identity(id, now, &fx).await? {
             Ok(())
         } else {
             Err(Error::not_found("Unable to locate the resource"))
@@ -287,7 +320,12 @@ impl Core {
 
     /// Batch create (`PATCH /admin/identities`): each item succeeds or fails on its own; a
     /// failure of ours (the database) fails the whole batch.
-    pub async fn admin_batch(&self, body: Value, now: OffsetDateTime) -> Result<Vec<BatchItem>> {
+    pub async fn admin_batch(
+        &self,
+        body: Value,
+        now: OffsetDateTime,
+        by: &By,
+    ) -> Result<Vec<BatchItem>> {
         let items = body
             .get("identities")
             .and_then(Value::as_array)
@@ -310,7 +348,7 @@ impl Core {
                 });
                 continue;
             };
-            match self.admin_create_identity(create, now).await {
+            match self.admin_create_identity(create, now, by).await {
                 Err(Error::Internal(m)) => return Err(Error::Internal(m)),
                 outcome => out.push(BatchItem {
                     patch_id,
@@ -324,6 +362,37 @@ impl Core {
     pub fn identity_json(&self, identity: &Identity, view: View<'_>) -> Value {
         identity.to_api_json(self.public_url(), view)
     }
+}
+
+/// The audit records of an admin change: always `identity.updated`, and the state and
+/// credential changes on their own, so a filter finds who deactivated an account.
+fn identity_change_records(
+    before: &Identity,
+    after: &Identity,
+    by: &By,
+    now: OffsetDateTime,
+) -> Vec<AuditRecord> {
+    let record = |kind| by.record(kind, now).about(after.id);
+    let mut out = vec![record(AuditKind::IdentityUpdated)];
+    if before.state != after.state {
+        out.push(
+            record(AuditKind::IdentityStateChanged)
+                .details(json!({ "from": before.state, "to": after.state })),
+        );
+    }
+    let secrets = |i: &Identity| -> Vec<(String, Value)> {
+        i.credentials
+            .iter()
+            .map(|(k, c)| (k.clone(), c.config.clone()))
+            .collect()
+    };
+    if secrets(before) != secrets(after) {
+        let methods: Vec<&String> = after.credentials.keys().collect();
+        out.push(
+            record(AuditKind::IdentityCredentialsChanged).details(json!({ "methods": methods })),
+        );
+    }
+    out
 }
 
 fn op_path(op: &json_patch::PatchOperation) -> String {

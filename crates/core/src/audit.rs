@@ -187,6 +187,29 @@ pub struct Origin {
     pub user_agent: Option<String>,
 }
 
+/// Who is acting and from where: what an audited use case of the admin or Clerk face is told,
+/// so its records name the key that made the change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct By {
+    pub actor: Actor,
+    pub origin: Origin,
+}
+
+impl By {
+    /// The server itself (scheduled work, start-up).
+    pub fn system() -> Self {
+        By {
+            actor: Actor::System,
+            origin: Origin::default(),
+        }
+    }
+
+    /// A record of `kind` at `now` by this actor, from this origin.
+    pub fn record(&self, kind: AuditKind, now: OffsetDateTime) -> AuditRecord {
+        AuditRecord::new(kind, self.actor.clone(), &self.origin, now)
+    }
+}
+
 impl AuditRecord {
     pub fn new(kind: AuditKind, actor: Actor, origin: &Origin, now: OffsetDateTime) -> Self {
         AuditRecord {

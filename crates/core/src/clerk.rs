@@ -1,9 +1,11 @@
 //! Use cases of the Clerk Backend API face: its secret keys, and ban/lock. Users are
 //! identities; their Clerk-only state (the ban and lock flags) lives in `metadata_admin.clerk`.
 
+use crate::audit::{AuditKind, By};
 use crate::error::Result;
 use crate::identity::Identity;
 use crate::service::Core;
+use crate::store::Effects;
 use rand::RngCore;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -32,39 +34,54 @@ fn key_hash(key: &str) -> String {
 }
 
 impl Core {
-    /// Whether `presented` is a Clerk secret key: a configured one or one created through the
-    /// admin API. Every hash is compared in constant time, and the search never stops early.
-    pub async fn clerk_key_valid(&self, presented: &str) -> Result<bool> {
+    /// The id of the Clerk secret key `presented`, if it is one: a configured key (its id is
+    /// `config_<n>`, its place in `clerk.secret_keys`) or one created through the admin API.
+    /// Every hash is compared in constant time, and the search never stops early.
+    pub async fn clerk_key_id(&self, presented: &str) -> Result<Option<String>> {
         let want = key_hash(presented);
-        let mut hashes: Vec<String> = self
+        let mut keys: Vec<(String, String)> = self
             .config
             .clerk
             .secret_keys
             .iter()
-            .map(|k| key_hash(k.expose()))
+            .enumerate()
+            .map(|(n, k)| (format!("config_{n}"), key_hash(k.expose())))
             .collect();
-        hashes.extend(self.store.clerk_key_hashes().await?);
-        Ok(hashes.iter().fold(false, |acc, h| {
-            acc | bool::from(h.as_bytes().ct_eq(want.as_bytes()))
+        keys.extend(self.store.clerk_keys().await?);
+        Ok(keys.into_iter().fold(None, |found, (id, h)| {
+            let hit = bool::from(h.as_bytes().ct_eq(want.as_bytes()));
+            if hit && found.is_none() {
+                Some(id)
+            } else {
+                found
+            }
         }))
     }
 
     /// Creates a Clerk secret key; returns its id and the key, which is shown once (only its
     /// hash is stored).
-    pub async fn create_clerk_key(&self, now: OffsetDateTime) -> Result<(String, String)> {
+    pub async fn create_clerk_key(&self, now: OffsetDateTime, by: &By) -> Result<(String, String)> {
         let mut raw = [0u8; 24];
         rand::rngs::OsRng.fill_bytes(&mut raw);
         let key = format!("sk_live_{}", hex::encode(raw));
         let id = format!("key_{}", Uuid::new_v4().simple());
+        let fx = Effects::none().audited(
+            by.record(AuditKind::ClerkKeyCreated, now)
+                .target(format!("clerk_key:{id}")),
+        );
         self.store
-            .insert_clerk_key(&id, &key_hash(&key), now)
+            .insert_clerk_key(&id, &key_hash(&key), now, &fx)
             .await?;
         Ok((id, key))
     }
 
     /// Revokes a created key; `false` when no active key has this id.
-    pub async fn revoke_clerk_key(&self, id: &str, now: OffsetDateTime) -> Result<bool> {
-        Ok(self.store.revoke_clerk_key(id, now).await?)
+    pub async fn revoke_clerk_key(&self, id: &str, now: OffsetDateTime, by: &By) -> Result<bool> {
+        let fx = Effects::none().audited(
+            by.record(AuditKind::ClerkKeyRevoked, now)
+                .target(format!("clerk_key:{id}")),
+        );
+        Ok(self.store.revoke_clerk_key(id, now, &fx).await?)
     }
 
     /// Every identity (Clerk's list filters run over all of them).
@@ -85,6 +102,7 @@ impl Core {
         block: Block,
         on: bool,
         now: OffsetDateTime,
+        by: &By,
     ) -> Result<Identity> {
         let mut admin = identity.metadata_admin.take().unwrap_or_else(|| json!({}));
         if !admin.is_object() {
@@ -100,7 +118,7 @@ impl Core {
         } else {
             "active".into()
         };
-        self.admin_replace_identity(identity.id, replace_body(&identity, None), now)
+        self.admin_replace_identity(identity.id, replace_body(&identity, None), now, by)
             .await
     }
 }

@@ -8,8 +8,9 @@ use crate::identity::Identity;
 use crate::password::check_policy;
 use crate::ratelimit::{self, Decision};
 use crate::service::Core;
-use crate::store::IdentityQuery;
+use crate::store::{Effects, IdentityQuery};
 use crate::ui::{msg, UiText};
+use crate::webhooks::EventKind;
 use serde_json::json;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -97,7 +98,9 @@ impl Core {
                 .unwrap_or_default();
             identity.set_password_hash(new_hash, ids, now);
             identity.updated_at = now;
-            self.store.update_identity(&mut identity).await?;
+            // A rehash changes no secret the user knows: an event, no audit record.
+            let fx = Effects::event(EventKind::UserUpdated);
+            self.store.update_identity(&mut identity, &fx).await?;
         }
         Ok(Some(identity))
     }

@@ -3,6 +3,11 @@
 //! pad, so the value in the HTML differs on every render (no BREACH-style leak) while any
 //! rendering verifies against the cookie.
 //!
+//! Once a browser has a session, its secret is no longer random: it is derived from the session
+//! and the server's cookie secret ([`session_secret`]), and a browser is only believed to hold
+//! it if one of its cookies carries exactly that value. A cookie planted by a sibling subdomain
+//! (which knows neither input) then never matches (security review F18).
+//!
 //! Written here rather than taken from a crate: the Rust CSRF crates bind tokens to their own
 //! cookie formats and middleware, while this needs exactly the double-submit check of Kratos'
 //! wire contract (`csrf_token` field or `X-CSRF-Token` header against the cookie).
@@ -19,6 +24,27 @@ pub fn new_secret() -> String {
     let mut b = [0u8; LEN];
     rand::rngs::OsRng.fill_bytes(&mut b);
     B64.encode(b)
+}
+
+/// The secret of a browser signed in with the session whose token hashes to `token_hash`:
+/// HMAC-SHA256 under the server's cookie key, so it needs no storage, changes with every
+/// session and cannot be computed from the session cookie alone.
+pub fn session_secret(key: &[u8], token_hash: &str) -> String {
+    use hmac::{Hmac, Mac};
+    use sha2::Sha256;
+    let mut mac = match Hmac::<Sha256>::new_from_slice(key) {
+        Ok(m) => m,
+        // HMAC takes keys of any length; this arm is never taken.
+        Err(_) => return new_secret(),
+    };
+    mac.update(b"portcullis csrf secret\0");
+    mac.update(token_hash.as_bytes());
+    B64.encode(mac.finalize().into_bytes())
+}
+
+/// Whether two secrets are equal, in constant time.
+pub fn same_secret(a: &str, b: &str) -> bool {
+    a.as_bytes().ct_eq(b.as_bytes()).into()
 }
 
 /// Whether `s` is a well-formed cookie secret (a tampered cookie is treated as absent).
@@ -59,6 +85,16 @@ pub fn verify(secret: &str, token: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn session_secrets_are_well_formed_and_bound_to_key_and_session() {
+        let a = session_secret(b"key one", "hash-a");
+        assert!(is_secret(&a), "usable as a cookie secret");
+        assert_eq!(a, session_secret(b"key one", "hash-a"));
+        assert_ne!(a, session_secret(b"key one", "hash-b"));
+        assert_ne!(a, session_secret(b"key two", "hash-a"));
+        assert!(same_secret(&a, &a.clone()) && !same_secret(&a, &new_secret()));
+    }
 
     #[test]
     fn masked_tokens_differ_but_verify_against_their_secret_only() {

@@ -3,8 +3,10 @@
 //! delivery worker (which owns only the HTTP send). The payload formats and signatures are
 //! `crate::webhooks`.
 
+use crate::audit::{AuditKind, By};
 use crate::error::{Error, Result};
 use crate::service::Core;
+use crate::store::Effects;
 use crate::webhooks::{self, Attempt, Outcome, PendingDelivery, WebhookEndpoint, WebhookSecret};
 use std::time::Duration;
 use time::OffsetDateTime;
@@ -43,6 +45,7 @@ impl Core {
         &self,
         new: NewEndpoint,
         now: OffsetDateTime,
+        by: &By,
     ) -> Result<WebhookEndpoint> {
         let ep = WebhookEndpoint {
             id: format!("ep_{}", Uuid::new_v4().simple()),
@@ -60,7 +63,8 @@ impl Core {
             created_at: now,
             updated_at: now,
         };
-        self.store.insert_webhook_endpoint(&ep).await?;
+        let fx = endpoint_effects(by, AuditKind::WebhookEndpointCreated, &ep, now);
+        self.store.insert_webhook_endpoint(&ep, &fx).await?;
         Ok(ep)
     }
 
@@ -81,6 +85,7 @@ impl Core {
         id: &str,
         changes: EndpointChanges,
         now: OffsetDateTime,
+        by: &By,
     ) -> Result<WebhookEndpoint> {
         let mut ep = self.webhook_endpoint(id).await?;
         if let Some(url) = changes.url {
@@ -103,12 +108,20 @@ impl Core {
             }
         }
         ep.updated_at = now;
-        self.store.update_webhook_endpoint(&ep).await?;
+        let fx = endpoint_effects(by, AuditKind::WebhookEndpointUpdated, &ep, now);
+        self.store.update_webhook_endpoint(&ep, &fx).await?;
         Ok(ep)
     }
 
-    pub async fn delete_webhook_endpoint(&self, id: &str) -> Result<()> {
-        if self.store.delete_webhook_endpoint(id).await? {
+    pub async fn delete_webhook_endpoint(&self, id: &str, by: &By) -> Result<()> {
+        let record = by
+            .record(AuditKind::WebhookEndpointDeleted, self.now())
+            .target(format!("webhook_endpoint:{id}"));
+        if self
+            .store
+            .delete_webhook_endpoint(id, &Effects::none().audited(record))
+            .await?
+        {
             Ok(())
         } else {
             Err(Error::not_found("No webhook endpoint with this id."))
@@ -123,6 +136,7 @@ impl Core {
         id: &str,
         overlap: Duration,
         now: OffsetDateTime,
+        by: &By,
     ) -> Result<(String, OffsetDateTime)> {
         // Checked: the overlap comes from a request (security review F14).
         let until = time::Duration::try_from(overlap)
@@ -145,7 +159,8 @@ impl Core {
             },
         );
         ep.updated_at = now;
-        self.store.update_webhook_endpoint(&ep).await?;
+        let fx = endpoint_effects(by, AuditKind::WebhookSecretRotated, &ep, now);
+        self.store.update_webhook_endpoint(&ep, &fx).await?;
         Ok((fresh, until))
     }
 
@@ -207,7 +222,9 @@ impl Core {
                         ep.enabled = false;
                     }
                     ep.updated_at = now;
-                    self.store.update_webhook_endpoint(&ep).await?;
+                    let kind = AuditKind::WebhookEndpointUpdated;
+                    let fx = endpoint_effects(&By::system(), kind, &ep, now);
+                    self.store.update_webhook_endpoint(&ep, &fx).await?;
                 }
                 None => {
                     let ep = WebhookEndpoint {
@@ -223,7 +240,9 @@ impl Core {
                         created_at: now,
                         updated_at: now,
                     };
-                    self.store.insert_webhook_endpoint(&ep).await?;
+                    let kind = AuditKind::WebhookEndpointCreated;
+                    let fx = endpoint_effects(&By::system(), kind, &ep, now);
+                    self.store.insert_webhook_endpoint(&ep, &fx).await?;
                 }
             }
         }
@@ -315,4 +334,18 @@ impl Core {
         }
         Ok(())
     }
+}
+
+/// An endpoint change's audit record (its URL and events; never a secret).
+fn endpoint_effects(
+    by: &By,
+    kind: AuditKind,
+    ep: &WebhookEndpoint,
+    now: OffsetDateTime,
+) -> Effects {
+    let record = by
+        .record(kind, now)
+        .target(format!("webhook_endpoint:{}", ep.id))
+        .details(serde_json::json!({ "url": crate::config::redact_url(&ep.url), "events": ep.event_types, "enabled": ep.enabled }));
+    Effects::none().audited(record)
 }

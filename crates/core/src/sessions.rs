@@ -1,13 +1,16 @@
 //! Session use cases: resolve a token to a session, issue one, end ("revoke") one or many,
 //! extend one, list them, and present one. Every face that ends a session calls
 //! [`Core::revoke_session`], so "revoke" means one thing: inactive from now on, with
-//! `expires_at` clamped to now (as Kratos' logout documents).
+//! `expires_at` clamped to now (as Kratos' logout documents), with its `session.revoked` event
+//! and audit record written with it.
 
+use crate::audit::{Actor, AuditKind, AuditRecord, By, Origin};
 use crate::error::{Error, Result};
 use crate::identity::{Identity, View};
 use crate::service::{Caller, Core};
 use crate::session::{hash_token, new_token, Device, Session};
-use crate::store::SessionQuery;
+use crate::store::{Effects, SessionQuery};
+use crate::webhooks::EventKind;
 use serde_json::Value;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -72,7 +75,9 @@ impl Core {
         now: OffsetDateTime,
     ) -> Result<(Session, String)> {
         let (s, token) = self.new_session(identity, method, caller, now);
-        self.store.insert_session(&s).await?;
+        self.store
+            .insert_session(&s, &Effects::event(EventKind::SessionCreated))
+            .await?;
         Ok((s, token))
     }
 
@@ -103,9 +108,17 @@ impl Core {
     }
 
     /// `DELETE /self-service/logout/api`: ends the session of an opaque session token.
-    pub async fn logout_token(&self, token: &str, now: OffsetDateTime) -> Result<()> {
+    pub async fn logout_token(
+        &self,
+        token: &str,
+        origin: &Origin,
+        now: OffsetDateTime,
+    ) -> Result<()> {
         match self.store.session_by_token_hash(&hash_token(token)).await? {
-            Some((s, _)) if s.active => self.revoke_session(&s, now).await.map(drop),
+            Some((s, _)) if s.active => {
+                let by = own(s.identity_id, origin);
+                self.revoke_session(&s, "logout", &by, now).await.map(drop)
+            }
             _ => Err(Error::bad_request("Unable to log out because the session token does not exist or is no longer active.")),
         }
     }
@@ -116,24 +129,34 @@ impl Core {
         &self,
         session: Option<&Session>,
         logout_token: &str,
+        origin: &Origin,
         now: OffsetDateTime,
     ) -> Result<()> {
         match session {
             None => Ok(()),
             Some(s) if s.is_logout_token(logout_token) => {
-                self.revoke_session(s, now).await.map(drop)
+                let by = own(s.identity_id, origin);
+                self.revoke_session(s, "logout", &by, now).await.map(drop)
             }
             Some(_) => Err(Error::LogoutTokenMismatch),
         }
     }
 
-    /// Ends a session: inactive from now on, and no longer valid past now either. Returns
-    /// the session as stored.
-    pub async fn revoke_session(&self, session: &Session, now: OffsetDateTime) -> Result<Session> {
+    /// Ends a session: inactive from now on, and no longer valid past now either, audited as
+    /// done `by` for `reason` (`logout`, `revoked`). Returns the session as stored.
+    pub async fn revoke_session(
+        &self,
+        session: &Session,
+        reason: &str,
+        by: &By,
+        now: OffsetDateTime,
+    ) -> Result<Session> {
         let mut s = session.clone();
         s.active = false;
         s.expires_at = s.expires_at.min(now);
-        self.store.update_session(&s, now).await?;
+        let record = session_record(by, AuditKind::SessionRevoked, &s, now).reason(reason);
+        let fx = Effects::event(EventKind::SessionRevoked).audited(record);
+        self.store.update_session(&s, now, &fx).await?;
         Ok(s)
     }
 
@@ -145,10 +168,15 @@ impl Core {
             .ok_or_else(|| Error::not_found("Unable to locate the resource"))
     }
 
-    /// Revokes session `id` and returns it as it now is.
-    pub async fn revoke_session_by_id(&self, id: Uuid, now: OffsetDateTime) -> Result<Session> {
+    /// Revokes session `id` (admin and Clerk faces) and returns it as it now is.
+    pub async fn revoke_session_by_id(
+        &self,
+        id: Uuid,
+        now: OffsetDateTime,
+        by: &By,
+    ) -> Result<Session> {
         let (s, _) = self.session_by_id(id).await?;
-        self.revoke_session(&s, now).await
+        self.revoke_session(&s, "revoked", by, now).await
     }
 
     /// Revokes one of the caller's own other sessions (`DELETE /sessions/{id}`); the current
@@ -157,6 +185,7 @@ impl Core {
         &self,
         current: &Session,
         id: Uuid,
+        origin: &Origin,
         now: OffsetDateTime,
     ) -> Result<()> {
         if id == current.id {
@@ -166,17 +195,32 @@ impl Core {
         }
         match self.store.get_session(id).await? {
             Some((s, _)) if s.identity_id == current.identity_id => {
-                self.revoke_session(&s, now).await.map(drop)
+                let by = own(s.identity_id, origin);
+                self.revoke_session(&s, "revoked", &by, now).await.map(drop)
             }
             _ => Err(Error::not_found("Unable to locate the resource")),
         }
     }
 
-    /// Revokes every active session of `identity_id` except `keep`; returns how many ended.
-    pub async fn revoke_other_sessions(&self, identity_id: Uuid, keep: Uuid) -> Result<u64> {
+    /// The identity signs out everywhere but `keep`: every other active session ends;
+    /// returns how many.
+    pub async fn revoke_other_sessions(
+        &self,
+        identity_id: Uuid,
+        keep: Uuid,
+        origin: &Origin,
+        reason: &str,
+    ) -> Result<u64> {
+        let now = self.now();
+        let record = own(identity_id, origin)
+            .record(AuditKind::SessionRevoked, now)
+            .about(identity_id)
+            .reason(reason)
+            .details(serde_json::json!({ "kept": keep }));
+        let fx = Effects::event(EventKind::SessionRevoked).audited(record);
         Ok(self
             .store
-            .revoke_identity_sessions(identity_id, Some(keep), self.now())
+            .revoke_identity_sessions(identity_id, Some(keep), now, &fx)
             .await?)
     }
 
@@ -195,7 +239,7 @@ impl Core {
         }
         match &caller.session {
             Some((current, identity)) => self
-                .revoke_other_sessions(identity.id, current.id)
+                .revoke_other_sessions(identity.id, current.id, &caller.origin(), "sign_out_others")
                 .await
                 .map(Some),
             None => Ok(None),
@@ -203,10 +247,16 @@ impl Core {
     }
 
     /// `DELETE /admin/identities/{id}/sessions`: deletes every session of an identity.
-    pub async fn delete_identity_sessions(&self, identity_id: Uuid) -> Result<()> {
+    pub async fn delete_identity_sessions(&self, identity_id: Uuid, by: &By) -> Result<()> {
         self.admin_get_identity(identity_id).await?;
+        let now = self.now();
+        let record = by
+            .record(AuditKind::SessionRevoked, now)
+            .about(identity_id)
+            .reason("deleted");
+        let fx = Effects::event(EventKind::SessionRemoved).audited(record);
         self.store
-            .delete_identity_sessions(identity_id, self.now())
+            .delete_identity_sessions(identity_id, now, &fx)
             .await?;
         Ok(())
     }
@@ -217,6 +267,7 @@ impl Core {
         &self,
         id: Uuid,
         now: OffsetDateTime,
+        by: &By,
     ) -> Result<(Session, Identity)> {
         let (mut s, i) = self.session_by_id(id).await?;
         if !s.is_valid(&i, now) {
@@ -227,7 +278,10 @@ impl Core {
         let cfg = &self.config.session;
         if s.expires_at - now <= cfg.earliest_possible_extend.0 {
             s.expires_at = now + cfg.lifespan.0;
-            self.store.update_session(&s, now).await?;
+            let record = session_record(by, AuditKind::SessionExtended, &s, now);
+            self.store
+                .update_session(&s, now, &Effects::none().audited(record))
+                .await?;
         }
         Ok((s, i))
     }
@@ -250,4 +304,18 @@ impl Core {
     ) -> Value {
         s.to_api_json(identity, self.public_url(), view, now)
     }
+}
+
+/// The identity acting on its own sessions.
+fn own(identity_id: Uuid, origin: &Origin) -> By {
+    By {
+        actor: Actor::Identity(identity_id),
+        origin: origin.clone(),
+    }
+}
+
+fn session_record(by: &By, kind: AuditKind, s: &Session, now: OffsetDateTime) -> AuditRecord {
+    by.record(kind, now)
+        .about(s.identity_id)
+        .target(format!("session:{}", s.id))
 }

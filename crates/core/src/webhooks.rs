@@ -14,14 +14,62 @@ use sha2::Sha256;
 use std::time::Duration;
 use time::OffsetDateTime;
 
-/// Every event type Portcullis emits.
-pub const EVENT_TYPES: &[&str] = &[
-    "user.created",
-    "user.updated",
-    "user.deleted",
-    "session.created",
-    "session.revoked",
-    "session.removed",
+/// An event the core names with a write; the store appends it to the outbox in the write's
+/// transaction, with the written row as its payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    UserCreated,
+    UserUpdated,
+    UserDeleted,
+    /// A session began.
+    SessionCreated,
+    /// A session was ended (logout, revocation) and is kept as inactive.
+    SessionRevoked,
+    /// A session that was still active was deleted (with its identity, or by an admin).
+    SessionRemoved,
+}
+
+/// What an event is about: the store appends a session event once for every session the
+/// write starts or ends, and an identity event once for the identity it writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subject {
+    Identity,
+    Session,
+}
+
+impl EventKind {
+    /// The wire name (the Clerk event type; endpoints filter on it).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            EventKind::UserCreated => "user.created",
+            EventKind::UserUpdated => "user.updated",
+            EventKind::UserDeleted => "user.deleted",
+            EventKind::SessionCreated => "session.created",
+            EventKind::SessionRevoked => "session.revoked",
+            EventKind::SessionRemoved => "session.removed",
+        }
+    }
+
+    pub fn subject(self) -> Subject {
+        match self {
+            EventKind::UserCreated | EventKind::UserUpdated | EventKind::UserDeleted => {
+                Subject::Identity
+            }
+            EventKind::SessionCreated | EventKind::SessionRevoked | EventKind::SessionRemoved => {
+                Subject::Session
+            }
+        }
+    }
+}
+
+/// Every event type Portcullis emits, by wire name.
+pub const EVENT_TYPES: [&str; 6] = [
+    EventKind::UserCreated.as_str(),
+    EventKind::UserUpdated.as_str(),
+    EventKind::UserDeleted.as_str(),
+    EventKind::SessionCreated.as_str(),
+    EventKind::SessionRevoked.as_str(),
+    EventKind::SessionRemoved.as_str(),
 ];
 
 /// An outbox event as stored.

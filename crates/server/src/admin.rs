@@ -1,7 +1,7 @@
 //! The Kratos admin API (port 4434, `/admin` prefix): identities and sessions.
 
 use crate::error::{error_object, ApiError, ApiResult};
-use crate::extract::{parse_uuid, JsonBody, Query};
+use crate::extract::{parse_uuid, Acting, JsonBody, Query};
 use crate::paging::{Page, PageQuery};
 use crate::AppState;
 use axum::extract::{Path, RawQuery, State};
@@ -109,10 +109,11 @@ async fn list_identities(
 
 async fn create_identity(
     State(st): State<AppState>,
+    Acting(by): Acting,
     JsonBody(body): JsonBody,
 ) -> ApiResult<Response> {
     let core = &st.core;
-    let identity = core.admin_create_identity(body, core.now()).await?;
+    let identity = core.admin_create_identity(body, core.now(), &by).await?;
     Ok((
         StatusCode::CREATED,
         Json(core.identity_json(
@@ -127,9 +128,10 @@ async fn create_identity(
 
 async fn batch_identities(
     State(st): State<AppState>,
+    Acting(by): Acting,
     JsonBody(body): JsonBody,
 ) -> ApiResult<Json<Value>> {
-    let items = st.core.admin_batch(body, st.core.now()).await?;
+    let items = st.core.admin_batch(body, st.core.now(), &by).await?;
     let out: Vec<Value> = items
         .into_iter()
         .map(|item| match item.outcome {
@@ -161,12 +163,13 @@ async fn get_identity(
 async fn replace_identity(
     State(st): State<AppState>,
     Path(id): Path<String>,
+    Acting(by): Acting,
     JsonBody(body): JsonBody,
 ) -> ApiResult<Json<Value>> {
     let id = parse_uuid(&id, "identity id")?;
     let identity = st
         .core
-        .admin_replace_identity(id, body, st.core.now())
+        .admin_replace_identity(id, body, st.core.now(), &by)
         .await?;
     Ok(Json(st.core.identity_json(
         &identity,
@@ -179,12 +182,13 @@ async fn replace_identity(
 async fn patch_identity(
     State(st): State<AppState>,
     Path(id): Path<String>,
+    Acting(by): Acting,
     JsonBody(body): JsonBody,
 ) -> ApiResult<Json<Value>> {
     let id = parse_uuid(&id, "identity id")?;
     let identity = st
         .core
-        .admin_patch_identity(id, body, st.core.now())
+        .admin_patch_identity(id, body, st.core.now(), &by)
         .await?;
     Ok(Json(st.core.identity_json(
         &identity,
@@ -197,9 +201,10 @@ async fn patch_identity(
 async fn delete_identity(
     State(st): State<AppState>,
     Path(id): Path<String>,
+    Acting(by): Acting,
 ) -> ApiResult<StatusCode> {
     let id = parse_uuid(&id, "identity id")?;
-    st.core.admin_delete_identity(id).await?;
+    st.core.admin_delete_identity(id, &by).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -258,9 +263,10 @@ async fn list_identity_sessions(
 async fn delete_identity_sessions(
     State(st): State<AppState>,
     Path(id): Path<String>,
+    Acting(by): Acting,
 ) -> ApiResult<StatusCode> {
     let id = parse_uuid(&id, "identity id")?;
-    st.core.delete_identity_sessions(id).await?;
+    st.core.delete_identity_sessions(id, &by).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -335,19 +341,21 @@ async fn get_session(
 async fn disable_session(
     State(st): State<AppState>,
     Path(id): Path<String>,
+    Acting(by): Acting,
 ) -> ApiResult<StatusCode> {
     let id = parse_uuid(&id, "session id")?;
-    st.core.revoke_session_by_id(id, st.core.now()).await?;
+    st.core.revoke_session_by_id(id, st.core.now(), &by).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 async fn extend_session(
     State(st): State<AppState>,
     Path(id): Path<String>,
+    Acting(by): Acting,
 ) -> ApiResult<Json<Value>> {
     let id = parse_uuid(&id, "session id")?;
     let now = st.core.now();
-    let (s, i) = st.core.extend_session(id, now).await?;
+    let (s, i) = st.core.extend_session(id, now, &by).await?;
     Ok(Json(st.core.session_json(
         &s,
         Some(&i),
@@ -376,7 +384,7 @@ async fn list_keys(State(st): State<AppState>) -> ApiResult<Json<Value>> {
 }
 
 /// Retires the current signing key and creates a new one (as `portcullis keys rotate`).
-async fn rotate_keys(State(st): State<AppState>) -> ApiResult<Json<Value>> {
-    let kid = st.core.rotate_signing_key(st.core.now()).await?;
+async fn rotate_keys(State(st): State<AppState>, Acting(by): Acting) -> ApiResult<Json<Value>> {
+    let kid = st.core.rotate_signing_key(st.core.now(), &by).await?;
     Ok(Json(serde_json::json!({ "kid": kid })))
 }

@@ -18,7 +18,7 @@ use axum::{Json, Router};
 use portcullis_core::flow::{FlowKind, FlowType};
 use portcullis_core::identity::View;
 use portcullis_core::selfservice::SubmitError;
-use portcullis_core::service::{urlencode, Authenticated, Caller};
+use portcullis_core::service::{urlencode, Authenticated, Caller, Core};
 use portcullis_core::Error;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -52,13 +52,13 @@ pub fn with_query(url: &str, key: &str, value: &str) -> String {
     format!("{url}{sep}{key}={}", urlencode(value))
 }
 
-/// Gives the caller a CSRF secret if its browser has none yet; returns the new one, which the
-/// response must set as a cookie.
-pub fn ensure_csrf(caller: &mut Caller) -> Option<String> {
+/// Gives the caller a CSRF secret if its browser has none yet (or, signed in, none bound to
+/// its session); returns the new one, which the response must set as a cookie.
+pub fn ensure_csrf(core: &Core, caller: &mut Caller) -> Option<String> {
     if caller.csrf_secret.is_some() {
         return None;
     }
-    let s = portcullis_core::csrf::new_secret();
+    let s = core.new_csrf_secret(caller.session.as_ref().map(|(s, _)| s));
     caller.csrf_secret = Some(s.clone());
     Some(s)
 }
@@ -93,7 +93,7 @@ async fn init(
     };
     let core = &st.core;
     let json = wants_json(&headers);
-    let fresh = ensure_csrf(&mut caller);
+    let fresh = ensure_csrf(core, &mut caller);
     let now = core.now();
     let url = request_url(core.public_url(), &uri);
     let step = Step::Init {
@@ -244,10 +244,11 @@ pub fn authenticated(st: &AppState, kind: FlowKind, a: &Authenticated, json: boo
     };
     if let Some(token) = &a.token {
         add_cookie(&mut resp, session_cookie(core, Some(token)));
-        // A new session gets a new CSRF secret: a token planted before sign-in is worthless.
+        // A new session gets a new CSRF secret, bound to it: a token planted before sign-in
+        // is worthless, and so is any cookie planted after.
         add_cookie(
             &mut resp,
-            csrf_cookie(core, &portcullis_core::csrf::new_secret()),
+            csrf_cookie(core, &core.session_csrf_secret(&a.session)),
         );
     }
     resp
@@ -346,7 +347,8 @@ async fn logout(
         }
         // Already signed out: nothing to end, go on.
         let session = caller.session.as_ref().map(|(s, _)| s);
-        core.logout_with_token(session, &token, core.now()).await?;
+        core.logout_with_token(session, &token, &caller.origin(), core.now())
+            .await?;
         Ok(return_to)
     }
     .await;

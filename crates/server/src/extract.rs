@@ -6,6 +6,7 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
+use portcullis_core::audit::{Actor, By, Origin};
 use portcullis_core::selfservice::{
     LoginMethod, LoginSubmit, RegistrationMethod, RegistrationSubmit, SettingsMethod,
     SettingsSubmit,
@@ -270,16 +271,21 @@ pub fn wants_json(headers: &HeaderMap) -> bool {
 }
 
 /// The value of cookie `name`, if the request carries it.
-pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &'a str) -> Option<&'a str> {
+    cookies(headers, name).next()
+}
+
+/// Every non-empty value of the cookie `name`, in the order the browser sent them (a browser
+/// sends one per matching domain and path, so there can be several).
+pub fn cookies<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Item = &'a str> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|p| p.trim().split_once('='))
-        .find(|(k, _)| *k == name)
+        .filter(move |(k, v)| *k == name && !v.is_empty())
         .map(|(_, v)| v)
-        .filter(|v| !v.is_empty())
 }
 
 /// Query-string parameters; malformed ones get a Kratos 400 instead of axum's plain text.
@@ -348,9 +354,10 @@ impl FromRequestParts<AppState> for CallerCtx {
         };
         let ip =
             client_ip(parts, config.serve.public.trust_forwarded_headers).map(|ip| ip.to_string());
-        let csrf_secret = cookie(h, config.csrf_cookie_name())
-            .filter(|s| portcullis_core::csrf::is_secret(s))
-            .map(str::to_string);
+        let csrf_secret = core.browser_csrf_secret(
+            session.as_ref().map(|(s, _)| s),
+            cookies(h, config.csrf_cookie_name()),
+        );
         Ok(CallerCtx(Caller {
             csrf_secret,
             csrf_header: h
@@ -401,6 +408,37 @@ impl FromRequestParts<AppState> for ClientAddr {
     ) -> Result<Self, Self::Rejection> {
         let trust = state.core.config().serve.public.trust_forwarded_headers;
         Ok(ClientAddr(client_ip(parts, trust)))
+    }
+}
+
+/// Who is acting on the admin or Clerk face, for the audit records of the changes it makes:
+/// the key its guard accepted (the guard puts the [`Actor`] into the request's extensions; the
+/// admin port without API keys is `Admin { key_id: None }`) and where the request came from.
+pub struct Acting(pub By);
+
+impl FromRequestParts<AppState> for Acting {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let actor = parts
+            .extensions
+            .get::<Actor>()
+            .cloned()
+            .unwrap_or(Actor::Admin { key_id: None });
+        // Both faces live on the admin port.
+        let trust = state.core.config().serve.admin.trust_forwarded_headers;
+        let origin = Origin {
+            ip: client_ip(parts, trust).map(|ip| ip.to_string()),
+            user_agent: parts
+                .headers
+                .get(header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
+        };
+        Ok(Acting(By { actor, origin }))
     }
 }
 

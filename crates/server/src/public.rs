@@ -268,13 +268,19 @@ async fn continue_settings(
     )))
 }
 
-async fn logout_api(State(st): State<AppState>, JsonBody(body): JsonBody) -> ApiResult<StatusCode> {
+async fn logout_api(
+    State(st): State<AppState>,
+    CallerCtx(caller): CallerCtx,
+    JsonBody(body): JsonBody,
+) -> ApiResult<StatusCode> {
     let token = body
         .get("session_token")
         .and_then(Value::as_str)
         .filter(|t| !t.is_empty())
         .ok_or_else(|| ApiError::bad_request("The field `session_token` is required."))?;
-    st.core.logout_token(token, st.core.now()).await?;
+    st.core
+        .logout_token(token, &caller.origin(), st.core.now())
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -359,7 +365,10 @@ async fn revoke_my_other_sessions(
     CallerCtx(caller): CallerCtx,
 ) -> ApiResult<Json<Value>> {
     let (s, i) = require_session(&caller)?;
-    let n = st.core.revoke_other_sessions(i.id, s.id).await?;
+    let n = st
+        .core
+        .revoke_other_sessions(i.id, s.id, &caller.origin(), "sign_out_others")
+        .await?;
     Ok(Json(json!({ "count": n })))
 }
 
@@ -371,7 +380,7 @@ async fn revoke_my_session(
     let (current, _) = require_session(&caller)?;
     let id = parse_uuid(&id, "session id")?;
     st.core
-        .revoke_own_session(current, id, st.core.now())
+        .revoke_own_session(current, id, &caller.origin(), st.core.now())
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

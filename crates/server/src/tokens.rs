@@ -375,10 +375,12 @@ async fn blacklist(
 async fn logout(
     State(st): State<AppState>,
     headers: HeaderMap,
+    crate::extract::ClientAddr(ip): crate::extract::ClientAddr,
     SjBody(body): SjBody,
 ) -> SjResult<Response> {
     let token = refresh_from(&st, &headers, &body)?;
-    let result = st.core.logout_refresh(&token, st.core.now()).await;
+    let origin = caller(&headers, ip).origin();
+    let result = st.core.logout_refresh(&token, &origin, st.core.now()).await;
     let t = &st.core.config().tokens;
     let mut resp = match result {
         Ok(()) => Json(json!({})).into_response(),

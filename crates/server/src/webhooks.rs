@@ -3,7 +3,7 @@
 //! are checked by the outbound guard in `outbound.rs`.
 
 use crate::error::{ApiError, ApiResult};
-use crate::extract::JsonBody;
+use crate::extract::{Acting, JsonBody};
 use crate::outbound::{allow_private, check_url};
 use crate::AppState;
 use axum::extract::{Path, State};
@@ -88,7 +88,11 @@ async fn load(st: &AppState, id: &str) -> ApiResult<WebhookEndpoint> {
     Ok(st.core.webhook_endpoint(id).await?)
 }
 
-async fn create(State(st): State<AppState>, JsonBody(body): JsonBody) -> ApiResult<Response> {
+async fn create(
+    State(st): State<AppState>,
+    Acting(by): Acting,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Response> {
     let b = parse(body)?;
     check_fields(&b)?;
     let url = b
@@ -103,7 +107,10 @@ async fn create(State(st): State<AppState>, JsonBody(body): JsonBody) -> ApiResu
         format: b.format,
         description: b.description,
     };
-    let ep = st.core.create_webhook_endpoint(new, st.core.now()).await?;
+    let ep = st
+        .core
+        .create_webhook_endpoint(new, st.core.now(), &by)
+        .await?;
     let mut v = endpoint_json(&ep);
     v["secret"] = json!(ep.secrets[0].secret);
     Ok((StatusCode::CREATED, Json(v)).into_response())
@@ -121,6 +128,7 @@ async fn read(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<J
 async fn update(
     State(st): State<AppState>,
     Path(id): Path<String>,
+    Acting(by): Acting,
     JsonBody(body): JsonBody,
 ) -> ApiResult<Json<Value>> {
     let b = parse(body)?;
@@ -138,13 +146,17 @@ async fn update(
     };
     let ep = st
         .core
-        .change_webhook_endpoint(&id, changes, st.core.now())
+        .change_webhook_endpoint(&id, changes, st.core.now(), &by)
         .await?;
     Ok(Json(endpoint_json(&ep)))
 }
 
-async fn remove(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<StatusCode> {
-    st.core.delete_webhook_endpoint(&id).await?;
+async fn remove(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    Acting(by): Acting,
+) -> ApiResult<StatusCode> {
+    st.core.delete_webhook_endpoint(&id, &by).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -170,6 +182,7 @@ const MAX_OVERLAP_SECONDS: u64 = 30 * 24 * 3600;
 async fn rotate_secret(
     State(st): State<AppState>,
     Path(id): Path<String>,
+    Acting(by): Acting,
     body: axum::body::Bytes,
 ) -> ApiResult<Json<Value>> {
     let b: RotateBody = if body.is_empty() {
@@ -187,7 +200,7 @@ async fn rotate_secret(
     let now = st.core.now();
     let (fresh, previous_until) = st
         .core
-        .rotate_webhook_secret(&id, std::time::Duration::from_secs(overlap), now)
+        .rotate_webhook_secret(&id, std::time::Duration::from_secs(overlap), now, &by)
         .await?;
     Ok(Json(
         json!({ "secret": fresh, "previous_secret_expires_at": rfc(previous_until) }),

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use portcullis_core::flow::Flow;
 use portcullis_core::identity::Identity;
 use portcullis_core::session::Session;
-use portcullis_core::store::{FlowStore, StoreError, StoreResult};
+use portcullis_core::store::{Effects, FlowStore, StoreError, StoreResult};
 use serde_json::Value;
 use sqlx::any::AnyArguments;
 use sqlx::query::Query;
@@ -93,6 +93,7 @@ impl FlowStore for SqlStore {
         flow: &Flow,
         identity: &Identity,
         session: &Session,
+        fx: &Effects,
     ) -> StoreResult<bool> {
         // The conditional UPDATE comes first: on PostgreSQL a concurrent second transaction
         // waits on the flow's row lock and then finds it completed; SQLite has one writer.
@@ -106,7 +107,7 @@ impl FlowStore for SqlStore {
         {
             return Ok(false); // dropping `tx` rolls back
         }
-        insert_identity_with_session_tx(&mut tx, identity, session).await?;
+        insert_identity_with_session_tx(&mut tx, identity, session, fx).await?;
         tx.commit().await.db()?;
         Ok(true)
     }

@@ -2,17 +2,20 @@
 //! derived tables `identity_credential_identifiers` and `identity_addresses` make identifiers
 //! and addresses unique and findable, and are rewritten with every change.
 //!
-//! Every write appends its `user.*` event in the same transaction.
+//! Every write appends the events and audit records the core names for it ([`Effects`]) in
+//! the same transaction.
 
 use crate::filter::Filter;
 use crate::rows::{micros, to_json, DbResult, RowExt};
+use crate::security::write_audit;
 use crate::sessions::{delete_sessions_of, insert_session_tx};
-use crate::webhooks::{append_event, identity_event};
+use crate::webhooks::{append_event, identity_events};
 use crate::SqlStore;
 use async_trait::async_trait;
 use portcullis_core::identity::Identity;
 use portcullis_core::session::Session;
-use portcullis_core::store::{IdentityQuery, IdentityStore, StoreError, StoreResult};
+use portcullis_core::store::{Effects, IdentityQuery, IdentityStore, StoreError, StoreResult};
+use portcullis_core::webhooks::Subject;
 use serde_json::json;
 use sqlx::{Any, Transaction};
 use time::OffsetDateTime;
@@ -67,10 +70,11 @@ async fn delete_identity_rows(tx: &mut Transaction<'_, Any>, id: &str) -> StoreR
     Ok(())
 }
 
-/// Inserts an identity and its `user.created` event (at its creation time).
+/// Inserts an identity with its effects (its events at its creation time).
 pub(crate) async fn insert_identity_tx(
     tx: &mut Transaction<'_, Any>,
     identity: &Identity,
+    fx: &Effects,
 ) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO identities (id, schema_id, state, external_id, data, created_at, updated_at, version) \
@@ -88,31 +92,27 @@ pub(crate) async fn insert_identity_tx(
     .await
     .db()?;
     write_identity_rows(tx, identity).await?;
-    append_event(
-        tx,
-        "user.created",
-        Some(identity.id),
-        identity_event(identity),
-        identity.updated_at,
-    )
-    .await
+    identity_events(tx, fx, identity, identity.updated_at).await?;
+    write_audit(tx, fx).await
 }
 
-/// Inserts a new identity with its first session (registration).
+/// Inserts a new identity with its first session (registration); the effects' session
+/// events are the session's.
 pub(crate) async fn insert_identity_with_session_tx(
     tx: &mut Transaction<'_, Any>,
     identity: &Identity,
     session: &Session,
+    fx: &Effects,
 ) -> StoreResult<()> {
-    insert_identity_tx(tx, identity).await?;
-    insert_session_tx(tx, session).await
+    insert_identity_tx(tx, identity, fx).await?;
+    insert_session_tx(tx, session, fx).await
 }
 
 #[async_trait]
 impl IdentityStore for SqlStore {
-    async fn insert_identity(&self, identity: &Identity) -> StoreResult<()> {
+    async fn insert_identity(&self, identity: &Identity, fx: &Effects) -> StoreResult<()> {
         let mut tx = self.write.begin().await.db()?;
-        insert_identity_tx(&mut tx, identity).await?;
+        insert_identity_tx(&mut tx, identity, fx).await?;
         tx.commit().await.db()
     }
 
@@ -120,13 +120,14 @@ impl IdentityStore for SqlStore {
         &self,
         identity: &Identity,
         session: &Session,
+        fx: &Effects,
     ) -> StoreResult<()> {
         let mut tx = self.write.begin().await.db()?;
-        insert_identity_with_session_tx(&mut tx, identity, session).await?;
+        insert_identity_with_session_tx(&mut tx, identity, session, fx).await?;
         tx.commit().await.db()
     }
 
-    async fn update_identity(&self, identity: &mut Identity) -> StoreResult<()> {
+    async fn update_identity(&self, identity: &mut Identity, fx: &Effects) -> StoreResult<()> {
         // Written as the next version; `identity` takes it only once the write committed.
         let mut next = identity.clone();
         next.version += 1;
@@ -163,14 +164,8 @@ impl IdentityStore for SqlStore {
             }
             delete_identity_rows(&mut tx, &id).await?;
             write_identity_rows(&mut tx, &next).await?;
-            append_event(
-                &mut tx,
-                "user.updated",
-                Some(next.id),
-                identity_event(&next),
-                next.updated_at,
-            )
-            .await?;
+            identity_events(&mut tx, fx, &next, next.updated_at).await?;
+            write_audit(&mut tx, fx).await?;
             tx.commit().await.db()
         })
         .await?;
@@ -237,11 +232,16 @@ impl IdentityStore for SqlStore {
         rows.iter().map(|r| r.json("data")).collect()
     }
 
-    async fn delete_identity(&self, identity_id: Uuid, now: OffsetDateTime) -> StoreResult<bool> {
+    async fn delete_identity(
+        &self,
+        identity_id: Uuid,
+        now: OffsetDateTime,
+        fx: &Effects,
+    ) -> StoreResult<bool> {
         self.invalidating(async {
             let mut tx = self.write.begin().await.db()?;
             let id = identity_id.to_string();
-            delete_sessions_of(&mut tx, identity_id, now).await?;
+            delete_sessions_of(&mut tx, identity_id, now, fx).await?;
             delete_identity_rows(&mut tx, &id).await?;
             let done = sqlx::query("DELETE FROM identities WHERE id = $1")
                 .bind(id.clone())
@@ -251,14 +251,12 @@ impl IdentityStore for SqlStore {
             if done.rows_affected() == 0 {
                 return Ok(false);
             }
-            append_event(
-                &mut tx,
-                "user.deleted",
-                Some(identity_id),
-                json!({ "identity": { "id": id } }),
-                now,
-            )
-            .await?;
+            // The identity is gone: its events carry only its id.
+            for kind in fx.events_about(Subject::Identity) {
+                let payload = json!({ "identity": { "id": id } });
+                append_event(&mut tx, kind, Some(identity_id), payload, now).await?;
+            }
+            write_audit(&mut tx, fx).await?;
             tx.commit().await.db()?;
             Ok(true)
         })

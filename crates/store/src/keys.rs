@@ -5,10 +5,11 @@
 //! `next` key: of two instances racing to rotate, one wins and the other sees `false`.
 
 use crate::rows::{micros, DbResult, RowExt};
+use crate::security::write_audit;
 use crate::SqlStore;
 use async_trait::async_trait;
 use portcullis_core::keys::StoredKey;
-use portcullis_core::store::{KeyStore, StoreError, StoreResult};
+use portcullis_core::store::{Effects, KeyStore, StoreError, StoreResult};
 use time::OffsetDateTime;
 
 #[async_trait]
@@ -42,6 +43,7 @@ impl KeyStore for SqlStore {
         promote: Option<&str>,
         insert: &[StoredKey],
         now: OffsetDateTime,
+        fx: &Effects,
     ) -> StoreResult<bool> {
         let mut tx = self.write.begin().await.db()?;
         for (kid, expected, drop_after) in retire {
@@ -88,6 +90,7 @@ impl KeyStore for SqlStore {
                 Err(e) => return Err(e),
             }
         }
+        write_audit(&mut tx, fx).await?;
         tx.commit().await.db()?;
         Ok(true)
     }

@@ -10,8 +10,10 @@ use async_trait::async_trait;
 use portcullis_core::audit::{Actor, AuditKind, AuditQuery, AuditRecord, Outcome};
 use portcullis_core::ratelimit::{Failures, WINDOW};
 use portcullis_core::session::Device;
-use portcullis_core::store::{SecurityStore, StoreError, StoreResult};
-use sqlx::any::AnyRow;
+use portcullis_core::store::{Effects, SecurityStore, StoreError, StoreResult};
+use sqlx::any::{AnyArguments, AnyRow};
+use sqlx::query::Query;
+use sqlx::{Any, Transaction};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -113,25 +115,7 @@ impl SecurityStore for SqlStore {
     }
 
     async fn insert_audit(&self, r: &AuditRecord) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO audit_log (id, at, kind, actor_kind, actor_id, identity_id, target, ip, user_agent, outcome, reason, details)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-        )
-        .bind(r.id.to_string())
-        .bind(micros(r.at))
-        .bind(r.kind.as_str())
-        .bind(r.actor.kind())
-        .bind(r.actor.id())
-        .bind(r.identity_id.map(|i| i.to_string()))
-        .bind(r.target.clone())
-        .bind(r.ip.clone())
-        .bind(r.user_agent.clone())
-        .bind(r.outcome.as_str())
-        .bind(r.reason.clone())
-        .bind(to_json(&r.details)?)
-        .execute(&self.write)
-        .await
-        .db()?;
+        audit_insert(r)?.execute(&self.write).await.db()?;
         Ok(())
     }
 
@@ -175,6 +159,33 @@ impl SecurityStore for SqlStore {
             .rows_affected();
         Ok(n)
     }
+}
+
+/// Writes the audit records of `fx` in the transaction of the change they record.
+pub(crate) async fn write_audit(tx: &mut Transaction<'_, Any>, fx: &Effects) -> StoreResult<()> {
+    for r in fx.audit() {
+        audit_insert(r)?.execute(&mut **tx).await.db()?;
+    }
+    Ok(())
+}
+
+fn audit_insert(r: &AuditRecord) -> StoreResult<Query<'static, Any, AnyArguments<'static>>> {
+    Ok(sqlx::query(
+        "INSERT INTO audit_log (id, at, kind, actor_kind, actor_id, identity_id, target, ip, user_agent, outcome, reason, details)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+    )
+    .bind(r.id.to_string())
+    .bind(micros(r.at))
+    .bind(r.kind.as_str())
+    .bind(r.actor.kind())
+    .bind(r.actor.id())
+    .bind(r.identity_id.map(|i| i.to_string()))
+    .bind(r.target.clone())
+    .bind(r.ip.clone())
+    .bind(r.user_agent.clone())
+    .bind(r.outcome.as_str())
+    .bind(r.reason.clone())
+    .bind(to_json(&r.details)?))
 }
 
 fn audit_from_row(r: &AnyRow) -> StoreResult<AuditRecord> {

@@ -1,17 +1,18 @@
 //! Sessions: the row (`sessions`, with the fields that are not queried in a `data` JSON
 //! document), the one mapping from a row back to a [`Session`], and the session cache lookup.
 //!
-//! A session that ends (revoked, or deleted while active) gets a `session.revoked` or
-//! `session.removed` event in the same transaction.
+//! A write appends the session events its [`Effects`] name for each session it starts or ends
+//! (a session deleted after it had ended gets none), in the same transaction.
 
 use crate::filter::Filter;
 use crate::rows::{micros, to_json, DbResult, RowExt};
-use crate::webhooks::append_session_event;
+use crate::security::write_audit;
+use crate::webhooks::session_events;
 use crate::SqlStore;
 use async_trait::async_trait;
 use portcullis_core::identity::Identity;
 use portcullis_core::session::{AuthMethod, Device, Session};
-use portcullis_core::store::{SessionQuery, SessionStore, StoreError, StoreResult};
+use portcullis_core::store::{Effects, SessionQuery, SessionStore, StoreError, StoreResult};
 use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Transaction};
@@ -74,10 +75,12 @@ pub(crate) fn session_with_identity(row: &AnyRow) -> StoreResult<(Session, Ident
     Ok((session_from_row(row)?, row.json("i_data")?))
 }
 
-/// Inserts a session and its `session.created` event (at the session's issue time).
+/// Inserts a session with its session events (at the session's issue time). The caller writes
+/// the audit records of `fx`.
 pub(crate) async fn insert_session_tx(
     tx: &mut Transaction<'_, Any>,
     s: &Session,
+    fx: &Effects,
 ) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO sessions (id, token_hash, identity_id, active, expires_at, data, created_at) \
@@ -93,31 +96,32 @@ pub(crate) async fn insert_session_tx(
     .execute(&mut **tx)
     .await
     .db()?;
-    append_session_event(tx, "session.created", s, s.issued_at).await
+    session_events(tx, fx, s, s.issued_at).await
 }
 
-/// Ends the sessions in `rows` (from a statement `RETURNING` [`SESSION_RETURNING`]) with one
-/// `kind` event each; returns how many.
+/// Ends the sessions in `rows` (from a statement `RETURNING` [`SESSION_RETURNING`]) with the
+/// session events of `fx` each; returns how many.
 pub(crate) async fn end_sessions(
     tx: &mut Transaction<'_, Any>,
-    kind: &str,
+    fx: &Effects,
     rows: Vec<AnyRow>,
     now: OffsetDateTime,
 ) -> StoreResult<u64> {
     for r in &rows {
         let mut s = session_from_row(r)?;
         s.active = false;
-        append_session_event(tx, kind, &s, now).await?;
+        session_events(tx, fx, &s, now).await?;
     }
     Ok(rows.len() as u64)
 }
 
-/// Deletes the identity's sessions; the ones still active get a `session.removed` event.
-/// Returns how many rows went.
+/// Deletes the identity's sessions; the ones still active get the session events of `fx`.
+/// Returns how many rows went. The caller writes the audit records.
 pub(crate) async fn delete_sessions_of(
     tx: &mut Transaction<'_, Any>,
     identity_id: Uuid,
     now: OffsetDateTime,
+    fx: &Effects,
 ) -> StoreResult<u64> {
     let gone = sqlx::query(&format!(
         "DELETE FROM sessions WHERE identity_id = $1 {SESSION_RETURNING}"
@@ -132,7 +136,7 @@ pub(crate) async fn delete_sessions_of(
         .into_iter()
         .filter(|r| r.flag("s_active").unwrap_or(false))
         .collect();
-    end_sessions(tx, "session.removed", still_active, now).await?;
+    end_sessions(tx, fx, still_active, now).await?;
     Ok(n)
 }
 
@@ -155,13 +159,19 @@ impl SqlStore {
 
 #[async_trait]
 impl SessionStore for SqlStore {
-    async fn insert_session(&self, s: &Session) -> StoreResult<()> {
+    async fn insert_session(&self, s: &Session, fx: &Effects) -> StoreResult<()> {
         let mut tx = self.write.begin().await.db()?;
-        insert_session_tx(&mut tx, s).await?;
+        insert_session_tx(&mut tx, s, fx).await?;
+        write_audit(&mut tx, fx).await?;
         tx.commit().await.db()
     }
 
-    async fn update_session(&self, s: &Session, now: OffsetDateTime) -> StoreResult<()> {
+    async fn update_session(
+        &self,
+        s: &Session,
+        now: OffsetDateTime,
+        fx: &Effects,
+    ) -> StoreResult<()> {
         self.invalidating(async {
             let mut tx = self.write.begin().await.db()?;
             let was_active = sqlx::query("SELECT active FROM sessions WHERE id = $1")
@@ -183,8 +193,9 @@ impl SessionStore for SqlStore {
             .await
             .db()?;
             if was_active && !s.active {
-                append_session_event(&mut tx, "session.revoked", s, now).await?;
+                session_events(&mut tx, fx, s, now).await?;
             }
+            write_audit(&mut tx, fx).await?;
             tx.commit().await.db()
         })
         .await
@@ -259,6 +270,7 @@ impl SessionStore for SqlStore {
         identity_id: Uuid,
         except: Option<Uuid>,
         now: OffsetDateTime,
+        fx: &Effects,
     ) -> StoreResult<u64> {
         self.invalidating(async {
             let mut tx = self.write.begin().await.db()?;
@@ -270,7 +282,10 @@ impl SessionStore for SqlStore {
             .fetch_all(&mut *tx)
             .await
             .db()?;
-            let n = end_sessions(&mut tx, "session.revoked", ended, now).await?;
+            let n = end_sessions(&mut tx, fx, ended, now).await?;
+            if n > 0 {
+                write_audit(&mut tx, fx).await?;
+            }
             tx.commit().await.db()?;
             Ok(n)
         })
@@ -281,10 +296,14 @@ impl SessionStore for SqlStore {
         &self,
         identity_id: Uuid,
         now: OffsetDateTime,
+        fx: &Effects,
     ) -> StoreResult<u64> {
         self.invalidating(async {
             let mut tx = self.write.begin().await.db()?;
-            let n = delete_sessions_of(&mut tx, identity_id, now).await?;
+            let n = delete_sessions_of(&mut tx, identity_id, now, fx).await?;
+            if n > 0 {
+                write_audit(&mut tx, fx).await?;
+            }
             tx.commit().await.db()?;
             Ok(n)
         })

@@ -8,12 +8,13 @@
 
 use crate::pool::Backend;
 use crate::rows::{micros, DbResult, RowExt};
+use crate::security::write_audit;
 use crate::sessions::{session_with_identity, SESSION_COLUMNS};
 use crate::SqlStore;
 use async_trait::async_trait;
 use portcullis_core::identity::Identity;
 use portcullis_core::session::Session;
-use portcullis_core::store::{RefreshToken, RefreshTokenStore, StoreResult};
+use portcullis_core::store::{Effects, RefreshToken, RefreshTokenStore, StoreResult};
 use sqlx::any::AnyRow;
 use std::time::Duration;
 use uuid::Uuid;
@@ -149,12 +150,15 @@ impl RefreshTokenStore for SqlStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn revoke_refresh_family(&self, family_id: Uuid) -> StoreResult<u64> {
+    async fn revoke_refresh_family(&self, family_id: Uuid, fx: &Effects) -> StoreResult<u64> {
+        let mut tx = self.write.begin().await.db()?;
         let done = sqlx::query("UPDATE refresh_tokens SET state = 'revoked' WHERE family_id = $1 AND state <> 'revoked'")
             .bind(family_id.to_string())
-            .execute(&self.write)
+            .execute(&mut *tx)
             .await
             .db()?;
+        write_audit(&mut tx, fx).await?;
+        tx.commit().await.db()?;
         Ok(done.rows_affected())
     }
 

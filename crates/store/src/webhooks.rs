@@ -2,16 +2,19 @@
 //! endpoints, deliveries and the attempt log.
 //!
 //! Writing the outbox row in the caller's transaction is what makes the outbox exact: the
-//! event exists if and only if the change does. Which events exist is still decided by the
-//! writes that call [`append_event`] (identities.rs, sessions.rs); the core will name them.
+//! event exists if and only if the change does. Which events exist is the core's decision: a
+//! write appends the events its [`Effects`] name, about the rows it wrote.
 
 use crate::rows::{micros, to_json, DbResult, RowExt};
+use crate::security::write_audit;
 use crate::SqlStore;
 use async_trait::async_trait;
 use portcullis_core::identity::Identity;
 use portcullis_core::session::Session;
-use portcullis_core::store::{StoreResult, WebhookStore};
-use portcullis_core::webhooks::{Attempt, Event, Outcome, PendingDelivery, WebhookEndpoint};
+use portcullis_core::store::{Effects, StoreResult, WebhookStore};
+use portcullis_core::webhooks::{
+    Attempt, Event, EventKind, Outcome, PendingDelivery, Subject, WebhookEndpoint,
+};
 use serde_json::{json, Value};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Transaction};
@@ -24,7 +27,7 @@ use uuid::Uuid;
 /// reads.
 pub(crate) async fn append_event(
     tx: &mut Transaction<'_, Any>,
-    kind: &str,
+    kind: EventKind,
     identity_id: Option<Uuid>,
     payload: Value,
     at: OffsetDateTime,
@@ -35,7 +38,7 @@ pub(crate) async fn append_event(
         "INSERT INTO events (id, type, identity_id, payload, created_at) VALUES ($1, $2, $3, $4, $5) RETURNING seq",
     )
     .bind(id.clone())
-    .bind(kind.to_string())
+    .bind(kind.as_str())
     .bind(identity_id.map(|i| i.to_string()))
     .bind(payload.to_string())
     .bind(at)
@@ -51,7 +54,7 @@ pub(crate) async fn append_event(
     .bind(id)
     .bind(seq)
     .bind(at)
-    .bind(format!("%\"{kind}\"%"))
+    .bind(format!("%\"{}\"%", kind.as_str()))
     .execute(&mut **tx)
     .await
     .db()?;
@@ -77,9 +80,35 @@ pub(crate) fn identity_event(identity: &Identity) -> Value {
 
 /// A session event carries the session and a snapshot of its identity (read in the same
 /// transaction, before a deletion removes it), so payloads can embed the user.
-pub(crate) async fn append_session_event(
+/// Appends the identity events `fx` names, with `identity` as their payload.
+pub(crate) async fn identity_events(
     tx: &mut Transaction<'_, Any>,
-    kind: &str,
+    fx: &Effects,
+    identity: &Identity,
+    at: OffsetDateTime,
+) -> StoreResult<()> {
+    for kind in fx.events_about(Subject::Identity) {
+        append_event(tx, kind, Some(identity.id), identity_event(identity), at).await?;
+    }
+    Ok(())
+}
+
+/// Appends the session events `fx` names for the session `s`, which this write started or ended.
+pub(crate) async fn session_events(
+    tx: &mut Transaction<'_, Any>,
+    fx: &Effects,
+    s: &Session,
+    at: OffsetDateTime,
+) -> StoreResult<()> {
+    for kind in fx.events_about(Subject::Session) {
+        append_session_event(tx, kind, s, at).await?;
+    }
+    Ok(())
+}
+
+async fn append_session_event(
+    tx: &mut Transaction<'_, Any>,
+    kind: EventKind,
     s: &Session,
     at: OffsetDateTime,
 ) -> StoreResult<()> {
@@ -159,7 +188,14 @@ fn requeue_sql(which: &str) -> String {
 }
 
 impl SqlStore {
-    async fn write_endpoint(&self, ep: &WebhookEndpoint, insert: bool) -> StoreResult<bool> {
+    /// Writes the endpoint and, when a row was written, the audit records of `fx`.
+    async fn write_endpoint(
+        &self,
+        ep: &WebhookEndpoint,
+        insert: bool,
+        fx: &Effects,
+    ) -> StoreResult<bool> {
+        let mut tx = self.write.begin().await.db()?;
         let sql = if insert {
             "INSERT INTO webhook_endpoints (url, enabled, event_types, format, secrets, description, disabled_reason, failing_since, updated_at, id, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
@@ -179,10 +215,15 @@ impl SqlStore {
             .bind(micros(ep.updated_at))
             .bind(ep.id.clone())
             .bind(micros(ep.created_at))
-            .execute(&self.write)
+            .execute(&mut *tx)
             .await
             .db()?;
-        Ok(done.rows_affected() == 1)
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        write_audit(&mut tx, fx).await?;
+        tx.commit().await.db()?;
+        Ok(true)
     }
 }
 
@@ -201,15 +242,19 @@ impl WebhookStore for SqlStore {
         rows.iter().map(event_from_row).collect()
     }
 
-    async fn insert_webhook_endpoint(&self, ep: &WebhookEndpoint) -> StoreResult<()> {
-        self.write_endpoint(ep, true).await.map(|_| ())
+    async fn insert_webhook_endpoint(&self, ep: &WebhookEndpoint, fx: &Effects) -> StoreResult<()> {
+        self.write_endpoint(ep, true, fx).await.map(|_| ())
     }
 
-    async fn update_webhook_endpoint(&self, ep: &WebhookEndpoint) -> StoreResult<bool> {
-        self.write_endpoint(ep, false).await
+    async fn update_webhook_endpoint(
+        &self,
+        ep: &WebhookEndpoint,
+        fx: &Effects,
+    ) -> StoreResult<bool> {
+        self.write_endpoint(ep, false, fx).await
     }
 
-    async fn delete_webhook_endpoint(&self, id: &str) -> StoreResult<bool> {
+    async fn delete_webhook_endpoint(&self, id: &str, fx: &Effects) -> StoreResult<bool> {
         let mut tx = self.write.begin().await.db()?;
         for sql in [
             "DELETE FROM delivery_attempts WHERE endpoint_id = $1",
@@ -226,8 +271,12 @@ impl WebhookStore for SqlStore {
             .execute(&mut *tx)
             .await
             .db()?;
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        write_audit(&mut tx, fx).await?;
         tx.commit().await.db()?;
-        Ok(done.rows_affected() == 1)
+        Ok(true)
     }
 
     async fn get_webhook_endpoint(&self, id: &str) -> StoreResult<Option<WebhookEndpoint>> {

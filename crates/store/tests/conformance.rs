@@ -7,7 +7,8 @@ use portcullis_core::identity::Identity;
 use portcullis_core::schema::IdentitySchema;
 use portcullis_core::session::{new_token, Device, Session};
 use portcullis_core::store::prelude::*;
-use portcullis_core::store::{IdentityQuery, SessionQuery, StoreError};
+use portcullis_core::store::{Effects, IdentityQuery, SessionQuery, StoreError};
+use portcullis_core::webhooks::EventKind;
 use portcullis_store::SqlStore;
 use serde_json::json;
 use std::time::Duration;
@@ -28,6 +29,29 @@ async fn postgres() -> SqlStore {
     let s = SqlStore::connect(&url).await.unwrap();
     s.migrate().await.unwrap();
     s
+}
+
+// The effects the core names for each kind of write; the store appends exactly these.
+fn fx_created() -> Effects {
+    Effects::event(EventKind::UserCreated)
+}
+fn fx_updated() -> Effects {
+    Effects::event(EventKind::UserUpdated)
+}
+fn fx_deleted() -> Effects {
+    Effects::event(EventKind::UserDeleted).and_event(EventKind::SessionRemoved)
+}
+fn fx_started() -> Effects {
+    Effects::event(EventKind::SessionCreated)
+}
+fn fx_ended() -> Effects {
+    Effects::event(EventKind::SessionRevoked)
+}
+fn fx_removed() -> Effects {
+    Effects::event(EventKind::SessionRemoved)
+}
+fn fx_registered() -> Effects {
+    Effects::event(EventKind::UserCreated).and_event(EventKind::SessionCreated)
 }
 
 /// Every scenario runs on SQLite, on PostgreSQL, and on SQLite with the session cache on, as
@@ -64,6 +88,8 @@ on_both!(
     login_failures_count_every_concurrent_failure_and_reset_the_run,
     known_devices_are_recognised_by_their_sessions,
     audit_records_filter_page_and_expire,
+    audit_records_commit_with_their_change_and_only_then,
+    a_write_appends_only_the_events_it_is_given,
 );
 
 fn now() -> OffsetDateTime {
@@ -114,7 +140,7 @@ fn session_for(i: &Identity, lifespan: Duration) -> (Session, String) {
 
 async fn identities_round_trip_and_are_found_by_identifier(s: impl Store) {
     let i = identity("ada@example.com");
-    s.insert_identity(&i).await.unwrap();
+    s.insert_identity(&i, &fx_created()).await.unwrap();
     assert_eq!(s.get_identity(i.id).await.unwrap(), Some(i.clone()));
     let found = s
         .find_identity_by_identifier("password", "ada@example.com")
@@ -131,11 +157,11 @@ async fn identities_round_trip_and_are_found_by_identifier(s: impl Store) {
 }
 
 async fn duplicate_identifiers_and_addresses_conflict(s: impl Store) {
-    s.insert_identity(&identity("dup@example.com"))
+    s.insert_identity(&identity("dup@example.com"), &fx_created())
         .await
         .unwrap();
     let err = s
-        .insert_identity(&identity("dup@example.com"))
+        .insert_identity(&identity("dup@example.com"), &fx_created())
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
@@ -150,11 +176,11 @@ async fn duplicate_identifiers_and_addresses_conflict(s: impl Store) {
     assert_eq!(all.len(), 1);
     let mut ext = identity("ext1@example.com");
     ext.external_id = Some("x-1".into());
-    s.insert_identity(&ext).await.unwrap();
+    s.insert_identity(&ext, &fx_created()).await.unwrap();
     let mut ext2 = identity("ext2@example.com");
     ext2.external_id = Some("x-1".into());
     assert!(matches!(
-        s.insert_identity(&ext2).await,
+        s.insert_identity(&ext2, &fx_created()).await,
         Err(StoreError::Conflict(_))
     ));
 }
@@ -163,13 +189,13 @@ async fn updates_rederive_identifiers_atomically(s: impl Store) {
     let schema = IdentitySchema::default_schema().unwrap();
     let mut a = identity("a@example.com");
     let b = identity("b@example.com");
-    s.insert_identity(&a).await.unwrap();
-    s.insert_identity(&b).await.unwrap();
+    s.insert_identity(&a, &fx_created()).await.unwrap();
+    s.insert_identity(&b, &fx_created()).await.unwrap();
     // Changing a's email to b's conflicts and changes nothing.
     a.traits = json!({ "email": "b@example.com" });
     a.apply_derived(&schema.derive(&a.traits), now());
     assert!(matches!(
-        s.update_identity(&mut a).await,
+        s.update_identity(&mut a, &fx_updated()).await,
         Err(StoreError::Conflict(_))
     ));
     assert_eq!(
@@ -181,7 +207,7 @@ async fn updates_rederive_identifiers_atomically(s: impl Store) {
     );
     a.traits = json!({ "email": "c@example.com" });
     a.apply_derived(&schema.derive(&a.traits), now());
-    s.update_identity(&mut a).await.unwrap();
+    s.update_identity(&mut a, &fx_updated()).await.unwrap();
     assert!(s
         .find_identity_by_identifier("password", "a@example.com")
         .await
@@ -197,7 +223,7 @@ async fn updates_rederive_identifiers_atomically(s: impl Store) {
     let mut ghost = identity("ghost@example.com");
     ghost.id = Uuid::new_v4();
     assert!(matches!(
-        s.update_identity(&mut ghost).await,
+        s.update_identity(&mut ghost, &fx_updated()).await,
         Err(StoreError::NotFound)
     ));
 }
@@ -207,7 +233,7 @@ async fn identity_list_pages_by_keyset_and_filters(s: impl Store) {
     for n in 0..5 {
         let i = identity(&format!("p{n}@example.com"));
         ids.push(i.id);
-        s.insert_identity(&i).await.unwrap();
+        s.insert_identity(&i, &fx_created()).await.unwrap();
     }
     ids.sort();
     let mut seen = vec![];
@@ -255,11 +281,11 @@ async fn identity_list_pages_by_keyset_and_filters(s: impl Store) {
 
 async fn deleting_an_identity_removes_its_sessions(s: impl Store) {
     let i = identity("del@example.com");
-    s.insert_identity(&i).await.unwrap();
+    s.insert_identity(&i, &fx_created()).await.unwrap();
     let (sess, _) = session_for(&i, Duration::from_secs(60));
-    s.insert_session(&sess).await.unwrap();
-    assert!(s.delete_identity(i.id, now()).await.unwrap());
-    assert!(!s.delete_identity(i.id, now()).await.unwrap());
+    s.insert_session(&sess, &fx_started()).await.unwrap();
+    assert!(s.delete_identity(i.id, now(), &fx_deleted()).await.unwrap());
+    assert!(!s.delete_identity(i.id, now(), &fx_deleted()).await.unwrap());
     assert!(s
         .session_by_token_hash(&sess.token_hash)
         .await
@@ -271,16 +297,16 @@ async fn deleting_an_identity_removes_its_sessions(s: impl Store) {
         .unwrap()
         .is_none());
     // The identifier is free again.
-    s.insert_identity(&identity("del@example.com"))
+    s.insert_identity(&identity("del@example.com"), &fx_created())
         .await
         .unwrap();
 }
 
 async fn sessions_are_found_by_token_hash_with_their_identity(s: impl Store) {
     let i = identity("sess@example.com");
-    s.insert_identity(&i).await.unwrap();
+    s.insert_identity(&i, &fx_created()).await.unwrap();
     let (sess, token) = session_for(&i, Duration::from_secs(60));
-    s.insert_session(&sess).await.unwrap();
+    s.insert_session(&sess, &fx_started()).await.unwrap();
     let (got, owner) = s
         .session_by_token_hash(&portcullis_core::session::hash_token(&token))
         .await
@@ -295,19 +321,21 @@ async fn sessions_are_found_by_token_hash_with_their_identity(s: impl Store) {
         .is_none());
     let mut changed = got.clone();
     changed.active = false;
-    s.update_session(&changed, now()).await.unwrap();
+    s.update_session(&changed, now(), &fx_ended())
+        .await
+        .unwrap();
     assert!(!s.get_session(sess.id).await.unwrap().unwrap().0.active);
 }
 
 async fn session_lists_filter_active_and_revocation_works(s: impl Store) {
     let i = identity("list@example.com");
-    s.insert_identity(&i).await.unwrap();
+    s.insert_identity(&i, &fx_created()).await.unwrap();
     let (a, _) = session_for(&i, Duration::from_secs(60));
     let (b, _) = session_for(&i, Duration::from_secs(60));
     let (mut expired, _) = session_for(&i, Duration::from_secs(60));
     expired.expires_at = now() - Duration::from_secs(1);
     for x in [&a, &b, &expired] {
-        s.insert_session(x).await.unwrap();
+        s.insert_session(x, &fx_started()).await.unwrap();
     }
     let q = |active| SessionQuery {
         identity_id: Some(i.id),
@@ -325,7 +353,7 @@ async fn session_lists_filter_active_and_revocation_works(s: impl Store) {
     );
     assert_eq!(s.list_sessions(&q(None), now()).await.unwrap().len(), 3);
     assert_eq!(
-        s.revoke_identity_sessions(i.id, Some(a.id), now())
+        s.revoke_identity_sessions(i.id, Some(a.id), now(), &fx_ended())
             .await
             .unwrap(),
         2
@@ -335,7 +363,12 @@ async fn session_lists_filter_active_and_revocation_works(s: impl Store) {
         live.iter().map(|(x, _)| x.id).collect::<Vec<_>>(),
         vec![a.id]
     );
-    assert_eq!(s.delete_identity_sessions(i.id, now()).await.unwrap(), 3);
+    assert_eq!(
+        s.delete_identity_sessions(i.id, now(), &fx_removed())
+            .await
+            .unwrap(),
+        3
+    );
 }
 
 async fn flows_round_trip(s: impl Store) {
@@ -382,36 +415,38 @@ async fn kv_initialises_once(s: impl Store) {
 async fn writes_are_visible_to_later_token_lookups(s: impl Store) {
     let schema = IdentitySchema::default_schema().unwrap();
     let mut i = identity("visible@example.com");
-    s.insert_identity(&i).await.unwrap();
+    s.insert_identity(&i, &fx_created()).await.unwrap();
     let (sess, _) = session_for(&i, Duration::from_secs(60));
-    s.insert_session(&sess).await.unwrap();
+    s.insert_session(&sess, &fx_started()).await.unwrap();
     let lookup = || s.session_by_token_hash(&sess.token_hash);
     assert!(lookup().await.unwrap().unwrap().0.active);
     i.traits = json!({ "email": "visible@example.com", "name": { "first": "Changed" } });
     i.apply_derived(&schema.derive(&i.traits), now());
-    s.update_identity(&mut i).await.unwrap();
+    s.update_identity(&mut i, &fx_updated()).await.unwrap();
     assert_eq!(
         lookup().await.unwrap().unwrap().1.traits["name"]["first"],
         "Changed"
     );
-    s.revoke_identity_sessions(i.id, None, now()).await.unwrap();
+    s.revoke_identity_sessions(i.id, None, now(), &fx_ended())
+        .await
+        .unwrap();
     assert!(!lookup().await.unwrap().unwrap().0.active);
     let mut again = sess.clone();
     again.active = true;
-    s.update_session(&again, now()).await.unwrap();
+    s.update_session(&again, now(), &fx_ended()).await.unwrap();
     assert!(lookup().await.unwrap().unwrap().0.active);
-    s.delete_identity(i.id, now()).await.unwrap();
+    s.delete_identity(i.id, now(), &fx_deleted()).await.unwrap();
     assert!(lookup().await.unwrap().is_none());
 }
 
 async fn expired_rows_are_cleaned_up(s: impl Store) {
     let i = identity("cleanup@example.com");
-    s.insert_identity(&i).await.unwrap();
+    s.insert_identity(&i, &fx_created()).await.unwrap();
     let (live, _) = session_for(&i, Duration::from_secs(3600));
     let (mut old, _) = session_for(&i, Duration::from_secs(60));
     old.expires_at = now() - Duration::from_secs(7200);
-    s.insert_session(&live).await.unwrap();
-    s.insert_session(&old).await.unwrap();
+    s.insert_session(&live, &fx_started()).await.unwrap();
+    s.insert_session(&old, &fx_started()).await.unwrap();
     let mut stale = flow(FlowType::Api, "u");
     stale.expires_at = now() - Duration::from_secs(7200);
     let fresh = flow(FlowType::Api, "u");
@@ -457,10 +492,10 @@ fn refresh_row(i: &Identity, family: Uuid, session: Uuid) -> portcullis_core::st
 
 async fn refresh_tokens_rotate_once_and_revoke_by_family_and_identity(s: impl Store) {
     let mut i = identity("refresh@example.com");
-    s.insert_identity(&i).await.unwrap();
+    s.insert_identity(&i, &fx_created()).await.unwrap();
     let family = Uuid::new_v4();
     let (live, _) = session_for(&i, Duration::from_secs(60));
-    s.insert_session(&live).await.unwrap();
+    s.insert_session(&live, &fx_started()).await.unwrap();
     let first = refresh_row(&i, family, live.id);
     s.insert_refresh_token(&first).await.unwrap();
     assert_eq!(
@@ -547,7 +582,7 @@ async fn refresh_tokens_rotate_once_and_revoke_by_family_and_identity(s: impl St
         .unwrap());
     // Nor does one whose identity is inactive or whose session was revoked.
     i.state = "inactive".into();
-    s.update_identity(&mut i).await.unwrap();
+    s.update_identity(&mut i, &fx_updated()).await.unwrap();
     assert!(!s
         .rotate_refresh_token(
             &second.token_hash,
@@ -557,10 +592,12 @@ async fn refresh_tokens_rotate_once_and_revoke_by_family_and_identity(s: impl St
         .await
         .unwrap());
     i.state = "active".into();
-    s.update_identity(&mut i).await.unwrap();
+    s.update_identity(&mut i, &fx_updated()).await.unwrap();
     let mut revoked = live.clone();
     revoked.active = false;
-    s.update_session(&revoked, now()).await.unwrap();
+    s.update_session(&revoked, now(), &fx_ended())
+        .await
+        .unwrap();
     assert!(!s
         .rotate_refresh_token(
             &second.token_hash,
@@ -572,7 +609,12 @@ async fn refresh_tokens_rotate_once_and_revoke_by_family_and_identity(s: impl St
 
     let other_family = refresh_row(&i, Uuid::new_v4(), Uuid::new_v4());
     s.insert_refresh_token(&other_family).await.unwrap();
-    assert_eq!(s.revoke_refresh_family(family).await.unwrap(), 2);
+    assert_eq!(
+        s.revoke_refresh_family(family, &Effects::none())
+            .await
+            .unwrap(),
+        2
+    );
     assert_eq!(
         s.get_refresh_token(&second.token_hash)
             .await
@@ -604,7 +646,7 @@ async fn refresh_tokens_rotate_once_and_revoke_by_family_and_identity(s: impl St
         2,
         "the orphan and the last one"
     );
-    s.delete_identity(i.id, now()).await.unwrap();
+    s.delete_identity(i.id, now(), &fx_deleted()).await.unwrap();
     assert!(
         s.get_refresh_token(&last.token_hash)
             .await
@@ -627,12 +669,18 @@ async fn one_current_signing_key_even_when_installs_race(s: impl Store) {
     };
     let (a, a_next) = (key("current"), key("next"));
     assert!(s
-        .transition_signing_keys(&[], None, &[a.clone(), a_next.clone()], now())
+        .transition_signing_keys(
+            &[],
+            None,
+            &[a.clone(), a_next.clone()],
+            now(),
+            &Effects::none()
+        )
         .await
         .unwrap());
     let (b, b_next) = (key("current"), key("next"));
     assert!(
-        !s.transition_signing_keys(&[], None, &[b.clone(), b_next], now())
+        !s.transition_signing_keys(&[], None, &[b.clone(), b_next], now(), &Effects::none())
             .await
             .unwrap(),
         "a second first key set loses"
@@ -651,14 +699,21 @@ async fn one_current_signing_key_even_when_installs_race(s: impl Store) {
             &retire,
             Some(&a_next.kid),
             std::slice::from_ref(&c_next),
-            later
+            later,
+            &Effects::none()
         )
         .await
         .unwrap());
     assert!(
-        !s.transition_signing_keys(&retire, Some(&c_next.kid), &[key("next")], later)
-            .await
-            .unwrap(),
+        !s.transition_signing_keys(
+            &retire,
+            Some(&c_next.kid),
+            &[key("next")],
+            later,
+            &Effects::none()
+        )
+        .await
+        .unwrap(),
         "a stale rotation loses"
     );
     let keys = s.signing_keys().await.unwrap();
@@ -707,29 +762,33 @@ async fn every_write_appends_its_event_and_fans_it_out(s: impl Store) {
     let users = endpoint(&["user.created", "user.deleted"], true);
     let off = endpoint(&[], false);
     for e in [&all, &users, &off] {
-        s.insert_webhook_endpoint(e).await.unwrap();
+        s.insert_webhook_endpoint(e, &Effects::none())
+            .await
+            .unwrap();
     }
     let schema = IdentitySchema::default_schema().unwrap();
     let mut i = identity("events@example.com");
-    s.insert_identity(&i).await.unwrap();
+    s.insert_identity(&i, &fx_created()).await.unwrap();
     // A write that fails appends nothing.
     assert!(s
-        .insert_identity(&identity("events@example.com"))
+        .insert_identity(&identity("events@example.com"), &fx_created())
         .await
         .is_err());
     i.traits = json!({ "email": "events2@example.com" });
     i.apply_derived(&schema.derive(&i.traits), now());
-    s.update_identity(&mut i).await.unwrap();
+    s.update_identity(&mut i, &fx_updated()).await.unwrap();
     let (sess, _) = session_for(&i, Duration::from_secs(60));
-    s.insert_session(&sess).await.unwrap();
+    s.insert_session(&sess, &fx_started()).await.unwrap();
     let mut ended = sess.clone();
     ended.active = false;
-    s.update_session(&ended, now()).await.unwrap();
-    s.update_session(&ended, now()).await.unwrap(); // already inactive: no second event
+    s.update_session(&ended, now(), &fx_ended()).await.unwrap();
+    s.update_session(&ended, now(), &fx_ended()).await.unwrap(); // already inactive: no second event
     let (other, _) = session_for(&i, Duration::from_secs(60));
-    s.insert_session(&other).await.unwrap();
-    s.revoke_identity_sessions(i.id, None, now()).await.unwrap();
-    s.delete_identity(i.id, now()).await.unwrap();
+    s.insert_session(&other, &fx_started()).await.unwrap();
+    s.revoke_identity_sessions(i.id, None, now(), &fx_ended())
+        .await
+        .unwrap();
+    s.delete_identity(i.id, now(), &fx_deleted()).await.unwrap();
     let events = s.events_after(0, 100).await.unwrap();
     let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
     assert_eq!(
@@ -787,13 +846,15 @@ async fn every_write_appends_its_event_and_fans_it_out(s: impl Store) {
 async fn deliveries_retry_requeue_replay_and_lease(s: impl Store) {
     use portcullis_core::webhooks::{Attempt, Outcome};
     let ep = endpoint(&[], true);
-    s.insert_webhook_endpoint(&ep).await.unwrap();
+    s.insert_webhook_endpoint(&ep, &Effects::none())
+        .await
+        .unwrap();
     assert_eq!(
         s.get_webhook_endpoint(&ep.id).await.unwrap(),
         Some(ep.clone())
     );
     let i = identity("retry@example.com");
-    s.insert_identity(&i).await.unwrap();
+    s.insert_identity(&i, &fx_created()).await.unwrap();
     let d = s.next_delivery(&ep.id).await.unwrap().unwrap();
     let attempt = |status: i64| Attempt {
         id: Uuid::new_v4().to_string(),
@@ -897,18 +958,21 @@ async fn deliveries_retry_requeue_replay_and_lease(s: impl Store) {
             .unwrap(),
         "disabled endpoints get no deliveries"
     );
-    assert!(s.delete_webhook_endpoint(&ep.id).await.unwrap());
+    assert!(s
+        .delete_webhook_endpoint(&ep.id, &Effects::none())
+        .await
+        .unwrap());
     assert!(s.list_webhook_endpoints().await.unwrap().is_empty());
 }
 
 async fn a_stale_identity_write_is_refused_and_changes_nothing(s: impl Store) {
     let i = identity("stale@example.com");
-    s.insert_identity(&i).await.unwrap();
+    s.insert_identity(&i, &fx_created()).await.unwrap();
     // Two writers read the same version: a self-service change and an admin deactivation.
     let mut settings = s.get_identity(i.id).await.unwrap().unwrap();
     let mut admin = settings.clone();
     admin.state = "inactive".into();
-    s.update_identity(&mut admin).await.unwrap();
+    s.update_identity(&mut admin, &fx_updated()).await.unwrap();
     assert_eq!(
         admin.version,
         i.version + 1,
@@ -916,7 +980,7 @@ async fn a_stale_identity_write_is_refused_and_changes_nothing(s: impl Store) {
     );
     settings.metadata_public = Some(json!({ "theme": "dark" }));
     assert!(matches!(
-        s.update_identity(&mut settings).await,
+        s.update_identity(&mut settings, &fx_updated()).await,
         Err(StoreError::Stale)
     ));
     assert_eq!(
@@ -931,8 +995,12 @@ async fn a_stale_identity_write_is_refused_and_changes_nothing(s: impl Store) {
     // Reloaded, the same change goes through, and a writer may write its copy again.
     let mut reloaded = stored.clone();
     reloaded.metadata_public = Some(json!({ "theme": "dark" }));
-    s.update_identity(&mut reloaded).await.unwrap();
-    s.update_identity(&mut reloaded).await.unwrap();
+    s.update_identity(&mut reloaded, &fx_updated())
+        .await
+        .unwrap();
+    s.update_identity(&mut reloaded, &fx_updated())
+        .await
+        .unwrap();
     assert_eq!(s.get_identity(i.id).await.unwrap().unwrap(), reloaded);
     assert_eq!(reloaded.version, i.version + 3);
 }
@@ -953,9 +1021,10 @@ async fn a_registration_flow_creates_one_account_under_concurrent_submits(s: imp
     );
     let (sa, _) = session_for(&a, Duration::from_secs(60));
     let (sb, _) = session_for(&b, Duration::from_secs(60));
+    let registered = fx_registered();
     let (ra, rb) = tokio::join!(
-        s.complete_registration(&f, &a, &sa),
-        s.complete_registration(&f, &b, &sb)
+        s.complete_registration(&f, &a, &sa, &registered),
+        s.complete_registration(&f, &b, &sb, &registered)
     );
     let (ra, rb) = (ra.unwrap(), rb.unwrap());
     assert!(ra != rb, "exactly one submit wins: {ra} {rb}");
@@ -976,16 +1045,16 @@ async fn a_registration_flow_creates_one_account_under_concurrent_submits(s: imp
     assert_eq!(all.len(), 1);
     // Once completed, the flow registers nobody else.
     assert!(!s
-        .complete_registration(&f, &identity("third@example.com"), &sa)
+        .complete_registration(&f, &identity("third@example.com"), &sa, &fx_registered())
         .await
         .unwrap());
 }
 
 async fn refresh_rotation_extends_a_session_only_up_to_its_absolute_lifetime(s: impl Store) {
     let i = identity("cap@example.com");
-    s.insert_identity(&i).await.unwrap();
+    s.insert_identity(&i, &fx_created()).await.unwrap();
     let (live, _) = session_for(&i, Duration::from_secs(60));
-    s.insert_session(&live).await.unwrap();
+    s.insert_session(&live, &fx_started()).await.unwrap();
     let first = refresh_row(&i, Uuid::new_v4(), live.id);
     s.insert_refresh_token(&first).await.unwrap();
     // Within the cap the session follows the new token.
@@ -1095,7 +1164,7 @@ async fn futures_join<F: std::future::Future>(futs: impl Iterator<Item = F>) -> 
 
 async fn known_devices_are_recognised_by_their_sessions(s: impl Store) {
     let i = identity("device@example.com");
-    s.insert_identity(&i).await.unwrap();
+    s.insert_identity(&i, &fx_created()).await.unwrap();
     let (mut sess, _) = session_for(&i, Duration::from_secs(600));
     sess.devices = vec![Device {
         id: Uuid::new_v4(),
@@ -1103,7 +1172,7 @@ async fn known_devices_are_recognised_by_their_sessions(s: impl Store) {
         user_agent: None,
         location: None,
     }];
-    s.insert_session(&sess).await.unwrap();
+    s.insert_session(&sess, &fx_started()).await.unwrap();
     let since = now() - Duration::from_secs(3600);
     assert!(s
         .has_session_from_ip(i.id, "192.0.2.10", since)
@@ -1252,4 +1321,125 @@ async fn audit_records_filter_page_and_expire(s: impl Store) {
         .len(),
         3
     );
+}
+
+/// A change's audit records are written in its transaction: a write that lands records them, a
+/// write that is refused (stale, conflicting, already completed) records nothing.
+async fn audit_records_commit_with_their_change_and_only_then(s: impl Store) {
+    use portcullis_core::audit::{Actor, AuditKind, AuditQuery, AuditRecord, Origin};
+    let record = |kind, who: Uuid| {
+        AuditRecord::new(
+            kind,
+            Actor::Admin { key_id: None },
+            &Origin::default(),
+            now(),
+        )
+        .about(who)
+    };
+    let mut i = identity("audited@example.com");
+    s.insert_identity(
+        &i,
+        &fx_created().audited(record(AuditKind::IdentityCreated, i.id)),
+    )
+    .await
+    .unwrap();
+    let mut stale = i.clone();
+    i.metadata_public = Some(json!({ "plan": "pro" }));
+    let updated = fx_updated().audited(record(AuditKind::IdentityUpdated, i.id));
+    s.update_identity(&mut i, &updated).await.unwrap();
+    // The second writer read the old version: refused, and its record with it.
+    assert!(matches!(
+        s.update_identity(
+            &mut stale,
+            &fx_updated().audited(record(AuditKind::IdentityStateChanged, i.id))
+        )
+        .await,
+        Err(StoreError::Stale)
+    ));
+    // A duplicate identifier: the insert fails, no record.
+    let dup = identity("audited@example.com");
+    assert!(s
+        .insert_identity(
+            &dup,
+            &fx_created().audited(record(AuditKind::IdentityCreated, dup.id))
+        )
+        .await
+        .is_err());
+    // Revoking sessions when there are none ends nothing and records nothing.
+    assert_eq!(
+        s.revoke_identity_sessions(
+            i.id,
+            None,
+            now(),
+            &fx_ended().audited(record(AuditKind::SessionRevoked, i.id))
+        )
+        .await
+        .unwrap(),
+        0
+    );
+    let kinds = |rows: Vec<AuditRecord>| {
+        rows.into_iter()
+            .map(|r| (r.kind, r.identity_id))
+            .collect::<Vec<_>>()
+    };
+    let all = s
+        .list_audit(&AuditQuery {
+            page_size: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        kinds(all),
+        vec![
+            (AuditKind::IdentityUpdated, Some(i.id)),
+            (AuditKind::IdentityCreated, Some(i.id)),
+        ]
+    );
+    let deleted = s
+        .delete_identity(
+            i.id,
+            now(),
+            &fx_deleted().audited(record(AuditKind::IdentityDeleted, i.id)),
+        )
+        .await
+        .unwrap();
+    assert!(deleted);
+    let newest = s
+        .list_audit(&AuditQuery {
+            page_size: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        kinds(newest),
+        vec![(AuditKind::IdentityDeleted, Some(i.id))]
+    );
+}
+
+/// The core names the events: a write appends what its effects list, and nothing else.
+async fn a_write_appends_only_the_events_it_is_given(s: impl Store) {
+    let before = s.events_after(0, 1000).await.unwrap().len();
+    let mut i = identity("quiet@example.com");
+    s.insert_identity(&i, &Effects::none()).await.unwrap();
+    i.metadata_public = Some(json!({ "quiet": true }));
+    s.update_identity(&mut i, &Effects::none()).await.unwrap();
+    let (sess, _) = session_for(&i, Duration::from_secs(60));
+    s.insert_session(&sess, &Effects::none()).await.unwrap();
+    assert_eq!(s.events_after(0, 1000).await.unwrap().len(), before);
+    // Named: one event each, with the wire name of its kind.
+    s.update_identity(&mut i, &fx_updated()).await.unwrap();
+    s.revoke_identity_sessions(i.id, None, now(), &fx_ended())
+        .await
+        .unwrap();
+    let kinds: Vec<String> = s
+        .events_after(0, 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .skip(before)
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(kinds, ["user.updated", "session.revoked"]);
 }

@@ -101,9 +101,10 @@ pub use env::ENV_PREFIX;
 pub use hashers::{Argon2Config, BcryptConfig, HasherAlgorithm, HashersConfig};
 pub use identity::{IdentityConfig, SchemaRef};
 pub use log::{LogConfig, LogFormat, LogLevel};
+pub(crate) use redact::redact_url;
 pub use redact::Secret;
 pub use secrets::SecretsConfig;
-pub use security::{AuditConfig, SecurityConfig};
+pub use security::{AccountEnumerationConfig, AuditConfig, PasswordChangeConfig, SecurityConfig};
 pub use selfservice::{
     AfterConfig, EnabledConfig, FlowConfig, FlowsConfig, LogoutFlowConfig, MethodsConfig,
     PasswordMethodConfig, PasswordPolicyConfig, RegistrationFlowConfig, SelfServiceConfig,
@@ -207,7 +208,7 @@ impl Config {
             ui_enabled: self.ui.enabled,
             user_id_claim: self.tokens.user_id_claim.clone(),
         };
-        self.csrf_cookie_name = csrf_cookie_name(&ctx.public_url);
+        self.csrf_cookie_name = csrf_cookie_name(&ctx.public_url, self.host_cookies_allowed());
         self.serve.validate()?;
         self.secrets.validate(&ctx)?;
         self.hashers.validate(&ctx)?;
@@ -286,6 +287,12 @@ impl Config {
     }
 
     /// Cookies carry `Secure` whenever the public URL is https (always, outside dev mode).
+    /// Whether a cookie may carry the `__Host-` prefix here: sent only over https, to this
+    /// host alone (no `session.cookie.domain`); the CSRF cookie is always on `/`.
+    pub fn host_cookies_allowed(&self) -> bool {
+        self.secure_cookies() && self.session.cookie.domain.is_empty()
+    }
+
     pub fn secure_cookies(&self) -> bool {
         url::Url::parse(&self.serve.public.base_url).is_ok_and(|u| u.scheme() == "https")
     }
@@ -297,10 +304,14 @@ impl Config {
     }
 }
 
-fn csrf_cookie_name(public_url: &str) -> String {
+/// `csrf_token_<sha256 of the public URL>`, as Kratos names it; with the `__Host-` prefix
+/// where the deployment allows one, so a sibling subdomain cannot plant or shadow it
+/// (security review F18).
+fn csrf_cookie_name(public_url: &str, host_prefix: bool) -> String {
     use sha2::{Digest, Sha256};
     format!(
-        "csrf_token_{}",
+        "{}csrf_token_{}",
+        if host_prefix { "__Host-" } else { "" },
         hex::encode(Sha256::digest(public_url.as_bytes()))
     )
 }

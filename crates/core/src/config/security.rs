@@ -1,4 +1,5 @@
-//! `security`: brute-force protection, per-IP request rates and the audit log's retention.
+//! `security`: brute-force protection, per-IP request rates, the audit log's retention, what a
+//! password change ends, and account-enumeration mitigation.
 //! The rules themselves live in [`crate::ratelimit`] and [`crate::audit`].
 
 use super::units::Dur;
@@ -15,6 +16,34 @@ pub struct SecurityConfig {
     /// Per-client-IP request rates, kept by each instance.
     pub rate_limit: RateLimitConfig,
     pub audit: AuditConfig,
+    pub password_change: PasswordChangeConfig,
+    /// Kratos' `security.account_enumeration`.
+    pub account_enumeration: AccountEnumerationConfig,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PasswordChangeConfig {
+    /// A password changed through the settings flow ends the identity's other sessions (ASVS
+    /// 3.3.3; security review F19); the session that changed it stays. Kratos keeps them
+    /// unless the flow has the `revoke_active_sessions` hook: set `false` for that behaviour.
+    pub revoke_other_sessions: bool,
+}
+
+impl Default for PasswordChangeConfig {
+    fn default() -> Self {
+        PasswordChangeConfig {
+            revoke_other_sessions: true,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccountEnumerationConfig {
+    /// Answer in ways that do not tell whether an identifier has an account, where that costs
+    /// some clarity for the user (see the configuration reference for each place).
+    pub mitigate: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

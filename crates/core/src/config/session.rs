@@ -63,6 +63,27 @@ pub struct SessionCookieConfig {
     pub same_site: SameSite,
 }
 
+impl SessionCookieConfig {
+    /// A `__Host-` or `__Secure-` name (the operator's choice of a cookie that a sibling
+    /// subdomain cannot plant) is only kept by browsers under its rules, so a name they would
+    /// drop is refused here rather than found out as "nobody can sign in".
+    fn validate_prefix(&self, ctx: &Ctx) -> Result<(), ConfigError> {
+        let https = ctx.public_url.starts_with("https://");
+        let problem = if self.name.starts_with("__Host-") {
+            (!https || !self.domain.is_empty() || self.path != "/")
+                .then_some("a __Host- cookie needs an https public URL, no domain and path /")
+        } else if self.name.starts_with("__Secure-") {
+            (!https).then_some("a __Secure- cookie needs an https public URL")
+        } else {
+            None
+        };
+        match problem {
+            Some(p) => Err(ConfigError::Invalid(format!("session.cookie.name: {p}"))),
+            None => Ok(()),
+        }
+    }
+}
+
 impl Default for SessionCookieConfig {
     fn default() -> Self {
         SessionCookieConfig {
@@ -125,6 +146,7 @@ impl SessionConfig {
         self.cookie
             .same_site
             .validate("session.cookie.same_site", ctx)?;
+        self.cookie.validate_prefix(ctx)?;
         for (name, tpl) in &self.whoami.tokenizer.templates {
             if tpl.ttl.0.is_zero() {
                 return Err(ConfigError::Invalid(format!(

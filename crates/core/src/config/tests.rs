@@ -347,3 +347,29 @@ fn config_check_output_hides_dsn_and_webhook_url_credentials() {
         "the loaded value itself is intact"
     );
 }
+
+#[test]
+fn cookies_get_the_host_prefix_only_where_browsers_keep_it() {
+    let https = (
+        "PORTCULLIS_SERVE_PUBLIC_BASE_URL",
+        "https://auth.example.com/",
+    );
+    let c = Config::load(None, env(&[https]), true).unwrap();
+    assert!(c.csrf_cookie_name().starts_with("__Host-csrf_token_"));
+    // A cookie shared with subdomains cannot be a __Host- cookie; plain http cannot either.
+    let shared = ("PORTCULLIS_SESSION_COOKIE_DOMAIN", "example.com");
+    let c = Config::load(None, env(&[https, shared]), true).unwrap();
+    assert!(c.csrf_cookie_name().starts_with("csrf_token_"));
+    let c = Config::load(None, env(&[]), true).unwrap();
+    assert!(c.csrf_cookie_name().starts_with("csrf_token_"));
+    // The session cookie's name is the operator's; a prefixed name browsers would drop is refused.
+    let host = ("PORTCULLIS_SESSION_COOKIE_NAME", "__Host-session");
+    assert!(Config::load(None, env(&[https, host]), true).is_ok());
+    for bad in [vec![host], vec![https, host, shared]] {
+        let err = Config::load(None, env(&bad), true).unwrap_err().to_string();
+        assert!(err.contains("session.cookie.name"), "{err}");
+    }
+    let secure = ("PORTCULLIS_SESSION_COOKIE_NAME", "__Secure-session");
+    assert!(Config::load(None, env(&[https, secure, shared]), true).is_ok());
+    assert!(Config::load(None, env(&[secure]), true).is_err());
+}

@@ -7,6 +7,7 @@ use crate::error::{Error, Result, SubmitError, SubmitResult};
 use crate::flow::{Flow, FlowKind, FlowType};
 use crate::identity::Identity;
 use crate::service::{Authenticated, Caller, Core};
+use crate::store::Effects;
 use crate::ui::{msg, UiNode, UiText};
 use serde_json::json;
 use time::OffsetDateTime;
@@ -230,7 +231,7 @@ impl Core {
                     aal: "aal1".into(),
                     completed_at: now,
                 });
-                self.store.update_session(&s, now).await?;
+                self.store.update_session(&s, now, &Effects::none()).await?;
                 (s, None)
             }
             _ => {

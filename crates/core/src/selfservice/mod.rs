@@ -21,6 +21,7 @@ use crate::error::{Error, Result};
 use crate::flow::{Flow, FlowKind, FlowType};
 use crate::identity::{Identity, View};
 use crate::service::{urlencode, Caller, Core};
+use crate::session::Session;
 use crate::ui::{msg, UiNode};
 use serde_json::{json, Value};
 use time::OffsetDateTime;
@@ -42,11 +43,65 @@ impl Core {
                 match (&caller.csrf_secret, submitted) {
                     (None, _) => Err(csrf_violation("The anti-CSRF cookie was not sent with the request.")),
                     (Some(_), None) => Err(csrf_violation("The anti-CSRF token was not sent in the csrf_token field or the X-CSRF-Token header.")),
-                    (Some(s), Some(t)) if crate::csrf::verify(s, t) => Ok(()),
+                    (Some(s), Some(t)) if crate::csrf::verify(s, t) => {
+                        // The flow must have been issued to this same secret, too.
+                        self.check_flow_cookie(flow, caller)
+                    }
                     _ => Err(csrf_violation("The anti-CSRF token does not match the anti-CSRF cookie.")),
                 }
             }
         }
+    }
+
+    /// The anti-CSRF secret a browser signed in with `session` must hold (see [`crate::csrf`]):
+    /// derived with the first cookie key (`secrets.cookie`, else `secrets.default`).
+    pub fn session_csrf_secret(&self, session: &Session) -> String {
+        let key = self.cookie_keys().next().unwrap_or_default();
+        crate::csrf::session_secret(key, &session.token_hash)
+    }
+
+    /// The browser's anti-CSRF secret among the values of its CSRF cookies. Signed in, only
+    /// the value bound to its session counts (under any configured cookie key, so keys can
+    /// rotate), wherever it sits among the cookies: a planted cookie neither matches nor
+    /// shadows it. Signed out, the first well-formed value.
+    pub fn browser_csrf_secret<'a>(
+        &self,
+        session: Option<&Session>,
+        cookies: impl IntoIterator<Item = &'a str>,
+    ) -> Option<String> {
+        let mut cookies = cookies.into_iter().filter(|c| crate::csrf::is_secret(c));
+        let Some(session) = session else {
+            return cookies.next().map(str::to_string);
+        };
+        let bound: Vec<String> = self
+            .cookie_keys()
+            .map(|k| crate::csrf::session_secret(k, &session.token_hash))
+            .collect();
+        cookies
+            .find(|c| bound.iter().any(|b| crate::csrf::same_secret(b, c)))
+            .map(str::to_string)
+    }
+
+    /// A secret for a browser that has none (the response sets it as the cookie): bound to
+    /// its session when it has one, random otherwise.
+    pub fn new_csrf_secret(&self, session: Option<&Session>) -> String {
+        match session {
+            Some(s) => self.session_csrf_secret(s),
+            None => crate::csrf::new_secret(),
+        }
+    }
+
+    /// The keys CSRF secrets are derived with, newest first; without any configured secret
+    /// (dev mode) one empty key, so secrets still differ per session.
+    fn cookie_keys(&self) -> impl Iterator<Item = &[u8]> {
+        let s = &self.config.secrets;
+        let configured = s
+            .cookie
+            .iter()
+            .chain(&s.default)
+            .map(|k| k.expose().as_bytes());
+        let none = (s.cookie.is_empty() && s.default.is_empty()).then_some(&b""[..]);
+        configured.chain(none)
     }
 
     /// Gives a new browser flow its anti-CSRF token: stored on the flow and rendered as the

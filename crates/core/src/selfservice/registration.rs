@@ -3,12 +3,14 @@
 //! nothing behind.
 
 use super::form::{already_completed, fill_trait_values, method_submit, password_input};
+use crate::audit::{Actor, AuditKind, AuditRecord};
 use crate::error::{Error, Result, SubmitResult};
 use crate::flow::{Flow, FlowKind, FlowType};
 use crate::identity::Identity;
 use crate::service::{Authenticated, Caller, Core};
-use crate::store::StoreError;
+use crate::store::{Effects, StoreError};
 use crate::ui::{msg, UiText};
+use crate::webhooks::EventKind;
 use serde_json::Value;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -160,9 +162,21 @@ impl Core {
         let mut completed = flow.clone();
         completed.state = "passed_challenge".into();
         completed.updated_at = now;
+        let record = AuditRecord::new(
+            AuditKind::Registration,
+            Actor::Identity(identity.id),
+            &caller.origin(),
+            now,
+        )
+        .about(identity.id)
+        .target(format!("session:{}", session.id))
+        .reason("password");
+        let fx = Effects::event(EventKind::UserCreated)
+            .and_event(EventKind::SessionCreated)
+            .audited(record);
         match self
             .store
-            .complete_registration(&completed, &identity, &session)
+            .complete_registration(&completed, &identity, &session, &fx)
             .await
         {
             Ok(true) => {}

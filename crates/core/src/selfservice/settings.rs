@@ -3,12 +3,14 @@
 //! user, needs a privileged (recently authenticated) session.
 
 use super::form::{fill_trait_values, method_submit, password_input};
+use crate::audit::{Actor, AuditKind, AuditRecord};
 use crate::error::{Error, Result, SubmitResult};
 use crate::flow::{Flow, FlowKind, FlowType};
 use crate::identity::Identity;
 use crate::service::{Caller, Core};
-use crate::store::StoreError;
+use crate::store::{Effects, StoreError};
 use crate::ui::{msg, UiNode, UiText};
+use crate::webhooks::EventKind;
 use serde_json::Value;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -168,7 +170,8 @@ impl Core {
                 identity.traits = traits;
                 identity.apply_derived(&derived, now);
                 identity.updated_at = now;
-                match self.store.update_identity(&mut identity).await {
+                let fx = self.settings_effects(AuditKind::ProfileChanged, &identity, caller, now);
+                match self.store.update_identity(&mut identity, &fx).await {
                     Ok(()) => {}
                     Err(StoreError::Conflict(_)) => {
                         flow.ui.messages.push(msg::duplicate_credentials());
@@ -196,8 +199,14 @@ impl Core {
                 let hash = self.hasher.hash(password).await?;
                 identity.set_password_hash(hash, ids, now);
                 identity.updated_at = now;
-                self.store.update_identity(&mut identity).await?;
+                let fx = self.settings_effects(AuditKind::PasswordChanged, &identity, caller, now);
+                self.store.update_identity(&mut identity, &fx).await?;
                 self.password_changed(identity.id).await?;
+                if self.config.security.password_change.revoke_other_sessions {
+                    let (origin, reason) = (caller.origin(), "password_changed");
+                    self.revoke_other_sessions(identity.id, session.id, &origin, reason)
+                        .await?;
+                }
             }
             SettingsMethod::Unknown => {
                 flow.ui.messages.push(UiText::error(
@@ -222,6 +231,20 @@ impl Core {
         Error::RefreshRequired {
             redirect_browser_to: self.browser_flow_url(FlowKind::Login, true, Some(&back)),
         }
+    }
+
+    /// What a settings change writes with itself: `user.updated` and its audit record, by
+    /// the signed-in identity.
+    fn settings_effects(
+        &self,
+        kind: AuditKind,
+        identity: &Identity,
+        caller: &Caller,
+        now: OffsetDateTime,
+    ) -> Effects {
+        let record = AuditRecord::new(kind, Actor::Identity(identity.id), &caller.origin(), now)
+            .about(identity.id);
+        Effects::event(EventKind::UserUpdated).audited(record)
     }
 }
 

@@ -1,6 +1,6 @@
 //! Clerk API secret keys, stored by hash.
 
-use super::StoreResult;
+use super::{Effects, StoreResult};
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
@@ -11,8 +11,14 @@ pub trait ClerkKeyStore: Send + Sync + 'static {
         id: &str,
         key_hash: &str,
         now: OffsetDateTime,
+        fx: &Effects,
     ) -> StoreResult<()>;
-    /// Hashes of the Clerk keys that are not revoked.
-    async fn clerk_key_hashes(&self) -> StoreResult<Vec<String>>;
-    async fn revoke_clerk_key(&self, id: &str, now: OffsetDateTime) -> StoreResult<bool>;
+    /// `(id, hash)` of every Clerk key that is not revoked.
+    async fn clerk_keys(&self) -> StoreResult<Vec<(String, String)>>;
+    async fn revoke_clerk_key(
+        &self,
+        id: &str,
+        now: OffsetDateTime,
+        fx: &Effects,
+    ) -> StoreResult<bool>;
 }

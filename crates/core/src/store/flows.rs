@@ -1,6 +1,6 @@
 //! Self-service flows (login, registration, settings) and the errors they end in.
 
-use super::StoreResult;
+use super::{Effects, StoreResult};
 use crate::flow::Flow;
 use crate::identity::Identity;
 use crate::session::Session;
@@ -25,6 +25,7 @@ pub trait FlowStore: Send + Sync + 'static {
         flow: &Flow,
         identity: &Identity,
         session: &Session,
+        fx: &Effects,
     ) -> StoreResult<bool>;
     /// Keeps a self-service error (what `/self-service/errors?id=` shows) until `expires_at`.
     async fn insert_flow_error(

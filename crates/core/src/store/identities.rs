@@ -1,6 +1,6 @@
 //! Identities: the account documents, with their credential identifiers and addresses.
 
-use super::StoreResult;
+use super::{Effects, StoreResult};
 use crate::identity::Identity;
 use crate::session::Session;
 use async_trait::async_trait;
@@ -18,18 +18,19 @@ pub struct IdentityQuery {
 
 #[async_trait]
 pub trait IdentityStore: Send + Sync + 'static {
-    async fn insert_identity(&self, identity: &Identity) -> StoreResult<()>;
+    async fn insert_identity(&self, identity: &Identity, fx: &Effects) -> StoreResult<()>;
     /// Inserts a new identity and its first session in one transaction (self-service registration).
     async fn insert_identity_with_session(
         &self,
         identity: &Identity,
         session: &Session,
+        fx: &Effects,
     ) -> StoreResult<()>;
     /// Replaces the identity (traits, state, metadata, credentials, addresses) atomically, if
     /// the stored version is still `identity.version`; then increments the version, stored
     /// and in `identity`. [`StoreError::Stale`](super::StoreError::Stale) when another write
     /// landed since `identity` was read (nothing is written), `NotFound` when it is gone.
-    async fn update_identity(&self, identity: &mut Identity) -> StoreResult<()>;
+    async fn update_identity(&self, identity: &mut Identity, fx: &Effects) -> StoreResult<()>;
     async fn get_identity(&self, id: Uuid) -> StoreResult<Option<Identity>>;
     async fn find_identity_by_identifier(
         &self,
@@ -40,6 +41,12 @@ pub trait IdentityStore: Send + Sync + 'static {
     /// Every identity, newest first (the Clerk API filters and pages them in memory for now).
     async fn all_identities(&self) -> StoreResult<Vec<Identity>>;
     /// Deletes the identity and everything that belongs to it (sessions, flows' ownership).
-    /// `now` is the time of the events it appends.
-    async fn delete_identity(&self, id: Uuid, now: OffsetDateTime) -> StoreResult<bool>;
+    /// `now` is the time of the events it appends; a session event in `fx` is appended for
+    /// every session that was still active.
+    async fn delete_identity(
+        &self,
+        id: Uuid,
+        now: OffsetDateTime,
+        fx: &Effects,
+    ) -> StoreResult<bool>;
 }

@@ -1,6 +1,6 @@
 //! JWT signing keys and the small key-value table (generated dev secrets).
 
-use super::StoreResult;
+use super::{Effects, StoreResult};
 use crate::keys::StoredKey;
 use async_trait::async_trait;
 use time::OffsetDateTime;
@@ -20,6 +20,7 @@ pub trait KeyStore: Send + Sync + 'static {
         promote: Option<&str>,
         insert: &[StoredKey],
         now: OffsetDateTime,
+        fx: &Effects,
     ) -> StoreResult<bool>;
     /// Returns the stored value for `key`, storing `value` first if there is none (atomic).
     async fn get_or_init_kv(&self, key: &str, value: &str) -> StoreResult<String>;

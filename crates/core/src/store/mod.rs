@@ -6,8 +6,12 @@
 //! [`Store`] is every one of them together, with a blanket impl: `Arc<dyn Store>` is what the
 //! core holds. Calling a method on `dyn Store` needs the sub-trait in scope; `use
 //! portcullis_core::store::prelude::*` brings them all.
+//!
+//! A write that changes something takes the [`Effects`] the core names for it (outbox events,
+//! audit records) and commits them with the change.
 
 mod clerk;
+mod effects;
 mod flows;
 mod identities;
 mod keys;
@@ -20,6 +24,7 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 
 pub use clerk::ClerkKeyStore;
+pub use effects::Effects;
 pub use flows::FlowStore;
 pub use identities::{IdentityQuery, IdentityStore};
 pub use keys::KeyStore;

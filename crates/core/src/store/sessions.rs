@@ -1,6 +1,6 @@
 //! Sessions: one row per login, looked up by the hash of its opaque token.
 
-use super::StoreResult;
+use super::{Effects, StoreResult};
 use crate::identity::Identity;
 use crate::session::Session;
 use async_trait::async_trait;
@@ -19,10 +19,15 @@ pub struct SessionQuery {
 
 #[async_trait]
 pub trait SessionStore: Send + Sync + 'static {
-    async fn insert_session(&self, session: &Session) -> StoreResult<()>;
-    /// Saves the session; `now` is the time of the `session.revoked` event when this
-    /// deactivates it.
-    async fn update_session(&self, session: &Session, now: OffsetDateTime) -> StoreResult<()>;
+    async fn insert_session(&self, session: &Session, fx: &Effects) -> StoreResult<()>;
+    /// Saves the session. Its session events in `fx` (at `now`) are appended only when this
+    /// write deactivates it: ending an ended session is no event.
+    async fn update_session(
+        &self,
+        session: &Session,
+        now: OffsetDateTime,
+        fx: &Effects,
+    ) -> StoreResult<()>;
     /// The session with this token hash and its identity: one indexed lookup.
     async fn session_by_token_hash(
         &self,
@@ -34,17 +39,22 @@ pub trait SessionStore: Send + Sync + 'static {
         query: &SessionQuery,
         now: OffsetDateTime,
     ) -> StoreResult<Vec<(Session, Identity)>>;
-    /// Deactivates the identity's sessions (all, or all but `except`) at `now`; returns how many.
+    /// Deactivates the identity's sessions (all, or all but `except`) at `now`, with the
+    /// session events of `fx` for each (and its audit records, if any session ended); returns
+    /// how many.
     async fn revoke_identity_sessions(
         &self,
         identity_id: Uuid,
         except: Option<Uuid>,
         now: OffsetDateTime,
+        fx: &Effects,
     ) -> StoreResult<u64>;
-    /// Deletes the identity's sessions at `now`; returns how many.
+    /// Deletes the identity's sessions at `now`, with the session events of `fx` for each one
+    /// that was still active (and its audit records, if any went); returns how many.
     async fn delete_identity_sessions(
         &self,
         identity_id: Uuid,
         now: OffsetDateTime,
+        fx: &Effects,
     ) -> StoreResult<u64>;
 }

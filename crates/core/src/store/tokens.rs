@@ -1,6 +1,6 @@
 //! Refresh tokens (the simplejwt face): stored by hash, rotated in families.
 
-use super::StoreResult;
+use super::{Effects, StoreResult};
 use crate::identity::Identity;
 use crate::session::Session;
 use async_trait::async_trait;
@@ -48,6 +48,7 @@ pub trait RefreshTokenStore: Send + Sync + 'static {
     ) -> StoreResult<bool>;
     /// Revokes one token if it is active; returns whether it was.
     async fn revoke_refresh_token(&self, token_hash: &str) -> StoreResult<bool>;
-    async fn revoke_refresh_family(&self, family_id: Uuid) -> StoreResult<u64>;
+    /// Revokes every token of a family (logout, reuse detection), with `fx`'s audit records.
+    async fn revoke_refresh_family(&self, family_id: Uuid, fx: &Effects) -> StoreResult<u64>;
     async fn revoke_identity_refresh_tokens(&self, identity_id: Uuid) -> StoreResult<u64>;
 }

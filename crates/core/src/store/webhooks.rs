@@ -1,7 +1,8 @@
-//! The outbox and webhook delivery: events (appended by the writes that cause them),
+//! The outbox and webhook delivery: events (appended by the writes that cause them, as their
+//! [`Effects`]),
 //! endpoints, deliveries and the attempt log.
 
-use super::StoreResult;
+use super::{Effects, StoreResult};
 use crate::webhooks::{Attempt, Event, Outcome, PendingDelivery, WebhookEndpoint};
 use async_trait::async_trait;
 use time::OffsetDateTime;
@@ -10,9 +11,13 @@ use time::OffsetDateTime;
 pub trait WebhookStore: Send + Sync + 'static {
     /// Outbox events after `after_seq`, oldest first.
     async fn events_after(&self, after_seq: i64, limit: u32) -> StoreResult<Vec<Event>>;
-    async fn insert_webhook_endpoint(&self, ep: &WebhookEndpoint) -> StoreResult<()>;
-    async fn update_webhook_endpoint(&self, ep: &WebhookEndpoint) -> StoreResult<bool>;
-    async fn delete_webhook_endpoint(&self, id: &str) -> StoreResult<bool>;
+    async fn insert_webhook_endpoint(&self, ep: &WebhookEndpoint, fx: &Effects) -> StoreResult<()>;
+    async fn update_webhook_endpoint(
+        &self,
+        ep: &WebhookEndpoint,
+        fx: &Effects,
+    ) -> StoreResult<bool>;
+    async fn delete_webhook_endpoint(&self, id: &str, fx: &Effects) -> StoreResult<bool>;
     async fn get_webhook_endpoint(&self, id: &str) -> StoreResult<Option<WebhookEndpoint>>;
     async fn list_webhook_endpoints(&self) -> StoreResult<Vec<WebhookEndpoint>>;
     /// Takes (or renews) the delivery lease of an enabled endpoint for `owner` until `until`;

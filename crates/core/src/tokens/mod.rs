@@ -11,10 +11,12 @@ use jwt::unix;
 pub use crate::error::TokenError;
 pub use crate::keys::{KeyRingCache, Ring};
 
+use crate::audit::{Actor, AuditKind, By, Origin};
 use crate::error::{Error, Result};
 use crate::identity::View;
 use crate::service::{Caller, Core};
 use crate::session::{hash_token, Session};
+use crate::store::Effects;
 use serde_json::{json, Map, Value};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -148,11 +150,21 @@ impl Core {
             }
             "rotated" => {
                 tracing::warn!(family = %row.family_id, identity = %row.identity_id, "refresh token reuse detected; revoking the family");
-                if let Err(e) = self.store.revoke_refresh_family(row.family_id).await {
+                let record = By::system()
+                    .record(AuditKind::TokenReuseDetected, now)
+                    .about(row.identity_id)
+                    .target(format!("session:{}", row.session_id))
+                    .failed("refresh_token_reuse");
+                let fx = Effects::none().audited(record);
+                if let Err(e) = self.store.revoke_refresh_family(row.family_id, &fx).await {
                     return e.into();
                 }
                 if let Some((s, _)) = session {
-                    if let Err(e) = self.revoke_session(&s, now).await {
+                    let by = By::system();
+                    if let Err(e) = self
+                        .revoke_session(&s, "refresh_token_reuse", &by, now)
+                        .await
+                    {
                         return e;
                     }
                 }
@@ -197,7 +209,12 @@ impl Core {
     }
 
     /// Cookie-mode logout: blacklists the refresh token and ends its session.
-    pub async fn logout_refresh(&self, refresh: &str, now: OffsetDateTime) -> Result<()> {
+    pub async fn logout_refresh(
+        &self,
+        refresh: &str,
+        origin: &Origin,
+        now: OffsetDateTime,
+    ) -> Result<()> {
         self.verify_jwt(refresh, Some("refresh"), now).await?;
         let hash = hash_token(refresh);
         let row = self
@@ -205,9 +222,15 @@ impl Core {
             .get_refresh_token(&hash)
             .await?
             .ok_or(TokenError::Invalid("Token is invalid"))?;
-        self.store.revoke_refresh_family(row.family_id).await?;
+        self.store
+            .revoke_refresh_family(row.family_id, &Effects::none())
+            .await?;
         if let Some((s, _)) = self.store.get_session(row.session_id).await? {
-            self.revoke_session(&s, now).await?;
+            let by = By {
+                actor: Actor::Identity(s.identity_id),
+                origin: origin.clone(),
+            };
+            self.revoke_session(&s, "logout", &by, now).await?;
         }
         Ok(())
     }

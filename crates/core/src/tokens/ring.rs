@@ -2,10 +2,12 @@
 //! database or a changed algorithm lacks), rotate on demand or on schedule, publish the JWKS.
 //! The key material itself (generation, encryption at rest) is `crate::keys`.
 
+use crate::audit::{AuditKind, By};
 use crate::config::TokenAlgorithm;
 use crate::error::{Error, Result};
 use crate::keys::{self, LoadedKey, Ring};
 use crate::service::Core;
+use crate::store::Effects;
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -43,7 +45,7 @@ impl Core {
         if let Some((retire, insert)) = self.missing_keys(&stored, now)? {
             // Losing this race to another instance is fine: its keys are as good as ours.
             self.store
-                .transition_signing_keys(&retire, None, &insert, now)
+                .transition_signing_keys(&retire, None, &insert, now, &Effects::none())
                 .await?;
             stored = self.store.signing_keys().await?;
         }
@@ -151,14 +153,19 @@ impl Core {
     /// Rotates: the current key retires (it stays in the JWKS until the tokens it signed
     /// expire), the `next` key — published since the previous rotation, so verifiers already
     /// know it — starts signing, and a fresh `next` key is published. Returns the signing kid.
-    pub async fn rotate_signing_key(&self, now: OffsetDateTime) -> Result<String> {
-        self.rotate_from(None, now).await
+    pub async fn rotate_signing_key(&self, now: OffsetDateTime, by: &By) -> Result<String> {
+        self.rotate_from(None, now, by).await
     }
 
     /// Rotates away from `expected` (or whatever key is current when `None`). If another
     /// rotation already replaced `expected`, nothing more happens: deciding "due" from a stale
     /// view must not rotate twice.
-    async fn rotate_from(&self, expected: Option<&str>, now: OffsetDateTime) -> Result<String> {
+    async fn rotate_from(
+        &self,
+        expected: Option<&str>,
+        now: OffsetDateTime,
+        by: &By,
+    ) -> Result<String> {
         if self.config.tokens.algorithm == TokenAlgorithm::Hs256 {
             return Err(Error::bad_request(
                 "HS256 uses the shared tokens.hs256_secret; rotate it in the configuration.",
@@ -173,9 +180,15 @@ impl Core {
                 return Ok(self.reload_ring(now).await?.current.kid.clone());
             }
             let retire = [(c.kid.clone(), "current", now + self.longest_token_life())];
+            let record = by
+                .record(AuditKind::KeysRotated, now)
+                .target(format!("key:{}", n.kid))
+                .details(serde_json::json!({ "retired": c.kid }));
+            let fx = Effects::none().audited(record);
+            let fresh = [self.new_key("next", now)?];
             let won = self
                 .store
-                .transition_signing_keys(&retire, Some(&n.kid), &[self.new_key("next", now)?], now)
+                .transition_signing_keys(&retire, Some(&n.kid), &fresh, now, &fx)
                 .await?;
             if !won {
                 tracing::info!("another instance rotated the signing key first");
@@ -194,7 +207,7 @@ impl Core {
         match ring.current_activated_at {
             Some(activated) if activated + interval <= now => {
                 let before = ring.current.kid.clone();
-                let after = self.rotate_from(Some(&before), now).await?;
+                let after = self.rotate_from(Some(&before), now, &By::system()).await?;
                 Ok((after != before).then_some(after))
             }
             _ => Ok(None),

@@ -8,6 +8,7 @@
 mod sessions;
 mod users;
 
+use crate::extract::Acting;
 use crate::AppState;
 use axum::extract::{Path, Request, State};
 use axum::http::{header, StatusCode};
@@ -15,6 +16,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use portcullis_core::audit::{Actor, By};
 use portcullis_core::clerk::Block;
 use portcullis_core::identity::Identity;
 use portcullis_core::webhooks::clerk_user;
@@ -38,19 +40,19 @@ pub fn router(state: &AppState) -> Router<AppState> {
         )
         .route(
             "/v1/users/{id}/ban",
-            post(|s, p| users::set_block(s, p, Block::Banned, true)),
+            post(|s, p, a| users::set_block(s, p, a, Block::Banned, true)),
         )
         .route(
             "/v1/users/{id}/unban",
-            post(|s, p| users::set_block(s, p, Block::Banned, false)),
+            post(|s, p, a| users::set_block(s, p, a, Block::Banned, false)),
         )
         .route(
             "/v1/users/{id}/lock",
-            post(|s, p| users::set_block(s, p, Block::Locked, true)),
+            post(|s, p, a| users::set_block(s, p, a, Block::Locked, true)),
         )
         .route(
             "/v1/users/{id}/unlock",
-            post(|s, p| users::set_block(s, p, Block::Locked, false)),
+            post(|s, p, a| users::set_block(s, p, a, Block::Locked, false)),
         )
         .route(
             "/v1/users/{id}/verify_password",
@@ -166,7 +168,7 @@ impl From<portcullis_core::store::StoreError> for ClerkError {
 type CResult<T> = Result<T, ClerkError>;
 
 /// `Authorization: Bearer sk_…`: a configured key or one created through the admin API.
-async fn require_secret_key(State(st): State<AppState>, req: Request, next: Next) -> Response {
+async fn require_secret_key(State(st): State<AppState>, mut req: Request, next: Next) -> Response {
     let presented = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -182,18 +184,20 @@ async fn require_secret_key(State(st): State<AppState>, req: Request, next: Next
         )
         .into_response();
     };
-    let ok = match st.core.clerk_key_valid(presented).await {
-        Ok(ok) => ok,
+    let key_id = match st.core.clerk_key_id(presented).await {
+        Ok(id) => id,
         Err(e) => return ClerkError::from(e).into_response(),
     };
-    if !ok {
+    let Some(key_id) = key_id else {
         return cerr(
             StatusCode::UNAUTHORIZED,
             "authentication_invalid",
             "Unauthorized request: the secret key is not valid.",
         )
         .into_response();
-    }
+    };
+    // The changes this request makes are audited as done with this key.
+    req.extensions_mut().insert(Actor::ClerkKey(key_id));
     next.run(req).await
 }
 
@@ -276,8 +280,8 @@ async fn jwks(State(st): State<AppState>) -> CResult<Json<Value>> {
 }
 
 /// Creates a Clerk secret key (returned once; only its hash is stored).
-pub async fn create_key(st: &AppState) -> Result<(String, String), Error> {
-    st.core.create_clerk_key(st.core.now()).await
+pub async fn create_key(st: &AppState, by: &By) -> Result<(String, String), Error> {
+    st.core.create_clerk_key(st.core.now(), by).await
 }
 
 /// `POST /admin/clerk/keys`, `DELETE /admin/clerk/keys/{id}`.
@@ -290,8 +294,11 @@ pub fn admin_router() -> Router<AppState> {
         )
 }
 
-async fn admin_create_key(State(st): State<AppState>) -> Result<Response, crate::ApiError> {
-    let (id, key) = create_key(&st).await?;
+async fn admin_create_key(
+    State(st): State<AppState>,
+    Acting(by): Acting,
+) -> Result<Response, crate::ApiError> {
+    let (id, key) = create_key(&st, &by).await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({ "id": id, "secret_key": key })),
@@ -302,8 +309,9 @@ async fn admin_create_key(State(st): State<AppState>) -> Result<Response, crate:
 async fn admin_revoke_key(
     State(st): State<AppState>,
     Path(id): Path<String>,
+    Acting(by): Acting,
 ) -> Result<StatusCode, crate::ApiError> {
-    if st.core.revoke_clerk_key(&id, st.core.now()).await? {
+    if st.core.revoke_clerk_key(&id, st.core.now(), &by).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(crate::ApiError(Error::not_found(

@@ -1,6 +1,7 @@
 //! Clerk sessions: list an identity's sessions in Clerk's shape, and revoke one.
 
 use super::{cerr, identity_id, number, pairs, values, CResult};
+use crate::extract::Acting;
 use crate::AppState;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
@@ -67,6 +68,7 @@ pub(super) async fn list_sessions(
 pub(super) async fn revoke_session(
     State(st): State<AppState>,
     Path(id): Path<String>,
+    Acting(by): Acting,
 ) -> CResult<Json<Value>> {
     let sid = id
         .strip_prefix("sess_")
@@ -79,7 +81,7 @@ pub(super) async fn revoke_session(
             )
         })?;
     let now = st.core.now();
-    let s = match st.core.revoke_session_by_id(sid, now).await {
+    let s = match st.core.revoke_session_by_id(sid, now, &by).await {
         Err(Error::NotFound { .. }) => {
             return Err(cerr(
                 StatusCode::NOT_FOUND,

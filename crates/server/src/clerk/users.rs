@@ -3,10 +3,12 @@
 //! admin use cases.
 
 use super::{body_object, cerr, identity_id, load, number, pairs, user, values, CResult};
+use crate::extract::Acting;
 use crate::AppState;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::Json;
+use portcullis_core::audit::By;
 use portcullis_core::clerk::{replace_body, Block};
 use portcullis_core::identity::Identity;
 use portcullis_core::webhooks::clerk_user_id;
@@ -168,6 +170,7 @@ fn set_trait(traits: &mut Value, path: &str, value: &Value) {
 
 pub(super) async fn create_user(
     State(st): State<AppState>,
+    Acting(by): Acting,
     body: axum::body::Bytes,
 ) -> CResult<Json<Value>> {
     let b = body_object(body)?;
@@ -231,23 +234,29 @@ pub(super) async fn create_user(
     }
     let identity = st
         .core
-        .admin_create_identity(identity_body, st.core.now())
+        .admin_create_identity(identity_body, st.core.now(), &by)
         .await?;
     Ok(Json(user(&st, &identity)))
 }
 
 /// Applies a partial update as a full replace through the core (events, validation).
-pub(super) async fn save(st: &AppState, i: &Identity, password: Option<&str>) -> CResult<Identity> {
+pub(super) async fn save(
+    st: &AppState,
+    i: &Identity,
+    password: Option<&str>,
+    by: &By,
+) -> CResult<Identity> {
     let body = replace_body(i, password);
     Ok(st
         .core
-        .admin_replace_identity(i.id, body, st.core.now())
+        .admin_replace_identity(i.id, body, st.core.now(), by)
         .await?)
 }
 
 pub(super) async fn update_user(
     State(st): State<AppState>,
     Path(id): Path<String>,
+    Acting(by): Acting,
     body: axum::body::Bytes,
 ) -> CResult<Json<Value>> {
     let b = body_object(body)?;
@@ -287,7 +296,7 @@ pub(super) async fn update_user(
             ));
         }
     }
-    Ok(Json(user(&st, &save(&st, &i, password).await?)))
+    Ok(Json(user(&st, &save(&st, &i, password, &by).await?)))
 }
 
 /// Private metadata as sent by a client, minus the key Portcullis keeps its ban/lock flags in.
@@ -335,6 +344,7 @@ fn deep_merge(target: &mut Value, patch: &Value) {
 pub(super) async fn merge_metadata(
     State(st): State<AppState>,
     Path(id): Path<String>,
+    Acting(by): Acting,
     body: axum::body::Bytes,
 ) -> CResult<Json<Value>> {
     let b = body_object(body)?;
@@ -353,12 +363,13 @@ pub(super) async fn merge_metadata(
         deep_merge(&mut m, &patch);
         i.metadata_admin = Some(m);
     }
-    Ok(Json(user(&st, &save(&st, &i, None).await?)))
+    Ok(Json(user(&st, &save(&st, &i, None, &by).await?)))
 }
 
 pub(super) async fn replace_metadata(
     State(st): State<AppState>,
     Path(id): Path<String>,
+    Acting(by): Acting,
     body: axum::body::Bytes,
 ) -> CResult<Json<Value>> {
     let b = body_object(body)?;
@@ -369,15 +380,16 @@ pub(super) async fn replace_metadata(
     if let Some(p) = b.get("private_metadata") {
         i.metadata_admin = Some(merge_keeping_flags(i.metadata_admin.take(), p.clone()));
     }
-    Ok(Json(user(&st, &save(&st, &i, None).await?)))
+    Ok(Json(user(&st, &save(&st, &i, None, &by).await?)))
 }
 
 pub(super) async fn delete_user(
     State(st): State<AppState>,
     Path(id): Path<String>,
+    Acting(by): Acting,
 ) -> CResult<Json<Value>> {
     let identity = identity_id(&id)?;
-    st.core.admin_delete_identity(identity).await?;
+    st.core.admin_delete_identity(identity, &by).await?;
     Ok(Json(
         json!({ "object": "user", "id": clerk_user_id(&identity.to_string()), "deleted": true }),
     ))
@@ -388,11 +400,15 @@ pub(super) async fn delete_user(
 pub(super) async fn set_block(
     State(st): State<AppState>,
     Path(id): Path<String>,
+    Acting(by): Acting,
     block: Block,
     on: bool,
 ) -> CResult<Json<Value>> {
     let i = load(&st, &id).await?;
-    let i = st.core.set_clerk_block(i, block, on, st.core.now()).await?;
+    let i = st
+        .core
+        .set_clerk_block(i, block, on, st.core.now(), &by)
+        .await?;
     Ok(Json(user(&st, &i)))
 }
 

@@ -13,6 +13,8 @@ crate::on_every_backend!(
     init_answers_303_or_json_and_sets_the_csrf_cookie,
     reading_a_browser_flow_needs_its_csrf_cookie,
     submits_need_the_csrf_token_of_the_cookie,
+    a_flow_is_bound_to_the_cookie_it_was_issued_to,
+    planted_csrf_cookies_neither_pass_nor_shadow_the_session_bound_one,
     json_submits_answer_continue_with_and_400_flows,
     html_failures_go_back_to_the_flow_or_to_a_fresh_one,
     return_to_is_checked_and_followed,
@@ -940,4 +942,73 @@ async fn welcome_page_lists_sessions_and_revokes_the_others(app: TestApp) {
     assert!(html.contains("Signed out of 1 other sessions."));
     assert!(html.contains("You have no other active sessions."));
     assert!(html.contains("/self-service/logout?token="));
+}
+
+/// Security review F18: the submitted token must match the cookie *and* the flow must have been
+/// issued to that cookie. A browser cannot submit someone else's flow with a token of its own.
+async fn a_flow_is_bound_to_the_cookie_it_was_issued_to(app: TestApp) {
+    let mut victim = Browser::new(&app);
+    let theirs = victim.flow("login").await;
+    let mut other = Browser::new(&app);
+    let own = other.flow("login").await;
+    let body = |token: &str| json!({ "method": "password", "identifier": "x@example.com", "password": "wrong password here", "csrf_token": token });
+    let action = theirs["ui"]["action"].as_str().unwrap();
+    assert_eq!(
+        error_id(other.post_json(action, &body(csrf(&own))).await).await,
+        json!([403, "security_csrf_violation"])
+    );
+    // The flow's own browser still gets through the check (to the wrong password).
+    let r = victim.post_json(action, &body(csrf(&theirs))).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+}
+
+/// Security review F18: once signed in, a browser's CSRF secret is bound to its session. A
+/// cookie planted by a sibling subdomain, with a secret the attacker knows, is worthless, and
+/// sent before the real one in the `Cookie` header it does not shadow it.
+async fn planted_csrf_cookies_neither_pass_nor_shadow_the_session_bound_one(app: TestApp) {
+    let mut b = Browser::new(&app);
+    let email = unique_email("planted");
+    b.register(&email).await;
+    let (name, real) = b
+        .csrf_cookie()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .unwrap();
+    let session = b.jar["ory_kratos_session"].clone();
+    let planted = portcullis_core::csrf::new_secret();
+    let forged = portcullis_core::csrf::mask(&planted).unwrap();
+    let flow = b.flow("settings").await;
+    let action = flow["ui"]["action"].as_str().unwrap().to_string();
+    let profile = |token: &str| json!({ "method": "profile", "csrf_token": token, "traits": { "email": email, "name": { "first": "Ada", "last": "Byron" } } });
+    let submit = |cookie: String, body: Value| {
+        app.http
+            .post(&action)
+            .header(ACCEPT, "application/json")
+            .header(COOKIE, cookie)
+            .json(&body)
+            .send()
+    };
+    // The planted cookie alone, with a token made from it: refused.
+    let r = submit(
+        format!("{name}={planted}; ory_kratos_session={session}"),
+        profile(&forged),
+    )
+    .await
+    .unwrap();
+    assert_eq!(error_id(r).await, json!([403, "security_csrf_violation"]));
+    // Planted first, the real one after: the forged token is still refused …
+    let both = format!("{name}={planted}; {name}={real}; ory_kratos_session={session}");
+    let r = submit(both.clone(), profile(&forged)).await.unwrap();
+    assert_eq!(error_id(r).await, json!([403, "security_csrf_violation"]));
+    // … and the page's own token still works: the real cookie is found behind the planted one.
+    let r = submit(both, profile(csrf(&flow))).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    // A random (unbound) secret from before sign-in gets a bound one at the next flow.
+    b.jar
+        .insert(name.clone(), portcullis_core::csrf::new_secret());
+    let r = b.get_json("/self-service/settings/browser").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        b.jar[&name], real,
+        "the session-bound secret is issued again"
+    );
 }

@@ -212,7 +212,11 @@ async fn the_audit_log_records_sign_ins_and_filters_them(app: TestApp) {
         .iter()
         .map(|r| r["type"].as_str().unwrap())
         .collect();
-    assert_eq!(types, ["login.succeeded", "login.failed"], "{records:?}");
+    assert_eq!(
+        types,
+        ["login.succeeded", "login.failed", "registration.succeeded"],
+        "{records:?}"
+    );
     let failed = &records[1];
     assert_eq!(failed["outcome"], "failure");
     assert_eq!(failed["reason"], "invalid_credentials");

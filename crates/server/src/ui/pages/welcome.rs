@@ -76,7 +76,7 @@ pub(in crate::ui) async fn welcome_page(
         })
         .unwrap_or_else(|| identity.id.to_string());
     let mut caller = caller.clone();
-    let fresh = crate::browser::ensure_csrf(&mut caller);
+    let fresh = crate::browser::ensure_csrf(core, &mut caller);
     let csrf = caller
         .csrf_secret
         .as_deref()
