@@ -41,8 +41,9 @@ impl Default for PasswordChangeConfig {
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AccountEnumerationConfig {
-    /// Answer in ways that do not tell whether an identifier has an account, where that costs
-    /// some clarity for the user (see the configuration reference for each place).
+    /// Answer in ways that do not tell whether an identifier has an account. Refused when on,
+    /// for now: with password sign-up an existing identifier can only be hidden once sign-up
+    /// waits for e-mail verification, which comes with the `code` method.
     pub mitigate: bool,
 }
 
@@ -87,6 +88,11 @@ impl SecurityConfig {
                     "security.rate_limit.{name}: per_minute and burst must be at least 1 (set security.rate_limit.enabled: false to turn the limits off)"
                 )));
             }
+        }
+        if self.account_enumeration.mitigate {
+            return Err(ConfigError::Invalid(
+                "security.account_enumeration.mitigate: Portcullis does not support this yet (registration still tells an existing identifier apart)".into(),
+            ));
         }
         if self.audit.retention.0 < Duration::from_secs(24 * 3600) {
             return Err(ConfigError::Invalid(

@@ -349,6 +349,20 @@ fn config_check_output_hides_dsn_and_webhook_url_credentials() {
 }
 
 #[test]
+fn account_enumeration_mitigation_is_refused_by_name_until_it_can_hold() {
+    let on = ("PORTCULLIS_SECURITY_ACCOUNT_ENUMERATION_MITIGATE", "true");
+    let err = Config::load(None, env(&[on]), true)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("security.account_enumeration.mitigate") && err.contains("not support"),
+        "{err}"
+    );
+    let off = ("PORTCULLIS_SECURITY_ACCOUNT_ENUMERATION_MITIGATE", "false");
+    assert!(Config::load(None, env(&[off]), true).is_ok());
+}
+
+#[test]
 fn cookies_get_the_host_prefix_only_where_browsers_keep_it() {
     let https = (
         "PORTCULLIS_SERVE_PUBLIC_BASE_URL",
