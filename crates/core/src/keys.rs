@@ -317,6 +317,7 @@ mod tests {
     use super::*;
 
     const SECRET: &str = "0123456789abcdef0123456789abcdef";
+    const NOW: OffsetDateTime = time::macros::datetime!(2026-01-01 00:00 UTC);
 
     #[test]
     fn the_hs256_kid_is_keyed_by_the_secret_not_a_plain_hash_of_it() {
@@ -338,7 +339,7 @@ mod tests {
             TokenAlgorithm::EdDsa,
             TokenAlgorithm::Rs256,
         ] {
-            let k = generate(alg, "current", SECRET, OffsetDateTime::now_utc()).unwrap();
+            let k = generate(alg, "current", SECRET, NOW).unwrap();
             assert_eq!(k.public_jwk["alg"], alg.as_str());
             assert_eq!(k.public_jwk["kid"], k.kid);
             assert!(
@@ -364,13 +365,7 @@ mod tests {
 
     #[test]
     fn private_keys_are_encrypted_and_need_a_configured_secret() {
-        let k = generate(
-            TokenAlgorithm::Es256,
-            "current",
-            SECRET,
-            OffsetDateTime::now_utc(),
-        )
-        .unwrap();
+        let k = generate(TokenAlgorithm::Es256, "current", SECRET, NOW).unwrap();
         assert!(!k.private_enc.contains("PRIVATE"));
         let other = "another secret that is long enough".to_string();
         assert!(matches!(

@@ -397,7 +397,7 @@ mod tests {
 
     #[test]
     fn rotated_secrets_sign_twice_until_they_expire() {
-        let now = OffsetDateTime::now_utc();
+        let now = time::macros::datetime!(2026-01-01 00:00 UTC);
         let secrets = vec![
             WebhookSecret {
                 secret: new_secret(),
