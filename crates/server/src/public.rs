@@ -307,13 +307,13 @@ async fn whoami(
 ) -> ApiResult<Response> {
     let now = st.core.now();
     let token = crate::extract::session_token(&headers, &st.core.config().session.cookie.name)
-        .ok_or(ApiError(portcullis_core::Error::SessionInactive))?;
+        .ok_or(ApiError(Error::SessionInactive))?;
     let (s, i, credential) = st.core.authenticate_to_read(&token, now).await?;
     let (s, i) = (&s, &i);
     let mut body = st.core.session_json(s, Some(i), View::Public, now);
     if let Some(template) = q.tokenize_as.filter(|t| !t.is_empty()) {
         if credential == portcullis_core::sessions::Credential::AccessToken {
-            return Err(ApiError(portcullis_core::Error::SessionInactive));
+            return Err(ApiError(Error::SessionInactive));
         }
         body["tokenized"] = Value::String(st.core.tokenize(s, i, &template, now).await?);
     }

@@ -44,7 +44,7 @@ pub fn router(config: &Config) -> Router<AppState> {
 /// cannot send JSON without a preflight: forms are refused here in cookie mode.
 async fn same_site_only(
     State(public): State<portcullis_core::config::EndpointConfig>,
-    req: axum::extract::Request,
+    req: Request,
     next: axum::middleware::Next,
 ) -> Response {
     let h = req.headers();
