@@ -311,8 +311,8 @@ fn clerk_session(
         "updated_at": timestamp,
         "created_at": micros_to_ms("issued_at").unwrap_or(timestamp),
     });
-    if let Some(i) = identity {
-        v["user"] = clerk_user(i, map);
+    if let (Some(i), Some(o)) = (identity, v.as_object_mut()) {
+        o.insert("user".into(), clerk_user(i, map));
     }
     v
 }

@@ -20,7 +20,7 @@ use portcullis_core::service::{Authenticated, Caller};
 use portcullis_core::store::SessionQuery;
 use portcullis_core::Error;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -154,18 +154,27 @@ async fn get_flow(
 fn authenticated_body(st: &AppState, a: &Authenticated, with_identity: bool) -> Value {
     let core = &st.core;
     let now = core.now();
-    let mut v =
-        json!({ "session": core.session_json(&a.session, Some(&a.identity), View::Public, now) });
+    let mut v = Map::new();
+    v.insert(
+        "session".into(),
+        core.session_json(&a.session, Some(&a.identity), View::Public, now),
+    );
     if with_identity {
-        v["identity"] = core.identity_json(&a.identity, View::Public);
+        v.insert(
+            "identity".into(),
+            core.identity_json(&a.identity, View::Public),
+        );
     }
     if let Some(t) = &a.token {
-        v["session_token"] = json!(t);
-        v["continue_with"] = json!([{ "action": "set_ory_session_token", "ory_session_token": t }]);
+        v.insert("session_token".into(), json!(t));
+        v.insert(
+            "continue_with".into(),
+            json!([{ "action": "set_ory_session_token", "ory_session_token": t }]),
+        );
     } else {
-        v["continue_with"] = json!([]);
+        v.insert("continue_with".into(), json!([]));
     }
-    v
+    Value::Object(v)
 }
 
 /// Submits a login or registration flow of either type. API flows answer JSON with a session
@@ -315,7 +324,10 @@ async fn whoami(
         if credential == portcullis_core::sessions::Credential::AccessToken {
             return Err(ApiError(Error::SessionInactive));
         }
-        body["tokenized"] = Value::String(st.core.tokenize(s, i, &template, now).await?);
+        let tokenized = st.core.tokenize(s, i, &template, now).await?;
+        if let Some(o) = body.as_object_mut() {
+            o.insert("tokenized".into(), Value::String(tokenized));
+        }
     }
     let mut resp = Json(body).into_response();
     if let Ok(v) = HeaderValue::from_str(&i.id.to_string()) {
