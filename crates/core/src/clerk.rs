@@ -7,7 +7,7 @@ use crate::identity::Identity;
 use crate::service::Core;
 use crate::store::Effects;
 use rand::RngCore;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
@@ -104,15 +104,27 @@ impl Core {
         now: OffsetDateTime,
         by: &By,
     ) -> Result<Identity> {
-        let mut admin = identity.metadata_admin.take().unwrap_or_else(|| json!({}));
-        if !admin.is_object() {
-            admin = json!({});
+        let mut admin = match identity.metadata_admin.take() {
+            Some(Value::Object(m)) => m,
+            _ => Map::new(),
+        };
+        // A `clerk` value that is not an object is replaced, like a `metadata_admin` that is
+        // not one.
+        let flags = admin.entry("clerk").or_insert_with(|| json!({}));
+        if !flags.is_object() {
+            *flags = json!({});
         }
-        admin["clerk"][block.key()] = json!(on);
-        let blocked = [Block::Banned, Block::Locked]
-            .iter()
-            .any(|b| admin["clerk"][b.key()].as_bool() == Some(true));
-        identity.metadata_admin = Some(admin);
+        if let Some(flags) = flags.as_object_mut() {
+            flags.insert(block.key().into(), json!(on));
+        }
+        let blocked = [Block::Banned, Block::Locked].iter().any(|b| {
+            admin
+                .get("clerk")
+                .and_then(|f| f.get(b.key()))
+                .and_then(Value::as_bool)
+                == Some(true)
+        });
+        identity.metadata_admin = Some(Value::Object(admin));
         identity.state = if blocked {
             "inactive".into()
         } else {
@@ -130,8 +142,11 @@ pub fn replace_body(identity: &Identity, password: Option<&str>) -> Value {
         "schema_id": i.schema_id, "state": i.state, "traits": i.traits,
         "metadata_public": i.metadata_public, "metadata_admin": i.metadata_admin, "external_id": i.external_id,
     });
-    if let Some(p) = password {
-        body["credentials"] = json!({ "password": { "config": { "password": p } } });
+    if let (Some(p), Some(b)) = (password, body.as_object_mut()) {
+        b.insert(
+            "credentials".into(),
+            json!({ "password": { "config": { "password": p } } }),
+        );
     }
     body
 }

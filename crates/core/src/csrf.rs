@@ -60,9 +60,10 @@ fn decode_secret(s: &str) -> Option<[u8; LEN]> {
 pub fn mask(secret: &str) -> Option<String> {
     let secret = decode_secret(secret)?;
     let mut out = [0u8; 2 * LEN];
-    rand::rngs::OsRng.fill_bytes(&mut out[..LEN]);
-    for i in 0..LEN {
-        out[LEN + i] = out[i] ^ secret[i];
+    let (pad, masked) = out.split_at_mut(LEN);
+    rand::rngs::OsRng.fill_bytes(pad);
+    for ((m, p), s) in masked.iter_mut().zip(pad.iter()).zip(secret) {
+        *m = p ^ s;
     }
     Some(B64.encode(out))
 }
@@ -72,12 +73,13 @@ pub fn verify(secret: &str, token: &str) -> bool {
     let (Some(secret), Ok(raw)) = (decode_secret(secret), B64.decode(token.trim())) else {
         return false;
     };
-    if raw.len() != 2 * LEN {
-        return false;
-    }
+    let (pad, masked) = match raw.split_at_checked(LEN) {
+        Some((pad, masked)) if masked.len() == LEN => (pad, masked),
+        _ => return false,
+    };
     let mut unmasked = [0u8; LEN];
-    for i in 0..LEN {
-        unmasked[i] = raw[i] ^ raw[LEN + i];
+    for ((u, p), m) in unmasked.iter_mut().zip(pad).zip(masked) {
+        *u = p ^ m;
     }
     unmasked.ct_eq(&secret).into()
 }

@@ -116,22 +116,25 @@ impl Flow {
             "organization_id": null,
             "state": self.state,
         });
-        if let Some(r) = &self.return_to {
-            v["return_to"] = json!(r);
-        }
-        if let Some(a) = &self.active {
-            v["active"] = json!(a);
-        }
-        match self.kind {
-            FlowKind::Login => {
-                v["created_at"] = json!(rfc3339(self.issued_at));
-                v["updated_at"] = json!(rfc3339(self.updated_at));
-                v["refresh"] = json!(self.refresh);
-                v["requested_aal"] = json!(self.requested_aal);
+        // `v` is an object; the fields below depend on the flow.
+        if let Some(o) = v.as_object_mut() {
+            if let Some(r) = &self.return_to {
+                o.insert("return_to".into(), json!(r));
             }
-            FlowKind::Registration => {}
-            FlowKind::Settings => {
-                v["identity"] = identity.unwrap_or(Value::Null);
+            if let Some(a) = &self.active {
+                o.insert("active".into(), json!(a));
+            }
+            match self.kind {
+                FlowKind::Login => {
+                    o.insert("created_at".into(), json!(rfc3339(self.issued_at)));
+                    o.insert("updated_at".into(), json!(rfc3339(self.updated_at)));
+                    o.insert("refresh".into(), json!(self.refresh));
+                    o.insert("requested_aal".into(), json!(self.requested_aal));
+                }
+                FlowKind::Registration => {}
+                FlowKind::Settings => {
+                    o.insert("identity".into(), identity.unwrap_or(Value::Null));
+                }
             }
         }
         v

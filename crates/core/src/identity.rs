@@ -291,7 +291,9 @@ impl Identity {
                         "updated_at": rfc3339(c.updated_at),
                     });
                     if include.iter().any(|t| t == k) {
-                        v["config"] = c.config.clone();
+                        if let Some(o) = v.as_object_mut() {
+                            o.insert("config".into(), c.config.clone());
+                        }
                     }
                     (k.clone(), v)
                 })

@@ -95,16 +95,16 @@ fn decrypt(secrets: &[String], blob: &str, kid: &str) -> Result<Vec<u8>, KeyErro
     let raw = STANDARD
         .decode(blob)
         .map_err(|e| KeyError::Corrupt(kid.into(), e.to_string()))?;
-    if raw.len() < 12 + 16 {
-        return Err(KeyError::Corrupt(kid.into(), "too short".into()));
-    }
+    // A 12-byte nonce, then the ciphertext and its 16-byte tag.
+    let (nonce, sealed) = match raw.split_first_chunk::<12>() {
+        Some((nonce, sealed)) if sealed.len() >= 16 => (nonce, sealed),
+        _ => return Err(KeyError::Corrupt(kid.into(), "too short".into())),
+    };
     for s in secrets {
         let key = kek(s)?;
-        let mut nonce = [0u8; 12];
-        nonce.copy_from_slice(&raw[..12]);
-        let mut buf = raw[12..].to_vec();
+        let mut buf = sealed.to_vec();
         if let Ok(plain) = key.open_in_place(
-            Nonce::assume_unique_for_key(nonce),
+            Nonce::assume_unique_for_key(*nonce),
             Aad::from(kid.as_bytes()),
             &mut buf,
         ) {
@@ -134,16 +134,18 @@ pub fn generate(
                 .map_err(|e| KeyError::Generate(e.to_string()))?;
             let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, doc.as_ref())
                 .map_err(|e| KeyError::Generate(e.to_string()))?;
-            let point = pair.public_key().as_ref();
             // Uncompressed SEC1 point: 0x04 || X (32) || Y (32).
-            if point.len() != 65 {
-                return Err(KeyError::Generate(
-                    "unexpected P-256 public key size".into(),
-                ));
-            }
+            let (x, y) = match pair.public_key().as_ref().split_first() {
+                Some((_, xy)) if xy.len() == 64 => xy.split_at(32),
+                _ => {
+                    return Err(KeyError::Generate(
+                        "unexpected P-256 public key size".into(),
+                    ))
+                }
+            };
             (
                 doc.as_ref().to_vec(),
-                json!({ "kty": "EC", "crv": "P-256", "x": b64(&point[1..33]), "y": b64(&point[33..]) }),
+                json!({ "kty": "EC", "crv": "P-256", "x": b64(x), "y": b64(y) }),
             )
         }
         TokenAlgorithm::EdDsa => {
@@ -317,6 +319,7 @@ mod tests {
     use super::*;
 
     const SECRET: &str = "0123456789abcdef0123456789abcdef";
+    const NOW: OffsetDateTime = time::macros::datetime!(2026-01-01 00:00 UTC);
 
     #[test]
     fn the_hs256_kid_is_keyed_by_the_secret_not_a_plain_hash_of_it() {
@@ -338,7 +341,7 @@ mod tests {
             TokenAlgorithm::EdDsa,
             TokenAlgorithm::Rs256,
         ] {
-            let k = generate(alg, "current", SECRET, OffsetDateTime::now_utc()).unwrap();
+            let k = generate(alg, "current", SECRET, NOW).unwrap();
             assert_eq!(k.public_jwk["alg"], alg.as_str());
             assert_eq!(k.public_jwk["kid"], k.kid);
             assert!(
@@ -364,13 +367,7 @@ mod tests {
 
     #[test]
     fn private_keys_are_encrypted_and_need_a_configured_secret() {
-        let k = generate(
-            TokenAlgorithm::Es256,
-            "current",
-            SECRET,
-            OffsetDateTime::now_utc(),
-        )
-        .unwrap();
+        let k = generate(TokenAlgorithm::Es256, "current", SECRET, NOW).unwrap();
         assert!(!k.private_enc.contains("PRIVATE"));
         let other = "another secret that is long enough".to_string();
         assert!(matches!(

@@ -6,6 +6,9 @@
 #![allow(clippy::result_large_err)]
 // Clerk's `User` object is one large `json!` literal.
 #![recursion_limit = "256"]
+// Library code does not index or slice where a bad index would panic: `get`, iterators and
+// slice patterns say what happens when the data is shorter (tests index freely).
+#![cfg_attr(not(test), warn(clippy::indexing_slicing))]
 
 pub mod admin;
 pub mod audit;

@@ -136,8 +136,8 @@ impl Session {
             "issued_at": rfc3339(self.issued_at),
             "devices": self.devices,
         });
-        if let Some(i) = identity {
-            v["identity"] = i.to_api_json(public_url, view);
+        if let (Some(i), Some(o)) = (identity, v.as_object_mut()) {
+            o.insert("identity".into(), i.to_api_json(public_url, view));
         }
         v
     }

@@ -359,8 +359,8 @@ fn clerk_session(
         "updated_at": timestamp,
         "created_at": micros_to_ms("issued_at").unwrap_or(timestamp),
     });
-    if let Some(i) = identity {
-        v["user"] = clerk_user(i, map);
+    if let (Some(i), Some(o)) = (identity, v.as_object_mut()) {
+        o.insert("user".into(), clerk_user(i, map));
     }
     v
 }
@@ -445,7 +445,7 @@ mod tests {
 
     #[test]
     fn rotated_secrets_sign_twice_until_they_expire() {
-        let now = OffsetDateTime::now_utc();
+        let now = time::macros::datetime!(2026-01-01 00:00 UTC);
         let secrets = vec![
             WebhookSecret {
                 secret: new_secret(),

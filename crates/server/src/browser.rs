@@ -235,8 +235,11 @@ pub fn authenticated(st: &AppState, kind: FlowKind, a: &Authenticated, json: boo
             "session": core.session_json(&a.session, Some(&a.identity), View::Public, now),
             "continue_with": [{ "action": "redirect_browser_to", "redirect_browser_to": target }],
         });
-        if kind == FlowKind::Registration {
-            body["identity"] = core.identity_json(&a.identity, View::Public);
+        if let (FlowKind::Registration, Some(o)) = (kind, body.as_object_mut()) {
+            o.insert(
+                "identity".into(),
+                core.identity_json(&a.identity, View::Public),
+            );
         }
         Json(body).into_response()
     } else {
@@ -266,9 +269,11 @@ pub fn settings_saved(
     let core = &st.core;
     if json {
         let mut body = flow.clone();
-        if let Some(to) = return_to {
-            body["continue_with"] =
-                json!([{ "action": "redirect_browser_to", "redirect_browser_to": to }]);
+        if let (Some(to), Some(o)) = (return_to, body.as_object_mut()) {
+            o.insert(
+                "continue_with".into(),
+                json!([{ "action": "redirect_browser_to", "redirect_browser_to": to }]),
+            );
         }
         return Json(body).into_response();
     }

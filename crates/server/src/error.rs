@@ -11,7 +11,7 @@ use portcullis_core::identity::{rfc3339, Identity};
 use portcullis_core::selfservice::SubmitError;
 use portcullis_core::service::Core;
 use portcullis_core::Error;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 pub struct ApiError(pub Error);
 
@@ -222,8 +222,8 @@ impl Herodot {
                     ),
                     None => {
                         let mut details = json!({ "since": since, "expired_at": expired_at });
-                        if let Some(url) = restart_url {
-                            details["redirect_to"] = json!(url);
+                        if let (Some(url), Some(o)) = (restart_url, details.as_object_mut()) {
+                            o.insert("redirect_to".into(), json!(url));
                         }
                         (details, json!({ "since": since, "expired_at": expired_at }))
                     }
@@ -262,18 +262,20 @@ impl Herodot {
 
     fn object(&self) -> Value {
         let code = self.status.as_u16();
-        let mut v = json!({ "code": code, "status": status_text(code) });
+        let mut v = Map::new();
+        v.insert("code".into(), json!(code));
+        v.insert("status".into(), json!(status_text(code)));
         if let Some(r) = &self.reason {
-            v["reason"] = json!(r);
+            v.insert("reason".into(), json!(r));
         }
-        v["message"] = json!(message_for(code));
+        v.insert("message".into(), json!(message_for(code)));
         if let Some(id) = self.id {
-            v["id"] = json!(id);
+            v.insert("id".into(), json!(id));
         }
         if let Some(d) = &self.details {
-            v["details"] = d.clone();
+            v.insert("details".into(), d.clone());
         }
-        v
+        Value::Object(v)
     }
 
     fn body(&self) -> Value {

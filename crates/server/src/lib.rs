@@ -8,6 +8,9 @@
 
 // `ApiError` wraps the core error; see the note on `result_large_err` in portcullis-core.
 #![allow(clippy::result_large_err)]
+// Library code does not index or slice where a bad index would panic: `get`, iterators and
+// slice patterns say what happens when the data is shorter (tests index freely).
+#![cfg_attr(not(test), warn(clippy::indexing_slicing))]
 
 mod admin;
 mod admin_guard;

@@ -256,19 +256,20 @@ pub async fn read_excerpt(mut resp: reqwest::Response, limit: usize) -> String {
     while kept.len() < limit {
         match resp.chunk().await {
             Ok(Some(chunk)) => {
-                let take = chunk.len().min(limit - kept.len());
-                kept.extend_from_slice(&chunk[..take]);
+                let room = limit - kept.len();
+                kept.extend(chunk.iter().take(room));
             }
             Ok(None) | Err(_) => break,
         }
     }
     drop(resp);
     // A character cut in two at the limit is dropped rather than shown as U+FFFD.
-    let end = match std::str::from_utf8(&kept) {
-        Err(e) if e.error_len().is_none() => e.valid_up_to(),
-        _ => kept.len(),
-    };
-    String::from_utf8_lossy(&kept[..end]).into_owned()
+    if let Err(e) = std::str::from_utf8(&kept) {
+        if e.error_len().is_none() {
+            kept.truncate(e.valid_up_to());
+        }
+    }
+    String::from_utf8_lossy(&kept).into_owned()
 }
 
 /// Checks an endpoint URL when it is registered (an IP literal never reaches the resolver).

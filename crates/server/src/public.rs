@@ -20,7 +20,7 @@ use portcullis_core::service::{Authenticated, Caller};
 use portcullis_core::store::SessionQuery;
 use portcullis_core::Error;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -154,18 +154,27 @@ async fn get_flow(
 fn authenticated_body(st: &AppState, a: &Authenticated, with_identity: bool) -> Value {
     let core = &st.core;
     let now = core.now();
-    let mut v =
-        json!({ "session": core.session_json(&a.session, Some(&a.identity), View::Public, now) });
+    let mut v = Map::new();
+    v.insert(
+        "session".into(),
+        core.session_json(&a.session, Some(&a.identity), View::Public, now),
+    );
     if with_identity {
-        v["identity"] = core.identity_json(&a.identity, View::Public);
+        v.insert(
+            "identity".into(),
+            core.identity_json(&a.identity, View::Public),
+        );
     }
     if let Some(t) = &a.token {
-        v["session_token"] = json!(t);
-        v["continue_with"] = json!([{ "action": "set_ory_session_token", "ory_session_token": t }]);
+        v.insert("session_token".into(), json!(t));
+        v.insert(
+            "continue_with".into(),
+            json!([{ "action": "set_ory_session_token", "ory_session_token": t }]),
+        );
     } else {
-        v["continue_with"] = json!([]);
+        v.insert("continue_with".into(), json!([]));
     }
-    v
+    Value::Object(v)
 }
 
 /// Submits a login or registration flow of either type. API flows answer JSON with a session
@@ -313,15 +322,18 @@ async fn whoami(
 ) -> ApiResult<Response> {
     let now = st.core.now();
     let token = crate::extract::session_token(&headers, &st.core.config().session.cookie.name)
-        .ok_or(ApiError(portcullis_core::Error::SessionInactive))?;
+        .ok_or(ApiError(Error::SessionInactive))?;
     let (s, i, credential) = st.core.authenticate_to_read(&token, now).await?;
     let (s, i) = (&s, &i);
     let mut body = st.core.session_json(s, Some(i), View::Public, now);
     if let Some(template) = q.tokenize_as.filter(|t| !t.is_empty()) {
         if credential == portcullis_core::sessions::Credential::AccessToken {
-            return Err(ApiError(portcullis_core::Error::SessionInactive));
+            return Err(ApiError(Error::SessionInactive));
         }
-        body["tokenized"] = Value::String(st.core.tokenize(s, i, &template, now).await?);
+        let tokenized = st.core.tokenize(s, i, &template, now).await?;
+        if let Some(o) = body.as_object_mut() {
+            o.insert("tokenized".into(), Value::String(tokenized));
+        }
     }
     let mut resp = Json(body).into_response();
     if let Ok(v) = HeaderValue::from_str(&i.id.to_string()) {

@@ -44,7 +44,7 @@ pub fn router(config: &Config) -> Router<AppState> {
 /// cannot send JSON without a preflight: forms are refused here in cookie mode.
 async fn same_site_only(
     State(public): State<portcullis_core::config::EndpointConfig>,
-    req: axum::extract::Request,
+    req: Request,
     next: axum::middleware::Next,
 ) -> Response {
     let h = req.headers();
@@ -249,9 +249,10 @@ fn token_cookie(
 }
 
 fn pair_response(st: &AppState, pair: TokenPair) -> Response {
-    let mut body = json!({ "access": pair.access });
+    let mut body = Map::new();
+    body.insert("access".into(), json!(pair.access));
     if let Some(r) = &pair.refresh {
-        body["refresh"] = json!(r);
+        body.insert("refresh".into(), json!(r));
     }
     let mut resp = Json(body).into_response();
     let t = &st.core.config().tokens;

@@ -112,7 +112,10 @@ async fn create(
         .create_webhook_endpoint(new, st.core.now(), &by)
         .await?;
     let mut v = endpoint_json(&ep);
-    v["secret"] = json!(ep.secrets[0].secret);
+    // A new endpoint has exactly one secret; the answer is the only time it is shown.
+    if let (Some(s), Some(o)) = (ep.secrets.first(), v.as_object_mut()) {
+        o.insert("secret".into(), json!(s.secret));
+    }
     Ok((StatusCode::CREATED, Json(v)).into_response())
 }
 

@@ -12,6 +12,10 @@
 //! flows, tokens, keys, webhooks, clerk); `cache.rs` is the optional session cache. The store
 //! reads no clock: every time it writes comes from its arguments.
 
+// Library code does not index or slice where a bad index would panic: `get`, iterators and
+// slice patterns say what happens when the data is shorter (tests index freely).
+#![cfg_attr(not(test), warn(clippy::indexing_slicing))]
+
 mod cache;
 mod clerk;
 mod filter;

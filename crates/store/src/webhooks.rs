@@ -123,9 +123,11 @@ async fn append_session_event(
         .fetch_optional(&mut **tx)
         .await
         .db()?;
-    if let Some(r) = row {
+    if let (Some(r), Some(o)) = (row, payload.as_object_mut()) {
         let identity: Identity = r.json("data")?;
-        payload["identity"] = identity_event(&identity)["identity"].clone();
+        if let Some(i) = identity_event(&identity).get_mut("identity") {
+            o.insert("identity".into(), i.take());
+        }
     }
     append_event(tx, kind, Some(s.identity_id), payload, at).await
 }

@@ -598,7 +598,7 @@ mod tests {
         let imported = bcrypt::hash("their password", 8).unwrap();
         let mut slow = Duration::MAX;
         for _ in 0..2 {
-            let started = std::time::Instant::now();
+            let started = Instant::now();
             assert!(
                 !h.verify("wrong".into(), Some(imported.clone()))
                     .await
@@ -607,7 +607,7 @@ mod tests {
             );
             slow = slow.min(started.elapsed());
         }
-        let started = std::time::Instant::now();
+        let started = Instant::now();
         assert!(!h.verify("wrong".into(), None).await.unwrap().ok);
         let unknown = started.elapsed();
         assert!(
@@ -615,7 +615,7 @@ mod tests {
             "unknown account {unknown:?} against imported bcrypt {slow:?}"
         );
         // A password over bcrypt's 72 bytes is refused at the same cost, not at once.
-        let started = std::time::Instant::now();
+        let started = Instant::now();
         assert!(!h.verify("p".repeat(100), Some(imported)).await.unwrap().ok);
         assert!(started.elapsed() * 10 >= slow * 7);
     }

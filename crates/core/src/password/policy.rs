@@ -92,10 +92,9 @@ fn is_common(password: &str) -> bool {
     }
     let entropy = zxcvbn::zxcvbn(password, &[]);
     let seq: &[Match] = entropy.sequence();
-    seq.len() == 1
-        && matches!(&seq[0].pattern, MatchPattern::Dictionary(d)
+    matches!(seq, [only] if matches!(&only.pattern, MatchPattern::Dictionary(d)
             // zxcvbn does not export `DictionaryType`; its default variant is `Passwords`.
-            if d.dictionary_name == Default::default())
+            if d.dictionary_name == Default::default()))
 }
 
 #[cfg(test)]

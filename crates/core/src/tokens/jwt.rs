@@ -156,10 +156,10 @@ impl Core {
         c.insert("jti".into(), json!(new_jti()));
         c.insert(t.user_id_claim.clone(), json!(identity_id.to_string()));
         c.insert("iss".into(), json!(t.issuer));
-        match t.audience.len() {
-            0 => {}
-            1 => {
-                c.insert("aud".into(), json!(t.audience[0]));
+        match t.audience.as_slice() {
+            [] => {}
+            [one] => {
+                c.insert("aud".into(), json!(one));
             }
             _ => {
                 c.insert("aud".into(), json!(t.audience));

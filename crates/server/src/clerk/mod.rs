@@ -96,8 +96,7 @@ impl IntoResponse for ClerkError {
             .retry_after
             .and_then(|s| axum::http::HeaderValue::from_str(&s.to_string()).ok())
         {
-            resp.headers_mut()
-                .insert(axum::http::header::RETRY_AFTER, v);
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
         }
         resp
     }

@@ -32,11 +32,13 @@ pub(super) async fn filtered(st: &AppState, raw: &Option<String>) -> CResult<Vec
     for i in st.core.all_identities().await? {
         let u = user(st, &i);
         let s = |k: &str| u.get(k).and_then(Value::as_str).unwrap_or("").to_string();
-        let user_emails: Vec<String> = u["email_addresses"]
-            .as_array()
+        let user_emails: Vec<String> = u
+            .get("email_addresses")
+            .and_then(Value::as_array)
             .map(|a| {
                 a.iter()
-                    .filter_map(|e| e["email_address"].as_str().map(str::to_lowercase))
+                    .filter_map(|e| e.get("email_address").and_then(Value::as_str))
+                    .map(str::to_lowercase)
                     .collect()
             })
             .unwrap_or_default();
@@ -95,16 +97,13 @@ pub(super) async fn filtered(st: &AppState, raw: &Option<String>) -> CResult<Vec
         ));
     }
     let key = |u: &Value| -> (i64, String) {
+        let text = |v: Option<&Value>| v.and_then(Value::as_str).unwrap_or("").to_string();
         match field.as_str() {
-            "created_at" | "updated_at" => (u[field.as_str()].as_i64().unwrap_or(0), String::new()),
-            "email_address" => (
-                0,
-                u["email_addresses"][0]["email_address"]
-                    .as_str()
-                    .unwrap_or("")
-                    .to_string(),
-            ),
-            f => (0, u[f].as_str().unwrap_or("").to_string()),
+            f @ ("created_at" | "updated_at") => {
+                (u.get(f).and_then(Value::as_i64).unwrap_or(0), String::new())
+            }
+            "email_address" => (0, text(u.pointer("/email_addresses/0/email_address"))),
+            f => (0, text(u.get(f))),
         }
     };
     out.sort_by(|a, b| {
@@ -207,7 +206,7 @@ pub(super) async fn create_user(
         "external_id": b.get("external_id").cloned().unwrap_or(Value::Null),
         "verifiable_addresses": emails.iter().map(|e| json!({ "value": e, "verified": true, "via": "email" })).collect::<Vec<_>>(),
     });
-    if let Some(p) = b.get("password").and_then(Value::as_str) {
+    let credentials = if let Some(p) = b.get("password").and_then(Value::as_str) {
         if let Some(t) = st.core.password_policy_problem(p, &emails) {
             return Err(cerr(
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -215,7 +214,7 @@ pub(super) async fn create_user(
                 t.text,
             ));
         }
-        identity_body["credentials"] = json!({ "password": { "config": { "password": p } } });
+        Some(json!({ "password": { "config": { "password": p } } }))
     } else if let Some(digest) = b.get("password_digest").and_then(Value::as_str) {
         match b.get("password_hasher").and_then(Value::as_str) {
             Some("bcrypt" | "argon2i" | "argon2id") => {}
@@ -229,8 +228,12 @@ pub(super) async fn create_user(
                 ))
             }
         }
-        identity_body["credentials"] =
-            json!({ "password": { "config": { "hashed_password": digest } } });
+        Some(json!({ "password": { "config": { "hashed_password": digest } } }))
+    } else {
+        None
+    };
+    if let (Some(c), Some(o)) = (credentials, identity_body.as_object_mut()) {
+        o.insert("credentials".into(), c);
     }
     let identity = st
         .core

@@ -350,7 +350,7 @@ async fn cors_allows_only_the_configured_origins(app: TestApp) {
     // The admin port has its own list, closed unless configured.
     let r = app
         .http
-        .request(reqwest::Method::OPTIONS, app.admin_url("/admin/identities"))
+        .request(Method::OPTIONS, app.admin_url("/admin/identities"))
         .header("origin", spa)
         .header("access-control-request-method", "GET")
         .send()

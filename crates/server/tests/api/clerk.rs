@@ -13,7 +13,7 @@ const KEY: &str = "sk_test_portcullis_integration";
 
 async fn clerk(
     app: &TestApp,
-    method: reqwest::Method,
+    method: Method,
     path: &str,
     body: Option<Value>,
 ) -> (StatusCode, Value) {
@@ -40,7 +40,7 @@ async fn clerk_users_round_trip_on_the_same_identities(app: TestApp) {
         .await
         .unwrap();
     let key = k["secret_key"].as_str().unwrap().to_string();
-    let call = |m: reqwest::Method, p: String, b: Option<Value>| {
+    let call = |m: Method, p: String, b: Option<Value>| {
         let mut req = app
             .http
             .request(m, app.admin_url(&format!("/v1{p}")))
@@ -55,7 +55,7 @@ async fn clerk_users_round_trip_on_the_same_identities(app: TestApp) {
         }
     };
     let email = unique_email("clerk");
-    let (s, u) = call(reqwest::Method::POST, "/users".into(), Some(json!({
+    let (s, u) = call(Method::POST, "/users".into(), Some(json!({
         "email_address": [email], "password": PASSWORD, "first_name": "Grace", "last_name": "Hopper",
         "external_id": format!("ext-{email}"), "public_metadata": { "plan": "pro", "nested": { "a": 1, "b": 2 } }, "private_metadata": { "crm": 7 }
     }))).await;
@@ -105,36 +105,26 @@ async fn clerk_users_round_trip_on_the_same_identities(app: TestApp) {
     assert_eq!(kratos["metadata_admin"]["crm"], 7);
     assert_eq!(app.login(&email, PASSWORD).await.status(), StatusCode::OK);
 
-    let (_, got) = call(reqwest::Method::GET, format!("/users/{uid}"), None).await;
+    let (_, got) = call(Method::GET, format!("/users/{uid}"), None).await;
     assert_eq!(got["id"], uid.as_str());
     let (_, list) = call(
-        reqwest::Method::GET,
+        Method::GET,
         format!("/users?email_address={}", email.replace('@', "%40")),
         None,
     )
     .await;
     assert_eq!(list.as_array().unwrap().len(), 1);
-    let (_, list) = call(
-        reqwest::Method::GET,
-        "/users?query=hopper&limit=5".into(),
-        None,
-    )
-    .await;
+    let (_, list) = call(Method::GET, "/users?query=hopper&limit=5".into(), None).await;
     assert!(list
         .as_array()
         .unwrap()
         .iter()
         .any(|x| x["id"] == uid.as_str()));
-    let (_, count) = call(
-        reqwest::Method::GET,
-        format!("/users/count?user_id={uid}"),
-        None,
-    )
-    .await;
+    let (_, count) = call(Method::GET, format!("/users/count?user_id={uid}"), None).await;
     assert_eq!(count, json!({ "object": "total_count", "total_count": 1 }));
 
     let (s, merged) = call(
-        reqwest::Method::PATCH,
+        Method::PATCH,
         format!("/users/{uid}/metadata"),
         Some(json!({ "public_metadata": { "nested": { "a": null, "c": 3 }, "plan": null } })),
     )
@@ -145,7 +135,7 @@ async fn clerk_users_round_trip_on_the_same_identities(app: TestApp) {
         json!({ "nested": { "b": 2, "c": 3 } })
     );
     let (_, replaced) = call(
-        reqwest::Method::PUT,
+        Method::PUT,
         format!("/users/{uid}/metadata"),
         Some(json!({ "private_metadata": { "only": true } })),
     )
@@ -156,7 +146,7 @@ async fn clerk_users_round_trip_on_the_same_identities(app: TestApp) {
         "untouched when not sent"
     );
     let (_, patched) = call(
-        reqwest::Method::PATCH,
+        Method::PATCH,
         format!("/users/{uid}"),
         Some(json!({ "first_name": "Amazing" })),
     )
@@ -165,7 +155,7 @@ async fn clerk_users_round_trip_on_the_same_identities(app: TestApp) {
 
     assert_eq!(
         call(
-            reqwest::Method::POST,
+            Method::POST,
             format!("/users/{uid}/verify_password"),
             Some(json!({ "password": PASSWORD }))
         )
@@ -173,7 +163,7 @@ async fn clerk_users_round_trip_on_the_same_identities(app: TestApp) {
         (StatusCode::OK, json!({ "verified": true }))
     );
     let (s, e) = call(
-        reqwest::Method::POST,
+        Method::POST,
         format!("/users/{uid}/verify_password"),
         Some(json!({ "password": "wrong wrong wrong" })),
     )
@@ -186,7 +176,7 @@ async fn clerk_users_round_trip_on_the_same_identities(app: TestApp) {
         )
     );
 
-    let (_, banned) = call(reqwest::Method::POST, format!("/users/{uid}/ban"), None).await;
+    let (_, banned) = call(Method::POST, format!("/users/{uid}/ban"), None).await;
     assert_eq!(
         (banned["banned"].clone(), banned["locked"].clone()),
         (json!(true), json!(false))
@@ -196,31 +186,26 @@ async fn clerk_users_round_trip_on_the_same_identities(app: TestApp) {
         StatusCode::BAD_REQUEST,
         "a banned user cannot sign in"
     );
-    let (_, unbanned) = call(reqwest::Method::POST, format!("/users/{uid}/unban"), None).await;
+    let (_, unbanned) = call(Method::POST, format!("/users/{uid}/unban"), None).await;
     assert_eq!(unbanned["banned"], false);
-    let (_, locked) = call(reqwest::Method::POST, format!("/users/{uid}/lock"), None).await;
+    let (_, locked) = call(Method::POST, format!("/users/{uid}/lock"), None).await;
     assert_eq!(
         (locked["banned"].clone(), locked["locked"].clone()),
         (json!(false), json!(true))
     );
-    call(reqwest::Method::POST, format!("/users/{uid}/unlock"), None).await;
+    call(Method::POST, format!("/users/{uid}/unlock"), None).await;
     let body: Value = app.login(&email, PASSWORD).await.json().await.unwrap();
     assert!(body["session_token"].is_string());
 
     let (_, sessions) = call(
-        reqwest::Method::GET,
+        Method::GET,
         format!("/sessions?user_id={uid}&status=active"),
         None,
     )
     .await;
     let sid = sessions[0]["id"].as_str().unwrap().to_string();
     assert!(sid.starts_with("sess_"));
-    let (_, revoked) = call(
-        reqwest::Method::POST,
-        format!("/sessions/{sid}/revoke"),
-        None,
-    )
-    .await;
+    let (_, revoked) = call(Method::POST, format!("/sessions/{sid}/revoke"), None).await;
     assert_eq!(revoked["status"], "revoked");
     assert_eq!(
         app.whoami_status(body["session_token"].as_str().unwrap())
@@ -228,9 +213,9 @@ async fn clerk_users_round_trip_on_the_same_identities(app: TestApp) {
         StatusCode::UNAUTHORIZED
     );
 
-    let (_, jwks) = call(reqwest::Method::GET, "/jwks".into(), None).await;
+    let (_, jwks) = call(Method::GET, "/jwks".into(), None).await;
     assert!(!jwks["keys"].as_array().unwrap().is_empty());
-    let (s, deleted) = call(reqwest::Method::DELETE, format!("/users/{uid}"), None).await;
+    let (s, deleted) = call(Method::DELETE, format!("/users/{uid}"), None).await;
     assert_eq!(
         (s, deleted),
         (
@@ -238,7 +223,7 @@ async fn clerk_users_round_trip_on_the_same_identities(app: TestApp) {
             json!({ "object": "user", "id": uid, "deleted": true })
         )
     );
-    let (s, e) = call(reqwest::Method::GET, format!("/users/{uid}"), None).await;
+    let (s, e) = call(Method::GET, format!("/users/{uid}"), None).await;
     assert_eq!(
         (s, e["errors"][0]["code"].clone()),
         (StatusCode::NOT_FOUND, json!("resource_not_found"))
@@ -255,7 +240,7 @@ async fn clerk_users_round_trip_on_the_same_identities(app: TestApp) {
         StatusCode::NO_CONTENT
     );
     assert_eq!(
-        call(reqwest::Method::GET, "/users".into(), None).await.0,
+        call(Method::GET, "/users".into(), None).await.0,
         StatusCode::UNAUTHORIZED,
         "a revoked key stops working"
     );
@@ -268,7 +253,7 @@ async fn clerk_face_refuses_without_a_key_and_explains_errors(app: TestApp) {
     assert_eq!(e["errors"][0]["code"], "authentication_invalid");
     assert!(e["clerk_trace_id"].is_string());
     assert_eq!(
-        clerk(&app, reqwest::Method::GET, "/users", None).await.0,
+        clerk(&app, Method::GET, "/users", None).await.0,
         StatusCode::UNAUTHORIZED,
         "not configured here"
     );
@@ -276,11 +261,11 @@ async fn clerk_face_refuses_without_a_key_and_explains_errors(app: TestApp) {
         c.clerk.secret_keys = vec![KEY.into()]
     })
     .await;
-    let (s, list) = clerk(&cfg, reqwest::Method::GET, "/users", None).await;
+    let (s, list) = clerk(&cfg, Method::GET, "/users", None).await;
     assert_eq!((s, list), (StatusCode::OK, json!([])));
     let (s, e) = clerk(
         &cfg,
-        reqwest::Method::POST,
+        Method::POST,
         "/users",
         Some(json!({ "email_address": ["x@example.com"], "password": "short" })),
     )
@@ -294,7 +279,7 @@ async fn clerk_face_refuses_without_a_key_and_explains_errors(app: TestApp) {
     );
     let (s, e) = clerk(
         &cfg,
-        reqwest::Method::POST,
+        Method::POST,
         "/users",
         Some(json!({ "email_address": ["not-an-email"] })),
     )
@@ -308,7 +293,7 @@ async fn clerk_face_refuses_without_a_key_and_explains_errors(app: TestApp) {
     );
     let (s, _) = clerk(
         &cfg,
-        reqwest::Method::POST,
+        Method::POST,
         "/users",
         Some(json!({ "email_address": ["dup@example.com"] })),
     )
@@ -316,7 +301,7 @@ async fn clerk_face_refuses_without_a_key_and_explains_errors(app: TestApp) {
     assert_eq!(s, StatusCode::OK);
     let (s, e) = clerk(
         &cfg,
-        reqwest::Method::POST,
+        Method::POST,
         "/users",
         Some(json!({ "email_address": ["dup@example.com"] })),
     )
@@ -329,19 +314,15 @@ async fn clerk_face_refuses_without_a_key_and_explains_errors(app: TestApp) {
         )
     );
     assert_eq!(
-        clerk(&cfg, reqwest::Method::GET, "/users/user_nope", None)
-            .await
-            .0,
+        clerk(&cfg, Method::GET, "/users/user_nope", None).await.0,
         StatusCode::NOT_FOUND
     );
     assert_eq!(
-        clerk(&cfg, reqwest::Method::GET, "/users?limit=9999", None)
-            .await
-            .0,
+        clerk(&cfg, Method::GET, "/users?limit=9999", None).await.0,
         StatusCode::UNPROCESSABLE_ENTITY
     );
     assert_eq!(
-        clerk(&cfg, reqwest::Method::GET, "/sessions", None).await.0,
+        clerk(&cfg, Method::GET, "/sessions", None).await.0,
         StatusCode::UNPROCESSABLE_ENTITY
     );
     let r = cfg

@@ -37,7 +37,7 @@ impl Receiver {
                     if code == 200 {
                         state.got.lock().unwrap().push((headers, body));
                     }
-                    axum::http::StatusCode::from_u16(code).unwrap()
+                    StatusCode::from_u16(code).unwrap()
                 }
             }),
         );

@@ -20,17 +20,20 @@ pub(in crate::ui) async fn error_page(
         Some(id) => crate::error::stored_error(&st.core, id)
             .await
             .ok()
-            .map(|e| {
-                let mut e = e["error"].clone();
+            .map(|stored| {
+                let mut e = stored.get("error").cloned().unwrap_or_default();
                 // A sentence for people, by error id or status, in their language; the
                 // server's reason stays below it for support.
-                let by_id = e["id"].as_str().map(|i| format!("error.{i}"));
-                let by_code = format!("error.{}", e["code"]);
-                if let Some(text) = by_id
+                let by_id = e
+                    .get("id")
+                    .and_then(Value::as_str)
+                    .map(|i| format!("error.{i}"));
+                let by_code = format!("error.{}", e.get("code").unwrap_or(&Value::Null));
+                let text = by_id
                     .and_then(|k| st.ui.lookup(&lang, &k))
-                    .or_else(|| st.ui.lookup(&lang, &by_code))
-                {
-                    e["message"] = json!(text);
+                    .or_else(|| st.ui.lookup(&lang, &by_code));
+                if let (Some(text), Some(o)) = (text, e.as_object_mut()) {
+                    o.insert("message".into(), json!(text));
                 }
                 e
             }),

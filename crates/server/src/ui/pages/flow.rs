@@ -9,7 +9,7 @@ use axum::extract::{OriginalUri, Path, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use portcullis_core::flow::FlowKind;
-use serde_json::json;
+use serde_json::{json, Value};
 
 fn init_url(st: &AppState, kind: FlowKind, q: &PageQuery) -> String {
     let refresh = kind == FlowKind::Login && crate::extract::truthy(&q.refresh);
@@ -65,7 +65,7 @@ pub(in crate::ui) async fn flow_page(
     let lang = page.lang.clone();
     let (messages, forms) = flow_view(&st, &lang, &flow, kind == FlowKind::Settings);
     let ui = &st.ui;
-    let refresh = flow["refresh"] == true;
+    let refresh = flow.get("refresh").and_then(Value::as_bool) == Some(true);
     let title = match kind {
         FlowKind::Login if refresh => ui.t(&lang, "page.login.refresh"),
         FlowKind::Login => ui.t(&lang, "page.login"),

@@ -117,6 +117,9 @@ impl TestApp {
             rl.email,
         ) = (plenty, plenty, plenty, plenty, plenty);
         tweak(&mut cfg);
+        // The test clock starts at the wall time: the suite checks tokens with libraries that
+        // read the real clock (jsonwebtoken's `exp` check).
+        #[allow(clippy::disallowed_methods)]
         let clock = Arc::new(ManualClock(Mutex::new(OffsetDateTime::now_utc())));
         let state = portcullis_server::build_with_clock(cfg, clock.clone())
             .await
