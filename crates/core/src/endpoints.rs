@@ -336,7 +336,8 @@ impl Core {
     }
 }
 
-/// An endpoint change's audit record (its URL and events; never a secret).
+/// An endpoint change's audit record: where it delivers (scheme, host and port only: receivers
+/// such as Slack keep their credential in the path) and its events; never a secret.
 fn endpoint_effects(
     by: &By,
     kind: AuditKind,
@@ -346,6 +347,12 @@ fn endpoint_effects(
     let record = by
         .record(kind, now)
         .target(format!("webhook_endpoint:{}", ep.id))
-        .details(serde_json::json!({ "url": crate::config::redact_url(&ep.url), "events": ep.event_types, "enabled": ep.enabled }));
+        .details(serde_json::json!({ "url": url_origin(&ep.url), "events": ep.event_types, "enabled": ep.enabled }));
     Effects::none().audited(record)
+}
+
+fn url_origin(url: &str) -> String {
+    url::Url::parse(url)
+        .map(|u| u.origin().ascii_serialization())
+        .unwrap_or_default()
 }

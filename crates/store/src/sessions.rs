@@ -13,6 +13,7 @@ use async_trait::async_trait;
 use portcullis_core::identity::Identity;
 use portcullis_core::session::{AuthMethod, Device, Session};
 use portcullis_core::store::{Effects, SessionQuery, SessionStore, StoreError, StoreResult};
+use portcullis_core::webhooks::Subject;
 use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Transaction};
@@ -192,10 +193,15 @@ impl SessionStore for SqlStore {
             .execute(&mut *tx)
             .await
             .db()?;
-            if was_active && !s.active {
+            let ends = was_active && !s.active;
+            if ends {
                 session_events(&mut tx, fx, s, now).await?;
             }
-            write_audit(&mut tx, fx).await?;
+            // A write that names session events is about the session ending: when it had
+            // ended already, nothing happened, so nothing is recorded either.
+            if ends || fx.events_about(Subject::Session).next().is_none() {
+                write_audit(&mut tx, fx).await?;
+            }
             tx.commit().await.db()
         })
         .await

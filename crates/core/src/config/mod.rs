@@ -101,7 +101,6 @@ pub use env::ENV_PREFIX;
 pub use hashers::{Argon2Config, BcryptConfig, HasherAlgorithm, HashersConfig};
 pub use identity::{IdentityConfig, SchemaRef};
 pub use log::{LogConfig, LogFormat, LogLevel};
-pub(crate) use redact::redact_url;
 pub use redact::Secret;
 pub use secrets::SecretsConfig;
 pub use security::{AccountEnumerationConfig, AuditConfig, PasswordChangeConfig, SecurityConfig};

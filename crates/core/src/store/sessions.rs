@@ -21,7 +21,8 @@ pub struct SessionQuery {
 pub trait SessionStore: Send + Sync + 'static {
     async fn insert_session(&self, session: &Session, fx: &Effects) -> StoreResult<()>;
     /// Saves the session. Its session events in `fx` (at `now`) are appended only when this
-    /// write deactivates it: ending an ended session is no event.
+    /// write deactivates it: ending an ended session is no event, and then (when `fx` names
+    /// session events) no audit record either.
     async fn update_session(
         &self,
         session: &Session,

@@ -12,6 +12,7 @@ crate::on_every_backend!(
     self_service_changes_are_audited_as_the_identity,
     admin_and_clerk_changes_are_audited_with_their_key with clerk_key,
     key_and_webhook_changes_are_audited_without_their_secrets,
+    revoking_an_ended_session_again_records_nothing,
 );
 
 fn clerk_key(c: &mut portcullis_core::config::Config) {
@@ -173,7 +174,7 @@ async fn key_and_webhook_changes_are_audited_without_their_secrets(app: TestApp)
     let (status, ep) = json_of(
         app.admin_post(
             "/admin/webhooks",
-            &json!({ "url": "https://hooks.example.com/in?token=query-secret", "events": ["user.created"] }),
+            &json!({ "url": "https://hooks.example.com/services/T000/path-secret?token=query-secret", "events": ["user.created"] }),
         )
         .await,
     )
@@ -228,7 +229,35 @@ async fn key_and_webhook_changes_are_audited_without_their_secrets(app: TestApp)
         fresh["secret"].as_str().unwrap(),
         key["secret_key"].as_str().unwrap(),
         "query-secret",
+        "path-secret",
     ] {
         assert!(!text.contains(secret), "{secret} leaked into the audit log");
     }
+}
+
+/// Found by the attack on the hardening: a revocation of a session that had already ended
+/// changes nothing, so it must record nothing (else every repeat grows the log).
+async fn revoking_an_ended_session_again_records_nothing(app: TestApp) {
+    let email = unique_email("rerevoke");
+    let (id, first) = app.register(&email, PASSWORD).await;
+    let second = app.login_token(&email).await;
+    let (_, s) = app.get_json_with_token("/sessions/whoami", &second).await;
+    let sid = s["id"].as_str().unwrap().to_string();
+    for _ in 0..3 {
+        let r = app
+            .delete_with_token(&format!("/sessions/{sid}"), &first)
+            .await;
+        assert!(r.status().is_success(), "{}", r.status());
+        let r = app.admin_delete(&format!("/admin/sessions/{sid}")).await;
+        assert!(r.status().is_success(), "{}", r.status());
+    }
+    let revocations = app
+        .admin_get_list(&format!(
+            "/admin/audit?identity_id={id}&type=session.revoked"
+        ))
+        .await
+        .into_iter()
+        .filter(|r| r["target"] == format!("session:{sid}"))
+        .count();
+    assert_eq!(revocations, 1);
 }
