@@ -16,6 +16,9 @@ pub enum FlowKind {
 }
 
 impl FlowKind {
+    /// Every kind, for code that covers them all.
+    pub const ALL: [FlowKind; 3] = [FlowKind::Login, FlowKind::Registration, FlowKind::Settings];
+
     /// `login`, `registration` or `settings` (the path segment of the flow's endpoints).
     pub fn parse(s: &str) -> Option<FlowKind> {
         match s {

@@ -125,7 +125,7 @@ async fn init(
             Json(core.flow_response(&flow, identity.as_ref())).into_response()
         }
         Ok((flow, _)) => see_other(&with_query(
-            core.config().ui_url(kind.as_str()),
+            core.config().ui_url(kind),
             "flow",
             &flow.id.to_string(),
         )),
@@ -159,7 +159,7 @@ pub enum Step {
 pub async fn html_error(st: &AppState, kind: FlowKind, step: Step, e: SubmitError) -> Response {
     let core = &st.core;
     let config = core.config();
-    let ui = config.ui_url(kind.as_str());
+    let ui = config.ui_url(kind);
     let e = match e {
         // The flow now carries its messages: show it again.
         SubmitError::FlowInvalid { flow, .. } => {
@@ -173,7 +173,7 @@ pub async fn html_error(st: &AppState, kind: FlowKind, step: Step, e: SubmitErro
                 .validate_return_to(return_to.clone())
                 .ok()
                 .flatten()
-                .unwrap_or_else(|| config.after_url(kind.as_str()).to_string());
+                .unwrap_or_else(|| config.after_url(kind).to_string());
             return see_other(&target);
         }
         (
@@ -204,7 +204,7 @@ pub async fn html_error(st: &AppState, kind: FlowKind, step: Step, e: SubmitErro
         } => return see_other(&with_query(ui, "flow", &id.to_string())),
         // Reading an expired flow: start a new one.
         Error::FlowExpired { .. } => return see_other(&core.browser_flow_url(kind, false, None)),
-        Error::AlreadySignedIn => return see_other(config.after_url(kind.as_str())),
+        Error::AlreadySignedIn => return see_other(config.after_url(kind)),
         Error::RefreshRequired {
             redirect_browser_to,
         } => return see_other(redirect_browser_to),
@@ -216,7 +216,7 @@ pub async fn html_error(st: &AppState, kind: FlowKind, step: Step, e: SubmitErro
         _ => {}
     }
     match core.record_flow_error(error_object(&e), core.now()).await {
-        Ok(id) => see_other(&with_query(config.ui_url("error"), "id", &id.to_string())),
+        Ok(id) => see_other(&with_query(config.error_ui_url(), "id", &id.to_string())),
         Err(store) => ApiError(store).into_response(),
     }
 }
@@ -228,7 +228,7 @@ pub fn authenticated(st: &AppState, kind: FlowKind, a: &Authenticated, json: boo
     let target = a
         .return_to
         .clone()
-        .unwrap_or_else(|| core.config().after_url(kind.as_str()).to_string());
+        .unwrap_or_else(|| core.config().after_url(kind).to_string());
     let mut resp = if json {
         let now = core.now();
         let mut body = json!({
@@ -290,7 +290,7 @@ pub fn settings_saved(
         (Some(to), _) => see_other(to),
         (None, false) => see_other(after),
         (None, true) => see_other(&with_query(
-            core.config().ui_url("settings"),
+            core.config().ui_url(FlowKind::Settings),
             "flow",
             flow.get("id").and_then(Value::as_str).unwrap_or_default(),
         )),
@@ -365,7 +365,7 @@ async fn logout(
                 see_other(
                     return_to
                         .as_deref()
-                        .unwrap_or_else(|| core.config().after_url("logout")),
+                        .unwrap_or_else(|| core.config().after_logout_url()),
                 )
             };
             add_cookie(&mut resp, session_cookie(core, None));

@@ -269,7 +269,7 @@ async fn continue_settings(
     Query(q): Query<SubmitQuery>,
 ) -> ApiResult<Response> {
     let id = flow_id(q.flow, "flow")?;
-    let ui = st.core.config().ui_url("settings");
+    let ui = st.core.config().ui_url(FlowKind::Settings);
     Ok(browser::see_other(&browser::with_query(
         ui,
         "flow",

@@ -11,6 +11,7 @@
 //! only calls them in order. Settings that are choices are enums ([`choice!`]) that serde
 //! refuses with the allowed values; secrets are a [`Secret`], which prints as `<redacted>`.
 
+use crate::flow::FlowKind;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -256,33 +257,43 @@ impl Config {
         &self.csrf_cookie_name
     }
 
-    /// Where a browser lands after completing `flow` (`login`, `registration`, `settings`,
-    /// `logout`) when no `return_to` was given.
-    pub fn after_url(&self, flow: &str) -> &str {
+    /// Where a browser lands after completing a flow of `kind` when no `return_to` was given:
+    /// the flow's own `after.default_browser_return_url`, else the self-service default.
+    pub fn after_url(&self, kind: FlowKind) -> &str {
         let f = &self.selfservice.flows;
-        let own = match flow {
-            "login" => &f.login.after.default_browser_return_url,
-            "registration" => &f.registration.after.default_browser_return_url,
-            "settings" => &f.settings.after.default_browser_return_url,
-            "logout" => &f.logout.after.default_browser_return_url,
-            _ => "",
-        };
-        if own.is_empty() {
+        self.or_default_return_url(match kind {
+            FlowKind::Login => &f.login.after,
+            FlowKind::Registration => &f.registration.after,
+            FlowKind::Settings => &f.settings.after,
+        })
+    }
+
+    /// Where a browser lands after signing out when no `return_to` was given.
+    pub fn after_logout_url(&self) -> &str {
+        self.or_default_return_url(&self.selfservice.flows.logout.after)
+    }
+
+    fn or_default_return_url<'a>(&'a self, after: &'a AfterConfig) -> &'a str {
+        if after.default_browser_return_url.is_empty() {
             &self.selfservice.default_browser_return_url
         } else {
-            own
+            &after.default_browser_return_url
         }
     }
 
-    /// The UI page of a flow (`login`, `registration`, `settings`, `error`).
-    pub fn ui_url(&self, flow: &str) -> &str {
+    /// The UI page of a flow of `kind`.
+    pub fn ui_url(&self, kind: FlowKind) -> &str {
         let f = &self.selfservice.flows;
-        match flow {
-            "login" => &f.login.ui_url,
-            "registration" => &f.registration.ui_url,
-            "settings" => &f.settings.ui_url,
-            _ => &f.error.ui_url,
+        match kind {
+            FlowKind::Login => &f.login.ui_url,
+            FlowKind::Registration => &f.registration.ui_url,
+            FlowKind::Settings => &f.settings.ui_url,
         }
+    }
+
+    /// The UI page that shows a kept error (`/self-service/errors?id=`).
+    pub fn error_ui_url(&self) -> &str {
+        &self.selfservice.flows.error.ui_url
     }
 
     /// Cookies carry `Secure` whenever the public URL is https (always, outside dev mode).

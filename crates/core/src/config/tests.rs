@@ -13,9 +13,9 @@ fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
 #[test]
 fn browser_defaults_point_at_the_hosted_ui_and_are_checked() {
     let c = Config::load(None, env(&[("PORTCULLIS_SERVE_PUBLIC_PORT", "4455")]), true).unwrap();
-    assert_eq!(c.ui_url("login"), "http://127.0.0.1:4455/ui/login");
-    assert_eq!(c.ui_url("error"), "http://127.0.0.1:4455/ui/error");
-    assert_eq!(c.after_url("logout"), "http://127.0.0.1:4455/ui/welcome");
+    assert_eq!(c.ui_url(FlowKind::Login), "http://127.0.0.1:4455/ui/login");
+    assert_eq!(c.error_ui_url(), "http://127.0.0.1:4455/ui/error");
+    assert_eq!(c.after_logout_url(), "http://127.0.0.1:4455/ui/welcome");
     assert_eq!(c.csrf_cookie_name().len(), "csrf_token_".len() + 64);
     assert!(!c.secure_cookies(), "dev mode on plain http");
     let c = Config::load(
@@ -33,9 +33,9 @@ fn browser_defaults_point_at_the_hosted_ui_and_are_checked() {
         true,
     )
     .unwrap();
-    assert_eq!(c.after_url("login"), "https://app.example.com/home");
+    assert_eq!(c.after_url(FlowKind::Login), "https://app.example.com/home");
     assert_eq!(
-        c.after_url("registration"),
+        c.after_url(FlowKind::Registration),
         c.selfservice.default_browser_return_url
     );
     for (key, value, complaint) in [

@@ -23,6 +23,7 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
 use portcullis_core::config::Config;
+use portcullis_core::flow::FlowKind;
 use std::path::PathBuf;
 
 const TEMPLATES: [(&str, &str); 4] = [
@@ -134,17 +135,18 @@ fn content_security_policy(config: &Config) -> String {
         .iter()
         .filter_map(|u| origin(u))
         .collect();
-    for f in ["login", "registration", "settings", "logout", "error"] {
-        if let Some(o) = origin(config.after_url(f)) {
-            targets.push(o);
-        }
-        if let Some(o) = origin(config.ui_url(f)) {
-            targets.push(o);
-        }
-    }
-    if let Some(o) = origin(config.public_url()) {
-        targets.push(o);
-    }
+    // Every flow's page and after URL, where signing out goes, the error page, the
+    // self-service default return URL and our own origin.
+    let pages = FlowKind::ALL
+        .into_iter()
+        .flat_map(|kind| [config.after_url(kind), config.ui_url(kind)])
+        .chain([
+            config.after_logout_url(),
+            config.error_ui_url(),
+            &s.default_browser_return_url,
+            config.public_url(),
+        ]);
+    targets.extend(pages.filter_map(origin));
     targets.sort();
     targets.dedup();
     let mut img = vec!["'self'".to_string(), "data:".to_string()];
