@@ -8,6 +8,7 @@
 #![recursion_limit = "256"]
 
 pub mod admin;
+pub mod admin_keys;
 pub mod audit;
 pub mod clerk;
 pub mod config;

@@ -254,6 +254,8 @@ impl Herodot {
                 Herodot::with_id(StatusCode::TOO_MANY_REQUESTS, "rate_limit_exceeded", e)
             }
             Error::Busy { .. } => Herodot::plain(StatusCode::SERVICE_UNAVAILABLE, reason),
+            // herodot's ErrUnauthorized, as Ory's API-key-protected admin APIs answer.
+            Error::AdminKeyRefused { .. } => Herodot::plain(StatusCode::UNAUTHORIZED, reason),
             // A bad access token on a Kratos endpoint is simply no session.
             Error::Token(_) => Herodot::of(&Error::SessionInactive),
             Error::Internal(_) => Herodot::plain(StatusCode::INTERNAL_SERVER_ERROR, None),

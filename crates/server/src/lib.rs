@@ -47,6 +47,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 
+pub use admin_guard::AdminKeyId;
 pub use clerk::create_key as create_clerk_key;
 pub use error::ApiError;
 

@@ -6,6 +6,7 @@
 mod helpers;
 
 mod admin;
+mod admin_keys;
 mod bad_input;
 mod browser;
 mod clerk;
