@@ -57,7 +57,7 @@ impl<S: Send + Sync> FromRequestParts<S> for AdminKeyId {
 
 pub async fn guard(State(st): State<AppState>, req: Request, next: Next) -> Response {
     if let Err(e) = check(&st, &req) {
-        tracing::warn!(reason = e.reason(), "admin request refused");
+        tracing::warn!(reason = %e.reason(), "admin request refused");
         return if is_clerk(req.uri().path()) {
             crate::clerk::edge_refusal(&e).into_response()
         } else {

@@ -153,7 +153,7 @@ pub fn public_router(state: &AppState) -> Router {
         ui::security_headers,
     ));
     let router = common(
-        public::router()
+        public::router(state.core.config())
             .merge(browser::router())
             .merge(pages)
             .merge(tokens::router(state.core.config())),

@@ -1,5 +1,5 @@
 //! `serve`: the public and admin ports, their base URLs, CORS, the admin API keys, and the
-//! body size limit.
+//! body size limits.
 
 use super::{ByteSize, ConfigError};
 use crate::admin_keys::{valid_id, AdminApiKey};
@@ -12,6 +12,9 @@ pub struct ServeConfig {
     pub admin: AdminEndpointConfig,
     /// Largest request body accepted on either port.
     pub max_body_size: ByteSize,
+    /// Largest body of a self-service submit (`/self-service/…`), which anyone may send: a
+    /// form of traits and a password needs far less than `max_body_size` (security review F6).
+    pub max_submit_size: ByteSize,
 }
 
 impl Default for ServeConfig {
@@ -20,6 +23,7 @@ impl Default for ServeConfig {
             public: EndpointConfig::on_port(4433),
             admin: AdminEndpointConfig::default(),
             max_body_size: ByteSize::mib(1),
+            max_submit_size: ByteSize(64 << 10),
         }
     }
 }
@@ -165,7 +169,13 @@ impl ServeConfig {
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
         self.public.cors.validate("public")?;
         self.admin.cors.validate("admin")?;
-        self.admin.validate_keys()
+        self.admin.validate_keys()?;
+        if self.max_submit_size.0 > self.max_body_size.0 {
+            return Err(ConfigError::Invalid(
+                "serve.max_submit_size: is larger than serve.max_body_size".into(),
+            ));
+        }
+        Ok(())
     }
 }
 

@@ -7,6 +7,7 @@ mod helpers;
 
 mod admin;
 mod admin_keys;
+mod amplification;
 mod bad_input;
 mod browser;
 mod clerk;
