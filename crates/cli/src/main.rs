@@ -61,7 +61,23 @@ enum ClerkKeysCommand {
 }
 
 #[derive(Subcommand)]
+enum AdminKeysCommand {
+    /// Generate an admin API key: prints the key once, and the serve.admin.api_keys entry that
+    /// holds only its hash. Nothing is stored; add the entry to the configuration.
+    Create {
+        /// The key's name in the audit log (1-64 of A-Z a-z 0-9 . _ -).
+        #[arg(long, default_value = "admin")]
+        id: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum KeysCommand {
+    /// Admin API keys (serve.admin.api_keys).
+    Admin {
+        #[command(subcommand)]
+        command: AdminKeysCommand,
+    },
     /// Clerk Backend API secret keys.
     Clerk {
         #[command(subcommand)]
@@ -214,6 +230,12 @@ fn main() -> ExitCode {
                 Ok(())
             })
         }),
+        Command::Keys {
+            command:
+                KeysCommand::Admin {
+                    command: AdminKeysCommand::Create { id },
+                },
+        } => create_admin_key(&id),
         Command::Migrate { config, dev } => load(config.as_deref(), dev).and_then(|cfg| {
             runtime()?.block_on(async {
                 let store = portcullis_store::SqlStore::connect(&cfg.dsn).await?;
@@ -230,6 +252,26 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Prints a new admin API key (first line) and its configuration entry (second line, JSON,
+/// which is also YAML); how to use them goes to stderr.
+fn create_admin_key(id: &str) -> anyhow::Result<()> {
+    use portcullis_core::admin_keys;
+    if !admin_keys::valid_id(id) {
+        anyhow::bail!("--id {id:?}: must be 1 to 64 of A-Z a-z 0-9 . _ -");
+    }
+    let (key, entry) = admin_keys::generate(id, &mut rand::rngs::OsRng);
+    let line = format!(r#"{{"id":"{}","hash":"{}"}}"#, entry.id, entry.hash);
+    println!("{key}");
+    println!("{line}");
+    eprintln!(
+        "admin API key {id:?}: the first line is the key (shown once; send it as \
+         Authorization: Bearer <key>), the second its serve.admin.api_keys entry, e.g.\n  \
+         serve:\n    admin:\n      api_keys:\n        - {line}\n\
+         or PORTCULLIS_SERVE_ADMIN_API_KEYS='[{line}]'"
+    );
+    Ok(())
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

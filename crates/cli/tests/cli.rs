@@ -163,3 +163,48 @@ fn dev_mode_cannot_come_from_the_environment_or_the_file() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("dev:") && err.contains("--dev"), "{err}");
 }
+
+#[test]
+fn keys_admin_create_prints_a_key_and_the_entry_that_holds_its_hash() {
+    let out = portcullis()
+        .args(["keys", "admin", "create", "--id", "ops"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    let [key, entry] = lines[..] else {
+        panic!("two lines expected: {stdout}");
+    };
+    assert!(key.starts_with("pc_admin_") && key.len() == 9 + 64, "{key}");
+    let hash = portcullis_core::admin_keys::KeyHash::of(key).to_string();
+    assert_eq!(entry, format!(r#"{{"id":"ops","hash":"{hash}"}}"#));
+    // The entry is the configuration as it is, and `config check` shows the hash, not the key.
+    let f = temp_file(
+        "admin-key.yml",
+        &format!("serve:\n  admin:\n    api_keys:\n      - {entry}\n"),
+    );
+    let out = portcullis()
+        .args(["config", "check", &f, "--dev"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        printed.contains(&hash) && !printed.contains(key),
+        "{printed}"
+    );
+    let out = portcullis()
+        .args(["keys", "admin", "create", "--id", "not ok"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}

@@ -62,6 +62,10 @@ pub enum Error {
     /// A logout link of another session.
     #[error("Unable to log out because the logout token in the URL query does not match the session cookie.")]
     LogoutTokenMismatch,
+    /// An admin request without a configured admin API key (`serve.admin.api_keys`), or
+    /// with one that is not.
+    #[error("{}", admin_key_reason(*.missing))]
+    AdminKeyRefused { missing: bool },
     /// A refusal of the simplejwt token face, in its own vocabulary.
     /// Too many attempts from this client or on this account: try again after `retry_after`
     /// seconds (429 with `Retry-After`).
@@ -150,6 +154,14 @@ fn csrf_reason(hint: &Option<&'static str>) -> &'static str {
     match hint {
         Some(_) => "Please retry the flow and optionally clear your cookies. The request was rejected to protect you from Cross-Site-Request-Forgery (CSRF) which could cause account takeover, leaking personal information, and other serious security issues.",
         None => "The request was rejected to protect you from Cross-Site-Request-Forgery (CSRF). Please reload the page and try again.",
+    }
+}
+
+fn admin_key_reason(missing: bool) -> &'static str {
+    if missing {
+        "The admin API requires an API key: send it as Authorization: Bearer <key>."
+    } else {
+        "The admin API key is not valid."
     }
 }
 

@@ -11,6 +11,7 @@
 #![cfg_attr(not(test), warn(clippy::indexing_slicing))]
 
 pub mod admin;
+pub mod admin_keys;
 pub mod audit;
 pub mod clerk;
 pub mod config;

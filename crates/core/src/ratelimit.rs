@@ -154,9 +154,14 @@ impl Failures {
     }
 }
 
-/// The counters' keys for an attempt on `identifier` from `ip`.
+/// The counters' keys for an attempt on `identifier` from `ip`. An identifier longer than any
+/// real one is keyed by its hash, so a huge one is not stored as typed (security review F6).
 pub fn keys(identifier: &str, ip: Option<&str>) -> (String, String) {
-    let id = identifier.trim().to_lowercase();
+    let mut id = identifier.trim().to_lowercase();
+    if id.len() > crate::ui::ECHO_MAX_CHARS {
+        use sha2::{Digest, Sha256};
+        id = format!("sha256:{}", hex::encode(Sha256::digest(id.as_bytes())));
+    }
     let pair = format!("pair:{}|{id}", ip.unwrap_or("-"));
     (format!("account:{id}"), pair)
 }
@@ -342,6 +347,18 @@ mod tests {
                 "account:ada@example.com".to_string(),
                 "pair:10.0.0.1|ada@example.com".to_string()
             )
+        );
+    }
+
+    #[test]
+    fn huge_identifiers_are_keyed_by_their_hash() {
+        let (account, pair) = keys(&"x".repeat(10_000), None);
+        assert!(account.starts_with("account:sha256:") && account.len() < 100);
+        assert!(pair.starts_with("pair:-|sha256:") && pair.len() < 100);
+        assert_ne!(keys(&"x".repeat(300), None), keys(&"x".repeat(301), None));
+        assert_eq!(
+            keys(&"x".repeat(256), None).0,
+            format!("account:{}", "x".repeat(256))
         );
     }
 }

@@ -5,6 +5,35 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
+use std::borrow::Cow;
+
+/// The most characters of a submitted value that go back into a node or a message: enough
+/// for any real email address or name, and a bound on what an invalid value costs to store
+/// and to send back (security review F6).
+pub const ECHO_MAX_CHARS: usize = 256;
+
+/// `s` as it may be echoed: its first [`ECHO_MAX_CHARS`] characters, followed by `…` when it
+/// was longer (cut on a character boundary).
+pub fn echo(s: &str) -> Cow<'_, str> {
+    match s.char_indices().nth(ECHO_MAX_CHARS) {
+        None => Cow::Borrowed(s),
+        Some((end, _)) => Cow::Owned(format!("{}…", &s[..end])),
+    }
+}
+
+/// A submitted value as it may be put back into a form: every string in it [`echo`]ed.
+fn echo_value(v: &Value) -> Value {
+    match v {
+        Value::String(s) => Value::String(echo(s).into_owned()),
+        Value::Array(a) => Value::Array(a.iter().map(echo_value).collect()),
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, v)| (echo(k).into_owned(), echo_value(v)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UiText {
@@ -70,8 +99,10 @@ pub mod msg {
     pub fn settings_saved() -> UiText {
         UiText::success(1050001, "Your changes have been saved!")
     }
+    /// A reason that may quote a submitted value (the schema validator's), so it is bounded.
     pub fn generic(reason: &str) -> UiText {
-        UiText::error(4000001, reason, Some(json!({ "reason": reason })))
+        let reason = super::echo(reason);
+        UiText::error(4000001, reason.as_ref(), Some(json!({ "reason": reason })))
     }
     pub fn required(property: &str) -> UiText {
         UiText::error(
@@ -108,12 +139,10 @@ pub mod msg {
             Some(json!({ "allowed_types": [allowed], "actual_type": actual })),
         )
     }
+    /// Quotes the value, [`super::echo`]ed.
     pub fn invalid_format(format: &str, value: &str) -> UiText {
-        UiText::error(
-            4000001,
-            format!("\"{value}\" is not valid \"{format}\""),
-            Some(json!({ "reason": format!("\"{value}\" is not valid \"{format}\"") })),
-        )
+        let text = format!("\"{}\" is not valid \"{format}\"", super::echo(value));
+        UiText::error(4000001, text.clone(), Some(json!({ "reason": text })))
     }
     pub fn invalid_credentials() -> UiText {
         UiText::error(
@@ -293,6 +322,20 @@ impl UiContainer {
         self.messages.push(text);
     }
 
+    /// Bounds the values of the nodes that carry an error: an invalid value goes back to the
+    /// user [`echo`]ed, so a huge one is neither stored with the flow nor sent back whole. Valid
+    /// values stay as they are (a settings form must not cut a long trait the schema allows).
+    pub fn bound_invalid_values(&mut self) {
+        for node in &mut self.nodes {
+            if !node.messages.iter().any(|m| m.kind == "error") {
+                continue;
+            }
+            if let Some(v) = node.attributes.get_mut("value") {
+                *v = echo_value(v);
+            }
+        }
+    }
+
     /// Fills node values from submitted form data (never for password fields).
     pub fn fill_values(&mut self, values: &Map<String, Value>) {
         for node in &mut self.nodes {
@@ -308,5 +351,33 @@ impl UiContainer {
                 node.set_value(v.clone());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn echo_cuts_long_values_on_a_character_boundary_and_marks_the_cut() {
+        assert_eq!(echo("short"), "short");
+        let exact = "é".repeat(ECHO_MAX_CHARS);
+        assert_eq!(echo(&exact), exact.as_str());
+        let long = format!("{exact}é🦀");
+        assert_eq!(echo(&long), format!("{exact}…"));
+        let mut c = UiContainer::new("/".into());
+        c.nodes
+            .push(UiNode::input("default", "traits.a", "text", None));
+        c.nodes
+            .push(UiNode::input("default", "traits.b", "text", None));
+        c.fill_values(
+            &serde_json::from_value(json!({ "traits.a": long, "traits.b": long }))
+                .unwrap_or_default(),
+        );
+        c.add_message(Some("traits.a"), UiText::error(4000001, "bad", None));
+        c.bound_invalid_values();
+        // Only the invalid value is cut; a valid one is kept whole.
+        assert_eq!(c.nodes[0].attributes["value"], json!(format!("{exact}…")));
+        assert_eq!(c.nodes[1].attributes["value"], json!(long));
     }
 }

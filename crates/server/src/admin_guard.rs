@@ -1,5 +1,5 @@
-//! The admin port's guard against browsers: whatever the network, a web page must not be able
-//! to drive the admin API (security review F3). Three checks before any handler:
+//! The admin port's guard. First against browsers: whatever the network, a web page must not
+//! be able to drive the admin API (security review F3). Three checks before any handler:
 //! - `Sec-Fetch-Site: cross-site` is refused: a browser says so on requests another site made;
 //! - an `Origin` that is neither the admin URL's own nor listed in `serve.admin.cors` is
 //!   refused (browsers send `Origin` on every cross-origin POST, even "simple" ones);
@@ -7,26 +7,122 @@
 //!   rebinding page cannot read the API under its own domain: 421 otherwise.
 //!
 //! Requests without these headers (curl, SDKs, backends) pass: the port is for servers.
+//!
+//! Then the admin API key, when `serve.admin.api_keys` lists any: `Authorization: Bearer
+//! <key>` (the header Ory's SDKs send for an access token), judged by the core, which audits
+//! a refusal; 401 with `WWW-Authenticate: Bearer` otherwise. Exempt are the health probes (an
+//! orchestrator's liveness check has no key) and the Clerk face under `/v1`, whose SDKs send
+//! their own `Bearer sk_…` secret key in the same header. A request that passes carries
+//! [`AdminKeyId`], so handlers can name the key as the actor of what they change.
 
-use crate::error::EdgeError;
+use crate::error::{ApiError, EdgeError};
 use crate::AppState;
-use axum::extract::{Request, State};
-use axum::http::header;
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use portcullis_core::audit::{Actor, Origin};
 
-pub async fn guard(State(st): State<AppState>, req: Request, next: Next) -> Response {
-    match check(&st, &req) {
-        Ok(()) => next.run(req).await,
-        Err(e) => {
-            tracing::warn!(reason = e.reason(), "admin request refused");
-            if req.uri().path().starts_with("/v1/") {
-                crate::clerk::edge_refusal(&e).into_response()
-            } else {
-                e.into_response()
-            }
+/// The admin API key a request was admitted with: its configured id, or `None` when no keys
+/// are configured (or on the exempt paths).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AdminKeyId(pub Option<String>);
+
+impl AdminKeyId {
+    pub fn id(&self) -> Option<&str> {
+        self.0.as_deref()
+    }
+
+    /// The audit log's actor for what this request changes.
+    pub fn actor(&self) -> Actor {
+        Actor::Admin {
+            key_id: self.0.clone(),
         }
     }
+}
+
+/// An admin handler's `AdminKeyId` argument: what the guard put in the request.
+impl<S: Send + Sync> FromRequestParts<S> for AdminKeyId {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(parts
+            .extensions
+            .get::<AdminKeyId>()
+            .cloned()
+            .unwrap_or_default())
+    }
+}
+
+pub async fn guard(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    if let Err(e) = check(&st, &req) {
+        tracing::warn!(reason = %e.reason(), "admin request refused");
+        return if is_clerk(req.uri().path()) {
+            crate::clerk::edge_refusal(&e).into_response()
+        } else {
+            e.into_response()
+        };
+    }
+    let (mut parts, body) = req.into_parts();
+    match admit(&st, &parts).await {
+        Ok(key_id) => {
+            parts.extensions.insert(AdminKeyId(key_id));
+            next.run(Request::from_parts(parts, body)).await
+        }
+        Err(e) => {
+            let mut resp = e.into_response();
+            if resp.status() == axum::http::StatusCode::UNAUTHORIZED {
+                resp.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"portcullis-admin\""),
+                );
+            }
+            resp
+        }
+    }
+}
+
+fn is_clerk(path: &str) -> bool {
+    path == "/v1" || path.starts_with("/v1/")
+}
+
+/// Paths an unauthenticated probe must reach.
+fn is_health(path: &str) -> bool {
+    matches!(
+        path,
+        "/health/alive" | "/health/ready" | "/admin/health/alive" | "/admin/health/ready"
+    )
+}
+
+/// The admin API key check, by the core; the id of the key presented, if keys are configured.
+async fn admit(st: &AppState, parts: &Parts) -> Result<Option<String>, ApiError> {
+    let path = parts.uri.path();
+    if is_health(path) || is_clerk(path) {
+        return Ok(None);
+    }
+    let trust = st.core.config().serve.admin.trust_forwarded_headers;
+    let origin = Origin {
+        ip: crate::extract::client_ip(parts, trust).map(|ip| ip.to_string()),
+        user_agent: parts
+            .headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+    };
+    let request = format!("{} {path}", parts.method);
+    Ok(st
+        .core
+        .admit_admin_request(bearer(&parts.headers), &request, &origin, st.core.now())
+        .await?)
+}
+
+/// The credentials of `Authorization: Bearer <key>` (the scheme in any case, RFC 9110).
+fn bearer(h: &HeaderMap) -> Option<&str> {
+    let v = h.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, key) = v.split_once(' ')?;
+    let key = key.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !key.is_empty()).then_some(key)
 }
 
 fn check(st: &AppState, req: &Request) -> Result<(), EdgeError> {

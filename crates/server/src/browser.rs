@@ -1,6 +1,7 @@
 //! Kratos browser flows: flow init with the CSRF cookie, the 303-or-JSON answer of every
 //! step, the session cookie on success, logout links and the error store; and
-//! [`html_error`], the one place that decides where a browser goes when a step fails.
+//! [`html_error`], the one place that decides where a browser goes when a step fails (with
+//! [`html_edge_error`] for a submit the edge refused before the core saw it).
 //!
 //! A request is answered in JSON when it sends JSON or prefers it (`Accept`), as SPAs and the
 //! SDKs do; otherwise (an HTML form, a link) it gets `303 See Other` to the page that shows the
@@ -217,6 +218,20 @@ pub async fn html_error(st: &AppState, kind: FlowKind, step: Step, e: SubmitErro
     }
     match core.record_flow_error(error_object(&e), core.now()).await {
         Ok(id) => see_other(&with_query(config.error_ui_url(), "id", &id.to_string())),
+        Err(store) => ApiError(store).into_response(),
+    }
+}
+
+/// Where a browser goes when the edge refused its submit before the core saw it (a form too
+/// large, say): the error page, with the error kept for it, as Kratos forwards browser errors.
+pub async fn html_edge_error(st: &AppState, e: crate::error::EdgeError) -> Response {
+    let core = &st.core;
+    match core.record_flow_error(e.object(), core.now()).await {
+        Ok(id) => see_other(&with_query(
+            core.config().ui_url("error"),
+            "id",
+            &id.to_string(),
+        )),
         Err(store) => ApiError(store).into_response(),
     }
 }

@@ -62,7 +62,8 @@ pub enum EdgeError {
     BadRequest(String),
     MethodNotAllowed,
     UnsupportedMediaType(String),
-    PayloadTooLarge,
+    /// The body is larger than the limit the configuration key names.
+    PayloadTooLarge(&'static str),
     Forbidden(String),
     /// The `Host` is not this server's (DNS rebinding): 421.
     MisdirectedRequest,
@@ -74,31 +75,38 @@ impl EdgeError {
             EdgeError::BadRequest(_) => StatusCode::BAD_REQUEST,
             EdgeError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             EdgeError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            EdgeError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            EdgeError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             EdgeError::Forbidden(_) => StatusCode::FORBIDDEN,
             EdgeError::MisdirectedRequest => StatusCode::MISDIRECTED_REQUEST,
         }
     }
 
-    pub fn reason(&self) -> &str {
+    pub fn reason(&self) -> std::borrow::Cow<'_, str> {
         match self {
             EdgeError::BadRequest(r)
             | EdgeError::UnsupportedMediaType(r)
-            | EdgeError::Forbidden(r) => r,
+            | EdgeError::Forbidden(r) => r.into(),
             EdgeError::MisdirectedRequest => {
-                "The Host header does not name this server (serve.admin.base_url)."
+                "The Host header does not name this server (serve.admin.base_url).".into()
             }
-            EdgeError::MethodNotAllowed => "The HTTP method is not allowed on this resource.",
-            EdgeError::PayloadTooLarge => {
-                "The request body exceeds the configured limit (serve.max_body_size)."
+            EdgeError::MethodNotAllowed => {
+                "The HTTP method is not allowed on this resource.".into()
+            }
+            EdgeError::PayloadTooLarge(key) => {
+                format!("The request body exceeds the configured limit ({key}).").into()
             }
         }
+    }
+
+    /// The herodot error object, as the error store keeps it for a browser's error page.
+    pub fn object(&self) -> Value {
+        Herodot::plain(self.status(), Some(self.reason().into_owned())).object()
     }
 }
 
 impl IntoResponse for EdgeError {
     fn into_response(self) -> Response {
-        let h = Herodot::plain(self.status(), Some(self.reason().to_string()));
+        let h = Herodot::plain(self.status(), Some(self.reason().into_owned()));
         (h.status, Json(h.body())).into_response()
     }
 }
@@ -254,6 +262,8 @@ impl Herodot {
                 Herodot::with_id(StatusCode::TOO_MANY_REQUESTS, "rate_limit_exceeded", e)
             }
             Error::Busy { .. } => Herodot::plain(StatusCode::SERVICE_UNAVAILABLE, reason),
+            // herodot's ErrUnauthorized, as Ory's API-key-protected admin APIs answer.
+            Error::AdminKeyRefused { .. } => Herodot::plain(StatusCode::UNAUTHORIZED, reason),
             // A bad access token on a Kratos endpoint is simply no session.
             Error::Token(_) => Herodot::of(&Error::SessionInactive),
             Error::Internal(_) => Herodot::plain(StatusCode::INTERNAL_SERVER_ERROR, None),

@@ -53,12 +53,18 @@ impl<S: Send + Sync> FromRequest<S> for SubmitBody {
     type Rejection = EdgeError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        // The routes set the lower `serve.max_submit_size` (see `public::router`).
+        let named = |e| match e {
+            EdgeError::PayloadTooLarge(_) => EdgeError::PayloadTooLarge("serve.max_submit_size"),
+            e => e,
+        };
         if !content_type(req.headers()).starts_with("application/x-www-form-urlencoded") {
             return JsonBody::from_request(req, state)
                 .await
-                .map(|JsonBody(body)| SubmitBody { body, form: false });
+                .map(|JsonBody(body)| SubmitBody { body, form: false })
+                .map_err(named);
         }
-        let bytes = read_body(req, state).await?;
+        let bytes = read_body(req, state).await.map_err(named)?;
         let body = form_to_json(&bytes).map_err(EdgeError::BadRequest)?;
         Ok(SubmitBody { body, form: true })
     }
@@ -177,7 +183,7 @@ pub(crate) fn content_type(headers: &HeaderMap) -> String {
 pub(crate) async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, EdgeError> {
     Bytes::from_request(req, state).await.map_err(|rej| {
         if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            EdgeError::PayloadTooLarge
+            EdgeError::PayloadTooLarge("serve.max_body_size")
         } else {
             EdgeError::BadRequest(format!("The request body could not be read: {rej}"))
         }

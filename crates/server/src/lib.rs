@@ -50,6 +50,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 
+pub use admin_guard::AdminKeyId;
 pub use clerk::create_key as create_clerk_key;
 pub use error::ApiError;
 
@@ -155,7 +156,7 @@ pub fn public_router(state: &AppState) -> Router {
         ui::security_headers,
     ));
     let router = common(
-        public::router()
+        public::router(state.core.config())
             .merge(browser::router())
             .merge(pages)
             .merge(tokens::router(state.core.config())),

@@ -2,13 +2,13 @@
 //! of either type (a browser flow's outcome is answered by `browser`), sessions and schemas.
 
 use crate::browser;
-use crate::error::{submit_error_json, ApiError, ApiResult};
+use crate::error::{submit_error_json, ApiError, ApiResult, EdgeError};
 use crate::extract::{
     parse_uuid, request_url, truthy, wants_json, CallerCtx, JsonBody, Query, SubmitBody,
 };
 use crate::paging::{Page, PageQuery};
 use crate::AppState;
-use axum::extract::{OriginalUri, Path, State};
+use axum::extract::{DefaultBodyLimit, OriginalUri, Path, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, delete, get, post};
@@ -22,19 +22,34 @@ use portcullis_core::Error;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-pub fn router() -> Router<AppState> {
+/// The routes; self-service submits take at most `serve.max_submit_size` (F6).
+pub fn router(config: &portcullis_core::config::Config) -> Router<AppState> {
+    let submit_limit = DefaultBodyLimit::max(
+        usize::try_from(config.serve.max_submit_size.0).unwrap_or(usize::MAX),
+    );
     Router::new()
         .route("/self-service/login/api", get(init_login))
         .route("/self-service/registration/api", get(init_registration))
         .route("/self-service/settings/api", get(init_settings))
         .route("/self-service/{flow}/flows", get(get_flow))
-        .route("/self-service/login", post(submit_login))
-        .route("/self-service/registration", post(submit_registration))
+        .route(
+            "/self-service/login",
+            post(submit_login).layer(submit_limit),
+        )
+        .route(
+            "/self-service/registration",
+            post(submit_registration).layer(submit_limit),
+        )
         .route(
             "/self-service/settings",
-            post(submit_settings).get(continue_settings),
+            post(submit_settings)
+                .get(continue_settings)
+                .layer(submit_limit),
         )
-        .route("/self-service/logout/api", delete(logout_api))
+        .route(
+            "/self-service/logout/api",
+            delete(logout_api).layer(submit_limit),
+        )
         .route("/sessions/whoami", any(whoami))
         .route(
             "/sessions",
@@ -177,6 +192,19 @@ fn authenticated_body(st: &AppState, a: &Authenticated, with_identity: bool) -> 
     Value::Object(v)
 }
 
+/// A submit whose body the edge refused: an HTML form too large for `serve.max_submit_size`
+/// gets the error page, as a failed browser submit does, since a user sent it and a browser
+/// would show a bare JSON error; every other refusal is the error itself.
+async fn refused_body(st: &AppState, headers: &axum::http::HeaderMap, e: EdgeError) -> Response {
+    let form =
+        crate::extract::content_type(headers).starts_with("application/x-www-form-urlencoded");
+    if form && !wants_json(headers) && matches!(e, EdgeError::PayloadTooLarge(_)) {
+        browser::html_edge_error(st, e).await
+    } else {
+        e.into_response()
+    }
+}
+
 /// Submits a login or registration flow of either type. API flows answer JSON with a session
 /// token; browser flows set the session cookie and answer 303 or JSON (see `browser`).
 async fn submit_authenticating(
@@ -185,9 +213,13 @@ async fn submit_authenticating(
     q: SubmitQuery,
     headers: axum::http::HeaderMap,
     caller: Caller,
-    submitted: SubmitBody,
+    submitted: Result<SubmitBody, EdgeError>,
 ) -> Response {
     let json = wants_json(&headers);
+    let submitted = match submitted {
+        Ok(s) => s,
+        Err(e) => return refused_body(&st, &headers, e).await,
+    };
     let outcome = async {
         let id = flow_id(q.flow, "flow").map_err(|ApiError(e)| SubmitError::Refused(e))?;
         let now = st.core.now();
@@ -218,7 +250,7 @@ async fn submit_login(
     Query(q): Query<SubmitQuery>,
     headers: axum::http::HeaderMap,
     CallerCtx(caller): CallerCtx,
-    body: SubmitBody,
+    body: Result<SubmitBody, EdgeError>,
 ) -> Response {
     submit_authenticating(st, FlowKind::Login, q, headers, caller, body).await
 }
@@ -228,7 +260,7 @@ async fn submit_registration(
     Query(q): Query<SubmitQuery>,
     headers: axum::http::HeaderMap,
     CallerCtx(caller): CallerCtx,
-    body: SubmitBody,
+    body: Result<SubmitBody, EdgeError>,
 ) -> Response {
     submit_authenticating(st, FlowKind::Registration, q, headers, caller, body).await
 }
@@ -238,9 +270,13 @@ async fn submit_settings(
     Query(q): Query<SubmitQuery>,
     headers: axum::http::HeaderMap,
     CallerCtx(caller): CallerCtx,
-    submitted: SubmitBody,
+    submitted: Result<SubmitBody, EdgeError>,
 ) -> Response {
     let json = wants_json(&headers);
+    let submitted = match submitted {
+        Ok(s) => s,
+        Err(e) => return refused_body(&st, &headers, e).await,
+    };
     let outcome = async {
         let id = flow_id(q.flow, "flow").map_err(|ApiError(e)| SubmitError::Refused(e))?;
         st.core

@@ -110,7 +110,7 @@ pub use selfservice::{
     PasswordMethodConfig, PasswordPolicyConfig, RegistrationFlowConfig, SelfServiceConfig,
     SettingsFlowConfig, UiUrlConfig,
 };
-pub use serve::{CorsConfig, EndpointConfig, ServeConfig};
+pub use serve::{AdminEndpointConfig, CorsConfig, EndpointConfig, ServeConfig};
 pub use session::{
     SameSite, SessionConfig, SessionCookieConfig, TokenizerConfig, TokenizerTemplate, WhoamiConfig,
 };

@@ -1,23 +1,29 @@
-//! `serve`: the public and admin ports, their base URLs, CORS, and the body size limit.
+//! `serve`: the public and admin ports, their base URLs, CORS, the admin API keys, and the
+//! body size limits.
 
 use super::{ByteSize, ConfigError};
+use crate::admin_keys::{valid_id, AdminApiKey};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServeConfig {
     pub public: EndpointConfig,
-    pub admin: EndpointConfig,
+    pub admin: AdminEndpointConfig,
     /// Largest request body accepted on either port.
     pub max_body_size: ByteSize,
+    /// Largest body of a self-service submit (`/self-service/…`), which anyone may send: a
+    /// form of traits and a password needs far less than `max_body_size` (security review F6).
+    pub max_submit_size: ByteSize,
 }
 
 impl Default for ServeConfig {
     fn default() -> Self {
         ServeConfig {
             public: EndpointConfig::on_port(4433),
-            admin: EndpointConfig::on_port(4434),
+            admin: AdminEndpointConfig::default(),
             max_body_size: ByteSize::mib(1),
+            max_submit_size: ByteSize(64 << 10),
         }
     }
 }
@@ -50,58 +56,126 @@ impl EndpointConfig {
             cors: CorsConfig::default(),
         }
     }
+}
 
-    /// The base URL, when not set: where this port is reachable from the machine itself.
-    fn fill_defaults(&mut self) {
-        if self.base_url.is_empty() {
-            let host = match self.host.as_str() {
-                "0.0.0.0" | "" => "127.0.0.1".to_string(),
-                "::" | "[::]" => "[::1]".to_string(),
-                h if h.contains(':') && !h.starts_with('[') => format!("[{h}]"),
-                h => h.to_string(),
-            };
-            self.base_url = format!("http://{host}:{}/", self.port);
-        }
-    }
+/// `serve.admin`: the same settings as `serve.public`, and the admin API keys.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminEndpointConfig {
+    pub host: String,
+    pub port: u16,
+    /// Defaults to `http://<host>:<port>/`.
+    pub base_url: String,
+    /// Take the client address from `X-Forwarded-For` (only behind a proxy that sets it).
+    pub trust_forwarded_headers: bool,
+    pub cors: CorsConfig,
+    /// When any is listed, every admin request (health probes and the Clerk `/v1` face, which
+    /// has its own keys, excepted) must send one as `Authorization: Bearer <key>`. Only hashes
+    /// are configured ([`crate::admin_keys`]).
+    pub api_keys: Vec<AdminApiKey>,
+}
 
-    /// Parses the base URL, then gives it its trailing `/` (URLs are joined onto it).
-    fn finish_base_url(&mut self, key: &str) -> Result<url::Url, ConfigError> {
-        let parsed = url::Url::parse(&self.base_url).map_err(|e| {
-            ConfigError::Invalid(format!(
-                "{key}.base_url: {:?} is not an absolute URL: {e}",
-                self.base_url
-            ))
-        })?;
-        if !self.base_url.ends_with('/') {
-            self.base_url.push('/');
+impl Default for AdminEndpointConfig {
+    fn default() -> Self {
+        let EndpointConfig {
+            host,
+            port,
+            base_url,
+            trust_forwarded_headers,
+            cors,
+        } = EndpointConfig::on_port(4434);
+        AdminEndpointConfig {
+            host,
+            port,
+            base_url,
+            trust_forwarded_headers,
+            cors,
+            api_keys: vec![],
         }
-        Ok(parsed)
     }
 }
 
-impl ServeConfig {
-    /// Fills and checks the base URLs; the rest of the configuration builds on the public one.
-    pub(super) fn finish_base_urls(&mut self, dev: bool) -> Result<(), ConfigError> {
-        for (key, ep) in [
-            ("serve.public", &mut self.public),
-            ("serve.admin", &mut self.admin),
-        ] {
-            ep.fill_defaults();
-            let parsed = ep.finish_base_url(key)?;
-            if key == "serve.public" && !dev && parsed.scheme() != "https" {
+impl AdminEndpointConfig {
+    fn validate_keys(&self) -> Result<(), ConfigError> {
+        for (i, k) in self.api_keys.iter().enumerate() {
+            if !valid_id(&k.id) {
                 return Err(ConfigError::Invalid(format!(
-                    "serve.public.base_url: {:?} is plain http; session cookies must be Secure outside dev mode. \
-                     Use an https URL (TLS at a proxy is fine) or run with --dev",
-                    ep.base_url
+                    "serve.admin.api_keys.{i}.id: {:?} must be 1 to 64 of A-Z a-z 0-9 . _ -",
+                    k.id.chars().take(80).collect::<String>()
+                )));
+            }
+            let earlier = &self.api_keys[..i];
+            if earlier.iter().any(|e| e.id == k.id) {
+                return Err(ConfigError::Invalid(format!(
+                    "serve.admin.api_keys.{i}.id: {:?} is listed twice",
+                    k.id
+                )));
+            }
+            if earlier.iter().any(|e| e.hash == k.hash) {
+                return Err(ConfigError::Invalid(format!(
+                    "serve.admin.api_keys.{i}.hash: the same key is listed twice"
                 )));
             }
         }
         Ok(())
     }
+}
+
+/// The base URL, when not set: where a port is reachable from the machine itself.
+fn fill_base_url(host: &str, port: u16, base_url: &mut String) {
+    if base_url.is_empty() {
+        let host = match host {
+            "0.0.0.0" | "" => "127.0.0.1".to_string(),
+            "::" | "[::]" => "[::1]".to_string(),
+            h if h.contains(':') && !h.starts_with('[') => format!("[{h}]"),
+            h => h.to_string(),
+        };
+        *base_url = format!("http://{host}:{port}/");
+    }
+}
+
+/// Parses a base URL, then gives it its trailing `/` (URLs are joined onto it).
+fn finish_base_url(key: &str, base_url: &mut String) -> Result<url::Url, ConfigError> {
+    let parsed = url::Url::parse(base_url).map_err(|e| {
+        ConfigError::Invalid(format!(
+            "{key}.base_url: {base_url:?} is not an absolute URL: {e}"
+        ))
+    })?;
+    if !base_url.ends_with('/') {
+        base_url.push('/');
+    }
+    Ok(parsed)
+}
+
+impl ServeConfig {
+    /// Fills and checks the base URLs; the rest of the configuration builds on the public one.
+    pub(super) fn finish_base_urls(&mut self, dev: bool) -> Result<(), ConfigError> {
+        let p = &mut self.public;
+        fill_base_url(&p.host, p.port, &mut p.base_url);
+        let parsed = finish_base_url("serve.public", &mut p.base_url)?;
+        if !dev && parsed.scheme() != "https" {
+            return Err(ConfigError::Invalid(format!(
+                "serve.public.base_url: {:?} is plain http; session cookies must be Secure outside dev mode. \
+                 Use an https URL (TLS at a proxy is fine) or run with --dev",
+                p.base_url
+            )));
+        }
+        let a = &mut self.admin;
+        fill_base_url(&a.host, a.port, &mut a.base_url);
+        finish_base_url("serve.admin", &mut a.base_url)?;
+        Ok(())
+    }
 
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
         self.public.cors.validate("public")?;
-        self.admin.cors.validate("admin")
+        self.admin.cors.validate("admin")?;
+        self.admin.validate_keys()?;
+        if self.max_submit_size.0 > self.max_body_size.0 {
+            return Err(ConfigError::Invalid(
+                "serve.max_submit_size: is larger than serve.max_body_size".into(),
+            ));
+        }
+        Ok(())
     }
 }
 

@@ -387,3 +387,74 @@ fn cookies_get_the_host_prefix_only_where_browsers_keep_it() {
     assert!(Config::load(None, env(&[https, secure, shared]), true).is_ok());
     assert!(Config::load(None, env(&[secure]), true).is_err());
 }
+
+#[test]
+fn admin_api_keys_come_from_the_environment_as_hashes_and_print_as_hashes() {
+    let hash = crate::admin_keys::KeyHash::of("pc_admin_example").to_string();
+    let c = Config::load(
+        None,
+        env(&[(
+            "PORTCULLIS_SERVE_ADMIN_API_KEYS",
+            &format!(r#"[{{"id":"ops","hash":"{hash}"}}]"#),
+        )]),
+        true,
+    )
+    .unwrap();
+    assert_eq!(c.serve.admin.api_keys[0].id, "ops");
+    assert_eq!(c.serve.admin.api_keys[0].hash.to_string(), hash);
+    // A hash of a 256-bit random key is no secret: printed as configured, so an operator can
+    // tell which keys a server accepts.
+    let printed = c.redacted_yaml();
+    assert!(
+        printed.contains("id: ops") && printed.contains(&hash),
+        "{printed}"
+    );
+    assert!(Config::load(None, vec![], true)
+        .unwrap()
+        .redacted_yaml()
+        .contains("api_keys: []"));
+    for (value, needle) in [
+        (
+            r#"[{"id":"ops","hash":"ba7816bf"}]"#,
+            "serve.admin.api_keys[0].hash",
+        ),
+        (r#"[{"id":"ops","hash":"pc_admin_example"}]"#, "sha256:"),
+        (
+            &format!(r#"[{{"id":"ops","hash":"{hash}","key":"x"}}]"#),
+            "unknown field",
+        ),
+        (
+            &format!(r#"[{{"id":"has space","hash":"{hash}"}}]"#),
+            "serve.admin.api_keys.0.id",
+        ),
+        (
+            &format!(
+                r#"[{{"id":"a","hash":"{hash}"}},{{"id":"a","hash":"{}"}}]"#,
+                crate::admin_keys::KeyHash::of("other")
+            ),
+            "listed twice",
+        ),
+        (
+            &format!(r#"[{{"id":"a","hash":"{hash}"}},{{"id":"b","hash":"{hash}"}}]"#),
+            "same key",
+        ),
+    ] {
+        let err = Config::load(
+            None,
+            env(&[("PORTCULLIS_SERVE_ADMIN_API_KEYS", value)]),
+            true,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains(needle), "{value}: {err}");
+    }
+    // The public port has no keys.
+    let err = Config::load(
+        None,
+        env(&[("PORTCULLIS_SERVE_PUBLIC_API_KEYS", "[]")]),
+        true,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("PORTCULLIS_SERVE_PUBLIC_API_KEYS"), "{err}");
+}

@@ -169,7 +169,8 @@ impl Core {
         let identifier = identifier.trim();
         if !flow.refresh {
             if let Some(n) = flow.ui.nodes.iter_mut().find(|n| n.name() == "identifier") {
-                n.set_value(json!(identifier));
+                // No identifier is this long; a huge one is not kept or sent back (F6).
+                n.set_value(json!(crate::ui::echo(identifier)));
             }
         }
         let mut missing = false;

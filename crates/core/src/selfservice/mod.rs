@@ -233,7 +233,7 @@ impl Core {
     }
 
     /// Saves a flow that now carries messages for the user and returns it as the submit's
-    /// error.
+    /// error. The values of invalid fields are bounded first (security review F6).
     async fn reject(
         &self,
         flow: &mut Flow,
@@ -241,6 +241,7 @@ impl Core {
         now: OffsetDateTime,
     ) -> SubmitError {
         flow.updated_at = now;
+        flow.ui.bound_invalid_values();
         if let Err(e) = self.store.update_flow(flow).await {
             return e.into();
         }

@@ -6,6 +6,8 @@
 mod helpers;
 
 mod admin;
+mod admin_keys;
+mod amplification;
 mod audit;
 mod bad_input;
 mod browser;
