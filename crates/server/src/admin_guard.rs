@@ -17,7 +17,7 @@
 
 use crate::error::{ApiError, EdgeError};
 use crate::AppState;
-use axum::extract::{FromRequestParts, Request, State};
+use axum::extract::{Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::middleware::Next;
@@ -30,28 +30,12 @@ use portcullis_core::audit::{Actor, Origin};
 pub struct AdminKeyId(pub Option<String>);
 
 impl AdminKeyId {
-    pub fn id(&self) -> Option<&str> {
-        self.0.as_deref()
-    }
-
-    /// The audit log's actor for what this request changes.
+    /// The audit log's actor for what this request changes (handlers read it through
+    /// [`crate::extract::Acting`]).
     pub fn actor(&self) -> Actor {
         Actor::Admin {
             key_id: self.0.clone(),
         }
-    }
-}
-
-/// An admin handler's `AdminKeyId` argument: what the guard put in the request.
-impl<S: Send + Sync> FromRequestParts<S> for AdminKeyId {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        Ok(parts
-            .extensions
-            .get::<AdminKeyId>()
-            .cloned()
-            .unwrap_or_default())
     }
 }
 

@@ -228,7 +228,7 @@ pub async fn html_edge_error(st: &AppState, e: crate::error::EdgeError) -> Respo
     let core = &st.core;
     match core.record_flow_error(e.object(), core.now()).await {
         Ok(id) => see_other(&with_query(
-            core.config().ui_url("error"),
+            core.config().error_ui_url(),
             "id",
             &id.to_string(),
         )),

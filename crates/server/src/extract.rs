@@ -429,10 +429,17 @@ impl FromRequestParts<AppState> for Acting {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
+        // The Clerk face's key (set after the admin guard) wins over the admin key.
         let actor = parts
             .extensions
             .get::<Actor>()
             .cloned()
+            .or_else(|| {
+                parts
+                    .extensions
+                    .get::<crate::admin_guard::AdminKeyId>()
+                    .map(crate::admin_guard::AdminKeyId::actor)
+            })
             .unwrap_or(Actor::Admin { key_id: None });
         // Both faces live on the admin port.
         let trust = state.core.config().serve.admin.trust_forwarded_headers;

@@ -50,7 +50,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 
-pub use admin_guard::AdminKeyId;
 pub use clerk::create_key as create_clerk_key;
 pub use error::ApiError;
 

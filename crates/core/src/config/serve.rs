@@ -104,7 +104,7 @@ impl AdminEndpointConfig {
                     k.id.chars().take(80).collect::<String>()
                 )));
             }
-            let earlier = &self.api_keys[..i];
+            let earlier = self.api_keys.get(..i).unwrap_or_default();
             if earlier.iter().any(|e| e.id == k.id) {
                 return Err(ConfigError::Invalid(format!(
                     "serve.admin.api_keys.{i}.id: {:?} is listed twice",

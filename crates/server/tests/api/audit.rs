@@ -13,7 +13,18 @@ crate::on_every_backend!(
     admin_and_clerk_changes_are_audited_with_their_key with clerk_key,
     key_and_webhook_changes_are_audited_without_their_secrets,
     revoking_an_ended_session_again_records_nothing,
+    admin_changes_name_the_admin_key_they_were_made_with with admin_key,
 );
+
+const ADMIN_KEY: &str = "pc_admin_audit_test_key_0123456789abcdef";
+
+fn admin_key(c: &mut portcullis_core::config::Config) {
+    use portcullis_core::admin_keys::{AdminApiKey, KeyHash};
+    c.serve.admin.api_keys = vec![AdminApiKey {
+        id: "ops".into(),
+        hash: KeyHash::of(ADMIN_KEY),
+    }];
+}
 
 fn clerk_key(c: &mut portcullis_core::config::Config) {
     c.clerk.secret_keys = vec![CLERK_KEY.into()];
@@ -260,4 +271,27 @@ async fn revoking_an_ended_session_again_records_nothing(app: TestApp) {
         .filter(|r| r["target"] == format!("session:{sid}"))
         .count();
     assert_eq!(revocations, 1);
+}
+
+/// With admin API keys, a change's record names the key it was made with.
+async fn admin_changes_name_the_admin_key_they_were_made_with(app: TestApp) {
+    let r = send(
+        app.http
+            .post(app.admin_url("/admin/identities"))
+            .bearer_auth(ADMIN_KEY)
+            .json(&json!({ "schema_id": "default", "traits": { "email": unique_email("keyed") } })),
+    )
+    .await;
+    let (status, identity) = json_of(r).await;
+    assert_eq!(status, StatusCode::CREATED, "{identity}");
+    let id = identity["id"].as_str().unwrap();
+    let r = send(
+        app.http
+            .get(app.admin_url(&format!("/admin/audit?identity_id={id}")))
+            .bearer_auth(ADMIN_KEY),
+    )
+    .await;
+    let (_, rows) = json_of(r).await;
+    assert_eq!(rows[0]["type"], "identity.created");
+    assert_eq!(rows[0]["actor"], json!({ "type": "admin", "id": "ops" }));
 }
