@@ -15,6 +15,10 @@ use serde_json::Value;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+/// How many session cookies of one request are looked at (a browser sends one per matching
+/// domain and path; more is an attack or a mess).
+pub const MAX_SESSION_COOKIES: usize = 4;
+
 /// What a request proved its session with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Credential {
@@ -38,6 +42,37 @@ impl Core {
             return Err(Error::SessionInactive);
         }
         self.authenticate_session_token(token, now).await
+    }
+
+    /// The session of a browser that sent several session cookies: a sibling subdomain can
+    /// plant its own (`Domain=` the parent, a longer `Path` so it is sent first), to sign the
+    /// victim into the attacker's account. The valid ones must all be of one identity; when
+    /// they are not, nobody is believed (the browser is signed out, not signed in as a
+    /// stranger). Stale cookies (ended sessions) are ignored. At most [`MAX_SESSION_COOKIES`]
+    /// are looked at.
+    pub async fn authenticate_cookies(
+        &self,
+        tokens: &[&str],
+        now: OffsetDateTime,
+    ) -> Result<(Session, Identity)> {
+        let mut found: Option<(Session, Identity)> = None;
+        for token in tokens.iter().take(MAX_SESSION_COOKIES) {
+            match self.authenticate(token, now).await {
+                Ok((s, i)) => {
+                    match &found {
+                        None => found = Some((s, i)),
+                        Some((_, first)) if first.id == i.id => {}
+                        Some(_) => {
+                            tracing::warn!("session cookies of two identities in one request; none is believed");
+                            return Err(Error::SessionInactive);
+                        }
+                    }
+                }
+                Err(Error::SessionInactive) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        found.ok_or(Error::SessionInactive)
     }
 
     /// `GET /sessions/whoami`: the session of an opaque session token, or of one of our access

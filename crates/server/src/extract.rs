@@ -7,13 +7,16 @@ use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 use portcullis_core::audit::{Actor, By, Origin};
+use portcullis_core::identity::Identity;
 use portcullis_core::selfservice::{
     LoginMethod, LoginSubmit, RegistrationMethod, RegistrationSubmit, SettingsMethod,
     SettingsSubmit,
 };
-use portcullis_core::service::Caller;
+use portcullis_core::service::{Caller, Core};
+use portcullis_core::session::Session;
 use portcullis_core::Error;
 use serde_json::{json, Value};
+use time::OffsetDateTime;
 use uuid::Uuid;
 
 /// A JSON request body: `application/json`, within the configured size limit, well-formed.
@@ -314,17 +317,33 @@ pub fn parse_uuid(raw: &str, what: &str) -> Result<Uuid, ApiError> {
         .map_err(|_| ApiError::bad_request(format!("The {what} {raw:?} is not a valid UUID.")))
 }
 
-/// The session token of the request: `X-Session-Token`, then the session cookie, then `Authorization: Bearer`.
-pub fn session_token(headers: &HeaderMap, cookie_name: &str) -> Option<String> {
+/// How a request presents its session.
+pub enum Presented<'a> {
+    /// `X-Session-Token` or `Authorization: Bearer`: one token.
+    Token(&'a str),
+    /// Session cookies: usually one, several when another domain or path planted its own.
+    Cookies(Vec<&'a str>),
+    None,
+}
+
+/// The session of the request: `X-Session-Token`, then the session cookies, then
+/// `Authorization: Bearer`.
+pub fn presented_session<'a>(headers: &'a HeaderMap, cookie_name: &'a str) -> Presented<'a> {
     if let Some(t) = headers
         .get("x-session-token")
         .and_then(|v| v.to_str().ok())
         .filter(|t| !t.is_empty())
     {
-        return Some(t.to_string());
+        return Presented::Token(t);
     }
-    if let Some(v) = cookie(headers, cookie_name) {
-        return Some(v.to_string());
+    let mut jar: Vec<&str> = vec![];
+    for c in cookies(headers, cookie_name) {
+        if !jar.contains(&c) {
+            jar.push(c);
+        }
+    }
+    if !jar.is_empty() {
+        return Presented::Cookies(jar);
     }
     headers
         .get(header::AUTHORIZATION)
@@ -333,8 +352,23 @@ pub fn session_token(headers: &HeaderMap, cookie_name: &str) -> Option<String> {
             v.strip_prefix("Bearer ")
                 .or_else(|| v.strip_prefix("bearer "))
         })
-        .map(|t| t.trim().to_string())
+        .map(str::trim)
         .filter(|t| !t.is_empty())
+        .map_or(Presented::None, Presented::Token)
+}
+
+/// The valid session of the request, if it presents one (the rules for several cookies are
+/// the core's, see [`Core::authenticate_cookies`]).
+pub async fn session_of(
+    core: &Core,
+    headers: &HeaderMap,
+    now: OffsetDateTime,
+) -> Result<(Session, Identity), Error> {
+    match presented_session(headers, &core.config().session.cookie.name) {
+        Presented::Token(t) => core.authenticate(t, now).await,
+        Presented::Cookies(jar) => core.authenticate_cookies(&jar, now).await,
+        Presented::None => Err(Error::SessionInactive),
+    }
 }
 
 /// The caller of a public endpoint, with its session if the request carries a valid one.
@@ -350,13 +384,10 @@ impl FromRequestParts<AppState> for CallerCtx {
         let core = &state.core;
         let h = &parts.headers;
         let config = core.config();
-        let session = match session_token(h, &config.session.cookie.name) {
-            Some(t) => match core.authenticate(&t, core.now()).await {
-                Ok(s) => Some(s),
-                Err(Error::Internal(cause)) => return Err(ApiError(Error::Internal(cause))),
-                Err(_) => None,
-            },
-            None => None,
+        let session = match session_of(core, h, core.now()).await {
+            Ok(s) => Some(s),
+            Err(Error::Internal(cause)) => return Err(ApiError(Error::Internal(cause))),
+            Err(_) => None,
         };
         let ip =
             client_ip(parts, config.serve.public.trust_forwarded_headers).map(|ip| ip.to_string());

@@ -357,13 +357,21 @@ async fn whoami(
     headers: axum::http::HeaderMap,
 ) -> ApiResult<Response> {
     let now = st.core.now();
-    let token = crate::extract::session_token(&headers, &st.core.config().session.cookie.name)
-        .ok_or(ApiError(Error::SessionInactive))?;
-    let (s, i, credential) = st.core.authenticate_to_read(&token, now).await?;
+    use crate::extract::{presented_session, Presented};
+    use portcullis_core::sessions::Credential;
+    let (s, i, credential) =
+        match presented_session(&headers, &st.core.config().session.cookie.name) {
+            Presented::Token(t) => st.core.authenticate_to_read(t, now).await?,
+            Presented::Cookies(jar) => {
+                let (s, i) = st.core.authenticate_cookies(&jar, now).await?;
+                (s, i, Credential::SessionToken)
+            }
+            Presented::None => return Err(ApiError(Error::SessionInactive)),
+        };
     let (s, i) = (&s, &i);
     let mut body = st.core.session_json(s, Some(i), View::Public, now);
     if let Some(template) = q.tokenize_as.filter(|t| !t.is_empty()) {
-        if credential == portcullis_core::sessions::Credential::AccessToken {
+        if credential == Credential::AccessToken {
             return Err(ApiError(Error::SessionInactive));
         }
         let tokenized = st.core.tokenize(s, i, &template, now).await?;

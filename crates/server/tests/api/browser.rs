@@ -15,6 +15,7 @@ crate::on_every_backend!(
     submits_need_the_csrf_token_of_the_cookie,
     a_flow_is_bound_to_the_cookie_it_was_issued_to,
     planted_csrf_cookies_neither_pass_nor_shadow_the_session_bound_one,
+    a_planted_session_cookie_signs_nobody_in,
     json_submits_answer_continue_with_and_400_flows,
     html_failures_go_back_to_the_flow_or_to_a_fresh_one,
     return_to_is_checked_and_followed,
@@ -1011,4 +1012,74 @@ async fn planted_csrf_cookies_neither_pass_nor_shadow_the_session_bound_one(app:
         b.jar[&name], real,
         "the session-bound secret is issued again"
     );
+}
+
+/// Found by the attack on the hardening (F18's other cookie): a sibling subdomain plants its
+/// own `ory_kratos_session` (a longer path is sent first). Two sessions of different
+/// identities are believed for neither, so the victim is never signed into the attacker's
+/// account; a stale cookie next to the real one changes nothing.
+async fn a_planted_session_cookie_signs_nobody_in(app: TestApp) {
+    let mut attacker = Browser::new(&app);
+    attacker.register(&unique_email("planter")).await;
+    let planted = attacker.jar["ory_kratos_session"].clone();
+    let mut victim = Browser::new(&app);
+    victim.register(&unique_email("planted-on")).await;
+    let own = victim.jar["ory_kratos_session"].clone();
+    let whoami = |cookie: String| {
+        app.http
+            .get(app.url("/sessions/whoami"))
+            .header(COOKIE, cookie)
+            .send()
+    };
+    let both = format!("ory_kratos_session={planted}; ory_kratos_session={own}");
+    assert_eq!(
+        whoami(both.clone()).await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let r = app
+        .http
+        .get(app.url("/self-service/settings/browser"))
+        .header(ACCEPT, "application/json")
+        .header(COOKIE, both)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::UNAUTHORIZED,
+        "no settings flow for anyone"
+    );
+    // The attacker's session ends: a stale cookie beside the victim's own is ignored.
+    let r = app
+        .http
+        .get(app.url("/self-service/logout/browser"))
+        .header(ACCEPT, "application/json")
+        .header(COOKIE, format!("ory_kratos_session={planted}"))
+        .send()
+        .await
+        .unwrap();
+    let logout: Value = r.json().await.unwrap();
+    let r = app
+        .http
+        .get(logout["logout_url"].as_str().unwrap())
+        .header(ACCEPT, "application/json")
+        .header(COOKIE, format!("ory_kratos_session={planted}"))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    let (_, me) = crate::helpers::json_of(
+        whoami(format!(
+            "ory_kratos_session={planted}; ory_kratos_session={own}"
+        ))
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(me["identity"]["id"], victim_id(&app, &own).await);
+}
+
+async fn victim_id(app: &TestApp, token: &str) -> Value {
+    let (_, s) = app.get_json_with_token("/sessions/whoami", token).await;
+    s["identity"]["id"].clone()
 }
