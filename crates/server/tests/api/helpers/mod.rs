@@ -115,7 +115,8 @@ impl TestApp {
             rl.refresh,
             rl.flow_creation,
             rl.email,
-        ) = (plenty, plenty, plenty, plenty, plenty);
+            rl.clerk,
+        ) = (plenty, plenty, plenty, plenty, plenty, plenty);
         tweak(&mut cfg);
         let clock = Arc::new(ManualClock(Mutex::new(OffsetDateTime::now_utc())));
         let state = portcullis_server::build_with_clock(cfg, clock.clone())
