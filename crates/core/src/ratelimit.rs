@@ -68,6 +68,8 @@ pub struct RateLimitConfig {
     pub flow_creation: Quota,
     /// Anything that sends an email (recovery, verification, login codes).
     pub email: Quota,
+    /// Every request to the Clerk Backend API (`/v1/*` on the admin port).
+    pub clerk: Quota,
 }
 
 /// A token bucket: `burst` requests at once, refilled at `per_minute`.
@@ -101,6 +103,11 @@ impl Default for RateLimitConfig {
             email: Quota {
                 per_minute: 6,
                 burst: 3,
+            },
+            // Clerk's own limit for a production instance: 1000 requests per 10 seconds.
+            clerk: Quota {
+                per_minute: 6000,
+                burst: 1000,
             },
         }
     }

@@ -1,5 +1,7 @@
 //! Per-client-IP request rates: the in-process first line in front of the endpoints an
-//! attacker repeats (password attempts, registrations, refreshes, flow creation, email sends).
+//! attacker repeats (password attempts, registrations, refreshes, flow creation, email sends),
+//! and in front of the Clerk Backend API on the admin port (every `/v1` request, key guesses
+//! and `verify_password` included).
 //!
 //! One GCRA limiter per bucket from `governor` (the well-kept crate for this; keyed by IP in a
 //! concurrent map). IPv6 clients are keyed by their /64, since one host commonly holds a whole
@@ -27,6 +29,7 @@ pub enum Bucket {
     Refresh,
     FlowCreation,
     Email,
+    Clerk,
 }
 
 pub struct IpLimiter {
@@ -36,6 +39,7 @@ pub struct IpLimiter {
     refresh: DefaultKeyedRateLimiter<IpAddr>,
     flow_creation: DefaultKeyedRateLimiter<IpAddr>,
     email: DefaultKeyedRateLimiter<IpAddr>,
+    clerk: DefaultKeyedRateLimiter<IpAddr>,
     clock: DefaultClock,
 }
 
@@ -54,6 +58,7 @@ impl IpLimiter {
             refresh: limiter(cfg.refresh),
             flow_creation: limiter(cfg.flow_creation),
             email: limiter(cfg.email),
+            clerk: limiter(cfg.clerk),
             clock: DefaultClock::default(),
         }
     }
@@ -65,6 +70,7 @@ impl IpLimiter {
             Bucket::Refresh => &self.refresh,
             Bucket::FlowCreation => &self.flow_creation,
             Bucket::Email => &self.email,
+            Bucket::Clerk => &self.clerk,
         }
     }
 
@@ -90,6 +96,7 @@ impl IpLimiter {
             &self.refresh,
             &self.flow_creation,
             &self.email,
+            &self.clerk,
         ] {
             b.retain_recent();
             b.shrink_to_fit();
@@ -122,6 +129,29 @@ pub async fn limit(State(st): State<AppState>, req: Request, next: Next) -> Resp
             } else {
                 crate::error::ApiError(e).into_response()
             }
+        }
+    }
+}
+
+/// The Clerk face's middleware (`/v1/*`, before the secret key is checked): every request
+/// spends from its IP's `clerk` bucket, or gets 429 with `Retry-After` in Clerk's format. The
+/// address is read as `serve.admin.trust_forwarded_headers` says.
+pub async fn limit_clerk(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    let (parts, body) = req.into_parts();
+    let trust = st.core.config().serve.admin.trust_forwarded_headers;
+    let ip = crate::extract::client_ip(&parts, trust);
+    let req = Request::from_parts(parts, body);
+    let Some(ip) = ip else {
+        return next.run(req).await;
+    };
+    match st.limiter.check(Bucket::Clerk, ip) {
+        Ok(()) => next.run(req).await,
+        Err(wait) => {
+            tracing::info!(%ip, "Clerk API request rate limit reached");
+            crate::clerk::ClerkError::from(Error::RateLimited {
+                retry_after: wait.as_secs(),
+            })
+            .into_response()
         }
     }
 }
@@ -178,6 +208,7 @@ mod tests {
             refresh: q,
             flow_creation: q,
             email: q,
+            clerk: q,
         }
     }
 

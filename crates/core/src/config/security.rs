@@ -82,6 +82,7 @@ impl SecurityConfig {
             ("refresh", rl.refresh),
             ("flow_creation", rl.flow_creation),
             ("email", rl.email),
+            ("clerk", rl.clerk),
         ] {
             if q.per_minute == 0 || q.burst == 0 {
                 return Err(ConfigError::Invalid(format!(

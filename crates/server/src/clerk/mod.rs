@@ -65,6 +65,11 @@ pub fn router(state: &AppState) -> Router<AppState> {
             state.clone(),
             require_secret_key,
         ))
+        // Outermost: a request is counted before its key is checked, so guesses are too.
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::ratelimit::limit_clerk,
+        ))
 }
 
 /// A Clerk error response.

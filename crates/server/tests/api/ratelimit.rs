@@ -13,6 +13,7 @@ crate::on_every_backend!(
     unknown_accounts_are_throttled_exactly_like_known_ones with behind_a_proxy,
     the_per_ip_limit_answers_429_with_retry_after_in_each_faces_format with default_limits,
     the_audit_log_records_sign_ins_and_filters_them with behind_a_proxy,
+    the_clerk_face_answers_429_with_retry_after_in_clerks_format with clerk_limits,
 );
 
 /// Clients are told apart by `X-Forwarded-For`, as behind a TLS proxy.
@@ -23,6 +24,20 @@ fn behind_a_proxy(c: &mut Config) {
 fn default_limits(c: &mut Config) {
     c.security.rate_limit = Default::default();
     c.security.rate_limit.login.burst = 3;
+}
+
+const CLERK_KEY: &str = "sk_test_ratelimit_clerk_0123456789";
+
+/// The default limits but a Clerk allowance of 3 (refilled once a minute), clients told apart
+/// by `X-Forwarded-For` on the admin port.
+fn clerk_limits(c: &mut Config) {
+    c.security.rate_limit = Default::default();
+    c.security.rate_limit.clerk = portcullis_core::ratelimit::Quota {
+        per_minute: 1,
+        burst: 3,
+    };
+    c.serve.admin.trust_forwarded_headers = true;
+    c.clerk.secret_keys = vec![CLERK_KEY.to_string().into()];
 }
 
 async fn token_attempt(app: &TestApp, ip: &str, email: &str, password: &str) -> Response {
@@ -251,6 +266,50 @@ async fn the_audit_log_records_sign_ins_and_filters_them(app: TestApp) {
         let (status, body) = json_of(app.admin_get(&format!("/admin/audit?{q}")).await).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{q}");
         assert_eq!(body["error"]["code"], 400, "{q}");
+    }
+}
+
+async fn the_clerk_face_answers_429_with_retry_after_in_clerks_format(app: TestApp) {
+    let clerk = |ip: &str, key: &str| {
+        send(
+            app.admin_request(Method::GET, "/v1/users")
+                .header("x-forwarded-for", ip)
+                .bearer_auth(key),
+        )
+    };
+    // A burst of 3 from one address, wrong keys included, then 429 before the key is checked.
+    assert_eq!(
+        clerk("203.0.113.30", CLERK_KEY).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        clerk("203.0.113.30", "sk_test_a_guess_0123456789")
+            .await
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        clerk("203.0.113.30", CLERK_KEY).await.status(),
+        StatusCode::OK
+    );
+    let r = clerk("203.0.113.30", CLERK_KEY).await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(retry_after(&r) >= 1);
+    let (_, body) = json_of(r).await;
+    assert_eq!(body["errors"][0]["code"], "too_many_requests", "{body}");
+    assert!(body["clerk_trace_id"].is_string());
+    // Another address has its own allowance; the Kratos admin API is not limited.
+    assert_eq!(
+        clerk("203.0.113.31", CLERK_KEY).await.status(),
+        StatusCode::OK
+    );
+    for _ in 0..5 {
+        let r = send(
+            app.admin_request(Method::GET, "/admin/identities")
+                .header("x-forwarded-for", "203.0.113.30"),
+        )
+        .await;
+        assert_eq!(r.status(), StatusCode::OK);
     }
 }
 

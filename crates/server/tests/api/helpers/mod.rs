@@ -115,7 +115,8 @@ impl TestApp {
             rl.refresh,
             rl.flow_creation,
             rl.email,
-        ) = (plenty, plenty, plenty, plenty, plenty);
+            rl.clerk,
+        ) = (plenty, plenty, plenty, plenty, plenty, plenty);
         tweak(&mut cfg);
         // The test clock starts at the wall time: the suite checks tokens with libraries that
         // read the real clock (jsonwebtoken's `exp` check).
