@@ -7,11 +7,10 @@ mod browser;
 pub use browser::{csrf, location, set_cookie, Browser};
 
 use portcullis_core::config::{ByteSize, Config};
-use portcullis_core::service::Clock;
+use portcullis_testkit::ManualClock;
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde_json::{json, Value};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 use time::OffsetDateTime;
 
 #[derive(Clone, Copy, Debug)]
@@ -41,20 +40,6 @@ macro_rules! on_every_backend {
     };
     (@tweak) => { |_: &mut portcullis_core::config::Config| {} };
     (@tweak $tweak:ident) => { super::$tweak };
-}
-
-pub struct ManualClock(Mutex<OffsetDateTime>);
-
-impl Clock for ManualClock {
-    fn now(&self) -> OffsetDateTime {
-        *self.0.lock().unwrap()
-    }
-}
-
-impl ManualClock {
-    pub fn advance(&self, by: Duration) {
-        *self.0.lock().unwrap() += by;
-    }
 }
 
 pub struct TestApp {
@@ -121,7 +106,7 @@ impl TestApp {
         // The test clock starts at the wall time: the suite checks tokens with libraries that
         // read the real clock (jsonwebtoken's `exp` check).
         #[allow(clippy::disallowed_methods)]
-        let clock = Arc::new(ManualClock(Mutex::new(OffsetDateTime::now_utc())));
+        let clock = Arc::new(ManualClock::new(OffsetDateTime::now_utc()));
         let state = portcullis_server::build_with_clock(cfg, clock.clone())
             .await
             .unwrap();
