@@ -15,6 +15,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota as GovQuota};
+use portcullis_core::config::TokenPathsConfig;
 use portcullis_core::ratelimit::{Quota, RateLimitConfig};
 use portcullis_core::Error;
 use std::net::IpAddr;
@@ -105,9 +106,10 @@ impl IpLimiter {
 }
 
 /// The public port's middleware: spends the request from its IP's bucket, or answers 429 with
-/// `Retry-After` in the face's own format (simplejwt under `/api/token`, Kratos elsewhere).
+/// `Retry-After` in the face's own format (simplejwt on the token paths, Kratos elsewhere).
 pub async fn limit(State(st): State<AppState>, req: Request, next: Next) -> Response {
-    let Some(bucket) = bucket_for(req.method(), req.uri().path()) else {
+    let paths = &st.core.config().tokens.paths;
+    let Some(bucket) = bucket_for(req.method(), req.uri().path(), paths) else {
         return next.run(req).await;
     };
     let (parts, body) = req.into_parts();
@@ -124,7 +126,9 @@ pub async fn limit(State(st): State<AppState>, req: Request, next: Next) -> Resp
             let e = Error::RateLimited {
                 retry_after: wait.as_secs(),
             };
-            if req.uri().path().starts_with("/api/token") {
+            if matches!(bucket, Bucket::Login | Bucket::Refresh)
+                && !req.uri().path().starts_with("/self-service/")
+            {
                 crate::tokens::SjError::Core(e).into_response()
             } else {
                 crate::error::ApiError(e).into_response()
@@ -170,18 +174,17 @@ fn key(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// The bucket a public-port request spends from, if any.
-pub fn bucket_for(method: &Method, path: &str) -> Option<Bucket> {
+/// The bucket a public-port request spends from, if any. The token face's paths are the
+/// configured ones (`tokens.paths`), with or without their trailing slash.
+pub fn bucket_for(method: &Method, path: &str, tokens: &TokenPathsConfig) -> Option<Bucket> {
     let post = method == Method::POST;
+    let is = |configured: &str| path.trim_end_matches('/') == configured.trim_end_matches('/');
     match path {
         "/self-service/login" if post => Some(Bucket::Login),
         "/self-service/registration" if post => Some(Bucket::Registration),
         "/self-service/recovery" | "/self-service/verification" if post => Some(Bucket::Email),
-        p if post && p.starts_with("/api/token") => match p.trim_end_matches('/') {
-            "/api/token/refresh" => Some(Bucket::Refresh),
-            "/api/token" => Some(Bucket::Login),
-            _ => None,
-        },
+        _ if post && is(&tokens.obtain) => Some(Bucket::Login),
+        _ if post && is(&tokens.refresh) => Some(Bucket::Refresh),
         p if method == Method::GET
             && p.starts_with("/self-service/")
             && (p.ends_with("/api") || p.ends_with("/browser")) =>
@@ -259,7 +262,8 @@ mod tests {
 
     #[test]
     fn buckets_follow_the_routes_attackers_repeat() {
-        let b = |m: Method, p: &str| bucket_for(&m, p);
+        let paths = TokenPathsConfig::default();
+        let b = |m: Method, p: &str| bucket_for(&m, p, &paths);
         assert_eq!(b(Method::POST, "/self-service/login"), Some(Bucket::Login));
         assert_eq!(b(Method::POST, "/api/token/"), Some(Bucket::Login));
         assert_eq!(
@@ -281,5 +285,16 @@ mod tests {
         );
         assert_eq!(b(Method::GET, "/sessions/whoami"), None);
         assert_eq!(b(Method::GET, "/self-service/login/flows"), None);
+        // Configured token paths are limited where they are, and the defaults are not.
+        let custom = TokenPathsConfig {
+            obtain: "/auth/jwt/create/".into(),
+            refresh: "/auth/jwt/refresh/".into(),
+            ..TokenPathsConfig::default()
+        };
+        let c = |p: &str| bucket_for(&Method::POST, p, &custom);
+        assert_eq!(c("/auth/jwt/create/"), Some(Bucket::Login));
+        assert_eq!(c("/auth/jwt/create"), Some(Bucket::Login));
+        assert_eq!(c("/auth/jwt/refresh/"), Some(Bucket::Refresh));
+        assert_eq!(c("/api/token/"), None);
     }
 }
