@@ -87,8 +87,17 @@ impl Core {
                 .await?;
             return Ok(None);
         };
-        self.password_attempt_succeeded(&keys, identity.id, origin, now)
-            .await?;
+        if identity.is_active() {
+            self.password_attempt_succeeded(&keys, identity.id, origin, now)
+                .await?;
+        } else {
+            // The password matched, but nobody signs in: not a success (found by the attack).
+            let record = AuditRecord::new(AuditKind::LoginFailed, Actor::Anonymous, origin, now)
+                .about(identity.id)
+                .failed("identity_inactive")
+                .details(json!({ "method": "password" }));
+            self.store.insert_audit(&record).await?;
+        }
         if verified.needs_rehash {
             let new_hash = self.hasher.hash(password.to_string()).await?;
             let ids = identity

@@ -172,7 +172,7 @@ impl SessionStore for SqlStore {
         s: &Session,
         now: OffsetDateTime,
         fx: &Effects,
-    ) -> StoreResult<()> {
+    ) -> StoreResult<bool> {
         self.invalidating(async {
             let mut tx = self.write.begin().await.db()?;
             let was_active = sqlx::query("SELECT active FROM sessions WHERE id = $1")
@@ -183,16 +183,21 @@ impl SessionStore for SqlStore {
                 .map(|r| r.flag("active"))
                 .transpose()?
                 .ok_or(StoreError::NotFound)?;
-            sqlx::query(
-                "UPDATE sessions SET active = $1, expires_at = $2, data = $3 WHERE id = $4",
+            // `active` only ever goes from 1 to 0, judged on the row as it is now: a caller
+            // that read the session before a revocation cannot undo it (security review S1).
+            let active = sqlx::query(
+                "UPDATE sessions SET active = CASE WHEN active = 1 AND $1 = 1 THEN 1 ELSE 0 END, \
+                 expires_at = $2, data = $3 WHERE id = $4 RETURNING active",
             )
             .bind(i64::from(s.active))
             .bind(micros(s.expires_at))
             .bind(to_json(&SessionDoc::from(s))?)
             .bind(s.id.to_string())
-            .execute(&mut *tx)
+            .fetch_optional(&mut *tx)
             .await
-            .db()?;
+            .db()?
+            .ok_or(StoreError::NotFound)?
+            .flag("active")?;
             let ends = was_active && !s.active;
             if ends {
                 session_events(&mut tx, fx, s, now).await?;
@@ -202,7 +207,8 @@ impl SessionStore for SqlStore {
             if ends || fx.events_about(Subject::Session).next().is_none() {
                 write_audit(&mut tx, fx).await?;
             }
-            tx.commit().await.db()
+            tx.commit().await.db()?;
+            Ok(active)
         })
         .await
     }

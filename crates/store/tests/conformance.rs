@@ -90,6 +90,7 @@ on_both!(
     audit_records_filter_page_and_expire,
     audit_records_commit_with_their_change_and_only_then,
     a_write_appends_only_the_events_it_is_given,
+    a_stale_session_write_never_reactivates_a_revoked_session,
 );
 
 // Fixtures carry the wall time (the store itself takes every time as an argument).
@@ -1444,4 +1445,34 @@ async fn a_write_appends_only_the_events_it_is_given(s: impl Store) {
         .map(|e| e.kind)
         .collect();
     assert_eq!(kinds, ["user.updated", "session.revoked"]);
+}
+
+/// Security review S1: a refresh sign-in writes back the session it read before hashing; a
+/// revocation that landed meanwhile must stay.
+async fn a_stale_session_write_never_reactivates_a_revoked_session(s: impl Store) {
+    let i = identity("s1@example.com");
+    s.insert_identity(&i, &fx_created()).await.unwrap();
+    let (sess, _) = session_for(&i, Duration::from_secs(3600));
+    s.insert_session(&sess, &fx_started()).await.unwrap();
+    let stale = sess.clone();
+    let mut ended = sess.clone();
+    ended.active = false;
+    assert!(!s.update_session(&ended, now(), &fx_ended()).await.unwrap());
+    let mut refreshed = stale;
+    refreshed.authenticated_at = now() + Duration::from_secs(5);
+    assert!(
+        !s.update_session(&refreshed, now(), &Effects::none())
+            .await
+            .unwrap(),
+        "the write reports the session as ended"
+    );
+    let (back, _) = s.get_session(sess.id).await.unwrap().unwrap();
+    assert!(!back.active, "the revocation stands");
+    // A live session's write keeps it live.
+    let (other, _) = session_for(&i, Duration::from_secs(3600));
+    s.insert_session(&other, &fx_started()).await.unwrap();
+    assert!(s
+        .update_session(&other, now(), &Effects::none())
+        .await
+        .unwrap());
 }

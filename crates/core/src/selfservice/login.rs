@@ -8,6 +8,9 @@ use crate::flow::{Flow, FlowKind, FlowType};
 use crate::identity::Identity;
 use crate::service::{Authenticated, Caller, Core};
 use crate::store::Effects;
+
+/// How many completed methods a session keeps (a refresh sign-in adds one each time).
+const MAX_METHODS: usize = 16;
 use crate::ui::{msg, UiNode, UiText};
 use serde_json::json;
 use time::OffsetDateTime;
@@ -232,7 +235,15 @@ impl Core {
                     aal: "aal1".into(),
                     completed_at: now,
                 });
-                self.store.update_session(&s, now, &Effects::none()).await?;
+                // Bounded: every refresh sign-in adds one.
+                let n = s.authentication_methods.len();
+                s.authentication_methods
+                    .drain(..n.saturating_sub(MAX_METHODS));
+                // Ended while the password was checked (a password change elsewhere, an admin):
+                // it stays ended, and this sign-in is refused.
+                if !self.store.update_session(&s, now, &Effects::none()).await? {
+                    return Err(Error::SessionInactive.into());
+                }
                 (s, None)
             }
             _ => {

@@ -22,13 +22,15 @@ pub trait SessionStore: Send + Sync + 'static {
     async fn insert_session(&self, session: &Session, fx: &Effects) -> StoreResult<()>;
     /// Saves the session. Its session events in `fx` (at `now`) are appended only when this
     /// write deactivates it: ending an ended session is no event, and then (when `fx` names
-    /// session events) no audit record either.
+    /// session events) no audit record either. A write never re-activates a session: once
+    /// ended it stays ended, whatever the caller read before. Returns whether the session is
+    /// active after the write.
     async fn update_session(
         &self,
         session: &Session,
         now: OffsetDateTime,
         fx: &Effects,
-    ) -> StoreResult<()>;
+    ) -> StoreResult<bool>;
     /// The session with this token hash and its identity: one indexed lookup.
     async fn session_by_token_hash(
         &self,

@@ -14,6 +14,7 @@ crate::on_every_backend!(
     key_and_webhook_changes_are_audited_without_their_secrets,
     revoking_an_ended_session_again_records_nothing,
     admin_changes_name_the_admin_key_they_were_made_with with admin_key,
+    a_right_password_for_an_inactive_account_is_not_a_success,
 );
 
 const ADMIN_KEY: &str = "pc_admin_audit_test_key_0123456789abcdef";
@@ -294,4 +295,24 @@ async fn admin_changes_name_the_admin_key_they_were_made_with(app: TestApp) {
     let (_, rows) = json_of(r).await;
     assert_eq!(rows[0]["type"], "identity.created");
     assert_eq!(rows[0]["actor"], json!({ "type": "admin", "id": "ops" }));
+}
+
+/// Found by the attack: a matching password for a deactivated identity signs nobody in, so it
+/// is recorded as a failure (`identity_inactive`), never as `login.succeeded`.
+async fn a_right_password_for_an_inactive_account_is_not_a_success(app: TestApp) {
+    let email = unique_email("inactive-login");
+    let (id, _) = app.register(&email, PASSWORD).await;
+    assert_eq!(app.deactivate(&id).await.status(), StatusCode::OK);
+    assert!(!app.login(&email, PASSWORD).await.status().is_success());
+    let rows = app
+        .admin_get_list(&format!("/admin/audit?identity_id={id}&type=login.failed"))
+        .await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["reason"], "identity_inactive");
+    let wins = app
+        .admin_get_list(&format!(
+            "/admin/audit?identity_id={id}&type=login.succeeded"
+        ))
+        .await;
+    assert!(wins.is_empty(), "{wins:?}");
 }
