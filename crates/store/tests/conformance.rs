@@ -434,10 +434,25 @@ async fn writes_are_visible_to_later_token_lookups(s: impl Store) {
         .await
         .unwrap();
     assert!(!lookup().await.unwrap().unwrap().0.active);
+    // A session update is seen at once (the cache is invalidated); an ended session cannot
+    // be brought back by one (review S1), and the lookup says so too.
     let mut again = sess.clone();
     again.active = true;
     s.update_session(&again, now(), &fx_ended()).await.unwrap();
-    assert!(lookup().await.unwrap().unwrap().0.active);
+    assert!(!lookup().await.unwrap().unwrap().0.active);
+    let (other, _) = session_for(&i, Duration::from_secs(60));
+    s.insert_session(&other, &fx_started()).await.unwrap();
+    let other_lookup = || s.session_by_token_hash(&other.token_hash);
+    assert!(other_lookup().await.unwrap().is_some());
+    let mut extended = other.clone();
+    extended.expires_at = other.expires_at + Duration::from_secs(3600);
+    s.update_session(&extended, now(), &Effects::none())
+        .await
+        .unwrap();
+    assert_eq!(
+        other_lookup().await.unwrap().unwrap().0.expires_at,
+        extended.expires_at
+    );
     s.delete_identity(i.id, now(), &fx_deleted()).await.unwrap();
     assert!(lookup().await.unwrap().is_none());
 }
