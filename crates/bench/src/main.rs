@@ -22,7 +22,7 @@ use anyhow::{anyhow, bail, Result};
 use load::Stats;
 use report::{Row, Summary};
 use scenarios::{Baseline, Scenario, Target};
-use setup::{free_port, rss_kib, start_server, wait_ready, Bench, Proc};
+use setup::{free_port, rss_kib, start_server, wait_ready, Bench, Limits, Proc};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
@@ -99,13 +99,22 @@ async fn run(args: Args) -> Result<()> {
     let (server, public, admin) = start_server(
         &args.bin,
         &format!("sqlite://{}/bench.sqlite", dir.display()),
+        Limits::On,
     )?;
     wait_ready(&public).await?;
     let ready_ms = spawn_at.elapsed().as_secs_f64() * 1000.0;
     wait_ready(&hello).await?;
     let idle_rss_kib = rss_kib(server.0.id());
 
-    let mut bench = Bench::new(args.bin.clone(), secs, hello, server, public, admin);
+    let mut bench = Bench::new(
+        args.bin.clone(),
+        dir.display().to_string(),
+        secs,
+        hello,
+        server,
+        public,
+        admin,
+    );
     bench.seed().await?;
 
     let mut rows = vec![];
@@ -119,20 +128,42 @@ async fn run(args: Args) -> Result<()> {
         }
         // A load alongside starts first, so this row is measured under it.
         let alongside = scenario.alongside.as_deref().map(|s| {
-            let (base, op) = (base_of(&bench, s), (s.op)(&bench.fixtures));
+            let (base, op) = (base_of(&bench, s.target), (s.op)(&bench.fixtures));
             let (conns, pace) = (s.conns, s.pace);
             tokio::spawn(async move { op.load(&base, conns, secs, pace).await })
         });
-        let op = (scenario.op)(&bench.fixtures);
-        let stats = op
-            .load(
-                &base_of(&bench, &scenario),
-                scenario.conns,
-                secs,
-                scenario.pace,
-            )
-            .await?;
-        rows.push(row(&scenario, stats, &bench, &seen));
+        let measure = |target: Target, make: scenarios::MakeOp| {
+            let op = make(&bench.fixtures);
+            let base = base_of(&bench, target);
+            let (conns, pace) = (scenario.conns, scenario.pace);
+            async move { op.load(&base, conns, secs, pace).await }
+        };
+        let stats = match &scenario.limits_off {
+            None => {
+                let stats = measure(scenario.target, scenario.op).await?;
+                rows.push(row(&scenario, stats, &bench, &seen));
+                stats
+            }
+            Some((off_name, off_op)) => {
+                // Off, on, on, off: a drift of the machine falls on both alike.
+                let off1 = measure(Target::LimitsOff, *off_op).await?;
+                let on1 = measure(scenario.target, scenario.op).await?;
+                let on2 = measure(scenario.target, scenario.op).await?;
+                let off2 = measure(Target::LimitsOff, *off_op).await?;
+                let (off, on) = (Stats::mean(off1, off2), Stats::mean(on1, on2));
+                rows.push(Row {
+                    name: off_name.clone(),
+                    stats: off,
+                    baseline: baseline(scenario.baseline, &bench, &seen),
+                });
+                rows.push(Row {
+                    name: scenario.name.clone(),
+                    stats: on,
+                    baseline: Some((Baseline::LimitsOff.label().to_string(), off.rate)),
+                });
+                on
+            }
+        };
         if let (Some(task), Some(s)) = (alongside, scenario.alongside.as_deref()) {
             let stats = task.await??;
             rows.push(row(s, stats, &bench, &seen));
@@ -166,22 +197,30 @@ async fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-fn base_of(bench: &Bench, s: &Scenario) -> String {
-    match s.target {
+fn base_of(bench: &Bench, target: Target) -> String {
+    match target {
         Target::Hello => bench.hello.clone(),
         Target::Public => bench.public.clone(),
+        Target::LimitsOff => bench.limits_off_public.clone(),
     }
 }
 
 fn row(s: &Scenario, stats: Stats, bench: &Bench, seen: &Baselines) -> Row {
+    Row {
+        name: s.name.clone(),
+        stats,
+        baseline: baseline(s.baseline, bench, seen),
+    }
+}
+
+/// A baseline's label and its rate measured so far.
+fn baseline(b: Option<Baseline>, bench: &Bench, seen: &Baselines) -> Option<(String, f64)> {
     let rate = |b: Baseline| match b {
         Baseline::Hello => seen.hello.map_or(0.0, |s| s.rate),
         Baseline::Argon => bench.argon,
         Baseline::Registration => seen.registration.map_or(0.0, |s| s.rate),
+        // A pair's own off row; `run` fills it in directly.
+        Baseline::LimitsOff => 0.0,
     };
-    Row {
-        name: s.name.clone(),
-        stats,
-        baseline: s.baseline.map(|b| (b.label().to_string(), rate(b))),
-    }
+    b.map(|b| (b.label().to_string(), rate(b)))
 }

@@ -20,6 +20,8 @@ pub enum Target {
     Hello,
     /// The Portcullis public port (SQLite, or PostgreSQL after [`Step::SwitchToPostgres`]).
     Public,
+    /// The second Portcullis with the rate limiter and throttle off ([`Step::StartLimitsOff`]).
+    LimitsOff,
 }
 
 /// The figure a row is shown as a ratio of.
@@ -31,6 +33,8 @@ pub enum Baseline {
     Argon,
     /// Registration without webhook endpoints.
     Registration,
+    /// The same operation on the server with the limits off (a [`Scenario::limits_off`] pair).
+    LimitsOff,
 }
 
 impl Baseline {
@@ -39,6 +43,7 @@ impl Baseline {
             Baseline::Hello => "hello",
             Baseline::Argon => "raw Argon2id/s",
             Baseline::Registration => "registration without endpoints",
+            Baseline::LimitsOff => "limits off",
         }
     }
 }
@@ -141,6 +146,9 @@ impl Op {
     }
 }
 
+/// How a row makes its operation from the fixtures, once the steps before it have run.
+pub type MakeOp = fn(&Fixtures) -> Op;
+
 /// One row of the table (and the steps around it).
 pub struct Scenario {
     pub name: String,
@@ -152,17 +160,22 @@ pub struct Scenario {
     pub pace: Option<Duration>,
     pub before: Option<Step>,
     /// The operation, made from the fixtures once `before` has run.
-    pub op: fn(&Fixtures) -> Op,
+    pub op: MakeOp,
     pub baseline: Option<Baseline>,
     /// A load that runs at the same time; its row follows this one.
     pub alongside: Option<Box<Scenario>>,
     pub after: Option<Step>,
     /// The key other rows use as a baseline ([`Baseline::Registration`]).
     pub is_registration: bool,
+    /// The limiter's cost: a row name and the same operation for the server with the rate
+    /// limiter and the throttle off. The pair is measured four times, off, on, on, off (so a
+    /// drift of the machine falls on both alike), and printed as two rows, each the mean of
+    /// its two runs: limits off (against `baseline`), then this row as a share of it.
+    pub limits_off: Option<(String, MakeOp)>,
 }
 
 impl Scenario {
-    fn new(name: impl Into<String>, conns: usize, op: fn(&Fixtures) -> Op) -> Scenario {
+    fn new(name: impl Into<String>, conns: usize, op: MakeOp) -> Scenario {
         Scenario {
             name: name.into(),
             progress: None,
@@ -175,6 +188,7 @@ impl Scenario {
             alongside: None,
             after: None,
             is_registration: false,
+            limits_off: None,
         }
     }
 
@@ -190,6 +204,16 @@ impl Scenario {
 
     fn before(mut self, step: Step) -> Self {
         self.before = Some(step);
+        self
+    }
+
+    fn after(mut self, step: Step) -> Self {
+        self.after = Some(step);
+        self
+    }
+
+    fn against_limits_off(mut self, name: impl Into<String>, op: MakeOp) -> Self {
+        self.limits_off = Some((name.into(), op));
         self
     }
 }
@@ -218,6 +242,30 @@ pub fn table(conns: usize, secs: f64) -> Vec<Scenario> {
             .before(Step::MeasureArgon)
             .progress("password logins")
             .vs(Baseline::Argon),
+        // The limiter's cost: the per-IP rate limiter and the brute-force throttle on at the
+        // default quotas (never tripped, see `Limits::On`) against a server with both off.
+        Scenario::new(
+            format!("  whoami, limits on ({conns} conns)"),
+            conns,
+            whoami,
+        )
+        .before(Step::StartLimitsOff)
+        .progress("whoami, limits on and off")
+        .vs(Baseline::Hello)
+        .against_limits_off(format!("whoami, limits off ({conns} conns)"), |f| {
+            Op::get("/sessions/whoami").header("x-session-token", &f.limits_off_session_token)
+        }),
+        Scenario::new(
+            format!("  password login, limits on ({w} conns)"),
+            w,
+            |_| Op::Login,
+        )
+        .progress("password logins, limits on and off")
+        .vs(Baseline::Argon)
+        .against_limits_off(format!("password login, limits off ({w} conns)"), |_| {
+            Op::Login
+        })
+        .after(Step::StopLimitsOff),
         Scenario {
             pace: Some(Duration::from_millis(5)),
             alongside: Some(Box::new(

@@ -1,7 +1,7 @@
 //! Everything around the measurements: the processes (the `portcullis` binary and the hello
 //! baseline server), the accounts and tokens the scenarios use, and the steps a scenario needs
-//! before or after it runs (measuring raw Argon2id, adding webhook endpoints, switching to
-//! PostgreSQL).
+//! before or after it runs (measuring raw Argon2id, starting a second server with the limits
+//! off, adding webhook endpoints, switching to PostgreSQL).
 
 use crate::load::Conn;
 use crate::report::Delivery;
@@ -72,21 +72,34 @@ pub async fn wait_ready(url: &str) -> Result<()> {
     bail!("{url} did not become ready")
 }
 
+/// Whether the server runs its per-IP rate limiter and brute-force throttle.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Limits {
+    /// The default quotas, as in production. The load generator sends each request from
+    /// another address of 10.0.0.0/16 (`X-Forwarded-For`, which the server trusts), so the
+    /// limiter keeps tens of thousands of addresses but never refuses one: it costs what it
+    /// costs a busy server, and no row is throttled.
+    On,
+    /// `security.rate_limit.enabled` and `security.brute_force.enabled` false: the baseline
+    /// of the limiter's cost.
+    Off,
+}
+
 /// Starts `portcullis serve --dev` on `dsn` with a tokenizer template for the benchmark.
-pub fn start_server(bin: &str, dsn: &str) -> Result<(Proc, String, String)> {
+pub fn start_server(bin: &str, dsn: &str, limits: Limits) -> Result<(Proc, String, String)> {
     let (pp, ap) = (free_port()?, free_port()?);
-    let child = Command::new(bin)
-        .args(["serve", "--dev"])
+    let mut cmd = Command::new(bin);
+    cmd.args(["serve", "--dev"])
         .env("PORTCULLIS_DSN", dsn)
         .env("PORTCULLIS_SERVE_PUBLIC_PORT", pp.to_string())
         .env("PORTCULLIS_SERVE_ADMIN_PORT", ap.to_string())
-        .env("PORTCULLIS_LOG_LEVEL", "warn")
-        // The limiter runs on every request, as in production, but the load generator is one
-        // address sending thousands of requests a second: allowances it never exhausts.
-        .env(
-            "PORTCULLIS_SECURITY_RATE_LIMIT",
-            r#"{"enabled":true,"login":{"per_minute":100000000,"burst":100000000},"registration":{"per_minute":100000000,"burst":100000000},"refresh":{"per_minute":100000000,"burst":100000000},"flow_creation":{"per_minute":100000000,"burst":100000000},"email":{"per_minute":100000000,"burst":100000000}}"#,
-        )
+        .env("PORTCULLIS_SERVE_PUBLIC_TRUST_FORWARDED_HEADERS", "true")
+        .env("PORTCULLIS_LOG_LEVEL", "warn");
+    if limits == Limits::Off {
+        cmd.env("PORTCULLIS_SECURITY_RATE_LIMIT_ENABLED", "false")
+            .env("PORTCULLIS_SECURITY_BRUTE_FORCE_ENABLED", "false");
+    }
+    let child = cmd
         .env(
             "PORTCULLIS_SESSION_WHOAMI_TOKENIZER_TEMPLATES",
             r#"{"bench":{"ttl":"5m","claims":{"email":"identity.traits.email"}}}"#,
@@ -192,6 +205,9 @@ pub struct Fixtures {
     /// A browser login flow and the CSRF cookie it set (step [`Step::StartBrowserFlow`]).
     pub browser_flow: String,
     pub csrf_cookie: String,
+    /// A session token of `whoami@bench.example` on the server with the limits off (step
+    /// [`Step::StartLimitsOff`]).
+    pub limits_off_session_token: String,
 }
 
 /// What a scenario needs done just before (or just after) its measurement.
@@ -199,6 +215,11 @@ pub struct Fixtures {
 pub enum Step {
     /// Measures raw Argon2id on every core, the baseline of the password scenarios.
     MeasureArgon,
+    /// Starts a second server with the rate limiter and the throttle off, with the same
+    /// accounts, for the rows that compare against it.
+    StartLimitsOff,
+    /// Stops it again.
+    StopLimitsOff,
     ObtainAccessToken,
     StartBrowserFlow,
     /// Adds two webhook endpoints (Clerk format) pointing at the hello server's `/hook`.
@@ -221,11 +242,16 @@ struct Hooks {
 /// The running servers and what the steps measured or made.
 pub struct Bench {
     pub bin: String,
+    /// Where the SQLite files go.
+    pub dir: String,
     pub secs: f64,
     pub hello: String,
     pub public: String,
     pub admin: String,
     pub server: Option<Proc>,
+    /// The server with the limits off, while the rows that need it run, and its public URL.
+    pub limits_off: Option<Proc>,
+    pub limits_off_public: String,
     pub fixtures: Fixtures,
     pub argon: f64,
     pub delivery: Delivery,
@@ -235,6 +261,7 @@ pub struct Bench {
 impl Bench {
     pub fn new(
         bin: String,
+        dir: String,
         secs: f64,
         hello: String,
         server: Proc,
@@ -243,11 +270,14 @@ impl Bench {
     ) -> Bench {
         Bench {
             bin,
+            dir,
             secs,
             hello,
             public,
             admin,
             server: Some(server),
+            limits_off: None,
+            limits_off_public: String::new(),
             fixtures: Fixtures::default(),
             argon: 0.0,
             delivery: Delivery::default(),
@@ -257,15 +287,7 @@ impl Bench {
 
     /// One account per login worker and a session to check.
     pub async fn seed(&mut self) -> Result<()> {
-        let mut c = Conn::open(&self.public).await?;
-        let reg = register(&mut c, "whoami@bench.example", PASSWORD).await?;
-        self.fixtures.session_token = reg["session_token"]
-            .as_str()
-            .ok_or_else(|| anyhow!("no session token"))?
-            .to_string();
-        for n in 0..LOGIN_WORKERS {
-            register(&mut c, &format!("login{n}@bench.example"), PASSWORD).await?;
-        }
+        self.fixtures.session_token = seed_accounts(&self.public).await?;
         Ok(())
     }
 
@@ -277,6 +299,14 @@ impl Bench {
                 let secs = self.secs;
                 self.argon = tokio::task::spawn_blocking(move || raw_argon2_rate(secs)).await?;
             }
+            Step::StartLimitsOff => {
+                let dsn = format!("sqlite://{}/limits-off.sqlite", self.dir);
+                let (server, public, _) = start_server(&self.bin, &dsn, Limits::Off)?;
+                wait_ready(&public).await?;
+                self.fixtures.limits_off_session_token = seed_accounts(&public).await?;
+                (self.limits_off, self.limits_off_public) = (Some(server), public);
+            }
+            Step::StopLimitsOff => self.limits_off = None,
             Step::ObtainAccessToken => {
                 let mut c = Conn::open(&self.public).await?;
                 let pair = c
@@ -313,7 +343,7 @@ impl Bench {
             Step::SwitchToPostgres => {
                 self.server = None; // stops the SQLite server
                 let pg = portcullis_store::testing::fresh_postgres_database().await;
-                let (server, public, admin) = start_server(&self.bin, &pg)?;
+                let (server, public, admin) = start_server(&self.bin, &pg, Limits::On)?;
                 wait_ready(&public).await?;
                 let mut c = Conn::open(&public).await?;
                 register(&mut c, "refresh@bench.example", PASSWORD).await?;
@@ -400,6 +430,21 @@ impl Bench {
         self.delivery.expected = expected - h.before;
         Ok(())
     }
+}
+
+/// Registers `whoami@bench.example` and one account per login worker on the server at
+/// `public`; returns whoami's session token.
+async fn seed_accounts(public: &str) -> Result<String> {
+    let mut c = Conn::open(public).await?;
+    let reg = register(&mut c, "whoami@bench.example", PASSWORD).await?;
+    let token = reg["session_token"]
+        .as_str()
+        .ok_or_else(|| anyhow!("no session token"))?
+        .to_string();
+    for n in 0..LOGIN_WORKERS {
+        register(&mut c, &format!("login{n}@bench.example"), PASSWORD).await?;
+    }
+    Ok(token)
 }
 
 /// How many webhook messages the hello server has received.
