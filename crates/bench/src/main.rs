@@ -132,12 +132,13 @@ async fn run(args: Args) -> Result<()> {
             let (conns, pace) = (s.conns, s.pace);
             tokio::spawn(async move { op.load(&base, conns, secs, pace).await })
         });
-        let measure = |target: Target, make: scenarios::MakeOp| {
+        let run_for = |target: Target, make: scenarios::MakeOp, secs: f64| {
             let op = make(&bench.fixtures);
             let base = base_of(&bench, target);
             let (conns, pace) = (scenario.conns, scenario.pace);
             async move { op.load(&base, conns, secs, pace).await }
         };
+        let measure = |target: Target, make: scenarios::MakeOp| run_for(target, make, secs);
         let stats = match &scenario.limits_off {
             None => {
                 let stats = measure(scenario.target, scenario.op).await?;
@@ -145,7 +146,11 @@ async fn run(args: Args) -> Result<()> {
                 stats
             }
             Some((off_name, off_op)) => {
-                // Off, on, on, off: a drift of the machine falls on both alike.
+                // Both fresh servers warm up unmeasured first (the first run after a start is
+                // slower); then off, on, on, off, so a drift of the machine falls on both alike.
+                let warm_up = (secs / 4.0).max(0.5);
+                run_for(Target::LimitsOff, *off_op, warm_up).await?;
+                run_for(scenario.target, scenario.op, warm_up).await?;
                 let off1 = measure(Target::LimitsOff, *off_op).await?;
                 let on1 = measure(scenario.target, scenario.op).await?;
                 let on2 = measure(scenario.target, scenario.op).await?;
@@ -201,6 +206,7 @@ fn base_of(bench: &Bench, target: Target) -> String {
     match target {
         Target::Hello => bench.hello.clone(),
         Target::Public => bench.public.clone(),
+        Target::LimitsOn => bench.limits_on_public.clone(),
         Target::LimitsOff => bench.limits_off_public.clone(),
     }
 }

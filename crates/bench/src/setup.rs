@@ -1,7 +1,7 @@
 //! Everything around the measurements: the processes (the `portcullis` binary and the hello
 //! baseline server), the accounts and tokens the scenarios use, and the steps a scenario needs
-//! before or after it runs (measuring raw Argon2id, starting a second server with the limits
-//! off, adding webhook endpoints, switching to PostgreSQL).
+//! before or after it runs (measuring raw Argon2id, starting a pair of fresh servers with the
+//! limits on and off, adding webhook endpoints, switching to PostgreSQL).
 
 use crate::load::Conn;
 use crate::report::Delivery;
@@ -205,8 +205,9 @@ pub struct Fixtures {
     /// A browser login flow and the CSRF cookie it set (step [`Step::StartBrowserFlow`]).
     pub browser_flow: String,
     pub csrf_cookie: String,
-    /// A session token of `whoami@bench.example` on the server with the limits off (step
-    /// [`Step::StartLimitsOff`]).
+    /// Session tokens of `whoami@bench.example` on the pair of servers with the limits on
+    /// and off (step [`Step::StartLimitsPair`]).
+    pub limits_on_session_token: String,
     pub limits_off_session_token: String,
 }
 
@@ -215,11 +216,12 @@ pub struct Fixtures {
 pub enum Step {
     /// Measures raw Argon2id on every core, the baseline of the password scenarios.
     MeasureArgon,
-    /// Starts a second server with the rate limiter and the throttle off, with the same
-    /// accounts, for the rows that compare against it.
-    StartLimitsOff,
-    /// Stops it again.
-    StopLimitsOff,
+    /// Starts two fresh servers with the same accounts, one with the rate limiter and the
+    /// throttle on and one with both off, for the rows that compare them: nothing but the
+    /// limits tells them apart (not the history of the main server's database).
+    StartLimitsPair,
+    /// Stops them again.
+    StopLimitsPair,
     ObtainAccessToken,
     StartBrowserFlow,
     /// Adds two webhook endpoints (Clerk format) pointing at the hello server's `/hook`.
@@ -249,8 +251,10 @@ pub struct Bench {
     pub public: String,
     pub admin: String,
     pub server: Option<Proc>,
-    /// The server with the limits off, while the rows that need it run, and its public URL.
-    pub limits_off: Option<Proc>,
+    /// The pair of servers with the limits on and off, while the rows that compare them run,
+    /// and their public URLs.
+    pub limits_pair: Option<(Proc, Proc)>,
+    pub limits_on_public: String,
     pub limits_off_public: String,
     pub fixtures: Fixtures,
     pub argon: f64,
@@ -276,7 +280,8 @@ impl Bench {
             public,
             admin,
             server: Some(server),
-            limits_off: None,
+            limits_pair: None,
+            limits_on_public: String::new(),
             limits_off_public: String::new(),
             fixtures: Fixtures::default(),
             argon: 0.0,
@@ -299,14 +304,26 @@ impl Bench {
                 let secs = self.secs;
                 self.argon = tokio::task::spawn_blocking(move || raw_argon2_rate(secs)).await?;
             }
-            Step::StartLimitsOff => {
-                let dsn = format!("sqlite://{}/limits-off.sqlite", self.dir);
-                let (server, public, _) = start_server(&self.bin, &dsn, Limits::Off)?;
-                wait_ready(&public).await?;
-                self.fixtures.limits_off_session_token = seed_accounts(&public).await?;
-                (self.limits_off, self.limits_off_public) = (Some(server), public);
+            Step::StartLimitsPair => {
+                let mut started = vec![];
+                for (limits, name) in [(Limits::On, "on"), (Limits::Off, "off")] {
+                    let dsn = format!("sqlite://{}/limits-{name}.sqlite", self.dir);
+                    let (server, public, _) = start_server(&self.bin, &dsn, limits)?;
+                    wait_ready(&public).await?;
+                    let token = seed_accounts(&public).await?;
+                    started.push((server, public, token));
+                }
+                let (Some((off, off_url, off_token)), Some((on, on_url, on_token))) =
+                    (started.pop(), started.pop())
+                else {
+                    bail!("the pair of servers did not start");
+                };
+                self.fixtures.limits_on_session_token = on_token;
+                self.fixtures.limits_off_session_token = off_token;
+                (self.limits_on_public, self.limits_off_public) = (on_url, off_url);
+                self.limits_pair = Some((on, off));
             }
-            Step::StopLimitsOff => self.limits_off = None,
+            Step::StopLimitsPair => self.limits_pair = None,
             Step::ObtainAccessToken => {
                 let mut c = Conn::open(&self.public).await?;
                 let pair = c
