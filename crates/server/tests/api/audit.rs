@@ -55,20 +55,12 @@ fn entry(kind: &str, actor: &str, reason: Option<&str>) -> (String, String, Opti
 async fn self_service_changes_are_audited_as_the_identity(app: TestApp) {
     let email = unique_email("audit-self");
     let (id, token) = app.register(&email, PASSWORD).await;
+    let new_password = "a completely fresh passphrase";
+    app.change_password(&token, new_password).await;
     let (_, flow) = app
         .get_json_with_token("/self-service/settings/api", &token)
         .await;
     let flow_id = flow["id"].as_str().unwrap();
-    let new_password = "a completely fresh passphrase";
-    let r = app
-        .submit(
-            "settings",
-            flow_id,
-            json!({ "method": "password", "password": new_password }),
-            Some(&token),
-        )
-        .await;
-    assert_eq!(r.status(), StatusCode::OK);
     let r = app
         .submit(
             "settings",

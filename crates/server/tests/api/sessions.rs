@@ -15,29 +15,14 @@ fn keep_sessions(c: &mut portcullis_core::config::Config) {
     c.security.password_change.revoke_other_sessions = false;
 }
 
-/// Changes the password through an API settings flow of `token`'s session.
-async fn change_password(app: &TestApp, token: &str) {
-    let (_, flow) = app
-        .get_json_with_token("/self-service/settings/api", token)
-        .await;
-    let r = app
-        .submit(
-            "settings",
-            flow["id"].as_str().unwrap(),
-            serde_json::json!({ "method": "password", "password": "an entirely new passphrase" }),
-            Some(token),
-        )
-        .await;
-    assert_eq!(r.status(), StatusCode::OK);
-}
-
 /// ASVS 3.3.3, security review F19: whoever changed the password keeps their session; a thief's
 /// session on another device ends with the change.
 async fn a_password_change_ends_the_other_sessions(app: TestApp) {
     let email = unique_email("pwchange");
     let (_, mine) = app.register(&email, PASSWORD).await;
     let thief = app.login_token(&email).await;
-    change_password(&app, &mine).await;
+    app.change_password(&mine, "an entirely new passphrase")
+        .await;
     assert_eq!(app.whoami_status(&mine).await, StatusCode::OK);
     assert_eq!(app.whoami_status(&thief).await, StatusCode::UNAUTHORIZED);
 }
@@ -48,7 +33,8 @@ async fn other_sessions_can_survive_a_password_change_by_choice(app: TestApp) {
     let email = unique_email("pwkeep");
     let (_, mine) = app.register(&email, PASSWORD).await;
     let other = app.login_token(&email).await;
-    change_password(&app, &mine).await;
+    app.change_password(&mine, "an entirely new passphrase")
+        .await;
     assert_eq!(app.whoami_status(&other).await, StatusCode::OK);
 }
 

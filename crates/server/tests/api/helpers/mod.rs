@@ -325,6 +325,22 @@ impl TestApp {
         .await
     }
 
+    /// Sets a new password through an API settings flow of `token`'s session; it must succeed.
+    pub async fn change_password(&self, token: &str, password: &str) {
+        let (_, flow) = self
+            .get_json_with_token("/self-service/settings/api", token)
+            .await;
+        let r = self
+            .submit(
+                "settings",
+                flow["id"].as_str().unwrap(),
+                json!({ "method": "password", "password": password }),
+                Some(token),
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+
     /// Logs in and returns the new session token.
     pub async fn login_token(&self, email: &str) -> String {
         let (_, body) = json_of(self.login(email, PASSWORD).await).await;
