@@ -53,6 +53,12 @@ pub enum Error {
     /// The session is too old for this change; re-authenticate at `redirect_browser_to`.
     #[error("The login session is too old and thus not allowed to update these fields. Please re-authenticate.")]
     RefreshRequired { redirect_browser_to: String },
+    /// The `require_verified_address` hook refused a sign-in: a verification flow was started
+    /// (its code sent); `continue_with` points at it.
+    #[error("Your account's email or phone address are not verified yet. Please check your email or phone inbox or re-request verification.")]
+    AddressNotVerified {
+        continue_with: Vec<serde_json::Value>,
+    },
     /// The flow kind is switched off in the configuration.
     #[error("{}", disabled_reason(*.kind))]
     FlowDisabled { kind: FlowKind },

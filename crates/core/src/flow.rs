@@ -13,11 +13,19 @@ pub enum FlowKind {
     Login,
     Registration,
     Settings,
+    Recovery,
+    Verification,
 }
 
 impl FlowKind {
     /// Every kind, for code that covers them all.
-    pub const ALL: [FlowKind; 3] = [FlowKind::Login, FlowKind::Registration, FlowKind::Settings];
+    pub const ALL: [FlowKind; 5] = [
+        FlowKind::Login,
+        FlowKind::Registration,
+        FlowKind::Settings,
+        FlowKind::Recovery,
+        FlowKind::Verification,
+    ];
 
     /// `login`, `registration` or `settings` (the path segment of the flow's endpoints).
     pub fn parse(s: &str) -> Option<FlowKind> {
@@ -25,6 +33,8 @@ impl FlowKind {
             "login" => Some(FlowKind::Login),
             "registration" => Some(FlowKind::Registration),
             "settings" => Some(FlowKind::Settings),
+            "recovery" => Some(FlowKind::Recovery),
+            "verification" => Some(FlowKind::Verification),
             _ => None,
         }
     }
@@ -34,6 +44,8 @@ impl FlowKind {
             FlowKind::Login => "login",
             FlowKind::Registration => "registration",
             FlowKind::Settings => "settings",
+            FlowKind::Recovery => "recovery",
+            FlowKind::Verification => "verification",
         }
     }
 }
@@ -66,6 +78,12 @@ pub struct Flow {
     pub identity_id: Option<Uuid>,
     /// The CSRF token of a browser flow; never serialised into API responses.
     pub csrf_token: Option<String>,
+    /// The one-time code a recovery or verification flow sent (hashed); never in API responses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<crate::methods::code::SentCode>,
+    /// What the client should do next (Kratos's `continue_with`), once the flow completed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub continue_with: Vec<Value>,
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
 }
@@ -99,6 +117,8 @@ impl Flow {
             requested_aal: "aal1".into(),
             identity_id: None,
             csrf_token: None,
+            code: None,
+            continue_with: vec![],
             updated_at: now,
         }
     }
@@ -135,6 +155,10 @@ impl Flow {
                     o.insert("requested_aal".into(), json!(self.requested_aal));
                 }
                 FlowKind::Registration => {}
+                FlowKind::Recovery | FlowKind::Verification => {
+                    o.insert("continue_with".into(), json!(self.continue_with));
+                    o.insert("transient_payload".into(), json!({}));
+                }
                 FlowKind::Settings => {
                     o.insert("identity".into(), identity.unwrap_or(Value::Null));
                 }

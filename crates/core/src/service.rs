@@ -46,6 +46,9 @@ pub struct Caller {
     pub csrf_secret: Option<String>,
     /// The `X-CSRF-Token` header, an alternative to the `csrf_token` body field.
     pub csrf_header: Option<String>,
+    /// The language the caller reads (the UI's choice, else `Accept-Language`): messages
+    /// sent for this request are written in it.
+    pub locale: crate::courier::Locale,
 }
 
 impl Caller {
@@ -58,15 +61,21 @@ impl Caller {
     }
 }
 
-/// The successful outcome of a native login or registration.
+/// The successful outcome of a login or registration.
 pub struct Authenticated {
     pub identity: Identity,
-    pub session: Session,
+    /// The session it began; a registration without the `session` hook signs nobody in.
+    pub session: Option<Session>,
     /// Present when a new session was issued.
     pub token: Option<String>,
     pub flow_type: FlowType,
     /// The flow's validated `return_to`, if it had one.
     pub return_to: Option<String>,
+    /// Kratos's `continue_with` items besides the redirect (a verification flow to show).
+    pub continue_with: Vec<serde_json::Value>,
+    /// A browser should go to this page next rather than to its return URL (the
+    /// `show_verification_ui` hook).
+    pub next_page: Option<String>,
 }
 
 pub struct Core {
@@ -76,6 +85,7 @@ pub struct Core {
     pub(crate) schemas: HashMap<String, IdentitySchema>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) keyring: KeyRingCache,
+    pub(crate) templates: crate::courier::Templates,
 }
 
 impl Core {
@@ -94,7 +104,14 @@ impl Core {
             schemas,
             clock,
             keyring: KeyRingCache::default(),
+            templates: crate::courier::Templates::builtin(),
         }
+    }
+
+    /// The message templates, when the operator overrides the built-in ones.
+    pub fn with_templates(mut self, templates: crate::courier::Templates) -> Core {
+        self.templates = templates;
+        self
     }
 
     pub fn now(&self) -> OffsetDateTime {

@@ -68,7 +68,7 @@ pub fn hash_token(token: &str) -> String {
 impl Session {
     pub fn new(
         identity_id: Uuid,
-        method: &str,
+        method: crate::methods::Method,
         token_hash: String,
         lifespan: std::time::Duration,
         device: Device,
@@ -79,10 +79,10 @@ impl Session {
             token_hash,
             identity_id,
             active: true,
-            aal: "aal1".into(),
+            aal: method.aal().as_str().into(),
             authentication_methods: vec![AuthMethod {
-                method: method.into(),
-                aal: "aal1".into(),
+                method: method.as_str().into(),
+                aal: method.aal().as_str().into(),
                 completed_at: now,
             }],
             devices: vec![device],

@@ -105,7 +105,7 @@ impl Core {
     pub(crate) async fn issue_session(
         &self,
         identity: &Identity,
-        method: &str,
+        method: crate::methods::Method,
         caller: &Caller,
         now: OffsetDateTime,
     ) -> Result<(Session, String)> {
@@ -120,7 +120,7 @@ impl Core {
     pub(crate) fn new_session(
         &self,
         identity: &Identity,
-        method: &str,
+        method: crate::methods::Method,
         caller: &Caller,
         now: OffsetDateTime,
     ) -> (Session, String) {

@@ -63,6 +63,9 @@ impl UiText {
     pub fn success(id: u32, text: impl Into<String>) -> Self {
         Self::new(id, "success", text, None)
     }
+    pub fn success_with(id: u32, text: impl Into<String>, context: Value) -> Self {
+        Self::new(id, "success", text, Some(context))
+    }
 }
 
 /// The message catalogue used by the core. Texts and context keys follow Kratos exactly.
@@ -251,6 +254,22 @@ impl UiNode {
             attributes,
             messages: vec![],
             meta,
+        }
+    }
+
+    /// An `a` node (a link): `id`, `href` and its `title`.
+    pub fn anchor(group: &str, id: &str, href: &str, title: UiText) -> Self {
+        UiNode {
+            node_type: "a".into(),
+            group: group.into(),
+            attributes: json!({
+                "id": id,
+                "href": href,
+                "title": title,
+                "node_type": "a",
+            }),
+            messages: vec![],
+            meta: json!({ "label": title }),
         }
     }
 

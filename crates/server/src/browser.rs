@@ -120,6 +120,7 @@ async fn init(
             .create_settings_flow(FlowType::Browser, url, q.return_to, &caller, now)
             .await
             .map(|(f, i)| (f, Some(i))),
+        FlowKind::Recovery | FlowKind::Verification => Err(Error::FlowDisabled { kind }),
     };
     let mut resp = match created {
         Ok((flow, identity)) if json => {
@@ -236,40 +237,54 @@ pub async fn html_edge_error(st: &AppState, e: crate::error::EdgeError) -> Respo
     }
 }
 
-/// The answer to a successful browser login or registration: the session cookie, then 303 to
-/// the return URL, or for JSON clients the session with `continue_with` pointing there.
+/// The answer to a successful browser login or registration: the session cookie (if one
+/// began), then 303 to the return URL (or the page a hook sends it to), or for JSON clients
+/// the session with `continue_with` pointing there.
 pub fn authenticated(st: &AppState, kind: FlowKind, a: &Authenticated, json: bool) -> Response {
     let core = &st.core;
     let target = a
         .return_to
         .clone()
-        .unwrap_or_else(|| core.config().after_url(kind).to_string());
+        .unwrap_or_else(|| core.config().after_method_url(kind, "password").to_string());
     let mut resp = if json {
         let now = core.now();
-        let mut body = json!({
-            "session": core.session_json(&a.session, Some(&a.identity), View::Public, now),
-            "continue_with": [{ "action": "redirect_browser_to", "redirect_browser_to": target }],
-        });
-        if let (FlowKind::Registration, Some(o)) = (kind, body.as_object_mut()) {
-            o.insert(
-                "identity".into(),
-                core.identity_json(&a.identity, View::Public),
-            );
+        let mut continue_with = a.continue_with.clone();
+        continue_with.push(json!({ "action": "redirect_browser_to", "redirect_browser_to": target }));
+        let mut body = json!({ "continue_with": continue_with });
+        if let Some(o) = body.as_object_mut() {
+            if let Some(s) = &a.session {
+                o.insert(
+                    "session".into(),
+                    core.session_json(s, Some(&a.identity), View::Public, now),
+                );
+            }
+            if kind == FlowKind::Registration {
+                o.insert(
+                    "identity".into(),
+                    core.identity_json(&a.identity, View::Public),
+                );
+            }
         }
         Json(body).into_response()
     } else {
-        see_other(&target)
+        see_other(a.next_page.as_deref().unwrap_or(&target))
     };
-    if let Some(token) = &a.token {
-        add_cookie(&mut resp, session_cookie(core, Some(token)));
-        // A new session gets a new CSRF secret, bound to it: a token planted before sign-in
-        // is worthless, and so is any cookie planted after.
-        add_cookie(
-            &mut resp,
-            csrf_cookie(core, &core.session_csrf_secret(&a.session)),
-        );
+    if let (Some(token), Some(session)) = (&a.token, &a.session) {
+        signed_in_cookies(core, &mut resp, token, session);
     }
     resp
+}
+
+/// Sets the cookies of a new session: the session cookie and a new CSRF secret bound to it,
+/// so a token planted before sign-in is worthless, and so is any cookie planted after.
+pub fn signed_in_cookies(
+    core: &Core,
+    resp: &mut Response,
+    token: &str,
+    session: &portcullis_core::session::Session,
+) {
+    add_cookie(resp, session_cookie(core, Some(token)));
+    add_cookie(resp, csrf_cookie(core, &core.session_csrf_secret(session)));
 }
 
 /// A saved browser settings flow: JSON clients get the flow (with `continue_with` when the

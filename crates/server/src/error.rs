@@ -249,6 +249,10 @@ impl Herodot {
                 extra: Some(json!({ "redirect_browser_to": redirect_browser_to })),
                 ..Herodot::with_id(StatusCode::FORBIDDEN, "session_refresh_required", e)
             },
+            Error::AddressNotVerified { continue_with } => Herodot {
+                details: Some(json!({ "continue_with": continue_with })),
+                ..Herodot::with_id(StatusCode::FORBIDDEN, "session_verified_address_required", e)
+            },
             Error::FlowDisabled { .. } => {
                 Herodot::with_id(StatusCode::BAD_REQUEST, "self_service_flow_disabled", e)
             }

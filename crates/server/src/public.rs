@@ -170,25 +170,27 @@ fn authenticated_body(st: &AppState, a: &Authenticated, with_identity: bool) -> 
     let core = &st.core;
     let now = core.now();
     let mut v = Map::new();
-    v.insert(
-        "session".into(),
-        core.session_json(&a.session, Some(&a.identity), View::Public, now),
-    );
+    if let Some(s) = &a.session {
+        v.insert(
+            "session".into(),
+            core.session_json(s, Some(&a.identity), View::Public, now),
+        );
+    }
     if with_identity {
         v.insert(
             "identity".into(),
             core.identity_json(&a.identity, View::Public),
         );
     }
+    let mut continue_with = a.continue_with.clone();
     if let Some(t) = &a.token {
         v.insert("session_token".into(), json!(t));
-        v.insert(
-            "continue_with".into(),
-            json!([{ "action": "set_ory_session_token", "ory_session_token": t }]),
+        continue_with.insert(
+            0,
+            json!({ "action": "set_ory_session_token", "ory_session_token": t }),
         );
-    } else {
-        v.insert("continue_with".into(), json!([]));
     }
+    v.insert("continue_with".into(), Value::Array(continue_with));
     Value::Object(v)
 }
 

@@ -1,7 +1,7 @@
 //! Clerk API secret keys: only their hashes are stored; revoked keys stay for the record.
 
 use crate::rows::{micros, DbResult, RowExt};
-use crate::security::write_audit;
+use crate::security::write_effects;
 use crate::SqlStore;
 use async_trait::async_trait;
 use portcullis_core::store::{ClerkKeyStore, Effects, StoreResult};
@@ -24,7 +24,7 @@ impl ClerkKeyStore for SqlStore {
             .execute(&mut *tx)
             .await
             .db()?;
-        write_audit(&mut tx, fx).await?;
+        write_effects(&mut tx, fx).await?;
         tx.commit().await.db()
     }
 
@@ -56,7 +56,7 @@ impl ClerkKeyStore for SqlStore {
         if done.rows_affected() != 1 {
             return Ok(false);
         }
-        write_audit(&mut tx, fx).await?;
+        write_effects(&mut tx, fx).await?;
         tx.commit().await.db()?;
         Ok(true)
     }

@@ -4,7 +4,8 @@
 //! Completing a flow is a conditional update, so a flow completes once; registration does it
 //! in the transaction that creates the account.
 
-use crate::identities::insert_identity_with_session_tx;
+use crate::identities::{insert_identity_tx, insert_identity_with_session_tx};
+use crate::security::write_effects;
 use crate::rows::{micros, to_json, DbResult, RowExt};
 use crate::SqlStore;
 use async_trait::async_trait;
@@ -72,6 +73,35 @@ impl FlowStore for SqlStore {
         Ok(())
     }
 
+    async fn update_flow_with(&self, flow: &Flow, fx: &Effects) -> StoreResult<()> {
+        let mut tx = self.write.begin().await.db()?;
+        let done = sqlx::query("UPDATE flows SET expires_at = $1, data = $2 WHERE id = $3")
+            .bind(micros(flow.expires_at))
+            .bind(to_json(flow)?)
+            .bind(flow.id.to_string())
+            .execute(&mut *tx)
+            .await
+            .db()?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        write_effects(&mut tx, fx).await?;
+        tx.commit().await.db()
+    }
+
+    async fn add_code_attempt(&self, flow_id: Uuid) -> StoreResult<u32> {
+        let row = sqlx::query(
+            "UPDATE flows SET code_attempts = code_attempts + 1 WHERE id = $1 AND kind <> 'error' RETURNING code_attempts",
+        )
+        .bind(flow_id.to_string())
+        .fetch_optional(&self.write)
+        .await
+        .db()?
+        .ok_or(StoreError::NotFound)?;
+        let n = row.int("code_attempts")?;
+        Ok(u32::try_from(n).unwrap_or(u32::MAX))
+    }
+
     async fn get_flow(&self, id: Uuid) -> StoreResult<Option<Flow>> {
         self.flow_row(
             "SELECT data FROM flows WHERE id = $1 AND kind <> 'error'",
@@ -92,7 +122,7 @@ impl FlowStore for SqlStore {
         &self,
         flow: &Flow,
         identity: &Identity,
-        session: &Session,
+        session: Option<&Session>,
         fx: &Effects,
     ) -> StoreResult<bool> {
         // The conditional UPDATE comes first: on PostgreSQL a concurrent second transaction
@@ -107,7 +137,10 @@ impl FlowStore for SqlStore {
         {
             return Ok(false); // dropping `tx` rolls back
         }
-        insert_identity_with_session_tx(&mut tx, identity, session, fx).await?;
+        match session {
+            Some(s) => insert_identity_with_session_tx(&mut tx, identity, s, fx).await?,
+            None => insert_identity_tx(&mut tx, identity, fx).await?,
+        }
         tx.commit().await.db()?;
         Ok(true)
     }

@@ -7,7 +7,7 @@
 
 use crate::filter::Filter;
 use crate::rows::{micros, to_json, DbResult, RowExt};
-use crate::security::write_audit;
+use crate::security::write_effects;
 use crate::sessions::{delete_sessions_of, insert_session_tx};
 use crate::webhooks::{append_event, identity_events};
 use crate::SqlStore;
@@ -93,7 +93,7 @@ pub(crate) async fn insert_identity_tx(
     .db()?;
     write_identity_rows(tx, identity).await?;
     identity_events(tx, fx, identity, identity.updated_at).await?;
-    write_audit(tx, fx).await
+    write_effects(tx, fx).await
 }
 
 /// Inserts a new identity with its first session (registration); the effects' session
@@ -165,7 +165,7 @@ impl IdentityStore for SqlStore {
             delete_identity_rows(&mut tx, &id).await?;
             write_identity_rows(&mut tx, &next).await?;
             identity_events(&mut tx, fx, &next, next.updated_at).await?;
-            write_audit(&mut tx, fx).await?;
+            write_effects(&mut tx, fx).await?;
             tx.commit().await.db()
         })
         .await?;
@@ -179,6 +179,23 @@ impl IdentityStore for SqlStore {
             .fetch_optional(&self.read)
             .await
             .db()?;
+        row.map(|r| r.json("data")).transpose()
+    }
+
+    async fn find_identity_by_address(
+        &self,
+        kind: &str,
+        value: &str,
+    ) -> StoreResult<Option<Identity>> {
+        let row = sqlx::query(
+            "SELECT i.data FROM identity_addresses a JOIN identities i ON i.id = a.identity_id \
+             WHERE a.kind = $1 AND a.value = $2 LIMIT 1",
+        )
+        .bind(kind.to_string())
+        .bind(value.to_string())
+        .fetch_optional(&self.read)
+        .await
+        .db()?;
         row.map(|r| r.json("data")).transpose()
     }
 
@@ -256,7 +273,7 @@ impl IdentityStore for SqlStore {
                 let payload = json!({ "identity": { "id": id } });
                 append_event(&mut tx, kind, Some(identity_id), payload, now).await?;
             }
-            write_audit(&mut tx, fx).await?;
+            write_effects(&mut tx, fx).await?;
             tx.commit().await.db()?;
             Ok(true)
         })

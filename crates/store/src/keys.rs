@@ -5,7 +5,7 @@
 //! `next` key: of two instances racing to rotate, one wins and the other sees `false`.
 
 use crate::rows::{micros, DbResult, RowExt};
-use crate::security::write_audit;
+use crate::security::write_effects;
 use crate::SqlStore;
 use async_trait::async_trait;
 use portcullis_core::keys::StoredKey;
@@ -90,7 +90,7 @@ impl KeyStore for SqlStore {
                 Err(e) => return Err(e),
             }
         }
-        write_audit(&mut tx, fx).await?;
+        write_effects(&mut tx, fx).await?;
         tx.commit().await.db()?;
         Ok(true)
     }

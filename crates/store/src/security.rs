@@ -161,8 +161,9 @@ impl SecurityStore for SqlStore {
     }
 }
 
-/// Writes the audit records of `fx` in the transaction of the change they record.
-pub(crate) async fn write_audit(tx: &mut Transaction<'_, Any>, fx: &Effects) -> StoreResult<()> {
+/// Writes the audit records (and, with the courier, the messages) of `fx` in the transaction
+/// of the change they belong to.
+pub(crate) async fn write_effects(tx: &mut Transaction<'_, Any>, fx: &Effects) -> StoreResult<()> {
     for r in fx.audit() {
         audit_insert(r)?.execute(&mut **tx).await.db()?;
     }

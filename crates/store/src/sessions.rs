@@ -6,7 +6,7 @@
 
 use crate::filter::Filter;
 use crate::rows::{micros, to_json, DbResult, RowExt};
-use crate::security::write_audit;
+use crate::security::write_effects;
 use crate::webhooks::session_events;
 use crate::SqlStore;
 use async_trait::async_trait;
@@ -163,7 +163,7 @@ impl SessionStore for SqlStore {
     async fn insert_session(&self, s: &Session, fx: &Effects) -> StoreResult<()> {
         let mut tx = self.write.begin().await.db()?;
         insert_session_tx(&mut tx, s, fx).await?;
-        write_audit(&mut tx, fx).await?;
+        write_effects(&mut tx, fx).await?;
         tx.commit().await.db()
     }
 
@@ -205,7 +205,7 @@ impl SessionStore for SqlStore {
             // A write that names session events is about the session ending: when it had
             // ended already, nothing happened, so nothing is recorded either.
             if ends || fx.events_about(Subject::Session).next().is_none() {
-                write_audit(&mut tx, fx).await?;
+                write_effects(&mut tx, fx).await?;
             }
             tx.commit().await.db()?;
             Ok(active)
@@ -296,7 +296,7 @@ impl SessionStore for SqlStore {
             .db()?;
             let n = end_sessions(&mut tx, fx, ended, now).await?;
             if n > 0 {
-                write_audit(&mut tx, fx).await?;
+                write_effects(&mut tx, fx).await?;
             }
             tx.commit().await.db()?;
             Ok(n)
@@ -314,7 +314,7 @@ impl SessionStore for SqlStore {
             let mut tx = self.write.begin().await.db()?;
             let n = delete_sessions_of(&mut tx, identity_id, now, fx).await?;
             if n > 0 {
-                write_audit(&mut tx, fx).await?;
+                write_effects(&mut tx, fx).await?;
             }
             tx.commit().await.db()?;
             Ok(n)

@@ -8,7 +8,7 @@
 
 use crate::pool::Backend;
 use crate::rows::{micros, DbResult, RowExt};
-use crate::security::write_audit;
+use crate::security::write_effects;
 use crate::sessions::{session_with_identity, SESSION_COLUMNS};
 use crate::SqlStore;
 use async_trait::async_trait;
@@ -157,7 +157,7 @@ impl RefreshTokenStore for SqlStore {
             .execute(&mut *tx)
             .await
             .db()?;
-        write_audit(&mut tx, fx).await?;
+        write_effects(&mut tx, fx).await?;
         tx.commit().await.db()?;
         Ok(done.rows_affected())
     }

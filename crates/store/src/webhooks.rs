@@ -6,7 +6,7 @@
 //! write appends the events its [`Effects`] name, about the rows it wrote.
 
 use crate::rows::{micros, to_json, DbResult, RowExt};
-use crate::security::write_audit;
+use crate::security::write_effects;
 use crate::SqlStore;
 use async_trait::async_trait;
 use portcullis_core::identity::Identity;
@@ -223,7 +223,7 @@ impl SqlStore {
         if done.rows_affected() != 1 {
             return Ok(false);
         }
-        write_audit(&mut tx, fx).await?;
+        write_effects(&mut tx, fx).await?;
         tx.commit().await.db()?;
         Ok(true)
     }
@@ -276,7 +276,7 @@ impl WebhookStore for SqlStore {
         if done.rows_affected() != 1 {
             return Ok(false);
         }
-        write_audit(&mut tx, fx).await?;
+        write_effects(&mut tx, fx).await?;
         tx.commit().await.db()?;
         Ok(true)
     }

@@ -136,7 +136,7 @@ fn session_for(i: &Identity, lifespan: Duration) -> (Session, String) {
         location: None,
     };
     (
-        Session::new(i.id, "password", t.hash, lifespan, dev, now()),
+        Session::new(i.id, portcullis_core::methods::Method::Password, t.hash, lifespan, dev, now()),
         t.token,
     )
 }
@@ -1041,8 +1041,8 @@ async fn a_registration_flow_creates_one_account_under_concurrent_submits(s: imp
     let (sb, _) = session_for(&b, Duration::from_secs(60));
     let registered = fx_registered();
     let (ra, rb) = tokio::join!(
-        s.complete_registration(&f, &a, &sa, &registered),
-        s.complete_registration(&f, &b, &sb, &registered)
+        s.complete_registration(&f, &a, Some(&sa), &registered),
+        s.complete_registration(&f, &b, Some(&sb), &registered)
     );
     let (ra, rb) = (ra.unwrap(), rb.unwrap());
     assert!(ra != rb, "exactly one submit wins: {ra} {rb}");
@@ -1063,7 +1063,7 @@ async fn a_registration_flow_creates_one_account_under_concurrent_submits(s: imp
     assert_eq!(all.len(), 1);
     // Once completed, the flow registers nobody else.
     assert!(!s
-        .complete_registration(&f, &identity("third@example.com"), &sa, &fx_registered())
+        .complete_registration(&f, &identity("third@example.com"), Some(&sa), &fx_registered())
         .await
         .unwrap());
 }

@@ -82,8 +82,10 @@ macro_rules! choice {
 }
 
 mod clerk;
+mod courier;
 mod env;
 mod hashers;
+mod hooks;
 mod identity;
 mod log;
 mod redact;
@@ -98,17 +100,20 @@ mod units;
 mod webhooks;
 
 pub use clerk::ClerkConfig;
+pub use courier::{CourierConfig, SmtpConfig};
 pub use env::ENV_PREFIX;
 pub use hashers::{Argon2Config, BcryptConfig, HasherAlgorithm, HashersConfig};
+pub use hooks::{BeforeConfig, HookConfig, HookName, MethodAfterConfig};
 pub use identity::{IdentityConfig, SchemaRef};
 pub use log::{LogConfig, LogFormat, LogLevel};
 pub use redact::Secret;
 pub use secrets::SecretsConfig;
 pub use security::{AccountEnumerationConfig, AuditConfig, PasswordChangeConfig, SecurityConfig};
 pub use selfservice::{
-    AfterConfig, EnabledConfig, FlowConfig, FlowsConfig, LogoutFlowConfig, MethodsConfig,
+    AddressFlowConfig, AddressMethod, AfterConfig, CodeConfig, CodeMethodConfig, EnabledConfig,
+    FlowConfig, FlowsConfig, LinkConfig, LinkMethodConfig, LogoutFlowConfig, MethodsConfig,
     PasswordMethodConfig, PasswordPolicyConfig, RegistrationFlowConfig, SelfServiceConfig,
-    SettingsFlowConfig, UiUrlConfig,
+    SettingsFlowConfig, UiUrlConfig, MAX_CODE_LIFESPAN,
 };
 pub use serve::{AdminEndpointConfig, CorsConfig, EndpointConfig, ServeConfig};
 pub use session::{
@@ -149,6 +154,7 @@ pub struct Config {
     pub secrets: SecretsConfig,
     pub tokens: TokensConfig,
     pub webhooks: WebhooksConfig,
+    pub courier: CourierConfig,
     pub clerk: ClerkConfig,
     pub ui: UiConfig,
     pub security: SecurityConfig,
@@ -217,6 +223,7 @@ impl Config {
         self.security.validate()?;
         self.selfservice.fill_defaults(&ctx)?;
         self.selfservice.validate()?;
+        self.courier.validate(&ctx, self.selfservice.sends_mail())?;
         self.ui.fill_defaults();
         self.ui.validate()?;
         self.session.validate(&ctx)?;
@@ -260,12 +267,29 @@ impl Config {
     /// Where a browser lands after completing a flow of `kind` when no `return_to` was given:
     /// the flow's own `after.default_browser_return_url`, else the self-service default.
     pub fn after_url(&self, kind: FlowKind) -> &str {
+        self.or_default_return_url(self.after(kind))
+    }
+
+    /// `selfservice.flows.<kind>.after`: return URLs and hooks.
+    pub fn after(&self, kind: FlowKind) -> &AfterConfig {
         let f = &self.selfservice.flows;
-        self.or_default_return_url(match kind {
+        match kind {
             FlowKind::Login => &f.login.after,
             FlowKind::Registration => &f.registration.after,
             FlowKind::Settings => &f.settings.after,
-        })
+            FlowKind::Recovery => &f.recovery.after,
+            FlowKind::Verification => &f.verification.after,
+        }
+    }
+
+    /// Where a browser lands after `method` completes a flow of `kind`: the method's
+    /// `after.<method>.default_browser_return_url`, else [`Config::after_url`].
+    pub fn after_method_url(&self, kind: FlowKind, method: &str) -> &str {
+        let after = self.after(kind);
+        match after.method_return_url(method) {
+            Some(url) => url,
+            None => self.after_url(kind),
+        }
     }
 
     /// Where a browser lands after signing out when no `return_to` was given.
@@ -288,6 +312,8 @@ impl Config {
             FlowKind::Login => &f.login.ui_url,
             FlowKind::Registration => &f.registration.ui_url,
             FlowKind::Settings => &f.settings.ui_url,
+            FlowKind::Recovery => &f.recovery.ui_url,
+            FlowKind::Verification => &f.verification.ui_url,
         }
     }
 

@@ -1,6 +1,7 @@
 //! `selfservice`: the self-service flows (their UI pages, lifespans and where a browser goes
 //! after them), the methods, and the password policy.
 
+use super::hooks::{check_hooks, BeforeConfig, HookConfig, HookName, MethodAfterConfig};
 use super::{ConfigError, Ctx, Dur};
 use serde::{Deserialize, Serialize};
 
@@ -18,6 +19,85 @@ pub struct SelfServiceConfig {
 pub struct MethodsConfig {
     pub password: PasswordMethodConfig,
     pub profile: EnabledConfig,
+    pub code: CodeMethodConfig,
+    pub link: LinkMethodConfig,
+}
+
+/// `selfservice.methods.code`: one-time codes sent to an address (recovery, verification).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CodeMethodConfig {
+    pub enabled: bool,
+    /// Sign-in by code instead of a password: refused until it is implemented.
+    pub passwordless_enabled: bool,
+    /// Codes as a second factor: refused until it is implemented.
+    pub mfa_enabled: bool,
+    pub config: CodeConfig,
+}
+
+impl Default for CodeMethodConfig {
+    fn default() -> Self {
+        CodeMethodConfig {
+            enabled: true,
+            passwordless_enabled: false,
+            mfa_enabled: false,
+            config: CodeConfig::default(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CodeConfig {
+    /// How long a sent code stays valid. At most 15 minutes: a recovery code is as good as
+    /// the password (Kratos defaults to an hour).
+    pub lifespan: Dur,
+    /// Wrong codes a flow accepts before it must be started over.
+    pub max_submissions: u32,
+}
+
+/// The longest a code may live.
+pub const MAX_CODE_LIFESPAN: Dur = Dur::secs(15 * 60);
+
+impl Default for CodeConfig {
+    fn default() -> Self {
+        CodeConfig {
+            lifespan: Dur::secs(10 * 60),
+            max_submissions: 5,
+        }
+    }
+}
+
+/// `selfservice.methods.link`: recovery links (used by `POST /admin/recovery/link`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LinkMethodConfig {
+    pub enabled: bool,
+    pub config: LinkConfig,
+}
+
+impl Default for LinkMethodConfig {
+    fn default() -> Self {
+        LinkMethodConfig {
+            enabled: true,
+            config: LinkConfig::default(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LinkConfig {
+    /// How long a link stays valid when the request does not say.
+    pub lifespan: Dur,
+}
+
+impl Default for LinkConfig {
+    fn default() -> Self {
+        LinkConfig {
+            lifespan: Dur::hours(1),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -91,6 +171,33 @@ impl PasswordPolicyConfig {
     }
 }
 
+impl CodeMethodConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        const KEY: &str = "selfservice.methods.code";
+        for (on, name) in [
+            (self.passwordless_enabled, "passwordless_enabled"),
+            (self.mfa_enabled, "mfa_enabled"),
+        ] {
+            if on {
+                return Err(ConfigError::Invalid(format!(
+                    "{KEY}.{name}: Portcullis does not support sign-in by code yet"
+                )));
+            }
+        }
+        if self.config.lifespan.0 > MAX_CODE_LIFESPAN.0 || self.config.lifespan.0.is_zero() {
+            return Err(ConfigError::Invalid(format!(
+                "{KEY}.config.lifespan: must be between 1s and 15m (a recovery code is as good as the password)"
+            )));
+        }
+        if !(1..=10).contains(&self.config.max_submissions) {
+            return Err(ConfigError::Invalid(format!(
+                "{KEY}.config.max_submissions: must be between 1 and 10"
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// How long a flow may be completed after it starts.
 const FLOW_LIFESPAN: Dur = Dur::hours(1);
 
@@ -100,8 +207,59 @@ pub struct FlowsConfig {
     pub login: FlowConfig,
     pub registration: RegistrationFlowConfig,
     pub settings: SettingsFlowConfig,
+    pub recovery: AddressFlowConfig,
+    pub verification: AddressFlowConfig,
     pub error: UiUrlConfig,
     pub logout: LogoutFlowConfig,
+}
+
+choice! {
+    /// The method a recovery or verification flow uses.
+    pub enum AddressMethod {
+        #[default]
+        Code = "code",
+        Link = "link",
+    }
+    ignore_case: false,
+    error: "{:?}: expected code or link"
+}
+
+/// `selfservice.flows.recovery` and `.verification`: flows that send a code to an address.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AddressFlowConfig {
+    /// Off by default (as in Kratos); on in dev mode unless set. Read it with
+    /// [`AddressFlowConfig::is_enabled`].
+    pub enabled: Option<bool>,
+    #[serde(rename = "use")]
+    pub method: AddressMethod,
+    pub ui_url: String,
+    pub lifespan: Dur,
+    /// Send a "someone asked for a code for this address" message to addresses without an
+    /// account (otherwise nothing is sent; the answer is the same either way).
+    pub notify_unknown_recipients: bool,
+    pub before: BeforeConfig,
+    pub after: AfterConfig,
+}
+
+impl Default for AddressFlowConfig {
+    fn default() -> Self {
+        AddressFlowConfig {
+            enabled: None,
+            method: AddressMethod::Code,
+            ui_url: String::new(),
+            lifespan: FLOW_LIFESPAN,
+            notify_unknown_recipients: false,
+            before: BeforeConfig::default(),
+            after: AfterConfig::default(),
+        }
+    }
+}
+
+impl AddressFlowConfig {
+    pub fn is_enabled(&self) -> bool {
+        self.enabled.unwrap_or(false)
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -109,6 +267,7 @@ pub struct FlowsConfig {
 pub struct FlowConfig {
     pub ui_url: String,
     pub lifespan: Dur,
+    pub before: BeforeConfig,
     pub after: AfterConfig,
 }
 
@@ -117,6 +276,7 @@ impl Default for FlowConfig {
         FlowConfig {
             ui_url: String::new(),
             lifespan: FLOW_LIFESPAN,
+            before: BeforeConfig::default(),
             after: AfterConfig::default(),
         }
     }
@@ -128,6 +288,7 @@ pub struct RegistrationFlowConfig {
     pub enabled: bool,
     pub ui_url: String,
     pub lifespan: Dur,
+    pub before: BeforeConfig,
     pub after: AfterConfig,
 }
 
@@ -136,12 +297,14 @@ impl Default for RegistrationFlowConfig {
         let FlowConfig {
             ui_url,
             lifespan,
+            before,
             after,
         } = FlowConfig::default();
         RegistrationFlowConfig {
             enabled: true,
             ui_url,
             lifespan,
+            before,
             after,
         }
     }
@@ -153,6 +316,7 @@ pub struct SettingsFlowConfig {
     pub ui_url: String,
     pub lifespan: Dur,
     pub privileged_session_max_age: Dur,
+    pub before: BeforeConfig,
     pub after: AfterConfig,
 }
 
@@ -161,12 +325,14 @@ impl Default for SettingsFlowConfig {
         let FlowConfig {
             ui_url,
             lifespan,
+            before,
             after,
         } = FlowConfig::default();
         SettingsFlowConfig {
             ui_url,
             lifespan,
             privileged_session_max_age: Dur::hours(1),
+            before,
             after,
         }
     }
@@ -184,11 +350,99 @@ pub struct LogoutFlowConfig {
     pub after: AfterConfig,
 }
 
-/// `after:` of a flow: where a browser goes when it completes.
+/// `after:` of a flow: where a browser goes when it completes, and the hooks that run, for
+/// the flow as a whole (`hooks`) or for one method (`password`, `code`, …).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AfterConfig {
     pub default_browser_return_url: String,
+    pub hooks: Option<Vec<HookConfig>>,
+    pub password: MethodAfterConfig,
+    pub code: MethodAfterConfig,
+    pub profile: MethodAfterConfig,
+    pub oidc: MethodAfterConfig,
+    pub totp: MethodAfterConfig,
+    pub lookup_secret: MethodAfterConfig,
+    pub webauthn: MethodAfterConfig,
+    pub passkey: MethodAfterConfig,
+}
+
+impl AfterConfig {
+    /// The hooks that run after `method` completes the flow: the method's own list when it
+    /// has one (even an empty one), else the flow's.
+    pub fn hooks_for(&self, method: &str) -> Option<&[HookConfig]> {
+        self.method(method)
+            .and_then(|m| m.hooks.as_deref())
+            .or(self.hooks.as_deref())
+    }
+
+    /// Whether `hook` runs after `method`, with `default` when no list is configured.
+    pub fn runs(&self, method: &str, hook: HookName, default: bool) -> bool {
+        match self.hooks_for(method) {
+            Some(hooks) => hooks.iter().any(|h| h.hook == hook),
+            None => default,
+        }
+    }
+
+    /// The method's own `default_browser_return_url`, when it has one.
+    pub fn method_return_url(&self, method: &str) -> Option<&str> {
+        self.method(method)
+            .map(|m| m.default_browser_return_url.as_str())
+            .filter(|u| !u.is_empty())
+    }
+
+    fn method(&self, method: &str) -> Option<&MethodAfterConfig> {
+        Some(match method {
+            "password" => &self.password,
+            "code" => &self.code,
+            "profile" => &self.profile,
+            "oidc" => &self.oidc,
+            "totp" => &self.totp,
+            "lookup_secret" => &self.lookup_secret,
+            "webauthn" => &self.webauthn,
+            "passkey" => &self.passkey,
+            _ => return None,
+        })
+    }
+
+    fn methods(&self) -> [(&'static str, &MethodAfterConfig); 8] {
+        [
+            ("password", &self.password),
+            ("code", &self.code),
+            ("profile", &self.profile),
+            ("oidc", &self.oidc),
+            ("totp", &self.totp),
+            ("lookup_secret", &self.lookup_secret),
+            ("webauthn", &self.webauthn),
+            ("passkey", &self.passkey),
+        ]
+    }
+
+    /// Checks the hooks of `selfservice.flows.<flow>.after` against those that may run there.
+    fn validate(&self, flow: &str, allowed: &[HookName]) -> Result<(), ConfigError> {
+        let key = format!("selfservice.flows.{flow}.after");
+        if let Some(h) = &self.hooks {
+            check_hooks(&format!("{key}.hooks"), h, allowed)?;
+        }
+        for (name, m) in self.methods() {
+            if let Some(h) = &m.hooks {
+                check_hooks(&format!("{key}.{name}.hooks"), h, allowed)?;
+            }
+            if !m.default_browser_return_url.is_empty() {
+                check_absolute(
+                    &format!("{key}.{name}.default_browser_return_url"),
+                    &m.default_browser_return_url,
+                )?;
+            }
+        }
+        if !self.default_browser_return_url.is_empty() {
+            check_absolute(
+                &format!("{key}.default_browser_return_url"),
+                &self.default_browser_return_url,
+            )?;
+        }
+        Ok(())
+    }
 }
 
 impl SelfServiceConfig {
@@ -197,10 +451,15 @@ impl SelfServiceConfig {
     pub(super) fn fill_defaults(&mut self, ctx: &Ctx) -> Result<(), ConfigError> {
         let public = &ctx.public_url;
         let f = &mut self.flows;
+        for flow in [&mut f.recovery, &mut f.verification] {
+            flow.enabled = Some(flow.enabled.unwrap_or(ctx.dev));
+        }
         for (key, url) in [
             ("login", &mut f.login.ui_url),
             ("registration", &mut f.registration.ui_url),
             ("settings", &mut f.settings.ui_url),
+            ("recovery", &mut f.recovery.ui_url),
+            ("verification", &mut f.verification.ui_url),
             ("error", &mut f.error.ui_url),
         ] {
             if url.is_empty() {
@@ -228,6 +487,8 @@ impl SelfServiceConfig {
             ("login", &f.login.ui_url),
             ("registration", &f.registration.ui_url),
             ("settings", &f.settings.ui_url),
+            ("recovery", &f.recovery.ui_url),
+            ("verification", &f.verification.ui_url),
             ("error", &f.error.ui_url),
         ] {
             check_absolute(&format!("selfservice.flows.{key}.ui_url"), url)?;
@@ -236,20 +497,46 @@ impl SelfServiceConfig {
             "selfservice.default_browser_return_url",
             &self.default_browser_return_url,
         )?;
-        for (key, after) in [
-            ("login", &f.login.after),
-            ("registration", &f.registration.after),
-            ("settings", &f.settings.after),
-            ("logout", &f.logout.after),
+        use HookName::*;
+        f.login.after.validate(
+            "login",
+            &[RevokeActiveSessions, RequireVerifiedAddress, Verification, ShowVerificationUi],
+        )?;
+        f.registration
+            .after
+            .validate("registration", &[Session, ShowVerificationUi])?;
+        f.settings.after.validate("settings", &[RevokeActiveSessions])?;
+        f.recovery.after.validate("recovery", &[RevokeActiveSessions])?;
+        f.verification.after.validate("verification", &[])?;
+        f.logout.after.validate("logout", &[])?;
+        for (key, before) in [
+            ("selfservice.flows.login", &f.login.before),
+            ("selfservice.flows.registration", &f.registration.before),
+            ("selfservice.flows.settings", &f.settings.before),
+            ("selfservice.flows.recovery", &f.recovery.before),
+            ("selfservice.flows.verification", &f.verification.before),
         ] {
-            if !after.default_browser_return_url.is_empty() {
-                check_absolute(
-                    &format!("selfservice.flows.{key}.after.default_browser_return_url"),
-                    &after.default_browser_return_url,
-                )?;
+            before.validate(key)?;
+        }
+        for (key, flow) in [("recovery", &f.recovery), ("verification", &f.verification)] {
+            if flow.is_enabled() && flow.method == AddressMethod::Link {
+                return Err(ConfigError::Invalid(format!(
+                    "selfservice.flows.{key}.use: link is not supported by Portcullis yet for self-service {key} (use code)"
+                )));
+            }
+            if flow.is_enabled() && !self.methods.code.enabled {
+                return Err(ConfigError::Invalid(format!(
+                    "selfservice.flows.{key}.enabled: needs selfservice.methods.code.enabled"
+                )));
             }
         }
+        self.methods.code.validate()?;
         self.methods.password.config.validate()
+    }
+
+    /// Whether any flow sends messages (so the courier needs a way to deliver them).
+    pub fn sends_mail(&self) -> bool {
+        self.flows.recovery.is_enabled() || self.flows.verification.is_enabled()
     }
 }
 

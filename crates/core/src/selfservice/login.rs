@@ -6,6 +6,7 @@ use crate::audit::Origin;
 use crate::error::{Error, Result, SubmitError, SubmitResult};
 use crate::flow::{Flow, FlowKind, FlowType};
 use crate::identity::Identity;
+use crate::config::HookName;
 use crate::service::{Authenticated, Caller, Core};
 use crate::store::Effects;
 
@@ -214,6 +215,12 @@ impl Core {
         caller: &Caller,
         now: OffsetDateTime,
     ) -> SubmitResult<Authenticated> {
+        let after = self.config.after(FlowKind::Login);
+        if after.runs("password", HookName::RequireVerifiedAddress, false)
+            && !identity.verifiable_addresses.iter().any(|a| a.verified)
+        {
+            return Err(self.address_not_verified(&identity, &flow, caller, now).await?.into());
+        }
         flow.state = "passed_challenge".into();
         flow.updated_at = now;
         if !self.store.complete_flow(&flow).await? {
@@ -248,17 +255,59 @@ impl Core {
             }
             _ => {
                 let (s, t) = self
-                    .issue_session(&identity, "password", caller, now)
+                    .issue_session(&identity, crate::methods::Method::Password, caller, now)
                     .await?;
                 (s, Some(t))
             }
         };
+        if token.is_some() && after.runs("password", HookName::RevokeActiveSessions, false) {
+            self.revoke_other_sessions(identity.id, session.id, &caller.origin(), "login_hook")
+                .await?;
+        }
+        let mut continue_with = vec![];
+        if after.runs("password", HookName::Verification, false) {
+            let csrf = self.verification_csrf(flow.flow_type, Some(&session), caller);
+            for v in self
+                .send_verifications(&identity, flow.flow_type, caller, csrf, now)
+                .await?
+            {
+                continue_with.push(v);
+            }
+        }
+        let next_page = match continue_with.first() {
+            Some(v) if after.runs("password", HookName::ShowVerificationUi, false) => v
+                .pointer("/flow/url")
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_string),
+            _ => None,
+        };
         Ok(Authenticated {
             identity,
-            session,
+            session: Some(session),
             token,
             flow_type: flow.flow_type,
             return_to: flow.return_to,
+            continue_with,
+            next_page,
+        })
+    }
+
+    /// The `require_verified_address` hook's refusal: a verification flow for the first
+    /// e-mail address, with its code sent, for the client to continue with.
+    async fn address_not_verified(
+        &self,
+        identity: &Identity,
+        flow: &Flow,
+        caller: &Caller,
+        now: OffsetDateTime,
+    ) -> Result<Error> {
+        let csrf = self.verification_csrf(flow.flow_type, None, caller);
+        let mut started = self
+            .send_verifications(identity, flow.flow_type, caller, csrf, now)
+            .await?;
+        started.truncate(1);
+        Ok(Error::AddressNotVerified {
+            continue_with: started,
         })
     }
 }

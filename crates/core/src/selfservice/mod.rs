@@ -3,15 +3,22 @@
 //! Here: the request guard (API flows refuse browsers, browser flows need the anti-CSRF
 //! token), loading a flow for reading or for a submit (expiry, and the replacement flow a
 //! late submit gets), `return_to` checks, the browser init URL, the stored errors a browser is
-//! sent to, and what a failed submit returns. A new flow (recovery, verification) is a new
-//! file next to `login.rs` plus one arm in [`Core::replacement_flow`].
+//! sent to, and what a failed submit returns. Each flow kind is a file (`login.rs`,
+//! `registration.rs`, `settings.rs`, `recovery.rs`, `verification.rs`, with `address.rs` for
+//! what the last two share) plus one arm in [`Core::replacement_flow`].
 
+mod address;
 mod form;
 mod login;
+mod recovery;
 mod registration;
 mod settings;
+mod verification;
 
+pub use address::{AddressSubmit, AddressSubmitMethod};
 pub use login::{LoginMethod, LoginSubmit};
+pub use recovery::{parse_expires_in, AdminRecovery, Recovered, RecoveryOutcome};
+pub use verification::StartedVerification;
 pub use registration::{RegistrationMethod, RegistrationSubmit};
 pub use settings::{SettingsMethod, SettingsSubmit};
 
@@ -229,6 +236,11 @@ impl Core {
                 Some((_, i)) => self.new_settings_flow(flow_type, url, i, caller, now).await,
                 None => Err(Error::SessionInactive),
             },
+            FlowKind::Recovery => self.new_recovery_flow(flow_type, url, caller, now).await,
+            FlowKind::Verification => {
+                self.new_verification_flow(flow_type, url, caller, now)
+                    .await
+            }
         }
     }
 

@@ -4,6 +4,8 @@
 
 use super::form::{already_completed, fill_trait_values, method_submit, password_input};
 use crate::audit::{Actor, AuditKind, AuditRecord};
+use crate::config::HookName;
+use crate::methods::Method;
 use crate::error::{Error, Result, SubmitResult};
 use crate::flow::{Flow, FlowKind, FlowType};
 use crate::identity::Identity;
@@ -156,27 +158,43 @@ impl Core {
         let mut identity = Identity::new(&schema.id, traits, now);
         identity.set_password_hash(hash, derived.password_identifiers.clone(), now);
         identity.apply_derived(&derived, now);
-        let (session, token) = self.new_session(&identity, "password", caller, now);
+        let after = self.config.after(FlowKind::Registration);
+        // Without any configured hook Portcullis signs the new identity in (Kratos needs the
+        // `session` hook listed for that).
+        let session = after
+            .runs("password", HookName::Session, true)
+            .then(|| self.new_session(&identity, Method::Password, caller, now));
+        // A code to each new e-mail address, queued with the account (its flows first; a
+        // registration that then fails leaves only flows that expire).
+        let csrf = self.verification_csrf(flow.flow_type, session.as_ref().map(|(s, _)| s), caller);
+        let started = self
+            .start_verifications(&mut identity, flow.flow_type, caller, csrf, now)
+            .await?;
         // The flow completes in the same transaction that creates the account, so of
         // concurrent submits of one flow exactly one registers (security review F13).
         let mut completed = flow.clone();
         completed.state = "passed_challenge".into();
         completed.updated_at = now;
-        let record = AuditRecord::new(
+        let mut record = AuditRecord::new(
             AuditKind::Registration,
             Actor::Identity(identity.id),
             &caller.origin(),
             now,
         )
         .about(identity.id)
-        .target(format!("session:{}", session.id))
         .reason("password");
-        let fx = Effects::event(EventKind::UserCreated)
-            .and_event(EventKind::SessionCreated)
-            .audited(record);
+        let mut fx = Effects::event(EventKind::UserCreated);
+        if let Some((s, _)) = &session {
+            record = record.target(format!("session:{}", s.id));
+            fx = fx.and_event(EventKind::SessionCreated);
+        }
+        let mut fx = fx.audited(record);
+        for s in &started {
+            fx = fx.message(s.message.clone());
+        }
         match self
             .store
-            .complete_registration(&completed, &identity, &session, &fx)
+            .complete_registration(&completed, &identity, session.as_ref().map(|(s, _)| s), &fx)
             .await
         {
             Ok(true) => {}
@@ -190,13 +208,25 @@ impl Core {
             }
             Err(e) => return Err(e.into()),
         }
-        let flow = completed;
+        let continue_with: Vec<Value> = started.iter().map(|s| s.continue_with(self)).collect();
+        let next_page = match started.first() {
+            Some(s) if after.runs("password", HookName::ShowVerificationUi, false) => {
+                Some(self.flow_page_url(FlowKind::Verification, s.flow.id))
+            }
+            _ => None,
+        };
+        let (session, token) = match session {
+            Some((s, t)) => (Some(s), Some(t)),
+            None => (None, None),
+        };
         Ok(Authenticated {
             identity,
             session,
-            token: Some(token),
-            flow_type: flow.flow_type,
-            return_to: flow.return_to,
+            token,
+            flow_type: completed.flow_type,
+            return_to: completed.return_to,
+            continue_with,
+            next_page,
         })
     }
 }

@@ -1,14 +1,17 @@
-//! What a write records besides itself: the outbox events it causes and the audit records of
-//! it. The core names both; the store writes them in the write's own transaction, so an event
-//! or a record exists if and only if the change does.
+//! What a write records besides itself: the outbox events it causes, the audit records of
+//! it and the messages it queues for the courier. The core names them; the store writes them
+//! in the write's own transaction, so an event, a record or a message exists if and only if
+//! the change does.
 
 use crate::audit::AuditRecord;
+use crate::courier::Message;
 use crate::webhooks::{EventKind, Subject};
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Effects {
     events: Vec<EventKind>,
     audit: Vec<AuditRecord>,
+    messages: Vec<Message>,
 }
 
 impl Effects {
@@ -31,6 +34,16 @@ impl Effects {
     pub fn audited(mut self, record: AuditRecord) -> Self {
         self.audit.push(record);
         self
+    }
+
+    /// Queues `message` for the courier with the write.
+    pub fn message(mut self, message: Message) -> Self {
+        self.messages.push(message);
+        self
+    }
+
+    pub fn messages(&self) -> &[Message] {
+        &self.messages
     }
 
     /// The events about `subject`, in the order they were named.

@@ -37,6 +37,13 @@ pub trait IdentityStore: Send + Sync + 'static {
         kind: &str,
         identifier: &str,
     ) -> StoreResult<Option<Identity>>;
+    /// The identity with the address `value` of `kind` (`recovery` or `verifiable`), of any
+    /// channel (`via`). Values are stored normalised (lower case e-mail).
+    async fn find_identity_by_address(
+        &self,
+        kind: &str,
+        value: &str,
+    ) -> StoreResult<Option<Identity>>;
     async fn list_identities(&self, query: &IdentityQuery) -> StoreResult<Vec<Identity>>;
     /// Every identity, newest first (the Clerk API filters and pages them in memory for now).
     async fn all_identities(&self) -> StoreResult<Vec<Identity>>;

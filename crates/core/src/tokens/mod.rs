@@ -69,7 +69,7 @@ impl Core {
             return Err(TokenError::BadCredentials.into());
         }
         let (session, _opaque) = self
-            .issue_session(&identity, "password", caller, now)
+            .issue_session(&identity, crate::methods::Method::Password, caller, now)
             .await?;
         let ring = self.ring(now).await?;
         let access = self.access_token(&ring, identity.id, session.id, now)?;

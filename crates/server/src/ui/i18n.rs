@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 /// language → key → text.
 pub(super) type Texts = BTreeMap<String, HashMap<String, String>>;
 
-pub(super) const LANG_COOKIE: &str = "portcullis_lang";
+pub(crate) const LANG_COOKIE: &str = "portcullis_lang";
 
 const LOCALES: [(&str, &str); 2] = [
     ("en", include_str!("../../ui/locales/en.json")),

@@ -13,6 +13,7 @@
 //! has one file per page kind (`flow` renders any flow kind, so a new flow needs no page code).
 
 mod i18n;
+pub(crate) use i18n::LANG_COOKIE;
 mod pages;
 mod view;
 

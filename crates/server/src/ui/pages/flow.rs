@@ -71,6 +71,8 @@ pub(in crate::ui) async fn flow_page(
         FlowKind::Login => ui.t(&lang, "page.login"),
         FlowKind::Registration => ui.t(&lang, "page.registration"),
         FlowKind::Settings => ui.t(&lang, "page.settings"),
+        FlowKind::Recovery => ui.t(&lang, "page.recovery"),
+        FlowKind::Verification => ui.t(&lang, "page.verification"),
     };
     let base = core.public_url();
     let links = match kind {
@@ -84,7 +86,7 @@ pub(in crate::ui) async fn flow_page(
         FlowKind::Registration => {
             vec![json!({ "href": format!("{base}ui/login"), "text": ui.t(&lang, "link.login") })]
         }
-        FlowKind::Settings => vec![
+        FlowKind::Settings | FlowKind::Recovery | FlowKind::Verification => vec![
             json!({ "href": format!("{base}ui/welcome"), "text": ui.t(&lang, "link.welcome") }),
         ],
     };

@@ -1,0 +1,185 @@
+//! Outgoing messages: what the courier sends, composed by the core from a template and
+//! queued with the write that causes it (through [`crate::store::Effects::message`]), so a
+//! message exists if and only if its cause was committed. The courier worker in the server
+//! delivers queued messages and records every attempt.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// Which message a template renders. The wire names are Kratos's `template_type`s where
+/// Kratos has the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TemplateKind {
+    /// A recovery code for an address that has an account.
+    RecoveryCodeValid,
+    /// "Someone asked to recover an account at this address, and there is none."
+    RecoveryCodeInvalid,
+    VerificationCodeValid,
+    VerificationCodeInvalid,
+    /// A sign-in code (passwordless login, later).
+    LoginCodeValid,
+    /// "Your password was changed."
+    PasswordChanged,
+    /// "A new sign-in to your account."
+    NewSignIn,
+}
+
+impl TemplateKind {
+    pub const ALL: [TemplateKind; 7] = [
+        TemplateKind::RecoveryCodeValid,
+        TemplateKind::RecoveryCodeInvalid,
+        TemplateKind::VerificationCodeValid,
+        TemplateKind::VerificationCodeInvalid,
+        TemplateKind::LoginCodeValid,
+        TemplateKind::PasswordChanged,
+        TemplateKind::NewSignIn,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            TemplateKind::RecoveryCodeValid => "recovery_code_valid",
+            TemplateKind::RecoveryCodeInvalid => "recovery_code_invalid",
+            TemplateKind::VerificationCodeValid => "verification_code_valid",
+            TemplateKind::VerificationCodeInvalid => "verification_code_invalid",
+            TemplateKind::LoginCodeValid => "login_code_valid",
+            TemplateKind::PasswordChanged => "password_changed",
+            TemplateKind::NewSignIn => "new_sign_in",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<TemplateKind> {
+        TemplateKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// The language a message is written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Locale {
+    #[default]
+    En,
+    Ko,
+}
+
+impl Locale {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Locale::En => "en",
+            Locale::Ko => "ko",
+        }
+    }
+
+    /// The best match for a language tag or an `Accept-Language` value (`ko-KR,ko;q=0.9,…`):
+    /// Korean if it is the first language named, else English.
+    pub fn from_tag(tag: &str) -> Locale {
+        let first = tag.split(',').next().unwrap_or("").trim();
+        let primary = first.split([';', '-', '_']).next().unwrap_or("");
+        if primary.eq_ignore_ascii_case("ko") {
+            Locale::Ko
+        } else {
+            Locale::En
+        }
+    }
+}
+
+/// Where a message is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MessageStatus {
+    Queued,
+    Processing,
+    Sent,
+    Abandoned,
+}
+
+impl MessageStatus {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            MessageStatus::Queued => "queued",
+            MessageStatus::Processing => "processing",
+            MessageStatus::Sent => "sent",
+            MessageStatus::Abandoned => "abandoned",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<MessageStatus> {
+        [
+            MessageStatus::Queued,
+            MessageStatus::Processing,
+            MessageStatus::Sent,
+            MessageStatus::Abandoned,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+    }
+}
+
+/// One outgoing message, rendered when it is queued (what the admin API shows is what is
+/// sent).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    pub id: Uuid,
+    pub status: MessageStatus,
+    /// `email` (SMS comes later).
+    pub channel: String,
+    pub recipient: String,
+    pub template: TemplateKind,
+    pub locale: Locale,
+    pub subject: String,
+    /// The plain-text body.
+    pub body: String,
+    pub html_body: String,
+    /// The identity the message is about, when there is one.
+    pub identity_id: Option<Uuid>,
+    pub send_count: u32,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+}
+
+/// What a template is rendered with: the values it may name (`{{ RecoveryCode }}`, …).
+pub type TemplateModel = Value;
+
+mod templates;
+
+pub use templates::{Rendered, Templates};
+
+impl crate::service::Core {
+    /// Renders the `kind` template for `recipient` in `locale` into a queued message (what the
+    /// caller then hands to the store with [`crate::store::Effects::message`]).
+    pub fn compose(
+        &self,
+        kind: TemplateKind,
+        recipient: &str,
+        locale: Locale,
+        model: &TemplateModel,
+        identity_id: Option<Uuid>,
+        now: OffsetDateTime,
+    ) -> crate::error::Result<Message> {
+        let Rendered {
+            subject,
+            body,
+            html_body,
+        } = self
+            .templates
+            .render(kind, locale, model)
+            .map_err(crate::error::Error::Internal)?;
+        Ok(Message {
+            id: Uuid::new_v4(),
+            status: MessageStatus::Queued,
+            channel: "email".into(),
+            recipient: recipient.to_string(),
+            template: kind,
+            locale,
+            subject,
+            body,
+            html_body,
+            identity_id,
+            send_count: 0,
+            created_at: now,
+            updated_at: now,
+        })
+    }
+}

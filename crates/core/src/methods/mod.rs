@@ -1,0 +1,81 @@
+//! Credential methods: the seam every way of proving who you are plugs into.
+//!
+//! A method is one row of [`Method`]: its wire name (the `method` a submit names, the
+//! `authentication_methods[].method` of a session), the UI group of its nodes, the flows it
+//! takes part in and the assurance level completing it contributes. The method's own room
+//! (`code.rs` today; `totp.rs`, `lookup_secret.rs`, `webauthn.rs`, `oidc.rs` next) holds
+//! what it adds to a flow's form and how it checks a submission; the flow rooms in
+//! `selfservice/` call those and stay free of method details. `password` predates the seam:
+//! its nodes and check live in `selfservice/form.rs` and `credentials.rs`.
+
+pub mod code;
+
+use crate::flow::FlowKind;
+
+/// Authenticator assurance levels (NIST 800-63B), as Kratos names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Aal {
+    Aal1,
+    Aal2,
+}
+
+impl Aal {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Aal::Aal1 => "aal1",
+            Aal::Aal2 => "aal2",
+        }
+    }
+}
+
+/// The methods this server knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// Identifier and password.
+    Password,
+    /// A one-time code sent to an address (verification; passwordless sign-in later).
+    Code,
+    /// A recovery code: signs the user in to set a new password.
+    CodeRecovery,
+    /// A recovery link made by an admin (`POST /admin/recovery/link`).
+    LinkRecovery,
+}
+
+impl Method {
+    /// The name in submits and in a session's `authentication_methods`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Method::Password => "password",
+            Method::Code => "code",
+            Method::CodeRecovery => "code_recovery",
+            Method::LinkRecovery => "link_recovery",
+        }
+    }
+
+    /// The UI group of the method's nodes.
+    pub const fn group(self) -> &'static str {
+        match self {
+            Method::Password => "password",
+            Method::Code | Method::CodeRecovery => "code",
+            Method::LinkRecovery => "link",
+        }
+    }
+
+    /// What completing the method proves: every method so far is a first factor.
+    pub const fn aal(self) -> Aal {
+        match self {
+            Method::Password | Method::Code | Method::CodeRecovery | Method::LinkRecovery => {
+                Aal::Aal1
+            }
+        }
+    }
+
+    /// The flows whose forms offer the method.
+    pub fn flows(self) -> &'static [FlowKind] {
+        match self {
+            Method::Password => &[FlowKind::Login, FlowKind::Registration, FlowKind::Settings],
+            Method::Code => &[FlowKind::Verification],
+            Method::CodeRecovery | Method::LinkRecovery => &[FlowKind::Recovery],
+        }
+    }
+}

@@ -1,0 +1,150 @@
+//! What recovery and verification share: both send a code to an address and take it back on
+//! the flow that sent it. The submit they parse, their two forms (ask for the address; ask
+//! for the code), sending a code with the same answer and timing for every address, and
+//! checking a submitted code against the flow's attempt budget.
+
+use crate::courier::TemplateKind;
+use crate::error::Result;
+use crate::flow::Flow;
+use crate::identity::Identity;
+use crate::methods::code::{self, nodes, SEND_FLOOR};
+use crate::service::{Caller, Core};
+use crate::store::Effects;
+use crate::ui::{UiNode, UiText};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// A recovery or verification submit, as the face parsed it.
+#[derive(Debug, Clone)]
+pub struct AddressSubmit {
+    pub method: AddressSubmitMethod,
+    pub csrf_token: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub enum AddressSubmitMethod {
+    /// `method=code`: `email` asks for a (new) code, `code` answers one. Elements blanks
+    /// `email` when it sends `code`; a code wins when both come.
+    Code {
+        email: Option<String>,
+        code: Option<String>,
+    },
+    /// A method this server does not offer for the flow (or none).
+    Unknown,
+}
+
+/// What a submitted code turned out to be.
+pub(super) enum CodeCheck {
+    /// The code the flow sent, for this identity.
+    Valid(Uuid),
+    /// Wrong, expired, malformed or never sent.
+    Wrong,
+    /// The flow has used up its attempts; it must be started over.
+    Exhausted,
+}
+
+/// The texts that differ between the two flows.
+pub(super) struct AddressTexts {
+    /// `code/code`'s label.
+    pub code_label: UiText,
+    /// "A code has been sent" in `ui.messages`.
+    pub sent: UiText,
+    /// "The code is invalid or has already been used."
+    pub wrong: UiText,
+    /// "The flow reached a failure state and must be retried."
+    pub exhausted: UiText,
+    pub templates: (TemplateKind, TemplateKind),
+}
+
+impl Core {
+    /// The first form: the address to send a code to.
+    pub(super) fn render_choose_method(&self, flow: &mut Flow) {
+        keep_csrf(flow);
+        flow.ui.nodes.push(nodes::email_input());
+        flow.ui.nodes.push(nodes::submit());
+    }
+
+    /// The second form: the code, with a button that sends a new one to the same address.
+    pub(super) fn render_sent(&self, flow: &mut Flow, texts: &AddressTexts) {
+        keep_csrf(flow);
+        let address = flow
+            .code
+            .as_ref()
+            .map(|c| c.address.clone())
+            .unwrap_or_default();
+        flow.ui.nodes.push(nodes::code_input(texts.code_label.clone()));
+        flow.ui.nodes.push(nodes::method_hidden());
+        flow.ui.nodes.push(nodes::submit());
+        flow.ui.nodes.push(nodes::resend(&address));
+    }
+
+    /// Sends a code for `address` (to `identity` when it owns it) and saves the flow in the
+    /// `sent_email` state with the message, in one transaction. The answer is the same, and
+    /// takes at least [`SEND_FLOOR`], whether or not the address has an account.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn send_code(
+        &self,
+        flow: &mut Flow,
+        address: &str,
+        identity: Option<&Identity>,
+        notify_unknown: bool,
+        texts: &AddressTexts,
+        fx: Effects,
+        caller: &Caller,
+        now: OffsetDateTime,
+        started: tokio::time::Instant,
+    ) -> Result<()> {
+        let message =
+            self.issue_code(flow, address, identity, texts.templates, notify_unknown, caller, now)?;
+        self.render_sent(flow, texts);
+        flow.ui.messages = vec![texts.sent.clone()];
+        let fx = match message {
+            Some(m) => fx.message(m),
+            None => fx,
+        };
+        self.store.update_flow_with(flow, &fx).await?;
+        tokio::time::sleep_until(started + SEND_FLOOR).await;
+        Ok(())
+    }
+
+    /// Checks `submitted` against the flow's code. A malformed code is wrong without counting;
+    /// every well-formed one counts against `max_submissions`, atomically in the store.
+    pub(super) async fn check_code(
+        &self,
+        flow: &Flow,
+        submitted: &str,
+        now: OffsetDateTime,
+    ) -> Result<CodeCheck> {
+        let Some(sent) = &flow.code else {
+            return Ok(CodeCheck::Wrong);
+        };
+        let submitted = submitted.trim();
+        if !code::well_formed(submitted) {
+            return Ok(CodeCheck::Wrong);
+        }
+        let max = self.config.selfservice.methods.code.config.max_submissions;
+        let attempts = self.store.add_code_attempt(flow.id).await?;
+        if attempts > max {
+            return Ok(CodeCheck::Exhausted);
+        }
+        if sent.expires_at <= now || !self.code_matches(sent, flow.id, submitted) {
+            return Ok(CodeCheck::Wrong);
+        }
+        Ok(match sent.identity_id {
+            Some(id) => CodeCheck::Valid(id),
+            None => CodeCheck::Wrong,
+        })
+    }
+}
+
+/// Clears a flow's form down to its anti-CSRF token.
+fn keep_csrf(flow: &mut Flow) {
+    let keep: Vec<UiNode> = flow
+        .ui
+        .nodes
+        .iter()
+        .filter(|n| n.name() == "csrf_token")
+        .cloned()
+        .collect();
+    flow.ui.nodes = keep;
+}
