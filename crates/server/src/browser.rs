@@ -249,7 +249,8 @@ pub fn authenticated(st: &AppState, kind: FlowKind, a: &Authenticated, json: boo
     let mut resp = if json {
         let now = core.now();
         let mut continue_with = a.continue_with.clone();
-        continue_with.push(json!({ "action": "redirect_browser_to", "redirect_browser_to": target }));
+        continue_with
+            .push(json!({ "action": "redirect_browser_to", "redirect_browser_to": target }));
         let mut body = json!({ "continue_with": continue_with });
         if let Some(o) = body.as_object_mut() {
             if let Some(s) = &a.session {

@@ -419,12 +419,16 @@ impl FromRequestParts<AppState> for CallerCtx {
 /// else `Accept-Language`.
 fn caller_locale(h: &HeaderMap) -> portcullis_core::courier::Locale {
     use portcullis_core::courier::Locale;
-    let chosen = cookies(h, crate::ui::LANG_COOKIE).next().map(str::to_string);
+    let chosen = cookies(h, crate::ui::LANG_COOKIE)
+        .next()
+        .map(str::to_string);
     let accept = h
         .get(header::ACCEPT_LANGUAGE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    chosen.or(accept).map_or(Locale::En, |t| Locale::from_tag(&t))
+    chosen
+        .or(accept)
+        .map_or(Locale::En, |t| Locale::from_tag(&t))
 }
 
 /// The client's address: the peer, or with `trust_forwarded_headers` the address the proxy in

@@ -18,9 +18,9 @@ mod verification;
 pub use address::{AddressSubmit, AddressSubmitMethod};
 pub use login::{LoginMethod, LoginSubmit};
 pub use recovery::{parse_expires_in, AdminRecovery, Recovered, RecoveryOutcome};
-pub use verification::StartedVerification;
 pub use registration::{RegistrationMethod, RegistrationSubmit};
 pub use settings::{SettingsMethod, SettingsSubmit};
+pub use verification::StartedVerification;
 
 pub use crate::error::{SubmitError, SubmitResult};
 
