@@ -48,11 +48,11 @@ pub fn to_jinja(src: &str) -> Result<String, String> {
         match words.first().map(String::as_str) {
             Some("if") => {
                 open_ifs += 1;
-                out += &format!("{{%{l} if {} {r}%}}", expression(&words[1..])?);
+                out += &format!("{{%{l} if {} {r}%}}", expression(words.get(1..).unwrap_or_default())?);
             }
             Some("else") if words.get(1).map(String::as_str) == Some("if") => {
                 require_open(open_ifs, "else if")?;
-                out += &format!("{{%{l} elif {} {r}%}}", expression(&words[2..])?);
+                out += &format!("{{%{l} elif {} {r}%}}", expression(words.get(2..).unwrap_or_default())?);
             }
             Some("else") if words.len() == 1 => {
                 require_open(open_ifs, "else")?;
