@@ -251,7 +251,11 @@ impl Herodot {
             },
             Error::AddressNotVerified { continue_with } => Herodot {
                 details: Some(json!({ "continue_with": continue_with })),
-                ..Herodot::with_id(StatusCode::FORBIDDEN, "session_verified_address_required", e)
+                ..Herodot::with_id(
+                    StatusCode::FORBIDDEN,
+                    "session_verified_address_required",
+                    e,
+                )
             },
             Error::FlowDisabled { .. } => {
                 Herodot::with_id(StatusCode::BAD_REQUEST, "self_service_flow_disabled", e)

@@ -134,6 +134,23 @@ impl SubmitBody {
         }
     }
 
+    /// A recovery or verification submit (`method=code` with `email` or `code`).
+    pub fn address(&self) -> portcullis_core::selfservice::AddressSubmit {
+        use portcullis_core::selfservice::{AddressSubmit, AddressSubmitMethod};
+        let some = |k: &str| Some(self.text(k)).filter(|v| !v.is_empty());
+        let method = match self.method().as_str() {
+            "code" => AddressSubmitMethod::Code {
+                email: some("email"),
+                code: some("code"),
+            },
+            _ => AddressSubmitMethod::Unknown,
+        };
+        AddressSubmit {
+            method,
+            csrf_token: self.csrf_token(),
+        }
+    }
+
     pub fn settings(&self) -> SettingsSubmit {
         let method = match self.method().as_str() {
             "profile" => SettingsMethod::Profile {
@@ -419,12 +436,16 @@ impl FromRequestParts<AppState> for CallerCtx {
 /// else `Accept-Language`.
 fn caller_locale(h: &HeaderMap) -> portcullis_core::courier::Locale {
     use portcullis_core::courier::Locale;
-    let chosen = cookies(h, crate::ui::LANG_COOKIE).next().map(str::to_string);
+    let chosen = cookies(h, crate::ui::LANG_COOKIE)
+        .next()
+        .map(str::to_string);
     let accept = h
         .get(header::ACCEPT_LANGUAGE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    chosen.or(accept).map_or(Locale::En, |t| Locale::from_tag(&t))
+    chosen
+        .or(accept)
+        .map_or(Locale::En, |t| Locale::from_tag(&t))
 }
 
 /// The client's address: the peer, or with `trust_forwarded_headers` the address the proxy in

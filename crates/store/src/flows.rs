@@ -5,8 +5,8 @@
 //! in the transaction that creates the account.
 
 use crate::identities::{insert_identity_tx, insert_identity_with_session_tx};
-use crate::security::write_effects;
 use crate::rows::{micros, to_json, DbResult, RowExt};
+use crate::security::write_effects;
 use crate::SqlStore;
 use async_trait::async_trait;
 use portcullis_core::flow::Flow;

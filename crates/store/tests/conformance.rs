@@ -136,7 +136,14 @@ fn session_for(i: &Identity, lifespan: Duration) -> (Session, String) {
         location: None,
     };
     (
-        Session::new(i.id, portcullis_core::methods::Method::Password, t.hash, lifespan, dev, now()),
+        Session::new(
+            i.id,
+            portcullis_core::methods::Method::Password,
+            t.hash,
+            lifespan,
+            dev,
+            now(),
+        ),
         t.token,
     )
 }
@@ -1063,7 +1070,12 @@ async fn a_registration_flow_creates_one_account_under_concurrent_submits(s: imp
     assert_eq!(all.len(), 1);
     // Once completed, the flow registers nobody else.
     assert!(!s
-        .complete_registration(&f, &identity("third@example.com"), Some(&sa), &fx_registered())
+        .complete_registration(
+            &f,
+            &identity("third@example.com"),
+            Some(&sa),
+            &fx_registered()
+        )
         .await
         .unwrap());
 }

@@ -61,7 +61,8 @@ impl CourierConfig {
             })?;
             if !matches!(uri.scheme(), "smtp" | "smtps") || uri.host_str().is_none() {
                 return Err(ConfigError::Invalid(
-                    "courier.smtp.connection_uri: expected smtp://host:port/ or smtps://host:port/".into(),
+                    "courier.smtp.connection_uri: expected smtp://host:port/ or smtps://host:port/"
+                        .into(),
                 ));
             }
         }

@@ -500,13 +500,22 @@ impl SelfServiceConfig {
         use HookName::*;
         f.login.after.validate(
             "login",
-            &[RevokeActiveSessions, RequireVerifiedAddress, Verification, ShowVerificationUi],
+            &[
+                RevokeActiveSessions,
+                RequireVerifiedAddress,
+                Verification,
+                ShowVerificationUi,
+            ],
         )?;
         f.registration
             .after
             .validate("registration", &[Session, ShowVerificationUi])?;
-        f.settings.after.validate("settings", &[RevokeActiveSessions])?;
-        f.recovery.after.validate("recovery", &[RevokeActiveSessions])?;
+        f.settings
+            .after
+            .validate("settings", &[RevokeActiveSessions])?;
+        f.recovery
+            .after
+            .validate("recovery", &[RevokeActiveSessions])?;
         f.verification.after.validate("verification", &[])?;
         f.logout.after.validate("logout", &[])?;
         for (key, before) in [

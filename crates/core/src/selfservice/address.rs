@@ -72,7 +72,9 @@ impl Core {
             .as_ref()
             .map(|c| c.address.clone())
             .unwrap_or_default();
-        flow.ui.nodes.push(nodes::code_input(texts.code_label.clone()));
+        flow.ui
+            .nodes
+            .push(nodes::code_input(texts.code_label.clone()));
         flow.ui.nodes.push(nodes::method_hidden());
         flow.ui.nodes.push(nodes::submit());
         flow.ui.nodes.push(nodes::resend(&address));
@@ -94,8 +96,15 @@ impl Core {
         now: OffsetDateTime,
         started: tokio::time::Instant,
     ) -> Result<()> {
-        let message =
-            self.issue_code(flow, address, identity, texts.templates, notify_unknown, caller, now)?;
+        let message = self.issue_code(
+            flow,
+            address,
+            identity,
+            texts.templates,
+            notify_unknown,
+            caller,
+            now,
+        )?;
         self.render_sent(flow, texts);
         flow.ui.messages = vec![texts.sent.clone()];
         let fx = match message {

@@ -3,10 +3,10 @@
 
 use super::form::{already_completed, method_submit, password_input};
 use crate::audit::Origin;
+use crate::config::HookName;
 use crate::error::{Error, Result, SubmitError, SubmitResult};
 use crate::flow::{Flow, FlowKind, FlowType};
 use crate::identity::Identity;
-use crate::config::HookName;
 use crate::service::{Authenticated, Caller, Core};
 use crate::store::Effects;
 
@@ -219,7 +219,10 @@ impl Core {
         if after.runs("password", HookName::RequireVerifiedAddress, false)
             && !identity.verifiable_addresses.iter().any(|a| a.verified)
         {
-            return Err(self.address_not_verified(&identity, &flow, caller, now).await?.into());
+            return Err(self
+                .address_not_verified(&identity, &flow, caller, now)
+                .await?
+                .into());
         }
         flow.state = "passed_challenge".into();
         flow.updated_at = now;

@@ -188,7 +188,12 @@ impl Core {
                     Some(i) => record.about(i.id),
                     None => record.reason("unknown_address"),
                 };
-                let notify = self.config.selfservice.flows.recovery.notify_unknown_recipients;
+                let notify = self
+                    .config
+                    .selfservice
+                    .flows
+                    .recovery
+                    .notify_unknown_recipients;
                 self.send_code(
                     &mut flow,
                     &address,
@@ -279,11 +284,11 @@ impl Core {
                 &Effects::event(EventKind::SessionCreated).audited(record),
             )
             .await?;
-        if self
-            .config
-            .after(FlowKind::Recovery)
-            .runs(method.group(), HookName::RevokeActiveSessions, false)
-        {
+        if self.config.after(FlowKind::Recovery).runs(
+            method.group(),
+            HookName::RevokeActiveSessions,
+            false,
+        ) {
             self.revoke_other_sessions(identity.id, session.id, &caller.origin(), "recovered")
                 .await?;
         }
@@ -296,7 +301,13 @@ impl Core {
         let mut settings = self
             .new_settings_flow(completed.flow_type, settings_url, &identity, &next, now)
             .await?;
-        let max_age = self.config.selfservice.flows.settings.privileged_session_max_age.0;
+        let max_age = self
+            .config
+            .selfservice
+            .flows
+            .settings
+            .privileged_session_max_age
+            .0;
         let until = now + max_age;
         settings.ui.messages.push(UiText::success_with(
             1060001,
@@ -357,10 +368,14 @@ impl Core {
                 "expires_in must be a positive duration of at most 168h.",
             ));
         }
-        let url = format!("{}self-service/recovery/{}", self.public_url(), match flow_type {
-            FlowType::Browser => "browser",
-            FlowType::Api => "api",
-        });
+        let url = format!(
+            "{}self-service/recovery/{}",
+            self.public_url(),
+            match flow_type {
+                FlowType::Browser => "browser",
+                FlowType::Api => "api",
+            }
+        );
         let mut flow = Flow::new(
             FlowKind::Recovery,
             flow_type,
@@ -426,12 +441,10 @@ impl Core {
                 .is_some_and(|c| c.expires_at > now && self.code_matches(c, flow.id, token));
         let identity_id = match (valid, flow.code.as_ref().and_then(|c| c.identity_id)) {
             (true, Some(id)) => id,
-            _ => {
-                return Err(Error::bad_request(
-                    "The recovery token is invalid or has already been used. Please retry the flow.",
-                )
-                .into())
-            }
+            _ => return Err(Error::bad_request(
+                "The recovery token is invalid or has already been used. Please retry the flow.",
+            )
+            .into()),
         };
         self.complete_recovery(flow, identity_id, Method::LinkRecovery, caller, now)
             .await
@@ -452,7 +465,13 @@ pub fn parse_expires_in(v: &Value) -> Result<Option<std::time::Duration>> {
         Value::String(s) if s.is_empty() => Ok(None),
         Value::String(s) => crate::config::Dur::parse(s)
             .map(|d| Some(d.0))
-            .ok_or_else(|| Error::bad_request(format!("expires_in: {s:?} is not a duration such as \"1h\" or \"15m\"."))),
-        _ => Err(Error::bad_request("expires_in must be a string such as \"1h\".")),
+            .ok_or_else(|| {
+                Error::bad_request(format!(
+                    "expires_in: {s:?} is not a duration such as \"1h\" or \"15m\"."
+                ))
+            }),
+        _ => Err(Error::bad_request(
+            "expires_in must be a string such as \"1h\".",
+        )),
     }
 }

@@ -5,10 +5,10 @@
 use super::form::{already_completed, fill_trait_values, method_submit, password_input};
 use crate::audit::{Actor, AuditKind, AuditRecord};
 use crate::config::HookName;
-use crate::methods::Method;
 use crate::error::{Error, Result, SubmitResult};
 use crate::flow::{Flow, FlowKind, FlowType};
 use crate::identity::Identity;
+use crate::methods::Method;
 use crate::service::{Authenticated, Caller, Core};
 use crate::store::{Effects, StoreError};
 use crate::ui::{msg, UiText};

@@ -162,7 +162,15 @@ impl Core {
         owner.csrf_secret = csrf_secret;
         self.attach_csrf(&mut flow, &owner);
         let message = self
-            .issue_code(&mut flow, address, Some(identity), texts().templates, false, caller, now)?
+            .issue_code(
+                &mut flow,
+                address,
+                Some(identity),
+                texts().templates,
+                false,
+                caller,
+                now,
+            )?
             .ok_or_else(|| Error::Internal("a code for a known address has a message".into()))?;
         self.render_sent(&mut flow, &texts());
         flow.ui.messages = vec![texts().sent];
@@ -192,7 +200,14 @@ impl Core {
         let mut started = vec![];
         for address in pending {
             let s = self
-                .verification_for(identity, &address, flow_type, caller, csrf_secret.clone(), now)
+                .verification_for(
+                    identity,
+                    &address,
+                    flow_type,
+                    caller,
+                    csrf_secret.clone(),
+                    now,
+                )
                 .await?;
             started.push(s);
             if let Some(a) = identity
@@ -243,7 +258,14 @@ impl Core {
             .filter(|a| !a.verified && a.via == "email")
         {
             let s = self
-                .verification_for(identity, &a.value, flow_type, caller, csrf_secret.clone(), now)
+                .verification_for(
+                    identity,
+                    &a.value,
+                    flow_type,
+                    caller,
+                    csrf_secret.clone(),
+                    now,
+                )
                 .await?;
             self.store
                 .update_flow_with(&s.flow, &Effects::none().message(s.message.clone()))
@@ -372,7 +394,8 @@ impl Core {
             flow.ui.messages.push(already_completed(4070002));
             return Err(self.reject(&mut flow, None, now).await);
         }
-        self.mark_verified(identity_id, &address, caller, now).await?;
+        self.mark_verified(identity_id, &address, caller, now)
+            .await?;
         Ok(completed)
     }
 

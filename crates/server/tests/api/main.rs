@@ -15,6 +15,7 @@ mod clerk;
 mod config;
 mod flows;
 mod ratelimit;
+mod recovery;
 mod scale;
 mod sessions;
 mod tokens;
