@@ -323,10 +323,13 @@ pub fn settings_saved(
     if json {
         let mut body = flow.clone();
         if let (Some(to), Some(o)) = (return_to, body.as_object_mut()) {
-            o.insert(
-                "continue_with".into(),
-                json!([{ "action": "redirect_browser_to", "redirect_browser_to": to }]),
-            );
+            let redirect = json!({ "action": "redirect_browser_to", "redirect_browser_to": to });
+            match o.get_mut("continue_with") {
+                Some(Value::Array(items)) => items.push(redirect),
+                _ => {
+                    o.insert("continue_with".into(), json!([redirect]));
+                }
+            }
         }
         return Json(body).into_response();
     }

@@ -168,7 +168,7 @@ impl Core {
         // registration that then fails leaves only flows that expire).
         let csrf = self.verification_csrf(flow.flow_type, session.as_ref().map(|(s, _)| s), caller);
         let started = self
-            .start_verifications(&mut identity, flow.flow_type, caller, csrf, now)
+            .start_verifications(&mut identity, |_| true, flow.flow_type, caller, csrf, now)
             .await?;
         // The flow completes in the same transaction that creates the account, so of
         // concurrent submits of one flow exactly one registers (security review F13).

@@ -19,4 +19,5 @@ mod recovery;
 mod scale;
 mod sessions;
 mod tokens;
+mod verification;
 mod webhooks;
