@@ -202,6 +202,13 @@ impl Core {
                 flow.ui.messages.push(already_completed(4040002));
                 return Err(self.reject(&mut flow, None, now).await);
             }
+            // With enumeration mitigation a taken identifier is answered like a new account:
+            // the same body, with verification flows whose codes were never sent (their
+            // messages rolled back with the account).
+            // The flow completes all the same, so a second submit is refused alike.
+            Err(StoreError::Conflict(_)) if self.config.security.account_enumeration.mitigate => {
+                self.store.complete_flow(&completed).await?;
+            }
             Err(StoreError::Conflict(_)) => {
                 flow.ui.messages.push(msg::duplicate_credentials());
                 return Err(self.reject(&mut flow, None, now).await);

@@ -17,7 +17,54 @@ crate::on_every_backend!(
     require_verified_address_refuses_sign_in_until_verified with require_verified,
     the_verification_hook_sends_a_code_on_sign_in with verification_hook,
     a_password_change_is_announced_by_email,
+    enumeration_mitigation_answers_a_taken_identifier_like_a_new_one with mitigate,
 );
+
+fn mitigate(c: &mut Config) {
+    c.security.account_enumeration.mitigate = true;
+    c.selfservice.flows.registration.after.password.hooks = hooks(&[]);
+}
+
+/// Security review F19 (registration leaks accounts): with mitigation, signing up with a
+/// taken address looks exactly like signing up with a new one, and mails nobody a code.
+async fn enumeration_mitigation_answers_a_taken_identifier_like_a_new_one(app: TestApp) {
+    async fn sign_up(app: &TestApp, email: &str) -> (StatusCode, Value, Value) {
+        let flow = app.flow("registration").await;
+        let id = flow["id"].as_str().unwrap().to_string();
+        let body = json!({ "method": "password", "password": PASSWORD, "traits": { "email": email } });
+        let r = app.submit("registration", &id, body.clone(), None).await;
+        let status = r.status();
+        let first: Value = r.json().await.unwrap();
+        let again: Value = app.submit("registration", &id, body, None).await.json().await.unwrap();
+        (status, first, again)
+    }
+    fn keys(v: &Value) -> Vec<String> {
+        let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    }
+    let taken = unique_email("taken");
+    let (s, _, _) = sign_up(&app, &taken).await;
+    assert_eq!(s, StatusCode::OK);
+    let mailed = app.messages_to(&taken).await.len();
+    let (s_dup, dup, dup_again) = sign_up(&app, &taken).await;
+    let fresh = unique_email("fresh");
+    let (s_new, new, new_again) = sign_up(&app, &fresh).await;
+    assert_eq!(s_dup, s_new);
+    assert_eq!(keys(&dup), keys(&new));
+    assert!(dup.get("session_token").is_none());
+    assert_eq!(verification_item(&dup)["flow"]["verifiable_address"], json!(taken));
+    assert_eq!(keys(&dup["identity"]), keys(&new["identity"]));
+    assert_eq!(message_ids(&dup_again, None), message_ids(&new_again, None));
+    assert_eq!(app.messages_to(&taken).await.len(), mailed, "no code for a taken address");
+    // Sign-up that signs in at once cannot hide it: refused at load.
+    let env = vec![(
+        "PORTCULLIS_SECURITY_ACCOUNT_ENUMERATION_MITIGATE".to_string(),
+        "true".to_string(),
+    )];
+    let e = Config::load(None, env, true).unwrap_err().to_string();
+    assert!(e.contains("security.account_enumeration.mitigate"), "{e}");
+}
 
 fn hooks(list: &[HookName]) -> Option<Vec<HookConfig>> {
     Some(
