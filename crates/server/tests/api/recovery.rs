@@ -19,7 +19,42 @@ crate::on_every_backend!(
     a_browser_cannot_submit_a_code_to_another_browsers_flow,
     recovery_can_end_the_other_sessions with revoke_hook,
     bad_recovery_input_gets_clear_errors,
+    resending_in_a_loop_is_throttled with email_limit,
 );
+
+fn email_limit(c: &mut portcullis_core::config::Config) {
+    c.security.rate_limit.email = portcullis_core::ratelimit::Quota {
+        per_minute: 1,
+        burst: 3,
+    };
+}
+
+/// Asking for codes again and again (to flood someone's inbox) is cut off per client.
+async fn resending_in_a_loop_is_throttled(app: TestApp) {
+    let email = unique_email("loop");
+    app.register(&email, PASSWORD).await;
+    let (_, flow) = app.get_json("/self-service/recovery/api").await;
+    let path = submit_path(&flow);
+    let mut statuses = vec![];
+    for _ in 0..5 {
+        let r = app.post(&path, &json!({ "method": "code", "email": email })).await;
+        statuses.push(r.status());
+        if r.status() == StatusCode::TOO_MANY_REQUESTS {
+            assert!(r.headers().get("retry-after").is_some());
+            let e: Value = r.json().await.unwrap();
+            assert_eq!(e["error"]["id"], "rate_limit_exceeded");
+        }
+    }
+    assert_eq!(&statuses[..3], &[StatusCode::OK; 3]);
+    assert_eq!(&statuses[3..], &[StatusCode::TOO_MANY_REQUESTS; 2]);
+    let sent = app
+        .messages_to(&email)
+        .await
+        .into_iter()
+        .filter(|m| m["template_type"] == "recovery_code_valid")
+        .count();
+    assert_eq!(sent, 3);
+}
 
 fn revoke_hook(c: &mut portcullis_core::config::Config) {
     c.selfservice.flows.recovery.after.hooks = Some(vec![portcullis_core::config::HookConfig {
