@@ -299,6 +299,7 @@ impl Core {
             &ep.format,
             self.public_url(),
             &self.config.webhooks.clerk_mapping,
+            &self.config.courier.smtp,
         )
         .to_string();
         let timestamp = now.unix_timestamp();

@@ -150,12 +150,14 @@ impl Core {
     }
 
     /// Housekeeping: deletes flows, sessions and refresh tokens that expired before `before`,
-    /// and retired keys no token can need; returns how many rows went.
-    /// Housekeeping: expired rows, and audit records past `security.audit.retention`.
+    /// and retired keys no token can need; audit records past `security.audit.retention`, and
+    /// sent or abandoned courier messages as old (a message is kept as long as the audit
+    /// record of what caused it). Returns how many rows went.
     pub async fn delete_expired(&self, before: OffsetDateTime) -> Result<u64> {
         let audit_before = self.now() - self.config.security.audit.retention.0;
         Ok(self.store.delete_expired(before).await?
-            + self.store.delete_audit_before(audit_before).await?)
+            + self.store.delete_audit_before(audit_before).await?
+            + self.store.delete_messages_before(audit_before).await?)
     }
 
     /// `GET /admin/audit`: audit records, newest first.

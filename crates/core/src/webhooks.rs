@@ -27,6 +27,10 @@ pub enum EventKind {
     SessionRevoked,
     /// A session that was still active was deleted (with its identity, or by an admin).
     SessionRemoved,
+    /// A message was queued for the courier. The store appends it with every message it
+    /// queues (never named in [`crate::store::Effects`]); it carries the message, code and
+    /// all, so it goes only to endpoints that list it (see [`EventKind::opt_in`]).
+    EmailCreated,
 }
 
 /// What an event is about: the store appends a session event once for every session the
@@ -35,6 +39,8 @@ pub enum EventKind {
 pub enum Subject {
     Identity,
     Session,
+    /// An outgoing message.
+    Email,
 }
 
 impl EventKind {
@@ -47,7 +53,15 @@ impl EventKind {
             EventKind::SessionCreated => "session.created",
             EventKind::SessionRevoked => "session.revoked",
             EventKind::SessionRemoved => "session.removed",
+            EventKind::EmailCreated => "email.created",
         }
+    }
+
+    /// Whether an endpoint gets this event only when it lists it: an endpoint with no event
+    /// filter ("every event") does not get it. `email.created` carries one-time codes, which
+    /// an existing catch-all receiver (a log, an analytics sink) should not start receiving.
+    pub const fn opt_in(self) -> bool {
+        matches!(self, EventKind::EmailCreated)
     }
 
     pub fn subject(self) -> Subject {
@@ -58,19 +72,24 @@ impl EventKind {
             EventKind::SessionCreated | EventKind::SessionRevoked | EventKind::SessionRemoved => {
                 Subject::Session
             }
+            EventKind::EmailCreated => Subject::Email,
         }
     }
 }
 
 /// Every event type Portcullis emits, by wire name.
-pub const EVENT_TYPES: [&str; 6] = [
+pub const EVENT_TYPES: [&str; 7] = [
     EventKind::UserCreated.as_str(),
     EventKind::UserUpdated.as_str(),
     EventKind::UserDeleted.as_str(),
     EventKind::SessionCreated.as_str(),
     EventKind::SessionRevoked.as_str(),
     EventKind::SessionRemoved.as_str(),
+    EventKind::EmailCreated.as_str(),
 ];
+
+/// The event types an endpoint gets only when it lists them (see [`EventKind::opt_in`]).
+pub const OPT_IN_EVENT_TYPES: [&str; 1] = [EventKind::EmailCreated.as_str()];
 
 /// An outbox event as stored.
 #[derive(Debug, Clone, PartialEq)]
@@ -365,14 +384,73 @@ fn clerk_session(
     v
 }
 
-/// The body delivered for `event` in `format` (`clerk` or `native`).
-pub fn payload(event: &Event, format: &str, public_url: &str, map: &ClerkMapping) -> Value {
+/// Clerk's `Email` object for an `email.created` event, whose payload is
+/// `{"message": <the Kratos courier message>}`. The sender is the courier's configured one.
+fn clerk_email(event: &Event, sender: &crate::config::SmtpConfig) -> Value {
+    let m = event.payload.get("message").cloned().unwrap_or(Value::Null);
+    let text = |k: &str| m.get(k).cloned().unwrap_or(Value::Null);
+    let from_name = if sender.from_name.is_empty() {
+        sender
+            .from_address
+            .split('@')
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    } else {
+        sender.from_name.clone()
+    };
+    json!({
+        "object": "email",
+        "id": m.get("id").and_then(Value::as_str).map(|i| format!("ema_{}", i.replace('-', ""))),
+        "slug": text("template_type"),
+        "from_email_name": from_name,
+        "from_email_address": sender.from_address,
+        "reply_to_email_name": null,
+        "to_email_address": text("recipient"),
+        "email_address_id": null,
+        "user_id": event.identity_id.as_deref().map(clerk_user_id),
+        "subject": text("subject"),
+        "body": text("html_body"),
+        "body_plain": text("body"),
+        "status": "queued",
+        "data": { "template_type": text("template_type"), "locale": text("locale") },
+        "delivered_by_clerk": true,
+    })
+}
+
+/// The body delivered for `event` in `format` (`clerk` or `native`); `sender` is the
+/// courier's (an `email.created` event names it).
+pub fn payload(
+    event: &Event,
+    format: &str,
+    public_url: &str,
+    map: &ClerkMapping,
+    sender: &crate::config::SmtpConfig,
+) -> Value {
+    let timestamp = ms(event.created_at);
+    if event.kind == EventKind::EmailCreated.as_str() {
+        if format == "native" {
+            let mut data = event.payload.get("message").cloned().unwrap_or(Value::Null);
+            if let Some(o) = data.as_object_mut() {
+                o.remove("html_body");
+                o.remove("locale");
+            }
+            return json!({ "id": event.id, "type": event.kind, "timestamp": timestamp, "data": data });
+        }
+        return json!({
+            "data": clerk_email(event, sender),
+            "object": "event",
+            "type": event.kind,
+            "timestamp": timestamp,
+            "instance_id": "ins_portcullis",
+            "event_attributes": { "http_request": { "client_ip": "", "user_agent": "" } },
+        });
+    }
     let identity = event
         .payload
         .get("identity")
         .and_then(|v| serde_json::from_value::<Identity>(v.clone()).ok());
     let session = event.payload.get("session").cloned();
-    let timestamp = ms(event.created_at);
     if format == "native" {
         let data = match (&identity, &session) {
             // Session events: the session (the identity snapshot rides along for Clerk's format).

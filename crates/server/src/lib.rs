@@ -1,6 +1,7 @@
 //! Portcullis HTTP faces: on the public port (4433) the Kratos public API with its browser
 //! flows, the hosted UI pages and the simplejwt token face; on the admin port (4434) the Kratos
-//! admin API, webhook admin and the Clerk Backend API.
+//! admin API (with the courier's messages), webhook admin, the Clerk Backend API and, in dev
+//! mode, the dev mailbox.
 //!
 //! Handlers are thin: extract, call the core, map the result. Each face maps core errors in
 //! one place (`error.rs` and `browser::html_error` for Kratos, `tokens.rs`, `clerk.rs`); every
@@ -18,9 +19,11 @@ mod audit;
 mod browser;
 mod clerk;
 mod cookies;
+mod courier;
 mod error;
 mod extract;
 mod listen;
+mod mailbox;
 mod outbound;
 mod paging;
 mod public;
@@ -111,7 +114,16 @@ pub async fn build_with_clock(
         Backend::Sqlite => Arc::new(store.with_session_cache(100_000)),
         Backend::Postgres => Arc::new(store),
     };
-    let core = Core::new(config, store, hasher, schemas, clock);
+    // The courier's templates and SMTP settings are checked now: a broken override or a bad
+    // connection URI stops the start, naming what is wrong.
+    let templates = match config.courier.template_override_path.as_str() {
+        "" => portcullis_core::courier::Templates::builtin(),
+        dir => portcullis_core::courier::Templates::load(std::path::Path::new(dir))
+            .map_err(|e| anyhow::anyhow!(e))?,
+    };
+    workers::courier::Mailer::new(&config.courier, config.public_url())
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let core = Core::new(config, store, hasher, schemas, clock).with_templates(templates);
     // Signing keys are created on first start, not on the first token request.
     core.ring(core.now())
         .await
@@ -231,6 +243,8 @@ pub fn admin_router(state: &AppState) -> Router {
     let admin = admin::router()
         .merge(audit::router())
         .merge(webhooks::router())
+        .merge(courier::router())
+        .merge(mailbox::router(state.core.config().dev))
         .merge(clerk::router(state))
         .merge(clerk::admin_router())
         .merge(recovery::admin_router())

@@ -9,7 +9,7 @@
 //!
 //! The rooms: `pool.rs` opens the database; `rows.rs` and `filter.rs` read rows and build
 //! list queries; one file per storage trait of `portcullis_core::store` (identities, sessions,
-//! flows, tokens, keys, webhooks, clerk); `cache.rs` is the optional session cache. The store
+//! flows, tokens, keys, webhooks, clerk, courier); `cache.rs` is the optional session cache. The store
 //! reads no clock: every time it writes comes from its arguments.
 
 // Library code does not index or slice where a bad index would panic: `get`, iterators and
@@ -18,6 +18,7 @@
 
 mod cache;
 mod clerk;
+mod courier;
 mod filter;
 mod flows;
 mod identities;

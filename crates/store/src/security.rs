@@ -161,13 +161,15 @@ impl SecurityStore for SqlStore {
     }
 }
 
-/// Writes the audit records (and, with the courier, the messages) of `fx` in the transaction
-/// of the change they belong to.
+/// Writes the audit records and the courier messages (each with its `email.created` event)
+/// of `fx` in the transaction of the change they belong to. Every write path calls this
+/// exactly once per transaction (registration's identity-and-session insert included: only
+/// `insert_identity_tx` calls it there), so a message is queued once.
 pub(crate) async fn write_effects(tx: &mut Transaction<'_, Any>, fx: &Effects) -> StoreResult<()> {
     for r in fx.audit() {
         audit_insert(r)?.execute(&mut **tx).await.db()?;
     }
-    Ok(())
+    crate::courier::queue_messages(tx, fx).await
 }
 
 fn audit_insert(r: &AuditRecord) -> StoreResult<Query<'static, Any, AnyArguments<'static>>> {

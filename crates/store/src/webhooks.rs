@@ -14,6 +14,7 @@ use portcullis_core::session::Session;
 use portcullis_core::store::{Effects, StoreResult, WebhookStore};
 use portcullis_core::webhooks::{
     Attempt, Event, EventKind, Outcome, PendingDelivery, Subject, WebhookEndpoint,
+    OPT_IN_EVENT_TYPES,
 };
 use serde_json::{json, Value};
 use sqlx::any::AnyRow;
@@ -46,11 +47,17 @@ pub(crate) async fn append_event(
     .await
     .db()?;
     let seq = row.int("seq")?;
-    sqlx::query(
+    // An opt-in event goes only to endpoints that name it, not to the catch-all ones.
+    let wants = if kind.opt_in() {
+        "e.event_types LIKE $4"
+    } else {
+        "(e.event_types = '[]' OR e.event_types LIKE $4)"
+    };
+    sqlx::query(&format!(
         "INSERT INTO deliveries (id, event_seq, event_id, endpoint_id, status, attempts, next_attempt_at, created_at, updated_at) \
          SELECT $1 || ':' || e.id, $2, $1, e.id, 'pending', 0, 0, $3, $3 FROM webhook_endpoints e \
-         WHERE e.enabled = 1 AND (e.event_types = '[]' OR e.event_types LIKE $4)",
-    )
+         WHERE e.enabled = 1 AND {wants}"
+    ))
     .bind(id)
     .bind(seq)
     .bind(at)
@@ -179,11 +186,16 @@ fn attempt_from_row(r: &AnyRow) -> StoreResult<Attempt> {
 /// at `$2`. A requeue bumps the delivery's generation, so an attempt already in flight cannot
 /// record over it (see `record_attempt`).
 fn requeue_sql(which: &str) -> String {
+    let opt_in = OPT_IN_EVENT_TYPES
+        .iter()
+        .map(|t| format!("'{t}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
     format!(
         "INSERT INTO deliveries (id, event_seq, event_id, endpoint_id, status, attempts, next_attempt_at, created_at, updated_at) \
          SELECT e.id || ':' || $1, e.seq, e.id, $1, 'pending', 0, $2, $2, $2 FROM events e \
          JOIN webhook_endpoints w ON w.id = $1 \
-         WHERE {which} AND (w.event_types = '[]' OR w.event_types LIKE '%\"' || e.type || '\"%') \
+         WHERE {which} AND ((w.event_types = '[]' AND e.type NOT IN ({opt_in})) OR w.event_types LIKE '%\"' || e.type || '\"%') \
          ON CONFLICT (id) DO UPDATE SET status = 'pending', attempts = 0, next_attempt_at = $2, updated_at = $2, \
          generation = deliveries.generation + 1"
     )

@@ -91,7 +91,17 @@ on_both!(
     audit_records_commit_with_their_change_and_only_then,
     a_write_appends_only_the_events_it_is_given,
     a_stale_session_write_never_reactivates_a_revoked_session,
+    courier_messages_commit_with_their_write_and_only_then,
+    courier_claims_are_exclusive_under_concurrency,
+    courier_attempts_back_off_then_abandon,
+    courier_lists_filter_and_page_newest_first,
+    courier_keeps_queued_messages_and_cleans_up_old_finished_ones,
+    courier_email_created_goes_only_to_endpoints_that_name_it,
 );
+
+#[path = "conformance/courier.rs"]
+mod courier;
+use courier::*;
 
 // Fixtures carry the wall time (the store itself takes every time as an argument).
 #[allow(clippy::disallowed_methods)]

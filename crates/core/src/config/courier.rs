@@ -3,6 +3,7 @@
 //! worker over SMTP; in dev mode without SMTP they stay in the dev mailbox.
 
 use super::redact::Secret;
+use super::units::Dur;
 use super::{ConfigError, Ctx};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -15,6 +16,33 @@ pub struct CourierConfig {
     pub template_override_path: String,
     /// How many times a message is tried before it is marked abandoned.
     pub message_retries: u32,
+    /// The wait before the first retry of a message that failed; each further retry waits
+    /// twice as long as the one before, at most an hour.
+    pub retry_backoff: Dur,
+    pub worker: CourierWorkerConfig,
+}
+
+/// `courier.worker`: how each instance's courier loop takes messages off the queue.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CourierWorkerConfig {
+    /// Messages claimed (and sent concurrently) per round, as Kratos's key.
+    pub pull_count: u32,
+    /// The pause between rounds when the queue had nothing due, as Kratos's key.
+    pub pull_wait: Dur,
+    /// How long a claimed message is held by the instance sending it. A send is cut off at
+    /// half of it; a message whose instance died mid-send is sent again after it.
+    pub lease: Dur,
+}
+
+impl Default for CourierWorkerConfig {
+    fn default() -> Self {
+        CourierWorkerConfig {
+            pull_count: 10,
+            pull_wait: Dur::secs(1),
+            lease: Dur::secs(120),
+        }
+    }
 }
 
 impl Default for CourierConfig {
@@ -23,6 +51,8 @@ impl Default for CourierConfig {
             smtp: SmtpConfig::default(),
             template_override_path: String::new(),
             message_retries: 5,
+            retry_backoff: Dur::secs(60),
+            worker: CourierWorkerConfig::default(),
         }
     }
 }
@@ -65,6 +95,22 @@ impl CourierConfig {
                         .into(),
                 ));
             }
+        }
+        if self.worker.pull_count == 0 || self.worker.pull_count > 1000 {
+            return Err(ConfigError::Invalid(
+                "courier.worker.pull_count: must be from 1 to 1000".into(),
+            ));
+        }
+        if self.worker.pull_wait.0.is_zero() {
+            return Err(ConfigError::Invalid(
+                "courier.worker.pull_wait: must be longer than 0s".into(),
+            ));
+        }
+        if self.worker.lease.0 < std::time::Duration::from_secs(2) {
+            return Err(ConfigError::Invalid(
+                "courier.worker.lease: must be at least 2s (a send is cut off at half of it)"
+                    .into(),
+            ));
         }
         if self.message_retries == 0 {
             return Err(ConfigError::Invalid(

@@ -100,7 +100,7 @@ mod units;
 mod webhooks;
 
 pub use clerk::ClerkConfig;
-pub use courier::{CourierConfig, SmtpConfig};
+pub use courier::{CourierConfig, CourierWorkerConfig, SmtpConfig};
 pub use env::ENV_PREFIX;
 pub use hashers::{Argon2Config, BcryptConfig, HasherAlgorithm, HashersConfig};
 pub use hooks::{BeforeConfig, HookConfig, HookName, MethodAfterConfig};

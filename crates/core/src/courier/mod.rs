@@ -2,6 +2,10 @@
 //! queued with the write that causes it (through [`crate::store::Effects::message`]), so a
 //! message exists if and only if its cause was committed. The courier worker in the server
 //! delivers queued messages and records every attempt.
+//!
+//! The rooms: this file is the model (a message, its dispatches, their JSON); `templates`,
+//! `gotmpl` and `builtin` render it; `queue` is what the worker and the admin API ask of the
+//! queue (claim, record an attempt with its backoff, list).
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -139,12 +143,106 @@ pub struct Message {
     pub updated_at: OffsetDateTime,
 }
 
-/// What a template is rendered with: the values it may name (`{{ RecoveryCode }}`, …).
+/// What a template is rendered with: the values it may name (`{{ .RecoveryCode }}`, …).
 pub type TemplateModel = Value;
 
+mod builtin;
+mod gotmpl;
+mod queue;
 mod templates;
 
+pub use queue::{retry_delay, Delivery, MessageQuery, MAX_RETRY_DELAY};
 pub use templates::{Rendered, Templates};
+
+/// One attempt to deliver a message (Kratos's `messageDispatch`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dispatch {
+    pub id: Uuid,
+    pub message_id: Uuid,
+    /// `success` or `failed`.
+    pub status: DispatchStatus,
+    /// Why the attempt failed (the SMTP error), in Kratos's herodot shape on the wire.
+    pub error: Option<String>,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DispatchStatus {
+    Success,
+    Failed,
+}
+
+impl DispatchStatus {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            DispatchStatus::Success => "success",
+            DispatchStatus::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<DispatchStatus> {
+        match s {
+            "success" => Some(DispatchStatus::Success),
+            "failed" => Some(DispatchStatus::Failed),
+            _ => None,
+        }
+    }
+}
+
+impl Dispatch {
+    /// Kratos's `messageDispatch`: `error` is a herodot error object, as Kratos records it.
+    pub fn to_api_json(&self) -> Value {
+        let error = self.error.as_ref().map(
+            |e| serde_json::json!({ "code": 500, "status": "Internal Server Error", "message": e }),
+        );
+        serde_json::json!({
+            "id": self.id,
+            "message_id": self.message_id,
+            "status": self.status.as_str(),
+            "error": error,
+            "created_at": crate::identity::rfc3339(self.created_at),
+            "updated_at": crate::identity::rfc3339(self.updated_at),
+        })
+    }
+}
+
+impl Message {
+    /// Kratos's `message` (the admin API's shape), with `dispatches` when they were read.
+    pub fn to_api_json(&self, dispatches: Option<&[Dispatch]>) -> Value {
+        let mut v = serde_json::json!({
+            "id": self.id,
+            "status": self.status.as_str(),
+            "type": self.channel,
+            "channel": self.channel,
+            "recipient": self.recipient,
+            "subject": self.subject,
+            "body": self.body,
+            "template_type": self.template.as_str(),
+            "send_count": self.send_count,
+            "created_at": crate::identity::rfc3339(self.created_at),
+            "updated_at": crate::identity::rfc3339(self.updated_at),
+        });
+        if let (Some(d), Some(o)) = (dispatches, v.as_object_mut()) {
+            o.insert(
+                "dispatches".into(),
+                Value::Array(d.iter().map(Dispatch::to_api_json).collect()),
+            );
+        }
+        v
+    }
+
+    /// The payload of the `email.created` event the store appends with the message: the
+    /// admin API's shape plus the HTML body and the locale (Clerk's `Email` has both bodies).
+    pub fn event_payload(&self) -> Value {
+        let mut m = self.to_api_json(None);
+        if let Some(o) = m.as_object_mut() {
+            o.insert("html_body".into(), Value::String(self.html_body.clone()));
+            o.insert("locale".into(), Value::String(self.locale.as_str().into()));
+        }
+        serde_json::json!({ "message": m })
+    }
+}
 
 impl crate::service::Core {
     /// Renders the `kind` template for `recipient` in `locale` into a queued message (what the
@@ -167,7 +265,8 @@ impl crate::service::Core {
             .render(kind, locale, model)
             .map_err(crate::error::Error::Internal)?;
         Ok(Message {
-            id: Uuid::new_v4(),
+            // Time-ordered, so the newest-first admin list pages by id alone.
+            id: time_ordered_id(now),
             status: MessageStatus::Queued,
             channel: "email".into(),
             recipient: recipient.to_string(),
@@ -182,4 +281,12 @@ impl crate::service::Core {
             updated_at: now,
         })
     }
+}
+
+/// A UUIDv7 for `now` (from the clock, not the wall).
+fn time_ordered_id(now: OffsetDateTime) -> Uuid {
+    let nanos = now.unix_timestamp_nanos().max(0);
+    let secs = u64::try_from(nanos / 1_000_000_000).unwrap_or(0);
+    let sub = u32::try_from(nanos % 1_000_000_000).unwrap_or(0);
+    Uuid::new_v7(uuid::Timestamp::from_unix(uuid::NoContext, secs, sub))
 }

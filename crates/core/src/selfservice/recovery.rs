@@ -33,6 +33,7 @@ pub struct Recovered {
 }
 
 /// What a recovery submit did.
+#[allow(clippy::large_enum_variant)] // returned once per submit, never stored
 pub enum RecoveryOutcome {
     /// A code was sent (as far as anyone can tell): the flow asks for it now.
     Sent(Flow),

@@ -202,7 +202,14 @@ impl Core {
         let mut started = vec![];
         for address in pending {
             let s = self
-                .verification_for(identity, &address, flow_type, caller, csrf_secret.clone(), now)
+                .verification_for(
+                    identity,
+                    &address,
+                    flow_type,
+                    caller,
+                    csrf_secret.clone(),
+                    now,
+                )
                 .await?;
             started.push(s);
             if let Some(a) = identity

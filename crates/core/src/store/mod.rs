@@ -8,9 +8,10 @@
 //! portcullis_core::store::prelude::*` brings them all.
 //!
 //! A write that changes something takes the [`Effects`] the core names for it (outbox events,
-//! audit records) and commits them with the change.
+//! audit records, courier messages) and commits them with the change.
 
 mod clerk;
+mod courier;
 mod effects;
 mod flows;
 mod identities;
@@ -24,6 +25,7 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 
 pub use clerk::ClerkKeyStore;
+pub use courier::CourierStore;
 pub use effects::Effects;
 pub use flows::FlowStore;
 pub use identities::{IdentityQuery, IdentityStore};
@@ -36,8 +38,8 @@ pub use webhooks::WebhookStore;
 /// Every storage trait, for `use portcullis_core::store::prelude::*`.
 pub mod prelude {
     pub use super::{
-        ClerkKeyStore, FlowStore, IdentityStore, KeyStore, MaintenanceStore, RefreshTokenStore,
-        SecurityStore, SessionStore, Store, WebhookStore,
+        ClerkKeyStore, CourierStore, FlowStore, IdentityStore, KeyStore, MaintenanceStore,
+        RefreshTokenStore, SecurityStore, SessionStore, Store, WebhookStore,
     };
 }
 
@@ -80,6 +82,7 @@ pub trait Store:
     + WebhookStore
     + ClerkKeyStore
     + SecurityStore
+    + CourierStore
 {
 }
 
@@ -93,5 +96,6 @@ impl<T> Store for T where
         + WebhookStore
         + ClerkKeyStore
         + SecurityStore
+        + CourierStore
 {
 }

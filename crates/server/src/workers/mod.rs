@@ -1,8 +1,9 @@
-//! The background loops each instance runs next to its listeners: webhook delivery and
-//! housekeeping (key rotation, expired rows). The courier will be the next one here. Each
-//! loop stops when the shutdown broadcast fires.
+//! The background loops each instance runs next to its listeners: webhook delivery, the
+//! courier (email) and housekeeping (key rotation, expired rows). Each loop stops when the
+//! shutdown broadcast fires.
 
 mod cleanup;
+pub(crate) mod courier;
 mod webhooks;
 
 use crate::AppState;
@@ -12,4 +13,5 @@ use tokio::sync::broadcast::Sender;
 pub fn spawn(state: &AppState, stop: &Sender<()>) {
     cleanup::spawn_cleanup(state.clone(), stop.subscribe());
     webhooks::spawn_worker(state.clone(), stop.subscribe());
+    courier::spawn_worker(state.clone(), stop.subscribe());
 }
