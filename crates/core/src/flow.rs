@@ -161,6 +161,9 @@ impl Flow {
                 }
                 FlowKind::Settings => {
                     o.insert("identity".into(), identity.unwrap_or(Value::Null));
+                    if !self.continue_with.is_empty() {
+                        o.insert("continue_with".into(), json!(self.continue_with));
+                    }
                 }
             }
         }

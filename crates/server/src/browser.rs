@@ -70,6 +70,11 @@ fn add_cookie(resp: &mut Response, v: Option<HeaderValue>) {
     }
 }
 
+/// Sets a newly issued anti-CSRF secret (from [`ensure_csrf`]) as the browser's cookie.
+pub fn add_csrf_cookie(core: &Core, resp: &mut Response, secret: &str) {
+    add_cookie(resp, csrf_cookie(core, secret));
+}
+
 /// The flow of a path segment; anything else is 404 like an unknown route.
 pub fn flow_kind(segment: &str) -> Result<FlowKind, ApiError> {
     FlowKind::parse(segment).ok_or_else(|| {
@@ -120,7 +125,14 @@ async fn init(
             .create_settings_flow(FlowType::Browser, url, q.return_to, &caller, now)
             .await
             .map(|(f, i)| (f, Some(i))),
-        FlowKind::Recovery | FlowKind::Verification => Err(Error::FlowDisabled { kind }),
+        FlowKind::Recovery => core
+            .create_recovery_flow(FlowType::Browser, url, q.return_to, &caller, now)
+            .await
+            .map(|f| (f, None)),
+        FlowKind::Verification => core
+            .create_verification_flow(FlowType::Browser, url, q.return_to, &caller, now)
+            .await
+            .map(|f| (f, None)),
     };
     let mut resp = match created {
         Ok((flow, identity)) if json => {
@@ -210,6 +222,16 @@ pub async fn html_error(st: &AppState, kind: FlowKind, step: Step, e: SubmitErro
         Error::RefreshRequired {
             redirect_browser_to,
         } => return see_other(redirect_browser_to),
+        // Sign-in waits for a verified address: on to the verification flow just started.
+        Error::AddressNotVerified { continue_with } => {
+            if let Some(url) = continue_with
+                .first()
+                .and_then(|c| c.pointer("/flow/url"))
+                .and_then(Value::as_str)
+            {
+                return see_other(url);
+            }
+        }
         Error::SessionInactive if kind == FlowKind::Settings => {
             let back = core.browser_flow_url(FlowKind::Settings, false, None);
             return see_other(&core.browser_flow_url(FlowKind::Login, false, Some(&back)));
@@ -301,10 +323,13 @@ pub fn settings_saved(
     if json {
         let mut body = flow.clone();
         if let (Some(to), Some(o)) = (return_to, body.as_object_mut()) {
-            o.insert(
-                "continue_with".into(),
-                json!([{ "action": "redirect_browser_to", "redirect_browser_to": to }]),
-            );
+            let redirect = json!({ "action": "redirect_browser_to", "redirect_browser_to": to });
+            match o.get_mut("continue_with") {
+                Some(Value::Array(items)) => items.push(redirect),
+                _ => {
+                    o.insert("continue_with".into(), json!([redirect]));
+                }
+            }
         }
         return Json(body).into_response();
     }

@@ -134,6 +134,23 @@ impl SubmitBody {
         }
     }
 
+    /// A recovery or verification submit (`method=code` with `email` or `code`).
+    pub fn address(&self) -> portcullis_core::selfservice::AddressSubmit {
+        use portcullis_core::selfservice::{AddressSubmit, AddressSubmitMethod};
+        let some = |k: &str| Some(self.text(k)).filter(|v| !v.is_empty());
+        let method = match self.method().as_str() {
+            "code" => AddressSubmitMethod::Code {
+                email: some("email"),
+                code: some("code"),
+            },
+            _ => AddressSubmitMethod::Unknown,
+        };
+        AddressSubmit {
+            method,
+            csrf_token: self.csrf_token(),
+        }
+    }
+
     pub fn settings(&self) -> SettingsSubmit {
         let method = match self.method().as_str() {
             "profile" => SettingsMethod::Profile {

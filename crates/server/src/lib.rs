@@ -28,8 +28,10 @@ mod outbound;
 mod paging;
 mod public;
 mod ratelimit;
+mod recovery;
 mod tokens;
 mod ui;
+mod verification;
 mod webhooks;
 mod workers;
 
@@ -169,6 +171,8 @@ pub fn public_router(state: &AppState) -> Router {
     let router = common(
         public::router(state.core.config())
             .merge(browser::router())
+            .merge(recovery::router(state.core.config()))
+            .merge(verification::router(state.core.config()))
             .merge(pages)
             .merge(tokens::router(state.core.config())),
         state,
@@ -243,6 +247,7 @@ pub fn admin_router(state: &AppState) -> Router {
         .merge(mailbox::router(state.core.config().dev))
         .merge(clerk::router(state))
         .merge(clerk::admin_router())
+        .merge(recovery::admin_router())
         .route("/admin/health/alive", get(alive))
         .route("/admin/health/ready", get(ready))
         .route("/admin/version", get(version));

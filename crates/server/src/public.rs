@@ -68,17 +68,24 @@ struct InitQuery {
     return_to: Option<String>,
 }
 
+/// The query of a flow init that takes only `return_to`.
+#[derive(Deserialize)]
+pub(crate) struct FlowInitQuery {
+    #[serde(default)]
+    pub return_to: Option<String>,
+}
+
 #[derive(Deserialize)]
 struct FlowIdQuery {
     id: Option<String>,
 }
 
 #[derive(Deserialize)]
-struct SubmitQuery {
-    flow: Option<String>,
+pub(crate) struct SubmitQuery {
+    pub flow: Option<String>,
 }
 
-fn flow_id(raw: Option<String>, param: &str) -> Result<uuid::Uuid, ApiError> {
+pub(crate) fn flow_id(raw: Option<String>, param: &str) -> Result<uuid::Uuid, ApiError> {
     match raw {
         Some(r) if !r.is_empty() => parse_uuid(&r, "flow id"),
         _ => Err(ApiError::bad_request(format!(
@@ -197,7 +204,11 @@ fn authenticated_body(st: &AppState, a: &Authenticated, with_identity: bool) -> 
 /// A submit whose body the edge refused: an HTML form too large for `serve.max_submit_size`
 /// gets the error page, as a failed browser submit does, since a user sent it and a browser
 /// would show a bare JSON error; every other refusal is the error itself.
-async fn refused_body(st: &AppState, headers: &axum::http::HeaderMap, e: EdgeError) -> Response {
+pub(crate) async fn refused_body(
+    st: &AppState,
+    headers: &axum::http::HeaderMap,
+    e: EdgeError,
+) -> Response {
     let form =
         crate::extract::content_type(headers).starts_with("application/x-www-form-urlencoded");
     if form && !wants_json(headers) && matches!(e, EdgeError::PayloadTooLarge(_)) {

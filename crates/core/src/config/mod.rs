@@ -224,11 +224,33 @@ impl Config {
         self.selfservice.fill_defaults(&ctx)?;
         self.selfservice.validate()?;
         self.courier.validate(&ctx, self.selfservice.sends_mail())?;
+        self.check_enumeration_mitigation()?;
         self.ui.fill_defaults();
         self.ui.validate()?;
         self.session.validate(&ctx)?;
         self.tokens.fill_defaults(&ctx);
         self.tokens.validate(&ctx)
+    }
+
+    /// `security.account_enumeration.mitigate` can only hide a taken identifier at sign-up
+    /// when sign-up waits for e-mail verification instead of signing in.
+    fn check_enumeration_mitigation(&self) -> Result<(), ConfigError> {
+        if !self.security.account_enumeration.mitigate {
+            return Ok(());
+        }
+        const KEY: &str = "security.account_enumeration.mitigate";
+        if !self.selfservice.flows.verification.is_enabled() {
+            return Err(ConfigError::Invalid(format!(
+                "{KEY}: needs selfservice.flows.verification.enabled (sign-up must wait for the e-mail)"
+            )));
+        }
+        let after = &self.selfservice.flows.registration.after;
+        if after.runs("password", HookName::Session, true) {
+            return Err(ConfigError::Invalid(format!(
+                "{KEY}: registration must not sign in at once: list selfservice.flows.registration.after.password.hooks without `session` (for example [] or [show_verification_ui])"
+            )));
+        }
+        Ok(())
     }
 
     fn finish_dsn(&mut self) -> Result<(), ConfigError> {

@@ -41,9 +41,10 @@ impl Default for PasswordChangeConfig {
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AccountEnumerationConfig {
-    /// Answer in ways that do not tell whether an identifier has an account. Refused when on,
-    /// for now: with password sign-up an existing identifier can only be hidden once sign-up
-    /// waits for e-mail verification, which comes with the `code` method.
+    /// Answer in ways that do not tell whether an identifier has an account: registration of a
+    /// taken identifier answers like a new account (with a verification flow whose code never
+    /// goes out). Needs verification on and sign-up without the `session` hook, since a
+    /// sign-up that signs in at once would tell the two apart; checked at load.
     pub mitigate: bool,
 }
 
@@ -89,11 +90,6 @@ impl SecurityConfig {
                     "security.rate_limit.{name}: per_minute and burst must be at least 1 (set security.rate_limit.enabled: false to turn the limits off)"
                 )));
             }
-        }
-        if self.account_enumeration.mitigate {
-            return Err(ConfigError::Invalid(
-                "security.account_enumeration.mitigate: Portcullis does not support this yet (registration still tells an existing identifier apart)".into(),
-            ));
         }
         if self.audit.retention.0 < Duration::from_secs(24 * 3600) {
             return Err(ConfigError::Invalid(

@@ -177,6 +177,18 @@ impl Core {
         Ok(flow)
     }
 
+    /// A browser flow made without a browser (an admin's recovery code) belongs to the first
+    /// browser that opens it: it takes that browser's anti-CSRF secret. A flow that has one
+    /// already is left alone (and must be this browser's to be shown).
+    pub async fn adopt_flow(&self, kind: FlowKind, id: Uuid, caller: &Caller) -> Result<()> {
+        let mut flow = self.stored_flow(kind, id).await?;
+        if flow.flow_type == FlowType::Browser && flow.csrf_token.is_none() {
+            self.attach_csrf(&mut flow, caller);
+            self.store.update_flow(&flow).await?;
+        }
+        Ok(())
+    }
+
     /// Loads a flow of `kind` for a submit: the request must pass the flow type's guard (CSRF
     /// for browsers) before anything else, and an expired flow is refused with a fresh
     /// replacement flow that tells the user why.

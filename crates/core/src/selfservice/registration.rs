@@ -168,7 +168,7 @@ impl Core {
         // registration that then fails leaves only flows that expire).
         let csrf = self.verification_csrf(flow.flow_type, session.as_ref().map(|(s, _)| s), caller);
         let started = self
-            .start_verifications(&mut identity, flow.flow_type, caller, csrf, now)
+            .start_verifications(&mut identity, |_| true, flow.flow_type, caller, csrf, now)
             .await?;
         // The flow completes in the same transaction that creates the account, so of
         // concurrent submits of one flow exactly one registers (security review F13).
@@ -201,6 +201,13 @@ impl Core {
             Ok(false) => {
                 flow.ui.messages.push(already_completed(4040002));
                 return Err(self.reject(&mut flow, None, now).await);
+            }
+            // With enumeration mitigation a taken identifier is answered like a new account:
+            // the same body, with verification flows whose codes were never sent (their
+            // messages rolled back with the account).
+            // The flow completes all the same, so a second submit is refused alike.
+            Err(StoreError::Conflict(_)) if self.config.security.account_enumeration.mitigate => {
+                self.store.complete_flow(&completed).await?;
             }
             Err(StoreError::Conflict(_)) => {
                 flow.ui.messages.push(msg::duplicate_credentials());

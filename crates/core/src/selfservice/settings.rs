@@ -135,6 +135,7 @@ impl Core {
             return Err(Error::SessionInactive.into());
         };
         flow.ui.reset_messages();
+        flow.continue_with.clear();
         let privileged = now - session.authenticated_at
             <= self
                 .config
@@ -170,7 +171,24 @@ impl Core {
                 identity.traits = traits;
                 identity.apply_derived(&derived, now);
                 identity.updated_at = now;
-                let fx = self.settings_effects(AuditKind::ProfileChanged, &identity, caller, now);
+                // A new address is verified afresh: its code goes out with the change.
+                let known: Vec<String> = old.verifiable.iter().map(|(v, _)| v.clone()).collect();
+                let started = self
+                    .start_verifications(
+                        &mut identity,
+                        |a| !known.iter().any(|k| k == a),
+                        flow.flow_type,
+                        caller,
+                        caller.csrf_secret.clone(),
+                        now,
+                    )
+                    .await?;
+                let mut fx =
+                    self.settings_effects(AuditKind::ProfileChanged, &identity, caller, now);
+                for s in &started {
+                    fx = fx.message(s.message.clone());
+                }
+                flow.continue_with = started.iter().map(|s| s.continue_with(self)).collect();
                 match self.store.update_identity(&mut identity, &fx).await {
                     Ok(()) => {}
                     Err(StoreError::Conflict(_)) => {
@@ -199,10 +217,20 @@ impl Core {
                 let hash = self.hasher.hash(password).await?;
                 identity.set_password_hash(hash, ids, now);
                 identity.updated_at = now;
-                let fx = self.settings_effects(AuditKind::PasswordChanged, &identity, caller, now);
+                let mut fx =
+                    self.settings_effects(AuditKind::PasswordChanged, &identity, caller, now);
+                for m in self.password_changed_notices(&identity, caller, now)? {
+                    fx = fx.message(m);
+                }
                 self.store.update_identity(&mut identity, &fx).await?;
                 self.password_changed(identity.id).await?;
-                if self.config.security.password_change.revoke_other_sessions {
+                if self.config.security.password_change.revoke_other_sessions
+                    || self.config.after(FlowKind::Settings).runs(
+                        "password",
+                        crate::config::HookName::RevokeActiveSessions,
+                        false,
+                    )
+                {
                     let (origin, reason) = (caller.origin(), "password_changed");
                     self.revoke_other_sessions(identity.id, session.id, &origin, reason)
                         .await?;
@@ -223,6 +251,50 @@ impl Core {
         flow.updated_at = now;
         self.store.update_flow(&flow).await?;
         Ok((flow, identity))
+    }
+
+    /// "Your password was changed", to every e-mail address of the identity, when the courier
+    /// has somewhere to send it (a flow that mails is enabled).
+    fn password_changed_notices(
+        &self,
+        identity: &Identity,
+        caller: &Caller,
+        now: OffsetDateTime,
+    ) -> Result<Vec<crate::courier::Message>> {
+        if !self.config.selfservice.sends_mail() {
+            return Ok(vec![]);
+        }
+        let mut to: Vec<&str> = identity
+            .verifiable_addresses
+            .iter()
+            .filter(|a| a.via == "email")
+            .map(|a| a.value.as_str())
+            .chain(
+                identity
+                    .recovery_addresses
+                    .iter()
+                    .filter(|a| a.via == "email")
+                    .map(|a| a.value.as_str()),
+            )
+            .collect();
+        to.sort_unstable();
+        to.dedup();
+        let model = serde_json::json!({
+            "Identity": identity.to_api_json(self.public_url(), crate::identity::View::Public),
+            "RecoveryURL": self.browser_flow_url(FlowKind::Recovery, false, None),
+        });
+        to.into_iter()
+            .map(|addr| {
+                self.compose(
+                    crate::courier::TemplateKind::PasswordChanged,
+                    addr,
+                    caller.locale,
+                    &model,
+                    Some(identity.id),
+                    now,
+                )
+            })
+            .collect()
     }
 
     /// The session is too old for this change: re-authenticate, then come back to the flow.

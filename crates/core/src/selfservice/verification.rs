@@ -179,10 +179,12 @@ impl Core {
     }
 
     /// Verification flows (with their codes) for every e-mail address of `identity` that is
-    /// not verified yet, marking each `sent`; the caller stores `identity` with the messages.
+    /// not verified yet and for which `wanted` holds, marking each `sent`; the caller stores
+    /// `identity` with the messages.
     pub async fn start_verifications(
         &self,
         identity: &mut Identity,
+        wanted: impl Fn(&str) -> bool,
         flow_type: FlowType,
         caller: &Caller,
         csrf_secret: Option<String>,
@@ -194,7 +196,7 @@ impl Core {
         let pending: Vec<String> = identity
             .verifiable_addresses
             .iter()
-            .filter(|a| !a.verified && a.via == "email")
+            .filter(|a| !a.verified && a.via == "email" && wanted(&a.value))
             .map(|a| a.value.clone())
             .collect();
         let mut started = vec![];

@@ -455,9 +455,15 @@ async fn json_submits_answer_continue_with_and_400_flows(app: TestApp) {
         body.get("session_token").is_none(),
         "browsers get a cookie, never the token"
     );
+    // Verification is on (dev mode): first the verification flow of the new address, then
+    // where the browser goes.
+    let next = body["continue_with"].as_array().unwrap();
+    assert_eq!(next.len(), 2, "{next:?}");
+    assert_eq!(next[0]["action"], "show_verification_ui");
+    assert_eq!(next[0]["flow"]["verifiable_address"], json!(email));
     assert_eq!(
-        body["continue_with"],
-        json!([{ "action": "redirect_browser_to", "redirect_browser_to": app.url("/ui/welcome") }])
+        next[1],
+        json!({ "action": "redirect_browser_to", "redirect_browser_to": app.url("/ui/welcome") })
     );
     // Log in from a fresh browser: a wrong password answers 400 with the flow, then success.
     let mut b = Browser::new(&app);
@@ -771,8 +777,8 @@ async fn errors_are_kept_for_the_error_page(app: TestApp) {
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     let r = app.get("/self-service/errors").await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
-    // Flows that do not exist (yet) are unknown routes, not errors of ours.
-    for path in ["/self-service/recovery/browser", "/ui/recovery"] {
+    // Flows that do not exist are unknown routes, not errors of ours.
+    for path in ["/self-service/onboarding/browser", "/ui/onboarding"] {
         let r = app.get(&format!("{}{path}", app.public)).await;
         assert_eq!(r.status(), StatusCode::NOT_FOUND, "{path}");
         let e: Value = r.json().await.unwrap();

@@ -3,6 +3,7 @@
 //! the assertions several modules share. The browser cookie jar lives in `browser`.
 
 mod browser;
+mod mail;
 
 pub use browser::{csrf, location, set_cookie, Browser};
 
