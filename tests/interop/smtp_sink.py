@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """A real SMTP server for tests (aiosmtpd) that keeps every message it receives as a file.
 
-    python smtp_sink.py --port PORT --dir DIR [--host 127.0.0.1] [--tls-cert C --tls-key K]
+    python smtp_sink.py --port PORT --dir DIR [--host 127.0.0.1]
+                        [--tls-cert C --tls-key K [--implicit-tls]] [--auth USER:PASSWORD]
 
 Each message lands in DIR as `<time ns>-<n>.eml`: the raw RFC 5322 message as received, with
 `X-Sink-Mail-From` and `X-Sink-Rcpt-To` headers on top saying what the envelope held. A file
@@ -9,7 +10,8 @@ is written to a temporary name and renamed, so a reader never sees half a messag
 (postal-mime), pytest (`email`) and Rust tests read codes from these files.
 
 `--tls-cert`/`--tls-key` offer STARTTLS with that certificate (the server then requires it,
-like a relay that refuses plain text). The process prints `ready <port>` on stdout once it
+like a relay that refuses plain text); with `--implicit-tls` TLS starts with the connection
+(smtps). `--auth` requires AUTH (PLAIN or LOGIN) with these credentials. The process prints `ready <port>` on stdout once it
 accepts connections and runs until SIGTERM or SIGINT. Needs `aiosmtpd` (pinned in
 tests/interop/python/requirements.txt, installed into tests/interop/.venv by run-python.sh).
 """
@@ -27,7 +29,7 @@ import time
 from pathlib import Path
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 
 class Keep:
@@ -59,22 +61,37 @@ def main() -> int:
     p.add_argument("--dir", type=Path, required=True)
     p.add_argument("--tls-cert")
     p.add_argument("--tls-key")
+    p.add_argument("--implicit-tls", action="store_true")
+    p.add_argument("--auth", help="USER:PASSWORD that clients must authenticate with")
     a = p.parse_args()
     a.dir.mkdir(parents=True, exist_ok=True)
     tls = None
     if a.tls_cert:
         tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         tls.load_cert_chain(a.tls_cert, a.tls_key)
-    controller = Controller(
-        Keep(a.dir),
+    options: dict = dict(
         hostname=a.host,
         port=a.port,
-        tls_context=tls,
-        require_starttls=tls is not None,
         # Accept any size and UTF-8 addresses; a test sink refuses nothing it can store.
         data_size_limit=0,
         enable_SMTPUTF8=True,
     )
+    if tls is not None and a.implicit_tls:
+        options["ssl_context"] = tls
+    elif tls is not None:
+        options.update(tls_context=tls, require_starttls=True)
+    if a.auth:
+        user, _, password = a.auth.partition(":")
+
+        def check(server, session, envelope, mechanism, data):
+            ok = isinstance(data, LoginPassword) and (data.login, data.password) == (user.encode(), password.encode())
+            return AuthResult(success=ok)
+
+        # After STARTTLS when the sink offers it. aiosmtpd counts only STARTTLS as TLS, so with
+        # implicit TLS (the whole connection encrypted) and for a plain test sink it may not wait.
+        starttls = tls is not None and not a.implicit_tls
+        options.update(authenticator=check, auth_required=True, auth_require_tls=starttls)
+    controller = Controller(Keep(a.dir), **options)
     controller.start()
     print(f"ready {a.port}", flush=True)
     stop = asyncio.Event()

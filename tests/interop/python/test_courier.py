@@ -8,6 +8,8 @@ flow; these tests check that it reaches the SMTP server whatever happens in betw
 - portcullis is SIGKILLed right after the request was answered: the restarted server sends it;
 - portcullis is SIGKILLed in the middle of the SMTP conversation: after the claim's lease has run
   out the restarted server sends it again, so the mail still arrives.
+And that the connection URI is read as Kratos reads it: STARTTLS (required) or smtps with the
+URI's credentials, `skip_ssl_verify=true` for a self-signed certificate, which is refused without.
 """
 
 from __future__ import annotations
@@ -32,19 +34,23 @@ SINK = REPO_ROOT / "tests" / "interop" / "smtp_sink.py"
 class Sink:
     """`smtp_sink.py` in a child process on a fixed port, so it can be stopped and started."""
 
-    def __init__(self, port: int, directory: Path):
-        self.port, self.dir = port, directory
+    def __init__(self, port: int, directory: Path, *options: str):
+        self.port, self.dir, self.options = port, directory, options
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> "Sink":
+        self.log = self.dir.parent / f"sink-{self.port}.log"
         self.proc = subprocess.Popen(
-            [sys.executable, str(SINK), "--port", str(self.port), "--dir", str(self.dir)],
+            [sys.executable, str(SINK), "--port", str(self.port), "--dir", str(self.dir), *self.options],
             stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
+            stderr=open(self.log, "ab"),
             text=True,
         )
+        # stdout carries only the `ready` line (aiosmtpd's warnings go to the log).
         line = self.proc.stdout.readline()
-        assert line.startswith("ready"), f"the SMTP sink did not start: {line}{self.proc.stdout.read()}"
+        if not line.startswith("ready"):
+            self.stop()
+            raise AssertionError(f"the SMTP sink did not start: {line!r} {self.log.read_text()}")
         return self
 
     def stop(self) -> None:
@@ -221,3 +227,86 @@ def test_a_send_cut_off_by_sigkill_is_sent_again_after_the_lease(portcullis_serv
     # The cut-off attempt left no dispatch; the one that went through is the only one.
     assert [d["status"] for d in done["dispatches"]] == ["success"]
     assert code_of(mail) in done["body"]
+
+
+def self_signed(tmp_path: Path) -> tuple[str, str]:
+    """A self-signed certificate for 127.0.0.1 (PEM files): what a test relay presents."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    import ipaddress
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "smtp.portcullis.test")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .sign(key, hashes.SHA256())
+    )
+    c, k = tmp_path / "cert.pem", tmp_path / "key.pem"
+    c.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    k.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return str(c), str(k)
+
+
+@pytest.mark.parametrize("scheme", ["smtp", "smtps"])
+def test_tls_and_credentials_come_from_the_connection_uri(portcullis_server, tmp_path, scheme):
+    cert, key = self_signed(tmp_path)
+    options = ["--tls-cert", cert, "--tls-key", key, "--auth", "mailer:p@ss word"]
+    if scheme == "smtps":
+        options.append("--implicit-tls")
+    sink = Sink(free_port(), tmp_path / "mail", *options).start()
+    try:
+        # smtp:// without disable_starttls requires STARTTLS; the sink refuses mail without it
+        # and without the credentials (percent-encoded in the URI).
+        uri = f"{scheme}://mailer:p%40ss%20word@127.0.0.1:{sink.port}/?skip_ssl_verify=true"
+        server = portcullis_server(**courier_env(sink.port, COURIER_SMTP_CONNECTION_URI=uri))
+        _, address = server.create_user()
+        request_recovery(server, address)
+        [m] = messages_to(server, address)
+        try:
+            [mail] = sink.wait_for(address)
+        except AssertionError as e:
+            raise AssertionError(f"{e}: {message(server, m['id'])}") from None
+        assert code_of(mail) in m["body"]
+        done = wait_until("sent", lambda: (x := message(server, m["id"]))["status"] == "sent" and x)
+        assert [d["status"] for d in done["dispatches"]] == ["success"]
+    finally:
+        sink.stop()
+
+
+def test_a_certificate_that_does_not_verify_is_refused_without_skip_ssl_verify(portcullis_server, tmp_path):
+    cert, key = self_signed(tmp_path)
+    sink = Sink(free_port(), tmp_path / "mail", "--tls-cert", cert, "--tls-key", key).start()
+    try:
+        server = portcullis_server(
+            **courier_env(sink.port, COURIER_SMTP_CONNECTION_URI=f"smtp://127.0.0.1:{sink.port}/")
+        )
+        _, address = server.create_user()
+        request_recovery(server, address)
+        [m] = messages_to(server, address)
+
+        def failed_once():
+            x = message(server, m["id"])
+            return x if x["dispatches"] else None
+
+        failed = wait_until("a failed attempt", failed_once)
+        assert failed["dispatches"][0]["status"] == "failed"
+        assert "certificate" in failed["dispatches"][0]["error"]["message"].lower(), failed
+        assert sink.mails_to(address) == []
+    finally:
+        sink.stop()
