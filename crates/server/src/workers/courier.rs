@@ -250,6 +250,45 @@ async fn round(
 
 #[cfg(test)]
 mod tests {
+    use super::Mailer;
+    use portcullis_core::config::{CourierConfig, Secret};
+
+    fn courier(uri: &str) -> CourierConfig {
+        let mut c = CourierConfig::default();
+        c.smtp.connection_uri = Secret::new(uri);
+        c
+    }
+
+    #[tokio::test]
+    async fn settings_are_checked_naming_the_key() {
+        assert!(Mailer::new(&CourierConfig::default(), "http://x/")
+            .unwrap()
+            .is_none());
+        for uri in [
+            "smtp://127.0.0.1:2525/?disable_starttls=true",
+            "smtp://u:p@mail.example.com/",
+            "smtps://mail.example.com/?skip_ssl_verify=true",
+        ] {
+            assert!(
+                Mailer::new(&courier(uri), "http://x/").unwrap().is_some(),
+                "{uri}"
+            );
+        }
+        let mut c = courier("smtp://127.0.0.1/");
+        c.smtp.from_address = "not an address".into();
+        let e = Mailer::new(&c, "http://x/").err().unwrap();
+        assert!(e.starts_with("courier.smtp.from_address"), "{e}");
+        let mut c = courier("smtp://127.0.0.1/");
+        c.smtp.headers.insert("Bad Header".into(), "x".into());
+        let e = Mailer::new(&c, "http://x/").err().unwrap();
+        assert!(e.starts_with("courier.smtp.headers"), "{e}");
+        let mut c = courier("smtp://127.0.0.1/");
+        c.smtp
+            .headers
+            .insert("X-Ok".into(), "a\r\nBcc: victim@example.com".into());
+        assert!(Mailer::new(&c, "http://x/").is_err(), "header injection");
+    }
+
     #[test]
     fn uri_credentials_are_percent_decoded() {
         assert_eq!(super::percent_decode("p%40ss%3Aword%"), "p@ss:word%");
