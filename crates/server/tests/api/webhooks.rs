@@ -19,13 +19,13 @@ crate::on_every_backend!(
 );
 
 #[derive(Clone, Default)]
-struct Receiver {
+pub(crate) struct Receiver {
     got: Arc<Mutex<Vec<(HeaderMap, Bytes)>>>,
     answers: Arc<Mutex<VecDeque<u16>>>,
 }
 
 impl Receiver {
-    async fn start() -> (Receiver, String) {
+    pub(crate) async fn start() -> (Receiver, String) {
         let r = Receiver::default();
         let state = r.clone();
         let app = axum::Router::new().route(
@@ -56,7 +56,7 @@ impl Receiver {
             .collect()
     }
 
-    async fn wait_for(&self, n: usize) -> Vec<Value> {
+    pub(crate) async fn wait_for(&self, n: usize) -> Vec<Value> {
         for _ in 0..200 {
             if self.got.lock().unwrap().len() >= n {
                 break;
@@ -67,7 +67,7 @@ impl Receiver {
     }
 }
 
-async fn endpoint(app: &TestApp, url: &str, body: Value) -> Value {
+pub(crate) async fn endpoint(app: &TestApp, url: &str, body: Value) -> Value {
     let mut b = body;
     b["url"] = json!(url);
     let r = app.admin_post("/admin/webhooks", &b).await;
