@@ -1,5 +1,5 @@
-# Shared shell helpers for scripts/test and the benchmark: a throwaway PostgreSQL cluster and
-# a portcullis server on free ports.
+# Shared shell helpers for scripts/test and the benchmark: a throwaway PostgreSQL cluster,
+# a portcullis server on free ports and a real SMTP server (aiosmtpd) for its mail.
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 
@@ -48,4 +48,26 @@ stop_portcullis() {
   kill "$SERVER_PID" 2>/dev/null || true
   wait "$SERVER_PID" 2>/dev/null || true
   SERVER_PID=""
+}
+
+SINK_PID=""
+start_smtp_sink() { # dir -> sets SMTP_PORT (tests/interop/smtp_sink.py in the interop venv)
+  local dir=$1
+  SMTP_PORT=$(free_port)
+  mkdir -p "$dir"
+  "${VENV_PYTHON:?}" tests/interop/smtp_sink.py --port "$SMTP_PORT" --dir "$dir" >"$dir.log" 2>&1 &
+  SINK_PID=$!
+  for _ in $(seq 1 100); do
+    grep -q '^ready' "$dir.log" 2>/dev/null && return 0
+    kill -0 "$SINK_PID" 2>/dev/null || { cat "$dir.log"; return 1; }
+    sleep 0.1
+  done
+  cat "$dir.log"; return 1
+}
+
+stop_smtp_sink() {
+  [ -n "$SINK_PID" ] || return 0
+  kill "$SINK_PID" 2>/dev/null || true
+  wait "$SINK_PID" 2>/dev/null || true
+  SINK_PID=""
 }

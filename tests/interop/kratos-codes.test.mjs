@@ -118,7 +118,10 @@ describe('recovery and verification by e-mailed code (@ory/kratos-client, real S
   it('recovers an account: code → privileged session → new password → login with it', async () => {
     const email = uniqueEmail('recover');
     await register(email, strongPassword());
-    const before = (await mailTo(email)).length; // the verification mail
+    // The verification mail goes out in the background: wait for it, or it could arrive after
+    // the recovery mail is expected and be taken for it.
+    await codeFor(email, 1);
+    const before = 1;
     const flow = await ok(frontend.createNativeRecoveryFlow());
     assert.equal(flow.state, 'choose_method');
     const sent = await ok(
@@ -189,7 +192,8 @@ describe('recovery and verification by e-mailed code (@ory/kratos-client, real S
   it('ends a flow after five wrong codes', async () => {
     const email = uniqueEmail('sixth');
     await register(email, strongPassword());
-    const before = (await mailTo(email)).length;
+    await codeFor(email, 1); // the verification mail (see above)
+    const before = 1;
     const flow = await ok(frontend.createNativeRecoveryFlow());
     await ok(frontend.updateRecoveryFlow({ flow: flow.id, updateRecoveryFlowBody: { method: 'code', email } }));
     const code = await codeFor(email, before + 1);

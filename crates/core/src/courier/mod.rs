@@ -283,10 +283,15 @@ impl crate::service::Core {
     }
 }
 
-/// A UUIDv7 for `now` (from the clock, not the wall).
+/// A UUIDv7 for `now` (from the clock, not the wall). Ids made by one process within one
+/// millisecond still increase (a counter fills the random bits), so the admin list's order is
+/// the order the messages were queued in.
 fn time_ordered_id(now: OffsetDateTime) -> Uuid {
+    static CONTEXT: std::sync::Mutex<uuid::ContextV7> =
+        std::sync::Mutex::new(uuid::ContextV7::new());
     let nanos = now.unix_timestamp_nanos().max(0);
     let secs = u64::try_from(nanos / 1_000_000_000).unwrap_or(0);
     let sub = u32::try_from(nanos % 1_000_000_000).unwrap_or(0);
-    Uuid::new_v7(uuid::Timestamp::from_unix(uuid::NoContext, secs, sub))
+    let ctx = CONTEXT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    Uuid::new_v7(uuid::Timestamp::from_unix(&*ctx, secs, sub))
 }

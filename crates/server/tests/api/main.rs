@@ -13,6 +13,7 @@ mod bad_input;
 mod browser;
 mod clerk;
 mod config;
+mod courier;
 mod flows;
 mod ratelimit;
 mod recovery;

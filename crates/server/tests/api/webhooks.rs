@@ -47,7 +47,7 @@ impl Receiver {
         (r, url)
     }
 
-    fn bodies(&self) -> Vec<Value> {
+    pub(crate) fn bodies(&self) -> Vec<Value> {
         self.got
             .lock()
             .unwrap()
