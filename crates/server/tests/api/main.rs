@@ -14,6 +14,7 @@ mod browser;
 mod clerk;
 mod config;
 mod flows;
+mod hosted_recovery;
 mod ratelimit;
 mod recovery;
 mod scale;
