@@ -15,6 +15,7 @@ mod clerk;
 mod config;
 mod courier;
 mod flows;
+mod hosted_recovery;
 mod ratelimit;
 mod recovery;
 mod scale;

@@ -88,6 +88,10 @@ impl<'a> Page<'a> {
             "welcome.device",
             "welcome.no_other_sessions",
             "welcome.revoke_others",
+            "welcome.addresses",
+            "welcome.verified",
+            "welcome.unverified",
+            "welcome.verify_link",
             "link.settings",
             "link.logout",
         ]
