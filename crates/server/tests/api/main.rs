@@ -16,6 +16,7 @@ mod config;
 mod flows;
 mod ratelimit;
 mod scale;
+mod seed;
 mod sessions;
 mod tokens;
 mod webhooks;
