@@ -2,6 +2,9 @@
 //! after them), the methods, and the password policy.
 
 use super::hooks::{check_hooks, BeforeConfig, HookConfig, HookName, MethodAfterConfig};
+use super::oidc::OidcMethodConfig;
+use super::session::RequiredAal;
+use super::totp::TotpMethodConfig;
 use super::{ConfigError, Ctx, Dur};
 use serde::{Deserialize, Serialize};
 
@@ -21,6 +24,20 @@ pub struct MethodsConfig {
     pub profile: EnabledConfig,
     pub code: CodeMethodConfig,
     pub link: LinkMethodConfig,
+    /// Parsed, not active yet (issue 12); see [`TotpMethodConfig`].
+    pub totp: TotpMethodConfig,
+    /// Parsed, not active yet (issue 13); see [`OidcMethodConfig`].
+    pub oidc: OidcMethodConfig,
+}
+
+impl MethodsConfig {
+    /// Warnings for the methods that are on but not active yet.
+    pub fn notes(&self) -> Vec<String> {
+        [self.totp.note(), self.oidc.note()]
+            .into_iter()
+            .flatten()
+            .collect()
+    }
 }
 
 /// `selfservice.methods.code`: one-time codes sent to an address (recovery, verification).
@@ -316,6 +333,8 @@ pub struct SettingsFlowConfig {
     pub ui_url: String,
     pub lifespan: Dur,
     pub privileged_session_max_age: Dur,
+    /// With no second factor yet, `highest_available` is the same as `aal1`.
+    pub required_aal: RequiredAal,
     pub before: BeforeConfig,
     pub after: AfterConfig,
 }
@@ -332,6 +351,7 @@ impl Default for SettingsFlowConfig {
             ui_url,
             lifespan,
             privileged_session_max_age: Dur::hours(1),
+            required_aal: RequiredAal::default(),
             before,
             after,
         }
@@ -540,6 +560,7 @@ impl SelfServiceConfig {
             }
         }
         self.methods.code.validate()?;
+        self.methods.oidc.validate()?;
         self.methods.password.config.validate()
     }
 

@@ -19,6 +19,7 @@ mod hosted_recovery;
 mod ratelimit;
 mod recovery;
 mod scale;
+mod seed;
 mod sessions;
 mod tokens;
 mod verification;
