@@ -86,7 +86,6 @@ pub(crate) const RULES: &[Rule] = &[
     rule("courier.smtp.client_key_path", Unsupported, "no SMTP client certificates"),
     rule("courier.smtp.local_name", Unsupported, "the SMTP client announces its default name"),
     rule("courier.templates", Unsupported, "replace the message templates with courier.template_override_path"),
-    rule("courier.worker", Informational, "the courier worker paces itself"),
     rule("database", Informational, "settings of `kratos cleanup sql`; Portcullis's housekeeping deletes expired rows every minute"),
     rule("dev", Never, "dev mode is not a configuration key; it is turned on only by the --dev flag"),
     rule("enterprise", Unsupported, "Ory's enterprise features"),

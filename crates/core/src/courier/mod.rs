@@ -292,6 +292,8 @@ fn time_ordered_id(now: OffsetDateTime) -> Uuid {
     let nanos = now.unix_timestamp_nanos().max(0);
     let secs = u64::try_from(nanos / 1_000_000_000).unwrap_or(0);
     let sub = u32::try_from(nanos % 1_000_000_000).unwrap_or(0);
-    let ctx = CONTEXT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let ctx = CONTEXT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     Uuid::new_v7(uuid::Timestamp::from_unix(&*ctx, secs, sub))
 }

@@ -37,7 +37,9 @@ async fn resending_in_a_loop_is_throttled(app: TestApp) {
     let path = submit_path(&flow);
     let mut statuses = vec![];
     for _ in 0..5 {
-        let r = app.post(&path, &json!({ "method": "code", "email": email })).await;
+        let r = app
+            .post(&path, &json!({ "method": "code", "email": email }))
+            .await;
         statuses.push(r.status());
         if r.status() == StatusCode::TOO_MANY_REQUESTS {
             assert!(r.headers().get("retry-after").is_some());

@@ -59,11 +59,17 @@ async fn enumeration_mitigation_answers_a_taken_identifier_like_a_new_one(app: T
     async fn sign_up(app: &TestApp, email: &str) -> (StatusCode, Value, Value) {
         let flow = app.flow("registration").await;
         let id = flow["id"].as_str().unwrap().to_string();
-        let body = json!({ "method": "password", "password": PASSWORD, "traits": { "email": email } });
+        let body =
+            json!({ "method": "password", "password": PASSWORD, "traits": { "email": email } });
         let r = app.submit("registration", &id, body.clone(), None).await;
         let status = r.status();
         let first: Value = r.json().await.unwrap();
-        let again: Value = app.submit("registration", &id, body, None).await.json().await.unwrap();
+        let again: Value = app
+            .submit("registration", &id, body, None)
+            .await
+            .json()
+            .await
+            .unwrap();
         (status, first, again)
     }
     fn keys(v: &Value) -> Vec<String> {
@@ -81,10 +87,17 @@ async fn enumeration_mitigation_answers_a_taken_identifier_like_a_new_one(app: T
     assert_eq!(s_dup, s_new);
     assert_eq!(keys(&dup), keys(&new));
     assert!(dup.get("session_token").is_none());
-    assert_eq!(verification_item(&dup)["flow"]["verifiable_address"], json!(taken));
+    assert_eq!(
+        verification_item(&dup)["flow"]["verifiable_address"],
+        json!(taken)
+    );
     assert_eq!(keys(&dup["identity"]), keys(&new["identity"]));
     assert_eq!(message_ids(&dup_again, None), message_ids(&new_again, None));
-    assert_eq!(app.messages_to(&taken).await.len(), mailed, "no code for a taken address");
+    assert_eq!(
+        app.messages_to(&taken).await.len(),
+        mailed,
+        "no code for a taken address"
+    );
     // Sign-up that signs in at once cannot hide it: refused at load.
     let env = vec![(
         "PORTCULLIS_SECURITY_ACCOUNT_ENUMERATION_MITIGATE".to_string(),
@@ -141,7 +154,9 @@ async fn submit_code(app: &TestApp, flow_id: &str, code: &str) -> (StatusCode, V
 }
 
 async fn address(app: &TestApp, identity_id: &str) -> Value {
-    let (_, i) = app.admin_get_json(&format!("/admin/identities/{identity_id}")).await;
+    let (_, i) = app
+        .admin_get_json(&format!("/admin/identities/{identity_id}"))
+        .await;
     i["verifiable_addresses"][0].clone()
 }
 
@@ -161,7 +176,10 @@ async fn registration_sends_a_code_and_the_code_verifies_the_address(app: TestAp
     assert_eq!(r.status(), StatusCode::OK);
     let body: Value = r.json().await.unwrap();
     let id = body["identity"]["id"].as_str().unwrap().to_string();
-    assert_eq!(body["identity"]["verifiable_addresses"][0]["status"], "sent");
+    assert_eq!(
+        body["identity"]["verifiable_addresses"][0]["status"],
+        "sent"
+    );
     let item = verification_item(&body);
     assert_eq!(item["flow"]["verifiable_address"], json!(email));
     let vflow = item["flow"]["id"].as_str().unwrap().to_string();
@@ -200,8 +218,16 @@ async fn a_user_can_ask_for_a_verification_code_again(app: TestApp) {
     let (s, flow) = app.get_json("/self-service/verification/api").await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(flow["state"], "choose_method");
-    let path = format!("/self-service/verification?flow={}", flow["id"].as_str().unwrap());
-    let (s, sent) = app.post_json(&path, &json!({ "method": "code", "email": email.to_uppercase() })).await;
+    let path = format!(
+        "/self-service/verification?flow={}",
+        flow["id"].as_str().unwrap()
+    );
+    let (s, sent) = app
+        .post_json(
+            &path,
+            &json!({ "method": "code", "email": email.to_uppercase() }),
+        )
+        .await;
     assert_eq!(s, StatusCode::OK, "{sent}");
     assert_eq!(sent["state"], "sent_email");
     let code = app.mailed_code(&email, "verification_code_valid").await;
@@ -210,9 +236,14 @@ async fn a_user_can_ask_for_a_verification_code_again(app: TestApp) {
     assert_eq!(address(&app, &id).await["verified"], true);
     // An address nobody has gets the same answer and no message.
     let (_, flow) = app.get_json("/self-service/verification/api").await;
-    let path = format!("/self-service/verification?flow={}", flow["id"].as_str().unwrap());
+    let path = format!(
+        "/self-service/verification?flow={}",
+        flow["id"].as_str().unwrap()
+    );
     let nobody = unique_email("nobody");
-    let (s, sent) = app.post_json(&path, &json!({ "method": "code", "email": nobody })).await;
+    let (s, sent) = app
+        .post_json(&path, &json!({ "method": "code", "email": nobody }))
+        .await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(sent["state"], "sent_email");
     assert!(app.messages_to(&nobody).await.is_empty());
@@ -243,12 +274,17 @@ async fn an_email_change_in_settings_is_verified_afresh(app: TestApp) {
     let (id, token) = app.register(&email, PASSWORD).await;
     assert_eq!(address(&app, &id).await["status"], "sent");
     let newer = unique_email("after");
-    let (s, flow) = app.get_json_with_token("/self-service/settings/api", &token).await;
+    let (s, flow) = app
+        .get_json_with_token("/self-service/settings/api", &token)
+        .await;
     assert_eq!(s, StatusCode::OK);
     let r = app
         .request(
             reqwest::Method::POST,
-            &format!("/self-service/settings?flow={}", flow["id"].as_str().unwrap()),
+            &format!(
+                "/self-service/settings?flow={}",
+                flow["id"].as_str().unwrap()
+            ),
         )
         .header("X-Session-Token", &token)
         .json(&json!({ "method": "profile", "traits": { "email": newer } }))
@@ -306,7 +342,11 @@ async fn show_verification_ui_sends_the_browser_to_the_verification_page(app: Te
     let r = b
         .post_form(
             f["ui"]["action"].as_str().unwrap(),
-            &[("csrf_token", csrf(&f)), ("method", "code"), ("code", &code)],
+            &[
+                ("csrf_token", csrf(&f)),
+                ("method", "code"),
+                ("code", &code),
+            ],
         )
         .await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
