@@ -225,6 +225,22 @@ fn every_rule_names_a_kratos_key_that_is_not_a_field() {
     }
 }
 
+#[test]
+fn every_rule_is_listed_in_the_configuration_docs() {
+    let docs = include_str!("../../../../docs/configuration.md");
+    let section = docs
+        .split("## Kratos compatibility")
+        .nth(1)
+        .expect("docs/configuration.md has a Kratos compatibility section");
+    for r in RULES {
+        assert!(
+            section.contains(&format!("`{}`", r.path)),
+            "{} is missing from the Kratos compatibility section of docs/configuration.md",
+            r.path
+        );
+    }
+}
+
 fn load_yaml(yaml: &str) -> Result<Config, ConfigError> {
     let dir = std::env::temp_dir().join(format!("pc-kratos-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -251,6 +267,16 @@ fn kratos_keys_portcullis_lacks_are_refused_by_name_and_all_at_once() {
         assert!(err.contains(expected), "{expected}\nin:\n{err}");
     }
     assert_eq!(err.lines().count(), 4, "one line per refused key:\n{err}");
+    // A method Portcullis always runs cannot be switched off.
+    let err = load_yaml("selfservice:\n  methods:\n    password:\n      enabled: false\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(
+            "selfservice.methods.password.enabled: false is not supported by Portcullis yet"
+        ),
+        "{err}"
+    );
     // The dev key keeps its own message.
     let err = load_yaml("dev: true\n").unwrap_err().to_string();
     assert!(err.contains("dev: dev mode is not a configuration key") && err.contains("--dev"));

@@ -89,6 +89,7 @@ mod hooks;
 mod identity;
 mod kratos;
 mod log;
+mod methods;
 mod oidc;
 mod redact;
 mod secrets;
@@ -109,6 +110,10 @@ pub use hashers::{Argon2Config, BcryptConfig, HasherAlgorithm, HashersConfig};
 pub use hooks::{BeforeConfig, HookConfig, HookName, MethodAfterConfig};
 pub use identity::{IdentityConfig, SchemaRef};
 pub use log::{LogConfig, LogFormat, LogLevel};
+pub use methods::{
+    CodeConfig, CodeMethodConfig, EnabledConfig, LinkConfig, LinkMethodConfig, MethodsConfig,
+    PasswordMethodConfig, PasswordPolicyConfig, MAX_CODE_LIFESPAN,
+};
 pub use oidc::{
     AccountLinkingMode, ClaimsSource, OidcConfig, OidcMethodConfig, OidcProviderConfig,
     OidcProviderKind, Pkce, SubjectSource, UpdateIdentityOnLogin,
@@ -117,10 +122,8 @@ pub use redact::Secret;
 pub use secrets::SecretsConfig;
 pub use security::{AccountEnumerationConfig, AuditConfig, PasswordChangeConfig, SecurityConfig};
 pub use selfservice::{
-    AddressFlowConfig, AddressMethod, AfterConfig, CodeConfig, CodeMethodConfig, EnabledConfig,
-    FlowConfig, FlowsConfig, LinkConfig, LinkMethodConfig, LogoutFlowConfig, MethodsConfig,
-    PasswordMethodConfig, PasswordPolicyConfig, RegistrationFlowConfig, SelfServiceConfig,
-    SettingsFlowConfig, UiUrlConfig, MAX_CODE_LIFESPAN,
+    AddressFlowConfig, AddressMethod, AfterConfig, FlowConfig, FlowsConfig, LogoutFlowConfig,
+    RegistrationFlowConfig, SelfServiceConfig, SettingsFlowConfig, UiUrlConfig,
 };
 pub use serve::{AdminEndpointConfig, CorsConfig, EndpointConfig, ServeConfig};
 pub use session::{
