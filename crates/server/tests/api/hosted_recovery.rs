@@ -18,6 +18,7 @@ crate::on_every_backend!(
     a_full_recovery_through_the_hosted_pages_without_javascript,
     a_wrong_code_on_the_hosted_page_shows_the_translated_error,
     the_welcome_page_shows_the_addresses_and_offers_verification,
+    unknown_and_expired_flows_start_again,
 );
 
 fn flows_off(c: &mut portcullis_core::config::Config) {
@@ -446,4 +447,48 @@ async fn the_welcome_page_shows_the_addresses_and_offers_verification(app: TestA
     assert!(!ko.contains("verify-notice"), "{ko}");
     assert!(ko.contains(r#"data-verified="true""#), "{ko}");
     assert!(ko.contains(">인증됨</span>"), "{ko}");
+}
+
+async fn unknown_and_expired_flows_start_again(app: TestApp) {
+    for kind in ["recovery", "verification"] {
+        let mut b = Browser::new(&app);
+        let (url, html) = start(&mut b, kind).await;
+        // A flow this page does not know: a new one is started.
+        let r = b
+            .get(&format!("/ui/{kind}?flow={}", uuid::Uuid::new_v4()))
+            .await;
+        assert_eq!(
+            location(&r),
+            app.url(&format!("/self-service/{kind}/browser"))
+        );
+        // A form sent after its flow expired lands on a fresh flow that says why.
+        app.clock.advance(std::time::Duration::from_secs(61 * 60));
+        let r = Form::of(&html, "flow-form group-code")
+            .post(&mut b, &[("email", &unique_email(kind))])
+            .await;
+        let fresh = location(&r);
+        assert!(
+            fresh.starts_with(&app.url(&format!("/ui/{kind}?flow="))) && fresh != url,
+            "{fresh}"
+        );
+        let (_, ko) = open(&mut b, &format!("{fresh}&lang=ko")).await;
+        let (id, text) = match kind {
+            "recovery" => (
+                4060005,
+                "계정 복구 양식이 만료되었습니다. 다시 시도해 주세요.",
+            ),
+            _ => (
+                4070005,
+                "이메일 인증 양식이 만료되었습니다. 다시 시도해 주세요.",
+            ),
+        };
+        assert!(
+            ko.contains(&format!(r#"data-message-id="{id}">{text}"#)),
+            "{ko}"
+        );
+        assert!(
+            ko.contains(r#"id="field-email""#),
+            "the fresh form asks again"
+        );
+    }
 }

@@ -98,7 +98,11 @@ pub(in crate::ui) async fn welcome_page(
         .iter()
         .map(|a| json!({ "value": a.value, "verified": a.verified }))
         .collect();
-    let unverified = identity.verifiable_addresses.iter().find(|a| !a.verified);
+    // Verification flows send codes by email only.
+    let unverified = identity
+        .verifiable_addresses
+        .iter()
+        .find(|a| !a.verified && a.via == "email");
     if let (Some(a), true) = (unverified, core.verification_enabled()) {
         page.set(
             "verify",
