@@ -7,6 +7,7 @@ mod helpers;
 
 mod admin;
 mod admin_keys;
+mod attack2;
 mod amplification;
 mod audit;
 mod bad_input;
