@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code fails by panicking
 
 mod clerk;
+mod courier;
 mod flows;
 mod settings;
 
