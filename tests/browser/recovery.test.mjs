@@ -6,16 +6,12 @@
 // (POST /admin/recovery/code, whose link adopts the flow for the browser that opens it), or
 // the emailed code as the courier queued it (GET /admin/courier/messages).
 //
-// TODO(lead): the two emailed-code tests below need the courier's admin API from branch
-// wt-courier; until it is merged they run as `todo` (reported, never failing the run).
-// Once it is, delete COURIER_TODO (or set it to undefined) so that they count.
-//
 // Run: PORTCULLIS_PUBLIC_URL=… PORTCULLIS_ADMIN_URL=… node --test recovery.test.mjs
 import { test } from "node:test"
 import assert from "node:assert/strict"
 import { admin, adminUrl, openBrowser, publicUrl, uniqueSuffix } from "./harness.mjs"
 
-const COURIER_TODO = "TODO(lead): needs GET /admin/courier/messages (branch wt-courier)"
+const COURIER_TODO = undefined
 
 const uniq = uniqueSuffix()
 const OLD_PASSWORD = `Pc-${uniq}-forgotten-password`
@@ -53,7 +49,7 @@ const otherCode = (code) => String((Number(code) + 1) % 1_000_000).padStart(6, "
 /** The ids of the courier's messages to `email` so far. */
 async function messageIds(email) {
   const r = await fetch(`${adminUrl()}/admin/courier/messages?recipient=${encodeURIComponent(email)}`)
-  assert.equal(r.status, 200, `GET /admin/courier/messages: ${r.status} (${COURIER_TODO})`)
+  assert.equal(r.status, 200, `GET /admin/courier/messages: ${r.status}`)
   return new Set((await r.json()).map((m) => m.id))
 }
 
@@ -65,7 +61,7 @@ async function mailedCode(email, template, seen = new Set()) {
   const path = `/admin/courier/messages?recipient=${encodeURIComponent(email)}`
   for (let i = 0; i < 50; i++) {
     const r = await fetch(`${adminUrl()}${path}`)
-    assert.equal(r.status, 200, `GET ${path}: ${r.status} (${COURIER_TODO})`)
+    assert.equal(r.status, 200, `GET ${path}: ${r.status}`)
     const m = (await r.json()).find((m) => m.template_type === template && !seen.has(m.id))
     if (m) {
       const code = m.body.match(/(?<!\d)\d{6}(?!\d)/)

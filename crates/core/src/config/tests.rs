@@ -364,12 +364,24 @@ fn account_enumeration_mitigation_needs_sign_up_to_wait_for_verification() {
         "PORTCULLIS_SELFSERVICE_FLOWS_REGISTRATION_AFTER_PASSWORD_HOOKS",
         "[]",
     );
-    assert!(Config::load(None, env(&[on, no_session]), true).is_ok());
-    // Without verification there is nothing for sign-up to wait for.
-    let no_verification = ("PORTCULLIS_SELFSERVICE_FLOWS_VERIFICATION_ENABLED", "false");
-    let err = Config::load(None, env(&[on, no_session, no_verification]), true)
+    let err = Config::load(None, env(&[on, no_session]), true)
         .unwrap_err()
         .to_string();
+    assert!(err.contains("require_verified_address"), "{err}");
+    let login_waits = (
+        "PORTCULLIS_SELFSERVICE_FLOWS_LOGIN_AFTER_PASSWORD_HOOKS",
+        r#"[{"hook":"require_verified_address"}]"#,
+    );
+    assert!(Config::load(None, env(&[on, no_session, login_waits]), true).is_ok());
+    // Without verification there is nothing for sign-up to wait for.
+    let no_verification = ("PORTCULLIS_SELFSERVICE_FLOWS_VERIFICATION_ENABLED", "false");
+    let err = Config::load(
+        None,
+        env(&[on, no_session, login_waits, no_verification]),
+        true,
+    )
+    .unwrap_err()
+    .to_string();
     assert!(
         err.contains("selfservice.flows.verification.enabled"),
         "{err}"

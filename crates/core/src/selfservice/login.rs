@@ -219,10 +219,18 @@ impl Core {
         if after.runs("password", HookName::RequireVerifiedAddress, false)
             && !identity.verifiable_addresses.iter().any(|a| a.verified)
         {
-            return Err(self
+            let refusal = self
                 .address_not_verified(&identity, &flow, caller, now)
-                .await?
-                .into());
+                .await?;
+            // With enumeration mitigation an unverified account refuses like a wrong
+            // password (its owner has the verification mail), so a fresh sign-up cannot be
+            // told from a taken address by signing in with its password.
+            if self.config.security.account_enumeration.mitigate {
+                flow.ui.reset_messages();
+                flow.ui.messages.push(msg::invalid_credentials());
+                return Err(self.reject(&mut flow, None, now).await);
+            }
+            return Err(refusal.into());
         }
         flow.state = "passed_challenge".into();
         flow.updated_at = now;

@@ -190,7 +190,9 @@ impl Core {
         }
         let mut fx = fx.audited(record);
         for s in &started {
-            fx = fx.message(s.message.clone());
+            if let Some(m) = &s.message {
+                fx = fx.message(m.clone());
+            }
         }
         match self
             .store

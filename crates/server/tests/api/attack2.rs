@@ -21,6 +21,10 @@ crate::on_every_backend!(
 fn mitigate(c: &mut Config) {
     c.security.account_enumeration.mitigate = true;
     c.selfservice.flows.registration.after.password.hooks = Some(Vec::<HookConfig>::new());
+    c.selfservice.flows.login.after.password.hooks = Some(vec![HookConfig {
+        hook: portcullis_core::config::HookName::RequireVerifiedAddress,
+        config: Value::Null,
+    }]);
 }
 
 fn notify_unknown(c: &mut Config) {
@@ -28,7 +32,10 @@ fn notify_unknown(c: &mut Config) {
 }
 
 fn path(flow: &Value) -> String {
-    format!("/self-service/recovery?flow={}", flow["id"].as_str().unwrap())
+    format!(
+        "/self-service/recovery?flow={}",
+        flow["id"].as_str().unwrap()
+    )
 }
 
 async fn new_flow(app: &TestApp) -> Value {
@@ -202,11 +209,17 @@ async fn attack2_an_admin_browser_flow_belongs_to_the_first_browser_only(app: Te
     assert_eq!(s, StatusCode::CREATED, "{r}");
     let link = r["recovery_link"].as_str().unwrap().to_string();
     let code = r["recovery_code"].as_str().unwrap().to_string();
-    let link_path = link.split_once("/self-service").map(|(_, p)| format!("/self-service{p}")).unwrap();
+    let link_path = link
+        .split_once("/self-service")
+        .map(|(_, p)| format!("/self-service{p}"))
+        .unwrap();
     let flow_id = link.split("flow=").nth(1).unwrap().to_string();
     // Before any browser opens it, a CSRF-less or cookie-less submit is refused.
     let (s, _) = app
-        .post_json(&format!("/self-service/recovery?flow={flow_id}"), &json!({ "method": "code", "code": code }))
+        .post_json(
+            &format!("/self-service/recovery?flow={flow_id}"),
+            &json!({ "method": "code", "code": code }),
+        )
         .await;
     assert_ne!(s, StatusCode::OK);
     let mut owner = Browser::new(&app);
@@ -246,11 +259,23 @@ async fn attack2_a_link_token_does_not_work_as_a_posted_code(app: TestApp) {
         return; // link method disabled in this configuration
     }
     let link = r["recovery_link"].as_str().unwrap().to_string();
-    let p = link.split_once("/self-service").map(|(_, p)| format!("/self-service{p}")).unwrap();
-    let flow_id = link.split("flow=").nth(1).unwrap().split('&').next().unwrap().to_string();
+    let p = link
+        .split_once("/self-service")
+        .map(|(_, p)| format!("/self-service{p}"))
+        .unwrap();
+    let flow_id = link
+        .split("flow=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap()
+        .to_string();
     let token = link.split("token=").nth(1).unwrap().to_string();
     let mut b = Browser::new(&app);
-    let _ = b.get(&format!("/self-service/recovery?flow={flow_id}")).await;
+    let _ = b
+        .get(&format!("/self-service/recovery?flow={flow_id}"))
+        .await;
     let flow = b.fetch_flow("recovery", &flow_id).await;
     let r = b
         .post_json(

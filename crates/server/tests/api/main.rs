@@ -7,8 +7,8 @@ mod helpers;
 
 mod admin;
 mod admin_keys;
-mod attack2;
 mod amplification;
+mod attack2;
 mod audit;
 mod bad_input;
 mod browser;

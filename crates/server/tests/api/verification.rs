@@ -51,6 +51,7 @@ async fn a_verified_address_reaches_webhooks_as_user_updated(app: TestApp) {
 fn mitigate(c: &mut Config) {
     c.security.account_enumeration.mitigate = true;
     c.selfservice.flows.registration.after.password.hooks = hooks(&[]);
+    c.selfservice.flows.login.after.password.hooks = hooks(&[HookName::RequireVerifiedAddress]);
 }
 
 /// Security review F19 (registration leaks accounts): with mitigation, signing up with a
