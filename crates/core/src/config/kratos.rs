@@ -96,7 +96,7 @@ pub(crate) const RULES: &[Rule] = &[
     rule("feature_flags.choose_recovery_address", OnlyValues(FALSE), "recovery sends its code to the address entered"),
     rule("feature_flags.faster_session_extend", Informational, "only changes how Kratos looks a session up when extending it"),
     rule("feature_flags.legacy_allow_insecure_origins", Informational, "only effective in the Ory Network"),
-    rule("feature_flags.legacy_continue_with_verification_ui", OnlyValues(&["true"]), "continue_with lists a verification flow that was started whether or not the show_verification_ui hook is configured, as Kratos v1.1 did"),
+    rule("feature_flags.legacy_continue_with_verification_ui", OnlyValues(&["false"]), "a browser flow lists a started verification flow in continue_with only with the show_verification_ui hook (API flows always do), as Kratos v1.3 does"),
     rule("feature_flags.legacy_oidc_registration_node_group", OnlyValues(FALSE), "profile fields are in the default node group"),
     rule("feature_flags.legacy_require_verified_login_error", OnlyValues(FALSE), "require_verified_address answers with continue_with show_verification_ui"),
     rule("feature_flags.password_profile_registration_node_group", OnlyValues(&["\"default\""]), "profile fields are in the default node group"),

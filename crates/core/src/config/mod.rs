@@ -255,6 +255,12 @@ impl Config {
                 "{KEY}: needs selfservice.flows.verification.enabled (sign-up must wait for the e-mail)"
             )));
         }
+        let after = &self.selfservice.flows.registration.after;
+        if after.runs("password", HookName::Session, true) {
+            return Err(ConfigError::Invalid(format!(
+                "{KEY}: registration must not sign in at once: list selfservice.flows.registration.after.password.hooks without `session` (for example [] or [show_verification_ui])"
+            )));
+        }
         if !self.selfservice.flows.login.after.runs(
             "password",
             HookName::RequireVerifiedAddress,
@@ -262,12 +268,6 @@ impl Config {
         ) {
             return Err(ConfigError::Invalid(format!(
                 "{KEY}: sign-in must wait for a verified address too (else signing in with a fresh sign-up's password tells it from a taken one): add require_verified_address to selfservice.flows.login.after.password.hooks"
-            )));
-        }
-        let after = &self.selfservice.flows.registration.after;
-        if after.runs("password", HookName::Session, true) {
-            return Err(ConfigError::Invalid(format!(
-                "{KEY}: registration must not sign in at once: list selfservice.flows.registration.after.password.hooks without `session` (for example [] or [show_verification_ui])"
             )));
         }
         Ok(())

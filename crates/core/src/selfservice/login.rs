@@ -276,6 +276,7 @@ impl Core {
                 .await?;
         }
         let mut continue_with = vec![];
+        let show_ui = after.runs("password", HookName::ShowVerificationUi, false);
         if after.runs("password", HookName::Verification, false) {
             let csrf = self.verification_csrf(flow.flow_type, Some(&session), caller);
             for v in self
@@ -285,8 +286,12 @@ impl Core {
                 continue_with.push(v);
             }
         }
+        if !show_ui && flow.flow_type == FlowType::Browser {
+            // Browsers hear of the verification flow only with `show_verification_ui`.
+            continue_with.clear();
+        }
         let next_page = match continue_with.first() {
-            Some(v) if after.runs("password", HookName::ShowVerificationUi, false) => v
+            Some(v) if show_ui => v
                 .pointer("/flow/url")
                 .and_then(serde_json::Value::as_str)
                 .map(str::to_string),

@@ -455,28 +455,11 @@ async fn json_submits_answer_continue_with_and_400_flows(app: TestApp) {
         body.get("session_token").is_none(),
         "browsers get a cookie, never the token"
     );
-    // First the verification flow of the new address (its code already sent), then where
-    // to go on; the hosted page shows that flow to this browser.
-    let items = body["continue_with"].as_array().unwrap();
-    assert_eq!(items.len(), 2, "{body}");
-    assert_eq!(items[0]["action"], "show_verification_ui");
-    assert_eq!(items[0]["flow"]["verifiable_address"], json!(email));
-    let page = items[0]["flow"]["url"].as_str().unwrap();
-    assert!(
-        page.starts_with(&app.url("/ui/verification?flow=")),
-        "{page}"
-    );
+    // Without the show_verification_ui hook a browser hears only where to go on (Kratos v1.3);
+    // the verification code went out all the same (api/verification.rs).
     assert_eq!(
-        items[1],
-        json!({ "action": "redirect_browser_to", "redirect_browser_to": app.url("/ui/welcome") })
-    );
-    let r = b.get(page).await;
-    assert_eq!(r.status(), StatusCode::OK);
-    let html = r.text().await.unwrap();
-    assert!(
-        html.contains(r#"data-message-id="1080003">An email containing a verification code"#)
-            && html.contains(r#"<label for="field-code">Verification code"#),
-        "{html}"
+        body["continue_with"],
+        json!([{ "action": "redirect_browser_to", "redirect_browser_to": app.url("/ui/welcome") }])
     );
     // Log in from a fresh browser: a wrong password answers 400 with the flow, then success.
     let mut b = Browser::new(&app);
