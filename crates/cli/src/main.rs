@@ -107,7 +107,7 @@ fn load(file: Option<&str>, dev: bool) -> anyhow::Result<Config> {
 }
 
 fn init_logging(cfg: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_new(cfg.log.level.as_str())
+    let filter = tracing_subscriber::EnvFilter::try_new(cfg.log.level.directive())
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -160,6 +160,11 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
              production server with --dev"
         );
     }
+    // Methods accepted but not active yet, loudly: nobody may believe a second factor or a
+    // social sign-in is there when it is not.
+    for note in cfg.notes() {
+        tracing::warn!("{note}");
+    }
     let state = portcullis_server::build(cfg).await?;
     let public = tokio::net::TcpListener::bind(&public_bind)
         .await
@@ -192,6 +197,9 @@ fn main() -> ExitCode {
             command: ConfigCommand::Check { file, dev },
         } => load(Some(&file), dev).map(|c| {
             print!("{}", c.redacted_yaml());
+            for note in c.notes() {
+                eprintln!("note: {note}");
+            }
             eprintln!("configuration OK");
         }),
         Command::Serve { config, dev } => load(config.as_deref(), dev).and_then(|cfg| {

@@ -208,3 +208,155 @@ fn keys_admin_create_prints_a_key_and_the_entry_that_holds_its_hash() {
         .unwrap();
     assert!(!out.status.success());
 }
+
+/// The seed deployment (a production Kratos project's `kratos.yml`, copied verbatim), with
+/// what its README says a deployment overrides: the DSN, the schema path, the mapper path and
+/// the Google client credentials.
+fn seed(dsn: &str) -> (String, Vec<(String, String)>) {
+    let dir = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/seed-deployment"
+    );
+    let env = [
+        ("PORTCULLIS_DSN", dsn.to_string()),
+        (
+            "PORTCULLIS_IDENTITY_SCHEMAS_0_URL",
+            format!("file://{dir}/user.schema.json"),
+        ),
+        (
+            "PORTCULLIS_SELFSERVICE_METHODS_OIDC_CONFIG_PROVIDERS_0_MAPPER_URL",
+            format!("file://{dir}/oidc.google.jsonnet"),
+        ),
+        (
+            "PORTCULLIS_SELFSERVICE_METHODS_OIDC_CONFIG_PROVIDERS_0_CLIENT_ID",
+            "1234-seed.apps.googleusercontent.com".to_string(),
+        ),
+        (
+            "PORTCULLIS_SELFSERVICE_METHODS_OIDC_CONFIG_PROVIDERS_0_CLIENT_SECRET",
+            "GOCSPX-seed-secret-value".to_string(),
+        ),
+    ];
+    (
+        format!("{dir}/kratos.yml"),
+        env.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+    )
+}
+
+#[test]
+fn config_check_loads_the_seed_deployment_and_notes_what_is_not_active() {
+    let (file, env) = seed("postgres://kratos:secret@127.0.0.1:5432/kratos?sslmode=disable");
+    let out = portcullis()
+        .args(["config", "check", &file, "--dev"])
+        .envs(env)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.ends_with("configuration OK\n"), "{stderr}");
+    for note in [
+        "note: selfservice.methods.totp: accepted but NOT ACTIVE yet",
+        "note: selfservice.methods.oidc: accepted but NOT ACTIVE yet",
+    ] {
+        assert!(stderr.contains(note), "{note} in {stderr}");
+    }
+    assert!(!stderr.contains("placeholder"), "{stderr}");
+    assert!(
+        stdout.contains("base_url: http://localhost:3000/.ory/")
+            && stdout.contains("client_id: 1234-seed.apps.googleusercontent.com")
+            && stdout.contains("issuer: ImpRun"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("GOCSPX") && !stdout.contains(":secret@"),
+        "secrets are redacted: {stdout}"
+    );
+}
+
+#[test]
+fn config_check_refuses_what_portcullis_does_not_support_and_accepts_version() {
+    let f = temp_file(
+        "unsupported.yml",
+        "version: v1.1.0\nserve:\n  public:\n    tls:\n      cert:\n        path: /etc/tls.crt\n\
+         selfservice:\n  methods:\n    passkey:\n      enabled: true\n",
+    );
+    let out = portcullis()
+        .args(["config", "check", &f, "--dev"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("serve.public.tls: not supported by Portcullis yet")
+            && err.contains("selfservice.methods.passkey: not supported by Portcullis yet"),
+        "{err}"
+    );
+    assert!(!err.contains("version"), "version is accepted: {err}");
+    let f = temp_file("version.yml", "version: v1.1.0\n");
+    let out = portcullis()
+        .args(["config", "check", &f, "--dev"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn serve_warns_at_start_that_totp_and_oidc_are_accepted_but_not_active() {
+    use std::io::BufRead;
+    let db = std::env::temp_dir().join(format!("pc-cli-seed-{}.sqlite", uuid_like()));
+    let (file, env) = seed(&format!("sqlite://{}", db.display()));
+    let mut child = portcullis()
+        .args(["serve", "-c", &file, "--dev"])
+        .envs(env)
+        .env("PORTCULLIS_SERVE_PUBLIC_PORT", "0")
+        .env("PORTCULLIS_SERVE_ADMIN_PORT", "0")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = vec![];
+    let ready = loop {
+        match rx.recv_timeout(std::time::Duration::from_secs(60)) {
+            Ok(line) => {
+                let done = line.contains("portcullis is ready");
+                seen.push(line);
+                if done {
+                    break true;
+                }
+            }
+            Err(_) => break false,
+        }
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let log = seen.join("\n");
+    assert!(ready, "the server did not start:\n{log}");
+    for warning in [
+        "selfservice.methods.totp: accepted but NOT ACTIVE yet",
+        "selfservice.methods.oidc: accepted but NOT ACTIVE yet",
+    ] {
+        assert!(
+            seen.iter()
+                .any(|l| l.contains("WARN") && l.contains(warning)),
+            "{warning} in:\n{log}"
+        );
+    }
+}

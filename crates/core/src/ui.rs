@@ -215,6 +215,8 @@ pub mod msg {
             "login" => 4010001,
             "registration" => 4040001,
             "settings" => 4050001,
+            "recovery" => 4060005,
+            "verification" => 4070005,
             _ => 4010001,
         };
         UiText::error(
@@ -398,5 +400,25 @@ mod tests {
         // Only the invalid value is cut; a valid one is kept whole.
         assert_eq!(c.nodes[0].attributes["value"], json!(format!("{exact}…")));
         assert_eq!(c.nodes[1].attributes["value"], json!(long));
+    }
+
+    #[test]
+    fn every_flow_kind_has_its_own_expiry_message() {
+        let ids: Vec<u32> = [
+            "login",
+            "registration",
+            "settings",
+            "recovery",
+            "verification",
+        ]
+        .iter()
+        .map(|k| msg::flow_expired(k, 1.0, "2026-01-01T00:00:00Z", 0).id)
+        .collect();
+        assert_eq!(ids, vec![4010001, 4040001, 4050001, 4060005, 4070005]);
+        let t = msg::flow_expired("recovery", 2.5, "2026-01-01T00:00:00Z", 0).text;
+        assert_eq!(
+            t,
+            "The recovery flow expired 2.50 minutes ago, please try again."
+        );
     }
 }

@@ -3,7 +3,8 @@
 use serde::{Deserialize, Serialize};
 
 choice! {
-    /// `log.level`, read without regard to case.
+    /// `log.level`, read without regard to case. Kratos's `warning`, `fatal` and `panic` are
+    /// read too (as `warn`, `error` and `error`).
     pub enum LogLevel {
         Trace = "trace",
         Debug = "debug",
@@ -12,9 +13,23 @@ choice! {
         Warn = "warn",
         Error = "error",
         Off = "off",
+        Warning = "warning",
+        Fatal = "fatal",
+        Panic = "panic",
     }
     ignore_case: true,
     error: "{:?} is not a level: expected trace, debug, info, warn or error"
+}
+
+impl LogLevel {
+    /// The level as a log filter directive.
+    pub fn directive(self) -> &'static str {
+        match self {
+            LogLevel::Warning => "warn",
+            LogLevel::Fatal | LogLevel::Panic => "error",
+            other => other.as_str(),
+        }
+    }
 }
 
 choice! {
@@ -33,5 +48,4 @@ choice! {
 pub struct LogConfig {
     pub level: LogLevel,
     pub format: LogFormat,
-    pub leak_sensitive_values: bool,
 }

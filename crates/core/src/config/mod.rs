@@ -87,7 +87,10 @@ mod env;
 mod hashers;
 mod hooks;
 mod identity;
+mod kratos;
 mod log;
+mod methods;
+mod oidc;
 mod redact;
 mod secrets;
 mod security;
@@ -95,6 +98,7 @@ mod selfservice;
 mod serve;
 mod session;
 mod tokens;
+mod totp;
 mod ui;
 mod units;
 mod webhooks;
@@ -106,20 +110,28 @@ pub use hashers::{Argon2Config, BcryptConfig, HasherAlgorithm, HashersConfig};
 pub use hooks::{BeforeConfig, HookConfig, HookName, MethodAfterConfig};
 pub use identity::{IdentityConfig, SchemaRef};
 pub use log::{LogConfig, LogFormat, LogLevel};
+pub use methods::{
+    CodeConfig, CodeMethodConfig, EnabledConfig, LinkConfig, LinkMethodConfig, MethodsConfig,
+    PasswordMethodConfig, PasswordPolicyConfig, MAX_CODE_LIFESPAN,
+};
+pub use oidc::{
+    AccountLinkingMode, ClaimsSource, OidcConfig, OidcMethodConfig, OidcProviderConfig,
+    OidcProviderKind, Pkce, SubjectSource, UpdateIdentityOnLogin,
+};
 pub use redact::Secret;
 pub use secrets::SecretsConfig;
 pub use security::{AccountEnumerationConfig, AuditConfig, PasswordChangeConfig, SecurityConfig};
 pub use selfservice::{
-    AddressFlowConfig, AddressMethod, AfterConfig, CodeConfig, CodeMethodConfig, EnabledConfig,
-    FlowConfig, FlowsConfig, LinkConfig, LinkMethodConfig, LogoutFlowConfig, MethodsConfig,
-    PasswordMethodConfig, PasswordPolicyConfig, RegistrationFlowConfig, SelfServiceConfig,
-    SettingsFlowConfig, UiUrlConfig, MAX_CODE_LIFESPAN,
+    AddressFlowConfig, AddressMethod, AfterConfig, FlowConfig, FlowsConfig, LogoutFlowConfig,
+    RegistrationFlowConfig, SelfServiceConfig, SettingsFlowConfig, UiUrlConfig,
 };
 pub use serve::{AdminEndpointConfig, CorsConfig, EndpointConfig, ServeConfig};
 pub use session::{
-    SameSite, SessionConfig, SessionCookieConfig, TokenizerConfig, TokenizerTemplate, WhoamiConfig,
+    RequiredAal, SameSite, SessionConfig, SessionCookieConfig, TokenizerConfig, TokenizerTemplate,
+    WhoamiConfig,
 };
 pub use tokens::{TokenAlgorithm, TokenCookiesConfig, TokenPathsConfig, TokensConfig};
+pub use totp::{TotpConfig, TotpMethodConfig};
 pub use ui::{ThemeConfig, UiConfig};
 pub use units::{ByteSize, Dur};
 pub use webhooks::{ConfiguredEndpoint, WebhookFormat, WebhooksConfig};
@@ -161,12 +173,10 @@ pub struct Config {
     /// Derived at load: the anti-CSRF cookie's name (see [`Config::csrf_cookie_name`]).
     #[serde(skip)]
     csrf_cookie_name: String,
+    /// Found at load: values that look unfinished (see [`Config::notes`]).
+    #[serde(skip)]
+    load_notes: Vec<String>,
 }
-
-/// `dev` used to be a key; it is refused by name rather than as an unknown one, so an old
-/// file gets told where dev mode went.
-const DEV_KEY_REFUSED: &str =
-    "dev: dev mode is not a configuration key; it is turned on only by the --dev flag";
 
 /// What a section's checks need from the rest of the configuration, settled before they run.
 pub(crate) struct Ctx {
@@ -179,7 +189,8 @@ pub(crate) struct Ctx {
 
 impl Config {
     /// Loads the configuration: defaults, then the YAML file (if any), then `PORTCULLIS_*`
-    /// variables from `env`, then `--dev`.
+    /// variables from `env`, then `--dev`. Kratos keys that are not fields are accepted or
+    /// refused by [`kratos::RULES`] before the tree is deserialised.
     pub fn load(
         file: Option<&str>,
         env: impl IntoIterator<Item = (String, String)>,
@@ -191,11 +202,11 @@ impl Config {
             Some(path) => env::read_file(path)?,
             None => Value::Object(Map::new()),
         };
-        if tree.get("dev").is_some() {
-            return Err(ConfigError::Invalid(DEV_KEY_REFUSED.into()));
-        }
         env::apply_env(&mut tree, &defaults, env)?;
+        kratos::apply(&mut tree)?;
+        let load_notes = kratos::placeholder_notes(&tree);
         let mut cfg = env::deserialize_named(tree)?;
+        cfg.load_notes = load_notes;
         if dev {
             cfg.dev = true;
         }
@@ -250,10 +261,23 @@ impl Config {
                 "{KEY}: registration must not sign in at once: list selfservice.flows.registration.after.password.hooks without `session` (for example [] or [show_verification_ui])"
             )));
         }
+        if !self.selfservice.flows.login.after.runs(
+            "password",
+            HookName::RequireVerifiedAddress,
+            false,
+        ) {
+            return Err(ConfigError::Invalid(format!(
+                "{KEY}: sign-in must wait for a verified address too (else signing in with a fresh sign-up's password tells it from a taken one): add require_verified_address to selfservice.flows.login.after.password.hooks"
+            )));
+        }
         Ok(())
     }
 
     fn finish_dsn(&mut self) -> Result<(), ConfigError> {
+        // Kratos's name for its in-memory SQLite database.
+        if self.dsn == "memory" {
+            self.dsn = "sqlite::memory:".into();
+        }
         if self.dsn.is_empty() {
             if !self.dev {
                 return Err(ConfigError::Invalid(
@@ -274,6 +298,15 @@ impl Config {
             )));
         }
         Ok(())
+    }
+
+    /// Things an operator should know that are not errors: methods that are accepted but not
+    /// active yet, and `${NAME}` placeholders used as they are written. `serve` logs each as a
+    /// warning at start-up and `config check` prints them.
+    pub fn notes(&self) -> Vec<String> {
+        let mut notes = self.selfservice.methods.notes();
+        notes.extend(self.load_notes.iter().cloned());
+        notes
     }
 
     pub fn public_url(&self) -> &str {
@@ -374,5 +407,7 @@ fn csrf_cookie_name(public_url: &str, host_prefix: bool) -> String {
     )
 }
 
+#[cfg(test)]
+mod kratos_tests;
 #[cfg(test)]
 mod tests;

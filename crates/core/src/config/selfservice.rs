@@ -1,7 +1,9 @@
 //! `selfservice`: the self-service flows (their UI pages, lifespans and where a browser goes
-//! after them), the methods, and the password policy.
+//! after them); the methods are in `methods.rs`.
 
 use super::hooks::{check_hooks, BeforeConfig, HookConfig, HookName, MethodAfterConfig};
+use super::methods::MethodsConfig;
+use super::session::RequiredAal;
 use super::{ConfigError, Ctx, Dur};
 use serde::{Deserialize, Serialize};
 
@@ -12,190 +14,6 @@ pub struct SelfServiceConfig {
     pub allowed_return_urls: Vec<String>,
     pub methods: MethodsConfig,
     pub flows: FlowsConfig,
-}
-
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct MethodsConfig {
-    pub password: PasswordMethodConfig,
-    pub profile: EnabledConfig,
-    pub code: CodeMethodConfig,
-    pub link: LinkMethodConfig,
-}
-
-/// `selfservice.methods.code`: one-time codes sent to an address (recovery, verification).
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct CodeMethodConfig {
-    pub enabled: bool,
-    /// Sign-in by code instead of a password: refused until it is implemented.
-    pub passwordless_enabled: bool,
-    /// Codes as a second factor: refused until it is implemented.
-    pub mfa_enabled: bool,
-    pub config: CodeConfig,
-}
-
-impl Default for CodeMethodConfig {
-    fn default() -> Self {
-        CodeMethodConfig {
-            enabled: true,
-            passwordless_enabled: false,
-            mfa_enabled: false,
-            config: CodeConfig::default(),
-        }
-    }
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct CodeConfig {
-    /// How long a sent code stays valid. At most 15 minutes: a recovery code is as good as
-    /// the password (Kratos defaults to an hour).
-    pub lifespan: Dur,
-    /// Wrong codes a flow accepts before it must be started over.
-    pub max_submissions: u32,
-}
-
-/// The longest a code may live.
-pub const MAX_CODE_LIFESPAN: Dur = Dur::secs(15 * 60);
-
-impl Default for CodeConfig {
-    fn default() -> Self {
-        CodeConfig {
-            lifespan: Dur::secs(10 * 60),
-            max_submissions: 5,
-        }
-    }
-}
-
-/// `selfservice.methods.link`: recovery links (used by `POST /admin/recovery/link`).
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LinkMethodConfig {
-    pub enabled: bool,
-    pub config: LinkConfig,
-}
-
-impl Default for LinkMethodConfig {
-    fn default() -> Self {
-        LinkMethodConfig {
-            enabled: true,
-            config: LinkConfig::default(),
-        }
-    }
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LinkConfig {
-    /// How long a link stays valid when the request does not say.
-    pub lifespan: Dur,
-}
-
-impl Default for LinkConfig {
-    fn default() -> Self {
-        LinkConfig {
-            lifespan: Dur::hours(1),
-        }
-    }
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct EnabledConfig {
-    pub enabled: bool,
-}
-
-impl Default for EnabledConfig {
-    fn default() -> Self {
-        EnabledConfig { enabled: true }
-    }
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct PasswordMethodConfig {
-    pub enabled: bool,
-    pub config: PasswordPolicyConfig,
-}
-
-impl Default for PasswordMethodConfig {
-    fn default() -> Self {
-        PasswordMethodConfig {
-            enabled: true,
-            config: PasswordPolicyConfig::default(),
-        }
-    }
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct PasswordPolicyConfig {
-    pub min_password_length: usize,
-    pub max_password_length: usize,
-    pub identifier_similarity_check_enabled: bool,
-    /// Rejects passwords found in the bundled list of common (breached) passwords.
-    pub common_password_check_enabled: bool,
-}
-
-impl Default for PasswordPolicyConfig {
-    fn default() -> Self {
-        PasswordPolicyConfig {
-            min_password_length: 8,
-            max_password_length: 1024,
-            identifier_similarity_check_enabled: true,
-            common_password_check_enabled: true,
-        }
-    }
-}
-
-impl PasswordPolicyConfig {
-    fn validate(&self) -> Result<(), ConfigError> {
-        const KEY: &str = "selfservice.methods.password.config";
-        if self.min_password_length < 6 {
-            return Err(ConfigError::Invalid(format!(
-                "{KEY}.min_password_length: must be at least 6"
-            )));
-        }
-        if self.min_password_length > self.max_password_length {
-            return Err(ConfigError::Invalid(format!(
-                "{KEY}: min_password_length is larger than max_password_length"
-            )));
-        }
-        if self.max_password_length < 64 {
-            return Err(ConfigError::Invalid(format!(
-                "{KEY}.max_password_length: must be at least 64"
-            )));
-        }
-        Ok(())
-    }
-}
-
-impl CodeMethodConfig {
-    fn validate(&self) -> Result<(), ConfigError> {
-        const KEY: &str = "selfservice.methods.code";
-        for (on, name) in [
-            (self.passwordless_enabled, "passwordless_enabled"),
-            (self.mfa_enabled, "mfa_enabled"),
-        ] {
-            if on {
-                return Err(ConfigError::Invalid(format!(
-                    "{KEY}.{name}: Portcullis does not support sign-in by code yet"
-                )));
-            }
-        }
-        if self.config.lifespan.0 > MAX_CODE_LIFESPAN.0 || self.config.lifespan.0.is_zero() {
-            return Err(ConfigError::Invalid(format!(
-                "{KEY}.config.lifespan: must be between 1s and 15m (a recovery code is as good as the password)"
-            )));
-        }
-        if !(1..=10).contains(&self.config.max_submissions) {
-            return Err(ConfigError::Invalid(format!(
-                "{KEY}.config.max_submissions: must be between 1 and 10"
-            )));
-        }
-        Ok(())
-    }
 }
 
 /// How long a flow may be completed after it starts.
@@ -316,6 +134,8 @@ pub struct SettingsFlowConfig {
     pub ui_url: String,
     pub lifespan: Dur,
     pub privileged_session_max_age: Dur,
+    /// With no second factor yet, `highest_available` is the same as `aal1`.
+    pub required_aal: RequiredAal,
     pub before: BeforeConfig,
     pub after: AfterConfig,
 }
@@ -332,6 +152,7 @@ impl Default for SettingsFlowConfig {
             ui_url,
             lifespan,
             privileged_session_max_age: Dur::hours(1),
+            required_aal: RequiredAal::default(),
             before,
             after,
         }
@@ -539,8 +360,7 @@ impl SelfServiceConfig {
                 )));
             }
         }
-        self.methods.code.validate()?;
-        self.methods.password.config.validate()
+        self.methods.validate()
     }
 
     /// Whether any flow sends messages (so the courier needs a way to deliver them).

@@ -29,6 +29,19 @@ impl SameSite {
     }
 }
 
+choice! {
+    /// `required_aal` of whoami and the settings flow: the assurance level a session needs.
+    /// No second factor exists yet (TOTP is parsed but not active), so every session has all
+    /// the factors its identity can have and `highest_available` asks for nothing more than `aal1`.
+    pub enum RequiredAal {
+        Aal1 = "aal1",
+        #[default]
+        HighestAvailable = "highest_available",
+    }
+    ignore_case: false,
+    error: "{:?}: expected aal1 or highest_available"
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SessionConfig {
@@ -99,6 +112,7 @@ impl Default for SessionCookieConfig {
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WhoamiConfig {
+    pub required_aal: RequiredAal,
     pub tokenizer: TokenizerConfig,
 }
 

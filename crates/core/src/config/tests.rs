@@ -349,13 +349,41 @@ fn config_check_output_hides_dsn_and_webhook_url_credentials() {
 }
 
 #[test]
-fn account_enumeration_mitigation_is_refused_by_name_until_it_can_hold() {
+fn account_enumeration_mitigation_needs_sign_up_to_wait_for_verification() {
     let on = ("PORTCULLIS_SECURITY_ACCOUNT_ENUMERATION_MITIGATE", "true");
+    // With the default hooks registration signs in at once: refused, naming the keys.
     let err = Config::load(None, env(&[on]), true)
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains("security.account_enumeration.mitigate") && err.contains("not support"),
+        err.contains("security.account_enumeration.mitigate")
+            && err.contains("selfservice.flows.registration.after.password.hooks"),
+        "{err}"
+    );
+    let no_session = (
+        "PORTCULLIS_SELFSERVICE_FLOWS_REGISTRATION_AFTER_PASSWORD_HOOKS",
+        "[]",
+    );
+    let err = Config::load(None, env(&[on, no_session]), true)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("require_verified_address"), "{err}");
+    let login_waits = (
+        "PORTCULLIS_SELFSERVICE_FLOWS_LOGIN_AFTER_PASSWORD_HOOKS",
+        r#"[{"hook":"require_verified_address"}]"#,
+    );
+    assert!(Config::load(None, env(&[on, no_session, login_waits]), true).is_ok());
+    // Without verification there is nothing for sign-up to wait for.
+    let no_verification = ("PORTCULLIS_SELFSERVICE_FLOWS_VERIFICATION_ENABLED", "false");
+    let err = Config::load(
+        None,
+        env(&[on, no_session, login_waits, no_verification]),
+        true,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("selfservice.flows.verification.enabled"),
         "{err}"
     );
     let off = ("PORTCULLIS_SECURITY_ACCOUNT_ENUMERATION_MITIGATE", "false");

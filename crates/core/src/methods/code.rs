@@ -23,6 +23,25 @@ use uuid::Uuid;
 /// Digits in a code.
 pub const CODE_LENGTH: usize = 6;
 
+/// Wrong codes an identity's flows accept in all within an hour, across every flow (a new
+/// flow brings a new code but not a new budget): at 10 per hour a guesser needs ~11 years
+/// for an even chance against 10⁶ codes.
+pub const MAX_WRONG_CODES_PER_HOUR: u32 = 10;
+
+/// Codes sent to one identity within an hour; more requests are answered alike but send
+/// nothing (an inbox is not flooded from many client addresses).
+pub const MAX_CODES_SENT_PER_HOUR: u32 = 10;
+
+/// The store counter of an identity's wrong codes.
+pub(crate) fn wrong_codes_key(identity: Uuid) -> String {
+    format!("code-wrong:{identity}")
+}
+
+/// The store counter of the codes sent to an identity.
+pub(crate) fn sent_codes_key(identity: Uuid) -> String {
+    format!("code-sent:{identity}")
+}
+
 /// The least time a request that may send a code takes, so that whether a message went out
 /// (an address with an account) cannot be read off the response time.
 pub const SEND_FLOOR: std::time::Duration = std::time::Duration::from_millis(250);
@@ -118,7 +137,7 @@ impl Core {
     /// `notify_unknown` (else no message). The flow moves to `sent_email` either way and
     /// looks the same either way.
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn issue_code(
+    pub(crate) async fn issue_code(
         &self,
         flow: &mut Flow,
         address: &str,
@@ -128,6 +147,11 @@ impl Core {
         caller: &Caller,
         now: OffsetDateTime,
     ) -> crate::error::Result<Option<Message>> {
+        // Past the hourly send cap the flow looks the same but no valid code exists.
+        let identity = match identity {
+            Some(i) if self.codes_sent_capped(i.id, now).await? => None,
+            other => other,
+        };
         let code = new_code();
         let lifespan = self.config.selfservice.methods.code.config.lifespan.0;
         flow.code = Some(SentCode {
@@ -152,6 +176,9 @@ impl Core {
                     "Code": code,
                     "ExpiresInMinutes": minutes,
                     "RequestURL": flow.request_url,
+                    // The page that takes the code (Kratos's VerificationURL / RecoveryURL).
+                    "VerificationURL": self.flow_page_url(flow.kind, flow.id),
+                    "RecoveryURL": self.flow_page_url(flow.kind, flow.id),
                     "Identity": i.to_api_json(self.public_url(), crate::identity::View::Public),
                 });
                 // Kratos's templates name the code after the flow.
@@ -172,6 +199,37 @@ impl Core {
             None => None,
         };
         Ok(message)
+    }
+}
+
+impl Core {
+    /// Counts one code sent to `identity`; true when the hourly cap was already reached.
+    async fn codes_sent_capped(
+        &self,
+        identity: Uuid,
+        now: OffsetDateTime,
+    ) -> crate::error::Result<bool> {
+        let key = sent_codes_key(identity);
+        if self.hourly_count(&key, now).await? >= MAX_CODES_SENT_PER_HOUR {
+            return Ok(true);
+        }
+        self.store
+            .record_login_failure(std::slice::from_ref(&key), now)
+            .await?;
+        Ok(false)
+    }
+
+    /// What the counter `key` holds in its current hourly window.
+    pub(crate) async fn hourly_count(
+        &self,
+        key: &str,
+        now: OffsetDateTime,
+    ) -> crate::error::Result<u32> {
+        let found = self.store.login_failures(&[key.to_string()]).await?;
+        Ok(found
+            .first()
+            .filter(|(_, f)| now - f.window_start < time::Duration::HOUR)
+            .map_or(0, |(_, f)| f.count))
     }
 }
 

@@ -96,15 +96,17 @@ impl Core {
         now: OffsetDateTime,
         started: tokio::time::Instant,
     ) -> Result<()> {
-        let message = self.issue_code(
-            flow,
-            address,
-            identity,
-            texts.templates,
-            notify_unknown,
-            caller,
-            now,
-        )?;
+        let message = self
+            .issue_code(
+                flow,
+                address,
+                identity,
+                texts.templates,
+                notify_unknown,
+                caller,
+                now,
+            )
+            .await?;
         self.render_sent(flow, texts);
         flow.ui.messages = vec![texts.sent.clone()];
         let fx = match message {
@@ -136,7 +138,19 @@ impl Core {
         if attempts > max {
             return Ok(CodeCheck::Exhausted);
         }
+        // The identity's budget spans its flows: opening new flows brings no new guesses.
+        let wrong_key = sent.identity_id.map(code::wrong_codes_key);
+        if let Some(k) = &wrong_key {
+            if self.hourly_count(k, now).await? >= code::MAX_WRONG_CODES_PER_HOUR {
+                return Ok(CodeCheck::Exhausted);
+            }
+        }
         if sent.expires_at <= now || !self.code_matches(sent, flow.id, submitted) {
+            if let Some(k) = wrong_key {
+                self.store
+                    .record_login_failure(std::slice::from_ref(&k), now)
+                    .await?;
+            }
             return Ok(CodeCheck::Wrong);
         }
         Ok(match sent.identity_id {

@@ -219,10 +219,18 @@ impl Core {
         if after.runs("password", HookName::RequireVerifiedAddress, false)
             && !identity.verifiable_addresses.iter().any(|a| a.verified)
         {
-            return Err(self
+            let refusal = self
                 .address_not_verified(&identity, &flow, caller, now)
-                .await?
-                .into());
+                .await?;
+            // With enumeration mitigation an unverified account refuses like a wrong
+            // password (its owner has the verification mail), so a fresh sign-up cannot be
+            // told from a taken address by signing in with its password.
+            if self.config.security.account_enumeration.mitigate {
+                flow.ui.reset_messages();
+                flow.ui.messages.push(msg::invalid_credentials());
+                return Err(self.reject(&mut flow, None, now).await);
+            }
+            return Err(refusal.into());
         }
         flow.state = "passed_challenge".into();
         flow.updated_at = now;
@@ -268,6 +276,7 @@ impl Core {
                 .await?;
         }
         let mut continue_with = vec![];
+        let show_ui = after.runs("password", HookName::ShowVerificationUi, false);
         if after.runs("password", HookName::Verification, false) {
             let csrf = self.verification_csrf(flow.flow_type, Some(&session), caller);
             for v in self
@@ -277,8 +286,12 @@ impl Core {
                 continue_with.push(v);
             }
         }
+        if !show_ui && flow.flow_type == FlowType::Browser {
+            // Browsers hear of the verification flow only with `show_verification_ui`.
+            continue_with.clear();
+        }
         let next_page = match continue_with.first() {
-            Some(v) if after.runs("password", HookName::ShowVerificationUi, false) => v
+            Some(v) if show_ui => v
                 .pointer("/flow/url")
                 .and_then(serde_json::Value::as_str)
                 .map(str::to_string),

@@ -36,7 +36,7 @@ pub struct Recovered {
 #[allow(clippy::large_enum_variant)] // returned once per submit, never stored
 pub enum RecoveryOutcome {
     /// A code was sent (as far as anyone can tell): the flow asks for it now.
-    Sent(Flow),
+    Sent(Box<Flow>),
     Recovered(Box<Recovered>),
 }
 
@@ -207,14 +207,14 @@ impl Core {
                     started,
                 )
                 .await?;
-                Ok(RecoveryOutcome::Sent(flow))
+                Ok(RecoveryOutcome::Sent(Box::new(flow)))
             }
             (Some(_), None) | (None, None) => {
                 let field = if flow.code.is_some() { "code" } else { "email" };
-                flow.ui.add_message(Some(field), msg::required(field));
                 if flow.code.is_some() {
                     self.render_sent(&mut flow, &t);
                 }
+                flow.ui.add_message(Some(field), msg::required(field));
                 Err(self.reject(&mut flow, None, now).await)
             }
         }

@@ -190,7 +190,9 @@ impl Core {
         }
         let mut fx = fx.audited(record);
         for s in &started {
-            fx = fx.message(s.message.clone());
+            if let Some(m) = &s.message {
+                fx = fx.message(m.clone());
+            }
         }
         match self
             .store
@@ -215,11 +217,15 @@ impl Core {
             }
             Err(e) => return Err(e.into()),
         }
-        let continue_with: Vec<Value> = started.iter().map(|s| s.continue_with(self)).collect();
+        // Apps always learn of the verification flow; browsers with `show_verification_ui`.
+        let show_ui = after.runs("password", HookName::ShowVerificationUi, false);
+        let continue_with: Vec<Value> = if show_ui || completed.flow_type == FlowType::Api {
+            started.iter().map(|s| s.continue_with(self)).collect()
+        } else {
+            vec![]
+        };
         let next_page = match started.first() {
-            Some(s) if after.runs("password", HookName::ShowVerificationUi, false) => {
-                Some(self.flow_page_url(FlowKind::Verification, s.flow.id))
-            }
+            Some(s) if show_ui => Some(self.flow_page_url(FlowKind::Verification, s.flow.id)),
             _ => None,
         };
         let (session, token) = match session {

@@ -186,7 +186,9 @@ impl Core {
                 let mut fx =
                     self.settings_effects(AuditKind::ProfileChanged, &identity, caller, now);
                 for s in &started {
-                    fx = fx.message(s.message.clone());
+                    if let Some(m) = &s.message {
+                        fx = fx.message(m.clone());
+                    }
                 }
                 flow.continue_with = started.iter().map(|s| s.continue_with(self)).collect();
                 match self.store.update_identity(&mut identity, &fx).await {

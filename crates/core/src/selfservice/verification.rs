@@ -43,11 +43,12 @@ fn texts() -> AddressTexts {
     }
 }
 
-/// A verification flow started for an identity's address, with its code's message: the
-/// caller stores the flow first and queues the message with the write that caused it.
+/// A verification flow started for an identity's address, with its code's message: the flow
+/// is stored; the caller queues the message with the write that caused it.
 pub struct StartedVerification {
     pub flow: Flow,
-    pub message: Message,
+    /// `None` past the identity's hourly send cap (the flow then holds no valid code).
+    pub message: Option<Message>,
 }
 
 impl StartedVerification {
@@ -170,8 +171,8 @@ impl Core {
                 false,
                 caller,
                 now,
-            )?
-            .ok_or_else(|| Error::Internal("a code for a known address has a message".into()))?;
+            )
+            .await?;
         self.render_sent(&mut flow, &texts());
         flow.ui.messages = vec![texts().sent];
         self.store.insert_flow(&flow).await?;
@@ -269,9 +270,11 @@ impl Core {
                     now,
                 )
                 .await?;
-            self.store
-                .update_flow_with(&s.flow, &Effects::none().message(s.message.clone()))
-                .await?;
+            let fx = match &s.message {
+                Some(m) => Effects::none().message(m.clone()),
+                None => Effects::none(),
+            };
+            self.store.update_flow_with(&s.flow, &fx).await?;
             out.push(s.continue_with(self));
         }
         Ok(out)
@@ -344,11 +347,11 @@ impl Core {
             }
             (Some(_), None) | (None, None) => {
                 let field = if flow.code.is_some() { "code" } else { "email" };
-                flow.ui
-                    .add_message(Some(field), crate::ui::msg::required(field));
                 if flow.code.is_some() {
                     self.render_sent(&mut flow, &t);
                 }
+                flow.ui
+                    .add_message(Some(field), crate::ui::msg::required(field));
                 Err(self.reject(&mut flow, None, now).await)
             }
         }

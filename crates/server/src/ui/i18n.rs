@@ -8,6 +8,7 @@ use portcullis_core::config::Config;
 use portcullis_core::ui::UiText;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
+use time::OffsetDateTime;
 
 /// language → key → text.
 pub(super) type Texts = BTreeMap<String, HashMap<String, String>>;
@@ -57,6 +58,39 @@ pub(super) fn load_texts(config: &Config) -> anyhow::Result<(Texts, String)> {
     Ok((texts, default_lang))
 }
 
+/// Placeholders a translation may use that a message's context only implies, named as in
+/// Kratos's message list: whole minutes (rounded up) until or since one of its `*_unix`
+/// times. Kratos prints these as `%.2f` minutes in its English text, fixed when the message
+/// was made; a page counts them from the time it is shown.
+const DERIVED_MINUTES: [(&str, &str, bool); 2] = [
+    (
+        "privileged_session_expires_at_unix",
+        "minutes_until_privileged_session_expires",
+        true,
+    ),
+    ("expired_at_unix", "minutes_since_expired_at", false),
+];
+
+/// `m` with the [`DERIVED_MINUTES`] its context implies added to the context.
+pub(super) fn with_derived_context(mut m: UiText, now: OffsetDateTime) -> UiText {
+    let Some(Value::Object(ctx)) = &mut m.context else {
+        return m;
+    };
+    for (source, name, until) in DERIVED_MINUTES {
+        let Some(at) = ctx.get(source).and_then(Value::as_i64) else {
+            continue;
+        };
+        let seconds = if until {
+            at.saturating_sub(now.unix_timestamp())
+        } else {
+            now.unix_timestamp().saturating_sub(at)
+        };
+        let minutes = seconds.max(0).saturating_add(59) / 60;
+        ctx.insert(name.to_string(), Value::from(minutes));
+    }
+    m
+}
+
 impl Ui {
     pub(super) fn lookup(&self, lang: &str, key: &str) -> Option<&str> {
         [lang, self.default_lang.as_str(), "en"]
@@ -79,6 +113,15 @@ impl Ui {
         if let Some(Value::Object(ctx)) = &m.context {
             for (k, v) in ctx {
                 let s = match v {
+                    // A field named in a sentence reads in the sentence's language when that
+                    // language's file names it (`property.code`: "코드"; no fallback, which
+                    // would mix languages).
+                    Value::String(s) if k == "property" => self
+                        .texts
+                        .get(lang)
+                        .and_then(|t| t.get(&format!("property.{s}")))
+                        .unwrap_or(s)
+                        .clone(),
                     Value::String(s) => s.clone(),
                     Value::Array(a) => a
                         .iter()
@@ -163,5 +206,91 @@ impl Ui {
             }
         }
         (self.default_lang.clone(), false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+    use serde_json::json;
+
+    fn builtin(lang: &str) -> HashMap<String, String> {
+        let raw = LOCALES.iter().find(|(l, _)| *l == lang).unwrap().1;
+        serde_json::from_str(raw).unwrap()
+    }
+
+    /// `{name}` placeholders of a text, sorted.
+    fn placeholders(text: &str) -> Vec<&str> {
+        let mut out: Vec<&str> = text
+            .split('{')
+            .skip(1)
+            .filter_map(|s| s.split_once('}').map(|(name, _)| name))
+            .collect();
+        out.sort_unstable();
+        out
+    }
+
+    #[test]
+    fn english_and_korean_have_the_same_keys_and_placeholders() {
+        let (en, ko) = (builtin("en"), builtin("ko"));
+        for (k, text) in &en {
+            let other = ko
+                .get(k)
+                .unwrap_or_else(|| panic!("{k} has no Korean text"));
+            assert_eq!(placeholders(text), placeholders(other), "{k}");
+        }
+        // Field names for sentences are Korean-only: English keeps Kratos's own.
+        for k in ko.keys().filter(|k| !k.starts_with("property.")) {
+            assert!(en.contains_key(k), "{k} has no English text");
+        }
+    }
+
+    #[test]
+    fn every_message_of_recovery_and_verification_is_translated() {
+        let ids = [
+            1060001, 1060003, 1070007, 1070008, 1070009, 1070010, 1070011, 1080002, 1080003,
+            4010005, 4010006, 4060001, 4060002, 4060004, 4060005, 4060006, 4070002, 4070003,
+            4070005, 4070006,
+        ];
+        for lang in ["en", "ko"] {
+            let texts = builtin(lang);
+            for id in ids {
+                assert!(texts.contains_key(&id.to_string()), "{lang}: {id}");
+            }
+        }
+    }
+
+    #[test]
+    fn minutes_are_counted_from_the_time_the_page_is_shown() {
+        let now = OffsetDateTime::from_unix_timestamp(1_000_000).unwrap();
+        let recovered = UiText::success_with(
+            1060001,
+            "…within the next 60.00 minutes.",
+            json!({ "privileged_session_expires_at_unix": 1_000_000 + 59 * 60 + 1 }),
+        );
+        let m = with_derived_context(recovered, now);
+        assert_eq!(
+            m.context.as_ref().unwrap()["minutes_until_privileged_session_expires"],
+            60
+        );
+        let expired = UiText::error(
+            4060005,
+            "expired",
+            Some(json!({ "expired_at_unix": 1_000_000 - 90 })),
+        );
+        let m = with_derived_context(expired, now);
+        assert_eq!(m.context.as_ref().unwrap()["minutes_since_expired_at"], 2);
+        // Past the end, none are left (not a negative count).
+        let over = UiText::success_with(
+            1060001,
+            "",
+            json!({ "privileged_session_expires_at_unix": 1_000_000 - 5 }),
+        );
+        let m = with_derived_context(over, now);
+        assert_eq!(
+            m.context.as_ref().unwrap()["minutes_until_privileged_session_expires"],
+            0
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! The generic node → view-model code: a flow's `ui.nodes` and messages become translated
 //! messages and one form per node group, so a method added to the core needs no page code.
 
+use super::i18n::with_derived_context;
 use crate::AppState;
 use portcullis_core::ui::UiText;
 use serde_json::{json, Value};
@@ -25,8 +26,10 @@ pub(super) fn flow_view(
     settings: bool,
 ) -> (Vec<Value>, Vec<Value>) {
     let ui = &st.ui;
+    let now = st.core.now();
     let msg = |m: &Value| -> Option<Value> {
         let t: UiText = serde_json::from_value(m.clone()).ok()?;
+        let t = with_derived_context(t, now);
         Some(json!({ "id": t.id, "type": t.kind, "text": ui.message(lang, &t) }))
     };
     let nodes: Vec<Value> = flow["ui"]["nodes"].as_array().cloned().unwrap_or_default();
@@ -49,7 +52,11 @@ pub(super) fn flow_view(
         let a = &n["attributes"];
         let name = a["name"].as_str().unwrap_or_default();
         let ty = a["type"].as_str().unwrap_or("text");
-        let id = field_id(name);
+        // An `a` (or `img`, `text`) node has an id of its own and no name.
+        let id = match a["id"].as_str() {
+            Some(own) if name.is_empty() => own.to_string(),
+            _ => field_id(name),
+        };
         let mut node_msgs: Vec<Value> = n["messages"]
             .as_array()
             .into_iter()
@@ -127,13 +134,23 @@ pub(super) fn flow_view(
             })
             .map(&mut view_node)
             .collect();
-        forms.push(json!({
-            "group": g,
-            "title": if settings { ui.lookup(lang, &format!("group.{g}")) } else { None },
-            "action": flow["ui"]["action"],
-            "method": flow["ui"]["method"],
-            "nodes": members,
-        }));
+        let (main, actions) = split_side_actions(members);
+        let form = |nodes: Vec<Value>, side: bool| {
+            json!({
+                "group": g,
+                "side": side,
+                "title": if settings && !side { ui.lookup(lang, &format!("group.{g}")) } else { None },
+                "action": flow["ui"]["action"],
+                "method": flow["ui"]["method"],
+                "nodes": nodes,
+            })
+        };
+        let side = (!actions.is_empty()).then(|| {
+            let hidden = main.iter().filter(|n| n["kind"] == "hidden").cloned();
+            form(hidden.chain(actions).collect(), true)
+        });
+        forms.push(form(main, false));
+        forms.extend(side);
     }
     // With no error to point at, sign-in and sign-up start at the first field to fill in
     // (settings pages show saved values, so nothing is singled out there).
@@ -148,4 +165,25 @@ pub(super) fn flow_view(
         }
     }
     (messages, forms)
+}
+
+/// Splits off a form's side actions: submit buttons that send a field of their own (not
+/// `method`) which no field of the form fills in, such as the code form's "Resend code"
+/// (`email=<address>`). In the form they would also send what was typed meanwhile (a code
+/// wins over a resend), so each goes into a form of its own with the hidden fields; Enter in
+/// the main form still presses its first button.
+// The nodes are the objects `flow_view` built; reading a missing key gives `Null`.
+#[allow(clippy::indexing_slicing)]
+fn split_side_actions(members: Vec<Value>) -> (Vec<Value>, Vec<Value>) {
+    let fields: Vec<Value> = members
+        .iter()
+        .filter(|n| matches!(n["kind"].as_str(), Some("input" | "checkbox")))
+        .map(|n| n["name"].clone())
+        .collect();
+    if fields.is_empty() {
+        return (members, vec![]);
+    }
+    members.into_iter().partition(|n| {
+        !(n["kind"] == "submit" && n["name"] != "method" && !fields.contains(&n["name"]))
+    })
 }

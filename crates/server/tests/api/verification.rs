@@ -18,11 +18,40 @@ crate::on_every_backend!(
     the_verification_hook_sends_a_code_on_sign_in with verification_hook,
     a_password_change_is_announced_by_email,
     enumeration_mitigation_answers_a_taken_identifier_like_a_new_one with mitigate,
+    a_verified_address_reaches_webhooks_as_user_updated,
 );
+
+/// Clerk's `user.updated` carries the address's verification once it is verified.
+async fn a_verified_address_reaches_webhooks_as_user_updated(app: TestApp) {
+    use crate::webhooks::{endpoint, Receiver};
+    let (rx, url) = Receiver::start().await;
+    endpoint(&app, &url, json!({ "events": ["user.updated"] })).await;
+    let email = unique_email("hooked");
+    app.register(&email, PASSWORD).await;
+    let (_, flow) = app.get_json("/self-service/verification/api").await;
+    let fid = flow["id"].as_str().unwrap().to_string();
+    app.post_json(
+        &format!("/self-service/verification?flow={fid}"),
+        &json!({ "method": "code", "email": email }),
+    )
+    .await;
+    let code = app.mailed_code(&email, "verification_code_valid").await;
+    let (s, _) = submit_code(&app, &fid, &code).await;
+    assert_eq!(s, StatusCode::OK);
+    let got = rx.wait_for(1).await;
+    let updated = got
+        .iter()
+        .find(|b| b["type"] == "user.updated")
+        .unwrap_or_else(|| panic!("no user.updated in {got:?}"));
+    let address = &updated["data"]["email_addresses"][0];
+    assert_eq!(address["email_address"], json!(email));
+    assert_eq!(address["verification"]["status"], "verified");
+}
 
 fn mitigate(c: &mut Config) {
     c.security.account_enumeration.mitigate = true;
     c.selfservice.flows.registration.after.password.hooks = hooks(&[]);
+    c.selfservice.flows.login.after.password.hooks = hooks(&[HookName::RequireVerifiedAddress]);
 }
 
 /// Security review F19 (registration leaks accounts): with mitigation, signing up with a

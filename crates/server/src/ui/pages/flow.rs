@@ -1,5 +1,6 @@
-//! `/ui/login`, `/ui/registration`, `/ui/settings`: one page for every flow kind, drawn from
-//! the flow's nodes by `view::flow_view`.
+//! `/ui/login`, `/ui/registration`, `/ui/settings`, `/ui/recovery`, `/ui/verification`: one
+//! page for every flow kind, drawn from the flow's nodes by `view::flow_view`. Without
+//! `?flow=` a page starts a browser flow of its kind, which comes back here with one.
 
 use super::{Page, PageQuery};
 use crate::extract::{CallerCtx, Query};
@@ -17,7 +18,7 @@ fn init_url(st: &AppState, kind: FlowKind, q: &PageQuery) -> String {
         .browser_flow_url(kind, refresh, q.return_to.as_deref())
 }
 
-/// `/ui/login`, `/ui/registration`, `/ui/settings`: a flow's page.
+/// `/ui/{login,registration,settings,recovery,verification}`: a flow's page.
 pub(in crate::ui) async fn flow_page(
     State(st): State<AppState>,
     Path(segment): Path<String>,
@@ -74,26 +75,40 @@ pub(in crate::ui) async fn flow_page(
         FlowKind::Recovery => ui.t(&lang, "page.recovery"),
         FlowKind::Verification => ui.t(&lang, "page.verification"),
     };
-    let base = core.public_url();
-    let links = match kind {
-        FlowKind::Login if refresh => vec![
-            json!({ "href": format!("{base}ui/welcome"), "text": ui.t(&lang, "link.welcome") }),
-        ],
-        FlowKind::Login if core.config().selfservice.flows.registration.enabled => vec![
-            json!({ "href": format!("{base}ui/registration"), "text": ui.t(&lang, "link.registration") }),
-        ],
-        FlowKind::Login => vec![],
-        FlowKind::Registration => {
-            vec![json!({ "href": format!("{base}ui/login"), "text": ui.t(&lang, "link.login") })]
-        }
-        FlowKind::Settings | FlowKind::Recovery | FlowKind::Verification => vec![
-            json!({ "href": format!("{base}ui/welcome"), "text": ui.t(&lang, "link.welcome") }),
-        ],
-    };
+    let signed_in = caller.session.is_some();
+    let links = links(&st, &lang, kind, refresh, signed_in);
     let mut page = page;
     page.set("title", json!(title));
     page.set("messages", json!(messages));
     page.set("forms", json!(forms));
     page.set("links", json!(links));
     page.render("flow.html")
+}
+
+/// The links under a flow's form: where else this person may want to go from here.
+fn links(st: &AppState, lang: &str, kind: FlowKind, refresh: bool, signed_in: bool) -> Vec<Value> {
+    let (ui, core) = (&st.ui, &st.core);
+    let flows = &core.config().selfservice.flows;
+    let base = core.public_url();
+    let link = |page: &str, text: &str| json!({ "href": format!("{base}ui/{page}"), "text": ui.t(lang, text) });
+    match kind {
+        FlowKind::Login if refresh => vec![link("welcome", "link.welcome")],
+        FlowKind::Login => {
+            let mut links = vec![];
+            if flows.recovery.is_enabled() {
+                links.push(link("recovery", "link.recovery"));
+            }
+            if flows.registration.enabled {
+                links.push(link("registration", "link.registration"));
+            }
+            links
+        }
+        FlowKind::Registration => vec![link("login", "link.login")],
+        FlowKind::Settings => vec![link("welcome", "link.welcome")],
+        // Verifying may happen signed in (from the welcome page) or not (from an email).
+        FlowKind::Verification if signed_in => vec![link("welcome", "link.welcome")],
+        FlowKind::Recovery | FlowKind::Verification => {
+            vec![link("login", "link.back_to_login")]
+        }
+    }
 }

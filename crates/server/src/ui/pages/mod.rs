@@ -69,7 +69,13 @@ impl<'a> Page<'a> {
                 json!({
                     "code": code,
                     "name": name,
-                    "href": format!("{}?{}", uri.path(), qs.finish()),
+                    // On the public URL, which may have a path a proxy strips (`/.ory/`).
+                    "href": format!(
+                        "{}{}?{}",
+                        st.core.public_url(),
+                        uri.path().trim_start_matches('/'),
+                        qs.finish()
+                    ),
                     "current": code == lang,
                 })
             })
@@ -88,6 +94,10 @@ impl<'a> Page<'a> {
             "welcome.device",
             "welcome.no_other_sessions",
             "welcome.revoke_others",
+            "welcome.addresses",
+            "welcome.verified",
+            "welcome.unverified",
+            "welcome.verify_link",
             "link.settings",
             "link.logout",
         ]

@@ -1,4 +1,5 @@
-//! `/ui/welcome`: who is signed in, their sessions, and the button that signs out the others.
+//! `/ui/welcome`: who is signed in, their addresses (with a way to verify one that is not),
+//! their sessions, and the button that signs out the others.
 
 use super::{Page, PageQuery};
 use crate::browser::see_other;
@@ -90,6 +91,28 @@ pub(in crate::ui) async fn welcome_page(
             "text": st.ui.t(&lang, "welcome.revoked").replace("{count}", &n.to_string()),
         }));
     }
+    // The addresses and whether each is verified; a notice with a way to verify the first
+    // that is not, when verification is on.
+    let addresses: Vec<Value> = identity
+        .verifiable_addresses
+        .iter()
+        .map(|a| json!({ "value": a.value, "verified": a.verified }))
+        .collect();
+    // Verification flows send codes by email only.
+    let unverified = identity
+        .verifiable_addresses
+        .iter()
+        .find(|a| !a.verified && a.via == "email");
+    if let (Some(a), true) = (unverified, core.verification_enabled()) {
+        page.set(
+            "verify",
+            json!({
+                "text": st.ui.t(&lang, "welcome.verify_notice").replace("{address}", &a.value),
+                "href": format!("{}ui/verification", core.public_url()),
+            }),
+        );
+    }
+    page.set("addresses", json!(addresses));
     page.set("title", json!(st.ui.t(&lang, "page.welcome")));
     page.set("messages", json!(messages));
     page.set("who", json!(who));
