@@ -3,14 +3,15 @@
 //! for the code), sending a code with the same answer and timing for every address, and
 //! checking a submitted code against the flow's attempt budget.
 
+use super::form::already_completed;
 use crate::courier::TemplateKind;
-use crate::error::Result;
+use crate::error::{Result, SubmitResult};
 use crate::flow::Flow;
 use crate::identity::Identity;
 use crate::methods::code::{self, nodes, SEND_FLOOR};
 use crate::service::{Caller, Core};
 use crate::store::Effects;
-use crate::ui::{UiNode, UiText};
+use crate::ui::{msg, UiNode, UiText};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -31,6 +32,14 @@ pub enum AddressSubmitMethod {
     },
     /// A method this server does not offer for the flow (or none).
     Unknown,
+}
+
+/// What a submit asks for, once the shared checks passed.
+pub(super) enum AddressStep {
+    /// A code for the flow's sent code.
+    Code(String),
+    /// A (new) code for this address, normalised.
+    Address(String),
 }
 
 /// What a submitted code turned out to be.
@@ -54,9 +63,48 @@ pub(super) struct AddressTexts {
     /// "The flow reached a failure state and must be retried."
     pub exhausted: UiText,
     pub templates: (TemplateKind, TemplateKind),
+    /// "Already completed" (4060001 / 4070002).
+    pub completed: u32,
+    /// "Could not find a strategy …" (4010005 / 4010006).
+    pub no_strategy: UiText,
 }
 
 impl Core {
+    /// The checks a recovery or verification submit shares once its flow is loaded: a
+    /// completed flow, another method, and a missing address or code are answered on the flow;
+    /// otherwise the step it asks for (a code wins over an address once one was sent).
+    pub(super) async fn address_step(
+        &self,
+        mut flow: Flow,
+        method: AddressSubmitMethod,
+        t: &AddressTexts,
+        now: OffsetDateTime,
+    ) -> SubmitResult<(Flow, AddressStep)> {
+        flow.ui.reset_messages();
+        if flow.state == "passed_challenge" {
+            flow.ui.messages.push(already_completed(t.completed));
+            return Err(self.reject(&mut flow, None, now).await);
+        }
+        let AddressSubmitMethod::Code { email, code } = method else {
+            flow.ui.messages.push(t.no_strategy.clone());
+            return Err(self.reject(&mut flow, None, now).await);
+        };
+        let code = code.filter(|c| !c.trim().is_empty());
+        let email = email.filter(|e| !e.trim().is_empty());
+        match (code, email) {
+            (Some(code), _) if flow.code.is_some() => Ok((flow, AddressStep::Code(code))),
+            (_, Some(email)) => Ok((flow, AddressStep::Address(code::normalise_address(&email)))),
+            (Some(_), None) | (None, None) => {
+                let field = if flow.code.is_some() { "code" } else { "email" };
+                if flow.code.is_some() {
+                    self.render_sent(&mut flow, t);
+                }
+                flow.ui.add_message(Some(field), msg::required(field));
+                Err(self.reject(&mut flow, None, now).await)
+            }
+        }
+    }
+
     /// The first form: the address to send a code to.
     pub(super) fn render_choose_method(&self, flow: &mut Flow) {
         keep_csrf(flow);

@@ -3,7 +3,7 @@
 //! continues to a settings flow to set a new password. The answer to the address step is the
 //! same for every address; an admin can also issue a code or a link for an identity.
 
-use super::address::{AddressSubmit, AddressSubmitMethod, AddressTexts, CodeCheck};
+use super::address::{AddressStep, AddressSubmit, AddressTexts, CodeCheck};
 use super::form::already_completed;
 use crate::audit::{Actor, AuditKind, AuditRecord};
 use crate::config::HookName;
@@ -11,7 +11,7 @@ use crate::courier::TemplateKind;
 use crate::error::{Error, Result, SubmitResult};
 use crate::flow::{Flow, FlowKind, FlowType};
 use crate::identity::{rfc3339, Identity};
-use crate::methods::code::{self, normalise_address, SentCode};
+use crate::methods::code::{self, SentCode};
 use crate::methods::Method;
 use crate::service::{Caller, Core};
 use crate::session::Session;
@@ -68,6 +68,12 @@ fn texts() -> AddressTexts {
         templates: (
             TemplateKind::RecoveryCodeValid,
             TemplateKind::RecoveryCodeInvalid,
+        ),
+        completed: 4060001,
+        no_strategy: UiText::error(
+            4010005,
+            "Could not find a strategy to recover your account with. Did you fill out the form correctly?",
+            None,
         ),
     }
 }
@@ -138,7 +144,7 @@ impl Core {
     ) -> SubmitResult<RecoveryOutcome> {
         let started = tokio::time::Instant::now();
         self.recovery_enabled()?;
-        let mut flow = self
+        let flow = self
             .load_flow_for_submit(
                 FlowKind::Recovery,
                 flow_id,
@@ -150,74 +156,49 @@ impl Core {
         if caller.session.is_some() {
             return Err(Error::AlreadySignedIn.into());
         }
-        flow.ui.reset_messages();
         let t = texts();
-        if flow.state == "passed_challenge" {
-            flow.ui.messages.push(already_completed(4060001));
-            return Err(self.reject(&mut flow, None, now).await);
-        }
-        let AddressSubmitMethod::Code { email, code } = submit.method else {
-            flow.ui.messages.push(UiText::error(
-                4010005,
-                "Could not find a strategy to recover your account with. Did you fill out the form correctly?",
-                None,
-            ));
-            return Err(self.reject(&mut flow, None, now).await);
+        let (mut flow, address) = match self.address_step(flow, submit.method, &t, now).await? {
+            (flow, AddressStep::Code(code)) => {
+                return self.recover_with_code(flow, &code, &t, caller, now).await
+            }
+            (flow, AddressStep::Address(address)) => (flow, address),
         };
-        let code = code.filter(|c| !c.trim().is_empty());
-        let email = email.filter(|e| !e.trim().is_empty());
-        match (code, email) {
-            (Some(code), _) if flow.code.is_some() => {
-                self.recover_with_code(flow, &code, &t, caller, now).await
-            }
-            (_, Some(email)) => {
-                let address = normalise_address(&email);
-                let identity = self
-                    .store
-                    .find_identity_by_address("recovery", &address)
-                    .await?
-                    .filter(Identity::is_active);
-                let record = AuditRecord::new(
-                    AuditKind::RecoveryRequested,
-                    identity
-                        .as_ref()
-                        .map_or(Actor::Anonymous, |i| Actor::Identity(i.id)),
-                    &caller.origin(),
-                    now,
-                );
-                let record = match &identity {
-                    Some(i) => record.about(i.id),
-                    None => record.reason("unknown_address"),
-                };
-                let notify = self
-                    .config
-                    .selfservice
-                    .flows
-                    .recovery
-                    .notify_unknown_recipients;
-                self.send_code(
-                    &mut flow,
-                    &address,
-                    identity.as_ref(),
-                    notify,
-                    &t,
-                    Effects::none().audited(record),
-                    caller,
-                    now,
-                    started,
-                )
-                .await?;
-                Ok(RecoveryOutcome::Sent(Box::new(flow)))
-            }
-            (Some(_), None) | (None, None) => {
-                let field = if flow.code.is_some() { "code" } else { "email" };
-                if flow.code.is_some() {
-                    self.render_sent(&mut flow, &t);
-                }
-                flow.ui.add_message(Some(field), msg::required(field));
-                Err(self.reject(&mut flow, None, now).await)
-            }
-        }
+        let identity = self
+            .store
+            .find_identity_by_address("recovery", &address)
+            .await?
+            .filter(Identity::is_active);
+        let record = AuditRecord::new(
+            AuditKind::RecoveryRequested,
+            identity
+                .as_ref()
+                .map_or(Actor::Anonymous, |i| Actor::Identity(i.id)),
+            &caller.origin(),
+            now,
+        );
+        let record = match &identity {
+            Some(i) => record.about(i.id),
+            None => record.reason("unknown_address"),
+        };
+        let notify = self
+            .config
+            .selfservice
+            .flows
+            .recovery
+            .notify_unknown_recipients;
+        self.send_code(
+            &mut flow,
+            &address,
+            identity.as_ref(),
+            notify,
+            &t,
+            Effects::none().audited(record),
+            caller,
+            now,
+            started,
+        )
+        .await?;
+        Ok(RecoveryOutcome::Sent(Box::new(flow)))
     }
 
     async fn recover_with_code(

@@ -3,14 +3,13 @@
 //! the identity's address verified. Registration and settings call [`Core::verification_for`]
 //! to start a flow with the code already sent.
 
-use super::address::{AddressSubmit, AddressSubmitMethod, AddressTexts, CodeCheck};
+use super::address::{AddressStep, AddressSubmit, AddressTexts, CodeCheck};
 use super::form::already_completed;
 use crate::audit::{Actor, AuditKind, AuditRecord};
 use crate::courier::{Message, TemplateKind};
 use crate::error::{Error, Result, SubmitResult};
 use crate::flow::{Flow, FlowKind, FlowType};
 use crate::identity::Identity;
-use crate::methods::code::normalise_address;
 use crate::service::{Caller, Core};
 use crate::store::{Effects, StoreError};
 use crate::ui::{UiNode, UiText};
@@ -39,6 +38,12 @@ fn texts() -> AddressTexts {
         templates: (
             TemplateKind::VerificationCodeValid,
             TemplateKind::VerificationCodeInvalid,
+        ),
+        completed: 4070002,
+        no_strategy: UiText::error(
+            4010006,
+            "Could not find a strategy to verify your account with. Did you fill out the form correctly?",
+            None,
         ),
     }
 }
@@ -290,7 +295,7 @@ impl Core {
     ) -> SubmitResult<Flow> {
         let started = tokio::time::Instant::now();
         self.require_verification()?;
-        let mut flow = self
+        let flow = self
             .load_flow_for_submit(
                 FlowKind::Verification,
                 flow_id,
@@ -299,62 +304,36 @@ impl Core {
                 now,
             )
             .await?;
-        flow.ui.reset_messages();
         let t = texts();
-        if flow.state == "passed_challenge" {
-            flow.ui.messages.push(already_completed(4070002));
-            return Err(self.reject(&mut flow, None, now).await);
-        }
-        let AddressSubmitMethod::Code { email, code } = submit.method else {
-            flow.ui.messages.push(UiText::error(
-                4010006,
-                "Could not find a strategy to verify your account with. Did you fill out the form correctly?",
-                None,
-            ));
-            return Err(self.reject(&mut flow, None, now).await);
+        let (mut flow, address) = match self.address_step(flow, submit.method, &t, now).await? {
+            (flow, AddressStep::Code(code)) => {
+                return self.verify_with_code(flow, &code, &t, caller, now).await
+            }
+            (flow, AddressStep::Address(address)) => (flow, address),
         };
-        let code = code.filter(|c| !c.trim().is_empty());
-        let email = email.filter(|e| !e.trim().is_empty());
-        match (code, email) {
-            (Some(code), _) if flow.code.is_some() => {
-                self.verify_with_code(flow, &code, &t, caller, now).await
-            }
-            (_, Some(email)) => {
-                let address = normalise_address(&email);
-                let identity = self
-                    .store
-                    .find_identity_by_address("verifiable", &address)
-                    .await?;
-                let notify = self
-                    .config
-                    .selfservice
-                    .flows
-                    .verification
-                    .notify_unknown_recipients;
-                self.send_code(
-                    &mut flow,
-                    &address,
-                    identity.as_ref(),
-                    notify,
-                    &t,
-                    Effects::none(),
-                    caller,
-                    now,
-                    started,
-                )
-                .await?;
-                Ok(flow)
-            }
-            (Some(_), None) | (None, None) => {
-                let field = if flow.code.is_some() { "code" } else { "email" };
-                if flow.code.is_some() {
-                    self.render_sent(&mut flow, &t);
-                }
-                flow.ui
-                    .add_message(Some(field), crate::ui::msg::required(field));
-                Err(self.reject(&mut flow, None, now).await)
-            }
-        }
+        let identity = self
+            .store
+            .find_identity_by_address("verifiable", &address)
+            .await?;
+        let notify = self
+            .config
+            .selfservice
+            .flows
+            .verification
+            .notify_unknown_recipients;
+        self.send_code(
+            &mut flow,
+            &address,
+            identity.as_ref(),
+            notify,
+            &t,
+            Effects::none(),
+            caller,
+            now,
+            started,
+        )
+        .await?;
+        Ok(flow)
     }
 
     async fn verify_with_code(
