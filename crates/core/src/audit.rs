@@ -41,6 +41,12 @@ pub enum AuditKind {
     RateLimited,
     TokenObtained,
     TokenReuseDetected,
+    /// A second factor was linked (TOTP, backup codes), by its owner.
+    SecondFactorAdded,
+    /// A second factor was removed, by its owner or an admin.
+    SecondFactorRemoved,
+    /// A wrong second-factor code (TOTP or backup code).
+    SecondFactorFailed,
 }
 
 impl AuditKind {
@@ -72,6 +78,9 @@ impl AuditKind {
         AuditKind::RateLimited,
         AuditKind::TokenObtained,
         AuditKind::TokenReuseDetected,
+        AuditKind::SecondFactorAdded,
+        AuditKind::SecondFactorRemoved,
+        AuditKind::SecondFactorFailed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -103,6 +112,9 @@ impl AuditKind {
             AuditKind::RateLimited => "rate_limit.tripped",
             AuditKind::TokenObtained => "token.obtained",
             AuditKind::TokenReuseDetected => "token.reuse_detected",
+            AuditKind::SecondFactorAdded => "second_factor.added",
+            AuditKind::SecondFactorRemoved => "second_factor.removed",
+            AuditKind::SecondFactorFailed => "second_factor.failed",
         }
     }
 

@@ -53,6 +53,24 @@ pub enum Error {
     /// The session is too old for this change; re-authenticate at `redirect_browser_to`.
     #[error("The login session is too old and thus not allowed to update these fields. Please re-authenticate.")]
     RefreshRequired { redirect_browser_to: String },
+    /// The session lacks the second factor its identity has (`required_aal:
+    /// highest_available`): sign in with it at `redirect_browser_to`.
+    #[error("An active session was found but it does not fulfill the requested Authenticator Assurance Level. Please verify yourself with a second factor to resolve this issue.")]
+    Aal2Required { redirect_browser_to: String },
+    /// A second factor was asked for (`aal=aal2`) without a session to add it to.
+    #[error("You can not requested a higher AAL (AAL2/AAL3) without an active session.")]
+    Aal1Required,
+    /// The identity has no second factor, so its session cannot be raised.
+    #[error(
+        "The session already has the highest Authenticator Assurance Level its identity can have."
+    )]
+    AalAlreadyFulfilled,
+    /// A browser must navigate to `redirect_browser_to` itself (a JSON request of a browser
+    /// flow that continues elsewhere, such as the second step of a sign-in).
+    #[error(
+        "In order to complete this flow please redirect the browser to: {redirect_browser_to}"
+    )]
+    BrowserLocationChangeRequired { redirect_browser_to: String },
     /// The `require_verified_address` hook refused a sign-in: a verification flow was started
     /// (its code sent); `continue_with` points at it.
     #[error("Your account's email or phone address are not verified yet. Please check your email or phone inbox or re-request verification.")]
@@ -94,6 +112,10 @@ pub enum TokenError {
     Missing(Vec<String>),
     /// Wrong identifier or password, or an inactive account.
     BadCredentials,
+    /// The account has a second factor and the request did not bring a code of it (`otp`).
+    SecondFactorRequired,
+    /// The `otp` is wrong or used.
+    SecondFactorInvalid,
     /// The token fails a check; simplejwt's message.
     Invalid(&'static str),
     /// The token's identity or session is gone or inactive.

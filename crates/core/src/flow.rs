@@ -81,6 +81,10 @@ pub struct Flow {
     /// The one-time code a recovery or verification flow sent (hashed); never in API responses.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub code: Option<crate::methods::code::SentCode>,
+    /// A second-factor secret the settings form shows but has not saved (sealed); never in
+    /// API responses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<crate::methods::factor::Pending>,
     /// What the client should do next (Kratos's `continue_with`), once the flow completed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub continue_with: Vec<Value>,
@@ -118,6 +122,7 @@ impl Flow {
             identity_id: None,
             csrf_token: None,
             code: None,
+            pending: None,
             continue_with: vec![],
             updated_at: now,
         }

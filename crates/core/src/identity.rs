@@ -217,6 +217,20 @@ impl Identity {
         }
     }
 
+    /// The highest assurance level this identity can reach (Kratos's `available_aal`): aal2
+    /// with a second factor (TOTP, backup codes), else aal1.
+    pub fn available_aal(&self) -> crate::methods::Aal {
+        use crate::methods::{Aal, Method};
+        let second = [Method::Totp, Method::LookupSecret]
+            .iter()
+            .any(|m| self.credentials.contains_key(m.as_str()));
+        if second {
+            Aal::Aal2
+        } else {
+            Aal::Aal1
+        }
+    }
+
     pub fn password_hash(&self) -> Option<&str> {
         self.credentials
             .get("password")?

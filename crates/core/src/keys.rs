@@ -8,9 +8,9 @@
 //! shared secret, and is then never published in the JWKS.
 
 use crate::config::TokenAlgorithm;
-use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
+use crate::sealed::{self, Purpose, SealError};
 use aws_lc_rs::encoding::AsDer;
-use aws_lc_rs::rand::{SecureRandom, SystemRandom};
+use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{
     EcdsaKeyPair, Ed25519KeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING,
 };
@@ -19,7 +19,7 @@ use base64::Engine;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -64,54 +64,16 @@ pub fn parse_alg(alg: &str) -> Result<Algorithm, KeyError> {
     }
 }
 
-/// Derives the AES-256-GCM key-encryption key from one configured secret.
-fn kek(secret: &str) -> Result<LessSafeKey, KeyError> {
-    let mut h = Sha256::new();
-    h.update(b"portcullis signing-key encryption v1\0");
-    h.update(secret.as_bytes());
-    let key = UnboundKey::new(&AES_256_GCM, &h.finalize()).map_err(|_| KeyError::Decrypt)?;
-    Ok(LessSafeKey::new(key))
-}
-
 fn encrypt(secret: &str, plain: &[u8], kid: &str) -> Result<String, KeyError> {
-    let key = kek(secret)?;
-    let mut nonce = [0u8; 12];
-    SystemRandom::new()
-        .fill(&mut nonce)
-        .map_err(|_| KeyError::Generate("no randomness".into()))?;
-    let mut buf = plain.to_vec();
-    key.seal_in_place_append_tag(
-        Nonce::assume_unique_for_key(nonce),
-        Aad::from(kid.as_bytes()),
-        &mut buf,
-    )
-    .map_err(|_| KeyError::Generate("encryption failed".into()))?;
-    let mut out = nonce.to_vec();
-    out.extend(buf);
-    Ok(STANDARD.encode(out))
+    sealed::seal(secret, Purpose::SigningKey, plain, kid)
+        .map_err(|_| KeyError::Generate("encryption failed".into()))
 }
 
 fn decrypt(secrets: &[String], blob: &str, kid: &str) -> Result<Vec<u8>, KeyError> {
-    let raw = STANDARD
-        .decode(blob)
-        .map_err(|e| KeyError::Corrupt(kid.into(), e.to_string()))?;
-    // A 12-byte nonce, then the ciphertext and its 16-byte tag.
-    let (nonce, sealed) = match raw.split_first_chunk::<12>() {
-        Some((nonce, sealed)) if sealed.len() >= 16 => (nonce, sealed),
-        _ => return Err(KeyError::Corrupt(kid.into(), "too short".into())),
-    };
-    for s in secrets {
-        let key = kek(s)?;
-        let mut buf = sealed.to_vec();
-        if let Ok(plain) = key.open_in_place(
-            Nonce::assume_unique_for_key(*nonce),
-            Aad::from(kid.as_bytes()),
-            &mut buf,
-        ) {
-            return Ok(plain.to_vec());
-        }
-    }
-    Err(KeyError::Decrypt)
+    sealed::open(secrets, Purpose::SigningKey, blob, kid).map_err(|e| match e {
+        SealError::Corrupt(why) => KeyError::Corrupt(kid.into(), why),
+        SealError::Seal | SealError::Open => KeyError::Decrypt,
+    })
 }
 
 /// Generates a new key for `alg`, encrypted under `secret`, in state `state`.
@@ -317,6 +279,7 @@ fn hs256_kid_digest(secret: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sha2::Digest;
 
     const SECRET: &str = "0123456789abcdef0123456789abcdef";
     const NOW: OffsetDateTime = time::macros::datetime!(2026-01-01 00:00 UTC);

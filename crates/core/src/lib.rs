@@ -27,6 +27,7 @@ pub mod methods;
 pub mod password;
 pub mod ratelimit;
 pub mod schema;
+pub mod sealed;
 pub mod selfservice;
 pub mod service;
 pub mod session;

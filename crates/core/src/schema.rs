@@ -31,6 +31,8 @@ pub struct TraitField {
     pub password_identifier: bool,
     pub verification_via: Option<String>,
     pub recovery_via: Option<String>,
+    /// Marked `credentials.totp.account_name`: the name authenticator apps show.
+    pub totp_account_name: bool,
 }
 
 impl TraitField {
@@ -314,6 +316,15 @@ impl IdentitySchema {
         d
     }
 
+    /// The TOTP account name of `traits`: the trait marked `credentials.totp.account_name`
+    /// (Kratos), when it holds a string.
+    pub fn totp_account_name(&self, traits: &Value) -> Option<String> {
+        self.fields
+            .iter()
+            .filter(|f| f.totp_account_name)
+            .find_map(|f| f.get(traits).and_then(|v| v.as_str().map(str::to_string)))
+    }
+
     /// The title of the first password-identifier trait, used as the login `identifier` label.
     pub fn identifier_label(&self) -> UiText {
         match self.fields.iter().find(|f| f.password_identifier) {
@@ -405,6 +416,10 @@ fn collect_fields(schema: &Value, path: &mut Vec<String>, out: &mut Vec<TraitFie
                     .and_then(|e| e.pointer("/recovery/via"))
                     .and_then(Value::as_str)
                     .map(str::to_string),
+                totp_account_name: ext
+                    .and_then(|e| e.pointer("/credentials/totp/account_name"))
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false),
             });
         }
         path.pop();

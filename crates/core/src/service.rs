@@ -76,6 +76,10 @@ pub struct Authenticated {
     /// A browser should go to this page next rather than to its return URL (the
     /// `show_verification_ui` hook).
     pub next_page: Option<String>,
+    /// The session lacks the identity's second factor, which whoami will ask for: the
+    /// client continues at this login URL (`aal=aal2`). Browsers are sent there, SPAs told
+    /// to go (422), native apps start that flow with their new token.
+    pub second_factor: Option<String>,
 }
 
 pub struct Core {

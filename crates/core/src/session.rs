@@ -14,6 +14,9 @@ use uuid::Uuid;
 
 pub const TOKEN_PREFIX: &str = "ory_st_";
 
+/// How many completed methods a session keeps (a refresh sign-in adds one each time).
+const MAX_METHODS: usize = 16;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuthMethod {
     pub method: String,
@@ -92,6 +95,44 @@ impl Session {
         }
     }
 
+    /// Records a method completed `now` (a refresh sign-in, a second factor) and recomputes
+    /// the level as Kratos does: aal2 when the session holds both a first and a second factor.
+    /// Bounded to the newest [`MAX_METHODS`], keeping the last method of each level.
+    pub fn add_method(&mut self, method: crate::methods::Method, now: OffsetDateTime) {
+        use crate::methods::Aal;
+        self.authenticated_at = now;
+        self.authentication_methods.push(AuthMethod {
+            method: method.as_str().into(),
+            aal: method.aal().as_str().into(),
+            completed_at: now,
+        });
+        while self.authentication_methods.len() > MAX_METHODS {
+            // Drop the oldest entry whose level another entry still proves.
+            let methods = &self.authentication_methods;
+            let spare = methods
+                .iter()
+                .position(|m| methods.iter().filter(|o| o.aal == m.aal).count() > 1);
+            self.authentication_methods.remove(spare.unwrap_or(0));
+        }
+        let has = |aal: Aal| {
+            self.authentication_methods
+                .iter()
+                .any(|m| m.aal == aal.as_str())
+        };
+        self.aal = if has(Aal::Aal1) && has(Aal::Aal2) {
+            Aal::Aal2
+        } else {
+            Aal::Aal1
+        }
+        .as_str()
+        .into();
+    }
+
+    /// The assurance level the session proves.
+    pub fn level(&self) -> crate::methods::Aal {
+        crate::methods::Aal::parse(&self.aal).unwrap_or(crate::methods::Aal::Aal1)
+    }
+
     /// The token of this session's logout link: an HMAC of a fixed label keyed by the stored
     /// token hash, so it needs no storage, changes with every session and cannot be derived
     /// by anyone who has not read the database.
@@ -146,6 +187,36 @@ impl Session {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_second_factor_raises_the_level_and_the_method_list_stays_bounded() {
+        use crate::methods::{Aal, Method};
+        let now = OffsetDateTime::UNIX_EPOCH;
+        let device = Device {
+            id: Uuid::nil(),
+            ip_address: None,
+            user_agent: None,
+            location: None,
+        };
+        let mut s = Session::new(
+            Uuid::nil(),
+            Method::Password,
+            String::new(),
+            std::time::Duration::from_secs(60),
+            device,
+            now,
+        );
+        assert_eq!(s.level(), Aal::Aal1);
+        s.add_method(Method::Totp, now + time::Duration::SECOND);
+        assert_eq!(s.level(), Aal::Aal2);
+        assert_eq!(s.authenticated_at, now + time::Duration::SECOND);
+        for _ in 0..40 {
+            s.add_method(Method::Password, now);
+        }
+        assert_eq!(s.authentication_methods.len(), MAX_METHODS);
+        // The one second factor is kept however many refreshes follow.
+        assert_eq!(s.level(), Aal::Aal2);
+    }
 
     #[test]
     fn tokens_are_long_random_and_hashed() {

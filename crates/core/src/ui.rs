@@ -275,6 +275,34 @@ impl UiNode {
         }
     }
 
+    /// An `img` node (the TOTP QR code): `id`, a `data:` URL and its display size.
+    pub fn image(group: &str, id: &str, src: String, size: u32, label: UiText) -> Self {
+        UiNode {
+            node_type: "img".into(),
+            group: group.into(),
+            attributes: json!({
+                "src": src,
+                "id": id,
+                "width": size,
+                "height": size,
+                "node_type": "img",
+            }),
+            messages: vec![],
+            meta: json!({ "label": label }),
+        }
+    }
+
+    /// A `text` node: a text to show (a secret, a list of codes) with its own `id`.
+    pub fn text(group: &str, id: &str, text: UiText, label: UiText) -> Self {
+        UiNode {
+            node_type: "text".into(),
+            group: group.into(),
+            attributes: json!({ "text": text, "id": id, "node_type": "text" }),
+            messages: vec![],
+            meta: json!({ "label": label }),
+        }
+    }
+
     pub fn with_attr(mut self, key: &str, value: Value) -> Self {
         if let Some(obj) = self.attributes.as_object_mut() {
             obj.insert(key.to_string(), value);

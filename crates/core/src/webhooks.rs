@@ -300,6 +300,9 @@ pub fn clerk_user(i: &Identity, map: &ClerkMapping) -> Value {
     if let Some(o) = private.as_object_mut() {
         o.remove("clerk");
     }
+    let totp = i.credentials.get("totp");
+    let backup = i.credentials.get("lookup_secret");
+    let mfa_since = totp.iter().chain(&backup).map(|c| c.created_at).min();
     json!({
         "id": clerk_user_id(&i.id.to_string()),
         "object": "user",
@@ -322,10 +325,10 @@ pub fn clerk_user(i: &Identity, map: &ClerkMapping) -> Value {
         "web3_wallets": [],
         "passkeys": [],
         "password_enabled": i.credentials.contains_key("password"),
-        "two_factor_enabled": false,
-        "totp_enabled": false,
-        "backup_code_enabled": false,
-        "mfa_enabled_at": null,
+        "two_factor_enabled": mfa_since.is_some(),
+        "totp_enabled": totp.is_some(),
+        "backup_code_enabled": backup.is_some(),
+        "mfa_enabled_at": mfa_since.map(ms),
         "mfa_disabled_at": null,
         "password_last_updated_at": i.credentials.get("password").map(|c| ms(c.updated_at)),
         "external_accounts": [],

@@ -30,6 +30,10 @@ pub fn router() -> Router<AppState> {
                 .delete(delete_identity),
         )
         .route(
+            "/admin/identities/{id}/credentials/{kind}",
+            axum::routing::delete(delete_credential),
+        )
+        .route(
             "/admin/identities/{id}/sessions",
             get(list_identity_sessions).delete(delete_identity_sessions),
         )
@@ -205,6 +209,17 @@ async fn delete_identity(
 ) -> ApiResult<StatusCode> {
     let id = parse_uuid(&id, "identity id")?;
     st.core.admin_delete_identity(id, &by).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `DELETE /admin/identities/{id}/credentials/{type}`: removes a second factor.
+async fn delete_credential(
+    State(st): State<AppState>,
+    Path((id, kind)): Path<(String, String)>,
+    Acting(by): Acting,
+) -> ApiResult<StatusCode> {
+    let id = parse_uuid(&id, "identity id")?;
+    st.core.admin_delete_credential(id, &kind, &by).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -37,6 +37,8 @@ pub struct InitQuery {
     #[serde(default)]
     refresh: Option<String>,
     #[serde(default)]
+    aal: Option<String>,
+    #[serde(default)]
     return_to: Option<String>,
 }
 
@@ -111,6 +113,7 @@ async fn init(
                 FlowType::Browser,
                 url,
                 truthy(&q.refresh),
+                q.aal.as_deref(),
                 q.return_to,
                 &caller,
                 now,
@@ -182,7 +185,7 @@ pub async fn html_error(st: &AppState, kind: FlowKind, step: Step, e: SubmitErro
         SubmitError::Refused(e) => e,
     };
     match (&step, &e) {
-        (Step::Init { return_to }, Error::AlreadySignedIn) => {
+        (Step::Init { return_to }, Error::AlreadySignedIn | Error::AalAlreadyFulfilled) => {
             let target = core
                 .validate_return_to(return_to.clone())
                 .ok()
@@ -204,6 +207,13 @@ pub async fn html_error(st: &AppState, kind: FlowKind, step: Step, e: SubmitErro
                     | Error::RefreshRequired { .. }
                     | Error::LogoutTokenMismatch
             );
+            // A settings page of a session without its second factor: on to the second step.
+            if let Error::Aal2Required {
+                redirect_browser_to,
+            } = e
+            {
+                return see_other(redirect_browser_to);
+            }
             let gone = matches!(e, Error::NotFound { .. } | Error::FlowExpired { .. });
             if gone || (forbidden && *has_csrf_cookie) {
                 return see_other(restart);
@@ -220,6 +230,12 @@ pub async fn html_error(st: &AppState, kind: FlowKind, step: Step, e: SubmitErro
         Error::FlowExpired { .. } => return see_other(&core.browser_flow_url(kind, false, None)),
         Error::AlreadySignedIn => return see_other(config.after_url(kind)),
         Error::RefreshRequired {
+            redirect_browser_to,
+        }
+        | Error::Aal2Required {
+            redirect_browser_to,
+        }
+        | Error::BrowserLocationChangeRequired {
             redirect_browser_to,
         } => return see_other(redirect_browser_to),
         // Sign-in waits for a verified address: on to the verification flow just started.
@@ -268,7 +284,18 @@ pub fn authenticated(st: &AppState, kind: FlowKind, a: &Authenticated, json: boo
         .return_to
         .clone()
         .unwrap_or_else(|| core.config().after_method_url(kind, "password").to_string());
-    let mut resp = if json {
+    let mut resp = if let Some(next) = &a.second_factor {
+        // Signed in with the first factor; the second step comes next (the session cookie
+        // is set either way, as in Kratos).
+        if json {
+            ApiError(Error::BrowserLocationChangeRequired {
+                redirect_browser_to: next.clone(),
+            })
+            .into_response()
+        } else {
+            see_other(next)
+        }
+    } else if json {
         let now = core.now();
         let mut continue_with = a.continue_with.clone();
         continue_with
@@ -320,6 +347,18 @@ pub fn settings_saved(
     json: bool,
 ) -> Response {
     let core = &st.core;
+    let saved = flow.get("state").and_then(Value::as_str) == Some("success");
+    if json && !saved {
+        // New or revealed backup codes: the flow itself, to show them.
+        return Json(flow.clone()).into_response();
+    }
+    if !saved {
+        return see_other(&with_query(
+            core.config().ui_url(FlowKind::Settings),
+            "flow",
+            flow.get("id").and_then(Value::as_str).unwrap_or_default(),
+        ));
+    }
     if json {
         let mut body = flow.clone();
         if let (Some(to), Some(o)) = (return_to, body.as_object_mut()) {

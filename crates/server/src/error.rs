@@ -249,6 +249,30 @@ impl Herodot {
                 extra: Some(json!({ "redirect_browser_to": redirect_browser_to })),
                 ..Herodot::with_id(StatusCode::FORBIDDEN, "session_refresh_required", e)
             },
+            Error::Aal2Required {
+                redirect_browser_to,
+            } => Herodot {
+                details: Some(json!({ "redirect_browser_to": redirect_browser_to })),
+                extra: Some(json!({ "redirect_browser_to": redirect_browser_to })),
+                ..Herodot::with_id(StatusCode::FORBIDDEN, "session_aal2_required", e)
+            },
+            Error::Aal1Required => {
+                Herodot::with_id(StatusCode::UNAUTHORIZED, "session_aal1_required", e)
+            }
+            Error::AalAlreadyFulfilled => {
+                Herodot::with_id(StatusCode::UNAUTHORIZED, "session_aal_already_fulfilled", e)
+            }
+            Error::BrowserLocationChangeRequired {
+                redirect_browser_to,
+            } => Herodot {
+                details: Some(json!({ "redirect_browser_to": redirect_browser_to })),
+                extra: Some(json!({ "redirect_browser_to": redirect_browser_to })),
+                ..Herodot::with_id(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "browser_location_change_required",
+                    e,
+                )
+            },
             Error::AddressNotVerified { continue_with } => Herodot {
                 details: Some(json!({ "continue_with": continue_with })),
                 ..Herodot::with_id(

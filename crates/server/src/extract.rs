@@ -87,6 +87,29 @@ impl SubmitBody {
         self.text("method")
     }
 
+    /// A boolean field: JSON `true`, or the string `true` an HTML button sends.
+    fn flag(&self, key: &str) -> bool {
+        match self.body.get(key) {
+            Some(Value::Bool(b)) => *b,
+            Some(Value::String(s)) => s == "true",
+            _ => false,
+        }
+    }
+
+    /// The `lookup_secret_*` button that was pressed.
+    fn lookup_action(&self) -> Option<portcullis_core::methods::lookup::LookupAction> {
+        use portcullis_core::methods::lookup::LookupAction;
+        [
+            ("lookup_secret_regenerate", LookupAction::Regenerate),
+            ("lookup_secret_confirm", LookupAction::Confirm),
+            ("lookup_secret_reveal", LookupAction::Reveal),
+            ("lookup_secret_disable", LookupAction::Disable),
+        ]
+        .into_iter()
+        .find(|(k, _)| self.flag(k))
+        .map(|(_, a)| a)
+    }
+
     fn csrf_token(&self) -> Option<String> {
         Some(self.text("csrf_token")).filter(|t| !t.is_empty())
     }
@@ -110,6 +133,12 @@ impl SubmitBody {
                     .unwrap_or_default()
                     .to_string(),
                 password: self.text("password"),
+            },
+            "totp" => LoginMethod::Totp {
+                code: self.text("totp_code"),
+            },
+            "lookup_secret" => LoginMethod::LookupSecret {
+                code: self.text("lookup_secret"),
             },
             _ => LoginMethod::Unknown,
         };
@@ -152,13 +181,29 @@ impl SubmitBody {
     }
 
     pub fn settings(&self) -> SettingsSubmit {
-        let method = match self.method().as_str() {
+        // A button of a second factor (an HTML form sends only the pressed button) names
+        // its method by itself.
+        let mut method = self.method();
+        if method.is_empty() && self.flag("totp_unlink") {
+            method = "totp".into();
+        }
+        if method.is_empty() && self.lookup_action().is_some() {
+            method = "lookup_secret".into();
+        }
+        let method = match method.as_str() {
             "profile" => SettingsMethod::Profile {
                 traits: self.traits(),
                 form: self.form,
             },
             "password" => SettingsMethod::Password {
                 password: self.text("password"),
+            },
+            "totp" => SettingsMethod::Totp {
+                code: self.text("totp_code"),
+                unlink: self.flag("totp_unlink"),
+            },
+            "lookup_secret" => SettingsMethod::LookupSecret {
+                action: self.lookup_action(),
             },
             _ => SettingsMethod::Unknown,
         };

@@ -65,6 +65,8 @@ struct InitQuery {
     #[serde(default)]
     refresh: Option<String>,
     #[serde(default)]
+    aal: Option<String>,
+    #[serde(default)]
     return_to: Option<String>,
 }
 
@@ -107,6 +109,7 @@ async fn init_login(
             FlowType::Api,
             request_url(core.public_url(), &uri),
             truthy(&q.refresh),
+            q.aal.as_deref(),
             q.return_to,
             &caller,
             now,
@@ -178,10 +181,13 @@ fn authenticated_body(st: &AppState, a: &Authenticated, with_identity: bool) -> 
     let now = core.now();
     let mut v = Map::new();
     if let Some(s) = &a.session {
-        v.insert(
-            "session".into(),
-            core.session_json(s, Some(&a.identity), View::Public, now),
-        );
+        let mut session = core.session_json(s, Some(&a.identity), View::Public, now);
+        // A session that still needs its second factor shows no identity (Kratos sets it
+        // to null): the app continues with an `aal=aal2` flow and the token.
+        if let (Some(_), Some(o)) = (&a.second_factor, session.as_object_mut()) {
+            o.insert("identity".into(), Value::Null);
+        }
+        v.insert("session".into(), session);
     }
     if with_identity {
         v.insert(
@@ -382,6 +388,7 @@ async fn whoami(
             Presented::None => return Err(ApiError(Error::SessionInactive)),
         };
     let (s, i) = (&s, &i);
+    st.core.require_whoami_aal(s, i)?;
     let mut body = st.core.session_json(s, Some(i), View::Public, now);
     if let Some(template) = q.tokenize_as.filter(|t| !t.is_empty()) {
         if credential == Credential::AccessToken {

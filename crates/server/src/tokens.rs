@@ -117,6 +117,17 @@ impl IntoResponse for SjError {
                 StatusCode::UNAUTHORIZED,
                 json!({ "detail": "No active account found with the given credentials" }),
             ),
+            SjError::Core(Error::Token(TokenError::SecondFactorRequired)) => (
+                StatusCode::UNAUTHORIZED,
+                json!({
+                    "detail": "This account has a second factor: send a code of your authenticator app (or a backup code) as otp.",
+                    "code": "second_factor_required",
+                }),
+            ),
+            SjError::Core(Error::Token(TokenError::SecondFactorInvalid)) => (
+                StatusCode::UNAUTHORIZED,
+                json!({ "detail": "The second-factor code is invalid or was already used.", "code": "second_factor_invalid" }),
+            ),
             SjError::Core(Error::Token(TokenError::Invalid(msg))) => (
                 StatusCode::UNAUTHORIZED,
                 json!({ "detail": msg, "code": "token_not_valid" }),
@@ -328,6 +339,7 @@ fn obtain_request(st: &AppState, body: &Value) -> ObtainRequest {
             .find_map(field)
             .map(str::to_string),
         password: str_field(body, "password").map(str::to_string),
+        otp: field("otp").map(str::to_string),
     }
 }
 

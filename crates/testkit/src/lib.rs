@@ -12,7 +12,7 @@
 //! let kit = Kit::new().await;
 //! let caller = CallerBuilder::api().build();
 //! let url = kit.request_url(FlowKind::Login, FlowType::Api);
-//! let flow = kit.core.create_login_flow(FlowType::Api, url, false, None, &caller, kit.now()).await;
+//! let flow = kit.core.create_login_flow(FlowType::Api, url, false, None, None, &caller, kit.now()).await;
 //! kit.clock.advance(std::time::Duration::from_secs(3600)); // the flow has now expired
 //! # }
 //! ```

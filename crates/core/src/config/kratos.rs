@@ -125,7 +125,6 @@ pub(crate) const RULES: &[Rule] = &[
     rule("selfservice.methods.b2b", Unsupported, "no B2B single sign-on"),
     rule("selfservice.methods.code.config.missing_credential_fallback_enabled", OnlyValues(FALSE), "no sign-in by code"),
     rule("selfservice.methods.link.config.base_url", Unsupported, "links are built on serve.public.base_url"),
-    rule("selfservice.methods.lookup_secret", WhenEnabled, "no lookup secrets (recovery codes)"),
     rule("selfservice.methods.passkey", WhenEnabled, "no passkeys"),
     rule("selfservice.methods.password.config.haveibeenpwned_enabled", OnlyValues(FALSE), "Portcullis does not query Have I Been Pwned; it checks passwords against a bundled list of common ones (common_password_check_enabled)"),
     rule("selfservice.methods.password.config.haveibeenpwned_host", Informational, "only used by the Have I Been Pwned check, which Portcullis does not make"),

@@ -1,8 +1,8 @@
 //! `selfservice.methods`: the methods a flow can use, their switches and settings, and the
-//! password policy. TOTP and OIDC have files of their own (`totp.rs`, `oidc.rs`).
+//! password policy. The second factors and OIDC have files of their own (`mfa.rs`, `oidc.rs`).
 
+use super::mfa::{LookupSecretMethodConfig, TotpMethodConfig};
 use super::oidc::OidcMethodConfig;
-use super::totp::TotpMethodConfig;
 use super::{ConfigError, Dur};
 use serde::{Deserialize, Serialize};
 
@@ -13,8 +13,8 @@ pub struct MethodsConfig {
     pub profile: EnabledConfig,
     pub code: CodeMethodConfig,
     pub link: LinkMethodConfig,
-    /// Parsed, not active yet (issue 12); see [`TotpMethodConfig`].
     pub totp: TotpMethodConfig,
+    pub lookup_secret: LookupSecretMethodConfig,
     /// Parsed, not active yet (issue 13); see [`OidcMethodConfig`].
     pub oidc: OidcMethodConfig,
 }
@@ -22,10 +22,7 @@ pub struct MethodsConfig {
 impl MethodsConfig {
     /// Warnings for the methods that are on but not active yet.
     pub fn notes(&self) -> Vec<String> {
-        [self.totp.note(), self.oidc.note()]
-            .into_iter()
-            .flatten()
-            .collect()
+        [self.oidc.note()].into_iter().flatten().collect()
     }
 
     pub(super) fn validate(&self) -> Result<(), ConfigError> {

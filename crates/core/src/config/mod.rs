@@ -90,6 +90,7 @@ mod identity;
 mod kratos;
 mod log;
 mod methods;
+mod mfa;
 mod oidc;
 mod redact;
 mod secrets;
@@ -98,7 +99,6 @@ mod selfservice;
 mod serve;
 mod session;
 mod tokens;
-mod totp;
 mod ui;
 mod units;
 mod webhooks;
@@ -114,6 +114,7 @@ pub use methods::{
     CodeConfig, CodeMethodConfig, EnabledConfig, LinkConfig, LinkMethodConfig, MethodsConfig,
     PasswordMethodConfig, PasswordPolicyConfig, MAX_CODE_LIFESPAN,
 };
+pub use mfa::{LookupSecretMethodConfig, TotpConfig, TotpMethodConfig};
 pub use oidc::{
     AccountLinkingMode, ClaimsSource, OidcConfig, OidcMethodConfig, OidcProviderConfig,
     OidcProviderKind, Pkce, SubjectSource, UpdateIdentityOnLogin,
@@ -131,7 +132,6 @@ pub use session::{
     WhoamiConfig,
 };
 pub use tokens::{TokenAlgorithm, TokenCookiesConfig, TokenPathsConfig, TokensConfig};
-pub use totp::{TotpConfig, TotpMethodConfig};
 pub use ui::{ThemeConfig, UiConfig};
 pub use units::{ByteSize, Dur};
 pub use webhooks::{ConfiguredEndpoint, WebhookFormat, WebhooksConfig};

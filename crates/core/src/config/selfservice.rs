@@ -134,7 +134,8 @@ pub struct SettingsFlowConfig {
     pub ui_url: String,
     pub lifespan: Dur,
     pub privileged_session_max_age: Dur,
-    /// With no second factor yet, `highest_available` is the same as `aal1`.
+    /// `highest_available`: a session without the second factor its identity has is sent to
+    /// sign in with it first.
     pub required_aal: RequiredAal,
     pub before: BeforeConfig,
     pub after: AfterConfig,
@@ -274,6 +275,12 @@ impl SelfServiceConfig {
         let f = &mut self.flows;
         for flow in [&mut f.recovery, &mut f.verification] {
             flow.enabled = Some(flow.enabled.unwrap_or(ctx.dev));
+        }
+        let m = &mut self.methods;
+        m.totp.enabled = Some(m.totp.enabled.unwrap_or(ctx.dev));
+        m.lookup_secret.enabled = Some(m.lookup_secret.enabled.unwrap_or(ctx.dev));
+        if m.totp.config.issuer.is_empty() {
+            m.totp.config.issuer = super::mfa::default_issuer(public);
         }
         for (key, url) in [
             ("login", &mut f.login.ui_url),

@@ -31,8 +31,7 @@ impl SameSite {
 
 choice! {
     /// `required_aal` of whoami and the settings flow: the assurance level a session needs.
-    /// No second factor exists yet (TOTP is parsed but not active), so every session has all
-    /// the factors its identity can have and `highest_available` asks for nothing more than `aal1`.
+    /// `highest_available` asks for the second factor whenever the identity has one.
     pub enum RequiredAal {
         Aal1 = "aal1",
         #[default]

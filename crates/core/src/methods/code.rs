@@ -85,7 +85,7 @@ pub fn normalise_address(address: &str) -> String {
 impl Core {
     /// The keys codes are hashed with, newest first (rotating `secrets.default` keeps codes
     /// sent under the previous key valid); one empty key when none is configured (dev mode).
-    fn code_keys(&self) -> Vec<&[u8]> {
+    pub(crate) fn code_keys(&self) -> Vec<&[u8]> {
         let keys: Vec<&[u8]> = self
             .config
             .secrets

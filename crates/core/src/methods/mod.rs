@@ -3,12 +3,16 @@
 //! A method is one row of [`Method`]: its wire name (the `method` a submit names, the
 //! `authentication_methods[].method` of a session), the UI group of its nodes, the flows it
 //! takes part in and the assurance level completing it contributes. The method's own room
-//! (`code.rs` today; `totp.rs`, `lookup_secret.rs`, `webauthn.rs`, `oidc.rs` next) holds
-//! what it adds to a flow's form and how it checks a submission; the flow rooms in
-//! `selfservice/` call those and stay free of method details. `password` predates the seam:
-//! its nodes and check live in `selfservice/form.rs` and `credentials.rs`.
+//! (`code.rs`, `totp.rs`, `lookup.rs`; `webauthn.rs`, `oidc.rs` next) holds what it adds
+//! to a flow's form and how it checks a submission; the flow rooms in `selfservice/` call
+//! those and stay free of method details. `factor.rs` holds what the second factors share
+//! (the pending secret a settings flow keeps, throttling, audit). `password` predates the
+//! seam: its nodes and check live in `selfservice/form.rs` and `credentials.rs`.
 
 pub mod code;
+pub mod factor;
+pub mod lookup;
+pub mod totp;
 
 use crate::flow::FlowKind;
 
@@ -26,6 +30,15 @@ impl Aal {
             Aal::Aal2 => "aal2",
         }
     }
+
+    /// `aal1` or `aal2` (the login flow's `aal` parameter, a stored session's level).
+    pub fn parse(s: &str) -> Option<Aal> {
+        match s {
+            "aal1" => Some(Aal::Aal1),
+            "aal2" => Some(Aal::Aal2),
+            _ => None,
+        }
+    }
 }
 
 /// The methods this server knows.
@@ -39,6 +52,10 @@ pub enum Method {
     CodeRecovery,
     /// A recovery link made by an admin (`POST /admin/recovery/link`).
     LinkRecovery,
+    /// A code of an authenticator app (RFC 6238): a second factor.
+    Totp,
+    /// One of twelve single-use backup codes: a second factor.
+    LookupSecret,
 }
 
 impl Method {
@@ -49,6 +66,8 @@ impl Method {
             Method::Code => "code",
             Method::CodeRecovery => "code_recovery",
             Method::LinkRecovery => "link_recovery",
+            Method::Totp => "totp",
+            Method::LookupSecret => "lookup_secret",
         }
     }
 
@@ -58,15 +77,18 @@ impl Method {
             Method::Password => "password",
             Method::Code | Method::CodeRecovery => "code",
             Method::LinkRecovery => "link",
+            Method::Totp => "totp",
+            Method::LookupSecret => "lookup_secret",
         }
     }
 
-    /// What completing the method proves: every method so far is a first factor.
+    /// What completing the method proves: a first factor (aal1) or a second (aal2).
     pub const fn aal(self) -> Aal {
         match self {
             Method::Password | Method::Code | Method::CodeRecovery | Method::LinkRecovery => {
                 Aal::Aal1
             }
+            Method::Totp | Method::LookupSecret => Aal::Aal2,
         }
     }
 
@@ -76,6 +98,7 @@ impl Method {
             Method::Password => &[FlowKind::Login, FlowKind::Registration, FlowKind::Settings],
             Method::Code => &[FlowKind::Verification],
             Method::CodeRecovery | Method::LinkRecovery => &[FlowKind::Recovery],
+            Method::Totp | Method::LookupSecret => &[FlowKind::Login, FlowKind::Settings],
         }
     }
 }

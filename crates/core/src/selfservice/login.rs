@@ -1,17 +1,18 @@
-//! The login flow: start one (or a re-authentication with `refresh`), and submit it with a
-//! method. Password is the only method today; a new one is a new [`LoginMethod`] arm.
+//! The login flow: start one (a first sign-in, a re-authentication with `refresh`, or the
+//! second step with `aal=aal2`), and submit it with a method: the password first, then TOTP
+//! or a backup code. A new method is a new [`LoginMethod`] arm.
 
 use super::form::{already_completed, method_submit, password_input};
 use crate::audit::Origin;
-use crate::config::HookName;
+use crate::audit::{Actor, AuditKind, AuditRecord};
+use crate::config::{HookName, RequiredAal};
 use crate::error::{Error, Result, SubmitError, SubmitResult};
 use crate::flow::{Flow, FlowKind, FlowType};
 use crate::identity::Identity;
+use crate::methods::factor::Checked;
+use crate::methods::{lookup, totp, Aal, Method};
 use crate::service::{Authenticated, Caller, Core};
 use crate::store::Effects;
-
-/// How many completed methods a session keeps (a refresh sign-in adds one each time).
-const MAX_METHODS: usize = 16;
 use crate::ui::{msg, UiNode, UiText};
 use serde_json::json;
 use time::OffsetDateTime;
@@ -32,17 +33,23 @@ pub enum LoginMethod {
         identifier: String,
         password: String,
     },
+    /// `method=totp` with `totp_code` (a second step).
+    Totp { code: String },
+    /// `method=lookup_secret` with `lookup_secret` (a second step).
+    LookupSecret { code: String },
     /// A method this server does not offer (or none).
     #[default]
     Unknown,
 }
 
 impl Core {
+    #[allow(clippy::too_many_arguments)]
     pub async fn new_login_flow(
         &self,
         flow_type: FlowType,
         request_url: String,
         refresh: bool,
+        aal: Aal,
         identity: Option<&Identity>,
         caller: &Caller,
         now: OffsetDateTime,
@@ -57,6 +64,18 @@ impl Core {
             now,
         );
         flow.refresh = refresh;
+        if let (Aal::Aal2, Some(i)) = (aal, identity) {
+            flow.requested_aal = Aal::Aal2.as_str().into();
+            flow.identity_id = Some(i.id);
+            flow.ui.nodes.extend(self.second_factor_nodes(i));
+            flow.ui.messages.push(UiText::info(
+                1010004,
+                "Please complete the second authentication challenge.",
+            ));
+            self.attach_csrf(&mut flow, caller);
+            self.store.insert_flow(&flow).await?;
+            return Ok(flow);
+        }
         let schema = self.default_schema()?;
         let mut id_node = UiNode::input(
             "default",
@@ -86,24 +105,48 @@ impl Core {
         Ok(flow)
     }
 
+    /// Starts a login flow. `aal` is the `aal` query parameter: `aal2` asks the signed-in
+    /// caller for its second factor.
+    #[allow(clippy::too_many_arguments)]
     pub async fn create_login_flow(
         &self,
         flow_type: FlowType,
         request_url: String,
         refresh: bool,
+        aal: Option<&str>,
         return_to: Option<String>,
         caller: &Caller,
         now: OffsetDateTime,
     ) -> Result<Flow> {
+        let aal = match aal.filter(|a| !a.is_empty()) {
+            None => Aal::Aal1,
+            Some(raw) => Aal::parse(raw).ok_or_else(|| {
+                Error::bad_request(format!(
+                    "Unable to parse AuthenticationMethod Assurance Level (AAL): expected one of [aal1, aal2] but got {}",
+                    crate::ui::echo(raw)
+                ))
+            })?,
+        };
         let return_to = self.validate_return_to(return_to)?;
-        let mut flow = match (&caller.session, refresh) {
-            (Some(_), false) => return Err(Error::AlreadySignedIn),
-            (Some((_, i)), true) => {
-                self.new_login_flow(flow_type, request_url, true, Some(i), caller, now)
+        let mut flow = match (&caller.session, refresh, aal) {
+            (None, _, Aal::Aal2) => return Err(Error::Aal1Required),
+            (Some((s, i)), _, Aal::Aal2) => {
+                if i.available_aal() < Aal::Aal2 {
+                    return Err(Error::AalAlreadyFulfilled);
+                }
+                if s.level() >= Aal::Aal2 && !refresh {
+                    return Err(Error::AlreadySignedIn);
+                }
+                self.new_login_flow(flow_type, request_url, refresh, aal, Some(i), caller, now)
                     .await?
             }
-            (None, _) => {
-                self.new_login_flow(flow_type, request_url, false, None, caller, now)
+            (Some(_), false, _) => return Err(Error::AlreadySignedIn),
+            (Some((_, i)), true, _) => {
+                self.new_login_flow(flow_type, request_url, true, aal, Some(i), caller, now)
+                    .await?
+            }
+            (None, _, _) => {
+                self.new_login_flow(flow_type, request_url, false, aal, None, caller, now)
                     .await?
             }
         };
@@ -127,6 +170,11 @@ impl Core {
                 now,
             )
             .await?;
+        if flow.requested_aal == Aal::Aal2.as_str() {
+            return self
+                .submit_second_factor(flow, submit.method, caller, now)
+                .await;
+        }
         if caller.session.is_some() && !flow.refresh {
             return Err(Error::AlreadySignedIn.into());
         }
@@ -146,6 +194,7 @@ impl Core {
             password,
         } = submit.method
         else {
+            // A second factor belongs to the second step (`aal=aal2`), never the first.
             flow.ui.messages.push(UiText::error(
                 4010002,
                 "Could not find a strategy to log you in with. Did you fill out the form correctly?",
@@ -247,16 +296,7 @@ impl Core {
         let (session, token) = match (&caller.session, flow.refresh) {
             (Some((s, _)), true) => {
                 let mut s = s.clone();
-                s.authenticated_at = now;
-                s.authentication_methods.push(crate::session::AuthMethod {
-                    method: "password".into(),
-                    aal: "aal1".into(),
-                    completed_at: now,
-                });
-                // Bounded: every refresh sign-in adds one.
-                let n = s.authentication_methods.len();
-                s.authentication_methods
-                    .drain(..n.saturating_sub(MAX_METHODS));
+                s.add_method(Method::Password, now);
                 // Ended while the password was checked (a password change elsewhere, an admin):
                 // it stays ended, and this sign-in is refused.
                 if !self.store.update_session(&s, now, &Effects::none()).await? {
@@ -266,7 +306,7 @@ impl Core {
             }
             _ => {
                 let (s, t) = self
-                    .issue_session(&identity, crate::methods::Method::Password, caller, now)
+                    .issue_session(&identity, Method::Password, caller, now)
                     .await?;
                 (s, Some(t))
             }
@@ -297,6 +337,12 @@ impl Core {
                 .map(str::to_string),
             _ => None,
         };
+        // The session misses the identity's second factor that whoami will ask for: the
+        // client goes on to the second step (Kratos's post-login AAL check).
+        let whoami = self.config.session.whoami.required_aal;
+        let second_factor = (whoami == RequiredAal::HighestAvailable
+            && session.level() < identity.available_aal())
+        .then(|| self.aal2_login_url(flow.return_to.as_deref()));
         Ok(Authenticated {
             identity,
             session: Some(session),
@@ -305,6 +351,115 @@ impl Core {
             return_to: flow.return_to,
             continue_with,
             next_page,
+            second_factor,
+        })
+    }
+
+    /// The second-step nodes for `identity`: one input per second factor it has.
+    fn second_factor_nodes(&self, identity: &Identity) -> Vec<UiNode> {
+        let mut nodes = vec![];
+        let has =
+            |m: Method| self.factor_enabled(m) && identity.credentials.contains_key(m.as_str());
+        if has(Method::Totp) {
+            nodes.extend(totp::login_nodes());
+        }
+        if has(Method::LookupSecret) {
+            nodes.extend(lookup::login_nodes());
+        }
+        nodes
+    }
+
+    /// A submit of the second step: a TOTP or backup code, from the signed-in identity the
+    /// flow was started for. Completing it raises the caller's session to aal2 (the same
+    /// session: same id and token).
+    async fn submit_second_factor(
+        &self,
+        mut flow: Flow,
+        method: LoginMethod,
+        caller: &Caller,
+        now: OffsetDateTime,
+    ) -> SubmitResult<Authenticated> {
+        let Some((session, identity)) = &caller.session else {
+            return Err(Error::Aal1Required.into());
+        };
+        if flow.identity_id != Some(identity.id) {
+            return Err(Error::IdentityMismatch.into());
+        }
+        flow.ui.reset_messages();
+        if flow.state == "passed_challenge" {
+            flow.ui.messages.push(already_completed(4010007));
+            return Err(self.reject(&mut flow, None, now).await);
+        }
+        let origin = caller.origin();
+        let (checked, used) = match method {
+            LoginMethod::Totp { code } if self.factor_enabled(Method::Totp) => (
+                self.check_totp(identity, &code, &origin, now).await?,
+                Method::Totp,
+            ),
+            LoginMethod::LookupSecret { code } if self.factor_enabled(Method::LookupSecret) => (
+                self.check_lookup(identity, &code, &origin, now).await?,
+                Method::LookupSecret,
+            ),
+            _ => {
+                flow.ui.messages.push(UiText::error(
+                    4010002,
+                    "Could not find a strategy to log you in with. Did you fill out the form correctly?",
+                    None,
+                ));
+                return Err(self.reject(&mut flow, None, now).await);
+            }
+        };
+        flow.active = Some(used.as_str().into());
+        let identity = match checked {
+            Checked::Accepted(i) => *i,
+            Checked::Refused(text) => {
+                // Kratos shows a wrong code for the whole form and empties the input.
+                flow.ui.messages.push(text);
+                for n in &mut flow.ui.nodes {
+                    if matches!(n.name(), "totp_code" | "lookup_secret") {
+                        n.set_value(serde_json::json!(""));
+                    }
+                }
+                return Err(self.reject(&mut flow, None, now).await);
+            }
+        };
+        flow.state = "passed_challenge".into();
+        flow.updated_at = now;
+        if !self.store.complete_flow(&flow).await? {
+            let mut fresh = self.store.get_flow(flow.id).await?.unwrap_or(flow);
+            fresh.ui.reset_messages();
+            fresh.ui.messages.push(already_completed(4010007));
+            return Err(SubmitError::FlowInvalid {
+                flow: Box::new(fresh),
+                identity: None,
+            });
+        }
+        let mut s = session.clone();
+        s.add_method(used, now);
+        let record = AuditRecord::new(
+            AuditKind::LoginSucceeded,
+            Actor::Identity(identity.id),
+            &origin,
+            now,
+        )
+        .about(identity.id)
+        .details(serde_json::json!({ "method": used.as_str(), "aal": s.aal }));
+        if !self
+            .store
+            .update_session(&s, now, &Effects::none().audited(record))
+            .await?
+        {
+            return Err(Error::SessionInactive.into());
+        }
+        Ok(Authenticated {
+            identity,
+            session: Some(s),
+            token: None,
+            flow_type: flow.flow_type,
+            return_to: flow.return_to,
+            continue_with: vec![],
+            next_page: None,
+            second_factor: None,
         })
     }
 

@@ -237,8 +237,16 @@ impl Core {
         let (flow_type, url) = (expired.flow_type, expired.request_url.clone());
         match expired.kind {
             FlowKind::Login => {
-                self.new_login_flow(flow_type, url, false, None, caller, now)
-                    .await
+                self.new_login_flow(
+                    flow_type,
+                    url,
+                    false,
+                    crate::methods::Aal::Aal1,
+                    None,
+                    caller,
+                    now,
+                )
+                .await
             }
             FlowKind::Registration => {
                 self.new_registration_flow(flow_type, url, caller, now)

@@ -240,6 +240,8 @@ impl Core {
             return_to: completed.return_to,
             continue_with,
             next_page,
+            // A new identity has no second factor yet.
+            second_factor: None,
         })
     }
 }

@@ -1,12 +1,16 @@
 //! The settings flow: start one for the signed-in identity, show it to its owner only, and
-//! submit a profile or password change. Changing a password, or a trait that identifies the
-//! user, needs a privileged (recently authenticated) session.
+//! submit a profile or password change, or link and unlink a second factor. Changing a
+//! password, a trait that identifies the user, or a second factor needs a privileged
+//! (recently authenticated) session; with `required_aal: highest_available` the session must
+//! also hold the identity's second factor.
 
 use super::form::{fill_trait_values, method_submit, password_input};
 use crate::audit::{Actor, AuditKind, AuditRecord};
 use crate::error::{Error, Result, SubmitResult};
 use crate::flow::{Flow, FlowKind, FlowType};
 use crate::identity::Identity;
+use crate::methods::lookup::LookupAction;
+use crate::methods::Method;
 use crate::service::{Caller, Core};
 use crate::store::{Effects, StoreError};
 use crate::ui::{msg, UiNode, UiText};
@@ -28,6 +32,10 @@ pub enum SettingsMethod {
     Profile { traits: Value, form: bool },
     /// `method=password`: a new password (empty when absent).
     Password { password: String },
+    /// `method=totp`: a code of the key the form shows, or `totp_unlink`.
+    Totp { code: String, unlink: bool },
+    /// `method=lookup_secret` with one of its `lookup_secret_*` buttons (none: nothing asked).
+    LookupSecret { action: Option<LookupAction> },
     /// A method this server does not offer (or none).
     Unknown,
 }
@@ -51,13 +59,20 @@ impl Core {
             now,
         );
         flow.identity_id = Some(identity.id);
-        self.render_settings_nodes(&mut flow, identity)?;
+        self.render_settings_nodes(&mut flow, identity, false)?;
         self.attach_csrf(&mut flow, caller);
         self.store.insert_flow(&flow).await?;
         Ok(flow)
     }
 
-    fn render_settings_nodes(&self, flow: &mut Flow, identity: &Identity) -> Result<()> {
+    /// Draws the form afresh (Kratos's order: profile, password, backup codes, TOTP); the
+    /// backup codes are shown when `reveal`.
+    fn render_settings_nodes(
+        &self,
+        flow: &mut Flow,
+        identity: &Identity,
+        reveal: bool,
+    ) -> Result<()> {
         let schema = self.schema(&identity.schema_id)?;
         let keep: Vec<UiNode> = flow
             .ui
@@ -79,7 +94,21 @@ impl Core {
         flow.ui
             .nodes
             .push(method_submit("password", msg::label_save()));
+        let lookup = self.lookup_settings_nodes(flow, identity, reveal)?;
+        flow.ui.nodes.extend(lookup);
+        let totp = self.totp_settings_nodes(flow, identity)?;
+        flow.ui.nodes.extend(totp);
         Ok(())
+    }
+
+    /// `selfservice.flows.settings.required_aal` for a settings request; a browser sent to
+    /// the second step comes back to `back`.
+    fn require_settings_aal(&self, caller: &Caller, back: &str) -> Result<()> {
+        let Some((session, identity)) = &caller.session else {
+            return Err(Error::SessionInactive);
+        };
+        let required = self.config.selfservice.flows.settings.required_aal;
+        self.require_aal(session, identity, required, Some(back))
     }
 
     pub async fn create_settings_flow(
@@ -94,6 +123,8 @@ impl Core {
         let Some((_, identity)) = &caller.session else {
             return Err(Error::SessionInactive);
         };
+        let back = self.browser_flow_url(FlowKind::Settings, false, return_to.as_deref());
+        self.require_settings_aal(caller, &back)?;
         let mut flow = self
             .new_settings_flow(flow_type, request_url, identity, caller, now)
             .await?;
@@ -110,6 +141,8 @@ impl Core {
     ) -> Result<(Flow, Identity)> {
         let identity = signed_in(caller)?;
         let flow = self.load_flow(FlowKind::Settings, id, caller, now).await?;
+        let back = format!("{}self-service/settings?flow={id}", self.public_url());
+        self.require_settings_aal(caller, &back)?;
         owned(flow, identity)
     }
 
@@ -134,6 +167,14 @@ impl Core {
         let Some((session, _)) = &caller.session else {
             return Err(Error::SessionInactive.into());
         };
+        let back = format!(
+            "{}self-service/settings?flow={}",
+            self.public_url(),
+            flow.id
+        );
+        self.require_settings_aal(caller, &back)?;
+        let mut reveal = false;
+        let mut saved = true;
         flow.ui.reset_messages();
         flow.continue_with.clear();
         let privileged = now - session.authenticated_at
@@ -238,7 +279,51 @@ impl Core {
                         .await?;
                 }
             }
-            SettingsMethod::Unknown => {
+            SettingsMethod::Totp { code, unlink } if self.factor_enabled(Method::Totp) => {
+                flow.active = Some("totp".into());
+                if !privileged {
+                    return Err(self.refresh_required(flow.id).into());
+                }
+                let origin = caller.origin();
+                if unlink {
+                    let by = Actor::Identity(identity.id);
+                    self.remove_factor(&mut identity, Method::Totp, by, &origin, now)
+                        .await?;
+                } else {
+                    if let Err(text) = self
+                        .link_totp(&flow, &mut identity, &code, &origin, now)
+                        .await?
+                    {
+                        flow.ui.add_message(Some("totp_code"), text);
+                        return Err(self.reject(&mut flow, Some(&identity), now).await);
+                    }
+                    if let Some(p) = flow.pending.as_mut() {
+                        p.totp = None;
+                    }
+                    self.second_factor_linked(&identity, session, Method::Totp, now)
+                        .await?;
+                }
+            }
+            SettingsMethod::LookupSecret {
+                action: Some(action),
+            } if self.factor_enabled(Method::LookupSecret) => {
+                flow.active = Some("lookup_secret".into());
+                if !privileged {
+                    return Err(self.refresh_required(flow.id).into());
+                }
+                let origin = caller.origin();
+                saved = self
+                    .lookup_settings_action(action, &mut flow, &mut identity, &origin, now)
+                    .await?;
+                reveal = action == LookupAction::Reveal;
+                if action == LookupAction::Confirm {
+                    self.second_factor_linked(&identity, session, Method::LookupSecret, now)
+                        .await?;
+                }
+            }
+            SettingsMethod::Totp { .. }
+            | SettingsMethod::LookupSecret { .. }
+            | SettingsMethod::Unknown => {
                 flow.ui.messages.push(UiText::error(
                     4010004,
                     "Could not find a strategy to update your settings. Did you fill out the form correctly?",
@@ -247,9 +332,14 @@ impl Core {
                 return Err(self.reject(&mut flow, Some(&identity), now).await);
             }
         }
-        self.render_settings_nodes(&mut flow, &identity)?;
-        flow.state = "success".into();
-        flow.ui.messages = vec![msg::settings_saved()];
+        self.render_settings_nodes(&mut flow, &identity, reveal)?;
+        if saved {
+            flow.state = "success".into();
+            flow.ui.messages = vec![msg::settings_saved()];
+        } else {
+            // New or revealed codes: the form again, showing them (Kratos's "return to UI").
+            flow.state = "show_form".into();
+        }
         flow.updated_at = now;
         self.store.update_flow(&flow).await?;
         Ok((flow, identity))

@@ -37,6 +37,9 @@ fn looks_like_jwt(token: &str) -> bool {
 pub struct ObtainRequest {
     pub identifier: Option<String>,
     pub password: Option<String>,
+    /// A code of the account's second factor (a TOTP code or a backup code), needed when it
+    /// has one and `session.whoami.required_aal` is `highest_available`.
+    pub otp: Option<String>,
 }
 
 impl Core {
@@ -68,8 +71,19 @@ impl Core {
         if !identity.is_active() {
             return Err(TokenError::BadCredentials.into());
         }
-        let (session, _opaque) = self
-            .issue_session(&identity, crate::methods::Method::Password, caller, now)
+        let second = self
+            .second_factor_for_tokens(&identity, req.otp.as_deref(), caller, now)
+            .await?;
+        let (mut session, _opaque) =
+            self.new_session(&identity, crate::methods::Method::Password, caller, now);
+        if let Some(method) = second {
+            session.add_method(method, now);
+        }
+        self.store
+            .insert_session(
+                &session,
+                &Effects::event(crate::webhooks::EventKind::SessionCreated),
+            )
             .await?;
         let ring = self.ring(now).await?;
         let access = self.access_token(&ring, identity.id, session.id, now)?;
@@ -80,6 +94,47 @@ impl Core {
             access,
             refresh: Some(refresh),
         })
+    }
+
+    /// The second factor a token request must show: none when the account has none or
+    /// enforcement is off (`session.whoami.required_aal: aal1`); otherwise `otp` must be a
+    /// current TOTP code (six digits) or an unused backup code.
+    async fn second_factor_for_tokens(
+        &self,
+        identity: &crate::identity::Identity,
+        otp: Option<&str>,
+        caller: &Caller,
+        now: OffsetDateTime,
+    ) -> Result<Option<crate::methods::Method>> {
+        use crate::methods::factor::Checked;
+        use crate::methods::{Aal, Method};
+        let enforced =
+            self.config.session.whoami.required_aal == crate::config::RequiredAal::HighestAvailable;
+        if !enforced || identity.available_aal() < Aal::Aal2 {
+            return Ok(None);
+        }
+        let Some(otp) = otp.map(str::trim).filter(|o| !o.is_empty()) else {
+            return Err(TokenError::SecondFactorRequired.into());
+        };
+        let origin = caller.origin();
+        let totp = otp.len() == crate::methods::totp::DIGITS
+            && otp.bytes().all(|b| b.is_ascii_digit())
+            && identity.credentials.contains_key(Method::Totp.as_str());
+        let (checked, method) = if totp {
+            (
+                self.check_totp(identity, otp, &origin, now).await?,
+                Method::Totp,
+            )
+        } else {
+            (
+                self.check_lookup(identity, otp, &origin, now).await?,
+                Method::LookupSecret,
+            )
+        };
+        match checked {
+            Checked::Accepted(_) => Ok(Some(method)),
+            Checked::Refused(_) => Err(TokenError::SecondFactorInvalid.into()),
+        }
     }
 
     /// `POST /api/token/refresh/`: a new access token, and with rotation a new refresh token.

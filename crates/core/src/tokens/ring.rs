@@ -21,7 +21,7 @@ type KeyTransition = (
 );
 
 impl Core {
-    fn key_secrets(&self) -> Vec<String> {
+    pub(crate) fn cipher_secrets(&self) -> Vec<String> {
         let s = &self.config.secrets;
         s.cipher
             .iter()
@@ -49,7 +49,7 @@ impl Core {
                 .await?;
             stored = self.store.signing_keys().await?;
         }
-        let secrets = self.key_secrets();
+        let secrets = self.cipher_secrets();
         let mut keys = HashMap::new();
         let mut current = None;
         let mut current_activated_at = None;
@@ -122,7 +122,7 @@ impl Core {
 
     fn new_key(&self, state: &str, now: OffsetDateTime) -> Result<keys::StoredKey> {
         let secret = self
-            .key_secrets()
+            .cipher_secrets()
             .into_iter()
             .next()
             .ok_or_else(|| Error::Internal("no secret to encrypt signing keys with".into()))?;

@@ -58,6 +58,10 @@ pub fn router(state: &AppState) -> Router<AppState> {
             "/v1/users/{id}/verify_password",
             post(users::verify_password),
         )
+        .route(
+            "/v1/users/{id}/mfa",
+            axum::routing::delete(users::disable_mfa),
+        )
         .route("/v1/sessions", get(sessions::list_sessions))
         .route("/v1/sessions/{id}/revoke", post(sessions::revoke_session))
         .route("/v1/jwks", get(jwks))

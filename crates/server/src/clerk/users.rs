@@ -452,3 +452,16 @@ pub(super) async fn verify_password(
         ))
     }
 }
+
+/// `DELETE /v1/users/{id}/mfa`: removes the user's TOTP and backup codes.
+pub(super) async fn disable_mfa(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    Acting(by): Acting,
+) -> CResult<Json<Value>> {
+    let identity = identity_id(&id)?;
+    st.core.disable_second_factors(identity, &by).await?;
+    Ok(Json(
+        json!({ "user_id": clerk_user_id(&identity.to_string()) }),
+    ))
+}

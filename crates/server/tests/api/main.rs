@@ -17,6 +17,7 @@ mod config;
 mod courier;
 mod flows;
 mod hosted_recovery;
+mod mfa;
 mod ratelimit;
 mod recovery;
 mod scale;

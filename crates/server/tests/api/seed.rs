@@ -26,7 +26,12 @@ const FRONTEND: &str = "http://localhost:3000";
 
 /// Replaces the harness's configuration with the seed's, keeping its database, ports, cheap
 /// hashing and per-IP limits.
-fn seed(cfg: &mut Config) {
+pub(crate) fn seed(cfg: &mut Config) {
+    seed_with(cfg, &[]);
+}
+
+/// [`seed`] with more variables set, as an operator adds settings in the environment.
+pub(crate) fn seed_with(cfg: &mut Config, extra: &[(&str, &str)]) {
     let env = [
         ("PORTCULLIS_DSN", cfg.dsn.clone()),
         (
@@ -44,6 +49,7 @@ fn seed(cfg: &mut Config) {
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
+    .chain(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())))
     .collect::<Vec<_>>();
     let mut seeded = Config::load(Some(&format!("{SEED}/kratos.yml")), env, true).unwrap();
     seeded.hashers = cfg.hashers.clone();

@@ -15,7 +15,7 @@ async fn a_completed_login_flow_cannot_be_submitted_again() {
     let url = kit.request_url(FlowKind::Login, FlowType::Api);
     let flow = kit
         .core
-        .create_login_flow(FlowType::Api, url, false, None, &api, kit.now())
+        .create_login_flow(FlowType::Api, url, false, None, None, &api, kit.now())
         .await
         .unwrap();
     let first = kit
@@ -100,6 +100,7 @@ async fn an_expired_flow_is_refused_with_a_replacement_that_says_why() {
             FlowType::Api,
             url,
             false,
+            None,
             Some(heading.clone()),
             &api,
             kit.now(),
@@ -202,9 +203,17 @@ async fn an_unlisted_return_to_is_refused() {
     ] {
         let to = Some(unlisted.to_string());
         let refusals = [
-            core.create_login_flow(FlowType::Api, login.clone(), false, to.clone(), &api, now)
-                .await
-                .map(drop),
+            core.create_login_flow(
+                FlowType::Api,
+                login.clone(),
+                false,
+                None,
+                to.clone(),
+                &api,
+                now,
+            )
+            .await
+            .map(drop),
             core.create_registration_flow(
                 FlowType::Api,
                 registration.clone(),
@@ -227,7 +236,15 @@ async fn an_unlisted_return_to_is_refused() {
     }
     let listed = "https://app.example.com/home/inbox";
     let flow = core
-        .create_login_flow(FlowType::Api, login, false, Some(listed.into()), &api, now)
+        .create_login_flow(
+            FlowType::Api,
+            login,
+            false,
+            None,
+            Some(listed.into()),
+            &api,
+            now,
+        )
         .await
         .unwrap();
     assert_eq!(

@@ -81,7 +81,7 @@ async fn a_password_change_needs_a_login_within_the_privileged_session_max_age()
     let url = kit.request_url(FlowKind::Login, FlowType::Api);
     let login = kit
         .core
-        .create_login_flow(FlowType::Api, url, true, None, &member, kit.now())
+        .create_login_flow(FlowType::Api, url, true, None, None, &member, kit.now())
         .await
         .unwrap();
     let refreshed = kit

@@ -67,7 +67,9 @@ pub(in crate::ui) async fn flow_page(
     let (messages, forms) = flow_view(&st, &lang, &flow, kind == FlowKind::Settings);
     let ui = &st.ui;
     let refresh = flow.get("refresh").and_then(Value::as_bool) == Some(true);
+    let second_step = flow.get("requested_aal").and_then(Value::as_str) == Some("aal2");
     let title = match kind {
+        FlowKind::Login if second_step => ui.t(&lang, "page.login.aal2"),
         FlowKind::Login if refresh => ui.t(&lang, "page.login.refresh"),
         FlowKind::Login => ui.t(&lang, "page.login"),
         FlowKind::Registration => ui.t(&lang, "page.registration"),
@@ -76,7 +78,7 @@ pub(in crate::ui) async fn flow_page(
         FlowKind::Verification => ui.t(&lang, "page.verification"),
     };
     let signed_in = caller.session.is_some();
-    let links = links(&st, &lang, kind, refresh, signed_in);
+    let links = links(&st, &lang, kind, refresh || second_step, signed_in);
     let mut page = page;
     page.set("title", json!(title));
     page.set("messages", json!(messages));

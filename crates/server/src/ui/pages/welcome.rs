@@ -32,6 +32,14 @@ pub(in crate::ui) async fn welcome_page(
     let Some((current, identity)) = &caller.session else {
         return page.redirect(&core.browser_flow_url(FlowKind::Login, false, None));
     };
+    // The page shows what whoami shows: a session without its second factor signs in with
+    // it first.
+    if let Err(Error::Aal2Required {
+        redirect_browser_to,
+    }) = core.require_whoami_aal(current, identity)
+    {
+        return page.redirect(&redirect_browser_to);
+    }
     let now = core.now();
     let query = SessionQuery {
         identity_id: Some(identity.id),

@@ -1,0 +1,279 @@
+//! What the second factors (TOTP, backup codes) share: the secret a settings flow shows
+//! before it is saved, sealed at rest; the per-identity budget of wrong codes; the audit
+//! record of every change and every wrong code; and what linking a factor does to sessions.
+
+use super::{Aal, Method};
+use crate::audit::{Actor, AuditKind, AuditRecord, Origin};
+use crate::config::RequiredAal;
+use crate::error::{Error, Result};
+use crate::identity::Identity;
+use crate::sealed::{self, Purpose};
+use crate::service::{urlencode, Core};
+use crate::session::Session;
+use crate::store::Effects;
+use crate::webhooks::EventKind;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use time::OffsetDateTime;
+use uuid::Uuid;
+use zeroize::Zeroizing;
+
+/// Wrong second-factor codes an identity may submit per hour, across flows and faces. A TOTP
+/// guess wins with probability 3 in a million (the window of three steps), so this keeps an
+/// attacker who has the password far from the second factor.
+pub const MAX_WRONG_PER_HOUR: u32 = 10;
+
+/// A secret a settings flow shows but has not saved yet, sealed under `secrets.cipher` and
+/// bound to the identity: a new TOTP key, or new backup codes waiting for confirmation. Kept
+/// with the flow, never in API responses.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Pending {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub totp: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lookup: Option<String>,
+}
+
+/// The outcome of checking a second-factor code.
+pub enum Checked {
+    /// Right: the identity as saved with the code used up.
+    Accepted(Box<Identity>),
+    /// Wrong, used, or the factor is missing: the message for the flow.
+    Refused(crate::ui::UiText),
+}
+
+fn wrong_key(identity: Uuid) -> String {
+    format!("mfa-wrong:{identity}")
+}
+
+impl Core {
+    /// Seals a factor secret of `identity` (see [`crate::sealed`]).
+    pub(crate) fn seal_factor(&self, identity: Uuid, plain: &[u8]) -> Result<String> {
+        let secret = self.cipher_secrets().into_iter().next().unwrap_or_default();
+        sealed::seal(&secret, Purpose::Factor, plain, &identity.to_string())
+            .map_err(|e| Error::Internal(e.to_string()))
+    }
+
+    /// Opens a factor secret sealed for `identity`.
+    pub(crate) fn open_factor(&self, identity: Uuid, blob: &str) -> Result<Zeroizing<Vec<u8>>> {
+        sealed::open(
+            &self.cipher_secrets(),
+            Purpose::Factor,
+            blob,
+            &identity.to_string(),
+        )
+        .map(Zeroizing::new)
+        .map_err(|e| Error::Internal(format!("a second-factor secret: {e}")))
+    }
+
+    /// Refuses a second-factor check once `identity` has used up its hourly budget of wrong
+    /// codes ([`MAX_WRONG_PER_HOUR`]); no code is looked at then.
+    pub(crate) async fn admit_second_factor(
+        &self,
+        identity: Uuid,
+        now: OffsetDateTime,
+    ) -> Result<()> {
+        let found = self.store.login_failures(&[wrong_key(identity)]).await?;
+        let Some((_, f)) = found.first() else {
+            return Ok(());
+        };
+        let window_end = f.window_start + time::Duration::HOUR;
+        if f.count >= MAX_WRONG_PER_HOUR && now < window_end {
+            let retry_after = u64::try_from((window_end - now).whole_seconds()).unwrap_or(1);
+            return Err(Error::RateLimited {
+                retry_after: retry_after.max(1),
+            });
+        }
+        Ok(())
+    }
+
+    /// Counts a wrong code against `identity` and audits it.
+    pub(crate) async fn second_factor_failed(
+        &self,
+        identity: Uuid,
+        method: Method,
+        reason: &str,
+        origin: &Origin,
+        now: OffsetDateTime,
+    ) -> Result<()> {
+        self.store
+            .record_login_failure(&[wrong_key(identity)], now)
+            .await?;
+        let record = AuditRecord::new(AuditKind::SecondFactorFailed, Actor::Anonymous, origin, now)
+            .about(identity)
+            .failed(reason)
+            .details(json!({ "method": method.as_str() }));
+        self.store.insert_audit(&record).await?;
+        Ok(())
+    }
+
+    /// What a change of a second factor writes with itself: `user.updated` and its record.
+    pub(crate) fn factor_effects(
+        &self,
+        kind: AuditKind,
+        method: Method,
+        identity: Uuid,
+        actor: Actor,
+        origin: &Origin,
+        now: OffsetDateTime,
+    ) -> Effects {
+        let record = AuditRecord::new(kind, actor, origin, now)
+            .about(identity)
+            .details(json!({ "method": method.as_str() }));
+        Effects::event(EventKind::UserUpdated).audited(record)
+    }
+
+    /// After a second factor was linked from `session`: that session proves it (so its owner
+    /// is not stepped up right after setting it up, as in Kratos), and refresh tokens issued
+    /// before end, since the token face would otherwise keep sessions that never showed it.
+    pub(crate) async fn second_factor_linked(
+        &self,
+        identity: &Identity,
+        session: &Session,
+        method: Method,
+        now: OffsetDateTime,
+    ) -> Result<()> {
+        let mut s = session.clone();
+        s.add_method(method, now);
+        if !self.store.update_session(&s, now, &Effects::none()).await? {
+            return Err(Error::SessionInactive);
+        }
+        self.store
+            .revoke_identity_refresh_tokens(identity.id)
+            .await?;
+        Ok(())
+    }
+
+    /// Whether `session` satisfies `required` for `identity`: with `highest_available` it
+    /// must prove every level the identity can reach. Otherwise the caller is sent to sign in
+    /// with the second factor (`return_to` comes back after it).
+    pub fn require_aal(
+        &self,
+        session: &Session,
+        identity: &Identity,
+        required: RequiredAal,
+        return_to: Option<&str>,
+    ) -> Result<()> {
+        if required == RequiredAal::HighestAvailable && session.level() < identity.available_aal() {
+            return Err(Error::Aal2Required {
+                redirect_browser_to: self.aal2_login_url(return_to),
+            });
+        }
+        Ok(())
+    }
+
+    /// `GET /sessions/whoami`'s check (`session.whoami.required_aal`).
+    pub fn require_whoami_aal(&self, session: &Session, identity: &Identity) -> Result<()> {
+        let required = self.config.session.whoami.required_aal;
+        self.require_aal(session, identity, required, None)
+    }
+
+    /// Where a browser signs in with its second factor: the login flow with `aal=aal2`.
+    pub fn aal2_login_url(&self, return_to: Option<&str>) -> String {
+        let mut url = format!(
+            "{}self-service/login/browser?aal={}",
+            self.public_url(),
+            Aal::Aal2.as_str()
+        );
+        if let Some(r) = return_to.filter(|r| !r.is_empty()) {
+            url += &format!("&return_to={}", urlencode(r));
+        }
+        url
+    }
+
+    /// Removes a second factor of `identity` (settings, the Kratos admin API, Clerk's
+    /// `DELETE /v1/users/{id}/mfa`), with its event and record. `false` when it had none.
+    pub(crate) async fn remove_factor(
+        &self,
+        identity: &mut Identity,
+        method: Method,
+        actor: Actor,
+        origin: &Origin,
+        now: OffsetDateTime,
+    ) -> Result<bool> {
+        if identity.credentials.remove(method.as_str()).is_none() {
+            return Ok(false);
+        }
+        identity.updated_at = now;
+        let fx = self.factor_effects(
+            AuditKind::SecondFactorRemoved,
+            method,
+            identity.id,
+            actor,
+            origin,
+            now,
+        );
+        self.store.update_identity(identity, &fx).await?;
+        Ok(true)
+    }
+
+    /// `DELETE /admin/identities/{id}/credentials/{type}` (Kratos): removes a second factor.
+    /// First factors (password, code) cannot be removed this way, as in Kratos.
+    pub async fn admin_delete_credential(
+        &self,
+        id: Uuid,
+        kind: &str,
+        by: &crate::audit::By,
+    ) -> Result<()> {
+        let method = match kind {
+            "totp" => Method::Totp,
+            "lookup_secret" => Method::LookupSecret,
+            "password" | "code" => {
+                return Err(Error::bad_request(format!(
+                    "You cannot remove first factor credentials ({}).",
+                    crate::ui::echo(kind)
+                )))
+            }
+            _ => {
+                return Err(Error::bad_request(format!(
+                    "Unknown or unsupported credential type {:?}.",
+                    crate::ui::echo(kind)
+                )))
+            }
+        };
+        let mut identity = self
+            .store
+            .get_identity(id)
+            .await?
+            .ok_or_else(|| Error::not_found("Unable to locate the resource"))?;
+        let now = self.now();
+        if !self
+            .remove_factor(&mut identity, method, by.actor.clone(), &by.origin, now)
+            .await?
+        {
+            return Err(Error::not_found(format!(
+                "You tried to remove a {kind} but this user has no {kind} set up."
+            )));
+        }
+        Ok(())
+    }
+
+    /// Clerk's `DELETE /v1/users/{id}/mfa`: removes every second factor; the identity after.
+    pub async fn disable_second_factors(
+        &self,
+        id: Uuid,
+        by: &crate::audit::By,
+    ) -> Result<Identity> {
+        let mut identity = self
+            .store
+            .get_identity(id)
+            .await?
+            .ok_or_else(|| Error::not_found("Unable to locate the resource"))?;
+        let now = self.now();
+        for method in [Method::Totp, Method::LookupSecret] {
+            self.remove_factor(&mut identity, method, by.actor.clone(), &by.origin, now)
+                .await?;
+        }
+        Ok(identity)
+    }
+
+    /// Whether a second factor of `method` is switched on.
+    pub(crate) fn factor_enabled(&self, method: Method) -> bool {
+        let m = &self.config.selfservice.methods;
+        match method {
+            Method::Totp => m.totp.is_enabled(),
+            Method::LookupSecret => m.lookup_secret.is_enabled(),
+            _ => false,
+        }
+    }
+}
