@@ -3,7 +3,7 @@
 //! the order matters, because some steps change the server (webhook endpoints, PostgreSQL).
 
 use crate::load::{load, load_paced, Conn, Stats};
-use crate::setup::{login, register, Fixtures, Step, LOGIN_WORKERS, PASSWORD};
+use crate::setup::{login, login_with_totp, register, Fixtures, Step, LOGIN_WORKERS, PASSWORD};
 use anyhow::{anyhow, Result};
 use hyper::Method;
 use serde_json::{json, Value};
@@ -66,6 +66,9 @@ pub enum Op {
     Register(&'static str),
     /// A refresh with rotation for `email`; each connection keeps its own token family.
     Refresh(&'static str),
+    /// A password login and its TOTP step-up, each on an account of its own from the pool
+    /// (a code is accepted once, so an account signs in once per 30 s period).
+    LoginTotp(Arc<Vec<(String, String)>>),
 }
 
 impl Op {
@@ -122,6 +125,14 @@ impl Op {
                 .await
                 .map(|_| ()),
             Op::Refresh(_) => Err(anyhow!("refresh runs through refresh_load")),
+            Op::LoginTotp(pool) => {
+                let (conn, i) = (n / 1_000_000, n % 1_000_000);
+                let k = usize::try_from(conn + i * LOGIN_WORKERS as u64).unwrap_or(0);
+                let (email, secret) = pool
+                    .get(k)
+                    .ok_or_else(|| anyhow!("the pool of TOTP accounts ran out"))?;
+                login_with_totp(c, email, secret).await
+            }
         }
     }
 
@@ -245,6 +256,14 @@ pub fn table(conns: usize, secs: f64) -> Vec<Scenario> {
             .before(Step::MeasureArgon)
             .progress("password logins")
             .vs(Baseline::Argon),
+        Scenario::new(
+            format!("password login + TOTP step-up ({w} conns)"),
+            w,
+            |f| Op::LoginTotp(f.totp_accounts.clone()),
+        )
+        .before(Step::SeedTotpAccounts)
+        .progress("password logins with a TOTP step-up")
+        .vs(Baseline::Argon),
         // The limiter's cost: the per-IP rate limiter and the brute-force throttle on at the
         // default quotas (never tripped, see `Limits::On`) against both off, on a fresh pair.
         Scenario {

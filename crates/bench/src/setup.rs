@@ -147,6 +147,98 @@ pub async fn login(c: &mut Conn, email: &str, password: &str) -> Result<Value> {
     .await
 }
 
+/// The authenticator-app code of `secret` (base32) for the period after the current one
+/// (accepted within the one-period window, and later than the enrolment's).
+fn next_totp_code(secret: &str) -> Result<String> {
+    let bytes = totp_rs::Secret::Encoded(secret.to_string())
+        .to_bytes()
+        .map_err(|e| anyhow!("TOTP secret: {e:?}"))?;
+    let t = totp_rs::TOTP::new_unchecked(totp_rs::Algorithm::SHA1, 6, 1, 30, bytes);
+    // The bench compares wall-clock behaviour with the server, which reads the same clock.
+    #[allow(clippy::disallowed_methods)]
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    Ok(t.generate(u64::try_from(now + 30)?))
+}
+
+/// A password login followed by the second step with a TOTP code.
+pub async fn login_with_totp(c: &mut Conn, email: &str, secret: &str) -> Result<()> {
+    let first = login(c, email, PASSWORD).await?;
+    let token = first["session_token"]
+        .as_str()
+        .ok_or_else(|| anyhow!("no session token"))?
+        .to_string();
+    let auth = [("x-session-token", token.as_str())];
+    let flow = c
+        .json(Method::GET, "/self-service/login/api?aal=aal2", None, &auth)
+        .await?;
+    let id = flow["id"].as_str().ok_or_else(|| anyhow!("no aal2 flow"))?;
+    let body = json!({ "method": "totp", "totp_code": next_totp_code(secret)? });
+    let done = c
+        .json(
+            Method::POST,
+            &format!("/self-service/login?flow={id}"),
+            Some(&body),
+            &auth,
+        )
+        .await?;
+    match done["session"]["authenticator_assurance_level"].as_str() {
+        Some("aal2") => Ok(()),
+        _ => Err(anyhow!("the step-up failed: {done}")),
+    }
+}
+
+/// Registers `count` accounts and links TOTP to each; (email, base32 secret).
+async fn seed_totp_accounts(public: &str, count: usize) -> Result<Vec<(String, String)>> {
+    let mut c = Conn::open(public).await?;
+    let mut out = Vec::with_capacity(count);
+    for n in 0..count {
+        let email = format!("totp{n}@bench.example");
+        let reg = register(&mut c, &email, PASSWORD).await?;
+        let token = reg["session_token"]
+            .as_str()
+            .ok_or_else(|| anyhow!("no session token"))?
+            .to_string();
+        let auth = [("x-session-token", token.as_str())];
+        let flow = c
+            .json(Method::GET, "/self-service/settings/api", None, &auth)
+            .await?;
+        let secret = flow["ui"]["nodes"]
+            .as_array()
+            .and_then(|nodes| {
+                nodes
+                    .iter()
+                    .find(|n| n["attributes"]["id"] == "totp_secret_key")
+            })
+            .and_then(|n| n["attributes"]["text"]["context"]["secret"].as_str())
+            .ok_or_else(|| anyhow!("no TOTP secret on the settings form (is TOTP on?)"))?
+            .to_string();
+        let id = flow["id"]
+            .as_str()
+            .ok_or_else(|| anyhow!("no settings flow"))?;
+        // The current period's code, so the row's codes (the next period's) are later.
+        let bytes = totp_rs::Secret::Encoded(secret.clone())
+            .to_bytes()
+            .map_err(|e| anyhow!("TOTP secret: {e:?}"))?;
+        let t = totp_rs::TOTP::new_unchecked(totp_rs::Algorithm::SHA1, 6, 1, 30, bytes);
+        #[allow(clippy::disallowed_methods)]
+        let now = u64::try_from(time::OffsetDateTime::now_utc().unix_timestamp())?;
+        let body = json!({ "method": "totp", "totp_code": t.generate(now) });
+        let saved = c
+            .json(
+                Method::POST,
+                &format!("/self-service/settings?flow={id}"),
+                Some(&body),
+                &auth,
+            )
+            .await?;
+        if saved["state"] != "success" {
+            return Err(anyhow!("linking TOTP failed: {saved}"));
+        }
+        out.push((email, secret));
+    }
+    Ok(out)
+}
+
 /// Argon2id hashes per second using every core, at the server's parameters.
 pub fn raw_argon2_rate(secs: f64) -> f64 {
     use argon2::password_hash::{PasswordHasher, SaltString};
@@ -209,6 +301,8 @@ pub struct Fixtures {
     /// and off (step [`Step::StartLimitsPair`]).
     pub limits_on_session_token: String,
     pub limits_off_session_token: String,
+    /// Accounts with TOTP linked and their secrets (step [`Step::SeedTotpAccounts`]).
+    pub totp_accounts: Arc<Vec<(String, String)>>,
 }
 
 /// What a scenario needs done just before (or just after) its measurement.
@@ -224,6 +318,8 @@ pub enum Step {
     StopLimitsPair,
     ObtainAccessToken,
     StartBrowserFlow,
+    /// Registers enough accounts with TOTP for one step-up row (one per sign-in).
+    SeedTotpAccounts,
     /// Adds two webhook endpoints (Clerk format) pointing at the hello server's `/hook`.
     AddWebhookEndpoints,
     /// Waits for the burst's deliveries, then replays them and times the drain.
@@ -354,6 +450,13 @@ impl Bench {
                     .and_then(|v| v.split(';').next())
                     .unwrap_or_default()
                     .to_string();
+            }
+            Step::SeedTotpAccounts => {
+                // More than the row can use: logins are bounded by raw Argon2id (~110/s here).
+                let count = (self.secs * 150.0).ceil() as usize;
+                eprintln!("seeding: {count} accounts with TOTP");
+                self.fixtures.totp_accounts =
+                    Arc::new(seed_totp_accounts(&self.public, count).await?);
             }
             Step::AddWebhookEndpoints => self.add_webhook_endpoints().await?,
             Step::DrainWebhooks => self.drain_webhooks(measured.unwrap_or(0.0)).await?,

@@ -122,7 +122,12 @@ impl SubmitBody {
     }
 
     pub fn login(&self) -> LoginSubmit {
-        let method = match self.method().as_str() {
+        // An HTML "Send code to …" button sends only its `address`.
+        let mut method = self.method();
+        if method.is_empty() && !self.text("address").is_empty() {
+            method = "code".into();
+        }
+        let method = match method.as_str() {
             "password" => LoginMethod::Password {
                 // `password_identifier` is the older name of the field.
                 identifier: self
@@ -139,6 +144,10 @@ impl SubmitBody {
             },
             "lookup_secret" => LoginMethod::LookupSecret {
                 code: self.text("lookup_secret"),
+            },
+            "code" => LoginMethod::Code {
+                address: Some(self.text("address")).filter(|a| !a.is_empty()),
+                code: Some(self.text("code")).filter(|c| !c.is_empty()),
             },
             _ => LoginMethod::Unknown,
         };

@@ -348,19 +348,24 @@ async fn logout_api(
     Ok(StatusCode::NO_CONTENT)
 }
 
-fn require_session(
-    caller: &Caller,
+/// The caller's session for `/sessions*`: it must satisfy `session.whoami.required_aal`
+/// too, or a password alone could list and end the sessions that used the second factor.
+fn require_session<'c>(
+    st: &AppState,
+    caller: &'c Caller,
 ) -> Result<
-    &(
+    &'c (
         portcullis_core::session::Session,
         portcullis_core::identity::Identity,
     ),
     ApiError,
 > {
-    caller
+    let found = caller
         .session
         .as_ref()
-        .ok_or(ApiError(Error::SessionInactive))
+        .ok_or(ApiError(Error::SessionInactive))?;
+    st.core.require_whoami_aal(&found.0, &found.1)?;
+    Ok(found)
 }
 
 #[derive(Deserialize)]
@@ -412,7 +417,7 @@ async fn list_my_sessions(
     Query(pq): Query<PageQuery>,
     CallerCtx(caller): CallerCtx,
 ) -> ApiResult<Response> {
-    let (s, i) = require_session(&caller)?;
+    let (s, i) = require_session(&st, &caller)?;
     let core = &st.core;
     let now = core.now();
     let page = Page::from_query(&pq)?;
@@ -440,7 +445,7 @@ async fn revoke_my_other_sessions(
     State(st): State<AppState>,
     CallerCtx(caller): CallerCtx,
 ) -> ApiResult<Json<Value>> {
-    let (s, i) = require_session(&caller)?;
+    let (s, i) = require_session(&st, &caller)?;
     let n = st
         .core
         .revoke_other_sessions(i.id, s.id, &caller.origin(), "sign_out_others")
@@ -453,7 +458,7 @@ async fn revoke_my_session(
     Path(id): Path<String>,
     CallerCtx(caller): CallerCtx,
 ) -> ApiResult<StatusCode> {
-    let (current, _) = require_session(&caller)?;
+    let (current, _) = require_session(&st, &caller)?;
     let id = parse_uuid(&id, "session id")?;
     st.core
         .revoke_own_session(current, id, &caller.origin(), st.core.now())

@@ -49,7 +49,8 @@ pub struct CodeMethodConfig {
     pub enabled: bool,
     /// Sign-in by code instead of a password: refused until it is implemented.
     pub passwordless_enabled: bool,
-    /// Codes as a second factor: refused until it is implemented.
+    /// A code mailed to an address of the identity as a second factor: every identity with
+    /// an e-mail address then has aal2 available (as in Kratos).
     pub mfa_enabled: bool,
     pub config: CodeConfig,
 }
@@ -193,15 +194,10 @@ impl PasswordPolicyConfig {
 impl CodeMethodConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         const KEY: &str = "selfservice.methods.code";
-        for (on, name) in [
-            (self.passwordless_enabled, "passwordless_enabled"),
-            (self.mfa_enabled, "mfa_enabled"),
-        ] {
-            if on {
-                return Err(ConfigError::Invalid(format!(
-                    "{KEY}.{name}: Portcullis does not support sign-in by code yet"
-                )));
-            }
+        if self.passwordless_enabled {
+            return Err(ConfigError::Invalid(format!(
+                "{KEY}.passwordless_enabled: Portcullis does not support sign-in by code yet"
+            )));
         }
         if self.config.lifespan.0 > MAX_CODE_LIFESPAN.0 || self.config.lifespan.0.is_zero() {
             return Err(ConfigError::Invalid(format!(

@@ -25,13 +25,18 @@ pub const MAX_WRONG_PER_HOUR: u32 = 10;
 
 /// A secret a settings flow shows but has not saved yet, sealed under `secrets.cipher` and
 /// bound to the identity: a new TOTP key, or new backup codes waiting for confirmation. Kept
-/// with the flow, never in API responses.
+/// with the flow, never in API responses. The nodes that show secrets are stored empty and
+/// filled from here (or from the credential, to reveal codes) only in the answer
+/// ([`Core::show_factor_secrets`]), so no flow row holds a secret in the clear.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Pending {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub totp: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lookup: Option<String>,
+    /// The saved backup codes are to be shown (after `lookup_secret_reveal`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reveal: bool,
 }
 
 /// The outcome of checking a second-factor code.
@@ -67,7 +72,9 @@ impl Core {
     }
 
     /// Refuses a second-factor check once `identity` has used up its hourly budget of wrong
-    /// codes ([`MAX_WRONG_PER_HOUR`]); no code is looked at then.
+    /// codes ([`MAX_WRONG_PER_HOUR`]); no code is looked at then. (Read here, counted by
+    /// [`Core::second_factor_failed`]: a burst of concurrent guesses can overrun the budget
+    /// by the guesses in flight.)
     pub(crate) async fn admit_second_factor(
         &self,
         identity: Uuid,
@@ -154,7 +161,9 @@ impl Core {
         required: RequiredAal,
         return_to: Option<&str>,
     ) -> Result<()> {
-        if required == RequiredAal::HighestAvailable && session.level() < identity.available_aal() {
+        if required == RequiredAal::HighestAvailable
+            && session.level() < self.available_aal(identity)
+        {
             return Err(Error::Aal2Required {
                 redirect_browser_to: self.aal2_login_url(return_to),
             });
@@ -265,6 +274,23 @@ impl Core {
                 .await?;
         }
         Ok(identity)
+    }
+
+    /// Fills the secret-bearing nodes of a settings flow's answer: the pending TOTP key (QR
+    /// code and text), pending or revealed backup codes. A secret that cannot be opened (the
+    /// key was rotated out) is left empty and logged.
+    pub(crate) fn show_factor_secrets(&self, flow: &mut crate::flow::Flow, identity: &Identity) {
+        let Some(pending) = flow.pending.clone() else {
+            return;
+        };
+        if let Some(sealed) = &pending.totp {
+            if let Err(e) = self.show_totp_key(flow, identity, sealed) {
+                tracing::error!(error = %e, "a pending TOTP key cannot be shown");
+            }
+        }
+        if let Err(e) = self.show_lookup_codes(flow, identity, &pending) {
+            tracing::error!(error = %e, "backup codes cannot be shown");
+        }
     }
 
     /// Whether a second factor of `method` is switched on.

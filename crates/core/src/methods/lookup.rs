@@ -169,10 +169,11 @@ fn stored_codes(cred: &Credential) -> Vec<StoredCode> {
 
 impl Core {
     /// The settings form's backup-code nodes for the flow's state: codes waiting for
-    /// confirmation, codes revealed, or the buttons.
+    /// confirmation, codes revealed, or the buttons. The codes node is stored empty; the
+    /// answer fills it in ([`Core::show_lookup_codes`]).
     pub(crate) fn lookup_settings_nodes(
         &self,
-        flow: &Flow,
+        flow: &mut Flow,
         identity: &Identity,
         reveal: bool,
     ) -> Result<Vec<UiNode>> {
@@ -180,42 +181,73 @@ impl Core {
             return Ok(vec![]);
         }
         let cred = identity.credentials.get(Method::LookupSecret.as_str());
-        if let Some(pending) = flow.pending.as_ref().and_then(|p| p.lookup.as_deref()) {
-            let codes: Vec<String> =
-                serde_json::from_slice(&self.open_factor(identity.id, pending)?)
-                    .unwrap_or_default();
-            let shown: Vec<(String, Option<OffsetDateTime>)> =
-                codes.into_iter().map(|c| (c, None)).collect();
+        let pending = flow.pending.get_or_insert_with(Pending::default);
+        pending.reveal = reveal && cred.is_some() && pending.lookup.is_none();
+        if pending.lookup.is_some() {
             return Ok(vec![
-                codes_node(&shown),
+                codes_node(&[]),
                 toggle("lookup_secret_confirm", msg::confirm()),
             ]);
         }
-        let Some(cred) = cred else {
+        if cred.is_none() {
             return Ok(vec![toggle("lookup_secret_regenerate", msg::regenerate())]);
-        };
-        if !reveal {
+        }
+        if !pending.reveal {
             return Ok(vec![
                 toggle("lookup_secret_reveal", msg::reveal()),
                 toggle("lookup_secret_disable", msg::disable()),
             ]);
         }
-        let sealed = cred
-            .config
-            .get("codes_encrypted")
-            .and_then(serde_json::Value::as_str)
-            .unwrap_or_default();
-        let codes: Vec<String> =
-            serde_json::from_slice(&self.open_factor(identity.id, sealed)?).unwrap_or_default();
-        let shown: Vec<(String, Option<OffsetDateTime>)> = codes
-            .into_iter()
-            .zip(stored_codes(cred).into_iter().map(|s| s.used_at))
-            .collect();
         Ok(vec![
-            codes_node(&shown),
+            codes_node(&[]),
             toggle("lookup_secret_disable", msg::disable()),
             toggle("lookup_secret_regenerate", msg::regenerate()),
         ])
+    }
+
+    /// Fills the codes node of a flow's answer: the pending codes, or the saved ones when
+    /// they are to be revealed (a used one reads `used`).
+    pub(crate) fn show_lookup_codes(
+        &self,
+        flow: &mut Flow,
+        identity: &Identity,
+        pending: &Pending,
+    ) -> Result<()> {
+        let shown: Vec<(String, Option<OffsetDateTime>)> = match (&pending.lookup, pending.reveal) {
+            (Some(sealed), _) => {
+                let codes: Vec<String> =
+                    serde_json::from_slice(&self.open_factor(identity.id, sealed)?)
+                        .unwrap_or_default();
+                codes.into_iter().map(|c| (c, None)).collect()
+            }
+            (None, true) => {
+                let Some(cred) = identity.credentials.get(Method::LookupSecret.as_str()) else {
+                    return Ok(());
+                };
+                let sealed = cred
+                    .config
+                    .get("codes_encrypted")
+                    .and_then(serde_json::Value::as_str)
+                    .unwrap_or_default();
+                let codes: Vec<String> =
+                    serde_json::from_slice(&self.open_factor(identity.id, sealed)?)
+                        .unwrap_or_default();
+                codes
+                    .into_iter()
+                    .zip(stored_codes(cred).into_iter().map(|s| s.used_at))
+                    .collect()
+            }
+            (None, false) => return Ok(()),
+        };
+        let filled = codes_node(&shown);
+        for n in &mut flow.ui.nodes {
+            if n.attributes.get("id").and_then(serde_json::Value::as_str)
+                == Some("lookup_secret_codes")
+            {
+                *n = filled.clone();
+            }
+        }
+        Ok(())
     }
 
     /// Runs a settings action. `Ok(true)` saved a change (the flow succeeds); `Ok(false)` only

@@ -56,6 +56,9 @@ pub enum Method {
     Totp,
     /// One of twelve single-use backup codes: a second factor.
     LookupSecret,
+    /// A code sent to an address of the identity, as a second factor (`code.mfa_enabled`):
+    /// named `code` like the first factor, as Kratos does, at aal2.
+    CodeSecondFactor,
 }
 
 impl Method {
@@ -63,7 +66,7 @@ impl Method {
     pub const fn as_str(self) -> &'static str {
         match self {
             Method::Password => "password",
-            Method::Code => "code",
+            Method::Code | Method::CodeSecondFactor => "code",
             Method::CodeRecovery => "code_recovery",
             Method::LinkRecovery => "link_recovery",
             Method::Totp => "totp",
@@ -75,7 +78,7 @@ impl Method {
     pub const fn group(self) -> &'static str {
         match self {
             Method::Password => "password",
-            Method::Code | Method::CodeRecovery => "code",
+            Method::Code | Method::CodeRecovery | Method::CodeSecondFactor => "code",
             Method::LinkRecovery => "link",
             Method::Totp => "totp",
             Method::LookupSecret => "lookup_secret",
@@ -88,7 +91,7 @@ impl Method {
             Method::Password | Method::Code | Method::CodeRecovery | Method::LinkRecovery => {
                 Aal::Aal1
             }
-            Method::Totp | Method::LookupSecret => Aal::Aal2,
+            Method::Totp | Method::LookupSecret | Method::CodeSecondFactor => Aal::Aal2,
         }
     }
 
@@ -97,6 +100,7 @@ impl Method {
         match self {
             Method::Password => &[FlowKind::Login, FlowKind::Registration, FlowKind::Settings],
             Method::Code => &[FlowKind::Verification],
+            Method::CodeSecondFactor => &[FlowKind::Login],
             Method::CodeRecovery | Method::LinkRecovery => &[FlowKind::Recovery],
             Method::Totp | Method::LookupSecret => &[FlowKind::Login, FlowKind::Settings],
         }

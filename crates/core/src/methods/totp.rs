@@ -163,6 +163,19 @@ fn qr_data_url(text: &str) -> Result<String> {
     ))
 }
 
+fn key_image(src: String) -> UiNode {
+    UiNode::image("totp", "totp_qr", src, QR_SIZE, msg::qr_label())
+}
+
+fn key_text(secret: &str) -> UiNode {
+    UiNode::text(
+        "totp",
+        "totp_secret_key",
+        msg::secret(secret),
+        msg::secret_label(),
+    )
+}
+
 /// The login form's nodes for a second step with TOTP.
 pub fn login_nodes() -> Vec<UiNode> {
     let mut code = UiNode::input("totp", "totp_code", "text", Some(msg::login_label()))
@@ -202,6 +215,7 @@ impl Core {
         let url = Zeroizing::new(otpauth_url(issuer, &account, &encoded));
         let pending = flow.pending.get_or_insert_with(Pending::default);
         pending.totp = Some(self.seal_factor(identity.id, url.as_bytes())?);
+        // Stored empty: the answer fills the key in (`show_totp_key`).
         let code = UiNode::input("totp", "totp_code", "text", Some(msg::verify_code()))
             .with_attr("required", json!(true))
             .with_attr("autocomplete", json!("one-time-code"));
@@ -212,23 +226,29 @@ impl Core {
             Some(crate::ui::msg::label_save()),
         )
         .with_attr("value", json!("totp"));
-        Ok(vec![
-            UiNode::image(
-                "totp",
-                "totp_qr",
-                qr_data_url(&url)?,
-                QR_SIZE,
-                msg::qr_label(),
-            ),
-            UiNode::text(
-                "totp",
-                "totp_secret_key",
-                msg::secret(&encoded),
-                msg::secret_label(),
-            ),
-            code,
-            save,
-        ])
+        Ok(vec![key_image(String::new()), key_text(""), code, save])
+    }
+
+    /// Fills the pending key `sealed` into the QR code and text nodes of a flow's answer.
+    pub(crate) fn show_totp_key(
+        &self,
+        flow: &mut Flow,
+        identity: &Identity,
+        sealed: &str,
+    ) -> Result<()> {
+        let url = Zeroizing::new(self.open_factor(identity.id, sealed)?);
+        let url = Zeroizing::new(String::from_utf8_lossy(&url).into_owned());
+        let secret = secret_of_url(&url)
+            .ok_or_else(|| Error::Internal("a pending TOTP key has no secret".into()))?;
+        let (image, text) = (key_image(qr_data_url(&url)?), key_text(&base32(&secret)));
+        for n in &mut flow.ui.nodes {
+            match n.attributes.get("id").and_then(serde_json::Value::as_str) {
+                Some("totp_qr") => *n = image.clone(),
+                Some("totp_secret_key") => *n = text.clone(),
+                _ => {}
+            }
+        }
+        Ok(())
     }
 
     /// Links the key the settings flow showed when `code` is one of its codes. `Err(text)` is

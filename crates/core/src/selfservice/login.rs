@@ -4,13 +4,11 @@
 
 use super::form::{already_completed, method_submit, password_input};
 use crate::audit::Origin;
-use crate::audit::{Actor, AuditKind, AuditRecord};
 use crate::config::{HookName, RequiredAal};
 use crate::error::{Error, Result, SubmitError, SubmitResult};
 use crate::flow::{Flow, FlowKind, FlowType};
 use crate::identity::Identity;
-use crate::methods::factor::Checked;
-use crate::methods::{lookup, totp, Aal, Method};
+use crate::methods::{Aal, Method};
 use crate::service::{Authenticated, Caller, Core};
 use crate::store::Effects;
 use crate::ui::{msg, UiNode, UiText};
@@ -37,6 +35,11 @@ pub enum LoginMethod {
     Totp { code: String },
     /// `method=lookup_secret` with `lookup_secret` (a second step).
     LookupSecret { code: String },
+    /// `method=code`: `address` to send a code to, or the `code` it sent (a second step).
+    Code {
+        address: Option<String>,
+        code: Option<String>,
+    },
     /// A method this server does not offer (or none).
     #[default]
     Unknown,
@@ -131,7 +134,7 @@ impl Core {
         let mut flow = match (&caller.session, refresh, aal) {
             (None, _, Aal::Aal2) => return Err(Error::Aal1Required),
             (Some((s, i)), _, Aal::Aal2) => {
-                if i.available_aal() < Aal::Aal2 {
+                if self.available_aal(i) < Aal::Aal2 {
                     return Err(Error::AalAlreadyFulfilled);
                 }
                 if s.level() >= Aal::Aal2 && !refresh {
@@ -341,7 +344,7 @@ impl Core {
         // client goes on to the second step (Kratos's post-login AAL check).
         let whoami = self.config.session.whoami.required_aal;
         let second_factor = (whoami == RequiredAal::HighestAvailable
-            && session.level() < identity.available_aal())
+            && session.level() < self.available_aal(&identity))
         .then(|| self.aal2_login_url(flow.return_to.as_deref()));
         Ok(Authenticated {
             identity,
@@ -352,114 +355,6 @@ impl Core {
             continue_with,
             next_page,
             second_factor,
-        })
-    }
-
-    /// The second-step nodes for `identity`: one input per second factor it has.
-    fn second_factor_nodes(&self, identity: &Identity) -> Vec<UiNode> {
-        let mut nodes = vec![];
-        let has =
-            |m: Method| self.factor_enabled(m) && identity.credentials.contains_key(m.as_str());
-        if has(Method::Totp) {
-            nodes.extend(totp::login_nodes());
-        }
-        if has(Method::LookupSecret) {
-            nodes.extend(lookup::login_nodes());
-        }
-        nodes
-    }
-
-    /// A submit of the second step: a TOTP or backup code, from the signed-in identity the
-    /// flow was started for. Completing it raises the caller's session to aal2 (the same
-    /// session: same id and token).
-    async fn submit_second_factor(
-        &self,
-        mut flow: Flow,
-        method: LoginMethod,
-        caller: &Caller,
-        now: OffsetDateTime,
-    ) -> SubmitResult<Authenticated> {
-        let Some((session, identity)) = &caller.session else {
-            return Err(Error::Aal1Required.into());
-        };
-        if flow.identity_id != Some(identity.id) {
-            return Err(Error::IdentityMismatch.into());
-        }
-        flow.ui.reset_messages();
-        if flow.state == "passed_challenge" {
-            flow.ui.messages.push(already_completed(4010007));
-            return Err(self.reject(&mut flow, None, now).await);
-        }
-        let origin = caller.origin();
-        let (checked, used) = match method {
-            LoginMethod::Totp { code } if self.factor_enabled(Method::Totp) => (
-                self.check_totp(identity, &code, &origin, now).await?,
-                Method::Totp,
-            ),
-            LoginMethod::LookupSecret { code } if self.factor_enabled(Method::LookupSecret) => (
-                self.check_lookup(identity, &code, &origin, now).await?,
-                Method::LookupSecret,
-            ),
-            _ => {
-                flow.ui.messages.push(UiText::error(
-                    4010002,
-                    "Could not find a strategy to log you in with. Did you fill out the form correctly?",
-                    None,
-                ));
-                return Err(self.reject(&mut flow, None, now).await);
-            }
-        };
-        flow.active = Some(used.as_str().into());
-        let identity = match checked {
-            Checked::Accepted(i) => *i,
-            Checked::Refused(text) => {
-                // Kratos shows a wrong code for the whole form and empties the input.
-                flow.ui.messages.push(text);
-                for n in &mut flow.ui.nodes {
-                    if matches!(n.name(), "totp_code" | "lookup_secret") {
-                        n.set_value(serde_json::json!(""));
-                    }
-                }
-                return Err(self.reject(&mut flow, None, now).await);
-            }
-        };
-        flow.state = "passed_challenge".into();
-        flow.updated_at = now;
-        if !self.store.complete_flow(&flow).await? {
-            let mut fresh = self.store.get_flow(flow.id).await?.unwrap_or(flow);
-            fresh.ui.reset_messages();
-            fresh.ui.messages.push(already_completed(4010007));
-            return Err(SubmitError::FlowInvalid {
-                flow: Box::new(fresh),
-                identity: None,
-            });
-        }
-        let mut s = session.clone();
-        s.add_method(used, now);
-        let record = AuditRecord::new(
-            AuditKind::LoginSucceeded,
-            Actor::Identity(identity.id),
-            &origin,
-            now,
-        )
-        .about(identity.id)
-        .details(serde_json::json!({ "method": used.as_str(), "aal": s.aal }));
-        if !self
-            .store
-            .update_session(&s, now, &Effects::none().audited(record))
-            .await?
-        {
-            return Err(Error::SessionInactive.into());
-        }
-        Ok(Authenticated {
-            identity,
-            session: Some(s),
-            token: None,
-            flow_type: flow.flow_type,
-            return_to: flow.return_to,
-            continue_with: vec![],
-            next_page: None,
-            second_factor: None,
         })
     }
 

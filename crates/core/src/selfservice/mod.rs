@@ -5,13 +5,14 @@
 //! late submit gets), `return_to` checks, the browser init URL, the stored errors a browser is
 //! sent to, and what a failed submit returns. Each flow kind is a file (`login.rs`,
 //! `registration.rs`, `settings.rs`, `recovery.rs`, `verification.rs`, with `address.rs` for
-//! what the last two share) plus one arm in [`Core::replacement_flow`].
+//! what the last two share, and `second_step.rs` for the second step of a sign-in) plus one arm in [`Core::replacement_flow`].
 
 mod address;
 mod form;
 mod login;
 mod recovery;
 mod registration;
+mod second_step;
 mod settings;
 mod verification;
 
@@ -281,8 +282,20 @@ impl Core {
     }
 
     /// A flow as the API shows it, with the identity of a settings flow.
+    /// Secrets a settings flow shows (a new TOTP key, backup codes) are filled in here, in
+    /// the answer only: the stored flow never holds them in the clear.
     pub fn flow_response(&self, flow: &Flow, identity: Option<&Identity>) -> Value {
-        flow.to_api_json(identity.map(|i| i.to_api_json(self.public_url(), View::Public)))
+        let public = identity.map(|i| i.to_api_json(self.public_url(), View::Public));
+        match (identity, &flow.pending) {
+            (Some(i), Some(_))
+                if flow.kind == FlowKind::Settings && flow.identity_id == Some(i.id) =>
+            {
+                let mut shown = flow.clone();
+                self.show_factor_secrets(&mut shown, i);
+                shown.to_api_json(public)
+            }
+            _ => flow.to_api_json(public),
+        }
     }
 
     /// `return_to` must match `selfservice.allowed_return_urls` or point at our own public URL.

@@ -101,6 +101,19 @@ impl Core {
         Ok(())
     }
 
+    /// Changing a second factor needs a session that proved every factor the identity has,
+    /// whatever `settings.required_aal` says: otherwise a password alone could replace or
+    /// remove the second factor (and linking would then raise that session to aal2).
+    fn require_factors_proven(
+        &self,
+        session: &crate::session::Session,
+        identity: &Identity,
+        back: &str,
+    ) -> Result<()> {
+        use crate::config::RequiredAal;
+        self.require_aal(session, identity, RequiredAal::HighestAvailable, Some(back))
+    }
+
     /// `selfservice.flows.settings.required_aal` for a settings request; a browser sent to
     /// the second step comes back to `back`.
     fn require_settings_aal(&self, caller: &Caller, back: &str) -> Result<()> {
@@ -284,6 +297,7 @@ impl Core {
                 if !privileged {
                     return Err(self.refresh_required(flow.id).into());
                 }
+                self.require_factors_proven(session, &identity, &back)?;
                 let origin = caller.origin();
                 if unlink {
                     let by = Actor::Identity(identity.id);
@@ -311,6 +325,7 @@ impl Core {
                 if !privileged {
                     return Err(self.refresh_required(flow.id).into());
                 }
+                self.require_factors_proven(session, &identity, &back)?;
                 let origin = caller.origin();
                 saved = self
                     .lookup_settings_action(action, &mut flow, &mut identity, &origin, now)

@@ -137,6 +137,22 @@ impl Core {
         }
     }
 
+    /// A refresh of a session that never showed the second factor its identity now has is
+    /// refused under `highest_available`: tokens obtained while the factor was being linked
+    /// (or before) must not outlive it. One read of the session per refresh.
+    async fn refresh_needs_no_second_factor(&self, session_id: Uuid) -> Result<()> {
+        use crate::config::RequiredAal;
+        if self.config.session.whoami.required_aal != RequiredAal::HighestAvailable {
+            return Ok(());
+        }
+        match self.store.get_session(session_id).await? {
+            Some((s, i)) if s.level() < i.available_aal() => {
+                Err(TokenError::SecondFactorRequired.into())
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// `POST /api/token/refresh/`: a new access token, and with rotation a new refresh token.
     /// Reusing a rotated token revokes its whole family (and the session behind it).
     pub async fn refresh_tokens(&self, refresh: &str, now: OffsetDateTime) -> Result<TokenPair> {
@@ -150,6 +166,7 @@ impl Core {
         let (Some(identity_id), Some(session_id)) = (uuid_claim("sub"), uuid_claim("sid")) else {
             return Err(TokenError::Invalid("Token is invalid").into());
         };
+        self.refresh_needs_no_second_factor(session_id).await?;
         let hash = hash_token(refresh);
         let ring = self.ring(now).await?;
         if self.config.tokens.rotate_refresh_tokens {

@@ -21,7 +21,93 @@ crate::on_every_backend!(
     bad_second_factor_input_gets_kratos_answers,
     wrong_codes_are_throttled_per_identity,
     the_seed_deployment_steps_a_totp_user_up_at_whoami_and_settings with seed_requiring_aal2,
+    an_emailed_code_is_the_second_factor_when_codes_are_mfa with code_mfa,
 );
+
+fn code_mfa(c: &mut Config) {
+    c.selfservice.methods.code.mfa_enabled = true;
+}
+
+/// `code.mfa_enabled`: every identity with an e-mail address has a second factor, a code
+/// mailed to it through the courier.
+async fn an_emailed_code_is_the_second_factor_when_codes_are_mfa(app: TestApp) {
+    let email = unique_email("code-mfa");
+    app.register(&email, PASSWORD).await;
+    let (s, body) = password_login(&app, &email).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(body["session"]["identity"].is_null(), "{body}");
+    let token = body["session_token"].as_str().unwrap().to_string();
+    assert_eq!(whoami(&app, &token).await.0, StatusCode::FORBIDDEN);
+    let step = aal2_flow(&app, &token).await;
+    let send = node(&step, "address").unwrap();
+    assert_eq!(send["attributes"]["value"], json!(email));
+    assert_eq!(send["meta"]["label"]["id"], 1010023);
+    assert_eq!(send["meta"]["label"]["context"]["address"], json!(email));
+    // Only the identity's own addresses.
+    let (s, other) = submit_login(
+        &app,
+        &step,
+        json!({ "method": "code", "address": "someone@else.example" }),
+        &token,
+    )
+    .await;
+    assert_eq!(
+        (s, message_ids(&other, None)),
+        (StatusCode::BAD_REQUEST, vec![4010002])
+    );
+    let (s, sent) = submit_login(
+        &app,
+        &step,
+        json!({ "method": "code", "address": email }),
+        &token,
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{sent}");
+    assert_eq!(sent["state"], "sent_email");
+    assert_eq!(message_ids(&sent, None), vec![1010025]);
+    assert!(node(&sent, "code").is_some());
+    let code = app.mailed_code(&email, "login_code_valid").await;
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    let (s, bad) = submit_login(
+        &app,
+        &step,
+        json!({ "method": "code", "code": wrong }),
+        &token,
+    )
+    .await;
+    assert_eq!(
+        (s, message_ids(&bad, None)),
+        (StatusCode::BAD_REQUEST, vec![4010008])
+    );
+    let (s, done) = submit_login(
+        &app,
+        &step,
+        json!({ "method": "code", "code": code }),
+        &token,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{done}");
+    assert_eq!(done["session"]["authenticator_assurance_level"], "aal2");
+    let last = done["session"]["authentication_methods"]
+        .as_array()
+        .unwrap()
+        .last()
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        (last["method"].clone(), last["aal"].clone()),
+        (json!("code"), json!("aal2"))
+    );
+    assert_eq!(whoami(&app, &token).await.0, StatusCode::OK);
+    // The token face cannot mail a code: it asks only for TOTP and backup codes.
+    let (s, _) = app
+        .post_json(
+            "/api/token/",
+            &json!({ "email": email, "password": PASSWORD }),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+}
 
 /// The seed deployment's `kratos.yml` (TOTP on, issuer ImpRun) with the two `required_aal`
 /// settings its operators add, from the environment as they would.
@@ -386,6 +472,18 @@ async fn whoami_settings_and_tokens_enforce_the_second_factor(app: TestApp) {
     assert_eq!(s, StatusCode::UNAUTHORIZED, "{old}");
     let aal1 = app.login_token(&email).await;
     assert_eq!(whoami(&app, &aal1).await.0, StatusCode::FORBIDDEN);
+    // Nor may it list or end the sessions that did use the second factor.
+    for (m, path) in [(Method::GET, "/sessions"), (Method::DELETE, "/sessions")] {
+        let r = app
+            .request(m, path)
+            .header("X-Session-Token", &aal1)
+            .send()
+            .await
+            .unwrap();
+        let e = expect_error(r, StatusCode::FORBIDDEN).await;
+        assert_eq!(e["error"]["id"], "session_aal2_required");
+    }
+    assert_eq!(whoami(&app, &enrolling).await.0, StatusCode::OK);
     let e = expect_error(
         app.get_with_token("/self-service/settings/api", &aal1)
             .await,
@@ -458,6 +556,28 @@ async fn aal1_enforcement_lets_a_first_factor_session_through(app: TestApp) {
     // The step-up is still there for who asks for it.
     let step = aal2_flow(&app, token).await;
     assert!(node(&step, "totp_code").is_some());
+    // But a password alone can neither remove nor replace the second factor (nor would
+    // linking backup codes make this session aal2).
+    let flow = settings_flow(&app, token).await;
+    for change in [
+        json!({ "method": "totp", "totp_unlink": true }),
+        json!({ "method": "lookup_secret", "lookup_secret_regenerate": true }),
+    ] {
+        let r = app
+            .submit(
+                "settings",
+                flow["id"].as_str().unwrap(),
+                change,
+                Some(token),
+            )
+            .await;
+        let e = expect_error(r, StatusCode::FORBIDDEN).await;
+        assert_eq!(e["error"]["id"], "session_aal2_required");
+    }
+    assert_eq!(
+        whoami(&app, token).await.1["authenticator_assurance_level"],
+        "aal1"
+    );
 }
 
 fn codes_of(flow: &Value) -> Vec<String> {
