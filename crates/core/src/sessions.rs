@@ -273,10 +273,18 @@ impl Core {
             return Err(Error::CsrfViolation { hint: None });
         }
         match &caller.session {
-            Some((current, identity)) => self
-                .revoke_other_sessions(identity.id, current.id, &caller.origin(), "sign_out_others")
+            Some((current, identity)) => {
+                // A password alone must not end the sessions that used the second factor.
+                self.require_whoami_aal(current, identity)?;
+                self.revoke_other_sessions(
+                    identity.id,
+                    current.id,
+                    &caller.origin(),
+                    "sign_out_others",
+                )
                 .await
-                .map(Some),
+                .map(Some)
+            }
             None => Ok(None),
         }
     }

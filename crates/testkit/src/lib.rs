@@ -77,6 +77,9 @@ pub const PASSWORD: &str = "tangerine violin sleepy";
 pub struct Kit {
     pub core: Core,
     pub clock: Arc<ManualClock>,
+    /// The core's own store, for a test that must change a row behind the use cases' back
+    /// (a race the use cases close, say).
+    pub store: Arc<SqlStore>,
 }
 
 impl Kit {
@@ -103,8 +106,9 @@ impl Kit {
         let schemas = HashMap::from([(schema.id.clone(), schema)]);
         let hasher = Hasher::new(&config.hashers).expect("the hasher settings are valid");
         let clock = Arc::new(ManualClock::new(START));
-        let core = Core::new(config, Arc::new(store), hasher, schemas, clock.clone());
-        Kit { core, clock }
+        let store = Arc::new(store);
+        let core = Core::new(config, store.clone(), hasher, schemas, clock.clone());
+        Kit { core, clock, store }
     }
 
     /// The kit's time, which only moves when the test moves it.

@@ -194,6 +194,11 @@ impl PasswordPolicyConfig {
 impl CodeMethodConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         const KEY: &str = "selfservice.methods.code";
+        if self.mfa_enabled && !self.enabled {
+            return Err(ConfigError::Invalid(format!(
+                "{KEY}.mfa_enabled: needs {KEY}.enabled (the second factor is a code)"
+            )));
+        }
         if self.passwordless_enabled {
             return Err(ConfigError::Invalid(format!(
                 "{KEY}.passwordless_enabled: Portcullis does not support sign-in by code yet"

@@ -372,7 +372,9 @@ impl SelfServiceConfig {
 
     /// Whether any flow sends messages (so the courier needs a way to deliver them).
     pub fn sends_mail(&self) -> bool {
-        self.flows.recovery.is_enabled() || self.flows.verification.is_enabled()
+        self.flows.recovery.is_enabled()
+            || self.flows.verification.is_enabled()
+            || self.methods.code.mfa_enabled
     }
 }
 

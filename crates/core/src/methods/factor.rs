@@ -34,9 +34,14 @@ pub struct Pending {
     pub totp: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lookup: Option<String>,
-    /// The saved backup codes are to be shown (after `lookup_secret_reveal`).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub reveal: bool,
+    /// The saved backup codes are shown until then (after `lookup_secret_reveal`; long
+    /// enough for the answer and the page a browser is sent to).
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub reveal_until: Option<OffsetDateTime>,
 }
 
 /// The outcome of checking a second-factor code.
@@ -140,14 +145,15 @@ impl Core {
         method: Method,
         now: OffsetDateTime,
     ) -> Result<()> {
+        // Revoked first: whatever becomes of the session, no older token survives.
+        self.store
+            .revoke_identity_refresh_tokens(identity.id)
+            .await?;
         let mut s = session.clone();
         s.add_method(method, now);
         if !self.store.update_session(&s, now, &Effects::none()).await? {
             return Err(Error::SessionInactive);
         }
-        self.store
-            .revoke_identity_refresh_tokens(identity.id)
-            .await?;
         Ok(())
     }
 
@@ -169,6 +175,20 @@ impl Core {
             });
         }
         Ok(())
+    }
+
+    /// The highest assurance level `identity` can reach on the Kratos faces: aal2 with TOTP
+    /// or backup codes, or with a verified e-mail address when codes are a second factor
+    /// (`code.mfa_enabled`). The token face cannot mail a code and uses
+    /// [`Identity::available_aal`] (the identity's own factors) instead.
+    pub fn available_aal(&self, identity: &Identity) -> Aal {
+        let by_mail = self.config.selfservice.methods.code.mfa_enabled
+            && !crate::selfservice::code_addresses(identity).is_empty();
+        if by_mail {
+            Aal::Aal2
+        } else {
+            identity.available_aal()
+        }
     }
 
     /// `GET /sessions/whoami`'s check (`session.whoami.required_aal`).

@@ -25,6 +25,8 @@ use uuid::Uuid;
 use zeroize::Zeroizing;
 
 pub const CODE_COUNT: usize = 12;
+/// How long revealed codes stay on the flow (the answer, and the page a browser goes to).
+const REVEAL_FOR: time::Duration = time::Duration::minutes(2);
 pub const CODE_LENGTH: usize = 8;
 
 /// One stored code.
@@ -181,8 +183,10 @@ impl Core {
             return Ok(vec![]);
         }
         let cred = identity.credentials.get(Method::LookupSecret.as_str());
+        let now = self.now();
         let pending = flow.pending.get_or_insert_with(Pending::default);
-        pending.reveal = reveal && cred.is_some() && pending.lookup.is_none();
+        let revealing = reveal && cred.is_some() && pending.lookup.is_none();
+        pending.reveal_until = revealing.then(|| now + REVEAL_FOR);
         if pending.lookup.is_some() {
             return Ok(vec![
                 codes_node(&[]),
@@ -192,7 +196,7 @@ impl Core {
         if cred.is_none() {
             return Ok(vec![toggle("lookup_secret_regenerate", msg::regenerate())]);
         }
-        if !pending.reveal {
+        if !revealing {
             return Ok(vec![
                 toggle("lookup_secret_reveal", msg::reveal()),
                 toggle("lookup_secret_disable", msg::disable()),
@@ -213,7 +217,8 @@ impl Core {
         identity: &Identity,
         pending: &Pending,
     ) -> Result<()> {
-        let shown: Vec<(String, Option<OffsetDateTime>)> = match (&pending.lookup, pending.reveal) {
+        let revealing = pending.reveal_until.is_some_and(|until| self.now() < until);
+        let shown: Vec<(String, Option<OffsetDateTime>)> = match (&pending.lookup, revealing) {
             (Some(sealed), _) => {
                 let codes: Vec<String> =
                     serde_json::from_slice(&self.open_factor(identity.id, sealed)?)

@@ -20,6 +20,7 @@ pub use address::{AddressSubmit, AddressSubmitMethod};
 pub use login::{LoginMethod, LoginSubmit};
 pub use recovery::{parse_expires_in, AdminRecovery, Recovered, RecoveryOutcome};
 pub use registration::{RegistrationMethod, RegistrationSubmit};
+pub(crate) use second_step::code_addresses;
 pub use settings::{SettingsMethod, SettingsSubmit};
 pub use verification::StartedVerification;
 

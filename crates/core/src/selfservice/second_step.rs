@@ -14,7 +14,7 @@ use crate::flow::Flow;
 use crate::identity::Identity;
 use crate::methods::code::{nodes as code_nodes, normalise_address};
 use crate::methods::factor::Checked;
-use crate::methods::{lookup, totp, Aal, Method};
+use crate::methods::{lookup, totp, Method};
 use crate::service::{Authenticated, Caller, Core};
 use crate::store::Effects;
 use crate::ui::{UiNode, UiText};
@@ -46,6 +46,16 @@ mod msg {
             None,
         )
     }
+    /// Kratos's "too many attempts" text for a code flow that must be started over.
+    pub fn start_over() -> UiText {
+        UiText::error(
+            4000001,
+            "The request was submitted too often. Please request another code.",
+            Some(
+                json!({ "reason": "The request was submitted too often. Please request another code." }),
+            ),
+        )
+    }
     pub fn no_strategy() -> UiText {
         UiText::error(
             4010002,
@@ -55,29 +65,18 @@ mod msg {
     }
 }
 
-/// The e-mail addresses an emailed second-factor code may go to.
-fn code_addresses(identity: &Identity) -> Vec<&str> {
+/// The e-mail addresses an emailed second-factor code may go to: the verified ones only, so
+/// an address put in with the password alone is no second factor.
+pub(crate) fn code_addresses(identity: &Identity) -> Vec<&str> {
     identity
         .verifiable_addresses
         .iter()
-        .filter(|a| a.via == "email")
+        .filter(|a| a.via == "email" && a.verified)
         .map(|a| a.value.as_str())
         .collect()
 }
 
 impl Core {
-    /// The highest assurance level `identity` can reach here: aal2 with TOTP or backup codes,
-    /// or with an e-mail address when codes are a second factor (`code.mfa_enabled`).
-    pub fn available_aal(&self, identity: &Identity) -> Aal {
-        let by_mail = self.config.selfservice.methods.code.mfa_enabled
-            && !code_addresses(identity).is_empty();
-        if by_mail {
-            Aal::Aal2
-        } else {
-            identity.available_aal()
-        }
-    }
-
     /// The second-step nodes for `identity`: one form per second factor it has.
     pub(super) fn second_factor_nodes(&self, identity: &Identity) -> Vec<UiNode> {
         let mut nodes = vec![];
@@ -231,6 +230,7 @@ impl Core {
             flow.ui.messages.push(msg::no_strategy());
             return self.reject(&mut flow, None, now).await;
         };
+        // No "unknown address" mail: the address is the identity's own.
         let templates = (TemplateKind::LoginCodeValid, TemplateKind::LoginCodeValid);
         let message = match self
             .issue_code(
@@ -278,10 +278,16 @@ impl Core {
         origin: &crate::audit::Origin,
         now: OffsetDateTime,
     ) -> crate::error::Result<Checked> {
+        self.admit_second_factor(identity.id, now).await?;
         match self.check_code(flow, code, now).await? {
             CodeCheck::Valid(id) if id == identity.id => {
                 Ok(Checked::Accepted(Box::new(identity.clone())))
             }
+            // A malformed code, or a flow whose attempts are spent, costs no guess.
+            _ if !crate::methods::code::well_formed(code.trim()) => {
+                Ok(Checked::Refused(msg::code_invalid()))
+            }
+            CodeCheck::Exhausted => Ok(Checked::Refused(msg::start_over())),
             _ => {
                 let m = Method::CodeSecondFactor;
                 self.second_factor_failed(identity.id, m, "wrong_code", origin, now)

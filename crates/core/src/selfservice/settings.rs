@@ -222,6 +222,11 @@ impl Core {
                 {
                     return Err(self.refresh_required(flow.id).into());
                 }
+                // The addresses are where recovery and emailed codes go: changing them is a
+                // factor change, so it needs every factor the identity has.
+                if derived.verifiable != old.verifiable || derived.recovery != old.recovery {
+                    self.require_factors_proven(session, &identity, &back)?;
+                }
                 identity.traits = traits;
                 identity.apply_derived(&derived, now);
                 identity.updated_at = now;

@@ -137,16 +137,25 @@ impl Core {
         }
     }
 
-    /// A refresh of a session that never showed the second factor its identity now has is
-    /// refused under `highest_available`: tokens obtained while the factor was being linked
-    /// (or before) must not outlive it. One read of the session per refresh.
-    async fn refresh_needs_no_second_factor(&self, session_id: Uuid) -> Result<()> {
-        use crate::config::RequiredAal;
-        if self.config.session.whoami.required_aal != RequiredAal::HighestAvailable {
-            return Ok(());
-        }
+    /// Whether a session may keep refreshing: under `highest_available`, one that never
+    /// showed the second factor its identity now has may not (tokens obtained while the
+    /// factor was being linked must not outlive it).
+    fn session_lacks_second_factor(&self, s: &Session, i: &crate::identity::Identity) -> bool {
+        self.config.session.whoami.required_aal == crate::config::RequiredAal::HighestAvailable
+            && s.level() < i.available_aal()
+    }
+
+    /// After a rotation: refuses (and revokes the new token's family) when the session lacks
+    /// the identity's second factor. One read of the session per successful refresh; a
+    /// revoked or reused token never gets here and keeps its own answer.
+    async fn refresh_needs_no_second_factor(&self, session_id: Uuid, new_hash: &str) -> Result<()> {
         match self.store.get_session(session_id).await? {
-            Some((s, i)) if s.level() < i.available_aal() => {
+            Some((s, i)) if self.session_lacks_second_factor(&s, &i) => {
+                if let Some(row) = self.store.get_refresh_token(new_hash).await? {
+                    self.store
+                        .revoke_refresh_family(row.family_id, &Effects::none())
+                        .await?;
+                }
                 Err(TokenError::SecondFactorRequired.into())
             }
             _ => Ok(()),
@@ -166,7 +175,6 @@ impl Core {
         let (Some(identity_id), Some(session_id)) = (uuid_claim("sub"), uuid_claim("sid")) else {
             return Err(TokenError::Invalid("Token is invalid").into());
         };
-        self.refresh_needs_no_second_factor(session_id).await?;
         let hash = hash_token(refresh);
         let ring = self.ring(now).await?;
         if self.config.tokens.rotate_refresh_tokens {
@@ -179,6 +187,8 @@ impl Core {
                 .rotate_refresh_token(&hash, &new_row, Some(self.config.session.max_lifetime.0))
                 .await?
             {
+                self.refresh_needs_no_second_factor(session_id, &new_row.token_hash)
+                    .await?;
                 let access = self.access_token(&ring, identity_id, session_id, now)?;
                 return Ok(TokenPair {
                     access,
@@ -191,6 +201,9 @@ impl Core {
             Some((row, Some((s, i))))
                 if row.state == "active" && s.id == session_id && s.is_valid(&i, now) =>
             {
+                if self.session_lacks_second_factor(&s, &i) {
+                    return Err(TokenError::SecondFactorRequired.into());
+                }
                 Ok(TokenPair {
                     access: self.access_token(&ring, i.id, s.id, now)?,
                     refresh: None,

@@ -31,8 +31,22 @@ fn code_mfa(c: &mut Config) {
 /// `code.mfa_enabled`: every identity with an e-mail address has a second factor, a code
 /// mailed to it through the courier.
 async fn an_emailed_code_is_the_second_factor_when_codes_are_mfa(app: TestApp) {
+    // An unverified address is no second factor: a password alone could have put it there.
+    let fresh = unique_email("code-mfa-unverified");
+    app.register(&fresh, PASSWORD).await;
+    let (s, body) = password_login(&app, &fresh).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(body["session"]["identity"]["traits"]["email"], json!(fresh));
     let email = unique_email("code-mfa");
-    app.register(&email, PASSWORD).await;
+    let r = app
+        .create_identity(json!({
+            "schema_id": "default",
+            "traits": { "email": email },
+            "verifiable_addresses": [{ "value": email, "verified": true, "via": "email" }],
+            "credentials": { "password": { "config": { "password": PASSWORD } } },
+        }))
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
     let (s, body) = password_login(&app, &email).await;
     assert_eq!(s, StatusCode::OK);
     assert!(body["session"]["identity"].is_null(), "{body}");
@@ -562,6 +576,7 @@ async fn aal1_enforcement_lets_a_first_factor_session_through(app: TestApp) {
     for change in [
         json!({ "method": "totp", "totp_unlink": true }),
         json!({ "method": "lookup_secret", "lookup_secret_regenerate": true }),
+        json!({ "method": "profile", "traits": { "email": unique_email("taken-over") } }),
     ] {
         let r = app
             .submit(
@@ -723,6 +738,15 @@ async fn browsers_are_sent_to_the_second_step(app: TestApp) {
     let r = b.get(&next).await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     assert!(location(&r).contains("/ui/login?flow="), "{}", location(&r));
+    // Its "sign out everywhere else" form, with the token of its own second-step page,
+    // cannot end the sessions that used the second factor.
+    let step = b.get_json(&next).await.json::<Value>().await.unwrap();
+    let r = b
+        .post_form("/ui/sessions/revoke-others", &[("csrf_token", csrf(&step))])
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert!(location(&r).contains("aal=aal2"), "{}", location(&r));
+    assert_eq!(whoami(&app, &token).await.0, StatusCode::OK);
     // The welcome page and the settings page of that session go there too.
     let r = b.get("/ui/welcome").await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);

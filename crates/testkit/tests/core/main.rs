@@ -8,6 +8,7 @@ mod clerk;
 mod courier;
 mod flows;
 mod settings;
+mod tokens;
 
 use portcullis_core::selfservice::{
     LoginMethod, LoginSubmit, RegistrationMethod, RegistrationSubmit,

@@ -163,6 +163,9 @@ pub(in crate::ui) async fn revoke_others(
     match core.revoke_other_sessions_by_form(&caller, token).await {
         Ok(Some(n)) => see_other(&format!("{}ui/welcome?revoked={n}", core.public_url())),
         Ok(None) => see_other(&core.browser_flow_url(FlowKind::Login, false, None)),
+        Err(Error::Aal2Required {
+            redirect_browser_to,
+        }) => see_other(&redirect_browser_to),
         Err(e @ Error::CsrfViolation { .. }) => {
             let step = crate::browser::Step::Submit;
             crate::browser::html_error(&st, FlowKind::Login, step, e.into()).await
