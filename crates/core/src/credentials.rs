@@ -18,7 +18,10 @@ use uuid::Uuid;
 impl Core {
     /// Looks `identifier` up as written, then lower-cased: email identifiers are stored
     /// lower-cased, other identifiers as written, so `Ada@Example.com` still finds its owner.
-    async fn find_by_password_identifier(&self, identifier: &str) -> Result<Option<Identity>> {
+    pub(crate) async fn find_by_password_identifier(
+        &self,
+        identifier: &str,
+    ) -> Result<Option<Identity>> {
         let found = self
             .store
             .find_identity_by_identifier("password", identifier)

@@ -146,6 +146,7 @@ impl SubmitBody {
                 code: self.text("lookup_secret"),
             },
             "code" => LoginMethod::Code {
+                identifier: Some(self.text("identifier")).filter(|a| !a.is_empty()),
                 address: Some(self.text("address")).filter(|a| !a.is_empty()),
                 code: Some(self.text("code")).filter(|c| !c.is_empty()),
             },

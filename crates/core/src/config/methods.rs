@@ -47,7 +47,7 @@ impl MethodsConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct CodeMethodConfig {
     pub enabled: bool,
-    /// Sign-in by code instead of a password: refused until it is implemented.
+    /// Sign-in by a code mailed to the identifier, instead of the password.
     pub passwordless_enabled: bool,
     /// A code mailed to an address of the identity as a second factor: every identity with
     /// an e-mail address then has aal2 available (as in Kratos).
@@ -199,9 +199,14 @@ impl CodeMethodConfig {
                 "{KEY}.mfa_enabled: needs {KEY}.enabled (the second factor is a code)"
             )));
         }
-        if self.passwordless_enabled {
+        if self.passwordless_enabled && self.mfa_enabled {
             return Err(ConfigError::Invalid(format!(
-                "{KEY}.passwordless_enabled: Portcullis does not support sign-in by code yet"
+                "{KEY}: passwordless_enabled and mfa_enabled exclude each other (as in Kratos)"
+            )));
+        }
+        if self.passwordless_enabled && !self.enabled {
+            return Err(ConfigError::Invalid(format!(
+                "{KEY}.passwordless_enabled: needs {KEY}.enabled"
             )));
         }
         if self.config.lifespan.0 > MAX_CODE_LIFESPAN.0 || self.config.lifespan.0.is_zero() {

@@ -375,6 +375,7 @@ impl SelfServiceConfig {
         self.flows.recovery.is_enabled()
             || self.flows.verification.is_enabled()
             || self.methods.code.mfa_enabled
+            || self.methods.code.passwordless_enabled
     }
 }
 

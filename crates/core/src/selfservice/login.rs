@@ -35,8 +35,10 @@ pub enum LoginMethod {
     Totp { code: String },
     /// `method=lookup_secret` with `lookup_secret` (a second step).
     LookupSecret { code: String },
-    /// `method=code`: `address` to send a code to, or the `code` it sent (a second step).
+    /// `method=code`: in a second step, `address` to send a code to; signing in by code
+    /// (`code.passwordless_enabled`), the `identifier`; then the `code` that was sent.
     Code {
+        identifier: Option<String>,
         address: Option<String>,
         code: Option<String>,
     },
@@ -103,6 +105,12 @@ impl Core {
         flow.ui
             .nodes
             .push(method_submit("password", msg::sign_in_with_password()));
+        if self.config.selfservice.methods.code.passwordless_enabled && !refresh {
+            flow.ui.nodes.push(method_submit(
+                "code",
+                UiText::info(1010015, "Send sign in code"),
+            ));
+        }
         self.attach_csrf(&mut flow, caller);
         self.store.insert_flow(&flow).await?;
         Ok(flow)
@@ -192,23 +200,37 @@ impl Core {
         if flow.refresh {
             flow.ui.messages.push(msg::reauthenticate());
         }
-        let LoginMethod::Password {
-            identifier,
-            password,
-        } = submit.method
-        else {
+        let passwordless = self.config.selfservice.methods.code.passwordless_enabled;
+        match submit.method {
+            LoginMethod::Password {
+                identifier,
+                password,
+            } => {
+                let identity = self
+                    .login_with_password(&mut flow, &identifier, &password, &caller.origin(), now)
+                    .await?;
+                self.complete_login(flow, identity, Method::Password, caller, now)
+                    .await
+            }
+            LoginMethod::Code {
+                identifier, code, ..
+            } if passwordless && !flow.refresh => {
+                let identity = self
+                    .login_with_code(&mut flow, identifier, code, caller, now)
+                    .await?;
+                self.complete_login(flow, identity, Method::Code, caller, now)
+                    .await
+            }
             // A second factor belongs to the second step (`aal=aal2`), never the first.
-            flow.ui.messages.push(UiText::error(
-                4010002,
-                "Could not find a strategy to log you in with. Did you fill out the form correctly?",
-                None,
-            ));
-            return Err(self.reject(&mut flow, None, now).await);
-        };
-        let identity = self
-            .login_with_password(&mut flow, &identifier, &password, &caller.origin(), now)
-            .await?;
-        self.complete_login(flow, identity, caller, now).await
+            _ => {
+                flow.ui.messages.push(UiText::error(
+                    4010002,
+                    "Could not find a strategy to log you in with. Did you fill out the form correctly?",
+                    None,
+                ));
+                Err(self.reject(&mut flow, None, now).await)
+            }
+        }
     }
 
     /// The password method: the identity whose identifier and password these are, or the
@@ -264,11 +286,13 @@ impl Core {
         &self,
         mut flow: Flow,
         identity: Identity,
+        method: Method,
         caller: &Caller,
         now: OffsetDateTime,
     ) -> SubmitResult<Authenticated> {
         let after = self.config.after(FlowKind::Login);
-        if after.runs("password", HookName::RequireVerifiedAddress, false)
+        let hook = |h: HookName| after.runs(method.as_str(), h, false);
+        if hook(HookName::RequireVerifiedAddress)
             && !identity.verifiable_addresses.iter().any(|a| a.verified)
         {
             let refusal = self
@@ -299,7 +323,7 @@ impl Core {
         let (session, token) = match (&caller.session, flow.refresh) {
             (Some((s, _)), true) => {
                 let mut s = s.clone();
-                s.add_method(Method::Password, now);
+                s.add_method(method, now);
                 // Ended while the password was checked (a password change elsewhere, an admin):
                 // it stays ended, and this sign-in is refused.
                 if !self.store.update_session(&s, now, &Effects::none()).await? {
@@ -308,19 +332,17 @@ impl Core {
                 (s, None)
             }
             _ => {
-                let (s, t) = self
-                    .issue_session(&identity, Method::Password, caller, now)
-                    .await?;
+                let (s, t) = self.issue_session(&identity, method, caller, now).await?;
                 (s, Some(t))
             }
         };
-        if token.is_some() && after.runs("password", HookName::RevokeActiveSessions, false) {
+        if token.is_some() && hook(HookName::RevokeActiveSessions) {
             self.revoke_other_sessions(identity.id, session.id, &caller.origin(), "login_hook")
                 .await?;
         }
         let mut continue_with = vec![];
-        let show_ui = after.runs("password", HookName::ShowVerificationUi, false);
-        if after.runs("password", HookName::Verification, false) {
+        let show_ui = hook(HookName::ShowVerificationUi);
+        if hook(HookName::Verification) {
             let csrf = self.verification_csrf(flow.flow_type, Some(&session), caller);
             for v in self
                 .send_verifications(&identity, flow.flow_type, caller, csrf, now)

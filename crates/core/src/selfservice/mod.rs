@@ -10,6 +10,7 @@
 mod address;
 mod form;
 mod login;
+mod login_code;
 mod recovery;
 mod registration;
 mod second_step;

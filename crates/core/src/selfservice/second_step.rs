@@ -133,7 +133,7 @@ impl Core {
                 self.check_lookup(identity, &code, &origin, now).await?,
                 Method::LookupSecret,
             ),
-            LoginMethod::Code { address, code }
+            LoginMethod::Code { address, code, .. }
                 if self.config.selfservice.methods.code.mfa_enabled =>
             {
                 match code.filter(|c| !c.trim().is_empty()) {
