@@ -308,18 +308,7 @@ impl Core {
             }
             return Err(refusal.into());
         }
-        flow.state = "passed_challenge".into();
-        flow.updated_at = now;
-        if !self.store.complete_flow(&flow).await? {
-            // A concurrent submit of the same flow won.
-            let mut fresh = self.store.get_flow(flow.id).await?.unwrap_or(flow);
-            fresh.ui.reset_messages();
-            fresh.ui.messages.push(already_completed(4010007));
-            return Err(SubmitError::FlowInvalid {
-                flow: Box::new(fresh),
-                identity: None,
-            });
-        }
+        let flow = self.complete_login_flow(flow, now).await?;
         let (session, token) = match (&caller.session, flow.refresh) {
             (Some((s, _)), true) => {
                 let mut s = s.clone();
@@ -377,6 +366,27 @@ impl Core {
             continue_with,
             next_page,
             second_factor,
+        })
+    }
+
+    /// Marks a login flow passed, once: of two racing submits the second gets the flow
+    /// back with 4010007.
+    pub(super) async fn complete_login_flow(
+        &self,
+        mut flow: Flow,
+        now: OffsetDateTime,
+    ) -> SubmitResult<Flow> {
+        flow.state = "passed_challenge".into();
+        flow.updated_at = now;
+        if self.store.complete_flow(&flow).await? {
+            return Ok(flow);
+        }
+        let mut fresh = self.store.get_flow(flow.id).await?.unwrap_or(flow);
+        fresh.ui.reset_messages();
+        fresh.ui.messages.push(already_completed(4010007));
+        Err(SubmitError::FlowInvalid {
+            flow: Box::new(fresh),
+            identity: None,
         })
     }
 

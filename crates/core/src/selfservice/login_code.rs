@@ -89,23 +89,39 @@ impl Core {
             Ok(m) => m,
             Err(e) => return e.into(),
         };
-        flow.ui.nodes.retain(|n| n.name() == "csrf_token");
         let mut id_node = UiNode::input("default", "identifier", "hidden", None);
         id_node.set_value(json!(identifier));
+        let resend = ("identifier", identifier);
+        self.ask_for_code(flow, id_node, resend, code_sent(), message)
+            .await
+    }
+
+    /// A login flow that sent a code now asks for it: `kept` (the hidden field naming where
+    /// it went), the code input, Continue, and a resend button sending `resend`; `sent` says
+    /// so. Stored with the code's mail in one transaction; answered as a flow to show again.
+    pub(super) async fn ask_for_code(
+        &self,
+        flow: &mut Flow,
+        kept: UiNode,
+        resend: (&str, &str),
+        sent: UiText,
+        message: Option<crate::courier::Message>,
+    ) -> SubmitError {
+        flow.ui.nodes.retain(|n| n.name() == "csrf_token");
         flow.ui.nodes.extend([
-            id_node,
+            kept,
             code_nodes::method_hidden(),
             code_nodes::code_input(UiText::info(1070013, "Login code")),
             code_nodes::submit(),
             UiNode::input(
                 "code",
-                "identifier",
+                resend.0,
                 "submit",
                 Some(UiText::info(1070008, "Resend code")),
             )
-            .with_attr("value", json!(identifier)),
+            .with_attr("value", json!(resend.1)),
         ]);
-        flow.ui.messages = vec![code_sent()];
+        flow.ui.messages = vec![sent];
         let fx = message.map_or_else(Effects::none, |m| Effects::none().message(m));
         if let Err(e) = self.store.update_flow_with(flow, &fx).await {
             return e.into();

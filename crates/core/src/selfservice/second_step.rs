@@ -12,12 +12,12 @@ use crate::courier::TemplateKind;
 use crate::error::{Error, SubmitError, SubmitResult};
 use crate::flow::Flow;
 use crate::identity::Identity;
-use crate::methods::code::{nodes as code_nodes, normalise_address};
+use crate::methods::code::normalise_address;
 use crate::methods::factor::Checked;
 use crate::methods::{lookup, totp, Method};
 use crate::service::{Authenticated, Caller, Core};
 use crate::store::Effects;
-use crate::ui::{UiNode, UiText};
+use crate::ui::UiNode;
 use serde_json::json;
 use time::OffsetDateTime;
 
@@ -35,9 +35,6 @@ mod msg {
             1010025,
             "A code was sent to your address. If you didn't receive it, please try again.",
         )
-    }
-    pub fn login_code() -> UiText {
-        UiText::info(1070013, "Login code")
     }
     pub fn code_invalid() -> UiText {
         UiText::error(
@@ -168,17 +165,7 @@ impl Core {
                 return Err(self.reject(&mut flow, None, now).await);
             }
         };
-        flow.state = "passed_challenge".into();
-        flow.updated_at = now;
-        if !self.store.complete_flow(&flow).await? {
-            let mut fresh = self.store.get_flow(flow.id).await?.unwrap_or(flow);
-            fresh.ui.reset_messages();
-            fresh.ui.messages.push(already_completed(4010007));
-            return Err(SubmitError::FlowInvalid {
-                flow: Box::new(fresh),
-                identity: None,
-            });
-        }
+        let flow = self.complete_login_flow(flow, now).await?;
         let mut s = session.clone();
         s.add_method(used, now);
         let record = AuditRecord::new(
@@ -247,26 +234,16 @@ impl Core {
             Ok(m) => m,
             Err(e) => return e.into(),
         };
-        flow.ui.nodes.retain(|n| n.name() == "csrf_token");
-        flow.ui.nodes.extend([
-            UiNode::input("code", "address", "hidden", None).with_attr("value", json!(address)),
-            code_nodes::method_hidden(),
-            code_nodes::code_input(msg::login_code()),
-            code_nodes::submit(),
-            UiNode::input(
-                "code",
-                "address",
-                "submit",
-                Some(UiText::info(1070008, "Resend code")),
-            )
-            .with_attr("value", json!(address)),
-        ]);
-        flow.ui.messages = vec![msg::code_sent()];
-        let fx = message.map_or_else(Effects::none, |m| Effects::none().message(m));
-        if let Err(e) = self.store.update_flow_with(&flow, &fx).await {
-            return e.into();
-        }
-        super::invalid(flow, None)
+        let kept =
+            UiNode::input("code", "address", "hidden", None).with_attr("value", json!(address));
+        self.ask_for_code(
+            &mut flow,
+            kept,
+            ("address", &address),
+            msg::code_sent(),
+            message,
+        )
+        .await
     }
 
     /// Checks an emailed second-factor code against the one the flow sent to `identity`.
