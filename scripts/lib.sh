@@ -27,14 +27,18 @@ stop_postgres() {
 
 SERVER_PID=""
 start_portcullis() { # dsn logfile [extra env...] -> sets PUBLIC_URL ADMIN_URL
+  # PUBLIC_HOST/PUBLIC_PORT (optional, set by the caller): the public URL's host and port
+  # (WebAuthn pages must be on http://localhost).
   local dsn=$1 logfile=$2; shift 2
-  local pp ap; pp=$(free_port); ap=$(free_port)
+  local pp ap host=${PUBLIC_HOST:-127.0.0.1}; pp=${PUBLIC_PORT:-$(free_port)}; ap=$(free_port)
+  local base=()
+  [ "$host" = 127.0.0.1 ] || base=(PORTCULLIS_SERVE_PUBLIC_BASE_URL="http://$host:$pp/")
   # Every client of these suites is 127.0.0.1; the per-IP limits have their own API tests.
   env PORTCULLIS_DSN="$dsn" PORTCULLIS_SERVE_PUBLIC_PORT="$pp" PORTCULLIS_SERVE_ADMIN_PORT="$ap" \
-    PORTCULLIS_SECURITY_RATE_LIMIT_ENABLED=false "$@" \
+    PORTCULLIS_SECURITY_RATE_LIMIT_ENABLED=false "${base[@]}" "$@" \
     "${BIN:?}" serve --dev >"$logfile" 2>&1 &
   SERVER_PID=$!
-  PUBLIC_URL="http://127.0.0.1:$pp"; ADMIN_URL="http://127.0.0.1:$ap"
+  PUBLIC_URL="http://$host:$pp"; ADMIN_URL="http://127.0.0.1:$ap"
   for _ in $(seq 1 100); do
     if curl -fsS "$PUBLIC_URL/health/ready" >/dev/null 2>&1; then return 0; fi
     kill -0 "$SERVER_PID" 2>/dev/null || { cat "$logfile"; return 1; }

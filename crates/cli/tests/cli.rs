@@ -280,7 +280,7 @@ fn config_check_refuses_what_portcullis_does_not_support_and_accepts_version() {
     let f = temp_file(
         "unsupported.yml",
         "version: v1.1.0\nserve:\n  public:\n    tls:\n      cert:\n        path: /etc/tls.crt\n\
-         selfservice:\n  methods:\n    passkey:\n      enabled: true\n",
+         selfservice:\n  methods:\n    passkey:\n      config:\n        timeouts:\n          login: 5m\n",
     );
     let out = portcullis()
         .args(["config", "check", &f, "--dev"])
@@ -290,7 +290,9 @@ fn config_check_refuses_what_portcullis_does_not_support_and_accepts_version() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("serve.public.tls: not supported by Portcullis yet")
-            && err.contains("selfservice.methods.passkey: not supported by Portcullis yet"),
+            && err.contains(
+                "selfservice.methods.passkey.config.timeouts: not supported by Portcullis yet"
+            ),
         "{err}"
     );
     assert!(!err.contains("version"), "version is accepted: {err}");

@@ -218,10 +218,10 @@ impl Identity {
     }
 
     /// The highest assurance level this identity can reach (Kratos's `available_aal`): aal2
-    /// with a second factor (TOTP, backup codes), else aal1.
+    /// with a second factor (TOTP, backup codes, a security key), else aal1.
     pub fn available_aal(&self) -> crate::methods::Aal {
         use crate::methods::{Aal, Method};
-        let second = [Method::Totp, Method::LookupSecret]
+        let second = [Method::Totp, Method::LookupSecret, Method::WebAuthn]
             .iter()
             .any(|m| self.credentials.contains_key(m.as_str()));
         if second {

@@ -33,6 +33,8 @@ pub struct TraitField {
     pub recovery_via: Option<String>,
     /// Marked `credentials.totp.account_name`: the name authenticator apps show.
     pub totp_account_name: bool,
+    /// Marked `credentials.passkey.display_name`: the name a new passkey is saved under.
+    pub passkey_display_name: bool,
 }
 
 impl TraitField {
@@ -325,6 +327,23 @@ impl IdentitySchema {
             .find_map(|f| f.get(traits).and_then(|v| v.as_str().map(str::to_string)))
     }
 
+    /// The trait a new passkey takes its name from (`credentials.passkey.display_name`), else
+    /// the first password identifier: its node name, and its value in `traits`.
+    pub fn passkey_display_name(&self, traits: &Value) -> (Option<String>, Option<String>) {
+        let field = self
+            .fields
+            .iter()
+            .find(|f| f.passkey_display_name)
+            .or_else(|| self.fields.iter().find(|f| f.password_identifier));
+        match field {
+            Some(f) => (
+                Some(f.node_name()),
+                f.get(traits).and_then(|v| v.as_str().map(str::to_string)),
+            ),
+            None => (None, None),
+        }
+    }
+
     /// The title of the first password-identifier trait, used as the login `identifier` label.
     pub fn identifier_label(&self) -> UiText {
         match self.fields.iter().find(|f| f.password_identifier) {
@@ -395,6 +414,11 @@ fn collect_fields(schema: &Value, path: &mut Vec<String>, out: &mut Vec<TraitFie
         } else {
             let ext = prop.get("ory.sh/kratos");
             let s = |p: &str| prop.get(p).and_then(Value::as_str).map(str::to_string);
+            let flag = |p: &str| {
+                ext.and_then(|e| e.pointer(p))
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false)
+            };
             out.push(TraitField {
                 path: path.clone(),
                 json_type: ty,
@@ -416,10 +440,8 @@ fn collect_fields(schema: &Value, path: &mut Vec<String>, out: &mut Vec<TraitFie
                     .and_then(|e| e.pointer("/recovery/via"))
                     .and_then(Value::as_str)
                     .map(str::to_string),
-                totp_account_name: ext
-                    .and_then(|e| e.pointer("/credentials/totp/account_name"))
-                    .and_then(Value::as_bool)
-                    .unwrap_or(false),
+                totp_account_name: flag("/credentials/totp/account_name"),
+                passkey_display_name: flag("/credentials/passkey/display_name"),
             });
         }
         path.pop();

@@ -253,6 +253,13 @@ fn trait_str(traits: &Value, path: &str) -> Value {
         .map_or(Value::Null, |s| json!(s))
 }
 
+/// A Clerk-style id for a passkey: a digest of its credential id (not the id itself).
+fn passkey_id(credential_id: &str) -> String {
+    use sha2::Digest;
+    let digest = hex::encode(Sha256::digest(credential_id.as_bytes()));
+    format!("pk_{}", digest.get(..24).unwrap_or_default())
+}
+
 /// `user_<identity uuid without dashes>`: stable, reversible, and Clerk-shaped.
 pub fn clerk_user_id(identity_id: &str) -> String {
     format!("user_{}", identity_id.replace('-', ""))
@@ -302,7 +309,33 @@ pub fn clerk_user(i: &Identity, map: &ClerkMapping) -> Value {
     }
     let totp = i.credentials.get("totp");
     let backup = i.credentials.get("lookup_secret");
-    let mfa_since = totp.iter().chain(&backup).map(|c| c.created_at).min();
+    let keys = i.credentials.get("webauthn");
+    let mfa_since = totp
+        .iter()
+        .chain(&backup)
+        .chain(&keys)
+        .map(|c| c.created_at)
+        .min();
+    let passkeys: Vec<Value> =
+        crate::methods::webauthn::KeyList::of(i, crate::methods::Method::Passkey)
+            .credentials
+            .iter()
+            .map(|k| {
+                json!({
+                    "object": "passkey",
+                    "id": passkey_id(&k.id),
+                    "name": k.display_name,
+                    "last_used_at": ms(k.added_at),
+                    "verification": {
+                        "object": "verification_passkey",
+                        "status": "verified",
+                        "strategy": "passkey",
+                        "attempts": null,
+                        "expire_at": null,
+                    },
+                })
+            })
+            .collect();
     json!({
         "id": clerk_user_id(&i.id.to_string()),
         "object": "user",
@@ -323,7 +356,7 @@ pub fn clerk_user(i: &Identity, map: &ClerkMapping) -> Value {
         "email_addresses": emails,
         "phone_numbers": [],
         "web3_wallets": [],
-        "passkeys": [],
+        "passkeys": passkeys,
         "password_enabled": i.credentials.contains_key("password"),
         "two_factor_enabled": mfa_since.is_some(),
         "totp_enabled": totp.is_some(),

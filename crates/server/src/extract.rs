@@ -127,6 +127,12 @@ impl SubmitBody {
         if method.is_empty() && !self.text("address").is_empty() {
             method = "code".into();
         }
+        // The WebAuthn script submits the form with the answer alone.
+        for (field, name) in [("passkey_login", "passkey"), ("webauthn_login", "webauthn")] {
+            if method.is_empty() && !self.text(field).is_empty() {
+                method = name.into();
+            }
+        }
         let method = match method.as_str() {
             "password" => LoginMethod::Password {
                 // `password_identifier` is the older name of the field.
@@ -150,6 +156,12 @@ impl SubmitBody {
                 address: Some(self.text("address")).filter(|a| !a.is_empty()),
                 code: Some(self.text("code")).filter(|c| !c.is_empty()),
             },
+            "webauthn" => LoginMethod::WebAuthn {
+                response: self.text("webauthn_login"),
+            },
+            "passkey" => LoginMethod::Passkey {
+                response: self.text("passkey_login"),
+            },
             _ => LoginMethod::Unknown,
         };
         LoginSubmit {
@@ -159,9 +171,20 @@ impl SubmitBody {
     }
 
     pub fn registration(&self) -> RegistrationSubmit {
-        let method = match self.method().as_str() {
+        let mut method = self.method();
+        if method.is_empty() && !self.text("passkey_register").is_empty() {
+            method = "passkey".into();
+        }
+        let method = match method.as_str() {
             "password" => RegistrationMethod::Password {
                 password: self.text("password"),
+            },
+            "passkey" => RegistrationMethod::Passkey {
+                response: self.text("passkey_register"),
+            },
+            "code" => RegistrationMethod::Code {
+                code: Some(self.text("code")).filter(|c| !c.is_empty()),
+                resend: self.text("resend") == "code",
             },
             _ => RegistrationMethod::Unknown,
         };
@@ -200,6 +223,22 @@ impl SubmitBody {
         if method.is_empty() && self.lookup_action().is_some() {
             method = "lookup_secret".into();
         }
+        // The WebAuthn script submits the form without a `method`. A passkey answer or
+        // removal decides first; then a security-key removal; then the security-key form,
+        // which always has its name field, filled or not.
+        let filled = |f: &str| !self.text(f).is_empty();
+        if method.is_empty() {
+            if filled("passkey_settings_register") || filled("passkey_remove") {
+                method = "passkey".into();
+            } else if filled("webauthn_remove")
+                || ["webauthn_register", "webauthn_register_displayname"]
+                    .iter()
+                    .any(|f| self.body.get(*f).is_some())
+            {
+                method = "webauthn".into();
+            }
+        }
+        let some = |k: &str| Some(self.text(k)).filter(|v| !v.is_empty());
         let method = match method.as_str() {
             "profile" => SettingsMethod::Profile {
                 traits: self.traits(),
@@ -214,6 +253,15 @@ impl SubmitBody {
             },
             "lookup_secret" => SettingsMethod::LookupSecret {
                 action: self.lookup_action(),
+            },
+            "webauthn" => SettingsMethod::WebAuthn {
+                register: self.text("webauthn_register"),
+                display_name: self.text("webauthn_register_displayname"),
+                remove: some("webauthn_remove"),
+            },
+            "passkey" => SettingsMethod::Passkey {
+                register: self.text("passkey_settings_register"),
+                remove: some("passkey_remove"),
             },
             _ => SettingsMethod::Unknown,
         };

@@ -58,6 +58,23 @@ pub fn router(config: &portcullis_core::config::Config) -> Router<AppState> {
         .route("/sessions/{id}", delete(revoke_my_session))
         .route("/schemas", get(list_schemas))
         .route("/schemas/{id}", get(get_schema))
+        .route("/.well-known/ory/webauthn.js", get(webauthn_script))
+}
+
+/// The script of the WebAuthn and passkey forms. Pages load it with an integrity hash and
+/// `crossorigin="anonymous"`, so pages of another origin (a UI of its own) may read it. Not
+/// cached without asking: after an upgrade a stale copy would fail the pages' hash.
+async fn webauthn_script() -> Response {
+    use axum::http::header;
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=UTF-8"),
+            (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        portcullis_core::methods::webauthn::SCRIPT,
+    )
+        .into_response()
 }
 
 #[derive(Deserialize)]

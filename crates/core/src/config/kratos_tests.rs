@@ -253,14 +253,14 @@ fn load_yaml(yaml: &str) -> Result<Config, ConfigError> {
 fn kratos_keys_portcullis_lacks_are_refused_by_name_and_all_at_once() {
     let err = load_yaml(
         "serve:\n  public:\n    tls:\n      cert:\n        path: /etc/tls.crt\n\
-         selfservice:\n  methods:\n    webauthn:\n      enabled: true\n  flows:\n    login:\n      style: identifier_first\n\
+         selfservice:\n  methods:\n    password:\n      config:\n        migrate_hook:\n          enabled: true\n  flows:\n    login:\n      style: identifier_first\n\
          tracing:\n  provider: jaeger\n",
     )
     .unwrap_err()
     .to_string();
     for expected in [
         "serve.public.tls: not supported by Portcullis yet (terminate TLS at a proxy",
-        "selfservice.methods.webauthn: not supported by Portcullis yet (no WebAuthn); remove it or set enabled: false",
+        "selfservice.methods.password.config.migrate_hook: not supported by Portcullis yet (no password migration hook; import password hashes through the admin API); remove it or set enabled: false",
         "selfservice.flows.login.style: \"identifier_first\" is not supported by Portcullis yet (accepted: \"unified\"",
         "tracing: not supported by Portcullis yet",
     ] {

@@ -1,7 +1,9 @@
 //! `selfservice.methods`: the methods a flow can use, their switches and settings, and the
 //! password policy. The second factors and OIDC have files of their own (`mfa.rs`, `oidc.rs`).
 
-use super::mfa::{LookupSecretMethodConfig, TotpMethodConfig};
+use super::mfa::{
+    LookupSecretMethodConfig, PasskeyMethodConfig, TotpMethodConfig, WebauthnMethodConfig,
+};
 use super::oidc::OidcMethodConfig;
 use super::{ConfigError, Dur};
 use serde::{Deserialize, Serialize};
@@ -15,6 +17,8 @@ pub struct MethodsConfig {
     pub link: LinkMethodConfig,
     pub totp: TotpMethodConfig,
     pub lookup_secret: LookupSecretMethodConfig,
+    pub webauthn: WebauthnMethodConfig,
+    pub passkey: PasskeyMethodConfig,
     /// Parsed, not active yet (issue 13); see [`OidcMethodConfig`].
     pub oidc: OidcMethodConfig,
 }
@@ -22,7 +26,15 @@ pub struct MethodsConfig {
 impl MethodsConfig {
     /// Warnings for the methods that are on but not active yet.
     pub fn notes(&self) -> Vec<String> {
-        [self.oidc.note()].into_iter().flatten().collect()
+        let passwordless = (self.webauthn.enabled && self.webauthn.config.passwordless).then(|| {
+            "selfservice.methods.webauthn.config.passwordless: accepted but NOT ACTIVE yet: no \
+             flow offers security keys (use selfservice.methods.passkey to sign in without a password)"
+                .to_string()
+        });
+        [self.oidc.note(), passwordless]
+            .into_iter()
+            .flatten()
+            .collect()
     }
 
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
@@ -38,6 +50,20 @@ impl MethodsConfig {
         }
         self.code.validate()?;
         self.oidc.validate()?;
+        if self.webauthn.enabled {
+            self.webauthn
+                .config
+                .rp
+                .origin_urls("selfservice.methods.webauthn.config.rp")
+                .map_err(ConfigError::Invalid)?;
+        }
+        if self.passkey.enabled {
+            self.passkey
+                .config
+                .rp
+                .origin_urls("selfservice.methods.passkey.config.rp")
+                .map_err(ConfigError::Invalid)?;
+        }
         self.password.config.validate()
     }
 }

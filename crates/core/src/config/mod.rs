@@ -114,7 +114,10 @@ pub use methods::{
     CodeConfig, CodeMethodConfig, EnabledConfig, LinkConfig, LinkMethodConfig, MethodsConfig,
     PasswordMethodConfig, PasswordPolicyConfig, MAX_CODE_LIFESPAN,
 };
-pub use mfa::{LookupSecretMethodConfig, TotpConfig, TotpMethodConfig};
+pub use mfa::{
+    LookupSecretMethodConfig, PasskeyMethodConfig, RelyingParty, TotpConfig, TotpMethodConfig,
+    WebauthnMethodConfig,
+};
 pub use oidc::{
     AccountLinkingMode, ClaimsSource, OidcConfig, OidcMethodConfig, OidcProviderConfig,
     OidcProviderKind, Pkce, SubjectSource, UpdateIdentityOnLogin,

@@ -306,6 +306,13 @@ impl SelfServiceConfig {
                 public.clone()
             };
         }
+        // The pages that run WebAuthn ceremonies are the relying party's default origins.
+        let f = &self.flows;
+        let pages =
+            [&f.login.ui_url, &f.registration.ui_url, &f.settings.ui_url].map(|u| u.as_str());
+        let m = &mut self.methods;
+        m.webauthn.config.rp.fill_defaults(public, &pages);
+        m.passkey.config.rp.fill_defaults(public, &pages);
         Ok(())
     }
 

@@ -486,3 +486,106 @@ fn admin_api_keys_come_from_the_environment_as_hashes_and_print_as_hashes() {
     .to_string();
     assert!(err.contains("PORTCULLIS_SERVE_PUBLIC_API_KEYS"), "{err}");
 }
+
+#[test]
+fn webauthn_relying_parties_default_to_the_public_host_and_must_fit_their_origins() {
+    let c = Config::load(
+        None,
+        env(&[
+            (
+                "PORTCULLIS_SERVE_PUBLIC_BASE_URL",
+                "https://id.example.com/",
+            ),
+            ("PORTCULLIS_SELFSERVICE_METHODS_PASSKEY_ENABLED", "true"),
+            (
+                "PORTCULLIS_SELFSERVICE_FLOWS_LOGIN_UI_URL",
+                "https://app.example.com/login",
+            ),
+        ]),
+        true,
+    )
+    .unwrap();
+    let rp = &c.selfservice.methods.passkey.config.rp;
+    assert_eq!(rp.id, "id.example.com");
+    assert_eq!(rp.display_name, "id.example.com");
+    // The public origin; a page on another host only with a parent domain as the RP id.
+    assert_eq!(rp.origins, vec!["https://id.example.com".to_string()]);
+    let c = Config::load(
+        None,
+        env(&[
+            (
+                "PORTCULLIS_SERVE_PUBLIC_BASE_URL",
+                "https://id.example.com/",
+            ),
+            ("PORTCULLIS_SELFSERVICE_METHODS_PASSKEY_ENABLED", "true"),
+            (
+                "PORTCULLIS_SELFSERVICE_METHODS_PASSKEY_CONFIG_RP_ID",
+                "example.com",
+            ),
+            (
+                "PORTCULLIS_SELFSERVICE_FLOWS_LOGIN_UI_URL",
+                "https://app.example.com/login",
+            ),
+        ]),
+        true,
+    )
+    .unwrap();
+    let rp = &c.selfservice.methods.passkey.config.rp;
+    assert_eq!(
+        rp.origins,
+        vec![
+            "https://id.example.com".to_string(),
+            "https://app.example.com".to_string()
+        ]
+    );
+    let err = Config::load(
+        None,
+        env(&[
+            (
+                "PORTCULLIS_SERVE_PUBLIC_BASE_URL",
+                "https://id.example.com/",
+            ),
+            ("PORTCULLIS_SELFSERVICE_METHODS_PASSKEY_ENABLED", "true"),
+            (
+                "PORTCULLIS_SELFSERVICE_METHODS_PASSKEY_CONFIG_RP_ID",
+                "id.example.com",
+            ),
+            (
+                "PORTCULLIS_SELFSERVICE_METHODS_PASSKEY_CONFIG_RP_ORIGINS",
+                "[\"https://app.example.com\"]",
+            ),
+        ]),
+        true,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("selfservice.methods.passkey.config.rp.origins: \"https://app.example.com\" is not on the relying party \"id.example.com\""),
+        "{err}"
+    );
+    let ok = Config::load(
+        None,
+        env(&[
+            (
+                "PORTCULLIS_SERVE_PUBLIC_BASE_URL",
+                "https://id.example.com/",
+            ),
+            ("PORTCULLIS_SELFSERVICE_METHODS_WEBAUTHN_ENABLED", "true"),
+            (
+                "PORTCULLIS_SELFSERVICE_METHODS_WEBAUTHN_CONFIG_RP_ID",
+                "example.com",
+            ),
+            (
+                "PORTCULLIS_SELFSERVICE_METHODS_WEBAUTHN_CONFIG_RP_ORIGIN",
+                "https://app.example.com",
+            ),
+        ]),
+        true,
+    )
+    .unwrap();
+    assert_eq!(
+        ok.selfservice.methods.webauthn.config.rp.origins,
+        vec!["https://app.example.com".to_string()],
+        "Kratos's older single origin"
+    );
+}

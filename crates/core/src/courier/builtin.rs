@@ -105,6 +105,24 @@ pub fn builtin(kind: TemplateKind, locale: Locale) -> Builtin {
                 "이 코드는 {{ .ExpiresInMinutes }}분 동안 유효합니다. 로그인하려 하지 않으셨다면 이 메일을 무시하셔도 됩니다.",
             ],
         ),
+        (RegistrationCodeValid, En) => (
+            "Your sign-up code",
+            &[
+                "Hi,",
+                "please enter the following code to finish creating your account:",
+                "{{ .RegistrationCode }}",
+                "The code is valid for {{ .ExpiresInMinutes }} minutes. If you did not try to sign up, you can ignore this email.",
+            ],
+        ),
+        (RegistrationCodeValid, Ko) => (
+            "가입 코드",
+            &[
+                "안녕하세요.",
+                "아래 코드를 입력해 계정 만들기를 마치세요:",
+                "{{ .RegistrationCode }}",
+                "이 코드는 {{ .ExpiresInMinutes }}분 동안 유효합니다. 가입하려 하지 않으셨다면 이 메일을 무시하셔도 됩니다.",
+            ],
+        ),
         (PasswordChanged, En) => (
             "Your password was changed",
             &[

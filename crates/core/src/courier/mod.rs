@@ -23,8 +23,10 @@ pub enum TemplateKind {
     RecoveryCodeInvalid,
     VerificationCodeValid,
     VerificationCodeInvalid,
-    /// A sign-in code (passwordless login, later).
+    /// A sign-in code (passwordless login, or an emailed second factor).
     LoginCodeValid,
+    /// A sign-up code (registration by code).
+    RegistrationCodeValid,
     /// "Your password was changed."
     PasswordChanged,
     /// "A new sign-in to your account."
@@ -32,12 +34,13 @@ pub enum TemplateKind {
 }
 
 impl TemplateKind {
-    pub const ALL: [TemplateKind; 7] = [
+    pub const ALL: [TemplateKind; 8] = [
         TemplateKind::RecoveryCodeValid,
         TemplateKind::RecoveryCodeInvalid,
         TemplateKind::VerificationCodeValid,
         TemplateKind::VerificationCodeInvalid,
         TemplateKind::LoginCodeValid,
+        TemplateKind::RegistrationCodeValid,
         TemplateKind::PasswordChanged,
         TemplateKind::NewSignIn,
     ];
@@ -49,6 +52,7 @@ impl TemplateKind {
             TemplateKind::VerificationCodeValid => "verification_code_valid",
             TemplateKind::VerificationCodeInvalid => "verification_code_invalid",
             TemplateKind::LoginCodeValid => "login_code_valid",
+            TemplateKind::RegistrationCodeValid => "registration_code_valid",
             TemplateKind::PasswordChanged => "password_changed",
             TemplateKind::NewSignIn => "new_sign_in",
         }

@@ -8,7 +8,7 @@
 //! recovery_code/valid/email.body.gotmpl             the HTML body
 //! recovery_code/valid/email.body.plaintext.gotmpl   the plain-text body
 //! recovery_code/invalid/…  verification_code/valid/…  verification_code/invalid/…
-//! login_code/valid/…  password_changed/…  new_sign_in/…
+//! login_code/valid/…  registration_code/valid/…  password_changed/…  new_sign_in/…
 //! ```
 //!
 //! A file may have a locale variant, the locale before `.gotmpl`: `email.body.ko.gotmpl`.
@@ -54,6 +54,7 @@ pub fn folder(kind: TemplateKind) -> &'static str {
         TemplateKind::VerificationCodeValid => "verification_code/valid",
         TemplateKind::VerificationCodeInvalid => "verification_code/invalid",
         TemplateKind::LoginCodeValid => "login_code/valid",
+        TemplateKind::RegistrationCodeValid => "registration_code/valid",
         TemplateKind::PasswordChanged => "password_changed",
         TemplateKind::NewSignIn => "new_sign_in",
     }
@@ -263,7 +264,8 @@ mod tests {
     fn model() -> serde_json::Value {
         json!({
             "To": "ada@example.com", "Code": "042424", "RecoveryCode": "042424",
-            "VerificationCode": "042424", "LoginCode": "042424", "ExpiresInMinutes": 15,
+            "VerificationCode": "042424", "LoginCode": "042424", "RegistrationCode": "042424",
+            "ExpiresInMinutes": 15,
             "Identity": { "traits": { "email": "ada@example.com" } },
         })
     }

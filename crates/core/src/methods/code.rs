@@ -185,6 +185,7 @@ impl Core {
                 let named = match valid {
                     TemplateKind::RecoveryCodeValid => "RecoveryCode",
                     TemplateKind::VerificationCodeValid => "VerificationCode",
+                    TemplateKind::RegistrationCodeValid => "RegistrationCode",
                     _ => "LoginCode",
                 };
                 if let Some(o) = model.as_object_mut() {
@@ -209,7 +210,26 @@ impl Core {
         identity: Uuid,
         now: OffsetDateTime,
     ) -> crate::error::Result<bool> {
-        let key = sent_codes_key(identity);
+        self.send_capped(sent_codes_key(identity), now).await
+    }
+
+    /// Whether `address` had its hourly [`MAX_CODES_SENT_PER_HOUR`] sign-up codes (an address
+    /// with no account yet has no identity to count against); counts this one otherwise.
+    /// The counter is keyed by the address's SHA-256, not the address.
+    pub(crate) async fn address_codes_capped(
+        &self,
+        address: &str,
+        now: OffsetDateTime,
+    ) -> crate::error::Result<bool> {
+        use sha2::{Digest, Sha256};
+        let key = format!(
+            "code-sent-to:{}",
+            hex::encode(Sha256::digest(address.as_bytes()))
+        );
+        self.send_capped(key, now).await
+    }
+
+    async fn send_capped(&self, key: String, now: OffsetDateTime) -> crate::error::Result<bool> {
         if self.hourly_count(&key, now).await? >= MAX_CODES_SENT_PER_HOUR {
             return Ok(true);
         }

@@ -42,6 +42,23 @@ pub struct Pending {
         skip_serializing_if = "Option::is_none"
     )]
     pub reveal_until: Option<OffsetDateTime>,
+    /// The security-key ceremony the form started (registration in settings, sign-in in the
+    /// second step).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webauthn: Option<super::webauthn::Ceremony>,
+    /// The passkey ceremony the form started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub passkey: Option<super::webauthn::Ceremony>,
+    /// The account a registration mailed a sign-up code for: its id (the code's) and the
+    /// traits the code was sent for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sign_up: Option<SignUp>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SignUp {
+    pub identity_id: Uuid,
+    pub traits: serde_json::Value,
 }
 
 /// The outcome of checking a second-factor code.
@@ -247,7 +264,8 @@ impl Core {
         let method = match kind {
             "totp" => Method::Totp,
             "lookup_secret" => Method::LookupSecret,
-            "password" | "code" => {
+            "webauthn" => Method::WebAuthn,
+            "password" | "code" | "passkey" => {
                 return Err(Error::bad_request(format!(
                     "You cannot remove first factor credentials ({}).",
                     crate::ui::echo(kind)
@@ -289,7 +307,7 @@ impl Core {
             .await?
             .ok_or_else(|| Error::not_found("Unable to locate the resource"))?;
         let now = self.now();
-        for method in [Method::Totp, Method::LookupSecret] {
+        for method in [Method::Totp, Method::LookupSecret, Method::WebAuthn] {
             self.remove_factor(&mut identity, method, by.actor.clone(), &by.origin, now)
                 .await?;
         }
@@ -319,6 +337,7 @@ impl Core {
         match method {
             Method::Totp => m.totp.is_enabled(),
             Method::LookupSecret => m.lookup_secret.is_enabled(),
+            Method::WebAuthn => self.security_keys_enabled(),
             _ => false,
         }
     }

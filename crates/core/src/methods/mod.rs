@@ -3,7 +3,7 @@
 //! A method is one row of [`Method`]: its wire name (the `method` a submit names, the
 //! `authentication_methods[].method` of a session), the UI group of its nodes, the flows it
 //! takes part in and the assurance level completing it contributes. The method's own room
-//! (`code.rs`, `totp.rs`, `lookup.rs`; `webauthn.rs`, `oidc.rs` next) holds what it adds
+//! (`code.rs`, `totp.rs`, `lookup.rs`, `webauthn.rs`, `passkey.rs`; `oidc.rs` next) holds what it adds
 //! to a flow's form and how it checks a submission; the flow rooms in `selfservice/` call
 //! those and stay free of method details. `factor.rs` holds what the second factors share
 //! (the pending secret a settings flow keeps, throttling, audit). `password` predates the
@@ -12,7 +12,9 @@
 pub mod code;
 pub mod factor;
 pub mod lookup;
+pub mod passkey;
 pub mod totp;
+pub mod webauthn;
 
 use crate::flow::FlowKind;
 
@@ -59,6 +61,10 @@ pub enum Method {
     /// A code sent to an address of the identity, as a second factor (`code.mfa_enabled`):
     /// named `code` like the first factor, as Kratos does, at aal2.
     CodeSecondFactor,
+    /// A security key (WebAuthn) as a second factor.
+    WebAuthn,
+    /// A passkey: a discoverable WebAuthn credential that signs in on its own.
+    Passkey,
 }
 
 impl Method {
@@ -71,6 +77,8 @@ impl Method {
             Method::LinkRecovery => "link_recovery",
             Method::Totp => "totp",
             Method::LookupSecret => "lookup_secret",
+            Method::WebAuthn => "webauthn",
+            Method::Passkey => "passkey",
         }
     }
 
@@ -82,16 +90,22 @@ impl Method {
             Method::LinkRecovery => "link",
             Method::Totp => "totp",
             Method::LookupSecret => "lookup_secret",
+            Method::WebAuthn => "webauthn",
+            Method::Passkey => "passkey",
         }
     }
 
     /// What completing the method proves: a first factor (aal1) or a second (aal2).
     pub const fn aal(self) -> Aal {
         match self {
-            Method::Password | Method::Code | Method::CodeRecovery | Method::LinkRecovery => {
-                Aal::Aal1
+            Method::Password
+            | Method::Code
+            | Method::CodeRecovery
+            | Method::LinkRecovery
+            | Method::Passkey => Aal::Aal1,
+            Method::Totp | Method::LookupSecret | Method::CodeSecondFactor | Method::WebAuthn => {
+                Aal::Aal2
             }
-            Method::Totp | Method::LookupSecret | Method::CodeSecondFactor => Aal::Aal2,
         }
     }
 
@@ -102,7 +116,10 @@ impl Method {
             Method::Code => &[FlowKind::Verification],
             Method::CodeSecondFactor => &[FlowKind::Login],
             Method::CodeRecovery | Method::LinkRecovery => &[FlowKind::Recovery],
-            Method::Totp | Method::LookupSecret => &[FlowKind::Login, FlowKind::Settings],
+            Method::Totp | Method::LookupSecret | Method::WebAuthn => {
+                &[FlowKind::Login, FlowKind::Settings]
+            }
+            Method::Passkey => &[FlowKind::Login, FlowKind::Registration, FlowKind::Settings],
         }
     }
 }

@@ -1,6 +1,6 @@
 //! The login flow: start one (a first sign-in, a re-authentication with `refresh`, or the
-//! second step with `aal=aal2`), and submit it with a method: the password first, then TOTP
-//! or a backup code. A new method is a new [`LoginMethod`] arm.
+//! second step with `aal=aal2`), and submit it with a method: the password, a mailed code or
+//! a passkey first, then a second factor. A new method is a new [`LoginMethod`] arm.
 
 use super::form::{already_completed, method_submit, password_input};
 use crate::audit::Origin;
@@ -42,6 +42,10 @@ pub enum LoginMethod {
         address: Option<String>,
         code: Option<String>,
     },
+    /// `webauthn_login`: a security key's answer (a second step).
+    WebAuthn { response: String },
+    /// `passkey_login`: a passkey's answer, which names the account itself.
+    Passkey { response: String },
     /// A method this server does not offer (or none).
     #[default]
     Unknown,
@@ -72,7 +76,8 @@ impl Core {
         if let (Aal::Aal2, Some(i)) = (aal, identity) {
             flow.requested_aal = Aal::Aal2.as_str().into();
             flow.identity_id = Some(i.id);
-            flow.ui.nodes.extend(self.second_factor_nodes(i));
+            let nodes = self.second_factor_nodes(&mut flow, i)?;
+            flow.ui.nodes.extend(nodes);
             flow.ui.messages.push(UiText::info(
                 1010004,
                 "Please complete the second authentication challenge.",
@@ -89,6 +94,10 @@ impl Core {
             Some(schema.identifier_label()),
         )
         .with_attr("required", json!(true));
+        if self.passkeys_enabled() && flow_type == FlowType::Browser {
+            // The browser offers passkeys in the field's autofill (conditional mediation).
+            id_node = id_node.with_attr("autocomplete", json!("username webauthn"));
+        }
         if let (true, Some(i)) = (refresh, identity) {
             flow.identity_id = Some(i.id);
             let ident = i
@@ -100,16 +109,24 @@ impl Core {
             id_node.set_value(json!(ident));
             flow.ui.messages.push(msg::reauthenticate());
         }
-        flow.ui.nodes.push(id_node);
-        flow.ui.nodes.push(password_input("current-password"));
-        flow.ui
-            .nodes
-            .push(method_submit("password", msg::sign_in_with_password()));
+        // A re-authentication asks for what the identity has: its password, its passkeys.
+        let has = |m: Method| identity.is_none_or(|i| i.credentials.contains_key(m.as_str()));
+        if !refresh || has(Method::Password) {
+            flow.ui.nodes.push(id_node);
+            flow.ui.nodes.push(password_input("current-password"));
+            flow.ui
+                .nodes
+                .push(method_submit("password", msg::sign_in_with_password()));
+        }
         if self.config.selfservice.methods.code.passwordless_enabled && !refresh {
             flow.ui.nodes.push(method_submit(
                 "code",
                 UiText::info(1010015, "Send sign in code"),
             ));
+        }
+        if !refresh || has(Method::Passkey) {
+            let passkey = self.passkey_login_nodes(&mut flow)?;
+            flow.ui.nodes.extend(passkey);
         }
         self.attach_csrf(&mut flow, caller);
         self.store.insert_flow(&flow).await?;
@@ -219,6 +236,28 @@ impl Core {
                     .login_with_code(&mut flow, identifier, code, caller, now)
                     .await?;
                 self.complete_login(flow, identity, Method::Code, caller, now)
+                    .await
+            }
+            LoginMethod::Passkey { response } if self.passkeys_enabled() => {
+                flow.active = Some(Method::Passkey.as_str().into());
+                let identity = match self
+                    .check_passkey(&flow, &response, &caller.origin(), now)
+                    .await?
+                {
+                    // A re-authentication is the flow's identity's, whoever's passkey answers.
+                    Ok(identity) if flow.refresh && flow.identity_id != Some(identity.id) => {
+                        return Err(Error::IdentityMismatch.into())
+                    }
+                    Ok(identity) if identity.is_active() => identity,
+                    checked => {
+                        flow.ui.messages.push(match checked {
+                            Ok(_) => msg::identity_disabled(),
+                            Err(text) => text,
+                        });
+                        return Err(self.reject(&mut flow, None, now).await);
+                    }
+                };
+                self.complete_login(flow, identity, Method::Passkey, caller, now)
                     .await
             }
             // A second factor belongs to the second step (`aal=aal2`), never the first.

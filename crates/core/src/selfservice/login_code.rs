@@ -69,7 +69,7 @@ impl Core {
         caller: &Caller,
         now: OffsetDateTime,
     ) -> SubmitError {
-        let found = match self.find_by_password_identifier(identifier).await {
+        let found = match self.find_by_code_identifier(identifier).await {
             Ok(found) => found.filter(Identity::is_active),
             Err(e) => return e.into(),
         };
@@ -92,26 +92,29 @@ impl Core {
         let mut id_node = UiNode::input("default", "identifier", "hidden", None);
         id_node.set_value(json!(identifier));
         let resend = ("identifier", identifier);
-        self.ask_for_code(flow, id_node, resend, code_sent(), message)
+        let label = UiText::info(1070013, "Login code");
+        self.ask_for_code(flow, vec![id_node], label, resend, code_sent(), message)
             .await
     }
 
-    /// A login flow that sent a code now asks for it: `kept` (the hidden field naming where
-    /// it went), the code input, Continue, and a resend button sending `resend`; `sent` says
-    /// so. Stored with the code's mail in one transaction; answered as a flow to show again.
+    /// A flow that sent a code now asks for it: `kept` (the hidden fields naming where it
+    /// went, or what it was sent for), the code input (`label`), Continue, and a resend button
+    /// sending `resend`; `sent` says so. Stored with the code's mail in one transaction;
+    /// answered as a flow to show again.
     pub(super) async fn ask_for_code(
         &self,
         flow: &mut Flow,
-        kept: UiNode,
+        kept: Vec<UiNode>,
+        label: UiText,
         resend: (&str, &str),
         sent: UiText,
         message: Option<crate::courier::Message>,
     ) -> SubmitError {
         flow.ui.nodes.retain(|n| n.name() == "csrf_token");
+        flow.ui.nodes.extend(kept);
         flow.ui.nodes.extend([
-            kept,
             code_nodes::method_hidden(),
-            code_nodes::code_input(UiText::info(1070013, "Login code")),
+            code_nodes::code_input(label),
             code_nodes::submit(),
             UiNode::input(
                 "code",
@@ -154,6 +157,18 @@ impl Core {
             .map(|c| c.address.clone())
             .unwrap_or_default();
         Ok(self.verified_by_code(identity, &address, now).await?)
+    }
+
+    /// The identity a sign-in code goes to: by its password identifier, or by the address it
+    /// signed up with by code (its `code` credential).
+    async fn find_by_code_identifier(&self, identifier: &str) -> Result<Option<Identity>> {
+        if let Some(found) = self.find_by_password_identifier(identifier).await? {
+            return Ok(Some(found));
+        }
+        Ok(self
+            .store
+            .find_identity_by_identifier(crate::methods::Method::Code.as_str(), identifier)
+            .await?)
     }
 
     /// The address a sign-in code was read at is verified.

@@ -13,6 +13,7 @@ mod login;
 mod login_code;
 mod recovery;
 mod registration;
+mod registration_code;
 mod second_step;
 mod settings;
 mod verification;

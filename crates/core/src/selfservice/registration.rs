@@ -1,4 +1,5 @@
-//! The registration flow: start one, and submit traits with a method (password today). The
+//! The registration flow: start one, and submit traits with a method (a password or a
+//! passkey). The
 //! identity and its first session are stored together, so a duplicate identifier leaves
 //! nothing behind.
 
@@ -33,6 +34,11 @@ pub struct RegistrationSubmit {
 pub enum RegistrationMethod {
     /// `method=password`; an absent password is empty and reported as missing.
     Password { password: String },
+    /// `passkey_register`: the answer of the form's passkey ceremony.
+    Passkey { response: String },
+    /// `method=code`: sends a sign-up code to the traits' address (or again, with `resend`),
+    /// then takes the `code`.
+    Code { code: Option<String>, resend: bool },
     /// A method this server does not offer (or none).
     Unknown,
 }
@@ -65,6 +71,14 @@ impl Core {
         flow.ui
             .nodes
             .push(method_submit("password", msg::sign_up()));
+        if self.config.selfservice.methods.code.passwordless_enabled {
+            flow.ui.nodes.push(method_submit(
+                "code",
+                UiText::info(1040006, "Send sign up code"),
+            ));
+        }
+        let passkey = self.passkey_registration_nodes(&mut flow)?;
+        flow.ui.nodes.extend(passkey);
         self.attach_csrf(&mut flow, caller);
         self.store.insert_flow(&flow).await?;
         Ok(flow)
@@ -121,15 +135,31 @@ impl Core {
             self.default_schema()?.coerce_form(&mut traits);
         }
         fill_trait_values(&mut flow, &traits);
-        let RegistrationMethod::Password { password } = submit.method else {
-            flow.ui.messages.push(UiText::error(
-                4010003,
-                "Could not find a strategy to sign you up with. Did you fill out the form correctly?",
-                None,
-            ));
-            return Err(self.reject(&mut flow, None, now).await);
+        // `proof`: the password, the passkey ceremony's answer, or the code.
+        let passwordless = self.config.selfservice.methods.code.passwordless_enabled;
+        let mut resend = false;
+        let (method, proof) = match submit.method {
+            RegistrationMethod::Password { password } => (Method::Password, password),
+            RegistrationMethod::Passkey { response } if self.passkeys_enabled() => {
+                (Method::Passkey, response)
+            }
+            RegistrationMethod::Code {
+                code,
+                resend: again,
+            } if passwordless => {
+                resend = again;
+                (Method::Code, code.unwrap_or_default())
+            }
+            _ => {
+                flow.ui.messages.push(UiText::error(
+                    4010003,
+                    "Could not find a strategy to sign you up with. Did you fill out the form correctly?",
+                    None,
+                ));
+                return Err(self.reject(&mut flow, None, now).await);
+            }
         };
-        flow.active = Some("password".into());
+        flow.active = Some(method.as_str().into());
         let schema = self.default_schema()?;
         let violations = schema.validate(&traits);
         let derived = schema.derive(&traits);
@@ -137,33 +167,46 @@ impl Core {
         for (node, text) in violations {
             flow.ui.add_message(node.as_deref(), text);
         }
-        if password.is_empty() {
-            flow.ui
-                .add_message(Some("password"), msg::required("password"));
-            failed = true;
-        } else if let Some(t) = self.password_problem(&password, &derived.password_identifiers) {
-            flow.ui.add_message(Some("password"), t);
-            failed = true;
-        }
-        if !failed && derived.password_identifiers.is_empty() {
-            flow.ui.messages.push(msg::generic(
-                "No login identifiers found in the traits. Make sure the identity schema marks at least one trait as a password identifier.",
-            ));
-            failed = true;
-        }
-        if failed {
+        let mut identity = Identity::new(&schema.id, traits, now);
+        identity.apply_derived(&derived, now);
+        if method == Method::Password {
+            let password = proof;
+            if password.is_empty() {
+                flow.ui
+                    .add_message(Some("password"), msg::required("password"));
+                failed = true;
+            } else if let Some(t) = self.password_problem(&password, &derived.password_identifiers)
+            {
+                flow.ui.add_message(Some("password"), t);
+                failed = true;
+            }
+            if !failed && derived.password_identifiers.is_empty() {
+                flow.ui.messages.push(msg::generic(
+                    "No login identifiers found in the traits. Make sure the identity schema marks at least one trait as a password identifier.",
+                ));
+                failed = true;
+            }
+            if failed {
+                return Err(self.reject(&mut flow, None, now).await);
+            }
+            let hash = self.hasher.hash(password).await?;
+            identity.set_password_hash(hash, derived.password_identifiers.clone(), now);
+        } else if failed {
+            return Err(self.reject(&mut flow, None, now).await);
+        } else if method == Method::Code {
+            let code = Some(proof).filter(|c| !c.is_empty());
+            self.register_with_code(&mut flow, &mut identity, code, resend, caller, now)
+                .await?;
+        } else if let Err(text) = self.register_passkey(&flow, &mut identity, &proof, now)? {
+            flow.ui.messages.push(text);
             return Err(self.reject(&mut flow, None, now).await);
         }
-        let hash = self.hasher.hash(password).await?;
-        let mut identity = Identity::new(&schema.id, traits, now);
-        identity.set_password_hash(hash, derived.password_identifiers.clone(), now);
-        identity.apply_derived(&derived, now);
         let after = self.config.after(FlowKind::Registration);
         // Without any configured hook Portcullis signs the new identity in (Kratos needs the
         // `session` hook listed for that).
         let session = after
-            .runs("password", HookName::Session, true)
-            .then(|| self.new_session(&identity, Method::Password, caller, now));
+            .runs(method.as_str(), HookName::Session, true)
+            .then(|| self.new_session(&identity, method, caller, now));
         // A code to each new e-mail address, queued with the account (its flows first; a
         // registration that then fails leaves only flows that expire).
         let csrf = self.verification_csrf(flow.flow_type, session.as_ref().map(|(s, _)| s), caller);
@@ -182,7 +225,7 @@ impl Core {
             now,
         )
         .about(identity.id)
-        .reason("password");
+        .reason(method.as_str());
         let mut fx = Effects::event(EventKind::UserCreated);
         if let Some((s, _)) = &session {
             record = record.target(format!("session:{}", s.id));
@@ -218,7 +261,7 @@ impl Core {
             Err(e) => return Err(e.into()),
         }
         // Apps always learn of the verification flow; browsers with `show_verification_ui`.
-        let show_ui = after.runs("password", HookName::ShowVerificationUi, false);
+        let show_ui = after.runs(method.as_str(), HookName::ShowVerificationUi, false);
         let continue_with: Vec<Value> = if show_ui || completed.flow_type == FlowType::Api {
             started.iter().map(|s| s.continue_with(self)).collect()
         } else {

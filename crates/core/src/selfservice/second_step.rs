@@ -1,5 +1,6 @@
 //! The second step of a sign-in (`aal=aal2`): the inputs of the second factors the signed-in
-//! identity has, and their submits. A TOTP or backup code is checked at once; an emailed code
+//! identity has, and their submits. A TOTP or backup code, or a security key's answer, is
+//! checked at once; an emailed code
 //! (`selfservice.methods.code.mfa_enabled`) is first sent to an address the identity owns,
 //! then checked like a recovery code. Completing the step raises the caller's session to
 //! aal2: the same session, id and token.
@@ -74,8 +75,13 @@ pub(crate) fn code_addresses(identity: &Identity) -> Vec<&str> {
 }
 
 impl Core {
-    /// The second-step nodes for `identity`: one form per second factor it has.
-    pub(super) fn second_factor_nodes(&self, identity: &Identity) -> Vec<UiNode> {
+    /// The second-step nodes for `identity`: one form per second factor it has (a security
+    /// key's ceremony is kept in `flow`).
+    pub(super) fn second_factor_nodes(
+        &self,
+        flow: &mut Flow,
+        identity: &Identity,
+    ) -> crate::error::Result<Vec<UiNode>> {
         let mut nodes = vec![];
         if self.config.selfservice.methods.code.mfa_enabled {
             for address in code_addresses(identity) {
@@ -98,7 +104,8 @@ impl Core {
         if has(Method::LookupSecret) {
             nodes.extend(lookup::login_nodes());
         }
-        nodes
+        nodes.extend(self.security_key_login_nodes(flow, identity)?);
+        Ok(nodes)
     }
 
     /// A submit of the second step, from the signed-in identity the flow was started for.
@@ -129,6 +136,11 @@ impl Core {
             LoginMethod::LookupSecret { code } if self.factor_enabled(Method::LookupSecret) => (
                 self.check_lookup(identity, &code, &origin, now).await?,
                 Method::LookupSecret,
+            ),
+            LoginMethod::WebAuthn { response } if self.security_keys_enabled() => (
+                self.check_security_key(&flow, identity, &response, &origin, now)
+                    .await?,
+                Method::WebAuthn,
             ),
             LoginMethod::Code { address, code, .. }
                 if self.config.selfservice.methods.code.mfa_enabled =>
@@ -236,9 +248,11 @@ impl Core {
         };
         let kept =
             UiNode::input("code", "address", "hidden", None).with_attr("value", json!(address));
+        let label = crate::ui::UiText::info(1070013, "Login code");
         self.ask_for_code(
             &mut flow,
-            kept,
+            vec![kept],
+            label,
             ("address", &address),
             msg::code_sent(),
             message,

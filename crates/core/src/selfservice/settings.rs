@@ -36,6 +36,18 @@ pub enum SettingsMethod {
     Totp { code: String, unlink: bool },
     /// `method=lookup_secret` with one of its `lookup_secret_*` buttons (none: nothing asked).
     LookupSecret { action: Option<LookupAction> },
+    /// `method=webauthn`: a new security key's answer and name, or `webauthn_remove` (the
+    /// key id in hex).
+    WebAuthn {
+        register: String,
+        display_name: String,
+        remove: Option<String>,
+    },
+    /// `method=passkey`: a new passkey's answer, or `passkey_remove` (the key id in hex).
+    Passkey {
+        register: String,
+        remove: Option<String>,
+    },
     /// A method this server does not offer (or none).
     Unknown,
 }
@@ -65,7 +77,8 @@ impl Core {
         Ok(flow)
     }
 
-    /// Draws the form afresh (Kratos's order: profile, password, backup codes, TOTP); the
+    /// Draws the form afresh (Kratos's order: profile, password, backup codes, TOTP, security
+    /// keys, passkeys); the
     /// backup codes are shown when `reveal`.
     fn render_settings_nodes(
         &self,
@@ -98,6 +111,10 @@ impl Core {
         flow.ui.nodes.extend(lookup);
         let totp = self.totp_settings_nodes(flow, identity)?;
         flow.ui.nodes.extend(totp);
+        let keys = self.webauthn_settings_nodes(flow, identity)?;
+        flow.ui.nodes.extend(keys);
+        let passkeys = self.passkey_settings_nodes(flow, identity)?;
+        flow.ui.nodes.extend(passkeys);
         Ok(())
     }
 
@@ -341,8 +358,74 @@ impl Core {
                         .await?;
                 }
             }
+            SettingsMethod::WebAuthn {
+                register,
+                display_name,
+                remove,
+            } if self.security_keys_enabled() && flow.flow_type == FlowType::Browser => {
+                flow.active = Some("webauthn".into());
+                if !privileged {
+                    return Err(self.refresh_required(flow.id).into());
+                }
+                self.require_factors_proven(session, &identity, &back)?;
+                let origin = caller.origin();
+                if let Some(hex_id) = remove {
+                    if !self
+                        .remove_security_key(&mut identity, &hex_id, &origin, now)
+                        .await?
+                    {
+                        flow.ui
+                            .messages
+                            .push(crate::methods::webauthn::msg::no_device());
+                        return Err(self.reject(&mut flow, Some(&identity), now).await);
+                    }
+                } else {
+                    if let Err((node, text)) = self
+                        .link_security_key(
+                            &flow,
+                            &mut identity,
+                            &register,
+                            &display_name,
+                            &origin,
+                            now,
+                        )
+                        .await?
+                    {
+                        flow.ui.add_message(node, text);
+                        return Err(self.reject(&mut flow, Some(&identity), now).await);
+                    }
+                    self.second_factor_linked(&identity, session, Method::WebAuthn, now)
+                        .await?;
+                }
+            }
+            SettingsMethod::Passkey { register, remove }
+                if self.passkeys_enabled() && flow.flow_type == FlowType::Browser =>
+            {
+                flow.active = Some("passkey".into());
+                if !privileged {
+                    return Err(self.refresh_required(flow.id).into());
+                }
+                self.require_factors_proven(session, &identity, &back)?;
+                let origin = caller.origin();
+                let done = match remove {
+                    Some(hex_id) => {
+                        self.remove_passkey(&mut identity, &hex_id, &origin, now)
+                            .await?
+                    }
+                    None => {
+                        self.link_passkey(&flow, &mut identity, &register, &origin, now)
+                            .await?
+                    }
+                };
+                if let Err(text) = done {
+                    flow.ui.messages.push(text);
+                    return Err(self.reject(&mut flow, Some(&identity), now).await);
+                }
+            }
             SettingsMethod::Totp { .. }
             | SettingsMethod::LookupSecret { .. }
+            | SettingsMethod::WebAuthn { .. }
+            | SettingsMethod::Passkey { .. }
             | SettingsMethod::Unknown => {
                 flow.ui.messages.push(UiText::error(
                     4010004,

@@ -122,7 +122,7 @@ impl Ui {
     }
 }
 
-/// A strict policy: no scripts at all, styles and images from here only, forms may post
+/// A strict policy: no scripts (the WebAuthn pages add their one, [`Ui::allow_script`]), styles and images from here only, forms may post
 /// here and be redirected only to the return URLs the configuration allows.
 fn content_security_policy(config: &Config) -> String {
     let origin = |u: &str| -> Option<String> {
@@ -180,10 +180,39 @@ pub fn router(config: &Config) -> Router<AppState> {
         .route("/ui/theme.css", get(pages::assets::theme))
 }
 
-/// The security headers of every page.
+/// A fresh nonce for the one script a page loads.
+pub(crate) fn script_nonce() -> String {
+    use base64::Engine;
+    use rand::RngCore;
+    let mut bytes = [0u8; 18];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+impl Ui {
+    /// The page's policy with its one script allowed: the WebAuthn pages load the ceremony
+    /// script, pinned by `nonce` (and by its integrity hash in the tag). Every other page
+    /// runs no script at all.
+    pub(crate) fn allow_script(&self, resp: &mut Response, nonce: &str) {
+        let base = self.csp.to_str().unwrap_or_default();
+        let policy = base.replacen(
+            "default-src 'none';",
+            &format!("default-src 'none'; script-src 'nonce-{nonce}';"),
+            1,
+        );
+        if let Ok(v) = HeaderValue::from_str(&policy) {
+            resp.headers_mut()
+                .insert(header::CONTENT_SECURITY_POLICY, v);
+        }
+    }
+}
+
+/// The security headers of every page (a page that set its own policy keeps it).
 pub async fn security_headers(State(st): State<AppState>, mut resp: Response) -> Response {
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_SECURITY_POLICY, st.ui.csp.clone());
+    if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
+        h.insert(header::CONTENT_SECURITY_POLICY, st.ui.csp.clone());
+    }
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),

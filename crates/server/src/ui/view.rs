@@ -3,6 +3,7 @@
 
 use super::i18n::with_derived_context;
 use crate::AppState;
+use portcullis_core::flow::FlowKind;
 use portcullis_core::ui::UiText;
 use serde_json::{json, Value};
 
@@ -23,8 +24,9 @@ pub(super) fn flow_view(
     st: &AppState,
     lang: &str,
     flow: &Value,
-    settings: bool,
+    kind: FlowKind,
 ) -> (Vec<Value>, Vec<Value>) {
+    let settings = kind == FlowKind::Settings;
     let ui = &st.ui;
     let now = st.core.now();
     let msg = |m: &Value| -> Option<Value> {
@@ -72,7 +74,11 @@ pub(super) fn flow_view(
             .collect::<Vec<_>>()
             .join(" ");
         let label = ui.label(lang, &n["meta"]["label"]);
+        // A WebAuthn button runs its ceremony through the page's script (`webauthn.js` binds
+        // `data-portcullis-trigger`): the CSP allows no inline handlers.
+        let trigger = a["onclickTrigger"].as_str().filter(|t| !t.is_empty());
         let kind = match (n["type"].as_str().unwrap_or("input"), ty) {
+            ("input", "button") if trigger.is_some() => "trigger",
             ("input", "hidden") => "hidden",
             ("input", "submit" | "button") => "submit",
             ("input", "checkbox") => "checkbox",
@@ -112,11 +118,27 @@ pub(super) fn flow_view(
             "text": n["attributes"]["text"]["text"],
             "href": a["href"],
             "src": a["src"],
+            "trigger": trigger,
+            "onload": a["onloadTrigger"],
         })
     };
+    // The form a node goes into: its group's, except that signing up with a passkey shares
+    // the password form (both need the traits). The script node has no form: the page loads
+    // it in its head.
+    let has_password = nodes.iter().any(|n| n["group"] == "password");
+    let form_of = |n: &Value| -> String {
+        match n["group"].as_str().unwrap_or("default") {
+            "passkey" if kind == FlowKind::Registration && has_password => "password".into(),
+            g => g.into(),
+        }
+    };
+    let nodes: Vec<Value> = nodes
+        .into_iter()
+        .filter(|n| n["type"] != "script")
+        .collect();
     let mut groups: Vec<String> = vec![];
     for n in &nodes {
-        let g = n["group"].as_str().unwrap_or("default").to_string();
+        let g = form_of(n);
         if g != "default" && !groups.contains(&g) {
             groups.push(g);
         }
@@ -125,15 +147,22 @@ pub(super) fn flow_view(
         groups.push("default".into());
     }
     let mut forms = vec![];
+    let mut seen_ids = std::collections::HashSet::new();
     for g in &groups {
+        // A passkey or security key signs in without the identifier the password form asks
+        // for: their forms take only the hidden fields of the `default` group (registration
+        // needs the traits, so there they take them all).
+        let lean = matches!(g.as_str(), "passkey" | "webauthn") && kind != FlowKind::Registration;
         let members: Vec<Value> = nodes
             .iter()
             .filter(|n| {
-                let ng = n["group"].as_str().unwrap_or("default");
-                ng == g || ng == "default"
+                let ng = form_of(n);
+                let hidden = n["attributes"]["type"] == "hidden";
+                ng == *g || (ng == "default" && (hidden || !lean))
             })
             .map(&mut view_node)
             .collect();
+        let members = distinct_ids(members, g, &mut seen_ids);
         let (main, actions) = split_side_actions(members);
         let form = |nodes: Vec<Value>, side: bool| {
             json!({
@@ -165,6 +194,34 @@ pub(super) fn flow_view(
         }
     }
     (messages, forms)
+}
+
+/// Field ids unique on the page: a field an earlier form has too (the traits on the
+/// registration page's password and passkey forms) gets the group's name appended.
+// The nodes are the objects `flow_view` built; reading a missing key gives `Null`.
+#[allow(clippy::indexing_slicing)]
+fn distinct_ids(
+    mut members: Vec<Value>,
+    group: &str,
+    seen: &mut std::collections::HashSet<String>,
+) -> Vec<Value> {
+    for n in &mut members {
+        if !matches!(n["kind"].as_str(), Some("input" | "checkbox")) {
+            continue;
+        }
+        let id = n["id"].as_str().unwrap_or_default().to_string();
+        if seen.insert(id.clone()) {
+            continue;
+        }
+        let own = format!("{id}-{group}");
+        let described = n["describedby"]
+            .as_str()
+            .unwrap_or_default()
+            .replace(&format!("{id}-message-"), &format!("{own}-message-"));
+        n["describedby"] = json!(described);
+        n["id"] = json!(own);
+    }
+    members
 }
 
 /// Splits off a form's side actions: submit buttons that send a field of their own (not

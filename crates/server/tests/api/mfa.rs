@@ -22,75 +22,7 @@ crate::on_every_backend!(
     wrong_codes_are_throttled_per_identity,
     the_seed_deployment_steps_a_totp_user_up_at_whoami_and_settings with seed_requiring_aal2,
     an_emailed_code_is_the_second_factor_when_codes_are_mfa with code_mfa,
-    a_mailed_code_signs_in_without_the_password with passwordless,
 );
-
-fn passwordless(c: &mut Config) {
-    c.selfservice.methods.code.passwordless_enabled = true;
-}
-
-/// `code.passwordless_enabled`: the login form also sends a code to the identifier; the code
-/// signs in (AMR `code`, aal1) and verifies the address it was read at.
-async fn a_mailed_code_signs_in_without_the_password(app: TestApp) {
-    let email = unique_email("passwordless");
-    let (id, _) = app.register(&email, PASSWORD).await;
-    let flow = app.flow("login").await;
-    let send = flow["ui"]["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|n| n["group"] == "code" && n["attributes"]["value"] == "code")
-        .unwrap();
-    assert_eq!(send["meta"]["label"]["id"], 1010015);
-    let fid = flow["id"].as_str().unwrap().to_string();
-    let submit = |body: Value| {
-        let (app, fid) = (&app, fid.clone());
-        async move { json_of(app.submit("login", &fid, body, None).await).await }
-    };
-    let (s, sent) = submit(json!({ "method": "code", "identifier": email.to_uppercase() })).await;
-    assert_eq!(s, StatusCode::BAD_REQUEST, "{sent}");
-    assert_eq!(sent["state"], "sent_email");
-    assert_eq!(message_ids(&sent, None), vec![1010014]);
-    let code = app.mailed_code(&email, "login_code_valid").await;
-    let wrong = if code == "000000" { "111111" } else { "000000" };
-    let (s, bad) = submit(json!({ "method": "code", "identifier": email, "code": wrong })).await;
-    assert_eq!(
-        (s, message_ids(&bad, None)),
-        (StatusCode::BAD_REQUEST, vec![4010008])
-    );
-    let (s, done) = submit(json!({ "method": "code", "identifier": email, "code": code })).await;
-    assert_eq!(s, StatusCode::OK, "{done}");
-    assert_eq!(
-        done["session"]["authentication_methods"][0]["method"],
-        "code"
-    );
-    assert_eq!(done["session"]["authenticator_assurance_level"], "aal1");
-    assert_eq!(
-        done["session"]["identity"]["verifiable_addresses"][0]["verified"],
-        true
-    );
-    let token = done["session_token"].as_str().unwrap();
-    assert_eq!(whoami(&app, token).await.1["identity"]["id"], json!(id));
-    // An unknown address is answered alike, and nobody is mailed.
-    let stranger = unique_email("nobody");
-    let flow = app.flow("login").await;
-    let (s, alike) = json_of(
-        app.submit(
-            "login",
-            flow["id"].as_str().unwrap(),
-            json!({ "method": "code", "identifier": stranger }),
-            None,
-        )
-        .await,
-    )
-    .await;
-    assert_eq!(
-        (s, alike["state"].clone()),
-        (StatusCode::BAD_REQUEST, json!("sent_email"))
-    );
-    assert_eq!(message_ids(&alike, None), vec![1010014]);
-    assert!(app.messages_to(&stranger).await.is_empty());
-}
 
 fn code_mfa(c: &mut Config) {
     c.selfservice.methods.code.mfa_enabled = true;

@@ -64,7 +64,7 @@ pub(in crate::ui) async fn flow_page(
         }
     };
     let lang = page.lang.clone();
-    let (messages, forms) = flow_view(&st, &lang, &flow, kind == FlowKind::Settings);
+    let (messages, forms) = flow_view(&st, &lang, &flow, kind);
     let ui = &st.ui;
     let refresh = flow.get("refresh").and_then(Value::as_bool) == Some(true);
     let second_step = flow.get("requested_aal").and_then(Value::as_str) == Some("aal2");
@@ -84,7 +84,26 @@ pub(in crate::ui) async fn flow_page(
     page.set("messages", json!(messages));
     page.set("forms", json!(forms));
     page.set("links", json!(links));
-    page.render("flow.html")
+    // The one script a page may load: the WebAuthn ceremonies', when the form has them.
+    let script = flow
+        .pointer("/ui/nodes")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .find(|n| n.get("type").and_then(Value::as_str) == Some("script"))
+        .and_then(|n| n.get("attributes").cloned());
+    let Some(script) = script else {
+        return page.render("flow.html");
+    };
+    let nonce = crate::ui::script_nonce();
+    let attr = |k: &str| script.get(k).cloned().unwrap_or(Value::Null);
+    page.set(
+        "script",
+        json!({ "src": attr("src"), "integrity": attr("integrity"), "nonce": nonce }),
+    );
+    let mut resp = page.render("flow.html");
+    st.ui.allow_script(&mut resp, &nonce);
+    resp
 }
 
 /// The links under a flow's form: where else this person may want to go from here.
