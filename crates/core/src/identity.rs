@@ -221,9 +221,14 @@ impl Identity {
     /// with a second factor (TOTP, backup codes, a security key), else aal1.
     pub fn available_aal(&self) -> crate::methods::Aal {
         use crate::methods::{Aal, Method};
-        let second = [Method::Totp, Method::LookupSecret, Method::WebAuthn]
+        // Passwordless security keys are a first factor.
+        let second = [Method::Totp, Method::LookupSecret]
             .iter()
-            .any(|m| self.credentials.contains_key(m.as_str()));
+            .any(|m| self.credentials.contains_key(m.as_str()))
+            || crate::methods::webauthn::KeyList::of(self, Method::WebAuthn)
+                .credentials
+                .iter()
+                .any(|k| !k.is_passwordless);
         if second {
             Aal::Aal2
         } else {

@@ -157,6 +157,7 @@ impl SubmitBody {
                 code: Some(self.text("code")).filter(|c| !c.is_empty()),
             },
             "webauthn" => LoginMethod::WebAuthn {
+                identifier: self.text("identifier"),
                 response: self.text("webauthn_login"),
             },
             "passkey" => LoginMethod::Passkey {
@@ -175,12 +176,24 @@ impl SubmitBody {
         if method.is_empty() && !self.text("passkey_register").is_empty() {
             method = "passkey".into();
         }
+        // A passwordless security key's form always has its name field, filled or not.
+        if method.is_empty()
+            && ["webauthn_register", "webauthn_register_displayname"]
+                .iter()
+                .any(|f| self.body.get(*f).is_some())
+        {
+            method = "webauthn".into();
+        }
         let method = match method.as_str() {
             "password" => RegistrationMethod::Password {
                 password: self.text("password"),
             },
             "passkey" => RegistrationMethod::Passkey {
                 response: self.text("passkey_register"),
+            },
+            "webauthn" => RegistrationMethod::WebAuthn {
+                response: self.text("webauthn_register"),
+                display_name: self.text("webauthn_register_displayname"),
             },
             "code" => RegistrationMethod::Code {
                 code: Some(self.text("code")).filter(|c| !c.is_empty()),

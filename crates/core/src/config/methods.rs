@@ -26,15 +26,7 @@ pub struct MethodsConfig {
 impl MethodsConfig {
     /// Warnings for the methods that are on but not active yet.
     pub fn notes(&self) -> Vec<String> {
-        let passwordless = (self.webauthn.enabled && self.webauthn.config.passwordless).then(|| {
-            "selfservice.methods.webauthn.config.passwordless: accepted but NOT ACTIVE yet: no \
-             flow offers security keys (use selfservice.methods.passkey to sign in without a password)"
-                .to_string()
-        });
-        [self.oidc.note(), passwordless]
-            .into_iter()
-            .flatten()
-            .collect()
+        [self.oidc.note()].into_iter().flatten().collect()
     }
 
     pub(super) fn validate(&self) -> Result<(), ConfigError> {

@@ -63,6 +63,9 @@ pub enum Method {
     CodeSecondFactor,
     /// A security key (WebAuthn) as a second factor.
     WebAuthn,
+    /// A security key signing in on its own (`webauthn.config.passwordless`): named
+    /// `webauthn` like the second factor, as Kratos does, at aal1.
+    WebAuthnPasswordless,
     /// A passkey: a discoverable WebAuthn credential that signs in on its own.
     Passkey,
 }
@@ -77,7 +80,7 @@ impl Method {
             Method::LinkRecovery => "link_recovery",
             Method::Totp => "totp",
             Method::LookupSecret => "lookup_secret",
-            Method::WebAuthn => "webauthn",
+            Method::WebAuthn | Method::WebAuthnPasswordless => "webauthn",
             Method::Passkey => "passkey",
         }
     }
@@ -90,7 +93,7 @@ impl Method {
             Method::LinkRecovery => "link",
             Method::Totp => "totp",
             Method::LookupSecret => "lookup_secret",
-            Method::WebAuthn => "webauthn",
+            Method::WebAuthn | Method::WebAuthnPasswordless => "webauthn",
             Method::Passkey => "passkey",
         }
     }
@@ -102,7 +105,8 @@ impl Method {
             | Method::Code
             | Method::CodeRecovery
             | Method::LinkRecovery
-            | Method::Passkey => Aal::Aal1,
+            | Method::Passkey
+            | Method::WebAuthnPasswordless => Aal::Aal1,
             Method::Totp | Method::LookupSecret | Method::CodeSecondFactor | Method::WebAuthn => {
                 Aal::Aal2
             }
@@ -119,7 +123,9 @@ impl Method {
             Method::Totp | Method::LookupSecret | Method::WebAuthn => {
                 &[FlowKind::Login, FlowKind::Settings]
             }
-            Method::Passkey => &[FlowKind::Login, FlowKind::Registration, FlowKind::Settings],
+            Method::Passkey | Method::WebAuthnPasswordless => {
+                &[FlowKind::Login, FlowKind::Registration, FlowKind::Settings]
+            }
         }
     }
 }

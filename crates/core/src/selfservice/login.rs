@@ -42,8 +42,12 @@ pub enum LoginMethod {
         address: Option<String>,
         code: Option<String>,
     },
-    /// `webauthn_login`: a security key's answer (a second step).
-    WebAuthn { response: String },
+    /// `method=webauthn`: a security key's answer (`webauthn_login`) in a second step; with
+    /// passwordless keys the `identifier` first, then the answer.
+    WebAuthn {
+        identifier: String,
+        response: String,
+    },
     /// `passkey_login`: a passkey's answer, which names the account itself.
     Passkey { response: String },
     /// A method this server does not offer (or none).
@@ -127,6 +131,10 @@ impl Core {
         if !refresh || has(Method::Passkey) {
             let passkey = self.passkey_login_nodes(&mut flow)?;
             flow.ui.nodes.extend(passkey);
+        }
+        if !refresh {
+            let keys = self.passwordless_login_nodes(&flow);
+            flow.ui.nodes.extend(keys);
         }
         self.attach_csrf(&mut flow, caller);
         self.store.insert_flow(&flow).await?;
@@ -258,6 +266,31 @@ impl Core {
                     }
                 };
                 self.complete_login(flow, identity, Method::Passkey, caller, now)
+                    .await
+            }
+            LoginMethod::WebAuthn {
+                identifier,
+                response,
+            } if self.passwordless_keys_enabled() && !flow.refresh => {
+                flow.active = Some(Method::WebAuthn.as_str().into());
+                if response.trim().is_empty() {
+                    let asked = self.ask_for_key(&mut flow, identifier.trim(), now).await;
+                    return Err(asked.into());
+                }
+                let identity = match self
+                    .check_passwordless_key(&flow, &response, &caller.origin(), now)
+                    .await?
+                {
+                    Ok(identity) if identity.is_active() => identity,
+                    checked => {
+                        flow.ui.messages.push(match checked {
+                            Ok(_) => msg::identity_disabled(),
+                            Err(text) => text,
+                        });
+                        return Err(self.reject(&mut flow, None, now).await);
+                    }
+                };
+                self.complete_login(flow, identity, Method::WebAuthnPasswordless, caller, now)
                     .await
             }
             // A second factor belongs to the second step (`aal=aal2`), never the first.

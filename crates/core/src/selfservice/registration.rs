@@ -36,6 +36,11 @@ pub enum RegistrationMethod {
     Password { password: String },
     /// `passkey_register`: the answer of the form's passkey ceremony.
     Passkey { response: String },
+    /// `webauthn_register` and `webauthn_register_displayname`: a passwordless security key.
+    WebAuthn {
+        response: String,
+        display_name: String,
+    },
     /// `method=code`: sends a sign-up code to the traits' address (or again, with `resend`),
     /// then takes the `code`.
     Code { code: Option<String>, resend: bool },
@@ -79,6 +84,8 @@ impl Core {
         }
         let passkey = self.passkey_registration_nodes(&mut flow)?;
         flow.ui.nodes.extend(passkey);
+        let keys = self.passwordless_registration_nodes(&mut flow)?;
+        flow.ui.nodes.extend(keys);
         self.attach_csrf(&mut flow, caller);
         self.store.insert_flow(&flow).await?;
         Ok(flow)
@@ -137,11 +144,18 @@ impl Core {
         fill_trait_values(&mut flow, &traits);
         // `proof`: the password, the passkey ceremony's answer, or the code.
         let passwordless = self.config.selfservice.methods.code.passwordless_enabled;
-        let mut resend = false;
+        let (mut resend, mut key_name) = (false, String::new());
         let (method, proof) = match submit.method {
             RegistrationMethod::Password { password } => (Method::Password, password),
             RegistrationMethod::Passkey { response } if self.passkeys_enabled() => {
                 (Method::Passkey, response)
+            }
+            RegistrationMethod::WebAuthn {
+                response,
+                display_name,
+            } if self.passwordless_keys_enabled() => {
+                key_name = display_name;
+                (Method::WebAuthnPasswordless, response)
             }
             RegistrationMethod::Code {
                 code,
@@ -193,6 +207,13 @@ impl Core {
             identity.set_password_hash(hash, derived.password_identifiers.clone(), now);
         } else if failed {
             return Err(self.reject(&mut flow, None, now).await);
+        } else if method == Method::WebAuthnPasswordless {
+            if let Err((node, text)) =
+                self.register_key(&flow, &mut identity, &proof, &key_name, now)?
+            {
+                flow.ui.add_message(node, text);
+                return Err(self.reject(&mut flow, None, now).await);
+            }
         } else if method == Method::Code {
             let code = Some(proof).filter(|c| !c.is_empty());
             self.register_with_code(&mut flow, &mut identity, code, resend, caller, now)

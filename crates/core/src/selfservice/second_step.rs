@@ -137,7 +137,7 @@ impl Core {
                 self.check_lookup(identity, &code, &origin, now).await?,
                 Method::LookupSecret,
             ),
-            LoginMethod::WebAuthn { response } if self.security_keys_enabled() => (
+            LoginMethod::WebAuthn { response, .. } if self.security_keys_enabled() => (
                 self.check_security_key(&flow, identity, &response, &origin, now)
                     .await?,
                 Method::WebAuthn,

@@ -362,7 +362,9 @@ impl Core {
                 register,
                 display_name,
                 remove,
-            } if self.security_keys_enabled() && flow.flow_type == FlowType::Browser => {
+            } if (self.security_keys_enabled() || self.passwordless_keys_enabled())
+                && flow.flow_type == FlowType::Browser =>
+            {
                 flow.active = Some("webauthn".into());
                 if !privileged {
                     return Err(self.refresh_required(flow.id).into());
@@ -370,13 +372,11 @@ impl Core {
                 self.require_factors_proven(session, &identity, &back)?;
                 let origin = caller.origin();
                 if let Some(hex_id) = remove {
-                    if !self
+                    if let Err(text) = self
                         .remove_security_key(&mut identity, &hex_id, &origin, now)
                         .await?
                     {
-                        flow.ui
-                            .messages
-                            .push(crate::methods::webauthn::msg::no_device());
+                        flow.ui.messages.push(text);
                         return Err(self.reject(&mut flow, Some(&identity), now).await);
                     }
                 } else {
@@ -394,8 +394,11 @@ impl Core {
                         flow.ui.add_message(node, text);
                         return Err(self.reject(&mut flow, Some(&identity), now).await);
                     }
-                    self.second_factor_linked(&identity, session, Method::WebAuthn, now)
-                        .await?;
+                    // A passwordless key is a first factor: the session stays as it is.
+                    if self.security_keys_enabled() {
+                        self.second_factor_linked(&identity, session, Method::WebAuthn, now)
+                            .await?;
+                    }
                 }
             }
             SettingsMethod::Passkey { register, remove }

@@ -128,7 +128,9 @@ pub(super) fn flow_view(
     let has_password = nodes.iter().any(|n| n["group"] == "password");
     let form_of = |n: &Value| -> String {
         match n["group"].as_str().unwrap_or("default") {
-            "passkey" if kind == FlowKind::Registration && has_password => "password".into(),
+            "passkey" | "webauthn" if kind == FlowKind::Registration && has_password => {
+                "password".into()
+            }
             g => g.into(),
         }
     };
@@ -152,7 +154,7 @@ pub(super) fn flow_view(
         // A passkey or security key signs in without the identifier the password form asks
         // for: their forms take only the hidden fields of the `default` group (registration
         // needs the traits, so there they take them all).
-        let lean = matches!(g.as_str(), "passkey" | "webauthn") && kind != FlowKind::Registration;
+        let lean = g == "passkey" && kind != FlowKind::Registration;
         let members: Vec<Value> = nodes
             .iter()
             .filter(|n| {

@@ -18,6 +18,7 @@ mod courier;
 mod flows;
 mod hosted_recovery;
 mod mfa;
+mod passkeys;
 mod passwordless;
 mod ratelimit;
 mod recovery;

@@ -1,12 +1,13 @@
-//! Security keys and passkeys through the browser flows' JSON (as an SPA drives them), with
-//! `webauthn-authenticator-rs`'s software authenticator answering the ceremonies for a page on
-//! `http://localhost:4455` (the relying party `localhost`, as in Kratos's own tests). Chromium's
-//! virtual authenticator does the same through the hosted pages in `tests/browser`.
-//!
-//! The software authenticator keeps no discoverable credentials, so for passkeys the test
-//! plays the browser's part: it names the credential in the sign-in request and returns the
-//! user handle the authenticator would have kept. The server's side is the real one.
+//! Security keys (`selfservice.methods.webauthn`) through the browser flows' JSON, as an SPA
+//! drives them: as a second factor (settings, the second step, removal, bad answers) and with
+//! `passwordless` as a first one. The software authenticator answers the ceremonies
+//! (`helpers/webauthn.rs`); Chromium's virtual authenticator does the same through the hosted
+//! pages in `tests/browser`.
 
+use crate::helpers::webauthn::{
+    add_key, b64url, keys_on, node, page, password_sign_in, post, second_step, value_of, whoami,
+    CLERK_KEY,
+};
 use crate::helpers::{
     csrf, expect_error, json_of, message_ids, unique_email, Browser, TestApp, PASSWORD,
 };
@@ -15,112 +16,20 @@ use portcullis_core::config::Config;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use webauthn_authenticator_rs::prelude::{
-    CreationChallengeResponse, PublicKeyCredential, RequestChallengeResponse, Url,
-    WebauthnAuthenticator,
+    CreationChallengeResponse, RequestChallengeResponse, Url, WebauthnAuthenticator,
 };
 use webauthn_authenticator_rs::softpasskey::SoftPasskey;
 
 crate::on_every_backend!(
     security_keys_are_linked_asked_for_and_removed with keys_on,
-    passkeys_sign_up_and_in_without_a_password with keys_on,
     bad_webauthn_answers_get_kratos_messages with keys_on,
     a_removed_key_no_longer_passes_an_open_second_step with keys_on,
-    passkeys_reauthenticate_and_keep_one_handle with keys_on,
-    a_code_sign_up_account_keeps_its_last_passkey_only_with_another_way_in with keys_and_codes,
+    passwordless_keys_sign_up_and_in_after_the_identifier with passwordless_keys,
 );
 
-const CLERK_KEY: &str = "sk_test_portcullis_webauthn";
-
-fn keys_and_codes(c: &mut Config) {
+fn passwordless_keys(c: &mut Config) {
     keys_on(c);
-    c.selfservice.methods.code.passwordless_enabled = true;
-}
-
-const PAGE: &str = "http://localhost:4455";
-
-fn keys_on(c: &mut Config) {
-    let m = &mut c.selfservice.methods;
-    m.webauthn.enabled = true;
-    m.passkey.enabled = true;
-    for rp in [&mut m.webauthn.config.rp, &mut m.passkey.config.rp] {
-        rp.id = "localhost".into();
-        rp.display_name = "Portcullis tests".into();
-        rp.origins = vec![PAGE.into()];
-    }
-    c.clerk.secret_keys = vec![CLERK_KEY.into()];
-}
-
-fn page() -> Url {
-    Url::parse(PAGE).unwrap()
-}
-
-fn node<'a>(flow: &'a Value, name: &str) -> Option<&'a Value> {
-    flow["ui"]["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|n| n["attributes"]["name"] == name)
-}
-
-fn value_of(flow: &Value, name: &str) -> String {
-    node(flow, name).unwrap_or_else(|| panic!("no {name} in {flow}"))["attributes"]["value"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
-fn b64url(bytes: &[u8]) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-}
-
-async fn post(b: &mut Browser<'_>, flow: &Value, mut body: Value) -> (StatusCode, Value) {
-    body["csrf_token"] = json!(csrf(flow));
-    let action = flow["ui"]["action"].as_str().unwrap().to_string();
-    json_of(b.post_json(&action, &body).await).await
-}
-
-/// Signs `b` in with the password (the JSON answer of a browser flow).
-async fn password_sign_in(b: &mut Browser<'_>, email: &str) -> (StatusCode, Value) {
-    let flow = b.flow("login").await;
-    post(
-        b,
-        &flow,
-        json!({ "method": "password", "identifier": email, "password": PASSWORD }),
-    )
-    .await
-}
-
-async fn whoami(b: &mut Browser<'_>) -> (StatusCode, Value) {
-    json_of(b.get_json("/sessions/whoami").await).await
-}
-
-/// Registers a security key from `b`'s settings, named `name`: the key's id.
-async fn add_key(b: &mut Browser<'_>, key: &mut SoftPasskey, name: &str) -> Vec<u8> {
-    let flow = b.flow("settings").await;
-    let ccr: CreationChallengeResponse =
-        serde_json::from_str(&value_of(&flow, "webauthn_register_trigger")).unwrap();
-    let reg = key.do_registration(page(), ccr).unwrap();
-    let body = json!({
-        "method": "webauthn",
-        "webauthn_register": serde_json::to_string(&reg).unwrap(),
-        "webauthn_register_displayname": name,
-    });
-    let (s, saved) = post(b, &flow, body).await;
-    assert_eq!(
-        (s, saved["state"].as_str()),
-        (StatusCode::OK, Some("success")),
-        "{saved}"
-    );
-    reg.raw_id.to_vec()
-}
-
-/// The second step's request for a security key (after a password sign-in of `b`).
-async fn second_step(b: &mut Browser<'_>) -> (Value, RequestChallengeResponse) {
-    let r = b.get_json("/self-service/login/browser?aal=aal2").await;
-    assert_eq!(r.status(), StatusCode::OK);
-    let flow: Value = r.json().await.unwrap();
-    let rcr = serde_json::from_str(&value_of(&flow, "webauthn_login_trigger")).unwrap();
-    (flow, rcr)
+    c.selfservice.methods.webauthn.config.passwordless = true;
 }
 
 async fn security_keys_are_linked_asked_for_and_removed(app: TestApp) {
@@ -289,135 +198,6 @@ async fn security_keys_are_linked_asked_for_and_removed(app: TestApp) {
     }
 }
 
-async fn passkeys_sign_up_and_in_without_a_password(app: TestApp) {
-    let email = unique_email("passkey");
-    let mut b = Browser::new(&app);
-    let flow = b.flow("registration").await;
-    let data: Value = serde_json::from_str(&value_of(&flow, "passkey_create_data")).unwrap();
-    assert_eq!(data["displayNameFieldName"], "traits.email");
-    let mut options = data["credentialOptions"].clone();
-    let selection = &mut options["publicKey"]["authenticatorSelection"];
-    assert_eq!(
-        selection["residentKey"], "required",
-        "passkeys are discoverable"
-    );
-    assert_eq!(selection["userVerification"], "required");
-    // The software authenticator keeps no discoverable keys: it is asked for a plain one.
-    selection["residentKey"] = json!("discouraged");
-    selection["requireResidentKey"] = json!(false);
-    let handle = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(options["publicKey"]["user"]["id"].as_str().unwrap())
-        .unwrap();
-    let mut device = SoftPasskey::new(true);
-    let reg = device
-        .do_registration(page(), serde_json::from_value(options).unwrap())
-        .unwrap();
-    // The script posts the form without a `method`.
-    let (s, done) = post(
-        &mut b,
-        &flow,
-        json!({ "traits": { "email": email }, "passkey_register": serde_json::to_string(&reg).unwrap() }),
-    )
-    .await;
-    assert_eq!(s, StatusCode::OK, "{done}");
-    let id = done["identity"]["id"].as_str().unwrap().to_string();
-    let (_, me) = whoami(&mut b).await;
-    assert_eq!(me["authentication_methods"][0]["method"], "passkey");
-    let (_, stored) = app
-        .admin_get_json(&format!(
-            "/admin/identities/{id}?include_credential=passkey"
-        ))
-        .await;
-    let creds = stored["credentials"].as_object().unwrap();
-    assert_eq!(
-        creds.keys().collect::<Vec<_>>(),
-        ["passkey"],
-        "no password: {stored}"
-    );
-    assert_eq!(
-        creds["passkey"]["identifiers"][0],
-        uuid::Uuid::from_slice(&handle).unwrap().to_string()
-    );
-    assert_eq!(
-        creds["passkey"]["config"]["credentials"][0]["display_name"],
-        email
-    );
-
-    // Sign in: the login form's discoverable request, answered with the user handle.
-    let sign_in = |flow: &Value, device: &mut SoftPasskey, handle: &[u8]| {
-        let mut challenge: Value =
-            serde_json::from_str(&value_of(flow, "passkey_challenge")).unwrap();
-        assert!(
-            challenge.get("mediation").is_none(),
-            "the script adds the mediation itself"
-        );
-        assert_eq!(challenge["publicKey"]["allowCredentials"], json!([]));
-        challenge["publicKey"]["allowCredentials"] =
-            json!([{ "type": "public-key", "id": b64url(&reg.raw_id) }]);
-        let rcr: RequestChallengeResponse = serde_json::from_value(challenge).unwrap();
-        let mut cred: PublicKeyCredential = device.do_authentication(page(), rcr).unwrap();
-        cred.response.user_handle = Some(handle.to_vec());
-        serde_json::to_string(&cred).unwrap()
-    };
-    let mut c = Browser::new(&app);
-    let flow = c.flow("login").await;
-    assert_eq!(
-        node(&flow, "identifier").unwrap()["attributes"]["autocomplete"],
-        "username webauthn"
-    );
-    assert_eq!(
-        node(&flow, "passkey_login").unwrap()["attributes"]["onloadTrigger"],
-        "oryPasskeyLoginAutocompleteInit"
-    );
-    let answer = sign_in(&flow, &mut device, &handle);
-    let (s, done) = post(&mut c, &flow, json!({ "passkey_login": answer })).await;
-    assert_eq!(s, StatusCode::OK, "{done}");
-    assert_eq!(done["session"]["identity"]["id"], id);
-    assert_eq!(done["session"]["authenticator_assurance_level"], "aal1");
-    assert_eq!(
-        done["session"]["authentication_methods"][0]["method"],
-        "passkey"
-    );
-
-    // The same answer for another sign-in is refused, and so is a handle of nobody.
-    let mut d = Browser::new(&app);
-    let other = d.flow("login").await;
-    let (s, replay) = post(
-        &mut d,
-        &other,
-        json!({ "method": "passkey", "passkey_login": answer }),
-    )
-    .await;
-    assert_eq!(
-        (s, message_ids(&replay, None)),
-        (StatusCode::BAD_REQUEST, vec![4000043]),
-        "{replay}"
-    );
-    let other = d.flow("login").await;
-    let stranger = sign_in(&other, &mut device, uuid::Uuid::new_v4().as_bytes());
-    let (s, refused) = post(&mut d, &other, json!({ "passkey_login": stranger })).await;
-    assert_eq!(
-        (s, message_ids(&refused, None)),
-        (StatusCode::BAD_REQUEST, vec![4000043]),
-        "{refused}"
-    );
-    assert!(!d.has_session_cookie());
-
-    // The only way in cannot be removed.
-    let settings = b.flow("settings").await;
-    let remove = node(&settings, "passkey_remove").unwrap();
-    assert_eq!(remove["attributes"]["disabled"], true);
-    let (s, kept) = post(
-        &mut b,
-        &settings,
-        json!({ "method": "passkey", "passkey_remove": remove["attributes"]["value"] }),
-    )
-    .await;
-    assert_eq!(s, StatusCode::BAD_REQUEST, "{kept}");
-    let (_, stored) = app.admin_get_json(&format!("/admin/identities/{id}")).await;
-    assert!(stored["credentials"].get("passkey").is_some());
-}
-
 async fn bad_webauthn_answers_get_kratos_messages(app: TestApp) {
     let email = unique_email("bad-key");
     app.register(&email, PASSWORD).await;
@@ -576,32 +356,6 @@ async fn bad_webauthn_answers_get_kratos_messages(app: TestApp) {
     assert_eq!(e["error"]["id"], "session_aal1_required");
 }
 
-/// The creation options of a form's `passkey_create_data`, asking for a plain credential (the
-/// software authenticator keeps no discoverable ones), and the user handle they carry.
-fn passkey_options(flow: &Value) -> (CreationChallengeResponse, Vec<u8>) {
-    let data: Value = serde_json::from_str(&value_of(flow, "passkey_create_data")).unwrap();
-    let mut options = data["credentialOptions"].clone();
-    let selection = &mut options["publicKey"]["authenticatorSelection"];
-    selection["residentKey"] = json!("discouraged");
-    selection["requireResidentKey"] = json!(false);
-    let handle = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(options["publicKey"]["user"]["id"].as_str().unwrap())
-        .unwrap();
-    (serde_json::from_value(options).unwrap(), handle)
-}
-
-/// A passkey's answer to `flow`'s sign-in request (`passkey_challenge`), as a browser with a
-/// discoverable credential `id` made for `handle` gives it.
-fn passkey_answer(flow: &Value, device: &mut SoftPasskey, id: &[u8], handle: &[u8]) -> String {
-    let mut challenge: Value = serde_json::from_str(&value_of(flow, "passkey_challenge")).unwrap();
-    challenge["publicKey"]["allowCredentials"] =
-        json!([{ "type": "public-key", "id": b64url(id) }]);
-    let rcr: RequestChallengeResponse = serde_json::from_value(challenge).unwrap();
-    let mut cred: PublicKeyCredential = device.do_authentication(page(), rcr).unwrap();
-    cred.response.user_handle = Some(handle.to_vec());
-    serde_json::to_string(&cred).unwrap()
-}
-
 /// A second step opened while the identity had two keys: after one is removed, its answer
 /// is refused in that open step (the ceremony was started for both); the other still works.
 /// Clerk's user shows the keys as a second factor.
@@ -662,191 +416,137 @@ async fn a_removed_key_no_longer_passes_an_open_second_step(app: TestApp) {
     assert_eq!(s, StatusCode::OK, "{done}");
 }
 
-/// A passkey-only account re-authenticates with its passkey (another account's passkey does
-/// not count), and two settings forms cannot give its passkeys two user handles.
-async fn passkeys_reauthenticate_and_keep_one_handle(app: TestApp) {
-    // A password account adds its first passkey from one of two open settings forms.
-    let email = unique_email("two-forms");
-    app.register(&email, PASSWORD).await;
+/// `webauthn.config.passwordless`: a registration makes an account with a key and no
+/// password; the login form's first step takes the identifier and answers 422 to the same
+/// flow, which then asks that account's keys (AMR `webauthn` at aal1). An identifier of
+/// nobody gets the same answer, asking a key nobody has; the last key cannot be removed.
+async fn passwordless_keys_sign_up_and_in_after_the_identifier(app: TestApp) {
+    let email = unique_email("pwless");
     let mut b = Browser::new(&app);
-    password_sign_in(&mut b, &email).await;
-    let (first, second) = (b.flow("settings").await, b.flow("settings").await);
-    let mut device = SoftPasskey::new(true);
-    let (options, _) = passkey_options(&first);
-    let reg = device.do_registration(page(), options).unwrap();
-    let first_id = reg.raw_id.to_vec();
-    let (s, saved) = post(
-        &mut b,
-        &first,
-        json!({ "passkey_settings_register": serde_json::to_string(&reg).unwrap() }),
-    )
-    .await;
-    assert_eq!(
-        (s, saved["state"].as_str()),
-        (StatusCode::OK, Some("success")),
-        "{saved}"
-    );
-    let (options, _) = passkey_options(&second);
-    let mut other_device = SoftPasskey::new(true);
-    let reg = other_device.do_registration(page(), options).unwrap();
-    let (s, refused) = post(
-        &mut b,
-        &second,
-        json!({ "passkey_settings_register": serde_json::to_string(&reg).unwrap() }),
-    )
-    .await;
-    assert_eq!(
-        (s, message_ids(&refused, None)),
-        (StatusCode::BAD_REQUEST, vec![4000001]),
-        "{refused}"
-    );
-
-    // Removing passkeys is for browser flows only, as adding them is.
-    let token = app.login_token(&email).await;
-    let (_, api_flow) = app
-        .get_json_with_token("/self-service/settings/api", &token)
+    let flow = b.flow("registration").await;
+    let trigger = node(&flow, "webauthn_register_trigger").unwrap();
+    assert_eq!(trigger["meta"]["label"]["id"], 1040004);
+    let ccr: CreationChallengeResponse =
+        serde_json::from_str(&value_of(&flow, "webauthn_register_trigger")).unwrap();
+    let mut key = SoftPasskey::new(true);
+    let reg = key.do_registration(page(), ccr).unwrap();
+    let body = json!({
+        "traits": { "email": email },
+        "webauthn_register": serde_json::to_string(&reg).unwrap(),
+        "webauthn_register_displayname": "Travel key",
+    });
+    let (s, done) = post(&mut b, &flow, body).await;
+    assert_eq!(s, StatusCode::OK, "{done}");
+    let id = done["identity"]["id"].as_str().unwrap().to_string();
+    let (_, stored) = app
+        .admin_get_json(&format!(
+            "/admin/identities/{id}?include_credential=webauthn"
+        ))
         .await;
-    let r = app
-        .request(
-            reqwest::Method::POST,
-            &format!(
-                "/self-service/settings?flow={}",
-                api_flow["id"].as_str().unwrap()
-            ),
-        )
-        .header("X-Session-Token", &token)
-        .json(&json!({ "method": "passkey", "passkey_remove": hex::encode(&first_id) }))
-        .send()
-        .await
-        .unwrap();
-    let (s, refused) = json_of(r).await;
+    let creds = stored["credentials"].as_object().unwrap();
+    assert_eq!(creds.keys().collect::<Vec<_>>(), ["webauthn"], "{stored}");
+    assert_eq!(creds["webauthn"]["identifiers"], json!([email]));
     assert_eq!(
-        (s, message_ids(&refused, None)),
-        (StatusCode::BAD_REQUEST, vec![4010004]),
-        "{refused}"
+        creds["webauthn"]["config"]["credentials"][0]["is_passwordless"],
+        true
     );
 
-    // A passkey-only account: signed up with a passkey.
-    let mut p = Browser::new(&app);
-    let flow = p.flow("registration").await;
-    let (options, handle) = passkey_options(&flow);
-    let mut own = SoftPasskey::new(true);
-    let reg = own.do_registration(page(), options).unwrap();
-    let own_id = reg.raw_id.to_vec();
-    let (s, done) = post(&mut p, &flow, json!({ "traits": { "email": unique_email("pk-only") }, "passkey_register": serde_json::to_string(&reg).unwrap() })).await;
-    assert_eq!(s, StatusCode::OK, "{done}");
-    // Its re-authentication asks for a passkey, not for a password it does not have.
-    let r = p.get_json("/self-service/login/browser?refresh=true").await;
-    let refresh: Value = r.json().await.unwrap();
-    assert!(node(&refresh, "password").is_none(), "{refresh}");
-    assert!(node(&refresh, "passkey_challenge").is_some());
-    let answer = passkey_answer(&refresh, &mut own, &own_id, &handle);
-    let (s, done) = post(&mut p, &refresh, json!({ "passkey_login": answer })).await;
-    assert_eq!(s, StatusCode::OK, "{done}");
-    let methods: Vec<&str> = done["session"]["authentication_methods"]
+    // Sign in: the identifier, then the key.
+    let mut c = Browser::new(&app);
+    let flow = c.flow("login").await;
+    let first = flow["ui"]["nodes"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|m| m["method"].as_str().unwrap())
-        .collect();
-    assert_eq!(
-        methods,
-        ["passkey", "passkey"],
-        "the same session, refreshed"
-    );
-    // The password account's passkey is valid, but it is not this session's identity.
-    let r = p.get_json("/self-service/login/browser?refresh=true").await;
-    let refresh: Value = r.json().await.unwrap();
-    let (_, found) = app
-        .admin_get_json(&format!("/admin/identities?credentials_identifier={email}"))
-        .await;
-    let (_, full) = app
-        .admin_get_json(&format!(
-            "/admin/identities/{}?include_credential=passkey",
-            found[0]["id"].as_str().unwrap()
-        ))
-        .await;
-    let config = &full["credentials"]["passkey"]["config"];
-    let other_id = base64::engine::general_purpose::STANDARD
-        .decode(config["credentials"][0]["id"].as_str().unwrap())
+        .find(|n| n["group"] == "webauthn" && n["attributes"]["value"] == "webauthn")
         .unwrap();
-    let other_handle = base64::engine::general_purpose::STANDARD
-        .decode(config["user_handle"].as_str().unwrap())
-        .unwrap();
-    let foreign = passkey_answer(&refresh, &mut device, &other_id, &other_handle);
-    let r = p
+    assert_eq!(first["meta"]["label"]["id"], 1010008);
+    let r = c
         .post_json(
-            refresh["ui"]["action"].as_str().unwrap(),
-            &json!({ "csrf_token": csrf(&refresh), "passkey_login": foreign }),
+            flow["ui"]["action"].as_str().unwrap(),
+            &json!({ "csrf_token": csrf(&flow), "method": "webauthn", "identifier": email }),
         )
         .await;
-    let e = expect_error(r, StatusCode::FORBIDDEN).await;
-    assert_eq!(e["error"]["id"], "security_identity_mismatch");
-}
+    let e = expect_error(r, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert_eq!(e["error"]["id"], "browser_location_change_required");
+    let fid = flow["id"].as_str().unwrap();
+    assert!(
+        e["redirect_browser_to"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("?flow={fid}")),
+        "{e}"
+    );
+    let asked = c.fetch_flow("login", fid).await;
+    assert_eq!(message_ids(&asked, None), vec![1010012]);
+    assert_eq!(
+        node(&asked, "webauthn_login_trigger").unwrap()["meta"]["label"]["id"],
+        1010013
+    );
+    let rcr: RequestChallengeResponse =
+        serde_json::from_str(&value_of(&asked, "webauthn_login_trigger")).unwrap();
+    assert_eq!(rcr.public_key.allow_credentials.len(), 1);
+    let answer = key.do_authentication(page(), rcr).unwrap();
+    let body = json!({ "method": "webauthn", "identifier": email, "webauthn_login": serde_json::to_string(&answer).unwrap() });
+    let (s, signed_in) = post(&mut c, &asked, body).await;
+    assert_eq!(s, StatusCode::OK, "{signed_in}");
+    assert_eq!(signed_in["session"]["identity"]["id"], json!(id));
+    assert_eq!(
+        signed_in["session"]["authenticator_assurance_level"],
+        "aal1"
+    );
+    assert_eq!(
+        signed_in["session"]["authentication_methods"][0]["method"],
+        "webauthn"
+    );
+    let (s, _) = whoami(&mut c).await;
+    assert_eq!(s, StatusCode::OK, "a first factor: no second step is asked");
 
-/// With sign-in by code on, an account that signed up with a passkey has no address code
-/// sign-in finds: its last passkey stays; one that signed up by code may drop it.
-async fn a_code_sign_up_account_keeps_its_last_passkey_only_with_another_way_in(app: TestApp) {
-    let mut p = Browser::new(&app);
-    let flow = p.flow("registration").await;
-    let (options, _) = passkey_options(&flow);
-    let mut device = SoftPasskey::new(true);
-    let reg = device.do_registration(page(), options).unwrap();
-    let (s, _) = post(&mut p, &flow, json!({ "traits": { "email": unique_email("pk-code") }, "passkey_register": serde_json::to_string(&reg).unwrap() })).await;
-    assert_eq!(s, StatusCode::OK);
-    let settings = p.flow("settings").await;
+    // Nobody's identifier: the same answer, and the real key does not open it.
+    let mut d = Browser::new(&app);
+    let flow = d.flow("login").await;
+    let r = d
+        .post_json(
+            flow["ui"]["action"].as_str().unwrap(),
+            &json!({ "csrf_token": csrf(&flow), "method": "webauthn", "identifier": unique_email("nobody") }),
+        )
+        .await;
+    let e = expect_error(r, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert_eq!(e["error"]["id"], "browser_location_change_required");
+    let decoy = d.fetch_flow("login", flow["id"].as_str().unwrap()).await;
+    let rcr: RequestChallengeResponse =
+        serde_json::from_str(&value_of(&decoy, "webauthn_login_trigger")).unwrap();
     assert_eq!(
-        node(&settings, "passkey_remove").unwrap()["attributes"]["disabled"],
-        true
+        rcr.public_key.allow_credentials.len(),
+        1,
+        "looks like an account's request"
     );
-    let (s, _) = post(
-        &mut p,
-        &settings,
-        json!({ "passkey_remove": hex::encode(&reg.raw_id) }),
-    )
-    .await;
-    assert_eq!(s, StatusCode::BAD_REQUEST);
+    // The real key, asked for by a forged request, still cannot sign in to nobody.
+    let mut forged = serde_json::to_value(&rcr).unwrap();
+    forged["publicKey"]["allowCredentials"] =
+        json!([{ "type": "public-key", "id": b64url(&reg.raw_id) }]);
+    let answer = key
+        .do_authentication(page(), serde_json::from_value(forged).unwrap())
+        .unwrap();
+    let body =
+        json!({ "method": "webauthn", "webauthn_login": serde_json::to_string(&answer).unwrap() });
+    let (s, refused) = post(&mut d, &decoy, body).await;
+    assert_eq!(
+        (s, message_ids(&refused, None)),
+        (StatusCode::BAD_REQUEST, vec![4000043]),
+        "{refused}"
+    );
 
-    // Signed up by code, then a passkey added: the code still signs in, so it may go.
-    let email = unique_email("code-pk");
-    let mut c = Browser::new(&app);
-    let flow = c.flow("registration").await;
-    let traits = json!({ "email": email });
-    let (s, _) = post(&mut c, &flow, json!({ "method": "code", "traits": traits })).await;
-    assert_eq!(s, StatusCode::BAD_REQUEST);
-    let code = app.mailed_code(&email, "registration_code_valid").await;
-    let (s, done) = post(
-        &mut c,
-        &flow,
-        json!({ "method": "code", "traits": traits, "code": code }),
-    )
-    .await;
-    assert_eq!(s, StatusCode::OK, "{done}");
-    let settings = c.flow("settings").await;
-    let (options, _) = passkey_options(&settings);
-    let mut device = SoftPasskey::new(true);
-    let reg = device.do_registration(page(), options).unwrap();
-    let (s, _) = post(
-        &mut c,
+    // The only key cannot be removed.
+    let settings = b.flow("settings").await;
+    let remove = node(&settings, "webauthn_remove").unwrap();
+    assert_eq!(remove["attributes"]["disabled"], true);
+    assert_eq!(remove["messages"][0]["id"], 4000001);
+    let (s, kept) = post(
+        &mut b,
         &settings,
-        json!({ "passkey_settings_register": serde_json::to_string(&reg).unwrap() }),
+        json!({ "webauthn_remove": remove["attributes"]["value"] }),
     )
     .await;
-    assert_eq!(s, StatusCode::OK);
-    let settings = c.flow("settings").await;
-    assert_eq!(
-        node(&settings, "passkey_remove").unwrap()["attributes"]["disabled"],
-        false
-    );
-    let (s, saved) = post(
-        &mut c,
-        &settings,
-        json!({ "passkey_remove": hex::encode(&reg.raw_id) }),
-    )
-    .await;
-    assert_eq!(
-        (s, saved["state"].as_str()),
-        (StatusCode::OK, Some("success")),
-        "{saved}"
-    );
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{kept}");
 }

@@ -1,6 +1,7 @@
-//! The `webauthn` method: security keys as a second factor. Also what it shares with
-//! `passkey.rs`: the relying party, the stored key list, the ceremony state a flow keeps, the
-//! `webauthn_script` node and the script it loads.
+//! The `webauthn` method: security keys, as a second factor (`security_key.rs`) or on their
+//! own (`passwordless.rs`). This file holds what they share with `passkey.rs`: the relying
+//! party, the stored key list, the ceremony state a flow keeps, the `webauthn_script` node and
+//! the script it loads.
 //!
 //! The ceremonies are `webauthn-rs`'s. A ceremony's state lives in its flow row
 //! ([`Ceremony`] in [`super::factor::Pending`]), so any instance can finish it; it is
@@ -9,27 +10,24 @@
 //! is_passwordless, authenticator: {sign_count}}], user_handle}`, byte fields in standard
 //! base64), each with webauthn-rs's own record of the key (`key`) beside it.
 
-use super::factor::{Checked, Pending};
+use super::factor::Pending;
 use super::Method;
-use crate::audit::{Actor, AuditKind, Origin};
 use crate::config::RelyingParty;
 use crate::error::{Error, Result};
-use crate::flow::{Flow, FlowType};
 use crate::identity::{Credential, Identity};
 use crate::service::Core;
-use crate::store::{Effects, StoreError};
 use crate::ui::{UiNode, UiText};
 use base64::Engine;
+
+mod passwordless;
+mod security_key;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha512};
 use std::sync::OnceLock;
 use time::OffsetDateTime;
 use uuid::Uuid;
-use webauthn_rs::prelude::{
-    AuthenticationResult, PublicKeyCredential, RegisterPublicKeyCredential, SecurityKey,
-    SecurityKeyAuthentication, SecurityKeyRegistration, Webauthn, WebauthnBuilder,
-};
+use webauthn_rs::prelude::{AuthenticationResult, PublicKeyCredential, Webauthn, WebauthnBuilder};
 
 /// The script the `webauthn_script` node loads (`GET /.well-known/ory/webauthn.js`).
 pub const SCRIPT: &str = include_str!("webauthn.js");
@@ -42,7 +40,7 @@ pub const SCRIPT_PATH: &str = ".well-known/ory/webauthn.js";
 pub const MAX_RESPONSE_BYTES: usize = 16 * 1024;
 
 /// The longest name a key may be given.
-const MAX_DISPLAY_NAME: usize = 64;
+pub(crate) const MAX_DISPLAY_NAME: usize = 64;
 
 /// The most keys (or passkeys) an identity may register: each is listed in every sign-in
 /// request it takes part in.
@@ -79,6 +77,23 @@ pub mod msg {
             Some(json!({ "display_name": name, "added_at": added_at, "added_at_unix": unix }));
         t
     }
+    pub fn signup_trigger() -> UiText {
+        UiText::info(1040004, "Sign up with security key")
+    }
+    pub fn continue_label() -> UiText {
+        UiText::info(1010013, "Continue")
+    }
+    pub fn prepare() -> UiText {
+        UiText::info(
+            1010012,
+            "Prepare your WebAuthn device (e.g. security key, biometrics scanner, ...) and press continue.",
+        )
+    }
+    pub fn last_key() -> UiText {
+        let reason =
+            "unable to remove this security key because it would lock you out of your account";
+        UiText::error(4000001, reason, Some(json!({ "reason": reason })))
+    }
     pub fn no_device() -> UiText {
         UiText::error(4000013, "You have no WebAuthn device set up.", None)
     }
@@ -109,6 +124,10 @@ pub struct Ceremony {
     pub state: Value,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_handle: Option<Uuid>,
+    /// For a passwordless sign-in, the identity whose keys were asked for (none: the
+    /// identifier named nobody, and no answer can pass).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<Uuid>,
 }
 
 /// The `webauthn` or `passkey` credential's config: the keys and the user handle.
@@ -294,7 +313,7 @@ impl KeyList {
     }
 }
 
-fn b64() -> base64::engine::GeneralPurpose {
+pub(crate) fn b64() -> base64::engine::GeneralPurpose {
     base64::engine::general_purpose::STANDARD
 }
 
@@ -365,7 +384,7 @@ pub fn hidden(group: &str, name: &str, value: &str) -> UiNode {
     n
 }
 
-fn internal(e: impl std::fmt::Display) -> Error {
+pub(crate) fn internal(e: impl std::fmt::Display) -> Error {
     Error::Internal(format!("WebAuthn: {e}"))
 }
 
@@ -383,6 +402,7 @@ pub(crate) fn ceremony<T: Serialize>(state: &T, user_handle: Option<Uuid>) -> Re
     Ok(Ceremony {
         state: serde_json::to_value(state).map_err(internal)?,
         user_handle,
+        identity: None,
     })
 }
 
@@ -406,260 +426,5 @@ impl Core {
             b = b.append_allowed_origin(o);
         }
         b.build().map_err(internal)
-    }
-
-    /// Security keys are on (`selfservice.methods.webauthn`), as a second factor.
-    pub(crate) fn security_keys_enabled(&self) -> bool {
-        let w = &self.config.selfservice.methods.webauthn;
-        w.enabled && !w.config.passwordless
-    }
-
-    /// The settings form's security-key nodes: a remove button per key, a name for a new one
-    /// and the button that registers it (a fresh ceremony, kept in the flow). Browser flows
-    /// only: an app cannot run a ceremony for this origin.
-    pub(crate) fn webauthn_settings_nodes(
-        &self,
-        flow: &mut Flow,
-        identity: &Identity,
-    ) -> Result<Vec<UiNode>> {
-        if !self.security_keys_enabled() || flow.flow_type != FlowType::Browser {
-            return Ok(vec![]);
-        }
-        let list = KeyList::of(identity, Method::WebAuthn);
-        let mut nodes = list.remove_nodes("webauthn", "webauthn_remove", msg::remove, false);
-        let schema = self.schema(&identity.schema_id)?;
-        let account = schema
-            .totp_account_name(&identity.traits)
-            .unwrap_or_else(|| identity.id.to_string());
-        let (options, state) = self
-            .relying_party(Method::WebAuthn)?
-            .start_securitykey_registration(
-                identity.id,
-                &account,
-                &account,
-                Some(list.ids()),
-                None,
-                None,
-            )
-            .map_err(internal)?;
-        flow.pending.get_or_insert_with(Pending::default).webauthn = Some(ceremony(&state, None)?);
-        let options = serde_json::to_string(&options).map_err(internal)?;
-        let mut name = UiNode::input(
-            "webauthn",
-            "webauthn_register_displayname",
-            "text",
-            Some(msg::display_name()),
-        );
-        name.set_value(json!(""));
-        let mut trigger = trigger_button(
-            "webauthn",
-            "webauthn_register_trigger",
-            "oryWebAuthnRegistration",
-            Some(&options),
-            msg::register_trigger(),
-        );
-        trigger.set_value(json!(options));
-        nodes.extend([
-            name,
-            hidden("webauthn", "webauthn_register", ""),
-            trigger,
-            script_node(self.public_url()),
-        ]);
-        Ok(nodes)
-    }
-
-    /// Registers the security key of the ceremony the settings form started. `Err` is the
-    /// message for the form, with the node it belongs to.
-    pub(crate) async fn link_security_key(
-        &self,
-        flow: &Flow,
-        identity: &mut Identity,
-        response: &str,
-        display_name: &str,
-        origin: &Origin,
-        now: OffsetDateTime,
-    ) -> Result<std::result::Result<(), (Option<&'static str>, UiText)>> {
-        let name = display_name.trim();
-        if name.is_empty() {
-            let text = crate::ui::msg::required("webauthn_register_displayname");
-            return Ok(Err((Some("webauthn_register_displayname"), text)));
-        }
-        if name.chars().count() > MAX_DISPLAY_NAME {
-            let text = crate::ui::msg::max_length(MAX_DISPLAY_NAME as u64, name.chars().count());
-            return Ok(Err((Some("webauthn_register_displayname"), text)));
-        }
-        let reg: RegisterPublicKeyCredential = match parse_response(response) {
-            Ok(r) => r,
-            Err(text) => return Ok(Err((None, text))),
-        };
-        let Some((state, _)) =
-            take_state::<SecurityKeyRegistration>(flow.pending.as_ref(), |p| p.webauthn.as_ref())
-        else {
-            return Ok(Err((
-                None,
-                msg::unparsable("this form started no registration"),
-            )));
-        };
-        let key = match self
-            .relying_party(Method::WebAuthn)?
-            .finish_securitykey_registration(&reg, &state)
-        {
-            Ok(k) => k,
-            Err(e) => return Ok(Err((None, msg::not_registered(&e.to_string())))),
-        };
-        let mut list = KeyList::of(identity, Method::WebAuthn);
-        if list.find(key.cred_id().as_ref()).is_some() {
-            return Ok(Err((
-                None,
-                msg::not_registered("the key is registered already"),
-            )));
-        }
-        let record = serde_json::to_value(&key).map_err(internal)?;
-        list.user_handle = b64().encode(identity.id.as_bytes());
-        list.add(key.cred_id().as_ref(), record, name, false, now);
-        list.save(
-            identity,
-            Method::WebAuthn,
-            vec![identity.id.to_string()],
-            now,
-        );
-        identity.updated_at = now;
-        let fx = self.factor_effects(
-            AuditKind::SecondFactorAdded,
-            Method::WebAuthn,
-            identity.id,
-            Actor::Identity(identity.id),
-            origin,
-            now,
-        );
-        self.store.update_identity(identity, &fx).await?;
-        Ok(Ok(()))
-    }
-
-    /// Removes the security key `hex_id` of `identity`; `false` when it has no such key.
-    pub(crate) async fn remove_security_key(
-        &self,
-        identity: &mut Identity,
-        hex_id: &str,
-        origin: &Origin,
-        now: OffsetDateTime,
-    ) -> Result<bool> {
-        let mut list = KeyList::of(identity, Method::WebAuthn);
-        if !list.remove_hex(hex_id) {
-            return Ok(false);
-        }
-        list.save(
-            identity,
-            Method::WebAuthn,
-            vec![identity.id.to_string()],
-            now,
-        );
-        identity.updated_at = now;
-        let fx = self.factor_effects(
-            AuditKind::SecondFactorRemoved,
-            Method::WebAuthn,
-            identity.id,
-            Actor::Identity(identity.id),
-            origin,
-            now,
-        );
-        self.store.update_identity(identity, &fx).await?;
-        Ok(true)
-    }
-
-    /// The second step's security-key nodes (a browser flow of an identity with keys): the
-    /// button that asks for one of them, the answer's field and the script.
-    pub(crate) fn security_key_login_nodes(
-        &self,
-        flow: &mut Flow,
-        identity: &Identity,
-    ) -> Result<Vec<UiNode>> {
-        let list = KeyList::of(identity, Method::WebAuthn);
-        let keys: Vec<SecurityKey> = list.keys();
-        if !self.security_keys_enabled() || flow.flow_type != FlowType::Browser || keys.is_empty() {
-            return Ok(vec![]);
-        }
-        let (options, state) = self
-            .relying_party(Method::WebAuthn)?
-            .start_securitykey_authentication(&keys)
-            .map_err(internal)?;
-        flow.pending.get_or_insert_with(Pending::default).webauthn = Some(ceremony(&state, None)?);
-        let options = serde_json::to_string(&options).map_err(internal)?;
-        let mut trigger = trigger_button(
-            "webauthn",
-            "webauthn_login_trigger",
-            "oryWebAuthnLogin",
-            Some(&options),
-            msg::login_trigger(),
-        );
-        trigger.set_value(json!(options));
-        Ok(vec![
-            hidden("webauthn", "webauthn_login", ""),
-            script_node(self.public_url()),
-            trigger,
-        ])
-    }
-
-    /// Checks a security key's answer to the second step's ceremony and records its counter.
-    pub(crate) async fn check_security_key(
-        &self,
-        flow: &Flow,
-        identity: &Identity,
-        response: &str,
-        origin: &Origin,
-        now: OffsetDateTime,
-    ) -> Result<Checked> {
-        let mut list = KeyList::of(identity, Method::WebAuthn);
-        if list.credentials.is_empty() {
-            return Ok(Checked::Refused(msg::no_device()));
-        }
-        self.admit_second_factor(identity.id, now).await?;
-        let cred = match parse_assertion(response) {
-            Ok(c) => c,
-            Err(text) => return Ok(Checked::Refused(text)),
-        };
-        let Some((state, _)) =
-            take_state::<SecurityKeyAuthentication>(flow.pending.as_ref(), |p| p.webauthn.as_ref())
-        else {
-            return Ok(Checked::Refused(msg::no_device()));
-        };
-        let result = match self
-            .relying_party(Method::WebAuthn)?
-            .finish_securitykey_authentication(&cred, &state)
-        {
-            Ok(r) => r,
-            Err(e) => {
-                let reason = format!("webauthn: {e}");
-                self.second_factor_failed(identity.id, Method::WebAuthn, &reason, origin, now)
-                    .await?;
-                return Ok(Checked::Refused(msg::wrong()));
-            }
-        };
-        // The flow's ceremony names the keys the identity had when it started: the key must
-        // still be one of its keys now, and its counter must have moved on from the stored one.
-        if !list.current(&result) {
-            let reason = "webauthn: a key the identity no longer has, or a counter that went back";
-            self.second_factor_failed(identity.id, Method::WebAuthn, reason, origin, now)
-                .await?;
-            return Ok(Checked::Refused(msg::wrong()));
-        }
-        list.used::<SecurityKey>(&result, |k| k.update_credential(&result) == Some(true));
-        let mut used = identity.clone();
-        list.save(
-            &mut used,
-            Method::WebAuthn,
-            vec![identity.id.to_string()],
-            now,
-        );
-        // The identity's version makes this answer count once (see `check_totp`).
-        match self
-            .store
-            .update_identity(&mut used, &Effects::none())
-            .await
-        {
-            Ok(()) => Ok(Checked::Accepted(Box::new(used))),
-            Err(StoreError::Stale) => Ok(Checked::Refused(msg::wrong())),
-            Err(e) => Err(e.into()),
-        }
     }
 }
