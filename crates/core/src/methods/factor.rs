@@ -152,6 +152,23 @@ impl Core {
         Effects::event(EventKind::UserUpdated).audited(record)
     }
 
+    /// Saves a change its owner made to a credential of `identity` (a factor added or
+    /// removed), with its `user.updated` event and audit record.
+    pub(crate) async fn save_credential_change(
+        &self,
+        identity: &mut Identity,
+        kind: AuditKind,
+        method: Method,
+        origin: &Origin,
+        now: OffsetDateTime,
+    ) -> Result<()> {
+        identity.updated_at = now;
+        let by = Actor::Identity(identity.id);
+        let fx = self.factor_effects(kind, method, identity.id, by, origin, now);
+        self.store.update_identity(identity, &fx).await?;
+        Ok(())
+    }
+
     /// After a second factor was linked from `session`: that session proves it (so its owner
     /// is not stepped up right after setting it up, as in Kratos), and refresh tokens issued
     /// before end, since the token face would otherwise keep sessions that never showed it.

@@ -316,16 +316,14 @@ impl Core {
                         updated_at: now,
                     },
                 );
-                identity.updated_at = now;
-                let fx = self.factor_effects(
+                self.save_credential_change(
+                    identity,
                     AuditKind::SecondFactorAdded,
                     Method::LookupSecret,
-                    identity.id,
-                    Actor::Identity(identity.id),
                     origin,
                     now,
-                );
-                self.store.update_identity(identity, &fx).await?;
+                )
+                .await?;
                 Ok(true)
             }
             LookupAction::Disable => {

@@ -238,9 +238,11 @@ impl Core {
         ])
     }
 
-    /// The passkey a registration's ceremony made, saved into the new `identity` (its name
-    /// from the traits). `Err` is the message for the form.
-    pub(crate) fn register_passkey(
+    /// The passkey a form's ceremony made, added to `identity`'s passkeys (named from its
+    /// traits) and saved into the identity: checked against the ceremony, not one it has
+    /// already, within the cap, and for the user handle its passkeys have. `Err` is the
+    /// message for the form.
+    pub(crate) fn add_passkey(
         &self,
         flow: &Flow,
         identity: &mut Identity,
@@ -264,21 +266,27 @@ impl Core {
             Ok(k) => k,
             Err(e) => return Ok(Err(not_registered(&e.to_string()))),
         };
+        let mut list = KeyList::of(identity, Method::Passkey);
+        if list.find(key.cred_id().as_ref()).is_some() {
+            return Ok(Err(not_registered("the passkey is registered already")));
+        }
+        if list.credentials.len() >= super::webauthn::MAX_KEYS {
+            return Ok(Err(not_registered("there are too many passkeys already")));
+        }
+        // Another form added the first passkey meanwhile, under another user handle: this
+        // one's would never sign in.
+        if list.handle().is_some_and(|h| h != handle) {
+            return Ok(Err(not_registered(
+                "the form is out of date; please try again",
+            )));
+        }
         let (_, name) = self
             .schema(&identity.schema_id)?
             .passkey_display_name(&identity.traits);
-        let mut list = KeyList {
-            credentials: vec![],
-            user_handle: base64_of(handle),
-        };
+        list.user_handle = base64_of(handle);
         let record = serde_json::to_value(&key).map_err(internal)?;
-        list.add(
-            key.cred_id().as_ref(),
-            record,
-            &name.unwrap_or_default(),
-            true,
-            now,
-        );
+        let name = name.unwrap_or_default();
+        list.add(key.cred_id().as_ref(), record, &name, true, now);
         list.save(identity, Method::Passkey, vec![handle.to_string()], now);
         Ok(Ok(()))
     }
@@ -347,60 +355,12 @@ impl Core {
         origin: &Origin,
         now: OffsetDateTime,
     ) -> Result<std::result::Result<(), UiText>> {
-        use super::webauthn::msg::{not_registered, unparsable};
-        let reg: RegisterPublicKeyCredential = match parse_response(response) {
-            Ok(r) => r,
-            Err(text) => return Ok(Err(text)),
-        };
-        let Some((state, Some(handle))) =
-            take_state::<PasskeyRegistration>(flow.pending.as_ref(), |p| p.passkey.as_ref())
-        else {
-            return Ok(Err(unparsable("this form started no passkey registration")));
-        };
-        let key = match self
-            .relying_party(Method::Passkey)?
-            .finish_passkey_registration(&reg, &state)
-        {
-            Ok(k) => k,
-            Err(e) => return Ok(Err(not_registered(&e.to_string()))),
-        };
-        let mut list = KeyList::of(identity, Method::Passkey);
-        if list.find(key.cred_id().as_ref()).is_some() {
-            return Ok(Err(not_registered("the passkey is registered already")));
+        if let Err(text) = self.add_passkey(flow, identity, response, now)? {
+            return Ok(Err(text));
         }
-        if list.credentials.len() >= super::webauthn::MAX_KEYS {
-            return Ok(Err(not_registered("there are too many passkeys already")));
-        }
-        // Another form added the first passkey meanwhile, under another user handle: this
-        // one's would never sign in.
-        if list.handle().is_some_and(|h| h != handle) {
-            return Ok(Err(not_registered(
-                "the form is out of date; please try again",
-            )));
-        }
-        let (_, name) = self
-            .schema(&identity.schema_id)?
-            .passkey_display_name(&identity.traits);
-        list.user_handle = base64_of(handle);
-        let record = serde_json::to_value(&key).map_err(internal)?;
-        list.add(
-            key.cred_id().as_ref(),
-            record,
-            &name.unwrap_or_default(),
-            true,
-            now,
-        );
-        list.save(identity, Method::Passkey, vec![handle.to_string()], now);
-        identity.updated_at = now;
-        let fx = self.factor_effects(
-            AuditKind::SecondFactorAdded,
-            Method::Passkey,
-            identity.id,
-            Actor::Identity(identity.id),
-            origin,
-            now,
-        );
-        self.store.update_identity(identity, &fx).await?;
+        let (kind, method) = (AuditKind::SecondFactorAdded, Method::Passkey);
+        self.save_credential_change(identity, kind, method, origin, now)
+            .await?;
         Ok(Ok(()))
     }
 
@@ -421,16 +381,14 @@ impl Core {
             return Ok(Err(super::webauthn::msg::no_device()));
         }
         list.save(identity, Method::Passkey, vec![handle], now);
-        identity.updated_at = now;
-        let fx = self.factor_effects(
+        self.save_credential_change(
+            identity,
             AuditKind::SecondFactorRemoved,
             Method::Passkey,
-            identity.id,
-            Actor::Identity(identity.id),
             origin,
             now,
-        );
-        self.store.update_identity(identity, &fx).await?;
+        )
+        .await?;
         Ok(Ok(()))
     }
 }

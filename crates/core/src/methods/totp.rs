@@ -8,7 +8,7 @@
 
 use super::factor::{Checked, Pending};
 use super::Method;
-use crate::audit::{Actor, AuditKind, Origin};
+use crate::audit::{AuditKind, Origin};
 use crate::error::{Error, Result};
 use crate::flow::Flow;
 use crate::identity::{Credential, Identity};
@@ -289,16 +289,14 @@ impl Core {
                 updated_at: now,
             },
         );
-        identity.updated_at = now;
-        let fx = self.factor_effects(
+        self.save_credential_change(
+            identity,
             AuditKind::SecondFactorAdded,
             Method::Totp,
-            identity.id,
-            Actor::Identity(identity.id),
             origin,
             now,
-        );
-        self.store.update_identity(identity, &fx).await?;
+        )
+        .await?;
         Ok(Ok(()))
     }
 

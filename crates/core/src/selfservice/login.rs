@@ -248,23 +248,16 @@ impl Core {
             }
             LoginMethod::Passkey { response } if self.passkeys_enabled() => {
                 flow.active = Some(Method::Passkey.as_str().into());
-                let identity = match self
+                let checked = self
                     .check_passkey(&flow, &response, &caller.origin(), now)
-                    .await?
-                {
-                    // A re-authentication is the flow's identity's, whoever's passkey answers.
-                    Ok(identity) if flow.refresh && flow.identity_id != Some(identity.id) => {
-                        return Err(Error::IdentityMismatch.into())
+                    .await?;
+                // A re-authentication is the flow's identity's, whoever's passkey answers.
+                if let Ok(i) = &checked {
+                    if flow.refresh && flow.identity_id != Some(i.id) {
+                        return Err(Error::IdentityMismatch.into());
                     }
-                    Ok(identity) if identity.is_active() => identity,
-                    checked => {
-                        flow.ui.messages.push(match checked {
-                            Ok(_) => msg::identity_disabled(),
-                            Err(text) => text,
-                        });
-                        return Err(self.reject(&mut flow, None, now).await);
-                    }
-                };
+                }
+                let identity = self.signed_in_by(&mut flow, checked, now).await?;
                 self.complete_login(flow, identity, Method::Passkey, caller, now)
                     .await
             }
@@ -277,19 +270,10 @@ impl Core {
                     let asked = self.ask_for_key(&mut flow, identifier.trim(), now).await;
                     return Err(asked.into());
                 }
-                let identity = match self
+                let checked = self
                     .check_passwordless_key(&flow, &response, &caller.origin(), now)
-                    .await?
-                {
-                    Ok(identity) if identity.is_active() => identity,
-                    checked => {
-                        flow.ui.messages.push(match checked {
-                            Ok(_) => msg::identity_disabled(),
-                            Err(text) => text,
-                        });
-                        return Err(self.reject(&mut flow, None, now).await);
-                    }
-                };
+                    .await?;
+                let identity = self.signed_in_by(&mut flow, checked, now).await?;
                 self.complete_login(flow, identity, Method::WebAuthnPasswordless, caller, now)
                     .await
             }
@@ -303,6 +287,23 @@ impl Core {
                 Err(self.reject(&mut flow, None, now).await)
             }
         }
+    }
+
+    /// What a key or passkey's check found: the identity to sign in, or the flow back with
+    /// why not.
+    async fn signed_in_by(
+        &self,
+        flow: &mut Flow,
+        checked: std::result::Result<Identity, UiText>,
+        now: OffsetDateTime,
+    ) -> SubmitResult<Identity> {
+        let refused = match checked {
+            Ok(identity) if identity.is_active() => return Ok(identity),
+            Ok(_) => msg::identity_disabled(),
+            Err(text) => text,
+        };
+        flow.ui.messages.push(refused);
+        Err(self.reject(flow, None, now).await)
     }
 
     /// The password method: the identity whose identifier and password these are, or the

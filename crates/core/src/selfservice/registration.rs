@@ -218,7 +218,7 @@ impl Core {
             let code = Some(proof).filter(|c| !c.is_empty());
             self.register_with_code(&mut flow, &mut identity, code, resend, caller, now)
                 .await?;
-        } else if let Err(text) = self.register_passkey(&flow, &mut identity, &proof, now)? {
+        } else if let Err(text) = self.add_passkey(&flow, &mut identity, &proof, now)? {
             flow.ui.messages.push(text);
             return Err(self.reject(&mut flow, None, now).await);
         }

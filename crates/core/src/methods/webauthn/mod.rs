@@ -377,6 +377,36 @@ pub fn trigger_button(
         .with_attr("onclickTrigger", json!(trigger))
 }
 
+/// The nodes that register a security key: its name, the answer's field, the button that
+/// runs the ceremony of `options` (labelled `label`) and the script.
+pub(crate) fn key_registration_nodes(
+    options: &str,
+    label: UiText,
+    public_url: &str,
+) -> Vec<UiNode> {
+    let mut name = UiNode::input(
+        "webauthn",
+        "webauthn_register_displayname",
+        "text",
+        Some(msg::display_name()),
+    );
+    name.set_value(json!(""));
+    let mut trigger = trigger_button(
+        "webauthn",
+        "webauthn_register_trigger",
+        "oryWebAuthnRegistration",
+        Some(options),
+        label,
+    );
+    trigger.set_value(json!(options));
+    vec![
+        name,
+        hidden("webauthn", "webauthn_register", ""),
+        trigger,
+        script_node(public_url),
+    ]
+}
+
 /// A hidden input (the ceremony's answer, or its options).
 pub fn hidden(group: &str, name: &str, value: &str) -> UiNode {
     let mut n = UiNode::input(group, name, "hidden", None);

@@ -6,8 +6,8 @@
 
 use super::security_key::Refusal;
 use super::{
-    ceremony, hidden, internal, msg, parse_assertion, script_node, take_state, trigger_button,
-    KeyList,
+    ceremony, hidden, internal, key_registration_nodes, msg, parse_assertion, script_node,
+    take_state, trigger_button, KeyList,
 };
 use crate::error::{Error, Result};
 use crate::flow::{Flow, FlowKind, FlowType};
@@ -207,27 +207,11 @@ impl Core {
         flow.pending.get_or_insert_with(Pending::default).webauthn =
             Some(ceremony(&state, Some(handle))?);
         let options = serde_json::to_string(&options).map_err(internal)?;
-        let mut name = UiNode::input(
-            "webauthn",
-            "webauthn_register_displayname",
-            "text",
-            Some(msg::display_name()),
-        );
-        name.set_value(json!(""));
-        let mut trigger = trigger_button(
-            "webauthn",
-            "webauthn_register_trigger",
-            "oryWebAuthnRegistration",
-            Some(&options),
+        Ok(key_registration_nodes(
+            &options,
             msg::signup_trigger(),
-        );
-        trigger.set_value(json!(options));
-        Ok(vec![
-            name,
-            hidden("webauthn", "webauthn_register", ""),
-            trigger,
-            script_node(self.public_url()),
-        ])
+            self.public_url(),
+        ))
     }
 
     /// The key a registration's ceremony made, saved into the new `identity`.

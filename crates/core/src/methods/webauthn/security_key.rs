@@ -5,10 +5,10 @@
 //! second-factor key.
 
 use super::{
-    b64, ceremony, hidden, internal, msg, parse_assertion, parse_response, script_node, take_state,
-    trigger_button, KeyList, MAX_DISPLAY_NAME, MAX_KEYS,
+    b64, ceremony, hidden, internal, key_registration_nodes, msg, parse_assertion, parse_response,
+    script_node, take_state, trigger_button, KeyList, MAX_DISPLAY_NAME, MAX_KEYS,
 };
-use crate::audit::{Actor, AuditKind, Origin};
+use crate::audit::{AuditKind, Origin};
 use crate::error::Result;
 use crate::flow::{Flow, FlowType};
 use crate::identity::Identity;
@@ -116,27 +116,11 @@ impl Core {
         };
         flow.pending.get_or_insert_with(Pending::default).webauthn = Some(state);
         let options = serde_json::to_string(&options).map_err(internal)?;
-        let mut name = UiNode::input(
-            "webauthn",
-            "webauthn_register_displayname",
-            "text",
-            Some(msg::display_name()),
-        );
-        name.set_value(json!(""));
-        let mut trigger = trigger_button(
-            "webauthn",
-            "webauthn_register_trigger",
-            "oryWebAuthnRegistration",
-            Some(&options),
+        nodes.extend(key_registration_nodes(
+            &options,
             msg::register_trigger(),
-        );
-        trigger.set_value(json!(options));
-        nodes.extend([
-            name,
-            hidden("webauthn", "webauthn_register", ""),
-            trigger,
-            script_node(self.public_url()),
-        ]);
+            self.public_url(),
+        ));
         Ok(nodes)
     }
 
@@ -240,16 +224,14 @@ impl Core {
         }
         let identifiers = self.key_identifiers(identity, &list)?;
         list.save(identity, Method::WebAuthn, identifiers, now);
-        identity.updated_at = now;
-        let fx = self.factor_effects(
+        self.save_credential_change(
+            identity,
             AuditKind::SecondFactorAdded,
             Method::WebAuthn,
-            identity.id,
-            Actor::Identity(identity.id),
             origin,
             now,
-        );
-        self.store.update_identity(identity, &fx).await?;
+        )
+        .await?;
         Ok(Ok(()))
     }
 
@@ -270,16 +252,14 @@ impl Core {
         }
         let identifiers = self.key_identifiers(identity, &list)?;
         list.save(identity, Method::WebAuthn, identifiers, now);
-        identity.updated_at = now;
-        let fx = self.factor_effects(
+        self.save_credential_change(
+            identity,
             AuditKind::SecondFactorRemoved,
             Method::WebAuthn,
-            identity.id,
-            Actor::Identity(identity.id),
             origin,
             now,
-        );
-        self.store.update_identity(identity, &fx).await?;
+        )
+        .await?;
         Ok(Ok(()))
     }
 

@@ -147,15 +147,36 @@
     }
   }
 
-  function webAuthnLogin(given) {
-    stopWaiting();
-    var pk = request(options(given, "webauthn_login_trigger"));
+  // Runs a sign-in request and submits its answer in the field `into`; with `signal`, as the
+  // browser's autofill (conditional mediation), which a button press may abort.
+  function signIn(publicKey, into, signal) {
+    var args = { publicKey: publicKey };
+    if (signal) {
+      args.mediation = "conditional";
+      args.signal = signal;
+    }
     return navigator.credentials
-      .get({ publicKey: pk })
+      .get(args)
       .then(function (cred) {
-        submit("webauthn_login", asserted(cred));
+        waiting = null;
+        submit(into, asserted(cred));
       })
       .catch(failed);
+  }
+
+  // Runs a creation request and submits its answer in the field `into`.
+  function register(publicKey, into) {
+    return navigator.credentials
+      .create({ publicKey: publicKey })
+      .then(function (cred) {
+        submit(into, created(cred));
+      })
+      .catch(failed);
+  }
+
+  function webAuthnLogin(given) {
+    stopWaiting();
+    return signIn(request(options(given, "webauthn_login_trigger")), "webauthn_login");
   }
 
   function webAuthnRegistration(given) {
@@ -165,24 +186,12 @@
       submit("webauthn_register", "");
       return Promise.resolve();
     }
-    var pk = creation(options(given, "webauthn_register_trigger"));
-    return navigator.credentials
-      .create({ publicKey: pk })
-      .then(function (cred) {
-        submit("webauthn_register", created(cred));
-      })
-      .catch(failed);
+    return register(creation(options(given, "webauthn_register_trigger")), "webauthn_register");
   }
 
   function passkeyLogin() {
     stopWaiting();
-    var pk = request(options(undefined, "passkey_challenge"));
-    return navigator.credentials
-      .get({ publicKey: pk })
-      .then(function (cred) {
-        submit("passkey_login", asserted(cred));
-      })
-      .catch(failed);
+    return signIn(request(options(undefined, "passkey_challenge")), "passkey_login");
   }
 
   function passkeyLoginAutocompleteInit() {
@@ -194,20 +203,13 @@
         return;
       }
       stopWaiting();
-      var controller = new AbortController();
-      waiting = controller;
-      var pk = request(options(undefined, "passkey_challenge"));
-      return navigator.credentials
-        .get({ publicKey: pk, mediation: "conditional", signal: controller.signal })
-        .then(function (cred) {
-          waiting = null;
-          submit("passkey_login", asserted(cred));
-        })
-        .catch(failed);
+      waiting = new AbortController();
+      var publicKey = request(options(undefined, "passkey_challenge"));
+      return signIn(publicKey, "passkey_login", waiting.signal);
     });
   }
 
-  function passkeyCreate(resultField, withDisplayName) {
+  function passkeyCreate(into, withDisplayName) {
     var data = options(undefined, "passkey_create_data");
     var pk = creation(data.credentialOptions);
     if (withDisplayName && data.displayNameFieldName) {
@@ -217,12 +219,7 @@
         pk.user.displayName = nameField.value;
       }
     }
-    return navigator.credentials
-      .create({ publicKey: pk })
-      .then(function (cred) {
-        submit(resultField, created(cred));
-      })
-      .catch(failed);
+    return register(pk, into);
   }
 
   function passkeyRegistration() {
