@@ -184,6 +184,38 @@ impl Identity {
                 pw.updated_at = now;
             }
         }
+        // The other credentials that sign in by what the traits say follow them too, or an
+        // address given up would still open the account: a code goes to the e-mail
+        // addresses (Kratos's `code` credential), passwordless keys answer to the password
+        // identifiers (second-factor keys are identified by the identity id and stay).
+        let emails: Vec<String> = d
+            .verifiable
+            .iter()
+            .filter(|(_, via)| via == "email")
+            .map(|(v, _)| crate::methods::code::normalise_address(v))
+            .collect();
+        if let Some(code) = self.credentials.get_mut("code") {
+            if code.identifiers != emails {
+                code.identifiers = emails.clone();
+                let addresses: Vec<Value> = emails
+                    .iter()
+                    .map(|a| serde_json::json!({ "channel": "email", "address": a }))
+                    .collect();
+                code.config = serde_json::json!({ "addresses": addresses });
+                code.updated_at = now;
+            }
+        }
+        let passwordless =
+            crate::methods::webauthn::KeyList::of(self, crate::methods::Method::WebAuthn)
+                .credentials
+                .iter()
+                .any(|k| k.is_passwordless);
+        if let (true, Some(keys)) = (passwordless, self.credentials.get_mut("webauthn")) {
+            if keys.identifiers != d.password_identifiers {
+                keys.identifiers = d.password_identifiers.clone();
+                keys.updated_at = now;
+            }
+        }
     }
 
     /// Sets (or replaces) the password credential's hash.

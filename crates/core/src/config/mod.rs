@@ -259,10 +259,23 @@ impl Config {
             )));
         }
         let after = &self.selfservice.flows.registration.after;
-        if after.runs("password", HookName::Session, true) {
-            return Err(ConfigError::Invalid(format!(
-                "{KEY}: registration must not sign in at once: list selfservice.flows.registration.after.password.hooks without `session` (for example [] or [show_verification_ui])"
-            )));
+        // Every method that signs up without the address's code answers a taken address
+        // like a free one, so none may sign in at once (a session that never was would tell).
+        let m = &self.selfservice.methods;
+        let signs_up = [
+            ("password", true),
+            ("passkey", m.passkey.enabled),
+            (
+                "webauthn",
+                m.webauthn.enabled && m.webauthn.config.passwordless,
+            ),
+        ];
+        for (method, on) in signs_up {
+            if on && after.runs(method, HookName::Session, true) {
+                return Err(ConfigError::Invalid(format!(
+                    "{KEY}: registration must not sign in at once: list selfservice.flows.registration.after.{method}.hooks without `session` (for example [] or [show_verification_ui])"
+                )));
+            }
         }
         if !self.selfservice.flows.login.after.runs(
             "password",

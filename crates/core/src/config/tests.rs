@@ -589,3 +589,36 @@ fn webauthn_relying_parties_default_to_the_public_host_and_must_fit_their_origin
         "Kratos's older single origin"
     );
 }
+
+#[test]
+fn mitigated_enumeration_keeps_every_sign_up_method_from_signing_in_at_once() {
+    // The mitigation needs verification and no session after a password sign-up; a passkey
+    // sign-up is held to the same rule.
+    let base = [
+        ("PORTCULLIS_SECURITY_ACCOUNT_ENUMERATION_MITIGATE", "true"),
+        ("PORTCULLIS_SELFSERVICE_FLOWS_VERIFICATION_ENABLED", "true"),
+        (
+            "PORTCULLIS_SELFSERVICE_FLOWS_REGISTRATION_AFTER_PASSWORD_HOOKS",
+            "[]",
+        ),
+        (
+            "PORTCULLIS_SELFSERVICE_FLOWS_LOGIN_AFTER_PASSWORD_HOOKS",
+            "[{\"hook\": \"require_verified_address\"}]",
+        ),
+    ];
+    assert!(Config::load(None, env(&base), true).is_ok());
+    let mut with_passkeys = base.to_vec();
+    with_passkeys.push(("PORTCULLIS_SELFSERVICE_METHODS_PASSKEY_ENABLED", "true"));
+    let err = Config::load(None, env(&with_passkeys), true)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("selfservice.flows.registration.after.passkey.hooks without `session`"),
+        "{err}"
+    );
+    with_passkeys.push((
+        "PORTCULLIS_SELFSERVICE_FLOWS_REGISTRATION_AFTER_PASSKEY_HOOKS",
+        "[]",
+    ));
+    assert!(Config::load(None, env(&with_passkeys), true).is_ok());
+}

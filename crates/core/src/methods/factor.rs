@@ -254,7 +254,21 @@ impl Core {
         origin: &Origin,
         now: OffsetDateTime,
     ) -> Result<bool> {
-        if identity.credentials.remove(method.as_str()).is_none() {
+        if method == Method::WebAuthn {
+            // Passwordless keys sign in on their own: only the second-factor keys go.
+            let mut list = crate::methods::webauthn::KeyList::of(identity, method);
+            let before = list.credentials.len();
+            list.credentials.retain(|k| k.is_passwordless);
+            if list.credentials.len() == before {
+                return Ok(false);
+            }
+            let ids = identity
+                .credentials
+                .get(method.as_str())
+                .map(|c| c.identifiers.clone())
+                .unwrap_or_default();
+            list.save(identity, method, ids, now);
+        } else if identity.credentials.remove(method.as_str()).is_none() {
             return Ok(false);
         }
         identity.updated_at = now;

@@ -296,8 +296,11 @@ impl Core {
     /// identifier or a `code` credential; see `login_code.rs`).
     fn can_lose_a_passkey(&self, identity: &Identity, list: &KeyList) -> bool {
         let has = |m: Method| identity.credentials.contains_key(m.as_str());
+        let keys = KeyList::of(identity, Method::WebAuthn);
         list.credentials.len() > 1
             || has(Method::Password)
+            || (self.passwordless_keys_enabled()
+                && keys.credentials.iter().any(|k| k.is_passwordless))
             || (self.config.selfservice.methods.code.passwordless_enabled && has(Method::Code))
     }
 

@@ -104,9 +104,11 @@ impl Core {
         }
         if let (true, Some(i)) = (refresh, identity) {
             flow.identity_id = Some(i.id);
-            let ident = i
-                .credentials
-                .get("password")
+            // The identifier it signs in with: its password's, else the address it signs in
+            // by code with.
+            let ident = ["password", "code"]
+                .iter()
+                .find_map(|k| i.credentials.get(*k))
                 .and_then(|c| c.identifiers.first().cloned())
                 .unwrap_or_default();
             id_node = id_node.with_attr("type", json!("hidden"));
@@ -116,13 +118,18 @@ impl Core {
         // A re-authentication asks for what the identity has: its password, its passkeys.
         let has = |m: Method| identity.is_none_or(|i| i.credentials.contains_key(m.as_str()));
         if !refresh || has(Method::Password) {
-            flow.ui.nodes.push(id_node);
+            flow.ui.nodes.push(id_node.clone());
             flow.ui.nodes.push(password_input("current-password"));
             flow.ui
                 .nodes
                 .push(method_submit("password", msg::sign_in_with_password()));
         }
-        if self.config.selfservice.methods.code.passwordless_enabled && !refresh {
+        if self.config.selfservice.methods.code.passwordless_enabled
+            && (!refresh || has(Method::Code))
+        {
+            if refresh && !has(Method::Password) {
+                flow.ui.nodes.push(id_node);
+            }
             flow.ui.nodes.push(method_submit(
                 "code",
                 UiText::info(1010015, "Send sign in code"),
@@ -132,9 +139,12 @@ impl Core {
             let passkey = self.passkey_login_nodes(&mut flow)?;
             flow.ui.nodes.extend(passkey);
         }
-        if !refresh {
-            let keys = self.passwordless_login_nodes(&flow);
-            flow.ui.nodes.extend(keys);
+        match (refresh, identity) {
+            (true, Some(i)) => self.reauthentication_key_nodes(&mut flow, i)?,
+            _ => {
+                let keys = self.passwordless_login_nodes(&flow);
+                flow.ui.nodes.extend(keys);
+            }
         }
         self.attach_csrf(&mut flow, caller);
         self.store.insert_flow(&flow).await?;
@@ -239,10 +249,13 @@ impl Core {
             }
             LoginMethod::Code {
                 identifier, code, ..
-            } if passwordless && !flow.refresh => {
+            } if passwordless => {
                 let identity = self
                     .login_with_code(&mut flow, identifier, code, caller, now)
                     .await?;
+                if flow.refresh && flow.identity_id != Some(identity.id) {
+                    return Err(Error::IdentityMismatch.into());
+                }
                 self.complete_login(flow, identity, Method::Code, caller, now)
                     .await
             }
@@ -264,7 +277,7 @@ impl Core {
             LoginMethod::WebAuthn {
                 identifier,
                 response,
-            } if self.passwordless_keys_enabled() && !flow.refresh => {
+            } if self.passwordless_keys_enabled() => {
                 flow.active = Some(Method::WebAuthn.as_str().into());
                 if response.trim().is_empty() {
                     let asked = self.ask_for_key(&mut flow, identifier.trim(), now).await;
@@ -273,6 +286,12 @@ impl Core {
                 let checked = self
                     .check_passwordless_key(&flow, &response, &caller.origin(), now)
                     .await?;
+                // A re-authentication is the flow's identity's, whoever's key answers.
+                if let Ok(i) = &checked {
+                    if flow.refresh && flow.identity_id != Some(i.id) {
+                        return Err(Error::IdentityMismatch.into());
+                    }
+                }
                 let identity = self.signed_in_by(&mut flow, checked, now).await?;
                 self.complete_login(flow, identity, Method::WebAuthnPasswordless, caller, now)
                     .await

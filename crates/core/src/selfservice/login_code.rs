@@ -159,16 +159,18 @@ impl Core {
         Ok(self.verified_by_code(identity, &address, now).await?)
     }
 
-    /// The identity a sign-in code goes to: by its password identifier, or by the address it
-    /// signed up with by code (its `code` credential).
+    /// The identity a sign-in code goes to: the one whose `code` credential has the address
+    /// (it signed up by code; looked up first, so another account's username equal to the
+    /// address cannot catch its codes), else the one with the password identifier.
     async fn find_by_code_identifier(&self, identifier: &str) -> Result<Option<Identity>> {
-        if let Some(found) = self.find_by_password_identifier(identifier).await? {
-            return Ok(Some(found));
-        }
-        Ok(self
+        let by_code = self
             .store
             .find_identity_by_identifier(crate::methods::Method::Code.as_str(), identifier)
-            .await?)
+            .await?;
+        match by_code {
+            Some(found) => Ok(Some(found)),
+            None => self.find_by_password_identifier(identifier).await,
+        }
     }
 
     /// The address a sign-in code was read at is verified.

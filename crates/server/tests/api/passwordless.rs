@@ -191,6 +191,125 @@ async fn a_mailed_code_signs_up_without_a_password(app: TestApp) {
     .await;
     assert_eq!(s, StatusCode::OK, "{signed_in}");
     assert_eq!(signed_in["session"]["identity"]["id"], json!(id));
+    let token = signed_in["session_token"].as_str().unwrap().to_string();
+
+    // A re-authentication asks for a code too (the account has no password), for itself.
+    let (s, refresh) = app
+        .get_json_with_token("/self-service/login/api?refresh=true", &token)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{refresh}");
+    assert!(node(&refresh, "password", None).is_none(), "{refresh}");
+    let hidden = node(&refresh, "identifier", None).unwrap();
+    assert_eq!(
+        (
+            hidden["attributes"]["type"].as_str(),
+            hidden["attributes"]["value"].as_str()
+        ),
+        (Some("hidden"), Some(email.as_str()))
+    );
+    let rid = refresh["id"].as_str().unwrap();
+    let (s, _) = json_of(
+        app.submit(
+            "login",
+            rid,
+            json!({ "method": "code", "identifier": email }),
+            Some(&token),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let code = app.mailed_code(&email, "login_code_valid").await;
+    let (s, again) = json_of(
+        app.submit(
+            "login",
+            rid,
+            json!({ "method": "code", "identifier": email, "code": code }),
+            Some(&token),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{again}");
+    assert_eq!(
+        again["session"]["authentication_methods"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+
+    // The address changes in settings: the old one no longer signs in by code, the new one does.
+    let new_email = unique_email("moved");
+    let (_, settings) = app
+        .get_json_with_token("/self-service/settings/api", &token)
+        .await;
+    let (s, saved) = json_of(
+        app.submit(
+            "settings",
+            settings["id"].as_str().unwrap(),
+            json!({ "method": "profile", "traits": { "email": new_email, "name": { "first": "Ada" } } }),
+            Some(&token),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(
+        (s, saved["state"].clone()),
+        (StatusCode::OK, json!("success")),
+        "{saved}"
+    );
+    let (_, stored) = app.admin_get_json(&format!("/admin/identities/{id}")).await;
+    assert_eq!(
+        stored["credentials"]["code"]["identifiers"],
+        json!([new_email])
+    );
+    let before = app.messages_to(&email).await.len();
+    let login = app.flow("login").await;
+    let (s, alike) = json_of(
+        app.submit(
+            "login",
+            login["id"].as_str().unwrap(),
+            json!({ "method": "code", "identifier": email }),
+            None,
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(
+        (s, alike["state"].clone()),
+        (StatusCode::BAD_REQUEST, json!("sent_email"))
+    );
+    assert_eq!(
+        app.messages_to(&email).await.len(),
+        before,
+        "nothing for the old address"
+    );
+    let login = app.flow("login").await;
+    let lid = login["id"].as_str().unwrap();
+    json_of(
+        app.submit(
+            "login",
+            lid,
+            json!({ "method": "code", "identifier": new_email }),
+            None,
+        )
+        .await,
+    )
+    .await;
+    let code = app.mailed_code(&new_email, "login_code_valid").await;
+    let (s, moved) = json_of(
+        app.submit(
+            "login",
+            lid,
+            json!({ "method": "code", "identifier": new_email, "code": code }),
+            None,
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{moved}");
+    assert_eq!(moved["session"]["identity"]["id"], json!(id));
 }
 
 /// Without enumeration mitigation a taken address is refused, and mailed nothing.

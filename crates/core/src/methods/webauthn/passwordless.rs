@@ -18,7 +18,6 @@ use crate::service::Core;
 use crate::store::{Effects, StoreError};
 use crate::ui::{UiNode, UiText};
 use base64::Engine;
-use rand::RngCore;
 use serde_json::{json, Value};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -60,6 +59,33 @@ impl Core {
     }
 
     async fn key_request(&self, flow: &mut Flow, identifier: &str) -> Result<()> {
+        let found = self.find_by_key_identifier(identifier).await?;
+        self.ask_keys_of(flow, identifier, found.as_ref())
+    }
+
+    /// A re-authentication of `identity` with its passwordless keys: the second step at once
+    /// (the identifier is known).
+    pub(crate) fn reauthentication_key_nodes(
+        &self,
+        flow: &mut Flow,
+        identity: &Identity,
+    ) -> Result<()> {
+        let has_keys = KeyList::of(identity, Method::WebAuthn)
+            .credentials
+            .iter()
+            .any(|k| k.is_passwordless);
+        if !self.passwordless_keys_enabled() || flow.flow_type != FlowType::Browser || !has_keys {
+            return Ok(());
+        }
+        let identifier = self
+            .key_identifiers(identity, &KeyList::of(identity, Method::WebAuthn))?
+            .into_iter()
+            .next()
+            .unwrap_or_default();
+        self.ask_keys_of(flow, &identifier, Some(identity))
+    }
+
+    async fn find_by_key_identifier(&self, identifier: &str) -> Result<Option<Identity>> {
         let found = match self
             .store
             .find_identity_by_identifier(Method::WebAuthn.as_str(), identifier)
@@ -73,8 +99,17 @@ impl Core {
                     .await?
             }
         };
+        Ok(found)
+    }
+
+    /// Puts the request for `found`'s passwordless keys (a decoy for nobody) into the flow.
+    fn ask_keys_of(
+        &self,
+        flow: &mut Flow,
+        identifier: &str,
+        found: Option<&Identity>,
+    ) -> Result<()> {
         let keys: Vec<Passkey> = found
-            .as_ref()
             .map(|i| {
                 let mut list = KeyList::of(i, Method::WebAuthn);
                 list.credentials.retain(|k| k.is_passwordless);
@@ -82,7 +117,7 @@ impl Core {
             })
             .unwrap_or_default();
         let rp = self.relying_party(Method::WebAuthn)?;
-        let (options, state) = match (&found, keys.is_empty()) {
+        let (options, state) = match (found, keys.is_empty()) {
             (Some(i), false) => {
                 let (o, s) = rp.start_passkey_authentication(&keys).map_err(internal)?;
                 let mut c = ceremony(&s, None)?;
@@ -90,7 +125,10 @@ impl Core {
                 (serde_json::to_value(o).map_err(internal)?, c)
             }
             // Nobody's keys: the request asks for a random credential, and nothing can pass.
-            _ => decoy_request(&rp)?,
+            _ => {
+                let key = self.code_keys().first().copied().unwrap_or_default();
+                decoy_request(&rp, key, identifier)?
+            }
         };
         flow.pending.get_or_insert_with(Pending::default).webauthn = Some(state);
         let options = serde_json::to_string(&options).map_err(internal)?;
@@ -241,22 +279,46 @@ impl Core {
     }
 }
 
-/// A sign-in request for a random credential, shaped like a real one.
-fn decoy_request(rp: &webauthn_rs::Webauthn) -> Result<(Value, super::Ceremony)> {
+/// A sign-in request for credentials nobody holds, shaped like an account's: the same
+/// identifier always gets the same one to three ids of the lengths authenticators use
+/// (derived from `secrets.default` and the identifier), so asking twice tells nothing.
+fn decoy_request(
+    rp: &webauthn_rs::Webauthn,
+    key: &[u8],
+    identifier: &str,
+) -> Result<(Value, super::Ceremony)> {
+    use hmac::{Hmac, Mac};
     let (options, state) = rp.start_discoverable_authentication().map_err(internal)?;
     let mut options = serde_json::to_value(options).map_err(internal)?;
-    let mut id = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut id);
+    let seed = |label: &[u8]| -> Vec<u8> {
+        let Ok(mut mac) = Hmac::<sha2::Sha256>::new_from_slice(key) else {
+            // HMAC takes keys of any length; this arm is never taken.
+            return vec![0; 32];
+        };
+        mac.update(b"portcullis decoy credential\0");
+        mac.update(identifier.to_lowercase().as_bytes());
+        mac.update(label);
+        mac.finalize().into_bytes().to_vec()
+    };
+    let shape = seed(b"shape");
+    let count = 1 + usize::from(shape.first().copied().unwrap_or(0) % 3);
+    let ids: Vec<Value> = (0..count)
+        .map(|i| {
+            let pick = usize::from(shape.get(i + 1).copied().unwrap_or(0) % 4);
+            let len = [32usize, 64, 48, 16].get(pick).copied().unwrap_or(32);
+            let mut bytes = seed(&[b'a' + u8::try_from(i).unwrap_or(0)]);
+            bytes.extend(seed(&[b'A' + u8::try_from(i).unwrap_or(0)]));
+            bytes.truncate(len);
+            let id = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+            json!({ "type": "public-key", "id": id })
+        })
+        .collect();
     if let Some(o) = options.as_object_mut() {
         o.remove("mediation");
     }
     if let Some(pk) = options.get_mut("publicKey").and_then(Value::as_object_mut) {
         pk.remove("extensions");
-        let id = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(id);
-        pk.insert(
-            "allowCredentials".into(),
-            json!([{ "type": "public-key", "id": id }]),
-        );
+        pk.insert("allowCredentials".into(), Value::Array(ids));
     }
     Ok((options, ceremony(&state, None)?))
 }

@@ -65,7 +65,7 @@ impl Core {
             .count()
             > 1
             || has(Method::Password)
-            || has(Method::Passkey)
+            || (self.passkeys_enabled() && has(Method::Passkey))
             || (self.config.selfservice.methods.code.passwordless_enabled && has(Method::Code))
     }
 
