@@ -18,6 +18,7 @@ mod courier;
 mod flows;
 mod hosted_recovery;
 mod mfa;
+mod mfa_codes;
 mod passkeys;
 mod passwordless;
 mod ratelimit;

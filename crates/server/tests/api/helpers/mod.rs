@@ -4,6 +4,7 @@
 
 mod browser;
 mod mail;
+pub mod mfa;
 pub mod webauthn;
 
 pub use browser::{csrf, location, set_cookie, Browser};
