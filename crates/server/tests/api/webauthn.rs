@@ -479,6 +479,10 @@ async fn passwordless_keys_sign_up_and_in_after_the_identifier(app: TestApp) {
     );
     let asked = c.fetch_flow("login", fid).await;
     assert_eq!(message_ids(&asked, None), vec![1010012]);
+    assert!(
+        node(&asked, "password").is_none(),
+        "the key alone is asked for"
+    );
     assert_eq!(
         node(&asked, "webauthn_login_trigger").unwrap()["meta"]["label"]["id"],
         1010013

@@ -132,9 +132,15 @@ impl Core {
         };
         flow.pending.get_or_insert_with(Pending::default).webauthn = Some(state);
         let options = serde_json::to_string(&options).map_err(internal)?;
-        flow.ui
-            .nodes
-            .retain(|n| n.group != "webauthn" && n.name() != "identifier");
+        // The second step asks for the key alone (Kratos's); a re-authentication keeps the
+        // other ways the identity has.
+        if flow.refresh {
+            flow.ui
+                .nodes
+                .retain(|n| n.group != "webauthn" && n.name() != "identifier");
+        } else {
+            flow.ui.nodes.retain(|n| n.name() == "csrf_token");
+        }
         let mut id_node = UiNode::input("default", "identifier", "hidden", None);
         id_node.set_value(json!(crate::ui::echo(identifier)));
         let mut trigger = trigger_button(
