@@ -126,3 +126,28 @@ export async function openBrowser(t, { prefix, contextOptions = {}, logUrl, todo
   }
   return { browser, context, page, shot, step, close, log }
 }
+
+/**
+ * A virtual authenticator (Chromium's CDP `WebAuthn` domain) on `page`: `internal` for a
+ * passkey device, `usb` for a security key; it verifies its user and answers at once.
+ * Returns `credentials()` (what it holds) and `remove()`.
+ */
+export async function virtualAuthenticator(page, transport) {
+  const cdp = await page.context().newCDPSession(page)
+  await cdp.send("WebAuthn.enable", { enableUI: false })
+  const { authenticatorId } = await cdp.send("WebAuthn.addVirtualAuthenticator", {
+    options: {
+      protocol: "ctap2",
+      ctap2Version: "ctap2_1",
+      transport,
+      hasResidentKey: true,
+      hasUserVerification: true,
+      isUserVerified: true,
+      automaticPresenceSimulation: true,
+    },
+  })
+  return {
+    credentials: async () => (await cdp.send("WebAuthn.getCredentials", { authenticatorId })).credentials,
+    remove: () => cdp.send("WebAuthn.removeVirtualAuthenticator", { authenticatorId }),
+  }
+}

@@ -11,7 +11,7 @@
 // Run: PORTCULLIS_PUBLIC_URL=http://localhost:4433 SPA_PORT=4455 node --test spa-passkey.test.mjs
 import { test } from "node:test"
 import assert from "node:assert/strict"
-import { admin, openBrowser, publicUrl, uniqueSuffix } from "./harness.mjs"
+import { admin, openBrowser, publicUrl, uniqueSuffix, virtualAuthenticator } from "./harness.mjs"
 import { startSpaServer } from "./serve-spa.mjs"
 
 const EMAIL = `spa-passkey-${uniqueSuffix()}@example.com`
@@ -24,20 +24,7 @@ test("Ory Elements SPA: sign up with a passkey, sign out, sign in with it", asyn
   const query = `?return_to=${encodeURIComponent(home)}`
   const { page, shot, step, close } = await openBrowser(t, { prefix: "spa-passkey", logUrl: base })
   try {
-    const cdp = await page.context().newCDPSession(page)
-    await cdp.send("WebAuthn.enable", { enableUI: false })
-    const { authenticatorId } = await cdp.send("WebAuthn.addVirtualAuthenticator", {
-      options: {
-        protocol: "ctap2",
-        ctap2Version: "ctap2_1",
-        transport: "internal",
-        hasResidentKey: true,
-        hasUserVerification: true,
-        isUserVerified: true,
-        automaticPresenceSimulation: true,
-      },
-    })
-    const credentials = async () => (await cdp.send("WebAuthn.getCredentials", { authenticatorId })).credentials
+    const { credentials } = await virtualAuthenticator(page, "internal")
     const signedInAs = async () => {
       await page.waitForURL((u) => u.pathname === "/home")
       const email = page.getByTestId("spa-email")

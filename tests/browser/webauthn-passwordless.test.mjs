@@ -7,7 +7,7 @@
 // Run: PORTCULLIS_PUBLIC_URL=http://localhost:4433 node --test webauthn-passwordless.test.mjs
 import { test } from "node:test"
 import assert from "node:assert/strict"
-import { openBrowser, publicUrl, uniqueSuffix } from "./harness.mjs"
+import { openBrowser, publicUrl, uniqueSuffix, virtualAuthenticator } from "./harness.mjs"
 
 const EMAIL = `key-only-${uniqueSuffix()}@example.com`
 
@@ -20,20 +20,7 @@ test("hosted UI: a security key instead of a password", async (t) => {
     logUrl: base,
   })
   try {
-    const cdp = await page.context().newCDPSession(page)
-    await cdp.send("WebAuthn.enable", { enableUI: false })
-    const { authenticatorId } = await cdp.send("WebAuthn.addVirtualAuthenticator", {
-      options: {
-        protocol: "ctap2",
-        ctap2Version: "ctap2_1",
-        transport: "usb",
-        hasResidentKey: true,
-        hasUserVerification: true,
-        isUserVerified: true,
-        automaticPresenceSimulation: true,
-      },
-    })
-    const credentials = async () => (await cdp.send("WebAuthn.getCredentials", { authenticatorId })).credentials
+    const { credentials } = await virtualAuthenticator(page, "usb")
     const welcomed = async () => {
       await page.waitForURL(`${base}/ui/welcome`)
       assert.equal((await page.getByTestId("email").textContent()).trim(), EMAIL)

@@ -11,33 +11,12 @@
 // Run: PORTCULLIS_PUBLIC_URL=http://localhost:4433 PORTCULLIS_ADMIN_URL=… node --test webauthn.test.mjs
 import { test } from "node:test"
 import assert from "node:assert/strict"
-import { admin, openBrowser, publicUrl, uniqueSuffix } from "./harness.mjs"
+import { admin, openBrowser, publicUrl, uniqueSuffix, virtualAuthenticator as authenticator } from "./harness.mjs"
 
 const uniq = uniqueSuffix()
 const PASSKEY_EMAIL = `passkey-${uniq}@example.com`
 const KEY_EMAIL = `key-${uniq}@example.com`
 const PASSWORD = `Pc-${uniq}-marmalade-oboe`
-
-/** A virtual authenticator on `page`: `internal` (a passkey device) or `usb` (a security key). */
-async function authenticator(page, transport) {
-  const cdp = await page.context().newCDPSession(page)
-  await cdp.send("WebAuthn.enable", { enableUI: false })
-  const { authenticatorId } = await cdp.send("WebAuthn.addVirtualAuthenticator", {
-    options: {
-      protocol: "ctap2",
-      ctap2Version: "ctap2_1",
-      transport,
-      hasResidentKey: true,
-      hasUserVerification: true,
-      isUserVerified: true,
-      automaticPresenceSimulation: true,
-    },
-  })
-  return {
-    credentials: async () => (await cdp.send("WebAuthn.getCredentials", { authenticatorId })).credentials,
-    remove: () => cdp.send("WebAuthn.removeVirtualAuthenticator", { authenticatorId }),
-  }
-}
 
 /** The signed-in session, read with the browser's cookies (the pages' CSP allows no fetch). */
 const whoami = async (page) => {
