@@ -518,6 +518,19 @@ async fn passwordless_keys_sign_up_and_in_after_the_identifier(app: TestApp) {
     let e = expect_error(r, StatusCode::UNPROCESSABLE_ENTITY).await;
     assert_eq!(e["error"]["id"], "browser_location_change_required");
     let decoy = d.fetch_flow("login", flow["id"].as_str().unwrap()).await;
+    // The decoy has the fields of a real request, and its credentials those of real ones.
+    let shape = |f: &Value| -> (Vec<String>, Vec<String>) {
+        let o: Value = serde_json::from_str(&value_of(f, "webauthn_login_trigger")).unwrap();
+        let pk = o["publicKey"].as_object().unwrap();
+        let cred = o["publicKey"]["allowCredentials"][0].as_object().unwrap();
+        let mut top: Vec<String> = o.as_object().unwrap().keys().cloned().collect();
+        top.extend(pk.keys().map(|k| format!("publicKey.{k}")));
+        top.sort();
+        let mut c: Vec<String> = cred.keys().cloned().collect();
+        c.sort();
+        (top, c)
+    };
+    assert_eq!(shape(&decoy), shape(&asked));
     let rcr: RequestChallengeResponse =
         serde_json::from_str(&value_of(&decoy, "webauthn_login_trigger")).unwrap();
     let decoys = rcr.public_key.allow_credentials.len();
