@@ -54,6 +54,33 @@ stop_portcullis() {
   SERVER_PID=""
 }
 
+IDP_PID=""
+start_idp() { # redirect-uri logfile -> sets IDP_URL (tests/interop/idp/oidc-provider.mjs, a real OpenID provider)
+  local redirect=$1 logfile=$2 port; port=$(free_port)
+  node "$ROOT/tests/interop/idp/oidc-provider.mjs" --port "$port" --redirect "$redirect" >"$logfile" 2>&1 &
+  IDP_PID=$!
+  IDP_URL="http://127.0.0.1:$port"
+  for _ in $(seq 1 100); do
+    grep -q '^ready' "$logfile" 2>/dev/null && return 0
+    kill -0 "$IDP_PID" 2>/dev/null || { cat "$logfile"; return 1; }
+    sleep 0.1
+  done
+  cat "$logfile"; return 1
+}
+
+stop_idp() {
+  [ -n "$IDP_PID" ] || return 0
+  kill "$IDP_PID" 2>/dev/null || true
+  wait "$IDP_PID" 2>/dev/null || true
+  IDP_PID=""
+}
+
+# The provider block of a server whose social sign-in goes to the local provider at IDP_URL.
+idp_provider_env() {
+  local mapper; mapper=$(base64 -w0 "$ROOT/tests/interop/idp/mapper.jsonnet")
+  printf '%s' "[{\"id\":\"local\",\"label\":\"Local IdP\",\"provider\":\"generic\",\"client_id\":\"portcullis\",\"client_secret\":\"portcullis-test-secret\",\"issuer_url\":\"$IDP_URL\",\"mapper_url\":\"base64://$mapper\",\"scope\":[\"email\",\"profile\"]}]"
+}
+
 SINK_PID=""
 start_smtp_sink() { # dir -> sets SMTP_PORT (tests/interop/smtp_sink.py in the interop venv)
   local dir=$1

@@ -243,7 +243,7 @@ fn seed(dsn: &str) -> (String, Vec<(String, String)>) {
 }
 
 #[test]
-fn config_check_loads_the_seed_deployment_and_notes_what_is_not_active() {
+fn config_check_loads_the_seed_deployment_with_nothing_to_note() {
     let (file, env) = seed("postgres://kratos:secret@127.0.0.1:5432/kratos?sslmode=disable");
     let out = portcullis()
         .args(["config", "check", &file, "--dev"])
@@ -256,12 +256,8 @@ fn config_check_loads_the_seed_deployment_and_notes_what_is_not_active() {
     );
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.ends_with("configuration OK\n"), "{stderr}");
-    assert!(
-        stderr.contains("note: selfservice.methods.oidc: accepted but NOT ACTIVE yet"),
-        "{stderr}"
-    );
-    // TOTP is active: nothing to note.
-    assert!(!stderr.contains("selfservice.methods.totp"), "{stderr}");
+    // Social sign-in and TOTP are active: nothing to note.
+    assert!(!stderr.contains("note:"), "{stderr}");
     assert!(!stderr.contains("placeholder"), "{stderr}");
     assert!(
         stdout.contains("base_url: http://localhost:3000/.ory/")
@@ -309,7 +305,7 @@ fn config_check_refuses_what_portcullis_does_not_support_and_accepts_version() {
 }
 
 #[test]
-fn serve_warns_at_start_that_oidc_is_accepted_but_not_active() {
+fn serve_starts_the_seed_deployment_without_warnings_about_its_methods() {
     use std::io::BufRead;
     let db = std::env::temp_dir().join(format!("pc-cli-seed-{}.sqlite", uuid_like()));
     let (file, env) = seed(&format!("sqlite://{}", db.display()));
@@ -351,11 +347,6 @@ fn serve_warns_at_start_that_oidc_is_accepted_but_not_active() {
     child.wait().unwrap();
     let log = seen.join("\n");
     assert!(ready, "the server did not start:\n{log}");
-    assert!(!log.contains("selfservice.methods.totp"), "{log}");
-    let warning = "selfservice.methods.oidc: accepted but NOT ACTIVE yet";
-    assert!(
-        seen.iter()
-            .any(|l| l.contains("WARN") && l.contains(warning)),
-        "{warning} in:\n{log}"
-    );
+    // Every method the seed turns on (TOTP, social sign-in) is active: no warning about them.
+    assert!(!log.contains("selfservice.methods"), "{log}");
 }

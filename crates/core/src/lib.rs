@@ -22,6 +22,7 @@ pub mod endpoints;
 pub mod error;
 pub mod flow;
 pub mod identity;
+pub mod jsonnet;
 pub mod keys;
 pub mod methods;
 pub mod password;
@@ -35,6 +36,7 @@ pub mod sessions;
 pub mod store;
 pub mod tokens;
 pub mod ui;
+pub mod upstream;
 pub mod webhooks;
 
 pub use error::{Error, Result};

@@ -18,6 +18,10 @@ pub enum Purpose {
     SigningKey,
     /// A second factor's secret: a TOTP key, lookup codes waiting to be revealed.
     Factor,
+    /// The `state` of a social sign-in (its flow's id).
+    OidcState,
+    /// A social sign-in provider's tokens, kept with the `oidc` credential.
+    UpstreamToken,
 }
 
 impl Purpose {
@@ -26,6 +30,8 @@ impl Purpose {
             // The label the first stored keys were sealed with; never change it.
             Purpose::SigningKey => b"portcullis signing-key encryption v1\0",
             Purpose::Factor => b"portcullis second-factor secret v1\0",
+            Purpose::OidcState => b"portcullis oidc state v1\0",
+            Purpose::UpstreamToken => b"portcullis upstream token v1\0",
         }
     }
 }

@@ -90,6 +90,10 @@ pub struct Core {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) keyring: KeyRingCache,
     pub(crate) templates: crate::courier::Templates,
+    /// Social sign-in: the configured providers, the client that reaches them, the mappers' engine.
+    pub(crate) oidc: crate::methods::oidc::Providers,
+    pub(crate) upstream: Arc<dyn crate::upstream::Upstream>,
+    pub(crate) jsonnet: Arc<dyn crate::jsonnet::Evaluator>,
 }
 
 impl Core {
@@ -101,6 +105,7 @@ impl Core {
         schemas: HashMap<String, IdentitySchema>,
         clock: Arc<dyn Clock>,
     ) -> Core {
+        let (jsonnet, upstream) = crate::methods::oidc::defaults();
         Core {
             config: Arc::new(config),
             store,
@@ -109,7 +114,24 @@ impl Core {
             clock,
             keyring: KeyRingCache::default(),
             templates: crate::courier::Templates::builtin(),
+            oidc: Default::default(),
+            upstream,
+            jsonnet,
         }
+    }
+
+    /// Social sign-in: the providers (see [`crate::methods::oidc::Providers::load`]), the
+    /// outbound client that reaches them and the evaluator of their mappers.
+    pub fn with_social(
+        mut self,
+        providers: crate::methods::oidc::Providers,
+        upstream: Arc<dyn crate::upstream::Upstream>,
+        jsonnet: Arc<dyn crate::jsonnet::Evaluator>,
+    ) -> Core {
+        self.oidc = providers;
+        self.upstream = upstream;
+        self.jsonnet = jsonnet;
+        self
     }
 
     /// The message templates, when the operator overrides the built-in ones.

@@ -277,13 +277,20 @@ pub async fn html_edge_error(st: &AppState, e: crate::error::EdgeError) -> Respo
 
 /// The answer to a successful browser login or registration: the session cookie (if one
 /// began), then 303 to the return URL (or the page a hook sends it to), or for JSON clients
-/// the session with `continue_with` pointing there.
-pub fn authenticated(st: &AppState, kind: FlowKind, a: &Authenticated, json: bool) -> Response {
+/// the session with `continue_with` pointing there. `method` picks the after URL
+/// (`selfservice.flows.<kind>.after.<method>.default_browser_return_url`).
+pub fn authenticated(
+    st: &AppState,
+    kind: FlowKind,
+    method: &str,
+    a: &Authenticated,
+    json: bool,
+) -> Response {
     let core = &st.core;
     let target = a
         .return_to
         .clone()
-        .unwrap_or_else(|| core.config().after_method_url(kind, "password").to_string());
+        .unwrap_or_else(|| core.config().after_method_url(kind, method).to_string());
     let mut resp = if let Some(next) = &a.second_factor {
         // Signed in with the first factor; the second step comes next (the session cookie
         // is set either way, as in Kratos).

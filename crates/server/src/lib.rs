@@ -29,6 +29,7 @@ mod paging;
 mod public;
 mod ratelimit;
 mod recovery;
+mod social;
 mod tokens;
 mod ui;
 mod verification;
@@ -123,7 +124,17 @@ pub async fn build_with_clock(
     };
     workers::courier::Mailer::new(&config.courier, config.public_url())
         .map_err(|e| anyhow::anyhow!(e))?;
-    let core = Core::new(config, store, hasher, schemas, clock).with_templates(templates);
+    let providers =
+        portcullis_core::methods::oidc::Providers::load(&config.selfservice.methods.oidc)
+            .map_err(|e| anyhow::anyhow!(e))?;
+    let outbound = outbound::Client::new(config.webhooks.allow_private_networks || config.dev);
+    let core = Core::new(config, store, hasher, schemas, clock)
+        .with_templates(templates)
+        .with_social(
+            providers,
+            Arc::new(outbound),
+            Arc::new(portcullis_core::jsonnet::InThread::default()),
+        );
     // Signing keys are created on first start, not on the first token request.
     core.ring(core.now())
         .await
@@ -171,6 +182,7 @@ pub fn public_router(state: &AppState) -> Router {
     let router = common(
         public::router(state.core.config())
             .merge(browser::router())
+            .merge(social::router())
             .merge(recovery::router(state.core.config()))
             .merge(verification::router(state.core.config()))
             .merge(pages)

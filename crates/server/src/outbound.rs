@@ -3,8 +3,9 @@
 //! `webhooks.allow_private_networks` or dev mode), so a URL an admin registers cannot reach the
 //! internal network, however its DNS answers.
 //!
-//! Webhook delivery is its only user today; the courier (email/SMS gateways), OIDC discovery
-//! and flow web hooks will send through it too, so the guard is written once.
+//! Webhook delivery and social sign-in (discovery, keys, token exchange, userinfo: the core's
+//! [`Upstream`] port) send through it; the courier's gateways and flow web hooks will too, so
+//! the guard is written once.
 //!
 //! The guard sits in two places, because neither alone sees every target: the resolver judges
 //! what a name resolves to, and [`Client::send`] judges IP literals, which reqwest connects to
@@ -13,6 +14,7 @@
 
 use crate::error::ApiError;
 use crate::AppState;
+use portcullis_core::upstream::{HttpMethod, HttpRequest, HttpResponse, Upstream, UpstreamError};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -222,7 +224,7 @@ impl Client {
             .no_proxy()
             .pool_idle_timeout(Duration::from_secs(60))
             .dns_resolver(Arc::new(GuardedResolver { allow_private }))
-            .user_agent(concat!("Portcullis-Webhooks/", env!("CARGO_PKG_VERSION")))
+            .user_agent(concat!("Portcullis/", env!("CARGO_PKG_VERSION")))
             .build()
             .unwrap_or_default();
         Client {
@@ -251,7 +253,19 @@ impl Client {
 /// At most `limit` bytes of a response body, read chunk by chunk; the rest is never read; the
 /// response is dropped, which closes the connection. A receiver that streams gigabytes costs
 /// us `limit` bytes and a chunk.
-pub async fn read_excerpt(mut resp: reqwest::Response, limit: usize) -> String {
+pub async fn read_excerpt(resp: reqwest::Response, limit: usize) -> String {
+    let mut kept = read_bytes(resp, limit).await;
+    // A character cut in two at the limit is dropped rather than shown as U+FFFD.
+    if let Err(e) = std::str::from_utf8(&kept) {
+        if e.error_len().is_none() {
+            kept.truncate(e.valid_up_to());
+        }
+    }
+    String::from_utf8_lossy(&kept).into_owned()
+}
+
+/// At most `limit` bytes of a response body (see [`read_excerpt`]).
+async fn read_bytes(mut resp: reqwest::Response, limit: usize) -> Vec<u8> {
     let mut kept: Vec<u8> = Vec::with_capacity(limit.min(4096));
     while kept.len() < limit {
         match resp.chunk().await {
@@ -262,14 +276,35 @@ pub async fn read_excerpt(mut resp: reqwest::Response, limit: usize) -> String {
             Ok(None) | Err(_) => break,
         }
     }
-    drop(resp);
-    // A character cut in two at the limit is dropped rather than shown as U+FFFD.
-    if let Err(e) = std::str::from_utf8(&kept) {
-        if e.error_len().is_none() {
-            kept.truncate(e.valid_up_to());
+    kept
+}
+
+/// What a provider's answer may weigh: discovery documents, key sets and tokens are a few
+/// kilobytes.
+const UPSTREAM_BODY_LIMIT: usize = 256 * 1024;
+
+#[async_trait::async_trait]
+impl Upstream for Client {
+    async fn send(&self, req: HttpRequest) -> Result<HttpResponse, UpstreamError> {
+        let mut b = match req.method {
+            HttpMethod::Get => self.http.get(&req.url),
+            HttpMethod::Post => self.http.post(&req.url).form(&req.form),
+        };
+        for (k, v) in &req.headers {
+            b = b.header(*k, v);
         }
+        if let Some((user, pass)) = &req.basic_auth {
+            b = b.basic_auth(user, Some(pass));
+        }
+        let resp = Client::send(self, b)
+            .await
+            .map_err(|e| UpstreamError(e.to_string()))?;
+        let status = resp.status().as_u16();
+        Ok(HttpResponse {
+            status,
+            body: read_bytes(resp, UPSTREAM_BODY_LIMIT).await,
+        })
     }
-    String::from_utf8_lossy(&kept).into_owned()
 }
 
 /// Checks an endpoint URL when it is registered (an IP literal never reaches the resolver).

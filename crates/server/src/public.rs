@@ -274,7 +274,9 @@ async fn submit_authenticating(
     }
     .await;
     match outcome {
-        Ok(a) if a.flow_type == FlowType::Browser => browser::authenticated(&st, kind, &a, json),
+        Ok(a) if a.flow_type == FlowType::Browser => {
+            browser::authenticated(&st, kind, "password", &a, json)
+        }
         Ok(a) => Json(authenticated_body(&st, &a, kind == FlowKind::Registration)).into_response(),
         Err(e) if json => submit_error_json(&st.core, e),
         Err(e) => browser::html_error(&st, kind, browser::Step::Submit, e).await,

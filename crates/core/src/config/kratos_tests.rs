@@ -442,14 +442,11 @@ fn the_seed_deployment_loads_as_it_is() {
     assert_eq!(google.client_secret.expose(), "GOCSPX-seed-secret-value");
     assert_eq!(google.scope, ["email", "profile"]);
     assert_eq!(c.courier.smtp.from_name, "ImpRun Platform");
-    // Printed, the client secret is redacted; the method that does nothing yet says so (TOTP
-    // is active).
+    // Printed, the client secret is redacted; every method it turns on is active, so nothing
+    // is noted.
     let printed = c.redacted_yaml();
     assert!(!printed.contains("GOCSPX"), "{printed}");
-    let notes = c.notes();
-    assert_eq!(notes.len(), 1, "{notes:?}");
-    assert!(notes[0].starts_with("selfservice.methods.oidc: accepted but NOT ACTIVE yet"));
-    assert!(notes[0].contains("(google)"));
+    assert_eq!(c.notes(), Vec::<String>::new());
 }
 
 #[test]
@@ -467,6 +464,6 @@ fn the_seed_deployment_without_its_credentials_notes_the_placeholders() {
         ) && n.ends_with("PORTCULLIS_SELFSERVICE_METHODS_OIDC_CONFIG_PROVIDERS_0_CLIENT_ID")),
         "{notes:?}"
     );
-    // The two placeholders and the OIDC method that is not active yet (TOTP is).
-    assert_eq!(notes.len(), 3, "{notes:?}");
+    // The two placeholders.
+    assert_eq!(notes.len(), 2, "{notes:?}");
 }

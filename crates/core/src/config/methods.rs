@@ -19,16 +19,11 @@ pub struct MethodsConfig {
     pub lookup_secret: LookupSecretMethodConfig,
     pub webauthn: WebauthnMethodConfig,
     pub passkey: PasskeyMethodConfig,
-    /// Parsed, not active yet (issue 13); see [`OidcMethodConfig`].
+    /// Social sign-in; see [`OidcMethodConfig`].
     pub oidc: OidcMethodConfig,
 }
 
 impl MethodsConfig {
-    /// Warnings for the methods that are on but not active yet.
-    pub fn notes(&self) -> Vec<String> {
-        [self.oidc.note()].into_iter().flatten().collect()
-    }
-
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
         for (name, on) in [
             ("password", self.password.enabled),

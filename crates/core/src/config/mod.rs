@@ -316,13 +316,11 @@ impl Config {
         Ok(())
     }
 
-    /// Things an operator should know that are not errors: methods that are accepted but not
-    /// active yet, and `${NAME}` placeholders used as they are written. `serve` logs each as a
-    /// warning at start-up and `config check` prints them.
+    /// Things an operator should know that are not errors: `${NAME}` placeholders used as
+    /// they are written. `serve` logs each as a warning at start-up and `config check` prints
+    /// them.
     pub fn notes(&self) -> Vec<String> {
-        let mut notes = self.selfservice.methods.notes();
-        notes.extend(self.load_notes.iter().cloned());
-        notes
+        self.load_notes.clone()
     }
 
     pub fn public_url(&self) -> &str {

@@ -1,10 +1,9 @@
 //! `selfservice.methods.oidc`: sign-in with OpenID Connect and OAuth2 providers, with Kratos's
-//! provider fields.
+//! provider fields (the method itself: `methods/oidc`).
 //!
-//! Parsed so that a Kratos file with social sign-in loads, but **not active yet** (issue 13): no
-//! flow shows a provider and no callback is served. [`OidcMethodConfig::note`] says so at
-//! start-up and in `config check`. Secrets (`client_secret`, `apple_private_key`) are
-//! [`Secret`]s, so `config check` prints them redacted.
+//! Every Kratos field parses; a provider kind Portcullis does not speak yet is refused while the
+//! method is on, naming the ones it does ([`SUPPORTED`]). Secrets (`client_secret`,
+//! `apple_private_key`) are [`Secret`]s, so `config check` prints them redacted.
 
 use super::{ConfigError, Secret};
 use serde::{Deserialize, Serialize};
@@ -175,24 +174,10 @@ pub struct OidcProviderConfig {
     pub update_identity_on_login: UpdateIdentityOnLogin,
 }
 
-impl OidcMethodConfig {
-    /// The warning for a method that is on but does nothing yet.
-    pub(super) fn note(&self) -> Option<String> {
-        let ids: Vec<&str> = self
-            .config
-            .providers
-            .iter()
-            .map(|p| p.id.as_str())
-            .collect();
-        self.enabled.then(|| {
-            format!(
-                "selfservice.methods.oidc: accepted but NOT ACTIVE yet: no flow offers sign-in with \
-                 a provider ({}) and no callback is served",
-                if ids.is_empty() { "none configured".to_string() } else { ids.join(", ") }
-            )
-        })
-    }
+/// The provider kinds Portcullis speaks today.
+pub const SUPPORTED: [OidcProviderKind; 2] = [OidcProviderKind::Generic, OidcProviderKind::Google];
 
+impl OidcMethodConfig {
     /// The checks that hold whether or not the method is on: Kratos's schema makes them too.
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
         const KEY: &str = "selfservice.methods.oidc.config";
@@ -238,6 +223,22 @@ impl OidcMethodConfig {
             if p.provider == OidcProviderKind::Microsoft && p.microsoft_tenant.is_empty() {
                 return Err(ConfigError::Invalid(format!(
                     "{at}.microsoft_tenant: required for the microsoft provider"
+                )));
+            }
+            if !self.enabled {
+                continue;
+            }
+            if !SUPPORTED.contains(&p.provider) {
+                let names: Vec<&str> = SUPPORTED.iter().map(|k| k.as_str()).collect();
+                return Err(ConfigError::Invalid(format!(
+                    "{at}.provider: {:?} is not supported by Portcullis yet (supported: {})",
+                    p.provider.as_str(),
+                    names.join(", ")
+                )));
+            }
+            if p.provider == OidcProviderKind::Generic && p.issuer_url.is_empty() {
+                return Err(ConfigError::Invalid(format!(
+                    "{at}.issuer_url: required for the generic provider (its discovery document is read from there)"
                 )));
             }
         }

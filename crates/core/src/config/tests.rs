@@ -622,3 +622,43 @@ fn mitigated_enumeration_keeps_every_sign_up_method_from_signing_in_at_once() {
     ));
     assert!(Config::load(None, env(&with_passkeys), true).is_ok());
 }
+
+#[test]
+fn social_providers_portcullis_does_not_speak_are_refused_only_while_the_method_is_on() {
+    let provider = |kind: &str, issuer: &str| {
+        format!(
+            r#"[{{"id":"p","provider":"{kind}","client_id":"c","mapper_url":"base64://e30=","issuer_url":"{issuer}"}}]"#
+        )
+    };
+    let load = |enabled: &str, providers: String| {
+        Config::load(
+            None,
+            env(&[
+                ("PORTCULLIS_SELFSERVICE_METHODS_OIDC_ENABLED", enabled),
+                (
+                    "PORTCULLIS_SELFSERVICE_METHODS_OIDC_CONFIG_PROVIDERS",
+                    &providers,
+                ),
+            ]),
+            true,
+        )
+    };
+    let err = load("true", provider("github", ""))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("providers[0].provider: \"github\" is not supported by Portcullis yet (supported: generic, google)"),
+        "{err}"
+    );
+    // Off, it parses (a file that lists it still loads).
+    assert!(load("false", provider("github", "")).is_ok());
+    let err = load("true", provider("generic", ""))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("providers[0].issuer_url: required for the generic provider"),
+        "{err}"
+    );
+    assert!(load("true", provider("generic", "https://idp.example")).is_ok());
+    assert!(load("true", provider("google", "")).is_ok());
+}

@@ -53,6 +53,9 @@ pub struct Pending {
     /// traits the code was sent for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sign_up: Option<SignUp>,
+    /// The social sign-in round trip under way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oidc: Option<super::oidc::Started>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -12,6 +12,7 @@
 pub mod code;
 pub mod factor;
 pub mod lookup;
+pub mod oidc;
 pub mod passkey;
 pub mod totp;
 pub mod webauthn;
@@ -68,6 +69,8 @@ pub enum Method {
     WebAuthnPasswordless,
     /// A passkey: a discoverable WebAuthn credential that signs in on its own.
     Passkey,
+    /// An account at an OpenID Connect or OAuth2 provider (social sign-in).
+    Oidc,
 }
 
 impl Method {
@@ -82,6 +85,7 @@ impl Method {
             Method::LookupSecret => "lookup_secret",
             Method::WebAuthn | Method::WebAuthnPasswordless => "webauthn",
             Method::Passkey => "passkey",
+            Method::Oidc => "oidc",
         }
     }
 
@@ -95,6 +99,7 @@ impl Method {
             Method::LookupSecret => "lookup_secret",
             Method::WebAuthn | Method::WebAuthnPasswordless => "webauthn",
             Method::Passkey => "passkey",
+            Method::Oidc => "oidc",
         }
     }
 
@@ -106,6 +111,7 @@ impl Method {
             | Method::CodeRecovery
             | Method::LinkRecovery
             | Method::Passkey
+            | Method::Oidc
             | Method::WebAuthnPasswordless => Aal::Aal1,
             Method::Totp | Method::LookupSecret | Method::CodeSecondFactor | Method::WebAuthn => {
                 Aal::Aal2
@@ -123,7 +129,7 @@ impl Method {
             Method::Totp | Method::LookupSecret | Method::WebAuthn => {
                 &[FlowKind::Login, FlowKind::Settings]
             }
-            Method::Passkey | Method::WebAuthnPasswordless => {
+            Method::Passkey | Method::WebAuthnPasswordless | Method::Oidc => {
                 &[FlowKind::Login, FlowKind::Registration, FlowKind::Settings]
             }
         }

@@ -50,6 +50,11 @@ pub enum LoginMethod {
     },
     /// `passkey_login`: a passkey's answer, which names the account itself.
     Passkey { response: String },
+    /// `provider`: sign in with a social sign-in provider; `upstream_parameters` pass on to it.
+    Oidc {
+        provider: String,
+        upstream: serde_json::Value,
+    },
     /// A method this server does not offer (or none).
     #[default]
     Unknown,
@@ -146,6 +151,11 @@ impl Core {
                 flow.ui.nodes.extend(keys);
             }
         }
+        // A re-authentication offers the providers the identity has linked.
+        let linked = identity.filter(|_| refresh);
+        flow.ui
+            .nodes
+            .extend(self.oidc_buttons(FlowKind::Login, linked));
         self.attach_csrf(&mut flow, caller);
         self.store.insert_flow(&flow).await?;
         Ok(flow)
@@ -296,6 +306,9 @@ impl Core {
                 self.complete_login(flow, identity, Method::WebAuthnPasswordless, caller, now)
                     .await
             }
+            LoginMethod::Oidc { provider, upstream } if self.oidc_enabled() => Err(self
+                .start_oidc(&mut flow, &provider, serde_json::json!({}), &upstream, now)
+                .await),
             // A second factor belongs to the second step (`aal=aal2`), never the first.
             _ => {
                 flow.ui.messages.push(UiText::error(
@@ -374,7 +387,7 @@ impl Core {
 
     /// Completes the flow once (two racing submits succeed once), then issues a session, or
     /// for a re-authentication refreshes the caller's own.
-    async fn complete_login(
+    pub(crate) async fn complete_login(
         &self,
         mut flow: Flow,
         identity: Identity,

@@ -133,7 +133,7 @@ impl Core {
     }
 
     /// Whether the caller's CSRF cookie is the one a browser flow was issued with.
-    fn check_flow_cookie(&self, flow: &Flow, caller: &Caller) -> Result<()> {
+    pub(crate) fn check_flow_cookie(&self, flow: &Flow, caller: &Caller) -> Result<()> {
         if flow.flow_type != FlowType::Browser {
             return Ok(());
         }
@@ -209,8 +209,26 @@ impl Core {
         if !flow.is_expired(now) {
             return Ok(flow);
         }
+        Err(self.expired(&flow, caller, now).await)
+    }
+
+    /// The error of a submit to an expired flow: it names a replacement flow, which carries
+    /// the "expired" message and the return URL.
+    pub(crate) async fn expired(&self, flow: &Flow, caller: &Caller, now: OffsetDateTime) -> Error {
+        match self.try_expired(flow, caller, now).await {
+            Ok(e) | Err(e) => e,
+        }
+    }
+
+    async fn try_expired(
+        &self,
+        flow: &Flow,
+        caller: &Caller,
+        now: OffsetDateTime,
+    ) -> Result<Error> {
+        let kind = flow.kind;
         let since = now - flow.expires_at;
-        let mut replacement = self.replacement_flow(&flow, caller, now).await?;
+        let mut replacement = self.replacement_flow(flow, caller, now).await?;
         let expired_at = crate::identity::rfc3339(flow.expires_at);
         let minutes = since.whole_nanoseconds() as i64 as f64 / 60e9;
         replacement.ui.messages.push(msg::flow_expired(
@@ -221,7 +239,7 @@ impl Core {
         ));
         replacement.return_to = flow.return_to.clone();
         self.store.update_flow(&replacement).await?;
-        Err(Error::FlowExpired {
+        Ok(Error::FlowExpired {
             kind,
             since,
             expired_at: flow.expires_at,
@@ -270,7 +288,7 @@ impl Core {
 
     /// Saves a flow that now carries messages for the user and returns it as the submit's
     /// error. The values of invalid fields are bounded first (security review F6).
-    async fn reject(
+    pub(crate) async fn reject(
         &self,
         flow: &mut Flow,
         identity: Option<&Identity>,

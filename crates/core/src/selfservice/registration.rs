@@ -44,6 +44,8 @@ pub enum RegistrationMethod {
     /// `method=code`: sends a sign-up code to the traits' address (or again, with `resend`),
     /// then takes the `code`.
     Code { code: Option<String>, resend: bool },
+    /// `provider`: sign up with a social sign-in provider; `upstream_parameters` pass on to it.
+    Oidc { provider: String, upstream: Value },
     /// A method this server does not offer (or none).
     Unknown,
 }
@@ -86,6 +88,9 @@ impl Core {
         flow.ui.nodes.extend(passkey);
         let keys = self.passwordless_registration_nodes(&mut flow)?;
         flow.ui.nodes.extend(keys);
+        flow.ui
+            .nodes
+            .extend(self.oidc_buttons(FlowKind::Registration, None));
         self.attach_csrf(&mut flow, caller);
         self.store.insert_flow(&flow).await?;
         Ok(flow)
@@ -164,6 +169,13 @@ impl Core {
                 resend = again;
                 (Method::Code, code.unwrap_or_default())
             }
+            // The traits go along and win over what the provider's mapper makes (registration
+            // completion).
+            RegistrationMethod::Oidc { provider, upstream } if self.oidc_enabled() => {
+                return Err(self
+                    .start_oidc(&mut flow, &provider, traits, &upstream, now)
+                    .await);
+            }
             _ => {
                 flow.ui.messages.push(UiText::error(
                     4010003,
@@ -222,6 +234,20 @@ impl Core {
             flow.ui.messages.push(text);
             return Err(self.reject(&mut flow, None, now).await);
         }
+        self.finish_registration(flow, identity, method, caller, now)
+            .await
+    }
+
+    /// Stores a new identity (its first session, its verification flows, its events) and
+    /// completes its flow, all in one transaction: a taken identifier leaves nothing behind.
+    pub(crate) async fn finish_registration(
+        &self,
+        mut flow: Flow,
+        mut identity: Identity,
+        method: Method,
+        caller: &Caller,
+        now: OffsetDateTime,
+    ) -> SubmitResult<Authenticated> {
         let after = self.config.after(FlowKind::Registration);
         // Without any configured hook Portcullis signs the new identity in (Kratos needs the
         // `session` hook listed for that).
@@ -271,8 +297,11 @@ impl Core {
             // With enumeration mitigation a taken identifier is answered like a new account:
             // the same body, with verification flows whose codes were never sent (their
             // messages rolled back with the account).
-            // The flow completes all the same, so a second submit is refused alike.
-            Err(StoreError::Conflict(_)) if self.config.security.account_enumeration.mitigate => {
+            // The flow completes all the same, so a second submit is refused alike. (A social
+            // sign-up is answered honestly: the provider, not a form, named the address.)
+            Err(StoreError::Conflict(_))
+                if self.config.security.account_enumeration.mitigate && method != Method::Oidc =>
+            {
                 self.store.complete_flow(&completed).await?;
             }
             Err(StoreError::Conflict(_)) => {

@@ -81,6 +81,15 @@ impl SubmitBody {
         Some(self.text("csrf_token")).filter(|t| !t.is_empty())
     }
 
+    /// `upstream_parameters`: what a social sign-in passes on to the provider (the core keeps
+    /// the allowed ones).
+    fn upstream_parameters(&self) -> Value {
+        self.body
+            .get("upstream_parameters")
+            .cloned()
+            .unwrap_or(Value::Null)
+    }
+
     fn traits(&self) -> Value {
         self.body
             .get("traits")
@@ -94,13 +103,22 @@ impl SubmitBody {
         if method.is_empty() && !self.text("address").is_empty() {
             method = "code".into();
         }
-        // The WebAuthn script submits the form with the answer alone.
-        for (field, name) in [("passkey_login", "passkey"), ("webauthn_login", "webauthn")] {
+        // The WebAuthn script submits the form with the answer alone; a provider's button
+        // sends its `provider`.
+        for (field, name) in [
+            ("passkey_login", "passkey"),
+            ("webauthn_login", "webauthn"),
+            ("provider", "oidc"),
+        ] {
             if method.is_empty() && !self.text(field).is_empty() {
                 method = name.into();
             }
         }
         let method = match method.as_str() {
+            "oidc" => LoginMethod::Oidc {
+                provider: self.text("provider"),
+                upstream: self.upstream_parameters(),
+            },
             "password" => LoginMethod::Password {
                 // `password_identifier` is the older name of the field.
                 identifier: self
@@ -143,6 +161,9 @@ impl SubmitBody {
         if method.is_empty() && !self.text("passkey_register").is_empty() {
             method = "passkey".into();
         }
+        if method.is_empty() && !self.text("provider").is_empty() {
+            method = "oidc".into();
+        }
         // A passwordless security key's form always has its name field, filled or not.
         if method.is_empty()
             && ["webauthn_register", "webauthn_register_displayname"]
@@ -152,6 +173,10 @@ impl SubmitBody {
             method = "webauthn".into();
         }
         let method = match method.as_str() {
+            "oidc" => RegistrationMethod::Oidc {
+                provider: self.text("provider"),
+                upstream: self.upstream_parameters(),
+            },
             "password" => RegistrationMethod::Password {
                 password: self.text("password"),
             },

@@ -153,8 +153,10 @@ pub(super) fn flow_view(
     for g in &groups {
         // A passkey or security key signs in without the identifier the password form asks
         // for: their forms take only the hidden fields of the `default` group (registration
-        // needs the traits, so there they take them all).
-        let lean = g == "passkey" && kind != FlowKind::Registration;
+        // needs the traits, so there they take them all). A provider's button needs nothing
+        // typed either, except on the registration-completion form, which has no password.
+        let lean = (g == "passkey" && kind != FlowKind::Registration)
+            || (g == "oidc" && (kind != FlowKind::Registration || has_password));
         let members: Vec<Value> = nodes
             .iter()
             .filter(|n| {

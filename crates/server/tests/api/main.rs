@@ -26,6 +26,7 @@ mod recovery;
 mod scale;
 mod seed;
 mod sessions;
+mod social;
 mod tokens;
 mod verification;
 mod webauthn;

@@ -46,6 +46,10 @@ pub(crate) fn seed_with(cfg: &mut Config, extra: &[(&str, &str)]) {
             "PORTCULLIS_IDENTITY_SCHEMAS_0_URL",
             format!("file://{SEED}/user.schema.json"),
         ),
+        (
+            "PORTCULLIS_SELFSERVICE_METHODS_OIDC_CONFIG_PROVIDERS_0_MAPPER_URL",
+            format!("file://{SEED}/oidc.google.jsonnet"),
+        ),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
@@ -57,7 +61,26 @@ pub(crate) fn seed_with(cfg: &mut Config, extra: &[(&str, &str)]) {
     *cfg = seeded;
 }
 
+/// [`seed`] with its Google provider pointed at the test provider, through the environment.
+fn seed_google(cfg: &mut Config) {
+    let issuer = crate::helpers::idp::idp().issuer().to_string();
+    seed_with(
+        cfg,
+        &[
+            (
+                "PORTCULLIS_SELFSERVICE_METHODS_OIDC_CONFIG_PROVIDERS_0_ISSUER_URL",
+                &issuer,
+            ),
+            (
+                "PORTCULLIS_SELFSERVICE_METHODS_OIDC_CONFIG_PROVIDERS_0_CLIENT_ID",
+                crate::helpers::idp::CLIENT_ID,
+            ),
+        ],
+    );
+}
+
 crate::on_every_backend! {
+    its_google_provider_signs_up_through_its_jsonnet_mapper with seed_google,
     a_browser_registers_through_the_spa_protocol_and_is_signed_in with seed,
     urls_carry_the_proxy_prefix_through_login_settings_and_logout with seed,
 }
@@ -392,4 +415,57 @@ async fn cors_answers_the_frontend_with_the_configured_methods_and_headers() {
         .unwrap()
         .to_ascii_lowercase()
         .contains("origin"));
+}
+
+/// The seed's Google provider and `oidc.google.jsonnet`, unchanged, with the provider's URL
+/// from the environment: the SPA is told to go to the provider (422), the provider sends the
+/// browser back through the proxy, and the mapper's traits make the account.
+async fn its_google_provider_signs_up_through_its_jsonnet_mapper(app: TestApp) {
+    let mut b = Browser::new(&app);
+    b.headers.push(("origin".into(), FRONTEND.into()));
+    let r = b.get_json("/self-service/registration/browser").await;
+    let flow: Value = r.json().await.unwrap();
+    let button = flow["ui"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["group"] == "oidc")
+        .unwrap();
+    assert_eq!(button["attributes"]["value"], "google");
+    let r = b
+        .post_json(
+            &proxied(&app, flow["ui"]["action"].as_str().unwrap()),
+            &json!({ "csrf_token": csrf(&flow), "method": "oidc", "provider": "google" }),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["id"], "browser_location_change_required");
+    let to = url::Url::parse(body["redirect_browser_to"].as_str().unwrap()).unwrap();
+    let q: std::collections::HashMap<String, String> = to.query_pairs().into_owned().collect();
+    // The redirect URI is under the public base URL, as registered at Google.
+    assert_eq!(
+        q["redirect_uri"],
+        format!("{BASE}self-service/methods/oidc/callback/google")
+    );
+    assert_eq!(q["scope"], "openid email profile");
+    let code = format!("code-{}", uuid::Uuid::new_v4());
+    let email = unique_email("seed-google");
+    let sub = format!("g-{}", uuid::Uuid::new_v4());
+    crate::helpers::idp::idp().answer_token(
+        &code,
+        &sub,
+        &q["nonce"],
+        json!({ "email": email, "email_verified": true, "given_name": "Grace", "family_name": "Hopper" }),
+    );
+    let back = format!("{}?code={code}&state={}", q["redirect_uri"], q["state"]);
+    let r = b.get(&proxied(&app, &back)).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert!(b.has_session_cookie());
+    let me: Value = b.get_json("/sessions/whoami").await.json().await.unwrap();
+    // oidc.google.jsonnet: the e-mail, and the name made of the given and family names.
+    assert_eq!(
+        me["identity"]["traits"],
+        json!({ "email": email, "name": "Grace Hopper" })
+    );
 }

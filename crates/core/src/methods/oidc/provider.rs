@@ -1,0 +1,495 @@
+//! One configured provider and the OpenID Connect / OAuth2 conversation with it: discovery,
+//! the authorization URL, the code exchange, the ID token's checks and userinfo.
+//!
+//! Written on `jsonwebtoken` (already the workspace's JWT library, on aws-lc-rs) and the
+//! [`Upstream`] port rather than on the `openidconnect` crate: that one brings a second
+//! crypto stack (RustCrypto RSA and elliptic curves) and its own HTTP client, and its typed
+//! claims would hide what Kratos hands the mapper (`raw_claims`, every claim as sent). What is
+//! left to write here is small: building one URL and reading three JSON documents.
+
+use super::claims::Claims;
+use crate::config::{ClaimsSource, OidcProviderConfig, OidcProviderKind, Pkce};
+use crate::upstream::{HttpRequest, Upstream};
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use time::{Duration, OffsetDateTime};
+
+/// Google's issuer; its ID tokens may also say it without the scheme.
+const GOOGLE_ISSUER: &str = "https://accounts.google.com";
+/// How long discovery documents and key sets are kept.
+const CACHE_FOR: Duration = Duration::hours(1);
+/// A key set is fetched again for an unknown key id at most this often.
+const REFETCH_AFTER: Duration = Duration::seconds(10);
+/// Clock skew allowed on an ID token's `exp` and `iat`.
+const LEEWAY: i64 = 60;
+
+/// What went wrong talking to the provider, in words for the flow's message (they name the
+/// provider's answer, never our secrets).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{0}")]
+pub struct ProviderError(pub String);
+
+fn fail(reason: impl Into<String>) -> ProviderError {
+    ProviderError(reason.into())
+}
+
+/// `/.well-known/openid-configuration`, the fields used.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Discovery {
+    pub issuer: String,
+    pub authorization_endpoint: String,
+    pub token_endpoint: String,
+    #[serde(default)]
+    pub userinfo_endpoint: String,
+    pub jwks_uri: String,
+    #[serde(default)]
+    pub code_challenge_methods_supported: Vec<String>,
+    #[serde(default)]
+    pub token_endpoint_auth_methods_supported: Vec<String>,
+}
+
+/// The token endpoint's answer. Naver sends `expires_in` as a string, so it is read loosely.
+#[derive(Debug, Clone, Default)]
+pub struct Tokens {
+    pub access_token: String,
+    pub refresh_token: String,
+    pub id_token: String,
+}
+
+/// A configured provider: its settings and its mapper's source.
+pub struct Provider {
+    pub config: OidcProviderConfig,
+    pub mapper: Arc<str>,
+}
+
+/// What the authorization request carries besides the client's settings.
+pub struct AuthRequest<'a> {
+    pub redirect_uri: &'a str,
+    pub state: &'a str,
+    pub nonce: &'a str,
+    pub code_challenge: Option<&'a str>,
+    /// A re-authentication: the provider is asked to sign the user in again.
+    pub refresh: bool,
+    /// `upstream_parameters` of the submit, already filtered to the allowed ones.
+    pub upstream: &'a [(String, String)],
+}
+
+impl Provider {
+    pub fn id(&self) -> &str {
+        &self.config.id
+    }
+
+    /// The name on buttons: the label, else the id.
+    pub fn label(&self) -> &str {
+        if self.config.label.is_empty() {
+            &self.config.id
+        } else {
+            &self.config.label
+        }
+    }
+
+    /// The issuer whose discovery document names the endpoints.
+    pub fn issuer(&self) -> String {
+        let configured = self.config.issuer_url.trim_end_matches('/');
+        match self.config.provider {
+            // Google's is fixed; an `issuer_url` points it elsewhere (a test provider, a proxy).
+            OidcProviderKind::Google if configured.is_empty() => GOOGLE_ISSUER.into(),
+            _ => configured.to_string(),
+        }
+    }
+
+    /// The scopes asked for: the configured ones, with `openid` (OpenID Connect providers).
+    /// Google's `offline_access` becomes `access_type=offline` instead.
+    fn scopes(&self) -> Vec<String> {
+        let mut scopes: Vec<String> = self
+            .config
+            .scope
+            .iter()
+            .filter(|s| {
+                !(self.config.provider == OidcProviderKind::Google && *s == "offline_access")
+            })
+            .cloned()
+            .collect();
+        if !scopes.iter().any(|s| s == "openid") {
+            scopes.insert(0, "openid".into());
+        }
+        scopes
+    }
+
+    /// Whether the code exchange uses PKCE (`pkce: auto` follows what discovery offers).
+    pub fn uses_pkce(&self, d: &Discovery) -> bool {
+        match self.config.pkce {
+            Pkce::Force => true,
+            Pkce::Never => false,
+            Pkce::Auto => d
+                .code_challenge_methods_supported
+                .iter()
+                .any(|m| m == "S256"),
+        }
+    }
+
+    /// The URL the browser is sent to.
+    pub fn authorization_url(
+        &self,
+        d: &Discovery,
+        r: &AuthRequest<'_>,
+    ) -> Result<String, ProviderError> {
+        let mut url = url::Url::parse(&d.authorization_endpoint)
+            .map_err(|_| fail("the provider's authorization endpoint is not a URL"))?;
+        {
+            let mut q = url.query_pairs_mut();
+            q.append_pair("response_type", "code")
+                .append_pair("client_id", &self.config.client_id)
+                .append_pair("redirect_uri", r.redirect_uri)
+                .append_pair("scope", &self.scopes().join(" "))
+                .append_pair("state", r.state)
+                .append_pair("nonce", r.nonce);
+            if let Some(challenge) = r.code_challenge {
+                q.append_pair("code_challenge", challenge)
+                    .append_pair("code_challenge_method", "S256");
+            }
+            if r.refresh {
+                q.append_pair("prompt", "login");
+            }
+            if !self.config.requested_claims.is_null() {
+                q.append_pair("claims", &self.config.requested_claims.to_string());
+            }
+            if self.config.provider == OidcProviderKind::Google
+                && self.config.scope.iter().any(|s| s == "offline_access")
+            {
+                q.append_pair("access_type", "offline");
+            }
+            for (k, v) in r.upstream {
+                if !(r.refresh && k == "prompt") {
+                    q.append_pair(k, v);
+                }
+            }
+        }
+        Ok(url.into())
+    }
+
+    /// Trades the authorization code for tokens. Client authentication: HTTP Basic unless the
+    /// provider offers only `client_secret_post`.
+    pub async fn exchange(
+        &self,
+        up: &dyn Upstream,
+        d: &Discovery,
+        code: &str,
+        redirect_uri: &str,
+        verifier: Option<&str>,
+    ) -> Result<Tokens, ProviderError> {
+        let mut form = vec![
+            ("grant_type", "authorization_code".to_string()),
+            ("code", code.to_string()),
+            ("redirect_uri", redirect_uri.to_string()),
+        ];
+        if let Some(v) = verifier {
+            form.push(("code_verifier", v.to_string()));
+        }
+        let secret = self.config.client_secret.expose().to_string();
+        let methods = &d.token_endpoint_auth_methods_supported;
+        let post_only = !methods.is_empty() && !methods.iter().any(|m| m == "client_secret_basic");
+        let mut req = HttpRequest::post_form(&d.token_endpoint, form);
+        if post_only {
+            req.form.push(("client_id", self.config.client_id.clone()));
+            req.form.push(("client_secret", secret));
+        } else {
+            req.basic_auth = Some((form_encode(&self.config.client_id), form_encode(&secret)));
+        }
+        let resp = up.send(req).await.map_err(|e| {
+            fail(format!(
+                "the provider's token endpoint could not be reached ({e})"
+            ))
+        })?;
+        let body = resp.json().unwrap_or(Value::Null);
+        // Some providers answer an error with 200 (GitHub, Naver): the body decides.
+        if let Some(err) = body.get("error").and_then(Value::as_str) {
+            let why = body
+                .get("error_description")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            return Err(fail(format!(
+                "the provider refused the authorization code: {}{}{}",
+                crate::ui::echo(err),
+                if why.is_empty() { "" } else { ": " },
+                crate::ui::echo(why)
+            )));
+        }
+        let text = |k: &str| {
+            body.get(k)
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string()
+        };
+        if resp.status != 200 || text("access_token").is_empty() {
+            return Err(fail(format!(
+                "the provider's token endpoint answered {} without an access token",
+                resp.status
+            )));
+        }
+        Ok(Tokens {
+            access_token: text("access_token"),
+            refresh_token: text("refresh_token"),
+            id_token: text("id_token"),
+        })
+    }
+
+    /// The user's claims: the ID token's (checked against the provider's keys, our client id,
+    /// the issuer, the nonce and the time), or, with `claims_source: userinfo`, userinfo's
+    /// for the same subject.
+    pub async fn claims(
+        &self,
+        cache: &Cache,
+        up: &dyn Upstream,
+        d: &Discovery,
+        tokens: &Tokens,
+        nonce: Option<&str>,
+        now: OffsetDateTime,
+    ) -> Result<Claims, ProviderError> {
+        if tokens.id_token.is_empty() {
+            return Err(fail("the provider did not return an ID token"));
+        }
+        let id = self
+            .verify_id_token(cache, up, d, &tokens.id_token, nonce, now)
+            .await?;
+        let mut claims = if self.config.claims_source == ClaimsSource::Userinfo {
+            let info = self.userinfo(up, d, &tokens.access_token).await?;
+            if info.get("sub") != id.get("sub") {
+                return Err(fail(
+                    "the provider's userinfo is about another subject than its ID token",
+                ));
+            }
+            let mut c = Claims::from_standard(&info);
+            if c.iss.is_empty() {
+                c.iss = d.issuer.clone();
+            }
+            c
+        } else {
+            Claims::from_standard(&id)
+        };
+        if claims.sub.is_empty() {
+            return Err(fail("the provider did not return a subject"));
+        }
+        if claims.iss.is_empty() {
+            claims.iss = d.issuer.clone();
+        }
+        Ok(claims)
+    }
+
+    async fn userinfo(
+        &self,
+        up: &dyn Upstream,
+        d: &Discovery,
+        access_token: &str,
+    ) -> Result<Map<String, Value>, ProviderError> {
+        if d.userinfo_endpoint.is_empty() {
+            return Err(fail(
+                "the provider has no userinfo endpoint (claims_source: userinfo)",
+            ));
+        }
+        let resp = up
+            .send(HttpRequest::get(&d.userinfo_endpoint).bearer(access_token))
+            .await
+            .map_err(|e| {
+                fail(format!(
+                    "the provider's userinfo endpoint could not be reached ({e})"
+                ))
+            })?;
+        match resp.json() {
+            Some(Value::Object(m)) if resp.status == 200 => Ok(m),
+            _ => Err(fail(format!(
+                "the provider's userinfo endpoint answered {}",
+                resp.status
+            ))),
+        }
+    }
+
+    /// Checks an ID token and returns its claims.
+    pub async fn verify_id_token(
+        &self,
+        cache: &Cache,
+        up: &dyn Upstream,
+        d: &Discovery,
+        token: &str,
+        nonce: Option<&str>,
+        now: OffsetDateTime,
+    ) -> Result<Map<String, Value>, ProviderError> {
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|_| fail("the ID token is malformed"))?;
+        // Only the provider's public keys sign ID tokens: a symmetric `alg` would make the
+        // client secret (or a key set entry) a verification key.
+        const ASYMMETRIC: [Algorithm; 9] = [
+            Algorithm::RS256,
+            Algorithm::RS384,
+            Algorithm::RS512,
+            Algorithm::PS256,
+            Algorithm::PS384,
+            Algorithm::PS512,
+            Algorithm::ES256,
+            Algorithm::ES384,
+            Algorithm::EdDSA,
+        ];
+        if !ASYMMETRIC.contains(&header.alg) {
+            return Err(fail(
+                "the ID token is not signed with a public-key algorithm",
+            ));
+        }
+        let keys = cache
+            .jwks(up, &d.jwks_uri, header.kid.as_deref(), now)
+            .await?;
+        let jwk = keys
+            .keys
+            .iter()
+            .find(|k| header.kid.is_none() || k.common.key_id == header.kid)
+            .ok_or_else(|| {
+                fail("the ID token is signed with a key the provider does not publish")
+            })?;
+        let key = DecodingKey::from_jwk(jwk)
+            .map_err(|_| fail("the provider publishes a key that cannot be used"))?;
+        let mut v = Validation::new(header.alg);
+        let mut audiences = vec![self.config.client_id.clone()];
+        audiences.extend(self.config.additional_id_token_audiences.iter().cloned());
+        v.set_audience(&audiences);
+        let mut issuers = vec![d.issuer.clone()];
+        if d.issuer == GOOGLE_ISSUER {
+            issuers.push("accounts.google.com".into());
+        }
+        v.set_issuer(&issuers);
+        // Time is checked below against the core's clock.
+        v.validate_exp = false;
+        v.validate_nbf = false;
+        v.required_spec_claims.clear();
+        let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key, &v).map_err(|e| {
+            use jsonwebtoken::errors::ErrorKind;
+            fail(match e.kind() {
+                ErrorKind::InvalidAudience => "the ID token is for another client",
+                ErrorKind::InvalidIssuer => "the ID token is from another issuer",
+                ErrorKind::InvalidSignature => "the ID token's signature is wrong",
+                _ => "the ID token is invalid",
+            })
+        })?;
+        let claims = data.claims;
+        let at = |k: &str| claims.get(k).and_then(Value::as_i64);
+        let t = now.unix_timestamp();
+        match at("exp") {
+            Some(exp) if exp + LEEWAY > t => {}
+            _ => return Err(fail("the ID token has expired")),
+        }
+        if at("iat").is_some_and(|iat| iat > t + LEEWAY) {
+            return Err(fail("the ID token was issued in the future"));
+        }
+        if let Some(expected) = nonce {
+            let got = claims.get("nonce").and_then(Value::as_str).unwrap_or("");
+            if !crate::csrf::same_secret(got, expected) {
+                return Err(fail("the ID token's nonce is not this sign-in's"));
+            }
+        }
+        Ok(claims)
+    }
+}
+
+/// `application/x-www-form-urlencoded` of a client id or secret, as RFC 6749 §2.3.1 wants
+/// them before Basic authentication.
+fn form_encode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// Discovery documents and key sets, by URL, for an hour; an unknown key id fetches the set
+/// again (keys rotate), at most every ten seconds.
+#[derive(Default)]
+pub struct Cache {
+    discovery: Mutex<HashMap<String, (OffsetDateTime, Arc<Discovery>)>>,
+    jwks: Mutex<HashMap<String, (OffsetDateTime, Arc<JwkSet>)>>,
+}
+
+impl Cache {
+    pub async fn discover(
+        &self,
+        up: &dyn Upstream,
+        issuer: &str,
+        now: OffsetDateTime,
+    ) -> Result<Arc<Discovery>, ProviderError> {
+        if let Some((at, d)) = self
+            .discovery
+            .lock()
+            .ok()
+            .and_then(|m| m.get(issuer).cloned())
+        {
+            if now - at < CACHE_FOR {
+                return Ok(d);
+            }
+        }
+        let url = format!("{issuer}/.well-known/openid-configuration");
+        let resp = up.send(HttpRequest::get(&url)).await.map_err(|e| {
+            fail(format!(
+                "the provider's discovery document could not be fetched ({e})"
+            ))
+        })?;
+        let d: Discovery = match resp.json() {
+            Some(v) if resp.status == 200 => serde_json::from_value(v).map_err(|e| {
+                fail(format!(
+                    "the provider's discovery document is incomplete: {e}"
+                ))
+            })?,
+            _ => {
+                return Err(fail(format!(
+                    "the provider's discovery document answered {}",
+                    resp.status
+                )))
+            }
+        };
+        if d.issuer.trim_end_matches('/') != issuer.trim_end_matches('/') {
+            return Err(fail(
+                "the provider's discovery document names another issuer",
+            ));
+        }
+        let d = Arc::new(d);
+        if let Ok(mut m) = self.discovery.lock() {
+            m.insert(issuer.to_string(), (now, d.clone()));
+        }
+        Ok(d)
+    }
+
+    async fn jwks(
+        &self,
+        up: &dyn Upstream,
+        url: &str,
+        kid: Option<&str>,
+        now: OffsetDateTime,
+    ) -> Result<Arc<JwkSet>, ProviderError> {
+        let cached = self.jwks.lock().ok().and_then(|m| m.get(url).cloned());
+        if let Some((at, set)) = &cached {
+            let has = kid.is_none_or(|k| {
+                set.keys
+                    .iter()
+                    .any(|j| j.common.key_id.as_deref() == Some(k))
+            });
+            if now - *at < CACHE_FOR && (has || now - *at < REFETCH_AFTER) {
+                return Ok(set.clone());
+            }
+        }
+        let resp = up
+            .send(HttpRequest::get(url))
+            .await
+            .map_err(|e| fail(format!("the provider's keys could not be fetched ({e})")))?;
+        let set: JwkSet = match resp.json() {
+            Some(v) if resp.status == 200 => serde_json::from_value(v)
+                .map_err(|_| fail("the provider's key set is malformed"))?,
+            _ => {
+                return Err(fail(format!(
+                    "the provider's key set answered {}",
+                    resp.status
+                )))
+            }
+        };
+        let set = Arc::new(set);
+        if let Ok(mut m) = self.jwks.lock() {
+            m.insert(url.to_string(), (now, set.clone()));
+        }
+        Ok(set)
+    }
+}

@@ -1,0 +1,386 @@
+//! Social sign-in against a provider that can misbehave (`helpers/idp.rs`): every ID token that
+//! fails a check, a token endpoint that refuses or talks nonsense, a mapper that fails or never
+//! ends, an expired flow — each ends on the flow with its reason and without a session. The
+//! happy paths against a real OpenID provider are in the interop suite (`kratos-oidc.test.mjs`).
+
+use crate::helpers::idp::{idp, Answer, Signer, CLIENT_ID};
+use crate::helpers::{csrf, location, Browser, TestApp};
+use portcullis_core::config::Config;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+/// Kratos's idiom: the e-mail only when verified.
+const MAPPER: &str = r#"
+local claims = { email_verified: false } + std.extVar('claims');
+{ identity: { traits: {
+    [if 'email' in claims && claims.email_verified then 'email' else null]: claims.email,
+  },
+  verified_addresses: if 'email' in claims && claims.email_verified then [{ value: claims.email, via: 'email' }] else [],
+} }"#;
+const FAILING: &str = "local c = std.extVar('claims'); error 'no luck for ' + c.sub";
+/// Seconds of work (four million steps), past the 1 s deadline, yet finite: the thread the
+/// server gives up on ends soon after.
+const ENDLESS: &str = "std.foldl(function(a, i) std.foldl(function(b, j) b + 1, std.range(0, 100000), a), std.range(0, 39), 0)";
+const NOT_AN_OBJECT: &str = "{ identity: { traits: 'this is not an object' } }";
+
+fn social(cfg: &mut Config) {
+    let i = idp();
+    let providers = json!([
+        i.provider("fake", MAPPER),
+        i.provider("failing", FAILING),
+        i.provider("endless", ENDLESS),
+        i.provider("shapeless", NOT_AN_OBJECT),
+    ]);
+    cfg.selfservice.methods.oidc.enabled = true;
+    cfg.selfservice.methods.oidc.config.providers = serde_json::from_value(providers).unwrap();
+}
+
+crate::on_every_backend! {
+    a_good_id_token_signs_up_once_and_signs_in_after with social,
+    id_tokens_failing_a_check_sign_nobody_in with social,
+    a_provider_refusing_or_talking_nonsense_signs_nobody_in with social,
+    mappers_that_fail_never_end_or_return_no_traits_sign_nobody_in with social,
+    a_flow_expired_at_the_provider_starts_over_without_a_session with social,
+    the_hosted_pages_show_the_providers_in_english_and_korean with social,
+}
+
+/// The authorization request a provider button sends the browser to.
+struct Started {
+    flow: String,
+    state: String,
+    nonce: String,
+    query: Vec<(String, String)>,
+}
+
+async fn start(b: &mut Browser<'_>, kind: &str, provider: &str) -> Started {
+    let flow = b.flow(kind).await;
+    let id = flow["id"].as_str().unwrap().to_string();
+    let r = b
+        .post_form(
+            &format!("/self-service/{kind}?flow={id}"),
+            &[("csrf_token", csrf(&flow)), ("provider", provider)],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let to = url::Url::parse(&location(&r)).unwrap();
+    assert!(
+        to.as_str()
+            .starts_with(&format!("{}/auth?", idp().issuer())),
+        "{to}"
+    );
+    let query: Vec<(String, String)> = to
+        .query_pairs()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let get = |k: &str| {
+        query
+            .iter()
+            .find(|(q, _)| q == k)
+            .map(|(_, v)| v.clone())
+            .unwrap()
+    };
+    Started {
+        flow: id,
+        state: get("state"),
+        nonce: get("nonce"),
+        query,
+    }
+}
+
+/// The provider's redirect back, with `code`.
+async fn back(b: &mut Browser<'_>, provider: &str, s: &Started, code: &str) -> reqwest::Response {
+    let path = format!(
+        "/self-service/methods/oidc/callback/{provider}?code={code}&state={}",
+        s.state
+    );
+    b.get(&path).await
+}
+
+fn code() -> String {
+    format!("code-{}", uuid::Uuid::new_v4())
+}
+
+/// A callback that lands back on its flow: the flow's message, and no session.
+async fn refused_on_flow(
+    b: &mut Browser<'_>,
+    r: reqwest::Response,
+    kind: &str,
+    flow: &str,
+) -> String {
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let to = location(&r);
+    assert!(to.contains(&format!("flow={flow}")), "{to}");
+    assert!(!b.has_session_cookie(), "no session");
+    let shown = b.fetch_flow(kind, flow).await;
+    shown["ui"]["messages"][0]["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+async fn a_good_id_token_signs_up_once_and_signs_in_after(app: TestApp) {
+    let sub = format!("sub-{}", uuid::Uuid::new_v4());
+    let email = format!("{sub}@example.com");
+    let mut b = Browser::new(&app);
+    let s = start(&mut b, "registration", "fake").await;
+    let get = |k: &str| s.query.iter().find(|(q, _)| q == k).map(|(_, v)| v.clone());
+    assert_eq!(get("client_id").as_deref(), Some(CLIENT_ID));
+    assert_eq!(get("scope").as_deref(), Some("openid email"));
+    assert_eq!(get("code_challenge_method").as_deref(), Some("S256"));
+    let c = code();
+    idp().answer_token(
+        &c,
+        &sub,
+        &s.nonce,
+        json!({"email": email, "email_verified": true}),
+    );
+    let r = back(&mut b, "fake", &s, &c).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER, "{:?}", r.headers());
+    assert!(b.has_session_cookie());
+    // The exchange carried the PKCE verifier of the challenge and the registered redirect URI.
+    let form = idp().exchange(&c).unwrap();
+    let field = |k: &str| {
+        form.iter()
+            .find(|(q, _)| q == k)
+            .map(|(_, v)| v.clone())
+            .unwrap()
+    };
+    use base64::Engine;
+    use sha2::Digest;
+    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(sha2::Sha256::digest(field("code_verifier").as_bytes()));
+    assert_eq!(Some(challenge), get("code_challenge"));
+    assert_eq!(
+        field("redirect_uri"),
+        app.url("/self-service/methods/oidc/callback/fake")
+    );
+    let (st, me) = b_whoami(&mut b).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(me["identity"]["traits"]["email"], email.as_str());
+    assert_eq!(me["identity"]["verifiable_addresses"][0]["verified"], true);
+    let id = me["identity"]["id"].as_str().unwrap().to_string();
+    // The tokens are sealed at rest: the stored credential does not hold the ID token.
+    let (_, admin) = app
+        .admin_get_json(&format!("/admin/identities/{id}?include_credential=oidc"))
+        .await;
+    let provider = &admin["credentials"]["oidc"]["config"]["providers"][0];
+    assert_eq!(provider["subject"], sub.as_str());
+    assert!(!provider["initial_access_token"]
+        .as_str()
+        .unwrap()
+        .contains("at-1"));
+
+    // Signing in with the same subject: the same identity, and no second one.
+    let mut b2 = Browser::new(&app);
+    let s2 = start(&mut b2, "login", "fake").await;
+    let c2 = code();
+    idp().answer_token(
+        &c2,
+        &sub,
+        &s2.nonce,
+        json!({"email": email, "email_verified": true}),
+    );
+    let r = back(&mut b2, "fake", &s2, &c2).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let (_, me2) = b_whoami(&mut b2).await;
+    assert_eq!(me2["identity"]["id"], id.as_str());
+    let owners = app
+        .admin_get_list(&format!(
+            "/admin/identities?credentials_identifier=fake:{sub}"
+        ))
+        .await;
+    assert_eq!(owners.len(), 1);
+}
+
+async fn b_whoami(b: &mut Browser<'_>) -> (StatusCode, Value) {
+    let r = b.get_json("/sessions/whoami").await;
+    let st = r.status();
+    (st, r.json().await.unwrap_or(Value::Null))
+}
+
+async fn id_tokens_failing_a_check_sign_nobody_in(app: TestApp) {
+    let now = portcullis_core::service::Clock::now(&*app.clock).unix_timestamp();
+    // What the flow's message must name, and the answer for a flow's nonce.
+    type Case = (&'static str, Box<dyn Fn(&str) -> Answer>);
+    let cases: Vec<Case> = vec![
+        (
+            "signature",
+            Box::new(|n: &str| Answer::IdToken {
+                claims: json!({"sub": "s", "nonce": n}),
+                signer: Signer::Other,
+            }),
+        ),
+        (
+            "public-key",
+            Box::new(|n: &str| Answer::IdToken {
+                claims: json!({"sub": "s", "nonce": n}),
+                signer: Signer::ClientSecret,
+            }),
+        ),
+        (
+            "another client",
+            Box::new(|n: &str| Answer::IdToken {
+                claims: json!({"sub": "s", "nonce": n, "aud": "someone-else"}),
+                signer: Signer::Published,
+            }),
+        ),
+        (
+            "another issuer",
+            Box::new(|n: &str| Answer::IdToken {
+                claims: json!({"sub": "s", "nonce": n, "iss": "https://evil.example"}),
+                signer: Signer::Published,
+            }),
+        ),
+        (
+            "nonce",
+            Box::new(|_: &str| Answer::IdToken {
+                claims: json!({"sub": "s", "nonce": "replayed"}),
+                signer: Signer::Published,
+            }),
+        ),
+        (
+            "nonce",
+            Box::new(|_: &str| Answer::IdToken {
+                claims: json!({"sub": "s"}),
+                signer: Signer::Published,
+            }),
+        ),
+        (
+            "expired",
+            Box::new(move |n: &str| Answer::IdToken {
+                claims: json!({"sub": "s", "nonce": n, "exp": now - 3600, "iat": now - 7200}),
+                signer: Signer::Published,
+            }),
+        ),
+        (
+            "future",
+            Box::new(move |n: &str| Answer::IdToken {
+                claims: json!({"sub": "s", "nonce": n, "iat": now + 3600, "exp": now + 7200}),
+                signer: Signer::Published,
+            }),
+        ),
+        (
+            "subject",
+            Box::new(|n: &str| Answer::IdToken {
+                claims: json!({"sub": "", "nonce": n}),
+                signer: Signer::Published,
+            }),
+        ),
+    ];
+    for (why, answer) in cases {
+        let mut b = Browser::new(&app);
+        let s = start(&mut b, "login", "fake").await;
+        let c = code();
+        idp().answer(&c, answer(&s.nonce));
+        let r = back(&mut b, "fake", &s, &c).await;
+        let text = refused_on_flow(&mut b, r, "login", &s.flow).await;
+        assert!(text.contains(why), "{why}: {text}");
+        assert!(
+            text.starts_with("Signing in with Fake did not work"),
+            "{text}"
+        );
+    }
+}
+
+async fn a_provider_refusing_or_talking_nonsense_signs_nobody_in(app: TestApp) {
+    let cases = [
+        // GitHub and Naver answer errors with 200.
+        (
+            200,
+            json!({"error": "bad_verification_code", "error_description": "The code passed is incorrect or expired."}),
+            "bad_verification_code",
+        ),
+        (400, json!({"error": "invalid_grant"}), "invalid_grant"),
+        (500, json!("<html>oops</html>"), "without an access token"),
+        (
+            200,
+            json!({"access_token": "at-1", "token_type": "Bearer"}),
+            "did not return an ID token",
+        ),
+    ];
+    for (status, body, why) in cases {
+        let mut b = Browser::new(&app);
+        let s = start(&mut b, "login", "fake").await;
+        let c = code();
+        idp().answer(&c, Answer::Body { status, body });
+        let r = back(&mut b, "fake", &s, &c).await;
+        let text = refused_on_flow(&mut b, r, "login", &s.flow).await;
+        assert!(text.contains(why), "{why}: {text}");
+    }
+    // The provider's own refusal, without a code.
+    let mut b = Browser::new(&app);
+    let s = start(&mut b, "login", "fake").await;
+    let r = b
+        .get(&format!(
+            "/self-service/methods/oidc/callback/fake?error=access_denied&error_description=nope&state={}",
+            s.state
+        ))
+        .await;
+    let text = refused_on_flow(&mut b, r, "login", &s.flow).await;
+    assert!(text.contains("\"access_denied\": nope"), "{text}");
+    // And a state used once is spent, even when that use failed.
+    let c = code();
+    idp().answer_token(&c, "late", &s.nonce, json!({}));
+    let r = back(&mut b, "fake", &s, &c).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert!(location(&r).contains("/ui/error?id="), "{}", location(&r));
+    assert!(!b.has_session_cookie());
+}
+
+async fn mappers_that_fail_never_end_or_return_no_traits_sign_nobody_in(app: TestApp) {
+    for (provider, why) in [
+        ("failing", "no luck for s-failing"),
+        ("endless", "did not finish"),
+        (
+            "shapeless",
+            "did not return an object for key identity.traits",
+        ),
+    ] {
+        let mut b = Browser::new(&app);
+        let s = start(&mut b, "registration", provider).await;
+        let c = code();
+        idp().answer_token(&c, &format!("s-{provider}"), &s.nonce, json!({}));
+        let r = back(&mut b, provider, &s, &c).await;
+        let text = refused_on_flow(&mut b, r, "registration", &s.flow).await;
+        assert!(text.contains(why), "{provider}: {text}");
+    }
+    // Nothing was created.
+    let owners = app.admin_get_list("/admin/identities").await;
+    assert!(owners.is_empty(), "{owners:?}");
+}
+
+async fn a_flow_expired_at_the_provider_starts_over_without_a_session(app: TestApp) {
+    let mut b = Browser::new(&app);
+    let s = start(&mut b, "login", "fake").await;
+    app.clock.advance(Duration::from_secs(2 * 3600));
+    let c = code();
+    idp().answer_token(&c, "late-user", &s.nonce, json!({}));
+    let r = back(&mut b, "fake", &s, &c).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let to = location(&r);
+    assert!(
+        to.contains("flow=") && !to.contains(&s.flow),
+        "a replacement flow: {to}"
+    );
+    assert!(!b.has_session_cookie());
+    // The code was never exchanged.
+    assert!(idp().exchange(&c).is_none());
+}
+
+async fn the_hosted_pages_show_the_providers_in_english_and_korean(app: TestApp) {
+    let mut b = Browser::new(&app);
+    let r = b.get("/self-service/login/browser").await;
+    let page = b.get(&location(&r)).await.text().await.unwrap();
+    for id in ["fake", "failing", "endless", "shapeless"] {
+        assert!(
+            page.contains(&format!("name=\"provider\" value=\"{id}\"")),
+            "{id} in {page}"
+        );
+    }
+    assert!(page.contains("Sign in with Fake"), "{page}");
+    b.headers.push(("accept-language".into(), "ko".into()));
+    let r = b.get("/self-service/registration/browser").await;
+    let page = b.get(&location(&r)).await.text().await.unwrap();
+    assert!(page.contains("Fake(으)로 가입하기"), "{page}");
+}

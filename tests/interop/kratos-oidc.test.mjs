@@ -1,0 +1,312 @@
+// Interop: social sign-in against a real OpenID provider (oidc-provider, run by scripts/test
+// beside the server, see idp/oidc-provider.mjs). A browser is played by fetch with one cookie
+// jar per site, following redirects by hand so every hop is checked; the SPA steps go through
+// the official @ory/kratos-client.
+//
+// Run with PORTCULLIS_PUBLIC_URL, PORTCULLIS_ADMIN_URL and PORTCULLIS_IDP_URL set (scripts/test does).
+
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { Configuration, FrontendApi } from '@ory/kratos-client';
+
+const PUBLIC_URL = process.env.PORTCULLIS_PUBLIC_URL;
+const ADMIN_URL = process.env.PORTCULLIS_ADMIN_URL;
+const IDP_URL = process.env.PORTCULLIS_IDP_URL;
+if (!PUBLIC_URL || !ADMIN_URL || !IDP_URL) throw new Error('PORTCULLIS_PUBLIC_URL, PORTCULLIS_ADMIN_URL and PORTCULLIS_IDP_URL must be set');
+const PROVIDER = 'local';
+const CALLBACK = `${PUBLIC_URL}/self-service/methods/oidc/callback/${PROVIDER}`;
+
+/** One browser: a cookie jar per origin, redirects followed by hand. */
+class Browser {
+  constructor() {
+    this.jars = new Map();
+  }
+  jar(url) {
+    const origin = new URL(url).origin;
+    if (!this.jars.has(origin)) this.jars.set(origin, new Map());
+    return this.jars.get(origin);
+  }
+  async fetch(url, init = {}) {
+    const jar = this.jar(url);
+    const headers = { ...(init.headers ?? {}) };
+    if (jar.size) headers.cookie = [...jar].map(([k, v]) => `${k}=${v}`).join('; ');
+    const res = await fetch(url, { ...init, headers, redirect: 'manual' });
+    for (const c of res.headers.getSetCookie()) {
+      const [pair, ...attrs] = c.split(';');
+      const i = pair.indexOf('=');
+      const [name, value] = [pair.slice(0, i), pair.slice(i + 1)];
+      if (attrs.some((a) => /max-age=0/i.test(a.trim())) || value === '') jar.delete(name);
+      else jar.set(name, value);
+    }
+    return res;
+  }
+  /** Follows redirects from `url` until one leaves for `stop` (a URL prefix); returns that URL. */
+  async followUntil(url, stop) {
+    for (let hops = 0; hops < 15; hops++) {
+      if (url.startsWith(stop)) return url;
+      const res = await this.fetch(url);
+      const to = res.headers.get('location');
+      assert.ok(to, `${url} answered ${res.status} without a redirect: ${await res.text()}`);
+      url = new URL(to, url).toString();
+    }
+    assert.fail('too many redirects');
+  }
+  cookie(url, name) {
+    return [...this.jar(url)].find(([k]) => k === name)?.[1];
+  }
+}
+
+const form = (fields) => ({
+  method: 'POST',
+  headers: { 'content-type': 'application/x-www-form-urlencoded' },
+  body: new URLSearchParams(fields).toString(),
+});
+const csrfOf = (flow) => flow.ui.nodes.find((n) => n.attributes.name === 'csrf_token').attributes.value;
+
+async function nextAccount(account) {
+  const res = await fetch(`${IDP_URL}/test/next`, { method: 'POST', body: JSON.stringify(account) });
+  assert.equal(res.status, 204);
+}
+
+/** A browser flow of `kind`, as JSON (the CSRF cookie lands in the jar). */
+async function browserFlow(b, kind) {
+  const res = await b.fetch(`${PUBLIC_URL}/self-service/${kind}/browser`, { headers: { accept: 'application/json' } });
+  assert.equal(res.status, 200);
+  return res.json();
+}
+
+/** Clicks the provider's button on a flow's HTML form: 303 to the provider. */
+async function clickProvider(b, kind, flow, extra = {}) {
+  const res = await b.fetch(`${PUBLIC_URL}/self-service/${kind}?flow=${flow.id}`, form({ csrf_token: csrfOf(flow), provider: PROVIDER, ...extra }));
+  assert.equal(res.status, 303, await res.text());
+  return res.headers.get('location');
+}
+
+/** The provider's round trip: from its authorization URL back to our callback (not yet followed). */
+async function atProvider(b, authUrl) {
+  return b.followUntil(authUrl, CALLBACK);
+}
+
+async function whoami(b) {
+  const res = await b.fetch(`${PUBLIC_URL}/sessions/whoami`, { headers: { accept: 'application/json' } });
+  return { status: res.status, body: await res.json() };
+}
+
+async function adminIdentity(id) {
+  const res = await fetch(`${ADMIN_URL}/admin/identities/${id}?include_credential=oidc`);
+  return res.json();
+}
+
+const frontend = new FrontendApi(new Configuration({ basePath: PUBLIC_URL, baseOptions: { proxy: false } }));
+
+describe('social sign-in with a real OpenID provider', () => {
+  const sub = `user-${randomUUID()}`;
+  const email = `social-${randomUUID()}@example.com`;
+  const account = { sub, claims: { email, email_verified: true, given_name: 'Grace', family_name: 'Hopper' } };
+  let identityId;
+
+  it('the registration form offers the provider as Kratos does (group oidc, 1040002)', async () => {
+    const flow = await browserFlow(new Browser(), 'registration');
+    const button = flow.ui.nodes.find((n) => n.group === 'oidc');
+    assert.equal(button.attributes.name, 'provider');
+    assert.equal(button.attributes.value, PROVIDER);
+    assert.equal(button.attributes.type, 'submit');
+    assert.equal(button.meta.label.id, 1040002);
+    assert.deepEqual(button.meta.label.context, { provider: 'Local IdP', provider_id: PROVIDER });
+  });
+
+  it('browser sign-up: 303 to the provider with state, nonce and PKCE, back with a session', async () => {
+    const b = new Browser();
+    const flow = await browserFlow(b, 'registration');
+    const auth = new URL(await clickProvider(b, 'registration', flow));
+    assert.equal(auth.origin + auth.pathname, `${IDP_URL}/auth`);
+    const q = auth.searchParams;
+    assert.equal(q.get('client_id'), 'portcullis');
+    assert.equal(q.get('redirect_uri'), CALLBACK);
+    assert.equal(q.get('response_type'), 'code');
+    assert.deepEqual(q.get('scope').split(' ').sort(), ['email', 'openid', 'profile']);
+    assert.equal(q.get('code_challenge_method'), 'S256');
+    assert.ok(q.get('code_challenge').length >= 43);
+    assert.ok(q.get('state').length > 40 && !q.get('state').includes(flow.id), 'the state is sealed');
+    assert.ok(q.get('nonce'));
+
+    await nextAccount(account);
+    const back = await atProvider(b, auth.toString());
+    const res = await b.fetch(back);
+    assert.equal(res.status, 303);
+    assert.ok(b.cookie(PUBLIC_URL, 'ory_kratos_session'), 'signed in');
+    const me = await whoami(b);
+    assert.equal(me.status, 200);
+    assert.equal(me.body.identity.traits.email, email);
+    assert.deepEqual(me.body.identity.traits.name, { first: 'Grace', last: 'Hopper' });
+    assert.equal(me.body.authentication_methods[0].method, 'oidc');
+    // The provider vouched for the address.
+    const address = me.body.identity.verifiable_addresses[0];
+    assert.equal(address.value, email);
+    assert.equal(address.verified, true);
+    assert.equal(address.status, 'completed');
+    identityId = me.body.identity.id;
+
+    const admin = await adminIdentity(identityId);
+    assert.deepEqual(admin.credentials.oidc.identifiers, [`${PROVIDER}:${sub}`]);
+    const linked = admin.credentials.oidc.config.providers[0];
+    assert.equal(linked.subject, sub);
+    assert.equal(linked.provider, PROVIDER);
+
+    // The callback URL is good once.
+    const again = await new Browser().fetch(back);
+    assert.equal(again.status, 303);
+    assert.match(again.headers.get('location'), /\/ui\/error\?id=|\/self-service\/errors/);
+  });
+
+  it('browser sign-in: the same provider account signs in to the same identity', async () => {
+    const b = new Browser();
+    const flow = await browserFlow(b, 'login');
+    const button = flow.ui.nodes.find((n) => n.group === 'oidc');
+    assert.equal(button.meta.label.id, 1010002);
+    await nextAccount(account);
+    const back = await atProvider(b, await clickProvider(b, 'login', flow));
+    const res = await b.fetch(back);
+    assert.equal(res.status, 303);
+    const me = await whoami(b);
+    assert.equal(me.body.identity.id, identityId);
+    assert.equal(me.body.authentication_methods.at(-1).method, 'oidc');
+  });
+
+  it('SPA: a JSON submit gets 422 browser_location_change_required (via @ory/kratos-client)', async () => {
+    const b = new Browser();
+    const flow = await browserFlow(b, 'login');
+    const jar = b.jar(PUBLIC_URL);
+    const cookie = [...jar].map(([k, v]) => `${k}=${v}`).join('; ');
+    const err = await frontend
+      .updateLoginFlow({ flow: flow.id, cookie, updateLoginFlowBody: { method: 'oidc', provider: PROVIDER, csrf_token: csrfOf(flow) } })
+      .then(() => assert.fail('expected 422'), (e) => e.response);
+    assert.equal(err.status, 422);
+    assert.equal(err.data.error.id, 'browser_location_change_required');
+    const to = new URL(err.data.redirect_browser_to);
+    assert.equal(to.origin + to.pathname, `${IDP_URL}/auth`);
+    // The SPA's browser follows it and comes back signed in.
+    await nextAccount(account);
+    const res = await b.fetch(await atProvider(b, to.toString()));
+    assert.equal(res.status, 303);
+    assert.equal((await whoami(b)).body.identity.id, identityId);
+  });
+
+  it('a callback from another browser (no anti-CSRF cookie of the flow) signs nobody in', async () => {
+    const b = new Browser();
+    const flow = await browserFlow(b, 'login');
+    await nextAccount(account);
+    const back = await atProvider(b, await clickProvider(b, 'login', flow));
+    const stranger = new Browser();
+    const res = await stranger.fetch(back);
+    assert.equal(res.status, 303);
+    assert.equal(stranger.cookie(PUBLIC_URL, 'ory_kratos_session'), undefined);
+    assert.equal((await whoami(stranger)).status, 401);
+  });
+
+  it('a forged or foreign state, a wrong provider in the path and a missing state end on the error page', async () => {
+    const b = new Browser();
+    const flow = await browserFlow(b, 'login');
+    const auth = new URL(await clickProvider(b, 'login', flow));
+    const state = auth.searchParams.get('state');
+    const forged = state.slice(0, -4) + (state.endsWith('AAAA') ? 'BBBB' : 'AAAA');
+    for (const url of [
+      `${CALLBACK}?code=x&state=${encodeURIComponent(forged)}`,
+      `${CALLBACK}?code=x`,
+      `${PUBLIC_URL}/self-service/methods/oidc/callback/other?code=x&state=${encodeURIComponent(state)}`,
+    ]) {
+      const res = await b.fetch(url);
+      assert.equal(res.status, 303, url);
+      const to = new URL(res.headers.get('location'), PUBLIC_URL);
+      const id = to.searchParams.get('id');
+      assert.ok(id, `${url} -> ${to}`);
+      const stored = await (await fetch(`${PUBLIC_URL}/self-service/errors?id=${id}`)).json();
+      assert.match(stored.error.reason, /state|provider mismatch/, JSON.stringify(stored));
+      assert.equal(b.cookie(PUBLIC_URL, 'ory_kratos_session'), undefined);
+    }
+  });
+
+  it('the provider refusing (access_denied) shows the flow again with the reason', async () => {
+    const b = new Browser();
+    const flow = await browserFlow(b, 'login');
+    await nextAccount({ abort: true });
+    const back = new URL(await atProvider(b, await clickProvider(b, 'login', flow)));
+    assert.equal(back.searchParams.get('error'), 'access_denied');
+    const res = await b.fetch(back.toString());
+    assert.equal(res.status, 303);
+    const to = new URL(res.headers.get('location'), PUBLIC_URL);
+    assert.equal(to.searchParams.get('flow'), flow.id);
+    const shown = await (await b.fetch(`${PUBLIC_URL}/self-service/login/flows?id=${flow.id}`, { headers: { accept: 'application/json' } })).json();
+    assert.match(shown.ui.messages[0].text, /access_denied/);
+    assert.equal(b.cookie(PUBLIC_URL, 'ory_kratos_session'), undefined);
+  });
+
+  it('registration completion: a provider account without an e-mail is asked for it, then registered', async () => {
+    const b = new Browser();
+    const flow = await browserFlow(b, 'registration');
+    const lone = { sub: `lone-${randomUUID()}`, claims: { given_name: 'Ada' } };
+    await nextAccount(lone);
+    const res = await b.fetch(await atProvider(b, await clickProvider(b, 'registration', flow)));
+    assert.equal(res.status, 303);
+    const to = new URL(res.headers.get('location'), PUBLIC_URL);
+    const shownId = to.searchParams.get('flow');
+    assert.ok(shownId);
+    assert.equal(b.cookie(PUBLIC_URL, 'ory_kratos_session'), undefined, 'not signed in yet');
+    const shown = await (await b.fetch(`${PUBLIC_URL}/self-service/registration/flows?id=${shownId}`, { headers: { accept: 'application/json' } })).json();
+    const emailNode = shown.ui.nodes.find((n) => n.attributes.name === 'traits.email');
+    // Kratos's current node group for these (feature_flags.legacy_oidc_registration_node_group: false).
+    assert.equal(emailNode.group, 'default');
+    assert.equal(emailNode.messages[0].id, 4000002);
+    assert.equal(shown.ui.nodes.find((n) => n.attributes.name === 'traits.name.first').attributes.value, 'Ada');
+    const cont = shown.ui.nodes.find((n) => n.attributes.name === 'provider');
+    assert.equal(cont.meta.label.id, 1040003);
+    assert.equal(cont.attributes.value, PROVIDER);
+    assert.equal(shown.active, 'oidc');
+
+    // The user fills it in and continues: through the provider again, then registered.
+    const given = `lone-${randomUUID()}@example.com`;
+    const again = await clickProvider(b, 'registration', shown, { 'traits.email': given, 'traits.name.first': 'Ada' });
+    await nextAccount(lone);
+    const done = await b.fetch(await atProvider(b, again));
+    assert.equal(done.status, 303);
+    const me = await whoami(b);
+    assert.equal(me.status, 200);
+    assert.equal(me.body.identity.traits.email, given);
+    // An address the user typed is not one the provider vouched for.
+    assert.equal(me.body.identity.verifiable_addresses[0].verified, false);
+  });
+
+  it('an address another account has is never linked by itself', async () => {
+    // A password account first, then a provider account naming the same (verified) address.
+    const taken = `taken-${randomUUID()}@example.com`;
+    const reg = await (await fetch(`${PUBLIC_URL}/self-service/registration/api`)).json();
+    const made = await fetch(`${PUBLIC_URL}/self-service/registration?flow=${reg.id}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ method: 'password', password: `Pw-${randomUUID()}`, traits: { email: taken } }),
+    });
+    assert.equal(made.status, 200);
+    const b = new Browser();
+    const flow = await browserFlow(b, 'registration');
+    await nextAccount({ sub: `dup-${randomUUID()}`, claims: { email: taken, email_verified: true } });
+    const res = await b.fetch(await atProvider(b, await clickProvider(b, 'registration', flow)));
+    assert.equal(res.status, 303);
+    assert.equal(b.cookie(PUBLIC_URL, 'ory_kratos_session'), undefined);
+    const owners = await (await fetch(`${ADMIN_URL}/admin/identities?credentials_identifier=${encodeURIComponent(taken)}`)).json();
+    assert.equal(owners.length, 1);
+    assert.equal(owners[0].credentials?.oidc, undefined);
+  });
+
+  it('an unknown provider is refused in the flow format', async () => {
+    const b = new Browser();
+    const flow = await browserFlow(b, 'login');
+    const jar = b.jar(PUBLIC_URL);
+    const cookie = [...jar].map(([k, v]) => `${k}=${v}`).join('; ');
+    const err = await frontend
+      .updateLoginFlow({ flow: flow.id, cookie, updateLoginFlowBody: { method: 'oidc', provider: 'nope', csrf_token: csrfOf(flow) } })
+      .then(() => assert.fail('expected an error'), (e) => e.response);
+    assert.equal(err.status, 404);
+    assert.match(err.data.error.reason, /"nope" is unknown/);
+  });
+});
