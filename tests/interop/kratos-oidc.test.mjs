@@ -277,25 +277,51 @@ describe('social sign-in with a real OpenID provider', () => {
     assert.equal(me.body.identity.verifiable_addresses[0].verified, false);
   });
 
-  it('an address another account has is never linked by itself', async () => {
+  it('an address another account has is linked only after signing in to that account (1010016)', async () => {
     // A password account first, then a provider account naming the same (verified) address.
     const taken = `taken-${randomUUID()}@example.com`;
+    const password = `Pw-${randomUUID()}`;
     const reg = await (await fetch(`${PUBLIC_URL}/self-service/registration/api`)).json();
     const made = await fetch(`${PUBLIC_URL}/self-service/registration?flow=${reg.id}`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ method: 'password', password: `Pw-${randomUUID()}`, traits: { email: taken } }),
+      body: JSON.stringify({ method: 'password', password, traits: { email: taken } }),
     });
     assert.equal(made.status, 200);
+    const owner = (await made.json()).identity.id;
     const b = new Browser();
     const flow = await browserFlow(b, 'registration');
-    await nextAccount({ sub: `dup-${randomUUID()}`, claims: { email: taken, email_verified: true } });
+    const dup = { sub: `dup-${randomUUID()}`, claims: { email: taken, email_verified: true } };
+    await nextAccount(dup);
     const res = await b.fetch(await atProvider(b, await clickProvider(b, 'registration', flow)));
     assert.equal(res.status, 303);
-    assert.equal(b.cookie(PUBLIC_URL, 'ory_kratos_session'), undefined);
+    assert.equal(b.cookie(PUBLIC_URL, 'ory_kratos_session'), undefined, 'not signed in by the address');
+    const to = new URL(res.headers.get('location'), PUBLIC_URL);
+    assert.match(to.pathname, /login/);
+    const linkFlow = await (await b.fetch(`${PUBLIC_URL}/self-service/login/flows?id=${to.searchParams.get('flow')}`, { headers: { accept: 'application/json' } })).json();
+    const message = linkFlow.ui.messages[0];
+    assert.equal(message.id, 1010016);
+    assert.equal(message.context.duplicate_identifier, taken);
+    assert.equal(message.context.provider, 'Local IdP');
+    const identifier = linkFlow.ui.nodes.find((n) => n.attributes.name === 'identifier');
+    assert.equal(identifier.attributes.type, 'hidden');
+    assert.equal(identifier.attributes.value, taken);
+    assert.ok(!linkFlow.ui.nodes.some((n) => n.attributes.value === PROVIDER), 'the provider just used does not confirm itself');
+    assert.equal((await adminIdentity(owner)).credentials.oidc, undefined, 'nothing linked yet');
+
+    // The owner signs in with the password: the provider account joins the account.
+    const signed = await b.fetch(`${PUBLIC_URL}/self-service/login?flow=${linkFlow.id}`, form({ csrf_token: csrfOf(linkFlow), method: 'password', identifier: taken, password }));
+    assert.equal(signed.status, 303, await signed.text());
+    assert.equal((await whoami(b)).body.identity.id, owner);
+    assert.deepEqual((await adminIdentity(owner)).credentials.oidc.identifiers, [`${PROVIDER}:${dup.sub}`]);
+    // From now on the provider signs that account in.
+    const again = new Browser();
+    const login = await browserFlow(again, 'login');
+    await nextAccount(dup);
+    await again.fetch(await atProvider(again, await clickProvider(again, 'login', login)));
+    assert.equal((await whoami(again)).body.identity.id, owner);
     const owners = await (await fetch(`${ADMIN_URL}/admin/identities?credentials_identifier=${encodeURIComponent(taken)}`)).json();
     assert.equal(owners.length, 1);
-    assert.equal(owners[0].credentials?.oidc, undefined);
   });
 
   it('an unknown provider is refused in the flow format', async () => {

@@ -56,6 +56,9 @@ pub struct Pending {
     /// The social sign-in round trip under way.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oidc: Option<super::oidc::Started>,
+    /// The provider account a sign-in on this flow links (account linking).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<super::oidc::link::Link>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -390,7 +390,7 @@ impl Core {
     pub(crate) async fn complete_login(
         &self,
         mut flow: Flow,
-        identity: Identity,
+        mut identity: Identity,
         method: Method,
         caller: &Caller,
         now: OffsetDateTime,
@@ -413,6 +413,9 @@ impl Core {
             }
             return Err(refusal.into());
         }
+        // A linking flow joins its provider account to the identity (or refuses).
+        self.link_on_sign_in(&mut flow, &mut identity, &caller.origin(), now)
+            .await?;
         let flow = self.complete_login_flow(flow, now).await?;
         let (session, token) = match (&caller.session, flow.refresh) {
             (Some((s, _)), true) => {

@@ -4,7 +4,7 @@
 //! happy paths against a real OpenID provider are in the interop suite (`kratos-oidc.test.mjs`).
 
 use crate::helpers::idp::{idp, Answer, Signer, CLIENT_ID};
-use crate::helpers::{csrf, location, Browser, TestApp};
+use crate::helpers::{csrf, location, unique_email, Browser, TestApp, PASSWORD};
 use portcullis_core::config::Config;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -43,6 +43,7 @@ crate::on_every_backend! {
     mappers_that_fail_never_end_or_return_no_traits_sign_nobody_in with social,
     a_flow_expired_at_the_provider_starts_over_without_a_session with social,
     the_hosted_pages_show_the_providers_in_english_and_korean with social,
+    signing_in_to_another_account_on_a_linking_flow_links_nothing with social,
 }
 
 /// The authorization request a provider button sends the browser to.
@@ -383,4 +384,84 @@ async fn the_hosted_pages_show_the_providers_in_english_and_korean(app: TestApp)
     let r = b.get("/self-service/registration/browser").await;
     let page = b.get(&location(&r)).await.text().await.unwrap();
     assert!(page.contains("Fake(으)로 가입하기"), "{page}");
+}
+
+async fn signing_in_to_another_account_on_a_linking_flow_links_nothing(app: TestApp) {
+    let (victim, intruder) = (unique_email("victim"), unique_email("intruder"));
+    for email in [&victim, &intruder] {
+        Browser::new(&app).register(email).await;
+    }
+    // A provider account claiming the victim's address lands on a linking flow.
+    let mut b = Browser::new(&app);
+    let s = start(&mut b, "registration", "fake").await;
+    let c = code();
+    idp().answer_token(
+        &c,
+        "claims-victim",
+        &s.nonce,
+        json!({"email": victim, "email_verified": true}),
+    );
+    let r = back(&mut b, "fake", &s, &c).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let to = url::Url::parse(&location(&r)).unwrap();
+    let link = to
+        .query_pairs()
+        .find(|(k, _)| k == "flow")
+        .unwrap()
+        .1
+        .into_owned();
+    let flow = b.fetch_flow("login", &link).await;
+    assert_eq!(flow["ui"]["messages"][0]["id"], 1010016);
+    // Its other providers confirm instead of signing in.
+    let confirm = flow["ui"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["attributes"]["value"] == "failing")
+        .unwrap();
+    assert_eq!(confirm["meta"]["label"]["id"], 1010018);
+    assert!(flow["ui"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|n| n["attributes"]["value"] != "fake"));
+    // The intruder signs in to their own account on it: refused, nothing linked.
+    let r = b
+        .post_form(
+            &format!("/self-service/login?flow={link}"),
+            &[
+                ("csrf_token", csrf(&flow)),
+                ("method", "password"),
+                ("identifier", &intruder),
+                ("password", PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert!(!b.has_session_cookie());
+    let shown = b.fetch_flow("login", &link).await;
+    assert_eq!(shown["ui"]["messages"][0]["id"], 4010009);
+    let linked = app
+        .admin_get_list("/admin/identities?credentials_identifier=fake:claims-victim")
+        .await;
+    assert!(linked.is_empty(), "{linked:?}");
+    // The victim can still link by signing in.
+    let r = b
+        .post_form(
+            &format!("/self-service/login?flow={link}"),
+            &[
+                ("csrf_token", csrf(&shown)),
+                ("method", "password"),
+                ("identifier", &victim),
+                ("password", PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert!(b.has_session_cookie());
+    let owners = app
+        .admin_get_list("/admin/identities?credentials_identifier=fake:claims-victim")
+        .await;
+    assert_eq!(owners.len(), 1);
+    assert_eq!(owners[0]["traits"]["email"], victim.as_str());
 }

@@ -10,10 +10,12 @@
 //! `"<provider>:<subject>"` — or registers one from what the provider's Jsonnet mapper makes
 //! of the claims, asking for what the identity schema still wants (registration completion).
 //!
-//! An address the provider vouches for never links accounts by itself: an identity created
-//! for an address another identity has fails as a duplicate (see the linking step).
+//! An address the provider vouches for never links accounts by itself: a provider account
+//! whose address another identity has is linked only after signing in to that identity
+//! (`link.rs`).
 
 pub mod claims;
+pub mod link;
 pub mod provider;
 
 use crate::config::OidcMethodConfig;
@@ -573,6 +575,11 @@ impl Core {
             }
         }
         let credential = self.oidc_credential(p, &claims, &tokens, now)?;
+        if let Some((_, duplicate)) = self.duplicate_owner(&identity).await? {
+            return self
+                .ask_to_link(&flow, p, &credential, duplicate, caller, now)
+                .await;
+        }
         identity.credentials.insert("oidc".into(), credential);
         self.finish_registration(flow, identity, Method::Oidc, caller, now)
             .await
@@ -593,8 +600,10 @@ impl Core {
             return;
         };
         flow.ui.nodes.retain(|n| n.name() == "csrf_token");
+        // Group `default`, as Kratos since `feature_flags.legacy_oidc_registration_node_group`
+        // (which Portcullis accepts only off).
         for f in &schema.fields {
-            flow.ui.nodes.push(f.node("oidc", f.get(traits)));
+            flow.ui.nodes.push(f.node("default", f.get(traits)));
         }
         flow.ui.nodes.push(
             UiNode::input(
