@@ -302,6 +302,7 @@ impl Core {
             || (self.passwordless_keys_enabled()
                 && keys.credentials.iter().any(|k| k.is_passwordless))
             || (self.config.selfservice.methods.code.passwordless_enabled && has(Method::Code))
+            || has(Method::Oidc)
     }
 
     /// The settings form's passkey nodes (browser flows): a remove button per passkey

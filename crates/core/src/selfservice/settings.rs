@@ -48,6 +48,11 @@ pub enum SettingsMethod {
         register: String,
         remove: Option<String>,
     },
+    /// `method=oidc`: `link` a provider (through it) or `unlink` one.
+    Oidc {
+        link: Option<String>,
+        unlink: Option<String>,
+    },
     /// A method this server does not offer (or none).
     Unknown,
 }
@@ -80,7 +85,7 @@ impl Core {
     /// Draws the form afresh (Kratos's order: profile, password, backup codes, TOTP, security
     /// keys, passkeys); the
     /// backup codes are shown when `reveal`.
-    fn render_settings_nodes(
+    pub(crate) fn render_settings_nodes(
         &self,
         flow: &mut Flow,
         identity: &Identity,
@@ -115,6 +120,8 @@ impl Core {
         flow.ui.nodes.extend(keys);
         let passkeys = self.passkey_settings_nodes(flow, identity)?;
         flow.ui.nodes.extend(passkeys);
+        let providers = self.oidc_settings_nodes(flow, identity);
+        flow.ui.nodes.extend(providers);
         Ok(())
     }
 
@@ -425,7 +432,22 @@ impl Core {
                     return Err(self.reject(&mut flow, Some(&identity), now).await);
                 }
             }
+            SettingsMethod::Oidc { link, unlink } if self.oidc_enabled() => {
+                if !privileged {
+                    return Err(self.refresh_required(flow.id).into());
+                }
+                self.oidc_settings(
+                    &mut flow,
+                    &mut identity,
+                    link,
+                    unlink,
+                    &caller.origin(),
+                    now,
+                )
+                .await?;
+            }
             SettingsMethod::Totp { .. }
+            | SettingsMethod::Oidc { .. }
             | SettingsMethod::LookupSecret { .. }
             | SettingsMethod::WebAuthn { .. }
             | SettingsMethod::Passkey { .. }

@@ -235,6 +235,8 @@ impl SubmitBody {
         if method.is_empty() {
             if filled("passkey_settings_register") || filled("passkey_remove") {
                 method = "passkey".into();
+            } else if filled("link") || filled("unlink") {
+                method = "oidc".into();
             } else if filled("webauthn_remove")
                 || ["webauthn_register", "webauthn_register_displayname"]
                     .iter()
@@ -267,6 +269,10 @@ impl SubmitBody {
             "passkey" => SettingsMethod::Passkey {
                 register: self.text("passkey_settings_register"),
                 remove: some("passkey_remove"),
+            },
+            "oidc" => SettingsMethod::Oidc {
+                link: some("link"),
+                unlink: some("unlink"),
             },
             _ => SettingsMethod::Unknown,
         };

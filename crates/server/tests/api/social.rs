@@ -44,6 +44,7 @@ crate::on_every_backend! {
     a_flow_expired_at_the_provider_starts_over_without_a_session with social,
     the_hosted_pages_show_the_providers_in_english_and_korean with social,
     signing_in_to_another_account_on_a_linking_flow_links_nothing with social,
+    settings_link_and_unlink_providers_but_never_the_last_way_in with social,
 }
 
 /// The authorization request a provider button sends the browser to.
@@ -464,4 +465,176 @@ async fn signing_in_to_another_account_on_a_linking_flow_links_nothing(app: Test
         .await;
     assert_eq!(owners.len(), 1);
     assert_eq!(owners[0]["traits"]["email"], victim.as_str());
+}
+
+fn node<'v>(flow: &'v Value, name: &str, value: &str) -> Option<&'v Value> {
+    flow["ui"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["attributes"]["name"] == name && n["attributes"]["value"] == value)
+}
+
+/// Submits a settings flow's form with these fields (and its CSRF token).
+async fn settings_submit(
+    b: &mut Browser<'_>,
+    flow: &Value,
+    fields: &[(&str, &str)],
+) -> reqwest::Response {
+    let id = flow["id"].as_str().unwrap();
+    let mut all = vec![("csrf_token", csrf(flow))];
+    all.extend_from_slice(fields);
+    b.post_form(&format!("/self-service/settings?flow={id}"), &all)
+        .await
+}
+
+async fn settings_link_and_unlink_providers_but_never_the_last_way_in(app: TestApp) {
+    let email = unique_email("linker");
+    let mut b = Browser::new(&app);
+    b.register(&email).await;
+    let flow = b.flow("settings").await;
+    let link = node(&flow, "link", "fake").expect("a link button");
+    assert_eq!(link["group"], "oidc");
+    assert_eq!(link["meta"]["label"]["id"], 1050002);
+    assert_eq!(link["meta"]["label"]["text"], "Link Fake");
+    assert!(node(&flow, "unlink", "fake").is_none());
+
+    // Link: through the provider and back to the settings flow, saved.
+    let r = settings_submit(&mut b, &flow, &[("link", "fake")]).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let to = url::Url::parse(&location(&r)).unwrap();
+    assert!(
+        to.as_str()
+            .starts_with(&format!("{}/auth?", idp().issuer())),
+        "{to}"
+    );
+    let q: std::collections::HashMap<String, String> = to.query_pairs().into_owned().collect();
+    let c = code();
+    let sub = format!("linked-{}", uuid::Uuid::new_v4());
+    idp().answer_token(&c, &sub, &q["nonce"], json!({}));
+    let r = b
+        .get(&format!(
+            "/self-service/methods/oidc/callback/fake?code={c}&state={}",
+            q["state"]
+        ))
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert!(
+        location(&r).contains(&format!("flow={}", flow["id"].as_str().unwrap())),
+        "{}",
+        location(&r)
+    );
+    let saved = b.fetch_flow("settings", flow["id"].as_str().unwrap()).await;
+    assert_eq!(saved["state"], "success");
+    assert_eq!(saved["ui"]["messages"][0]["id"], 1050001);
+    let unlink =
+        node(&saved, "unlink", "fake").expect("an unlink button (the password is another way in)");
+    assert_eq!(unlink["meta"]["label"]["id"], 1050003);
+    let owners = app
+        .admin_get_list(&format!(
+            "/admin/identities?credentials_identifier=fake:{sub}"
+        ))
+        .await;
+    assert_eq!(owners[0]["traits"]["email"], email.as_str());
+    // The provider now signs this account in.
+    let mut other = Browser::new(&app);
+    let s = start(&mut other, "login", "fake").await;
+    let c2 = code();
+    idp().answer_token(&c2, &sub, &s.nonce, json!({}));
+    back(&mut other, "fake", &s, &c2).await;
+    let (_, me) = b_whoami(&mut other).await;
+    assert_eq!(me["identity"]["traits"]["email"], email.as_str());
+
+    // The same provider account cannot be linked to a second identity.
+    let mut second = Browser::new(&app);
+    second.register(&unique_email("second")).await;
+    let f2 = second.flow("settings").await;
+    let r = settings_submit(&mut second, &f2, &[("link", "fake")]).await;
+    let q2: std::collections::HashMap<String, String> = url::Url::parse(&location(&r))
+        .unwrap()
+        .query_pairs()
+        .into_owned()
+        .collect();
+    let c3 = code();
+    idp().answer_token(&c3, &sub, &q2["nonce"], json!({}));
+    let r = second
+        .get(&format!(
+            "/self-service/methods/oidc/callback/fake?code={c3}&state={}",
+            q2["state"]
+        ))
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let refused = second
+        .fetch_flow("settings", f2["id"].as_str().unwrap())
+        .await;
+    assert_eq!(refused["ui"]["messages"][0]["id"], 4000007);
+    let owners = app
+        .admin_get_list(&format!(
+            "/admin/identities?credentials_identifier=fake:{sub}"
+        ))
+        .await;
+    assert_eq!(owners.len(), 1);
+    assert_eq!(owners[0]["traits"]["email"], email.as_str());
+
+    // Unlink, then unlinking again is refused.
+    let r = settings_submit(&mut b, &saved, &[("unlink", "fake")]).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let after = b.fetch_flow("settings", flow["id"].as_str().unwrap()).await;
+    assert_eq!(after["state"], "success");
+    assert!(node(&after, "link", "fake").is_some());
+    let owners = app
+        .admin_get_list(&format!(
+            "/admin/identities?credentials_identifier=fake:{sub}"
+        ))
+        .await;
+    assert!(owners.is_empty());
+    settings_submit(&mut b, &after, &[("unlink", "fake")]).await;
+    let again = b.fetch_flow("settings", flow["id"].as_str().unwrap()).await;
+    assert!(
+        again["ui"]["messages"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("non-existing"),
+        "{again}"
+    );
+
+    // An account made by the provider alone cannot unlink it: it is its only way in.
+    let mut social = Browser::new(&app);
+    let s = start(&mut social, "registration", "fake").await;
+    let c4 = code();
+    let only = unique_email("only");
+    idp().answer_token(
+        &c4,
+        &format!("only-{only}"),
+        &s.nonce,
+        json!({"email": only, "email_verified": true}),
+    );
+    back(&mut social, "fake", &s, &c4).await;
+    let f = social.flow("settings").await;
+    assert!(
+        node(&f, "unlink", "fake").is_none(),
+        "no unlink for the last way in"
+    );
+    settings_submit(&mut social, &f, &[("unlink", "fake")]).await;
+    let refused = social
+        .fetch_flow("settings", f["id"].as_str().unwrap())
+        .await;
+    assert!(
+        refused["ui"]["messages"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("last remaining first factor"),
+        "{refused}"
+    );
+
+    // A session too old for a privileged change re-authenticates first.
+    app.clock.advance(Duration::from_secs(2 * 3600));
+    let f = b.flow("settings").await;
+    let r = settings_submit(&mut b, &f, &[("link", "fake")]).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert!(
+        location(&r).contains("/self-service/login/browser?refresh=true"),
+        "{}",
+        location(&r)
+    );
 }

@@ -17,6 +17,7 @@
 pub mod claims;
 pub mod link;
 pub mod provider;
+mod settings;
 
 use crate::config::OidcMethodConfig;
 use crate::error::{Error, Result, SubmitError, SubmitResult};
@@ -414,7 +415,7 @@ impl Core {
             let why = "the provider did not return the code query parameter";
             return Err(self.provider_failed(&mut flow, p, why, now).await);
         };
-        if caller.session.is_some() && !flow.refresh {
+        if caller.session.is_some() && !flow.refresh && flow.kind != FlowKind::Settings {
             return Err(Error::AlreadySignedIn.into());
         }
         let (claims, tokens) = match self.provider_answer(p, &code, &started, now).await {
@@ -430,6 +431,11 @@ impl Core {
             }
             FlowKind::Registration => {
                 self.social_registration(flow, p, claims, tokens, started.traits, caller, now)
+                    .await
+            }
+            FlowKind::Settings => {
+                let credential = self.oidc_credential(p, &claims, &tokens, now)?;
+                self.link_in_settings(flow, p, credential, caller, now)
                     .await
             }
             _ => Err(Error::bad_request(BAD_STATE).into()),
