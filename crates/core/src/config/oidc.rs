@@ -54,6 +54,9 @@ choice! {
         FedcmTest = "fedcm-test",
         Amazon = "amazon",
         Uaepass = "uaepass",
+        // Beyond Kratos: Korea's two big ones.
+        Kakao = "kakao",
+        Naver = "naver",
     }
     ignore_case: false,
     error: "{:?} is not a provider Kratos knows (generic, google, github, microsoft, apple, …)"
@@ -175,7 +178,13 @@ pub struct OidcProviderConfig {
 }
 
 /// The provider kinds Portcullis speaks today.
-pub const SUPPORTED: [OidcProviderKind; 2] = [OidcProviderKind::Generic, OidcProviderKind::Google];
+pub const SUPPORTED: [OidcProviderKind; 5] = [
+    OidcProviderKind::Generic,
+    OidcProviderKind::Google,
+    OidcProviderKind::Github,
+    OidcProviderKind::Kakao,
+    OidcProviderKind::Naver,
+];
 
 impl OidcMethodConfig {
     /// The checks that hold whether or not the method is on: Kratos's schema makes them too.

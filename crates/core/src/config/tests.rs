@@ -643,15 +643,16 @@ fn social_providers_portcullis_does_not_speak_are_refused_only_while_the_method_
             true,
         )
     };
-    let err = load("true", provider("github", ""))
-        .unwrap_err()
-        .to_string();
+    let err = load("true", provider("apple", "")).unwrap_err().to_string();
     assert!(
-        err.contains("providers[0].provider: \"github\" is not supported by Portcullis yet (supported: generic, google)"),
+        err.contains("providers[0].provider: \"apple\" is not supported by Portcullis yet (supported: generic, google, github, kakao, naver)"),
         "{err}"
     );
     // Off, it parses (a file that lists it still loads).
-    assert!(load("false", provider("github", "")).is_ok());
+    assert!(load("false", provider("apple", "")).is_ok());
+    for kind in ["github", "kakao", "naver"] {
+        assert!(load("true", provider(kind, "")).is_ok(), "{kind}");
+    }
     let err = load("true", provider("generic", ""))
         .unwrap_err()
         .to_string();

@@ -24,14 +24,66 @@ const FAILING: &str = "local c = std.extVar('claims'); error 'no luck for ' + c.
 const ENDLESS: &str = "std.foldl(function(a, i) std.foldl(function(b, j) b + 1, std.range(0, 100000), a), std.range(0, 39), 0)";
 const NOT_AN_OBJECT: &str = "{ identity: { traits: 'this is not an object' } }";
 
+/// Kratos's quickstart GitHub mapper, as it is.
+const GITHUB_MAPPER: &str = include_str!(
+    "../../../../../shared/reference/social-mfa/fixtures/mappers/kratos-head.quickstart.oidc.github.jsonnet"
+);
+/// Every address, with the name (Naver vouches for none).
+const NAME_MAPPER: &str = r#"
+local claims = std.extVar('claims');
+{ identity: { traits: {
+    email: claims.email,
+    name: { first: claims.name },
+  },
+  verified_addresses: if 'email_verified' in claims && claims.email_verified then [{ value: claims.email, via: 'email' }] else [],
+} }"#;
+
 fn social(cfg: &mut Config) {
     let i = idp();
+    let at = |kind: &str, id: &str, mapper: &str, extra: Value| {
+        let mut p = i.provider(id, mapper);
+        p["provider"] = json!(kind);
+        for (k, v) in extra.as_object().unwrap() {
+            p[k] = v.clone();
+        }
+        p
+    };
+    let base = i.issuer();
     let providers = json!([
         i.provider("fake", MAPPER),
         i.provider("failing", FAILING),
         i.provider("endless", ENDLESS),
         i.provider("shapeless", NOT_AN_OBJECT),
+        at(
+            "github",
+            "github",
+            GITHUB_MAPPER,
+            json!({
+                "scope": ["user:email"],
+                "auth_url": format!("{base}/github/login/oauth/authorize"),
+                "token_url": format!("{base}/github/login/oauth/access_token"),
+                "issuer_url": format!("{base}/github/api"),
+            })
+        ),
+        at(
+            "naver",
+            "naver",
+            NAME_MAPPER,
+            json!({
+                "scope": [],
+                "auth_url": format!("{base}/naver/oauth2.0/authorize"),
+                "token_url": format!("{base}/naver/oauth2.0/token"),
+                "issuer_url": format!("{base}/naver"),
+            })
+        ),
+        at(
+            "kakao",
+            "kakao",
+            NAME_MAPPER,
+            json!({ "scope": ["openid", "account_email", "profile_nickname"] })
+        ),
     ]);
+
     cfg.selfservice.methods.oidc.enabled = true;
     cfg.selfservice.methods.oidc.config.providers = serde_json::from_value(providers).unwrap();
 }
@@ -45,6 +97,9 @@ crate::on_every_backend! {
     the_hosted_pages_show_the_providers_in_english_and_korean with social,
     signing_in_to_another_account_on_a_linking_flow_links_nothing with social,
     settings_link_and_unlink_providers_but_never_the_last_way_in with social,
+    github_signs_up_without_an_id_token_with_its_primary_verified_address with social,
+    naver_signs_up_with_an_address_it_does_not_vouch_for_and_its_200_errors_refuse with social,
+    kakao_vouches_for_the_address_in_userinfo_and_names_by_nickname with social,
 }
 
 /// The authorization request a provider button sends the browser to.
@@ -56,6 +111,11 @@ struct Started {
 }
 
 async fn start(b: &mut Browser<'_>, kind: &str, provider: &str) -> Started {
+    start_at(b, kind, provider, "/auth").await
+}
+
+/// [`start`] for a provider whose authorization endpoint is at `path` of the test provider.
+async fn start_at(b: &mut Browser<'_>, kind: &str, provider: &str, path: &str) -> Started {
     let flow = b.flow(kind).await;
     let id = flow["id"].as_str().unwrap().to_string();
     let r = b
@@ -66,11 +126,8 @@ async fn start(b: &mut Browser<'_>, kind: &str, provider: &str) -> Started {
         .await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     let to = url::Url::parse(&location(&r)).unwrap();
-    assert!(
-        to.as_str()
-            .starts_with(&format!("{}/auth?", idp().issuer())),
-        "{to}"
-    );
+    let expected = format!("{}{path}?", idp().issuer());
+    assert!(to.as_str().starts_with(&expected), "{to}");
     let query: Vec<(String, String)> = to
         .query_pairs()
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
@@ -80,7 +137,7 @@ async fn start(b: &mut Browser<'_>, kind: &str, provider: &str) -> Started {
             .iter()
             .find(|(q, _)| q == k)
             .map(|(_, v)| v.clone())
-            .unwrap()
+            .unwrap_or_default()
     };
     Started {
         flow: id,
@@ -168,10 +225,11 @@ async fn a_good_id_token_signs_up_once_and_signs_in_after(app: TestApp) {
         .await;
     let provider = &admin["credentials"]["oidc"]["config"]["providers"][0];
     assert_eq!(provider["subject"], sub.as_str());
-    assert!(!provider["initial_access_token"]
-        .as_str()
-        .unwrap()
-        .contains("at-1"));
+    let sealed = provider["initial_access_token"].as_str().unwrap();
+    assert!(
+        !sealed.is_empty() && !sealed.contains(&format!("at-{c}")),
+        "{sealed}"
+    );
 
     // Signing in with the same subject: the same identity, and no second one.
     let mut b2 = Browser::new(&app);
@@ -374,7 +432,15 @@ async fn the_hosted_pages_show_the_providers_in_english_and_korean(app: TestApp)
     let mut b = Browser::new(&app);
     let r = b.get("/self-service/login/browser").await;
     let page = b.get(&location(&r)).await.text().await.unwrap();
-    for id in ["fake", "failing", "endless", "shapeless"] {
+    for id in [
+        "fake",
+        "failing",
+        "endless",
+        "shapeless",
+        "github",
+        "kakao",
+        "naver",
+    ] {
         assert!(
             page.contains(&format!("name=\"provider\" value=\"{id}\"")),
             "{id} in {page}"
@@ -637,4 +703,141 @@ async fn settings_link_and_unlink_providers_but_never_the_last_way_in(app: TestA
         "{}",
         location(&r)
     );
+}
+
+fn query_of(s: &Started) -> std::collections::HashMap<String, String> {
+    s.query.iter().cloned().collect()
+}
+
+async fn github_signs_up_without_an_id_token_with_its_primary_verified_address(app: TestApp) {
+    let mut b = Browser::new(&app);
+    let s = start_at(
+        &mut b,
+        "registration",
+        "github",
+        "/github/login/oauth/authorize",
+    )
+    .await;
+    let q = query_of(&s);
+    // OAuth2: the configured scope only, no nonce, no PKCE unless forced.
+    assert_eq!(q["scope"], "user:email");
+    assert!(
+        !q.contains_key("nonce") && !q.contains_key("code_challenge"),
+        "{q:?}"
+    );
+    let c = code();
+    idp().profile(&c, json!({ "user": { "id": 4242 } }));
+    let r = back(&mut b, "github", &s, &c).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert!(b.has_session_cookie(), "{}", location(&r));
+    // The client's credentials went in the body.
+    let form = idp().exchange(&c).unwrap();
+    assert!(form
+        .iter()
+        .any(|(k, v)| k == "client_secret" && v == crate::helpers::idp::CLIENT_SECRET));
+    let (_, me) = b_whoami(&mut b).await;
+    assert_eq!(
+        me["identity"]["traits"]["email"], "octocat@github.com",
+        "the primary address"
+    );
+    assert_eq!(
+        me["identity"]["verifiable_addresses"][0]["verified"], false,
+        "the quickstart mapper vouches for nothing"
+    );
+    let owners = app
+        .admin_get_list("/admin/identities?credentials_identifier=github:4242")
+        .await;
+    assert_eq!(owners.len(), 1, "the numeric id is the subject");
+    // GitHub answers a bad code with 200 and an error.
+    let mut b = Browser::new(&app);
+    let s = start_at(&mut b, "login", "github", "/github/login/oauth/authorize").await;
+    let r = back(&mut b, "github", &s, &format!("bad-{}", code())).await;
+    let text = refused_on_flow(&mut b, r, "login", &s.flow).await;
+    assert!(
+        text.contains("bad_verification_code: The code passed is incorrect or expired."),
+        "{text}"
+    );
+}
+
+async fn naver_signs_up_with_an_address_it_does_not_vouch_for_and_its_200_errors_refuse(
+    app: TestApp,
+) {
+    let mut b = Browser::new(&app);
+    let s = start_at(&mut b, "registration", "naver", "/naver/oauth2.0/authorize").await;
+    let q = query_of(&s);
+    assert!(
+        !q.contains_key("scope") && !q.contains_key("nonce"),
+        "{q:?}"
+    );
+    let c = code();
+    let email = unique_email("naver");
+    idp().profile(
+        &c,
+        json!({ "naver": { "email": email, "id": format!("n-{c}") } }),
+    );
+    let r = back(&mut b, "naver", &s, &c).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert!(b.has_session_cookie(), "{}", location(&r));
+    let (_, me) = b_whoami(&mut b).await;
+    assert_eq!(me["identity"]["traits"]["email"], email.as_str());
+    assert_eq!(me["identity"]["traits"]["name"]["first"], "오픈 API");
+    assert_eq!(me["identity"]["verifiable_addresses"][0]["verified"], false);
+    // The token request carried the state, as Naver wants.
+    let form = idp().exchange(&c).unwrap();
+    assert!(form.iter().any(|(k, v)| k == "state" && *v == s.state));
+    // A refused code (200 with an error) and a refused profile (resultcode not "00").
+    for (what, why) in [
+        ("code", "invalid_request: no valid data in session"),
+        ("profile", "Authentication failed"),
+    ] {
+        let mut b = Browser::new(&app);
+        let s = start_at(&mut b, "login", "naver", "/naver/oauth2.0/authorize").await;
+        let c = if what == "code" {
+            format!("bad-{}", code())
+        } else {
+            code()
+        };
+        idp().profile(&c, json!({ "naver_error": true }));
+        let r = back(&mut b, "naver", &s, &c).await;
+        let text = refused_on_flow(&mut b, r, "login", &s.flow).await;
+        assert!(text.contains(why), "{what}: {text}");
+    }
+}
+
+async fn kakao_vouches_for_the_address_in_userinfo_and_names_by_nickname(app: TestApp) {
+    let mut b = Browser::new(&app);
+    let s = start(&mut b, "registration", "kakao").await;
+    let c = code();
+    let sub = format!(
+        "{}",
+        1_000_000 + (uuid::Uuid::new_v4().as_u128() % 1_000_000)
+    );
+    let email = unique_email("kakao");
+    // The ID token has no `email_verified`; userinfo says it is verified.
+    idp().answer_token(
+        &c,
+        &sub,
+        &s.nonce,
+        json!({ "email": email, "nickname": "홍길동" }),
+    );
+    idp().profile(&c, json!({ "kakao": { "sub": sub, "email": email } }));
+    let r = back(&mut b, "kakao", &s, &c).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert!(b.has_session_cookie(), "{}", location(&r));
+    let (_, me) = b_whoami(&mut b).await;
+    assert_eq!(me["identity"]["traits"]["email"], email.as_str());
+    assert_eq!(me["identity"]["traits"]["name"]["first"], "홍길동");
+    assert_eq!(me["identity"]["verifiable_addresses"][0]["verified"], true);
+    // Kakao takes the client's credentials in the body.
+    let form = idp().exchange(&c).unwrap();
+    assert!(form.iter().any(|(k, _)| k == "client_secret"));
+    // Userinfo about someone else than the ID token is refused.
+    let mut b = Browser::new(&app);
+    let s = start(&mut b, "login", "kakao").await;
+    let c = code();
+    idp().answer_token(&c, "111", &s.nonce, json!({}));
+    idp().profile(&c, json!({ "kakao": { "sub": "222" } }));
+    let r = back(&mut b, "kakao", &s, &c).await;
+    let text = refused_on_flow(&mut b, r, "login", &s.flow).await;
+    assert!(text.contains("another subject"), "{text}");
 }

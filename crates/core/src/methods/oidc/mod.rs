@@ -290,12 +290,7 @@ impl Core {
             .into());
         }
         flow.active = Some(Method::Oidc.as_str().into());
-        let d = match self
-            .oidc
-            .cache
-            .discover(&*self.upstream, &p.issuer(), now)
-            .await
-        {
+        let d = match p.endpoints(&self.oidc.cache, &*self.upstream, now).await {
             Ok(d) => d,
             Err(ProviderError(why)) => return Err(self.provider_failed(flow, p, &why, now).await),
         };
@@ -418,7 +413,7 @@ impl Core {
         if caller.session.is_some() && !flow.refresh && flow.kind != FlowKind::Settings {
             return Err(Error::AlreadySignedIn.into());
         }
-        let (claims, tokens) = match self.provider_answer(p, &code, &started, now).await {
+        let (claims, tokens) = match self.provider_answer(p, &code, &started, &state, now).await {
             Ok(answer) => answer,
             Err(ProviderError(why)) => {
                 return Err(self.provider_failed(&mut flow, p, &why, now).await)
@@ -448,13 +443,21 @@ impl Core {
         p: &Provider,
         code: &str,
         started: &Started,
+        state: &str,
         now: OffsetDateTime,
     ) -> std::result::Result<(Claims, Tokens), ProviderError> {
         let up = &*self.upstream;
-        let d = self.oidc.cache.discover(up, &p.issuer(), now).await?;
+        let d = p.endpoints(&self.oidc.cache, up, now).await?;
         let redirect_uri = self.redirect_uri(p.id());
         let tokens = p
-            .exchange(up, &d, code, &redirect_uri, started.verifier.as_deref())
+            .exchange(
+                up,
+                &d,
+                code,
+                &redirect_uri,
+                started.verifier.as_deref(),
+                state,
+            )
             .await?;
         let claims = p
             .claims(&self.oidc.cache, up, &d, &tokens, Some(&started.nonce), now)

@@ -20,6 +20,11 @@ use time::{Duration, OffsetDateTime};
 
 /// Google's issuer; its ID tokens may also say it without the scheme.
 const GOOGLE_ISSUER: &str = "https://accounts.google.com";
+/// Kakao's issuer (OpenID Connect must be switched on for the app in Kakao's console).
+const KAKAO_ISSUER: &str = "https://kauth.kakao.com";
+/// The `iss` Kratos gives GitHub's claims (GitHub has no ID token), and Naver's alike.
+const GITHUB_ISS: &str = "https://github.com/login/oauth/access_token";
+const NAVER_ISS: &str = "https://nid.naver.com";
 /// How long discovery documents and key sets are kept.
 const CACHE_FOR: Duration = Duration::hours(1);
 /// A key set is fetched again for an unknown key id at most this often.
@@ -92,19 +97,81 @@ impl Provider {
         }
     }
 
-    /// The issuer whose discovery document names the endpoints.
+    /// The issuer whose discovery document names the endpoints (OpenID Connect providers),
+    /// or the base of the REST API the profile comes from (GitHub, Naver). The fixed ones are
+    /// the providers'; an `issuer_url` points them elsewhere (GitHub Enterprise, a proxy, a
+    /// test server).
     pub fn issuer(&self) -> String {
         let configured = self.config.issuer_url.trim_end_matches('/');
-        match self.config.provider {
-            // Google's is fixed; an `issuer_url` points it elsewhere (a test provider, a proxy).
-            OidcProviderKind::Google if configured.is_empty() => GOOGLE_ISSUER.into(),
-            _ => configured.to_string(),
+        if !configured.is_empty() {
+            return configured.to_string();
         }
+        match self.config.provider {
+            OidcProviderKind::Google => GOOGLE_ISSUER.into(),
+            OidcProviderKind::Kakao => KAKAO_ISSUER.into(),
+            OidcProviderKind::Github => "https://api.github.com".into(),
+            OidcProviderKind::Naver => "https://openapi.naver.com".into(),
+            _ => String::new(),
+        }
+    }
+
+    /// OAuth2 without OpenID Connect: no ID token, no discovery, the profile from a REST API.
+    fn is_oauth2(&self) -> bool {
+        matches!(
+            self.config.provider,
+            OidcProviderKind::Github | OidcProviderKind::Naver
+        )
+    }
+
+    /// The endpoints: from discovery, or the fixed ones of an OAuth2 provider (`auth_url` and
+    /// `token_url` override them).
+    pub async fn endpoints(
+        &self,
+        cache: &Cache,
+        up: &dyn Upstream,
+        now: OffsetDateTime,
+    ) -> Result<Arc<Discovery>, ProviderError> {
+        let or = |set: &str, default: &str| {
+            if set.is_empty() {
+                default.to_string()
+            } else {
+                set.to_string()
+            }
+        };
+        let (iss, auth, token, profile) = match self.config.provider {
+            OidcProviderKind::Github => (
+                GITHUB_ISS,
+                "https://github.com/login/oauth/authorize",
+                "https://github.com/login/oauth/access_token",
+                "/user",
+            ),
+            OidcProviderKind::Naver => (
+                NAVER_ISS,
+                "https://nid.naver.com/oauth2.0/authorize",
+                "https://nid.naver.com/oauth2.0/token",
+                "/v1/nid/me",
+            ),
+            _ => return cache.discover(up, &self.issuer(), now).await,
+        };
+        Ok(Arc::new(Discovery {
+            issuer: iss.into(),
+            authorization_endpoint: or(&self.config.auth_url, auth),
+            token_endpoint: or(&self.config.token_url, token),
+            userinfo_endpoint: format!("{}{profile}", self.issuer()),
+            jwks_uri: String::new(),
+            code_challenge_methods_supported: vec![],
+            // Both take the client's credentials in the body.
+            token_endpoint_auth_methods_supported: vec!["client_secret_post".into()],
+        }))
     }
 
     /// The scopes asked for: the configured ones, with `openid` (OpenID Connect providers).
     /// Google's `offline_access` becomes `access_type=offline` instead.
     fn scopes(&self) -> Vec<String> {
+        if self.config.provider == OidcProviderKind::Naver {
+            // Naver's permissions are set in its console; it takes no scope.
+            return vec![];
+        }
         let mut scopes: Vec<String> = self
             .config
             .scope
@@ -114,7 +181,7 @@ impl Provider {
             })
             .cloned()
             .collect();
-        if !scopes.iter().any(|s| s == "openid") {
+        if !self.is_oauth2() && !scopes.iter().any(|s| s == "openid") {
             scopes.insert(0, "openid".into());
         }
         scopes
@@ -144,16 +211,28 @@ impl Provider {
             let mut q = url.query_pairs_mut();
             q.append_pair("response_type", "code")
                 .append_pair("client_id", &self.config.client_id)
-                .append_pair("redirect_uri", r.redirect_uri)
-                .append_pair("scope", &self.scopes().join(" "))
-                .append_pair("state", r.state)
-                .append_pair("nonce", r.nonce);
+                .append_pair("redirect_uri", r.redirect_uri);
+            let scopes = self.scopes();
+            if !scopes.is_empty() {
+                q.append_pair("scope", &scopes.join(" "));
+            }
+            q.append_pair("state", r.state);
+            // A nonce goes where an ID token comes back to carry it.
+            if !self.is_oauth2() {
+                q.append_pair("nonce", r.nonce);
+            }
             if let Some(challenge) = r.code_challenge {
                 q.append_pair("code_challenge", challenge)
                     .append_pair("code_challenge_method", "S256");
             }
-            if r.refresh {
-                q.append_pair("prompt", "login");
+            match (r.refresh, self.config.provider) {
+                (false, _) | (true, OidcProviderKind::Github) => {}
+                (true, OidcProviderKind::Naver) => {
+                    q.append_pair("auth_type", "reauthenticate");
+                }
+                (true, _) => {
+                    q.append_pair("prompt", "login");
+                }
             }
             if !self.config.requested_claims.is_null() {
                 q.append_pair("claims", &self.config.requested_claims.to_string());
@@ -181,6 +260,7 @@ impl Provider {
         code: &str,
         redirect_uri: &str,
         verifier: Option<&str>,
+        state: &str,
     ) -> Result<Tokens, ProviderError> {
         let mut form = vec![
             ("grant_type", "authorization_code".to_string()),
@@ -190,9 +270,15 @@ impl Provider {
         if let Some(v) = verifier {
             form.push(("code_verifier", v.to_string()));
         }
+        // Naver's token endpoint wants the state again.
+        if self.config.provider == OidcProviderKind::Naver {
+            form.push(("state", state.to_string()));
+        }
         let secret = self.config.client_secret.expose().to_string();
         let methods = &d.token_endpoint_auth_methods_supported;
-        let post_only = !methods.is_empty() && !methods.iter().any(|m| m == "client_secret_basic");
+        // Kakao documents `client_secret_post` only.
+        let post_only = self.config.provider == OidcProviderKind::Kakao
+            || (!methods.is_empty() && !methods.iter().any(|m| m == "client_secret_basic"));
         let mut req = HttpRequest::post_form(&d.token_endpoint, form);
         if post_only {
             req.form.push(("client_id", self.config.client_id.clone()));
@@ -240,8 +326,34 @@ impl Provider {
 
     /// The user's claims: the ID token's (checked against the provider's keys, our client id,
     /// the issuer, the nonce and the time), or, with `claims_source: userinfo`, userinfo's
-    /// for the same subject.
+    /// for the same subject; GitHub's and Naver's from their REST APIs.
     pub async fn claims(
+        &self,
+        cache: &Cache,
+        up: &dyn Upstream,
+        d: &Discovery,
+        tokens: &Tokens,
+        nonce: Option<&str>,
+        now: OffsetDateTime,
+    ) -> Result<Claims, ProviderError> {
+        let mut claims = match self.config.provider {
+            OidcProviderKind::Github => self.github_claims(up, d, &tokens.access_token).await?,
+            OidcProviderKind::Naver => self.naver_claims(up, d, &tokens.access_token).await?,
+            _ => self.oidc_claims(cache, up, d, tokens, nonce, now).await?,
+        };
+        if claims.sub.is_empty() {
+            return Err(fail("the provider did not return a subject"));
+        }
+        if claims.iss.is_empty() {
+            claims.iss = d.issuer.clone();
+        }
+        Ok(claims)
+    }
+
+    /// An OpenID Connect provider's claims (see [`Provider::claims`]). Kakao's e-mail is
+    /// verified only in userinfo, so Kakao always reads it, and is named by the nickname when
+    /// the name is not shared.
+    async fn oidc_claims(
         &self,
         cache: &Cache,
         up: &dyn Upstream,
@@ -256,28 +368,151 @@ impl Provider {
         let id = self
             .verify_id_token(cache, up, d, &tokens.id_token, nonce, now)
             .await?;
-        let mut claims = if self.config.claims_source == ClaimsSource::Userinfo {
-            let info = self.userinfo(up, d, &tokens.access_token).await?;
-            if info.get("sub") != id.get("sub") {
-                return Err(fail(
-                    "the provider's userinfo is about another subject than its ID token",
-                ));
-            }
-            let mut c = Claims::from_standard(&info);
-            if c.iss.is_empty() {
-                c.iss = d.issuer.clone();
+        let kakao = self.config.provider == OidcProviderKind::Kakao;
+        if !kakao && self.config.claims_source != ClaimsSource::Userinfo {
+            return Ok(Claims::from_standard(&id));
+        }
+        let info = self.userinfo(up, d, &tokens.access_token).await?;
+        if info.get("sub") != id.get("sub") {
+            return Err(fail(
+                "the provider's userinfo is about another subject than its ID token",
+            ));
+        }
+        let mut c = if kakao {
+            // Everything both said, userinfo winning.
+            let mut all = id.clone();
+            all.extend(info);
+            let mut c = Claims::from_standard(&all);
+            if c.name.is_empty() {
+                c.name = c.nickname.clone();
             }
             c
         } else {
-            Claims::from_standard(&id)
+            Claims::from_standard(&info)
         };
-        if claims.sub.is_empty() {
-            return Err(fail("the provider did not return a subject"));
+        if c.iss.is_empty() {
+            c.iss = d.issuer.clone();
         }
-        if claims.iss.is_empty() {
-            claims.iss = d.issuer.clone();
+        Ok(c)
+    }
+
+    /// GitHub (`provider_github.go`): `/user`, and with the `user:email` scope the primary
+    /// entry of `/user/emails`. No `raw_claims`, as in Kratos.
+    async fn github_claims(
+        &self,
+        up: &dyn Upstream,
+        d: &Discovery,
+        access_token: &str,
+    ) -> Result<Claims, ProviderError> {
+        let user = self.rest(up, &d.userinfo_endpoint, access_token).await?;
+        let user = user.as_object().cloned().unwrap_or_default();
+        let text = |k: &str| match user.get(k) {
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Number(n)) => n.to_string(),
+            _ => String::new(),
+        };
+        let updated_at = user
+            .get("updated_at")
+            .and_then(Value::as_str)
+            .and_then(|t| {
+                OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
+            })
+            .map_or(0, OffsetDateTime::unix_timestamp);
+        let mut c = Claims {
+            iss: GITHUB_ISS.into(),
+            sub: text("id"),
+            name: text("name"),
+            nickname: text("login"),
+            website: text("blog"),
+            picture: text("avatar_url"),
+            profile: text("html_url"),
+            updated_at,
+            ..Claims::default()
+        };
+        if self.config.scope.iter().any(|s| s == "user:email") {
+            let url = format!("{}/emails", d.userinfo_endpoint);
+            let emails = self.rest(up, &url, access_token).await?;
+            let primary = emails
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|e| e.get("primary") == Some(&Value::Bool(true)));
+            if let Some(e) = primary {
+                c.email = e
+                    .get("email")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
+                c.email_verified = e.get("verified") == Some(&Value::Bool(true));
+            }
         }
-        Ok(claims)
+        Ok(c)
+    }
+
+    /// Naver (`/v1/nid/me`): an envelope whose `resultcode` is `"00"` on success, the profile
+    /// in `response`. Its e-mail carries no verification flag, so it is never vouched for.
+    async fn naver_claims(
+        &self,
+        up: &dyn Upstream,
+        d: &Discovery,
+        access_token: &str,
+    ) -> Result<Claims, ProviderError> {
+        let body = self.rest(up, &d.userinfo_endpoint, access_token).await?;
+        if body.get("resultcode").and_then(Value::as_str) != Some("00") {
+            let why = body
+                .get("message")
+                .and_then(Value::as_str)
+                .unwrap_or("no profile");
+            return Err(fail(format!(
+                "the provider refused the profile: {}",
+                crate::ui::echo(why)
+            )));
+        }
+        let r = body
+            .get("response")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        let text = |k: &str| {
+            r.get(k)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
+        let birthdate = match (text("birthyear"), text("birthday")) {
+            (y, md) if !y.is_empty() && !md.is_empty() => format!("{y}-{md}"),
+            _ => String::new(),
+        };
+        Ok(Claims {
+            iss: NAVER_ISS.into(),
+            sub: text("id"),
+            name: text("name"),
+            nickname: text("nickname"),
+            email: text("email"),
+            picture: text("profile_image"),
+            gender: text("gender"),
+            birthdate,
+            phone_number: text("mobile_e164"),
+            raw: Some(r),
+            ..Claims::default()
+        })
+    }
+
+    /// A REST API's JSON answer for the user's token.
+    async fn rest(
+        &self,
+        up: &dyn Upstream,
+        url: &str,
+        access_token: &str,
+    ) -> Result<Value, ProviderError> {
+        let resp = up
+            .send(HttpRequest::get(url).bearer(access_token))
+            .await
+            .map_err(|e| fail(format!("the provider's API could not be reached ({e})")))?;
+        match resp.json() {
+            Some(v) if resp.status == 200 => Ok(v),
+            _ => Err(fail(format!("the provider's API answered {}", resp.status))),
+        }
     }
 
     async fn userinfo(

@@ -1,6 +1,9 @@
 //! A small OpenID provider for the scenarios the real one (`oidc-provider`, in the interop
 //! suite) cannot stage: ID tokens signed with the wrong key, for another audience or issuer,
 //! with another nonce or expired, a token endpoint that answers an error with 200 or nonsense.
+//! It also plays GitHub (`/github/…`), Naver (`/naver/…`) and Kakao's userinfo with their
+//! recorded answers (`tests/fixtures/providers/`).
+//!
 //! It answers with the documented shapes (discovery, JWKS, the token response); a test decides
 //! what the token endpoint answers for the authorization code it will send ([`Idp::answer`]),
 //! so scenarios running at the same time do not meet. One provider serves the whole test
@@ -46,6 +49,8 @@ struct Inner {
     answers: Mutex<HashMap<String, Answer>>,
     /// The forms the token endpoint received, by authorization code.
     exchanges: Mutex<HashMap<String, Vec<(String, String)>>>,
+    /// What the profile APIs say for the user of a code, over the recorded answers.
+    profiles: Mutex<HashMap<String, Value>>,
 }
 
 #[derive(Clone)]
@@ -78,6 +83,12 @@ pub fn idp() -> &'static Idp {
                     .route("/.well-known/openid-configuration", get(discovery))
                     .route("/jwks", get(jwks))
                     .route("/token", post(token))
+                    .route("/v1/oidc/userinfo", get(kakao_userinfo))
+                    .route("/github/login/oauth/access_token", post(github_token))
+                    .route("/github/api/user", get(github_user))
+                    .route("/github/api/user/emails", get(github_emails))
+                    .route("/naver/oauth2.0/token", post(naver_token))
+                    .route("/naver/v1/nid/me", get(naver_me))
                     .with_state(idp);
                 axum::serve(listener, app).await.unwrap();
             });
@@ -101,6 +112,7 @@ impl Idp {
                 jwk,
                 answers: Mutex::new(HashMap::new()),
                 exchanges: Mutex::new(HashMap::new()),
+                profiles: Mutex::new(HashMap::new()),
             }),
         };
         (idp, listener)
@@ -130,6 +142,17 @@ impl Idp {
                 signer: Signer::Published,
             },
         );
+    }
+
+    /// What the profile APIs say for `code`'s user: `user` and `emails` (GitHub), `naver`
+    /// (its `response`), `naver_error` (the envelope's failure), `kakao` (userinfo), each over
+    /// the recorded answer.
+    pub fn profile(&self, code: &str, overrides: Value) {
+        self.inner
+            .profiles
+            .lock()
+            .unwrap()
+            .insert(code.to_string(), overrides);
     }
 
     /// The form the token endpoint received with `code`.
@@ -168,6 +191,7 @@ async fn discovery(State(idp): State<Idp>) -> Json<Value> {
         "authorization_endpoint": format!("{i}/auth"),
         "token_endpoint": format!("{i}/token"),
         "jwks_uri": format!("{i}/jwks"),
+        "userinfo_endpoint": format!("{i}/v1/oidc/userinfo"),
         "response_types_supported": ["code"],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["ES256"],
@@ -233,9 +257,119 @@ async fn token(
             (
                 axum::http::StatusCode::OK,
                 Json(
-                    json!({ "access_token": "at-1", "token_type": "Bearer", "expires_in": 300, "id_token": token }),
+                    json!({ "access_token": format!("at-{code}"), "token_type": "Bearer", "expires_in": 300, "id_token": token }),
                 ),
             )
         }
     }
+}
+
+fn fixture(name: &str) -> Value {
+    let path = format!(
+        "{}/tests/fixtures/providers/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// The code a profile request's `Authorization: Bearer at-<code>` stands for.
+fn code_of(headers: &axum::http::HeaderMap) -> String {
+    headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer at-"))
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn overrides(idp: &Idp, code: &str, key: &str) -> Value {
+    let profiles = idp.inner.profiles.lock().unwrap();
+    profiles
+        .get(code)
+        .and_then(|p| p.get(key))
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+/// GitHub's token endpoint: JSON (asked for with `Accept`), errors with 200.
+async fn github_token(
+    State(idp): State<Idp>,
+    axum::Form(form): axum::Form<Vec<(String, String)>>,
+) -> Json<Value> {
+    let code = form
+        .iter()
+        .find(|(k, _)| k == "code")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default();
+    idp.inner
+        .exchanges
+        .lock()
+        .unwrap()
+        .insert(code.clone(), form);
+    if code.starts_with("bad") {
+        return Json(fixture("github-token-error.json"));
+    }
+    let mut t = fixture("github-token.json");
+    t["access_token"] = json!(format!("at-{code}"));
+    Json(t)
+}
+
+async fn github_user(State(idp): State<Idp>, headers: axum::http::HeaderMap) -> Json<Value> {
+    let mut user = fixture("github-user.json");
+    merge(&mut user, &overrides(&idp, &code_of(&headers), "user"));
+    Json(user)
+}
+
+async fn github_emails(State(idp): State<Idp>, headers: axum::http::HeaderMap) -> Json<Value> {
+    match overrides(&idp, &code_of(&headers), "emails") {
+        Value::Null => Json(fixture("github-emails.json")),
+        emails => Json(emails),
+    }
+}
+
+/// Naver's token endpoint: the client's credentials and the state in the form, `expires_in`
+/// as a string, errors with 200.
+async fn naver_token(
+    State(idp): State<Idp>,
+    axum::Form(form): axum::Form<Vec<(String, String)>>,
+) -> Json<Value> {
+    let field = |k: &str| {
+        form.iter()
+            .find(|(q, _)| q == k)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    let code = field("code");
+    idp.inner
+        .exchanges
+        .lock()
+        .unwrap()
+        .insert(code.clone(), form.clone());
+    if field("state").is_empty() || field("client_secret") != CLIENT_SECRET {
+        return Json(
+            json!({"error": "invalid_request", "error_description": "state or client_secret missing"}),
+        );
+    }
+    if code.starts_with("bad") {
+        return Json(fixture("naver-token-error.json"));
+    }
+    let mut t = fixture("naver-token.json");
+    t["access_token"] = json!(format!("at-{code}"));
+    Json(t)
+}
+
+async fn naver_me(State(idp): State<Idp>, headers: axum::http::HeaderMap) -> Json<Value> {
+    let code = code_of(&headers);
+    if overrides(&idp, &code, "naver_error") == json!(true) {
+        return Json(fixture("naver-me-error.json"));
+    }
+    let mut me = fixture("naver-me.json");
+    merge(&mut me["response"], &overrides(&idp, &code, "naver"));
+    Json(me)
+}
+
+async fn kakao_userinfo(State(idp): State<Idp>, headers: axum::http::HeaderMap) -> Json<Value> {
+    let mut info = fixture("kakao-userinfo.json");
+    merge(&mut info, &overrides(&idp, &code_of(&headers), "kakao"));
+    Json(info)
 }
