@@ -51,6 +51,7 @@ pub fn router(config: &portcullis_core::config::Config) -> Router<AppState> {
             delete(logout_api).layer(submit_limit),
         )
         .route("/sessions/whoami", any(whoami))
+        .route("/sessions/token-exchange", get(token_exchange))
         .route(
             "/sessions",
             get(list_my_sessions).delete(revoke_my_other_sessions),
@@ -79,6 +80,9 @@ async fn webauthn_script() -> Response {
 
 #[derive(Deserialize)]
 struct InitQuery {
+    /// A native app signing in with a provider asks for an exchange code.
+    #[serde(default)]
+    return_session_token_exchange_code: Option<String>,
     #[serde(default)]
     refresh: Option<String>,
     #[serde(default)]
@@ -121,7 +125,7 @@ async fn init_login(
 ) -> ApiResult<Json<Value>> {
     let core = &st.core;
     let now = core.now();
-    let flow = core
+    let mut flow = core
         .create_login_flow(
             FlowType::Api,
             request_url(core.public_url(), &uri),
@@ -132,7 +136,56 @@ async fn init_login(
             now,
         )
         .await?;
-    Ok(Json(core.flow_response(&flow, None)))
+    let exchange = truthy(&q.return_session_token_exchange_code);
+    api_flow_answer(core, &mut flow, exchange, now).await
+}
+
+/// An API flow, with its `session_token_exchange_code` when the app asked for one (shown
+/// once: only its hash is kept).
+async fn api_flow_answer(
+    core: &portcullis_core::service::Core,
+    flow: &mut portcullis_core::flow::Flow,
+    exchange: bool,
+    now: time::OffsetDateTime,
+) -> ApiResult<Json<Value>> {
+    let code = match exchange {
+        true => Some(core.add_token_exchange(flow, now).await?),
+        false => None,
+    };
+    let mut body = core.flow_response(flow, None);
+    if let (Some(code), Some(o)) = (code, body.as_object_mut()) {
+        o.insert("session_token_exchange_code".into(), json!(code));
+    }
+    Ok(Json(body))
+}
+
+#[derive(Deserialize)]
+struct ExchangeQuery {
+    #[serde(default)]
+    init_code: Option<String>,
+    #[serde(default)]
+    return_to_code: Option<String>,
+}
+
+/// `GET /sessions/token-exchange`: a native app's session token after a social sign-in in
+/// the system browser.
+async fn token_exchange(
+    State(st): State<AppState>,
+    Query(q): Query<ExchangeQuery>,
+) -> ApiResult<Json<Value>> {
+    let core = &st.core;
+    let now = core.now();
+    let (token, session, identity) = core
+        .exchange_session_token(
+            q.init_code.as_deref().unwrap_or_default(),
+            q.return_to_code.as_deref().unwrap_or_default(),
+            now,
+        )
+        .await?;
+    Ok(Json(json!({
+        "session_token": token,
+        "session": core.session_json(&session, Some(&identity), View::Public, now),
+    })))
 }
 
 async fn init_registration(
@@ -142,16 +195,18 @@ async fn init_registration(
     CallerCtx(caller): CallerCtx,
 ) -> ApiResult<Json<Value>> {
     let core = &st.core;
-    let flow = core
+    let now = core.now();
+    let mut flow = core
         .create_registration_flow(
             FlowType::Api,
             request_url(core.public_url(), &uri),
             q.return_to,
             &caller,
-            core.now(),
+            now,
         )
         .await?;
-    Ok(Json(core.flow_response(&flow, None)))
+    let exchange = truthy(&q.return_session_token_exchange_code);
+    api_flow_answer(core, &mut flow, exchange, now).await
 }
 
 async fn init_settings(

@@ -12,7 +12,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use portcullis_core::flow::FlowKind;
+use portcullis_core::flow::{FlowKind, FlowType};
 use portcullis_core::methods::oidc::{Callback, Landed};
 use portcullis_core::selfservice::SubmitError;
 use portcullis_core::service::urlencode;
@@ -54,6 +54,17 @@ async fn callback(
     };
     match core.oidc_callback(&provider, cb, &caller, core.now()).await {
         Ok(Landed::Authenticated(a, kind)) => browser::authenticated(&st, kind, "oidc", &a, false),
+        Ok(Landed::Native(to)) => see_other(&to),
+        // A native app's flow goes back to the app, which reads it by id.
+        Ok(Landed::Flow(flow)) | Err(SubmitError::FlowInvalid { flow, .. })
+            if flow.flow_type == FlowType::Api =>
+        {
+            let back = flow
+                .return_to
+                .clone()
+                .unwrap_or_else(|| core.config().selfservice.default_browser_return_url.clone());
+            see_other(&with_query(&back, "flow", &flow.id.to_string()))
+        }
         Ok(Landed::Flow(flow)) | Err(SubmitError::FlowInvalid { flow, .. }) => {
             see_other(&with_query(
                 core.config().ui_url(flow.kind),

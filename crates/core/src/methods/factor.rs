@@ -59,6 +59,9 @@ pub struct Pending {
     /// The provider account a sign-in on this flow links (account linking).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub link: Option<super::oidc::link::Link>,
+    /// A native app's exchange code (`return_session_token_exchange_code`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exchange: Option<super::oidc::native::Exchange>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

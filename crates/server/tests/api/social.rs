@@ -85,6 +85,9 @@ fn social(cfg: &mut Config) {
     ]);
 
     cfg.selfservice.methods.oidc.enabled = true;
+    cfg.selfservice
+        .allowed_return_urls
+        .push("https://app.example/callback".into());
     cfg.selfservice.methods.oidc.config.providers = serde_json::from_value(providers).unwrap();
 }
 
@@ -100,6 +103,7 @@ crate::on_every_backend! {
     github_signs_up_without_an_id_token_with_its_primary_verified_address with social,
     naver_signs_up_with_an_address_it_does_not_vouch_for_and_its_200_errors_refuse with social,
     kakao_vouches_for_the_address_in_userinfo_and_names_by_nickname with social,
+    a_native_app_signs_up_in_the_system_browser_and_exchanges_its_code_once with social,
 }
 
 /// The authorization request a provider button sends the browser to.
@@ -840,4 +844,104 @@ async fn kakao_vouches_for_the_address_in_userinfo_and_names_by_nickname(app: Te
     let r = back(&mut b, "kakao", &s, &c).await;
     let text = refused_on_flow(&mut b, r, "login", &s.flow).await;
     assert!(text.contains("another subject"), "{text}");
+}
+
+async fn a_native_app_signs_up_in_the_system_browser_and_exchanges_its_code_once(app: TestApp) {
+    // Without an exchange code an API flow cannot use a provider.
+    let (_, plain) = app.get_json("/self-service/login/api").await;
+    let (st, body) = app
+        .post_json(
+            &format!("/self-service/login?flow={}", plain["id"].as_str().unwrap()),
+            &json!({"method": "oidc", "provider": "fake"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["error"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("return_session_token_exchange_code"),
+        "{body}"
+    );
+
+    let (st, flow) = app
+        .get_json("/self-service/registration/api?return_session_token_exchange_code=true&return_to=https://app.example/callback")
+        .await;
+    assert_eq!(st, StatusCode::OK, "{flow}");
+    let init = flow["session_token_exchange_code"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let id = flow["id"].as_str().unwrap();
+    // Read again, the flow does not show it.
+    let (_, again) = app
+        .get_json(&format!("/self-service/registration/flows?id={id}"))
+        .await;
+    assert!(again.get("session_token_exchange_code").is_none());
+    let (st, body) = app
+        .post_json(
+            &format!("/self-service/registration?flow={id}"),
+            &json!({"method": "oidc", "provider": "fake"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let to = url::Url::parse(body["redirect_browser_to"].as_str().unwrap()).unwrap();
+    let q: std::collections::HashMap<String, String> = to.query_pairs().into_owned().collect();
+    // The system browser: no cookie of the app or of an earlier flow.
+    let mut system = Browser::new(&app);
+    let c = code();
+    let email = unique_email("native");
+    idp().answer_token(
+        &c,
+        &format!("native-{c}"),
+        &q["nonce"],
+        json!({"email": email, "email_verified": true}),
+    );
+    let r = system
+        .get(&format!(
+            "/self-service/methods/oidc/callback/fake?code={c}&state={}",
+            q["state"]
+        ))
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let back = url::Url::parse(&location(&r)).unwrap();
+    assert_eq!(back.origin().ascii_serialization(), "https://app.example");
+    let return_to_code = back
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .unwrap()
+        .1
+        .into_owned();
+    assert!(
+        !system.has_session_cookie(),
+        "the system browser is not signed in"
+    );
+
+    let exchange = |init: &str, code: &str| {
+        format!("/sessions/token-exchange?init_code={init}&return_to_code={code}")
+    };
+    let (st, _) = app.get_json(&exchange(&init, "wrong")).await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    let (st, body) = app
+        .get_json(&exchange(
+            &format!("{}x", &init[..init.len() - 1]),
+            &return_to_code,
+        ))
+        .await;
+    assert_eq!(st, StatusCode::NOT_FOUND, "{body}");
+    let (st, body) = app.get_json("/sessions/token-exchange").await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{body}");
+    let (st, body) = app.get_json(&exchange(&init, &return_to_code)).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    let token = body["session_token"].as_str().unwrap();
+    assert_eq!(
+        body["session"]["identity"]["traits"]["email"],
+        email.as_str()
+    );
+    let (st, me) = app.get_json_with_token("/sessions/whoami", token).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(me["authentication_methods"][0]["method"], "oidc");
+    // Once.
+    let (st, _) = app.get_json(&exchange(&init, &return_to_code)).await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
 }

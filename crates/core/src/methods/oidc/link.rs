@@ -74,6 +74,7 @@ impl Core {
             )
             .await?;
         login.return_to = registration.return_to.clone();
+        super::carry_exchange(registration, &mut login);
         // The provider just used cannot confirm itself; the others confirm.
         login
             .ui

@@ -16,6 +16,7 @@
 
 pub mod claims;
 pub mod link;
+pub mod native;
 pub mod provider;
 mod settings;
 
@@ -132,6 +133,17 @@ pub enum Landed {
     Authenticated(Box<Authenticated>, FlowKind),
     /// A flow to show: registration completion, or the flow with what went wrong.
     Flow(Box<Flow>),
+    /// A native app's sign-in is done: its browser goes to this URL (the app's `return_to`
+    /// with the `code` that fetches the session token).
+    Native(String),
+}
+
+/// A flow made from another during a social sign-in (registration from login, the linking
+/// login flow) keeps its native exchange code.
+fn carry_exchange(from: &Flow, to: &mut Flow) {
+    if let Some(x) = from.pending.as_ref().and_then(|p| p.exchange.clone()) {
+        to.pending.get_or_insert_with(Default::default).exchange = Some(x);
+    }
 }
 
 fn random_token(bytes: usize) -> String {
@@ -283,9 +295,10 @@ impl Core {
         now: OffsetDateTime,
     ) -> SubmitResult<String> {
         let p = self.provider(provider_id)?;
-        if flow.flow_type == FlowType::Api {
+        let exchange = flow.pending.as_ref().is_some_and(|p| p.exchange.is_some());
+        if flow.flow_type == FlowType::Api && !exchange {
             return Err(Error::bad_request(
-                "Signing in with a provider from a native app (an API flow) is not supported yet: use a browser flow.",
+                "A native app signs in with a provider on an API flow started with return_session_token_exchange_code=true.",
             )
             .into());
         }
@@ -413,27 +426,32 @@ impl Core {
         if caller.session.is_some() && !flow.refresh && flow.kind != FlowKind::Settings {
             return Err(Error::AlreadySignedIn.into());
         }
+        let native = (flow.flow_type == FlowType::Api).then(|| flow.clone());
         let (claims, tokens) = match self.provider_answer(p, &code, &started, &state, now).await {
             Ok(answer) => answer,
             Err(ProviderError(why)) => {
                 return Err(self.provider_failed(&mut flow, p, &why, now).await)
             }
         };
-        match flow.kind {
+        let landed = match flow.kind {
             FlowKind::Login => {
                 self.social_login(flow, p, claims, tokens, caller, now)
-                    .await
+                    .await?
             }
             FlowKind::Registration => {
                 self.social_registration(flow, p, claims, tokens, started.traits, caller, now)
-                    .await
+                    .await?
             }
             FlowKind::Settings => {
                 let credential = self.oidc_credential(p, &claims, &tokens, now)?;
                 self.link_in_settings(flow, p, credential, caller, now)
-                    .await
+                    .await?
             }
-            _ => Err(Error::bad_request(BAD_STATE).into()),
+            _ => return Err(Error::bad_request(BAD_STATE).into()),
+        };
+        match (landed, native) {
+            (Landed::Authenticated(a, _), Some(flow)) => Ok(self.hand_over(&flow, &a, now).await?),
+            (landed, _) => Ok(landed),
         }
     }
 
@@ -493,6 +511,7 @@ impl Core {
                     .new_registration_flow(flow.flow_type, flow.request_url.clone(), caller, now)
                     .await?;
                 reg.return_to = flow.return_to.clone();
+                carry_exchange(&flow, &mut reg);
                 self.social_registration(reg, p, claims, tokens, json!({}), caller, now)
                     .await
             }
@@ -551,6 +570,7 @@ impl Core {
                 )
                 .await?;
             login.return_to = flow.return_to.clone();
+            carry_exchange(&flow, &mut login);
             return self.sign_in_linked(login, identity, caller, now).await;
         }
         let mapped = match self.map_claims(p, &claims).await {
