@@ -13,11 +13,11 @@
 //! **Bounds.** A mapper is the operator's code, but it runs on claims a stranger's provider
 //! account chose, so an evaluation must not be able to take the server with it. [`evaluate`]
 //! is pure and unbounded in time; it sits behind the [`Evaluator`] port. [`InThread`] runs it
-//! on a thread of its own with a stack cap and a deadline, and at most [`MAX_RUNAWAYS`]
-//! evaluations may be past their deadline at once (the engine cannot be interrupted, so a
-//! runaway thread runs on; more are refused rather than started). The server binary puts
-//! each evaluation in a worker process with memory and CPU limits instead (`jsonnet-worker`),
-//! which it kills at the deadline.
+//! on a thread of its own with a stack cap, a source and result cap and a deadline, and at
+//! most [`MAX_RUNNING`] evaluations run at once, counting those past their deadline (the
+//! engine cannot be interrupted, so such a thread runs on until it ends; while the slots are
+//! taken, evaluations are refused rather than started). Memory is bounded only by those caps:
+//! a worker process with `RLIMIT_AS`, killed at the deadline, is the next step.
 //!
 //! Imports are refused: a mapper is one self-contained file, as in Kratos (which disables
 //! imports too).
@@ -29,7 +29,6 @@ use rsjsonnet_lang::program::{
 };
 use rsjsonnet_lang::span::SpanId;
 use serde_json::Value;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -39,8 +38,8 @@ pub const TIMEOUT: Duration = Duration::from_secs(1);
 pub const MAX_STACK: usize = 500;
 /// Sources and results above this are refused: a mapper is a page, its output a document.
 pub const MAX_SIZE: usize = 256 * 1024;
-/// Evaluations allowed to run past their deadline at once, in this process.
-pub const MAX_RUNAWAYS: usize = 2;
+/// Evaluations running at once per evaluator, those past their deadline included.
+pub const MAX_RUNNING: usize = 4;
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum JsonnetError {
@@ -53,8 +52,8 @@ pub enum JsonnetError {
     /// It did not finish in time (or needed more memory than it may have).
     #[error("the Jsonnet did not finish within {} ms", TIMEOUT.as_millis())]
     TimedOut,
-    /// Too many earlier evaluations are still running past their deadline.
-    #[error("too many Jsonnet evaluations are still running")]
+    /// Every slot is taken (by evaluations under way, or past their deadline).
+    #[error("too many Jsonnet evaluations are running")]
     Busy,
     /// The source or its result is larger than [`MAX_SIZE`].
     #[error("the Jsonnet or its result is larger than {MAX_SIZE} bytes")]
@@ -171,10 +170,19 @@ pub fn evaluate(source: &str, file: &str, ext: &[(String, Value)]) -> Result<Val
 }
 
 /// Evaluates on a thread of its own with a deadline (see the module note).
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 pub struct InThread {
-    /// Evaluations past their deadline that are still running.
-    runaways: Arc<AtomicUsize>,
+    /// One permit per running evaluation; a thread gives its permit back when it ends, even
+    /// after its caller stopped waiting for it.
+    slots: Arc<tokio::sync::Semaphore>,
+}
+
+impl Default for InThread {
+    fn default() -> Self {
+        InThread {
+            slots: Arc::new(tokio::sync::Semaphore::new(MAX_RUNNING)),
+        }
+    }
 }
 
 #[async_trait::async_trait]
@@ -185,24 +193,18 @@ impl Evaluator for InThread {
         file: &str,
         ext: Vec<(String, Value)>,
     ) -> Result<Value, JsonnetError> {
-        if self.runaways.load(Ordering::Acquire) >= MAX_RUNAWAYS {
+        let Ok(permit) = self.slots.clone().try_acquire_owned() else {
             return Err(JsonnetError::Busy);
-        }
+        };
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let late = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let late_in_thread = late.clone();
         let file = file.to_string();
-        let runaways = self.runaways.clone();
         let spawned = std::thread::Builder::new()
             .name("jsonnet".into())
             // The engine recurses per nesting level; MAX_STACK levels fit in 16 MiB.
             .stack_size(16 * 1024 * 1024)
             .spawn(move || {
                 let out = evaluate(&source, &file, &ext);
-                // A thread that was given up on counts itself out when it finally ends.
-                if late_in_thread.swap(true, Ordering::AcqRel) {
-                    runaways.fetch_sub(1, Ordering::AcqRel);
-                }
+                drop(permit);
                 let _ = tx.send(out);
             });
         if spawned.is_err() {
@@ -211,13 +213,7 @@ impl Evaluator for InThread {
         match tokio::time::timeout(TIMEOUT, rx).await {
             Ok(Ok(out)) => out,
             Ok(Err(_)) => Err(JsonnetError::Eval("the evaluation stopped".into())),
-            Err(_) => {
-                // Still running: it is a runaway now, unless it finished this instant.
-                if !late.swap(true, Ordering::AcqRel) {
-                    self.runaways.fetch_add(1, Ordering::AcqRel);
-                }
-                Err(JsonnetError::TimedOut)
-            }
+            Err(_) => Err(JsonnetError::TimedOut),
         }
     }
 }
@@ -301,15 +297,22 @@ mod tests {
         let forever: Arc<str> = "std.foldl(function(a, i) std.foldl(function(b, j) b + 1, std.range(0, 100000), a), std.range(0, 39), 0)".into();
         let runner = InThread::default();
         let started = std::time::Instant::now();
-        let out = runner
-            .evaluate(forever.clone(), "loop.jsonnet", vec![])
-            .await;
-        assert_eq!(out, Err(JsonnetError::TimedOut));
+        let runs: Vec<_> = (0..MAX_RUNNING)
+            .map(|_| {
+                let (r, src) = (runner.clone(), forever.clone());
+                tokio::spawn(async move { r.evaluate(src, "loop.jsonnet", vec![]).await })
+            })
+            .collect();
+        let mut outs = vec![];
+        for run in runs {
+            outs.push(run.await.unwrap());
+        }
+        assert!(
+            outs.iter().all(|o| *o == Err(JsonnetError::TimedOut)),
+            "{outs:?}"
+        );
         assert!(started.elapsed() < TIMEOUT * 3, "{:?}", started.elapsed());
-        // A second runaway fills the cap; then evaluations are refused at once.
-        let _ = runner
-            .evaluate(forever.clone(), "loop.jsonnet", vec![])
-            .await;
+        // The runaways hold every slot: evaluations are refused at once.
         let refused = runner.evaluate("{}".into(), "ok.jsonnet", vec![]).await;
         assert_eq!(refused, Err(JsonnetError::Busy));
         // Another evaluator (another server) is not affected.

@@ -22,6 +22,8 @@ pub enum Purpose {
     OidcState,
     /// A social sign-in provider's tokens, kept with the `oidc` credential.
     UpstreamToken,
+    /// A native app's session token, waiting in its flow for the exchange.
+    ExchangeToken,
 }
 
 impl Purpose {
@@ -32,6 +34,7 @@ impl Purpose {
             Purpose::Factor => b"portcullis second-factor secret v1\0",
             Purpose::OidcState => b"portcullis oidc state v1\0",
             Purpose::UpstreamToken => b"portcullis upstream token v1\0",
+            Purpose::ExchangeToken => b"portcullis exchange token v1\0",
         }
     }
 }

@@ -124,9 +124,11 @@ pub async fn build_with_clock(
     };
     workers::courier::Mailer::new(&config.courier, config.public_url())
         .map_err(|e| anyhow::anyhow!(e))?;
-    let providers =
-        portcullis_core::methods::oidc::Providers::load(&config.selfservice.methods.oidc)
-            .map_err(|e| anyhow::anyhow!(e))?;
+    let providers = portcullis_core::methods::oidc::Providers::load(
+        &config.selfservice.methods.oidc,
+        config.dev,
+    )
+    .map_err(|e| anyhow::anyhow!(e))?;
     let outbound = outbound::Client::new(config.webhooks.allow_private_networks || config.dev);
     let core = Core::new(config, store, hasher, schemas, clock)
         .with_templates(templates)

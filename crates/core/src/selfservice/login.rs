@@ -50,11 +50,8 @@ pub enum LoginMethod {
     },
     /// `passkey_login`: a passkey's answer, which names the account itself.
     Passkey { response: String },
-    /// `provider`: sign in with a social sign-in provider; `upstream_parameters` pass on to it.
-    Oidc {
-        provider: String,
-        upstream: serde_json::Value,
-    },
+    /// `provider`: sign in with a social sign-in provider (or with its ID token).
+    Oidc(crate::methods::oidc::OidcSubmit),
     /// A method this server does not offer (or none).
     #[default]
     Unknown,
@@ -306,9 +303,10 @@ impl Core {
                 self.complete_login(flow, identity, Method::WebAuthnPasswordless, caller, now)
                     .await
             }
-            LoginMethod::Oidc { provider, upstream } if self.oidc_enabled() => Err(self
-                .start_oidc(&mut flow, &provider, serde_json::json!({}), &upstream, now)
-                .await),
+            LoginMethod::Oidc(submit) if self.oidc_enabled() => {
+                self.submit_oidc(flow, submit, serde_json::json!({}), caller, now)
+                    .await
+            }
             // A second factor belongs to the second step (`aal=aal2`), never the first.
             _ => {
                 flow.ui.messages.push(UiText::error(

@@ -44,8 +44,8 @@ pub enum RegistrationMethod {
     /// `method=code`: sends a sign-up code to the traits' address (or again, with `resend`),
     /// then takes the `code`.
     Code { code: Option<String>, resend: bool },
-    /// `provider`: sign up with a social sign-in provider; `upstream_parameters` pass on to it.
-    Oidc { provider: String, upstream: Value },
+    /// `provider`: sign up with a social sign-in provider (or with its ID token).
+    Oidc(crate::methods::oidc::OidcSubmit),
     /// A method this server does not offer (or none).
     Unknown,
 }
@@ -171,10 +171,8 @@ impl Core {
             }
             // The traits go along and win over what the provider's mapper makes (registration
             // completion).
-            RegistrationMethod::Oidc { provider, upstream } if self.oidc_enabled() => {
-                return Err(self
-                    .start_oidc(&mut flow, &provider, traits, &upstream, now)
-                    .await);
+            RegistrationMethod::Oidc(submit) if self.oidc_enabled() => {
+                return self.submit_oidc(flow, submit, traits, caller, now).await;
             }
             _ => {
                 flow.ui.messages.push(UiText::error(
@@ -297,11 +295,8 @@ impl Core {
             // With enumeration mitigation a taken identifier is answered like a new account:
             // the same body, with verification flows whose codes were never sent (their
             // messages rolled back with the account).
-            // The flow completes all the same, so a second submit is refused alike. (A social
-            // sign-up is answered honestly: the provider, not a form, named the address.)
-            Err(StoreError::Conflict(_))
-                if self.config.security.account_enumeration.mitigate && method != Method::Oidc =>
-            {
+            // The flow completes all the same, so a second submit is refused alike.
+            Err(StoreError::Conflict(_)) if self.config.security.account_enumeration.mitigate => {
                 self.store.complete_flow(&completed).await?;
             }
             Err(StoreError::Conflict(_)) => {

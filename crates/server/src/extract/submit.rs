@@ -81,13 +81,20 @@ impl SubmitBody {
         Some(self.text("csrf_token")).filter(|t| !t.is_empty())
     }
 
-    /// `upstream_parameters`: what a social sign-in passes on to the provider (the core keeps
-    /// the allowed ones).
-    fn upstream_parameters(&self) -> Value {
-        self.body
-            .get("upstream_parameters")
-            .cloned()
-            .unwrap_or(Value::Null)
+    /// A social sign-in's fields: `provider`, `upstream_parameters` (the core keeps the
+    /// allowed ones), and a native app's `id_token` with its `id_token_nonce`.
+    fn oidc(&self) -> portcullis_core::methods::oidc::OidcSubmit {
+        let some = |k: &str| Some(self.text(k)).filter(|v| !v.is_empty());
+        portcullis_core::methods::oidc::OidcSubmit {
+            provider: self.text("provider"),
+            upstream: self
+                .body
+                .get("upstream_parameters")
+                .cloned()
+                .unwrap_or(Value::Null),
+            id_token: some("id_token"),
+            id_token_nonce: some("id_token_nonce"),
+        }
     }
 
     fn traits(&self) -> Value {
@@ -115,10 +122,7 @@ impl SubmitBody {
             }
         }
         let method = match method.as_str() {
-            "oidc" => LoginMethod::Oidc {
-                provider: self.text("provider"),
-                upstream: self.upstream_parameters(),
-            },
+            "oidc" => LoginMethod::Oidc(self.oidc()),
             "password" => LoginMethod::Password {
                 // `password_identifier` is the older name of the field.
                 identifier: self
@@ -173,10 +177,7 @@ impl SubmitBody {
             method = "webauthn".into();
         }
         let method = match method.as_str() {
-            "oidc" => RegistrationMethod::Oidc {
-                provider: self.text("provider"),
-                upstream: self.upstream_parameters(),
-            },
+            "oidc" => RegistrationMethod::Oidc(self.oidc()),
             "password" => RegistrationMethod::Password {
                 password: self.text("password"),
             },

@@ -82,6 +82,12 @@ fn social(cfg: &mut Config) {
             NAME_MAPPER,
             json!({ "scope": ["openid", "account_email", "profile_nickname"] })
         ),
+        at(
+            "google",
+            "google",
+            MAPPER,
+            json!({ "additional_id_token_audiences": ["com.example.ios"] })
+        ),
     ]);
 
     cfg.selfservice.methods.oidc.enabled = true;
@@ -104,6 +110,8 @@ crate::on_every_backend! {
     naver_signs_up_with_an_address_it_does_not_vouch_for_and_its_200_errors_refuse with social,
     kakao_vouches_for_the_address_in_userinfo_and_names_by_nickname with social,
     a_native_app_signs_up_in_the_system_browser_and_exchanges_its_code_once with social,
+    a_native_app_signs_in_with_googles_id_token_and_its_nonce with social,
+    an_address_typed_into_the_form_never_leads_to_linking with social,
 }
 
 /// The authorization request a provider button sends the browser to.
@@ -444,6 +452,7 @@ async fn the_hosted_pages_show_the_providers_in_english_and_korean(app: TestApp)
         "github",
         "kakao",
         "naver",
+        "google",
     ] {
         assert!(
             page.contains(&format!("name=\"provider\" value=\"{id}\"")),
@@ -944,4 +953,104 @@ async fn a_native_app_signs_up_in_the_system_browser_and_exchanges_its_code_once
     // Once.
     let (st, _) = app.get_json(&exchange(&init, &return_to_code)).await;
     assert_eq!(st, StatusCode::NOT_FOUND);
+}
+
+async fn a_native_app_signs_in_with_googles_id_token_and_its_nonce(app: TestApp) {
+    let login = |body: Value| {
+        let app = &app;
+        async move {
+            let (_, flow) = app.get_json("/self-service/login/api").await;
+            let id = flow["id"].as_str().unwrap().to_string();
+            app.post_json(&format!("/self-service/login?flow={id}"), &body)
+                .await
+        }
+    };
+    let sub = format!("g-{}", uuid::Uuid::new_v4());
+    let email = unique_email("google-sdk");
+    // Issued for the iOS app (an additional audience), with the nonce the app chose.
+    let token = idp().sign(json!({"sub": sub, "email": email, "email_verified": true, "nonce": "n-1", "aud": "com.example.ios"}));
+    let (st, body) = login(
+        json!({"method": "oidc", "provider": "google", "id_token": token, "id_token_nonce": "n-2"}),
+    )
+    .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["ui"]["messages"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("nonce"),
+        "{body}"
+    );
+    let (st, body) = login(
+        json!({"method": "oidc", "provider": "google", "id_token": token, "id_token_nonce": "n-1"}),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    let session = body["session_token"].as_str().unwrap().to_string();
+    let (_, me) = app.get_json_with_token("/sessions/whoami", &session).await;
+    assert_eq!(me["identity"]["traits"]["email"], email.as_str());
+    // A token without a nonce, or signed by a key the provider does not publish: refused.
+    let bare = idp().sign(json!({"sub": sub}));
+    let (st, body) = login(json!({"method": "oidc", "provider": "google", "id_token": bare})).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{body}");
+    let forged = format!("{}x", &token[..token.len() - 1]);
+    let (st, body) = login(json!({"method": "oidc", "provider": "google", "id_token": forged, "id_token_nonce": "n-1"})).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body.get("session_token").is_none());
+    // Only Google takes ID tokens.
+    let (st, body) = login(json!({"method": "oidc", "provider": "fake", "id_token": token})).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["error"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("does not support signing in with an ID token"),
+        "{body}"
+    );
+}
+
+async fn an_address_typed_into_the_form_never_leads_to_linking(app: TestApp) {
+    let victim = unique_email("typed-victim");
+    Browser::new(&app).register(&victim).await;
+    // A provider account without an address: registration completion asks for one, and the
+    // attacker types the victim's.
+    let mut b = Browser::new(&app);
+    let s = start(&mut b, "registration", "fake").await;
+    let c = code();
+    idp().answer_token(&c, "typist", &s.nonce, json!({}));
+    back(&mut b, "fake", &s, &c).await;
+    let shown = b.fetch_flow("registration", &s.flow).await;
+    let r = b
+        .post_form(
+            &format!("/self-service/registration?flow={}", s.flow),
+            &[
+                ("csrf_token", csrf(&shown)),
+                ("provider", "fake"),
+                ("traits.email", &victim),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let q: std::collections::HashMap<String, String> = url::Url::parse(&location(&r))
+        .unwrap()
+        .query_pairs()
+        .into_owned()
+        .collect();
+    let c = code();
+    idp().answer_token(&c, "typist", &q["nonce"], json!({}));
+    let r = b
+        .get(&format!(
+            "/self-service/methods/oidc/callback/fake?code={c}&state={}",
+            q["state"]
+        ))
+        .await;
+    // A duplicate on the registration flow, not a linking prompt on a login flow.
+    assert!(
+        location(&r).contains(&format!("flow={}", s.flow)),
+        "{}",
+        location(&r)
+    );
+    let refused = b.fetch_flow("registration", &s.flow).await;
+    assert_eq!(refused["ui"]["messages"][0]["id"], 4000007, "{refused}");
+    assert!(!b.has_session_cookie());
 }

@@ -30,22 +30,16 @@ pub struct Link {
 }
 
 impl Core {
-    /// An identity that already has an address the new one would take, and that address.
+    /// An identity that already has one of these addresses, and that address.
     pub(super) async fn duplicate_owner(
         &self,
-        identity: &Identity,
+        addresses: &[String],
     ) -> Result<Option<(Identity, String)>> {
-        let verifiable = identity
-            .verifiable_addresses
-            .iter()
-            .map(|a| ("verifiable", &a.value));
-        let recovery = identity
-            .recovery_addresses
-            .iter()
-            .map(|a| ("recovery", &a.value));
-        for (kind, value) in verifiable.chain(recovery) {
-            if let Some(owner) = self.store.find_identity_by_address(kind, value).await? {
-                return Ok(Some((owner, value.clone())));
+        for value in addresses {
+            for kind in ["verifiable", "recovery"] {
+                if let Some(owner) = self.store.find_identity_by_address(kind, value).await? {
+                    return Ok(Some((owner, value.clone())));
+                }
             }
         }
         Ok(None)
@@ -164,6 +158,26 @@ impl Core {
                 4010009,
                 "Linked credentials do not match.",
                 None,
+            ));
+            return Err(self.reject(flow, None, now).await);
+        }
+        let provider = link
+            .identifier
+            .split_once(':')
+            .map(|(p, _)| p)
+            .unwrap_or_default();
+        let same = identity
+            .credentials
+            .get("oidc")
+            .is_some_and(|c| c.identifiers.contains(&link.identifier));
+        if !same
+            && super::settings::linked_providers(identity)
+                .iter()
+                .any(|p| p == provider)
+        {
+            flow.ui.reset_messages();
+            flow.ui.messages.push(crate::ui::msg::generic(
+                "can not link unknown or already existing OpenID Connect connection",
             ));
             return Err(self.reject(flow, None, now).await);
         }

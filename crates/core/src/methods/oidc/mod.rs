@@ -54,7 +54,12 @@ pub struct Providers {
 impl Providers {
     /// The providers of `selfservice.methods.oidc` (none when it is off), each with its
     /// mapper's source (`file://` or `base64://`), read now so a missing file stops the start.
-    pub fn load(cfg: &OidcMethodConfig) -> std::result::Result<Providers, String> {
+    /// Their URLs, and every endpoint a discovery document names, must be `https` unless
+    /// `allow_http` (dev mode): the client secret and the keys travel there.
+    pub fn load(
+        cfg: &OidcMethodConfig,
+        allow_http: bool,
+    ) -> std::result::Result<Providers, String> {
         if !cfg.enabled {
             return Ok(Providers::default());
         }
@@ -63,6 +68,17 @@ impl Providers {
         for (i, p) in cfg.config.providers.iter().enumerate() {
             let at = format!("selfservice.methods.oidc.config.providers[{i}]");
             let mapper = read_mapper(&p.mapper_url).map_err(|e| format!("{at}.mapper_url: {e}"))?;
+            for (field, url) in [
+                ("issuer_url", &p.issuer_url),
+                ("auth_url", &p.auth_url),
+                ("token_url", &p.token_url),
+            ] {
+                if !allow_http && !url.is_empty() && !url.starts_with("https://") {
+                    return Err(format!(
+                        "{at}.{field}: {url:?} must be an https URL (plain http only in dev mode)"
+                    ));
+                }
+            }
             list.push(Provider {
                 config: p.clone(),
                 mapper: mapper.into(),
@@ -72,7 +88,7 @@ impl Providers {
         list.sort_by(|a, b| a.config.id.cmp(&b.config.id));
         Ok(Providers {
             list,
-            cache: Cache::default(),
+            cache: Cache::new(allow_http),
         })
     }
 
@@ -116,6 +132,18 @@ pub struct Started {
     /// The traits the form carried (registration completion): they win over the mapper's.
     #[serde(default)]
     pub traits: Value,
+}
+
+/// A login or registration submit naming a provider.
+#[derive(Debug, Clone, Default)]
+pub struct OidcSubmit {
+    pub provider: String,
+    /// `upstream_parameters`, passed on as far as they are allowed.
+    pub upstream: Value,
+    /// A native app's ID token from the provider's own SDK (Sign in with Google), and the
+    /// nonce the app gave that SDK.
+    pub id_token: Option<String>,
+    pub id_token_nonce: Option<String>,
 }
 
 /// What the provider sent back to the callback.
@@ -263,6 +291,88 @@ impl Core {
         Some(Uuid::from_bytes(id))
     }
 
+    /// A login or registration submit naming a provider: with an ID token (a native app's
+    /// SDK sign-in; Google only, as in Kratos, Apple being unsupported) it signs in or
+    /// registers now; otherwise the browser goes to the provider.
+    pub(crate) async fn submit_oidc(
+        &self,
+        mut flow: Flow,
+        submit: OidcSubmit,
+        traits: Value,
+        caller: &Caller,
+        now: OffsetDateTime,
+    ) -> SubmitResult<Authenticated> {
+        let Some(id_token) = submit.id_token.filter(|t| !t.is_empty()) else {
+            return Err(self
+                .start_oidc(&mut flow, &submit.provider, traits, &submit.upstream, now)
+                .await);
+        };
+        let p = self.provider(&submit.provider)?;
+        if p.config.provider != crate::config::OidcProviderKind::Google {
+            return Err(Error::bad_request(format!(
+                "The provider \"{}\" does not support signing in with an ID token.",
+                crate::ui::echo(p.id())
+            ))
+            .into());
+        }
+        flow.active = Some(Method::Oidc.as_str().into());
+        let up = &*self.upstream;
+        let checked = async {
+            let d = p.endpoints(&self.oidc.cache, up, now).await?;
+            let claims = p
+                .verify_id_token(&self.oidc.cache, up, &d, &id_token, None, now)
+                .await?;
+            // The token must carry the nonce the app chose for this sign-in (stricter than
+            // Kratos, which lets Google tokens without one pass): a token captured elsewhere
+            // then cannot be replayed here by itself.
+            let nonce = claims.get("nonce").and_then(Value::as_str).unwrap_or("");
+            let given = submit.id_token_nonce.as_deref().unwrap_or("");
+            if nonce.is_empty() || !crate::csrf::same_secret(nonce, given) {
+                return Err(ProviderError(
+                    "the ID token's nonce is missing or not the one given".into(),
+                ));
+            }
+            let claims = Claims::from_standard(&claims);
+            if claims.sub.is_empty() {
+                return Err(ProviderError(
+                    "the provider did not return a subject".into(),
+                ));
+            }
+            Ok(claims)
+        }
+        .await;
+        let claims = match checked {
+            Ok(c) => c,
+            Err(ProviderError(why)) => {
+                return Err(self.provider_failed(&mut flow, p, &why, now).await)
+            }
+        };
+        let tokens = Tokens {
+            id_token,
+            ..Tokens::default()
+        };
+        let landed = match flow.kind {
+            FlowKind::Registration => {
+                self.social_registration(flow, p, claims, tokens, traits, caller, now)
+                    .await?
+            }
+            _ => {
+                self.social_login(flow, p, claims, tokens, caller, now)
+                    .await?
+            }
+        };
+        match landed {
+            Landed::Authenticated(a, _) => Ok(*a),
+            Landed::Flow(flow) => Err(SubmitError::FlowInvalid {
+                flow,
+                identity: None,
+            }),
+            Landed::Native(_) => {
+                Err(Error::Internal("a native hand-over for an ID token".into()).into())
+            }
+        }
+    }
+
     /// A submit naming a provider: the flow remembers the round trip, and the browser goes to
     /// the provider (always an error to the submit: [`Error::BrowserLocationChangeRequired`],
     /// or the flow with why not).
@@ -299,6 +409,15 @@ impl Core {
         if flow.flow_type == FlowType::Api && !exchange {
             return Err(Error::bad_request(
                 "A native app signs in with a provider on an API flow started with return_session_token_exchange_code=true.",
+            )
+            .into());
+        }
+        // A provider's callback in some browser must not confirm an app's account link: on
+        // an API flow, only the app's own submit (a password, a code) links.
+        let linking = flow.pending.as_ref().is_some_and(|p| p.link.is_some());
+        if flow.flow_type == FlowType::Api && linking {
+            return Err(Error::bad_request(
+                "An account link on an API flow is confirmed with the existing account's own method, not a provider.",
             )
             .into());
         }
@@ -577,9 +696,27 @@ impl Core {
             Ok(m) => m,
             Err(why) => return Err(self.provider_failed(&mut flow, p, &why, now).await),
         };
+        let schema = self.default_schema()?;
+        // The addresses that may lead to a linking prompt: the provider's (the mapper's), not
+        // ones typed into the form; with enumeration mitigation only those it vouches for, so
+        // nobody learns who has an account by typing addresses.
+        let from_provider = schema.derive(&mapped.traits);
+        let mitigate = self.config.security.account_enumeration.mitigate;
+        let linkable: Vec<String> = from_provider
+            .verifiable
+            .iter()
+            .chain(&from_provider.recovery)
+            .map(|(value, _)| value.clone())
+            .filter(|v| {
+                !mitigate
+                    || mapped
+                        .verified
+                        .iter()
+                        .any(|(w, _)| w.eq_ignore_ascii_case(v))
+            })
+            .collect();
         let mut traits = mapped.traits;
         merge(&mut traits, &form_traits);
-        let schema = self.default_schema()?;
         let violations = schema.validate(&traits);
         if !violations.is_empty() {
             self.ask_for_missing_traits(&mut flow, p, &traits, violations);
@@ -604,7 +741,7 @@ impl Core {
             }
         }
         let credential = self.oidc_credential(p, &claims, &tokens, now)?;
-        if let Some((_, duplicate)) = self.duplicate_owner(&identity).await? {
+        if let Some((_, duplicate)) = self.duplicate_owner(&linkable).await? {
             return self
                 .ask_to_link(&flow, p, &credential, duplicate, caller, now)
                 .await;

@@ -88,7 +88,7 @@ impl Core {
         let secret = self.cipher_secrets().into_iter().next().unwrap_or_default();
         let sealed = sealed::seal(
             &secret,
-            Purpose::UpstreamToken,
+            Purpose::ExchangeToken,
             token.as_bytes(),
             &origin.id.to_string(),
         )
@@ -146,7 +146,7 @@ impl Core {
         self.store.update_flow(&flow).await?;
         let token = sealed::open(
             &self.cipher_secrets(),
-            Purpose::UpstreamToken,
+            Purpose::ExchangeToken,
             &handed.token,
             &flow.id.to_string(),
         )

@@ -42,6 +42,13 @@ fn fail(reason: impl Into<String>) -> ProviderError {
     ProviderError(reason.into())
 }
 
+/// The provider could not be reached: the cause (what the outbound guard refused, a timeout)
+/// is logged, never shown.
+fn unreachable(what: &str, cause: &crate::upstream::UpstreamError) -> ProviderError {
+    tracing::warn!(%cause, "{what}");
+    fail(what)
+}
+
 /// `/.well-known/openid-configuration`, the fields used.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Discovery {
@@ -286,11 +293,10 @@ impl Provider {
         } else {
             req.basic_auth = Some((form_encode(&self.config.client_id), form_encode(&secret)));
         }
-        let resp = up.send(req).await.map_err(|e| {
-            fail(format!(
-                "the provider's token endpoint could not be reached ({e})"
-            ))
-        })?;
+        let resp = up
+            .send(req)
+            .await
+            .map_err(|e| unreachable("the provider's token endpoint could not be reached", &e))?;
         let body = resp.json().unwrap_or(Value::Null);
         // Some providers answer an error with 200 (GitHub, Naver): the body decides.
         if let Some(err) = body.get("error").and_then(Value::as_str) {
@@ -508,7 +514,7 @@ impl Provider {
         let resp = up
             .send(HttpRequest::get(url).bearer(access_token))
             .await
-            .map_err(|e| fail(format!("the provider's API could not be reached ({e})")))?;
+            .map_err(|e| unreachable("the provider's API could not be reached", &e))?;
         match resp.json() {
             Some(v) if resp.status == 200 => Ok(v),
             _ => Err(fail(format!("the provider's API answered {}", resp.status))),
@@ -530,9 +536,7 @@ impl Provider {
             .send(HttpRequest::get(&d.userinfo_endpoint).bearer(access_token))
             .await
             .map_err(|e| {
-                fail(format!(
-                    "the provider's userinfo endpoint could not be reached ({e})"
-                ))
+                unreachable("the provider's userinfo endpoint could not be reached", &e)
             })?;
         match resp.json() {
             Some(Value::Object(m)) if resp.status == 200 => Ok(m),
@@ -579,7 +583,16 @@ impl Provider {
         let jwk = keys
             .keys
             .iter()
-            .find(|k| header.kid.is_none() || k.common.key_id == header.kid)
+            .find(|k| match &header.kid {
+                Some(_) => k.common.key_id == header.kid,
+                // No key id: a signing key made for this algorithm (or for any).
+                None => {
+                    k.common.public_key_use != Some(jsonwebtoken::jwk::PublicKeyUse::Encryption)
+                        && k.common
+                            .key_algorithm
+                            .is_none_or(|a| a.to_string() == format!("{:?}", header.alg))
+                }
+            })
             .ok_or_else(|| {
                 fail("the ID token is signed with a key the provider does not publish")
             })?;
@@ -597,7 +610,7 @@ impl Provider {
         // Time is checked below against the core's clock.
         v.validate_exp = false;
         v.validate_nbf = false;
-        v.required_spec_claims.clear();
+        v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key, &v).map_err(|e| {
             use jsonwebtoken::errors::ErrorKind;
             fail(match e.kind() {
@@ -608,6 +621,16 @@ impl Provider {
             })
         })?;
         let claims = data.claims;
+        // Issued to several audiences: the party it was issued for must be one of ours.
+        let several = claims
+            .get("aud")
+            .and_then(Value::as_array)
+            .is_some_and(|a| a.len() > 1);
+        if let (true, Some(azp)) = (several, claims.get("azp").and_then(Value::as_str)) {
+            if !audiences.iter().any(|a| a == azp) {
+                return Err(fail("the ID token is for another client"));
+            }
+        }
         let at = |k: &str| claims.get(k).and_then(Value::as_i64);
         let t = now.unix_timestamp();
         match at("exp") {
@@ -637,11 +660,20 @@ fn form_encode(s: &str) -> String {
 /// again (keys rotate), at most every ten seconds.
 #[derive(Default)]
 pub struct Cache {
+    /// Whether discovered endpoints may be plain http (dev mode).
+    allow_http: bool,
     discovery: Mutex<HashMap<String, (OffsetDateTime, Arc<Discovery>)>>,
     jwks: Mutex<HashMap<String, (OffsetDateTime, Arc<JwkSet>)>>,
 }
 
 impl Cache {
+    pub fn new(allow_http: bool) -> Cache {
+        Cache {
+            allow_http,
+            ..Cache::default()
+        }
+    }
+
     pub async fn discover(
         &self,
         up: &dyn Upstream,
@@ -660,9 +692,7 @@ impl Cache {
         }
         let url = format!("{issuer}/.well-known/openid-configuration");
         let resp = up.send(HttpRequest::get(&url)).await.map_err(|e| {
-            fail(format!(
-                "the provider's discovery document could not be fetched ({e})"
-            ))
+            unreachable("the provider's discovery document could not be fetched", &e)
         })?;
         let d: Discovery = match resp.json() {
             Some(v) if resp.status == 200 => serde_json::from_value(v).map_err(|e| {
@@ -680,6 +710,22 @@ impl Cache {
         if d.issuer.trim_end_matches('/') != issuer.trim_end_matches('/') {
             return Err(fail(
                 "the provider's discovery document names another issuer",
+            ));
+        }
+        let urls = [
+            &d.issuer,
+            &d.authorization_endpoint,
+            &d.token_endpoint,
+            &d.jwks_uri,
+            &d.userinfo_endpoint,
+        ];
+        if !self.allow_http
+            && urls
+                .iter()
+                .any(|u| !u.is_empty() && !u.starts_with("https://"))
+        {
+            return Err(fail(
+                "the provider's discovery document names endpoints that are not https",
             ));
         }
         let d = Arc::new(d);
@@ -710,7 +756,7 @@ impl Cache {
         let resp = up
             .send(HttpRequest::get(url))
             .await
-            .map_err(|e| fail(format!("the provider's keys could not be fetched ({e})")))?;
+            .map_err(|e| unreachable("the provider's keys could not be fetched", &e))?;
         let set: JwkSet = match resp.json() {
             Some(v) if resp.status == 200 => serde_json::from_value(v)
                 .map_err(|_| fail("the provider's key set is malformed"))?,

@@ -33,7 +33,10 @@ impl Core {
     /// password, each linked provider, passwordless keys and passkeys, codes by e-mail.
     pub(crate) fn sign_in_ways(&self, identity: &Identity) -> usize {
         let password = usize::from(identity.password_hash().is_some());
-        let providers = linked_providers(identity).len();
+        let mut providers = linked_providers(identity);
+        providers.sort();
+        providers.dedup();
+        let providers = providers.len();
         let keys = if self.passwordless_keys_enabled() {
             KeyList::of(identity, Method::WebAuthn)
                 .credentials
@@ -156,6 +159,31 @@ impl Core {
         };
         if flow.identity_id != Some(signed_in.id) {
             return Err(Error::IdentityMismatch.into());
+        }
+        // Still privileged when the provider answers, not only when the link was asked for.
+        let max = self
+            .config
+            .selfservice
+            .flows
+            .settings
+            .privileged_session_max_age
+            .0;
+        if let Some((session, _)) = &caller.session {
+            if now - session.authenticated_at > max {
+                let back = format!(
+                    "{}self-service/settings?flow={}",
+                    self.public_url(),
+                    flow.id
+                );
+                return Err(Error::RefreshRequired {
+                    redirect_browser_to: self.browser_flow_url(
+                        crate::flow::FlowKind::Login,
+                        true,
+                        Some(&back),
+                    ),
+                }
+                .into());
+            }
         }
         let mut identity = self
             .store
