@@ -90,7 +90,7 @@ test("hosted UI: an authenticator app and backup codes as the second factor", as
       await field("traits.email").fill(EMAIL)
       await field("traits.name.first").fill("Ada")
       await field("password").fill(PASSWORD)
-      await page.getByRole("button", { name: "Sign up" }).click()
+      await page.getByRole("button", { name: "Sign up", exact: true }).click()
       await welcomed()
       await shot("welcome-after-registration")
     })

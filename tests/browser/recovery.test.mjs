@@ -282,7 +282,7 @@ test("verification after registration on the hosted pages", { todo: COURIER_TODO
       await page.goto(`${base}/ui/registration`)
       await field("traits.email").fill(email)
       await field("password").fill(`Pc-${uniq}-verify-password`)
-      await page.getByRole("button", { name: "Sign up" }).click()
+      await page.getByRole("button", { name: "Sign up", exact: true }).click()
       await page.waitForURL(`${base}/ui/welcome`)
       assert.equal(await address().getAttribute("data-verified"), "false")
       const notice = page.getByTestId("verify-notice")

@@ -13,6 +13,7 @@
 //! Usage: `portcullis-bench [--bin target/release/portcullis] [--seconds 5] [--connections 64]`
 //! (`scripts/bench` builds and runs it).
 
+mod idp;
 mod load;
 mod report;
 mod scenarios;
@@ -95,6 +96,8 @@ async fn run(args: Args) -> Result<()> {
     );
     let hello = format!("http://127.0.0.1:{hello_port}");
 
+    // The social sign-in row's provider; every server started below knows it.
+    idp::start().await?;
     let spawn_at = Instant::now();
     let (server, public, admin) = start_server(
         &args.bin,

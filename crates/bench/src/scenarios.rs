@@ -3,7 +3,9 @@
 //! the order matters, because some steps change the server (webhook endpoints, PostgreSQL).
 
 use crate::load::{load, load_paced, Conn, Stats};
-use crate::setup::{login, login_with_totp, register, Fixtures, Step, LOGIN_WORKERS, PASSWORD};
+use crate::setup::{
+    login, login_with_totp, register, social_sign_in, Fixtures, Step, LOGIN_WORKERS, PASSWORD,
+};
 use anyhow::{anyhow, Result};
 use hyper::Method;
 use serde_json::{json, Value};
@@ -66,6 +68,9 @@ pub enum Op {
     Register(&'static str),
     /// A refresh with rotation for `email`; each connection keeps its own token family.
     Refresh(&'static str),
+    /// A native app's social sign-in through the local provider (see [`social_sign_in`]),
+    /// each connection one provider account.
+    Social,
     /// A password login and its TOTP step-up, each on an account of its own from the pool
     /// (a code is accepted once, so an account signs in once per 30 s period).
     LoginTotp(Arc<Vec<(String, String)>>),
@@ -125,6 +130,7 @@ impl Op {
                 .await
                 .map(|_| ()),
             Op::Refresh(_) => Err(anyhow!("refresh runs through refresh_load")),
+            Op::Social => social_sign_in(c, &format!("social{}", n / 1_000_000)).await,
             Op::LoginTotp(pool) => {
                 let (conn, i) = (n / 1_000_000, n % 1_000_000);
                 let k = usize::try_from(conn + i * LOGIN_WORKERS as u64).unwrap_or(0);
@@ -327,6 +333,13 @@ pub fn table(conns: usize, secs: f64) -> Vec<Scenario> {
                 .header("x-session-token", &f.session_token)
         })
         .progress("whoami?tokenize_as")
+        .vs(Baseline::Hello),
+        Scenario::new(
+            format!("social sign-in, native, with its callback ({w} conns)"),
+            w,
+            |_| Op::Social,
+        )
+        .progress("social sign-ins (flow, submit, the provider's callback, token exchange)")
         .vs(Baseline::Hello),
         Scenario::new(
             format!("GET /self-service/login/browser, JSON ({conns} conns)"),

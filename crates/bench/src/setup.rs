@@ -95,6 +95,13 @@ pub fn start_server(bin: &str, dsn: &str, limits: Limits) -> Result<(Proc, Strin
         .env("PORTCULLIS_SERVE_ADMIN_PORT", ap.to_string())
         .env("PORTCULLIS_SERVE_PUBLIC_TRUST_FORWARDED_HEADERS", "true")
         .env("PORTCULLIS_LOG_LEVEL", "warn");
+    if let Some(issuer) = crate::idp::issuer() {
+        cmd.env("PORTCULLIS_SELFSERVICE_METHODS_OIDC_ENABLED", "true")
+            .env(
+                "PORTCULLIS_SELFSERVICE_METHODS_OIDC_CONFIG_PROVIDERS",
+                crate::idp::provider_env(issuer),
+            );
+    }
     if limits == Limits::Off {
         cmd.env("PORTCULLIS_SECURITY_RATE_LIMIT_ENABLED", "false")
             .env("PORTCULLIS_SECURITY_BRUTE_FORCE_ENABLED", "false");
@@ -145,6 +152,72 @@ pub async fn login(c: &mut Conn, email: &str, password: &str) -> Result<Value> {
         &[],
     )
     .await
+}
+
+/// A native app's social sign-in of `sub` through the local provider ([`crate::idp`]): an
+/// API flow with an exchange code, the submit (422 to the provider), the provider's callback
+/// (303 to the app with a code) and the token exchange. The first one of a subject registers it.
+pub async fn social_sign_in(c: &mut Conn, sub: &str) -> Result<()> {
+    let flow = c
+        .json(
+            Method::GET,
+            "/self-service/login/api?return_session_token_exchange_code=true",
+            None,
+            &[],
+        )
+        .await?;
+    let (id, init) = (
+        flow["id"].as_str().ok_or_else(|| anyhow!("no flow id"))?,
+        flow["session_token_exchange_code"]
+            .as_str()
+            .ok_or_else(|| anyhow!("no exchange code"))?,
+    );
+    let body = json!({ "method": "oidc", "provider": "bench" });
+    let (status, bytes) = c
+        .call(
+            Method::POST,
+            &format!("/self-service/login?flow={id}"),
+            Some(&body),
+            &[],
+        )
+        .await?;
+    let answer: Value = serde_json::from_slice(&bytes)?;
+    let to = answer["redirect_browser_to"].as_str().unwrap_or_default();
+    if status != 422 || to.is_empty() {
+        return Err(anyhow!("submit: HTTP {status}"));
+    }
+    // The state and nonce are base64url: no percent-encoding to undo.
+    let param = |name: &str| {
+        to.split(['?', '&'])
+            .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+            .unwrap_or_default()
+            .to_string()
+    };
+    let (state, nonce) = (param("state"), param("nonce"));
+    let (status, headers, _) = c
+        .call_full(
+            Method::GET,
+            &format!("/self-service/methods/oidc/callback/bench?code={nonce}.{sub}&state={state}"),
+            None,
+            &[],
+        )
+        .await?;
+    let back = headers
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let code = back.split_once("code=").map(|(_, c)| c).unwrap_or_default();
+    if status != 303 || code.is_empty() {
+        return Err(anyhow!("callback: HTTP {status}"));
+    }
+    c.json(
+        Method::GET,
+        &format!("/sessions/token-exchange?init_code={init}&return_to_code={code}"),
+        None,
+        &[],
+    )
+    .await
+    .map(|_| ())
 }
 
 /// The authenticator-app code of `secret` (base32) for the period after the current one

@@ -336,6 +336,7 @@ pub fn clerk_user(i: &Identity, map: &ClerkMapping) -> Value {
                 })
             })
             .collect();
+    let external_accounts = clerk_external_accounts(i, map, emails.first());
     json!({
         "id": clerk_user_id(&i.id.to_string()),
         "object": "user",
@@ -364,7 +365,7 @@ pub fn clerk_user(i: &Identity, map: &ClerkMapping) -> Value {
         "mfa_enabled_at": mfa_since.map(ms),
         "mfa_disabled_at": null,
         "password_last_updated_at": i.credentials.get("password").map(|c| ms(c.updated_at)),
-        "external_accounts": [],
+        "external_accounts": external_accounts,
         "saml_accounts": [],
         "enterprise_accounts": [],
         "last_sign_in_at": null,
@@ -381,6 +382,75 @@ pub fn clerk_user(i: &Identity, map: &ClerkMapping) -> Value {
         "legal_accepted_at": null,
         "bypass_client_trust": false,
     })
+}
+
+/// Clerk's names for the providers it knows (`oauth_<name>`); any other provider id is a
+/// custom one (`oauth_custom_<id>`), as Clerk names them.
+const CLERK_PROVIDERS: [&str; 12] = [
+    "google",
+    "github",
+    "apple",
+    "microsoft",
+    "facebook",
+    "discord",
+    "gitlab",
+    "linkedin",
+    "line",
+    "slack",
+    "spotify",
+    "x",
+];
+
+/// Clerk's `external_accounts`: one per provider account linked (the `oidc` credential).
+fn clerk_external_accounts(i: &Identity, map: &ClerkMapping, email: Option<&Value>) -> Vec<Value> {
+    let Some(c) = i.credentials.get("oidc") else {
+        return vec![];
+    };
+    let links = c
+        .config
+        .get("providers")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    links
+        .iter()
+        .filter_map(|l| {
+            let provider = l.get("provider")?.as_str()?;
+            let subject = l.get("subject")?.as_str()?;
+            let strategy = if CLERK_PROVIDERS.contains(&provider) {
+                format!("oauth_{provider}")
+            } else {
+                format!("oauth_custom_{provider}")
+            };
+            use sha2::Digest;
+            let id = hex::encode(Sha256::digest(format!("{provider}:{subject}").as_bytes()));
+            Some(json!({
+                "object": "external_account",
+                "id": format!("eac_{}", id.get(..27).unwrap_or_default()),
+                "provider": strategy,
+                "identification_id": format!("idn_{}", id.get(27..54).unwrap_or_default()),
+                "provider_user_id": subject,
+                "approved_scopes": "",
+                "email_address": email.and_then(|e| e.get("email_address")).cloned().unwrap_or(json!("")),
+                "first_name": trait_str(&i.traits, &map.first_name),
+                "last_name": trait_str(&i.traits, &map.last_name),
+                "image_url": "",
+                "username": null,
+                "phone_number": null,
+                "public_metadata": {},
+                "label": null,
+                "created_at": ms(c.created_at),
+                "updated_at": ms(c.updated_at),
+                "verification": {
+                    "object": "verification_oauth",
+                    "status": "verified",
+                    "strategy": strategy,
+                    "attempts": null,
+                    "expire_at": null,
+                },
+            }))
+        })
+        .collect()
 }
 
 /// Clerk's `Session` object with the embedded `user` that session webhooks carry.

@@ -123,7 +123,8 @@ impl Ui {
 }
 
 /// A strict policy: no scripts (the WebAuthn pages add their one, [`Ui::allow_script`]), styles and images from here only, forms may post
-/// here and be redirected only to the return URLs the configuration allows.
+/// here and be redirected only to the return URLs the configuration allows and to the social
+/// sign-in providers' pages.
 fn content_security_policy(config: &Config) -> String {
     let origin = |u: &str| -> Option<String> {
         let (scheme, rest) = u.split_once("://")?;
@@ -148,6 +149,9 @@ fn content_security_policy(config: &Config) -> String {
             config.public_url(),
         ]);
     targets.extend(pages.filter_map(origin));
+    // A provider's button posts here and is redirected to the provider's sign-in page.
+    targets
+        .extend(portcullis_core::methods::oidc::provider::authorization_origins(&s.methods.oidc));
     targets.sort();
     targets.dedup();
     let mut img = vec!["'self'".to_string(), "data:".to_string()];

@@ -245,6 +245,9 @@ fn split_side_actions(members: Vec<Value>) -> (Vec<Value>, Vec<Value>) {
         return (members, vec![]);
     }
     members.into_iter().partition(|n| {
-        !(n["kind"] == "submit" && n["name"] != "method" && !fields.contains(&n["name"]))
+        // A provider's button is its form's own action (registration completion sends the
+        // traits with it).
+        let main = matches!(n["name"].as_str(), Some("method" | "provider"));
+        !(n["kind"] == "submit" && !main && !fields.contains(&n["name"]))
     })
 }

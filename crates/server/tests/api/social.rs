@@ -38,6 +38,8 @@ local claims = std.extVar('claims');
   verified_addresses: if 'email_verified' in claims && claims.email_verified then [{ value: claims.email, via: 'email' }] else [],
 } }"#;
 
+const CLERK_KEY: &str = "sk_test_portcullis_social_tests";
+
 fn social(cfg: &mut Config) {
     let i = idp();
     let at = |kind: &str, id: &str, mapper: &str, extra: Value| {
@@ -91,6 +93,7 @@ fn social(cfg: &mut Config) {
     ]);
 
     cfg.selfservice.methods.oidc.enabled = true;
+    cfg.clerk.secret_keys = vec![CLERK_KEY.into()];
     cfg.selfservice
         .allowed_return_urls
         .push("https://app.example/callback".into());
@@ -237,6 +240,24 @@ async fn a_good_id_token_signs_up_once_and_signs_in_after(app: TestApp) {
         .await;
     let provider = &admin["credentials"]["oidc"]["config"]["providers"][0];
     assert_eq!(provider["subject"], sub.as_str());
+    // Clerk's User object lists the provider account.
+    let clerk: Value = app
+        .http
+        .get(app.admin_url(&format!("/v1/users/user_{}", id.replace('-', ""))))
+        .bearer_auth(CLERK_KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let account = &clerk["external_accounts"][0];
+    assert_eq!(account["object"], "external_account");
+    assert_eq!(account["provider"], "oauth_custom_fake");
+    assert_eq!(account["provider_user_id"], sub.as_str());
+    assert_eq!(account["email_address"], email.as_str());
+    assert_eq!(account["verification"]["status"], "verified");
+    assert!(account["id"].as_str().unwrap().starts_with("eac_"));
     let sealed = provider["initial_access_token"].as_str().unwrap();
     assert!(
         !sealed.is_empty() && !sealed.contains(&format!("at-{c}")),
@@ -443,7 +464,12 @@ async fn a_flow_expired_at_the_provider_starts_over_without_a_session(app: TestA
 async fn the_hosted_pages_show_the_providers_in_english_and_korean(app: TestApp) {
     let mut b = Browser::new(&app);
     let r = b.get("/self-service/login/browser").await;
-    let page = b.get(&location(&r)).await.text().await.unwrap();
+    let r = b.get(&location(&r)).await;
+    // The button's form is redirected to the provider: the policy allows it there.
+    let csp = r.headers()["content-security-policy"].to_str().unwrap().to_string();
+    let form_action = csp.split(';').find(|d| d.trim().starts_with("form-action")).unwrap();
+    assert!(form_action.contains(idp().issuer()), "{csp}");
+    let page = r.text().await.unwrap();
     for id in [
         "fake",
         "failing",

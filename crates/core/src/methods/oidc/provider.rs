@@ -78,6 +78,42 @@ pub struct Provider {
     pub mapper: Arc<str>,
 }
 
+/// Where each provider's sign-in page is, as an origin (`https://accounts.google.com`): the
+/// `auth_url` when set, GitHub's and Naver's fixed ones, else the issuer's (discovery names the
+/// endpoint, and providers keep it on the issuer's host). The hosted pages' CSP lets their
+/// forms be redirected there.
+pub fn authorization_origins(cfg: &crate::config::OidcMethodConfig) -> Vec<String> {
+    if !cfg.enabled {
+        return vec![];
+    }
+    cfg.config
+        .providers
+        .iter()
+        .filter_map(|p| {
+            let url = if !p.auth_url.is_empty() {
+                p.auth_url.clone()
+            } else if !p.issuer_url.is_empty()
+                && !matches!(
+                    p.provider,
+                    OidcProviderKind::Github | OidcProviderKind::Naver
+                )
+            {
+                p.issuer_url.clone()
+            } else {
+                match p.provider {
+                    OidcProviderKind::Google => GOOGLE_ISSUER.into(),
+                    OidcProviderKind::Kakao => KAKAO_ISSUER.into(),
+                    OidcProviderKind::Github => "https://github.com".into(),
+                    OidcProviderKind::Naver => NAVER_ISS.into(),
+                    _ => p.issuer_url.clone(),
+                }
+            };
+            let u = url::Url::parse(&url).ok()?;
+            Some(u.origin().ascii_serialization())
+        })
+        .collect()
+}
+
 /// What the authorization request carries besides the client's settings.
 pub struct AuthRequest<'a> {
     pub redirect_uri: &'a str,
