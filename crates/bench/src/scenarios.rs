@@ -334,11 +334,9 @@ pub fn table(conns: usize, secs: f64) -> Vec<Scenario> {
         })
         .progress("whoami?tokenize_as")
         .vs(Baseline::Hello),
-        Scenario::new(
-            format!("social sign-in, native, with its callback ({w} conns)"),
-            w,
-            |_| Op::Social,
-        )
+        Scenario::new(format!("social sign-in + callback ({w} conns)"), w, |_| {
+            Op::Social
+        })
         .progress("social sign-ins (flow, submit, the provider's callback, token exchange)")
         .vs(Baseline::Hello),
         Scenario::new(

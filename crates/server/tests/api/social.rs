@@ -466,8 +466,14 @@ async fn the_hosted_pages_show_the_providers_in_english_and_korean(app: TestApp)
     let r = b.get("/self-service/login/browser").await;
     let r = b.get(&location(&r)).await;
     // The button's form is redirected to the provider: the policy allows it there.
-    let csp = r.headers()["content-security-policy"].to_str().unwrap().to_string();
-    let form_action = csp.split(';').find(|d| d.trim().starts_with("form-action")).unwrap();
+    let csp = r.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let form_action = csp
+        .split(';')
+        .find(|d| d.trim().starts_with("form-action"))
+        .unwrap();
     assert!(form_action.contains(idp().issuer()), "{csp}");
     let page = r.text().await.unwrap();
     for id in [
