@@ -181,30 +181,7 @@ impl Core {
             ));
             return Err(self.reject(flow, None, now).await);
         }
-        let credential = identity
-            .credentials
-            .entry("oidc".into())
-            .or_insert_with(|| Credential {
-                id: uuid::Uuid::new_v4(),
-                kind: "oidc".into(),
-                identifiers: vec![],
-                config: json!({ "providers": [] }),
-                version: 0,
-                created_at: now,
-                updated_at: now,
-            });
-        if !credential.identifiers.contains(&link.identifier) {
-            credential.identifiers.push(link.identifier.clone());
-            match credential
-                .config
-                .get_mut("providers")
-                .and_then(Value::as_array_mut)
-            {
-                Some(list) => list.push(link.entry.clone()),
-                None => credential.config = json!({ "providers": [link.entry] }),
-            }
-            credential.updated_at = now;
-        }
+        add_link(identity, &link.identifier, link.entry.clone(), now);
         self.save_credential_change(
             identity,
             AuditKind::IdentityCredentialsChanged,
@@ -218,4 +195,39 @@ impl Core {
         }
         Ok(())
     }
+}
+
+/// Adds the provider account `identifier` (`<provider>:<subject>`, with its `providers` entry)
+/// to the identity's `oidc` credential, making the credential if it has none.
+pub(super) fn add_link(
+    identity: &mut Identity,
+    identifier: &str,
+    entry: Value,
+    now: OffsetDateTime,
+) {
+    let credential = identity
+        .credentials
+        .entry("oidc".into())
+        .or_insert_with(|| Credential {
+            id: uuid::Uuid::new_v4(),
+            kind: "oidc".into(),
+            identifiers: vec![],
+            config: json!({ "providers": [] }),
+            version: 0,
+            created_at: now,
+            updated_at: now,
+        });
+    if credential.identifiers.iter().any(|i| i == identifier) {
+        return;
+    }
+    credential.identifiers.push(identifier.to_string());
+    match credential
+        .config
+        .get_mut("providers")
+        .and_then(Value::as_array_mut)
+    {
+        Some(list) => list.push(entry),
+        None => credential.config = json!({ "providers": [entry] }),
+    }
+    credential.updated_at = now;
 }

@@ -204,19 +204,7 @@ impl Core {
             .pointer("/providers/0")
             .cloned()
             .unwrap_or(Value::Null);
-        match identity.credentials.get_mut("oidc") {
-            Some(c) => {
-                c.identifiers.push(identifier);
-                match c.config.get_mut("providers").and_then(Value::as_array_mut) {
-                    Some(list) => list.push(entry),
-                    None => c.config = json!({ "providers": [entry] }),
-                }
-                c.updated_at = now;
-            }
-            None => {
-                identity.credentials.insert("oidc".into(), credential);
-            }
-        }
+        super::link::add_link(&mut identity, &identifier, entry, now);
         self.save_credential_change(
             &mut identity,
             AuditKind::IdentityCredentialsChanged,
