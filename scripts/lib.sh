@@ -54,26 +54,37 @@ stop_portcullis() {
   SERVER_PID=""
 }
 
+# Waits until a helper process (pid) prints "ready" to its logfile; shows the log if it dies
+# or takes more than 10 s.
+await_ready() { # logfile pid
+  local logfile=$1 pid=$2
+  for _ in $(seq 1 100); do
+    grep -q '^ready' "$logfile" 2>/dev/null && return 0
+    kill -0 "$pid" 2>/dev/null || { cat "$logfile"; return 1; }
+    sleep 0.1
+  done
+  cat "$logfile"; return 1
+}
+
+# Stops a helper process started in the background (its pid variable is named $1).
+stop_helper() { # pid-variable-name
+  local pid=${!1}
+  [ -n "$pid" ] || return 0
+  kill "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  printf -v "$1" '%s' ""
+}
+
 IDP_PID=""
 start_idp() { # redirect-uri logfile -> sets IDP_URL (tests/interop/idp/oidc-provider.mjs, a real OpenID provider)
   local redirect=$1 logfile=$2 port; port=$(free_port)
   node "$ROOT/tests/interop/idp/oidc-provider.mjs" --port "$port" --redirect "$redirect" >"$logfile" 2>&1 &
   IDP_PID=$!
   IDP_URL="http://127.0.0.1:$port"
-  for _ in $(seq 1 100); do
-    grep -q '^ready' "$logfile" 2>/dev/null && return 0
-    kill -0 "$IDP_PID" 2>/dev/null || { cat "$logfile"; return 1; }
-    sleep 0.1
-  done
-  cat "$logfile"; return 1
+  await_ready "$logfile" "$IDP_PID"
 }
 
-stop_idp() {
-  [ -n "$IDP_PID" ] || return 0
-  kill "$IDP_PID" 2>/dev/null || true
-  wait "$IDP_PID" 2>/dev/null || true
-  IDP_PID=""
-}
+stop_idp() { stop_helper IDP_PID; }
 
 # The provider block of a server whose social sign-in goes to the local provider at IDP_URL.
 idp_provider_env() {
@@ -88,17 +99,7 @@ start_smtp_sink() { # dir -> sets SMTP_PORT (tests/interop/smtp_sink.py in the i
   mkdir -p "$dir"
   "${VENV_PYTHON:?}" tests/interop/smtp_sink.py --port "$SMTP_PORT" --dir "$dir" >"$dir.log" 2>&1 &
   SINK_PID=$!
-  for _ in $(seq 1 100); do
-    grep -q '^ready' "$dir.log" 2>/dev/null && return 0
-    kill -0 "$SINK_PID" 2>/dev/null || { cat "$dir.log"; return 1; }
-    sleep 0.1
-  done
-  cat "$dir.log"; return 1
+  await_ready "$dir.log" "$SINK_PID"
 }
 
-stop_smtp_sink() {
-  [ -n "$SINK_PID" ] || return 0
-  kill "$SINK_PID" 2>/dev/null || true
-  wait "$SINK_PID" 2>/dev/null || true
-  SINK_PID=""
-}
+stop_smtp_sink() { stop_helper SINK_PID; }
