@@ -160,8 +160,8 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
              production server with --dev"
         );
     }
-    // Methods accepted but not active yet, loudly: nobody may believe a second factor or a
-    // social sign-in is there when it is not.
+    // What the operator should know and is not an error (`${NAME}` placeholders used as
+    // written), loudly.
     for note in cfg.notes() {
         tracing::warn!("{note}");
     }
