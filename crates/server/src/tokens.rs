@@ -20,7 +20,10 @@ use serde_json::{json, Map, Value};
 
 pub fn router(config: &Config) -> Router<AppState> {
     let p = &config.tokens.paths;
+    // Beside obtain: tokens for the browser's own session (`/api/token/session/`).
+    let session = format!("{}/session/", p.obtain.trim_end_matches('/'));
     let mut r = Router::new()
+        .route(&session, get(session_csrf).post(session_tokens))
         .route(&p.obtain, post(obtain))
         .route(&p.refresh, post(refresh))
         .route(&p.verify, post(verify))
@@ -319,6 +322,46 @@ async fn obtain(
             &caller(&headers, ip),
             st.core.now(),
         )
+        .await?;
+    Ok(pair_response(&st, pair))
+}
+
+/// `GET /api/token/session/`: the anti-CSRF token a signed-in browser sends back with the
+/// POST (`X-CSRF-Token`), masked from its cookie. Readable only where CORS lets a page read.
+async fn session_csrf(
+    crate::extract::CallerCtx(caller): crate::extract::CallerCtx,
+) -> SjResult<Response> {
+    if caller.session.is_none() {
+        return Err(Error::SessionInactive.into());
+    }
+    let token = caller
+        .csrf_secret
+        .as_deref()
+        .and_then(portcullis_core::csrf::mask)
+        .ok_or(Error::CsrfViolation { hint: None })?;
+    Ok(Json(json!({ "csrf_token": token })).into_response())
+}
+
+/// `POST /api/token/session/`: an access/refresh pair (or the token cookies) for the session
+/// of this browser, signed in by any method; the `X-CSRF-Token` header must match its cookie.
+async fn session_tokens(
+    State(st): State<AppState>,
+    crate::extract::CallerCtx(caller): crate::extract::CallerCtx,
+) -> SjResult<Response> {
+    let (session, identity) = caller.session.as_ref().ok_or(Error::SessionInactive)?;
+    let proven = match (&caller.csrf_secret, &caller.csrf_header) {
+        (Some(secret), Some(token)) => portcullis_core::csrf::verify(secret, token),
+        _ => false,
+    };
+    if !proven {
+        return Err(Error::CsrfViolation {
+            hint: Some("send the csrf_token of GET on this path as the X-CSRF-Token header"),
+        }
+        .into());
+    }
+    let pair = st
+        .core
+        .session_tokens(session, identity, st.core.now())
         .await?;
     Ok(pair_response(&st, pair))
 }

@@ -96,6 +96,33 @@ impl Core {
         })
     }
 
+    /// Tokens for a browser's own session, whatever signed it in (a provider, a passkey, a
+    /// code): an SPA signed in on the hosted pages calls its API with JWTs without a password
+    /// of its own. They are bound to that session, so signing out or revoking it ends their
+    /// refresh; a session without the identity's second factor gets none (as a refresh).
+    pub async fn session_tokens(
+        &self,
+        session: &Session,
+        identity: &crate::identity::Identity,
+        now: OffsetDateTime,
+    ) -> Result<TokenPair> {
+        if !identity.is_active() || !session.active {
+            return Err(TokenError::NoActiveAccount.into());
+        }
+        if self.session_lacks_second_factor(session, identity) {
+            return Err(TokenError::SecondFactorRequired.into());
+        }
+        let ring = self.ring(now).await?;
+        let access = self.access_token(&ring, identity.id, session.id, now)?;
+        let (refresh, row) =
+            self.refresh_token(&ring, Uuid::new_v4(), identity.id, session.id, now)?;
+        self.store.insert_refresh_token(&row).await?;
+        Ok(TokenPair {
+            access,
+            refresh: Some(refresh),
+        })
+    }
+
     /// The second factor a token request must show: none when the account has none or
     /// enforcement is off (`session.whoami.required_aal: aal1`); otherwise `otp` must be a
     /// current TOTP code (six digits) or an unused backup code.

@@ -115,6 +115,7 @@ crate::on_every_backend! {
     a_native_app_signs_up_in_the_system_browser_and_exchanges_its_code_once with social,
     a_native_app_signs_in_with_googles_id_token_and_its_nonce with social,
     an_address_typed_into_the_form_never_leads_to_linking with social,
+    a_browser_signed_in_by_a_provider_gets_tokens_for_its_api with social,
 }
 
 /// The authorization request a provider button sends the browser to.
@@ -1085,4 +1086,54 @@ async fn an_address_typed_into_the_form_never_leads_to_linking(app: TestApp) {
     let refused = b.fetch_flow("registration", &s.flow).await;
     assert_eq!(refused["ui"]["messages"][0]["id"], 4000007, "{refused}");
     assert!(!b.has_session_cookie());
+}
+
+async fn a_browser_signed_in_by_a_provider_gets_tokens_for_its_api(app: TestApp) {
+    // Signed out: nothing.
+    let mut stranger = Browser::new(&app);
+    let r = stranger.get_json("/api/token/session/").await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    // Signed in with the provider.
+    let mut b = Browser::new(&app);
+    let s = start(&mut b, "registration", "fake").await;
+    let c = code();
+    let email = unique_email("spa-tokens");
+    idp().answer_token(
+        &c,
+        &format!("spa-{c}"),
+        &s.nonce,
+        json!({"email": email, "email_verified": true}),
+    );
+    back(&mut b, "fake", &s, &c).await;
+    assert!(b.has_session_cookie());
+    // Without the anti-CSRF token (what a page of another site could send): refused.
+    let r = b.post_json("/api/token/session/", &json!({})).await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("Cross-Site-Request-Forgery"),
+        "{body}"
+    );
+    // With it: a pair for this session.
+    let token: Value = b
+        .get_json("/api/token/session/")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let csrf = token["csrf_token"].as_str().unwrap().to_string();
+    b.headers.push(("x-csrf-token".into(), csrf));
+    let r = b.post_json("/api/token/session/", &json!({})).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let pair: Value = r.json().await.unwrap();
+    let access = pair["access"].as_str().unwrap();
+    assert!(pair["refresh"].as_str().is_some());
+    let r = app.get_with_bearer("/sessions/whoami", access).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let me: Value = r.json().await.unwrap();
+    assert_eq!(me["identity"]["traits"]["email"], email.as_str());
+    assert_eq!(me["authentication_methods"][0]["method"], "oidc");
 }
