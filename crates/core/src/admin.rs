@@ -360,7 +360,20 @@ impl Core {
     }
 
     pub fn identity_json(&self, identity: &Identity, view: View<'_>) -> Value {
-        identity.to_api_json(self.public_url(), view)
+        let mut json = identity.to_api_json(self.public_url(), view);
+        let oidc = match view {
+            View::Admin {
+                include_credentials,
+            }
+            | View::AdminList {
+                include_credentials,
+            } => include_credentials.iter().any(|c| c == "oidc"),
+            View::Public => false,
+        };
+        if oidc {
+            self.reveal_upstream_tokens(&mut json);
+        }
+        json
     }
 }
 

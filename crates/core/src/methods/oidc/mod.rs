@@ -204,6 +204,40 @@ impl Core {
         self.config.selfservice.methods.oidc.enabled && !self.oidc.is_empty()
     }
 
+    /// `include_credential=oidc`: the admin API shows the providers' first tokens opened, as
+    /// Kratos does (they are sealed at rest, bound to their `<provider>:<subject>`). One that
+    /// no configured secret opens any more shows empty.
+    pub(crate) fn reveal_upstream_tokens(&self, identity_json: &mut Value) {
+        let secrets = self.cipher_secrets();
+        let entries = identity_json
+            .pointer_mut("/credentials/oidc/config/providers")
+            .and_then(Value::as_array_mut);
+        for entry in entries.into_iter().flatten() {
+            let text = |e: &Value, k: &str| {
+                e.get(k)
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            let aad = format!("{}:{}", text(entry, "provider"), text(entry, "subject"));
+            for key in [
+                "initial_id_token",
+                "initial_access_token",
+                "initial_refresh_token",
+            ] {
+                let sealed = text(entry, key);
+                if sealed.is_empty() {
+                    continue;
+                }
+                let opened = sealed::open(&secrets, Purpose::UpstreamToken, &sealed, &aad)
+                    .ok()
+                    .and_then(|b| String::from_utf8(b).ok())
+                    .unwrap_or_default();
+                entry[key] = Value::String(opened);
+            }
+        }
+    }
+
     /// The redirect URI registered at the provider: `<base>/self-service/methods/oidc/callback/<id>`.
     fn redirect_uri(&self, id: &str) -> String {
         let base = &self
