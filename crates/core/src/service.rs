@@ -197,6 +197,12 @@ impl Core {
 
 /// Percent-encodes a query value (`application/x-www-form-urlencoded`), for every URL the
 /// core and the faces build.
+/// `url` with `key=value` added to its query (percent-encoded).
+pub fn with_query(url: &str, key: &str, value: &str) -> String {
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}{key}={}", urlencode(value))
+}
+
 pub fn urlencode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }

@@ -19,7 +19,7 @@ use axum::{Json, Router};
 use portcullis_core::flow::{FlowKind, FlowType};
 use portcullis_core::identity::View;
 use portcullis_core::selfservice::SubmitError;
-use portcullis_core::service::{urlencode, Authenticated, Caller, Core};
+use portcullis_core::service::{Authenticated, Caller, Core};
 use portcullis_core::Error;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -50,10 +50,7 @@ pub fn see_other(location: &str) -> Response {
     }
 }
 
-pub fn with_query(url: &str, key: &str, value: &str) -> String {
-    let sep = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{sep}{key}={}", urlencode(value))
-}
+pub use portcullis_core::service::with_query;
 
 /// Gives the caller a CSRF secret if its browser has none yet (or, signed in, none bound to
 /// its session); returns the new one, which the response must set as a cookie.

@@ -214,14 +214,7 @@ impl Core {
         let mut saved = true;
         flow.ui.reset_messages();
         flow.continue_with.clear();
-        let privileged = now - session.authenticated_at
-            <= self
-                .config
-                .selfservice
-                .flows
-                .settings
-                .privileged_session_max_age
-                .0;
+        let privileged = self.is_privileged(session, now);
         match submit.method {
             SettingsMethod::Profile { mut traits, form } => {
                 flow.active = Some("profile".into());
@@ -517,8 +510,25 @@ impl Core {
             .collect()
     }
 
+    /// Whether `session` is recent enough for a privileged change
+    /// (`selfservice.flows.settings.privileged_session_max_age`).
+    pub(crate) fn is_privileged(
+        &self,
+        session: &crate::session::Session,
+        now: OffsetDateTime,
+    ) -> bool {
+        now - session.authenticated_at
+            <= self
+                .config
+                .selfservice
+                .flows
+                .settings
+                .privileged_session_max_age
+                .0
+    }
+
     /// The session is too old for this change: re-authenticate, then come back to the flow.
-    fn refresh_required(&self, flow_id: Uuid) -> Error {
+    pub(crate) fn refresh_required(&self, flow_id: Uuid) -> Error {
         let back = format!("{}self-service/settings?flow={flow_id}", self.public_url());
         Error::RefreshRequired {
             redirect_browser_to: self.browser_flow_url(FlowKind::Login, true, Some(&back)),

@@ -85,15 +85,7 @@ impl Core {
                 &Effects::event(crate::webhooks::EventKind::SessionCreated),
             )
             .await?;
-        let ring = self.ring(now).await?;
-        let access = self.access_token(&ring, identity.id, session.id, now)?;
-        let (refresh, row) =
-            self.refresh_token(&ring, Uuid::new_v4(), identity.id, session.id, now)?;
-        self.store.insert_refresh_token(&row).await?;
-        Ok(TokenPair {
-            access,
-            refresh: Some(refresh),
-        })
+        self.issue_pair(identity.id, session.id, now).await
     }
 
     /// Tokens for a browser's own session, whatever signed it in (a provider, a passkey, a
@@ -112,10 +104,19 @@ impl Core {
         if self.session_lacks_second_factor(session, identity) {
             return Err(TokenError::SecondFactorRequired.into());
         }
+        self.issue_pair(identity.id, session.id, now).await
+    }
+
+    /// A new access token and a new refresh-token family for `session`.
+    async fn issue_pair(
+        &self,
+        identity: Uuid,
+        session: Uuid,
+        now: OffsetDateTime,
+    ) -> Result<TokenPair> {
         let ring = self.ring(now).await?;
-        let access = self.access_token(&ring, identity.id, session.id, now)?;
-        let (refresh, row) =
-            self.refresh_token(&ring, Uuid::new_v4(), identity.id, session.id, now)?;
+        let access = self.access_token(&ring, identity, session, now)?;
+        let (refresh, row) = self.refresh_token(&ring, Uuid::new_v4(), identity, session, now)?;
         self.store.insert_refresh_token(&row).await?;
         Ok(TokenPair {
             access,

@@ -27,6 +27,7 @@ mod scale;
 mod seed;
 mod sessions;
 mod social;
+mod social_providers;
 mod tokens;
 mod verification;
 mod webauthn;

@@ -2,6 +2,8 @@
 //! fails a check, a token endpoint that refuses or talks nonsense, a mapper that fails or never
 //! ends, an expired flow — each ends on the flow with its reason and without a session. The
 //! happy paths against a real OpenID provider are in the interop suite (`kratos-oidc.test.mjs`).
+//! GitHub, Naver, Kakao, native apps and tokens for a browser session are in
+//! `social_providers.rs`, on the same provider.
 
 use crate::helpers::idp::{idp, Answer, Signer, CLIENT_ID};
 use crate::helpers::{csrf, location, unique_email, Browser, TestApp, PASSWORD};
@@ -40,7 +42,7 @@ local claims = std.extVar('claims');
 
 const CLERK_KEY: &str = "sk_test_portcullis_social_tests";
 
-fn social(cfg: &mut Config) {
+pub(crate) fn social(cfg: &mut Config) {
     let i = idp();
     let at = |kind: &str, id: &str, mapper: &str, extra: Value| {
         let mut p = i.provider(id, mapper);
@@ -109,29 +111,28 @@ crate::on_every_backend! {
     the_hosted_pages_show_the_providers_in_english_and_korean with social,
     signing_in_to_another_account_on_a_linking_flow_links_nothing with social,
     settings_link_and_unlink_providers_but_never_the_last_way_in with social,
-    github_signs_up_without_an_id_token_with_its_primary_verified_address with social,
-    naver_signs_up_with_an_address_it_does_not_vouch_for_and_its_200_errors_refuse with social,
-    kakao_vouches_for_the_address_in_userinfo_and_names_by_nickname with social,
-    a_native_app_signs_up_in_the_system_browser_and_exchanges_its_code_once with social,
-    a_native_app_signs_in_with_googles_id_token_and_its_nonce with social,
     an_address_typed_into_the_form_never_leads_to_linking with social,
-    a_browser_signed_in_by_a_provider_gets_tokens_for_its_api with social,
 }
 
 /// The authorization request a provider button sends the browser to.
-struct Started {
-    flow: String,
-    state: String,
-    nonce: String,
-    query: Vec<(String, String)>,
+pub(crate) struct Started {
+    pub flow: String,
+    pub state: String,
+    pub nonce: String,
+    pub query: Vec<(String, String)>,
 }
 
-async fn start(b: &mut Browser<'_>, kind: &str, provider: &str) -> Started {
+pub(crate) async fn start(b: &mut Browser<'_>, kind: &str, provider: &str) -> Started {
     start_at(b, kind, provider, "/auth").await
 }
 
 /// [`start`] for a provider whose authorization endpoint is at `path` of the test provider.
-async fn start_at(b: &mut Browser<'_>, kind: &str, provider: &str, path: &str) -> Started {
+pub(crate) async fn start_at(
+    b: &mut Browser<'_>,
+    kind: &str,
+    provider: &str,
+    path: &str,
+) -> Started {
     let flow = b.flow(kind).await;
     let id = flow["id"].as_str().unwrap().to_string();
     let r = b
@@ -164,7 +165,12 @@ async fn start_at(b: &mut Browser<'_>, kind: &str, provider: &str, path: &str) -
 }
 
 /// The provider's redirect back, with `code`.
-async fn back(b: &mut Browser<'_>, provider: &str, s: &Started, code: &str) -> reqwest::Response {
+pub(crate) async fn back(
+    b: &mut Browser<'_>,
+    provider: &str,
+    s: &Started,
+    code: &str,
+) -> reqwest::Response {
     let path = format!(
         "/self-service/methods/oidc/callback/{provider}?code={code}&state={}",
         s.state
@@ -172,12 +178,12 @@ async fn back(b: &mut Browser<'_>, provider: &str, s: &Started, code: &str) -> r
     b.get(&path).await
 }
 
-fn code() -> String {
+pub(crate) fn code() -> String {
     format!("code-{}", uuid::Uuid::new_v4())
 }
 
 /// A callback that lands back on its flow: the flow's message, and no session.
-async fn refused_on_flow(
+pub(crate) async fn refused_on_flow(
     b: &mut Browser<'_>,
     r: reqwest::Response,
     kind: &str,
@@ -293,7 +299,7 @@ async fn a_good_id_token_signs_up_once_and_signs_in_after(app: TestApp) {
     assert_eq!(owners.len(), 1);
 }
 
-async fn b_whoami(b: &mut Browser<'_>) -> (StatusCode, Value) {
+pub(crate) async fn b_whoami(b: &mut Browser<'_>) -> (StatusCode, Value) {
     let r = b.get_json("/sessions/whoami").await;
     let st = r.status();
     (st, r.json().await.unwrap_or(Value::Null))
@@ -757,297 +763,6 @@ async fn settings_link_and_unlink_providers_but_never_the_last_way_in(app: TestA
     );
 }
 
-fn query_of(s: &Started) -> std::collections::HashMap<String, String> {
-    s.query.iter().cloned().collect()
-}
-
-async fn github_signs_up_without_an_id_token_with_its_primary_verified_address(app: TestApp) {
-    let mut b = Browser::new(&app);
-    let s = start_at(
-        &mut b,
-        "registration",
-        "github",
-        "/github/login/oauth/authorize",
-    )
-    .await;
-    let q = query_of(&s);
-    // OAuth2: the configured scope only, no nonce, no PKCE unless forced.
-    assert_eq!(q["scope"], "user:email");
-    assert!(
-        !q.contains_key("nonce") && !q.contains_key("code_challenge"),
-        "{q:?}"
-    );
-    let c = code();
-    idp().profile(&c, json!({ "user": { "id": 4242 } }));
-    let r = back(&mut b, "github", &s, &c).await;
-    assert_eq!(r.status(), StatusCode::SEE_OTHER);
-    assert!(b.has_session_cookie(), "{}", location(&r));
-    // The client's credentials went in the body.
-    let form = idp().exchange(&c).unwrap();
-    assert!(form
-        .iter()
-        .any(|(k, v)| k == "client_secret" && v == crate::helpers::idp::CLIENT_SECRET));
-    let (_, me) = b_whoami(&mut b).await;
-    assert_eq!(
-        me["identity"]["traits"]["email"], "octocat@github.com",
-        "the primary address"
-    );
-    assert_eq!(
-        me["identity"]["verifiable_addresses"][0]["verified"], false,
-        "the quickstart mapper vouches for nothing"
-    );
-    let owners = app
-        .admin_get_list("/admin/identities?credentials_identifier=github:4242")
-        .await;
-    assert_eq!(owners.len(), 1, "the numeric id is the subject");
-    // GitHub answers a bad code with 200 and an error.
-    let mut b = Browser::new(&app);
-    let s = start_at(&mut b, "login", "github", "/github/login/oauth/authorize").await;
-    let r = back(&mut b, "github", &s, &format!("bad-{}", code())).await;
-    let text = refused_on_flow(&mut b, r, "login", &s.flow).await;
-    assert!(
-        text.contains("bad_verification_code: The code passed is incorrect or expired."),
-        "{text}"
-    );
-}
-
-async fn naver_signs_up_with_an_address_it_does_not_vouch_for_and_its_200_errors_refuse(
-    app: TestApp,
-) {
-    let mut b = Browser::new(&app);
-    let s = start_at(&mut b, "registration", "naver", "/naver/oauth2.0/authorize").await;
-    let q = query_of(&s);
-    assert!(
-        !q.contains_key("scope") && !q.contains_key("nonce"),
-        "{q:?}"
-    );
-    let c = code();
-    let email = unique_email("naver");
-    idp().profile(
-        &c,
-        json!({ "naver": { "email": email, "id": format!("n-{c}") } }),
-    );
-    let r = back(&mut b, "naver", &s, &c).await;
-    assert_eq!(r.status(), StatusCode::SEE_OTHER);
-    assert!(b.has_session_cookie(), "{}", location(&r));
-    let (_, me) = b_whoami(&mut b).await;
-    assert_eq!(me["identity"]["traits"]["email"], email.as_str());
-    assert_eq!(me["identity"]["traits"]["name"]["first"], "오픈 API");
-    assert_eq!(me["identity"]["verifiable_addresses"][0]["verified"], false);
-    // The token request carried the state, as Naver wants.
-    let form = idp().exchange(&c).unwrap();
-    assert!(form.iter().any(|(k, v)| k == "state" && *v == s.state));
-    // A refused code (200 with an error) and a refused profile (resultcode not "00").
-    for (what, why) in [
-        ("code", "invalid_request: no valid data in session"),
-        ("profile", "Authentication failed"),
-    ] {
-        let mut b = Browser::new(&app);
-        let s = start_at(&mut b, "login", "naver", "/naver/oauth2.0/authorize").await;
-        let c = if what == "code" {
-            format!("bad-{}", code())
-        } else {
-            code()
-        };
-        idp().profile(&c, json!({ "naver_error": true }));
-        let r = back(&mut b, "naver", &s, &c).await;
-        let text = refused_on_flow(&mut b, r, "login", &s.flow).await;
-        assert!(text.contains(why), "{what}: {text}");
-    }
-}
-
-async fn kakao_vouches_for_the_address_in_userinfo_and_names_by_nickname(app: TestApp) {
-    let mut b = Browser::new(&app);
-    let s = start(&mut b, "registration", "kakao").await;
-    let c = code();
-    let sub = format!(
-        "{}",
-        1_000_000 + (uuid::Uuid::new_v4().as_u128() % 1_000_000)
-    );
-    let email = unique_email("kakao");
-    // The ID token has no `email_verified`; userinfo says it is verified.
-    idp().answer_token(
-        &c,
-        &sub,
-        &s.nonce,
-        json!({ "email": email, "nickname": "홍길동" }),
-    );
-    idp().profile(&c, json!({ "kakao": { "sub": sub, "email": email } }));
-    let r = back(&mut b, "kakao", &s, &c).await;
-    assert_eq!(r.status(), StatusCode::SEE_OTHER);
-    assert!(b.has_session_cookie(), "{}", location(&r));
-    let (_, me) = b_whoami(&mut b).await;
-    assert_eq!(me["identity"]["traits"]["email"], email.as_str());
-    assert_eq!(me["identity"]["traits"]["name"]["first"], "홍길동");
-    assert_eq!(me["identity"]["verifiable_addresses"][0]["verified"], true);
-    // Kakao takes the client's credentials in the body.
-    let form = idp().exchange(&c).unwrap();
-    assert!(form.iter().any(|(k, _)| k == "client_secret"));
-    // Userinfo about someone else than the ID token is refused.
-    let mut b = Browser::new(&app);
-    let s = start(&mut b, "login", "kakao").await;
-    let c = code();
-    idp().answer_token(&c, "111", &s.nonce, json!({}));
-    idp().profile(&c, json!({ "kakao": { "sub": "222" } }));
-    let r = back(&mut b, "kakao", &s, &c).await;
-    let text = refused_on_flow(&mut b, r, "login", &s.flow).await;
-    assert!(text.contains("another subject"), "{text}");
-}
-
-async fn a_native_app_signs_up_in_the_system_browser_and_exchanges_its_code_once(app: TestApp) {
-    // Without an exchange code an API flow cannot use a provider.
-    let (_, plain) = app.get_json("/self-service/login/api").await;
-    let (st, body) = app
-        .post_json(
-            &format!("/self-service/login?flow={}", plain["id"].as_str().unwrap()),
-            &json!({"method": "oidc", "provider": "fake"}),
-        )
-        .await;
-    assert_eq!(st, StatusCode::BAD_REQUEST, "{body}");
-    assert!(
-        body["error"]["reason"]
-            .as_str()
-            .unwrap()
-            .contains("return_session_token_exchange_code"),
-        "{body}"
-    );
-
-    let (st, flow) = app
-        .get_json("/self-service/registration/api?return_session_token_exchange_code=true&return_to=https://app.example/callback")
-        .await;
-    assert_eq!(st, StatusCode::OK, "{flow}");
-    let init = flow["session_token_exchange_code"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let id = flow["id"].as_str().unwrap();
-    // Read again, the flow does not show it.
-    let (_, again) = app
-        .get_json(&format!("/self-service/registration/flows?id={id}"))
-        .await;
-    assert!(again.get("session_token_exchange_code").is_none());
-    let (st, body) = app
-        .post_json(
-            &format!("/self-service/registration?flow={id}"),
-            &json!({"method": "oidc", "provider": "fake"}),
-        )
-        .await;
-    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
-    let to = url::Url::parse(body["redirect_browser_to"].as_str().unwrap()).unwrap();
-    let q: std::collections::HashMap<String, String> = to.query_pairs().into_owned().collect();
-    // The system browser: no cookie of the app or of an earlier flow.
-    let mut system = Browser::new(&app);
-    let c = code();
-    let email = unique_email("native");
-    idp().answer_token(
-        &c,
-        &format!("native-{c}"),
-        &q["nonce"],
-        json!({"email": email, "email_verified": true}),
-    );
-    let r = system
-        .get(&format!(
-            "/self-service/methods/oidc/callback/fake?code={c}&state={}",
-            q["state"]
-        ))
-        .await;
-    assert_eq!(r.status(), StatusCode::SEE_OTHER);
-    let back = url::Url::parse(&location(&r)).unwrap();
-    assert_eq!(back.origin().ascii_serialization(), "https://app.example");
-    let return_to_code = back
-        .query_pairs()
-        .find(|(k, _)| k == "code")
-        .unwrap()
-        .1
-        .into_owned();
-    assert!(
-        !system.has_session_cookie(),
-        "the system browser is not signed in"
-    );
-
-    let exchange = |init: &str, code: &str| {
-        format!("/sessions/token-exchange?init_code={init}&return_to_code={code}")
-    };
-    let (st, _) = app.get_json(&exchange(&init, "wrong")).await;
-    assert_eq!(st, StatusCode::NOT_FOUND);
-    let (st, body) = app
-        .get_json(&exchange(
-            &format!("{}x", &init[..init.len() - 1]),
-            &return_to_code,
-        ))
-        .await;
-    assert_eq!(st, StatusCode::NOT_FOUND, "{body}");
-    let (st, body) = app.get_json("/sessions/token-exchange").await;
-    assert_eq!(st, StatusCode::BAD_REQUEST, "{body}");
-    let (st, body) = app.get_json(&exchange(&init, &return_to_code)).await;
-    assert_eq!(st, StatusCode::OK, "{body}");
-    let token = body["session_token"].as_str().unwrap();
-    assert_eq!(
-        body["session"]["identity"]["traits"]["email"],
-        email.as_str()
-    );
-    let (st, me) = app.get_json_with_token("/sessions/whoami", token).await;
-    assert_eq!(st, StatusCode::OK);
-    assert_eq!(me["authentication_methods"][0]["method"], "oidc");
-    // Once.
-    let (st, _) = app.get_json(&exchange(&init, &return_to_code)).await;
-    assert_eq!(st, StatusCode::NOT_FOUND);
-}
-
-async fn a_native_app_signs_in_with_googles_id_token_and_its_nonce(app: TestApp) {
-    let login = |body: Value| {
-        let app = &app;
-        async move {
-            let (_, flow) = app.get_json("/self-service/login/api").await;
-            let id = flow["id"].as_str().unwrap().to_string();
-            app.post_json(&format!("/self-service/login?flow={id}"), &body)
-                .await
-        }
-    };
-    let sub = format!("g-{}", uuid::Uuid::new_v4());
-    let email = unique_email("google-sdk");
-    // Issued for the iOS app (an additional audience), with the nonce the app chose.
-    let token = idp().sign(json!({"sub": sub, "email": email, "email_verified": true, "nonce": "n-1", "aud": "com.example.ios"}));
-    let (st, body) = login(
-        json!({"method": "oidc", "provider": "google", "id_token": token, "id_token_nonce": "n-2"}),
-    )
-    .await;
-    assert_eq!(st, StatusCode::BAD_REQUEST, "{body}");
-    assert!(
-        body["ui"]["messages"][0]["text"]
-            .as_str()
-            .unwrap()
-            .contains("nonce"),
-        "{body}"
-    );
-    let (st, body) = login(
-        json!({"method": "oidc", "provider": "google", "id_token": token, "id_token_nonce": "n-1"}),
-    )
-    .await;
-    assert_eq!(st, StatusCode::OK, "{body}");
-    let session = body["session_token"].as_str().unwrap().to_string();
-    let (_, me) = app.get_json_with_token("/sessions/whoami", &session).await;
-    assert_eq!(me["identity"]["traits"]["email"], email.as_str());
-    // A token without a nonce, or signed by a key the provider does not publish: refused.
-    let bare = idp().sign(json!({"sub": sub}));
-    let (st, body) = login(json!({"method": "oidc", "provider": "google", "id_token": bare})).await;
-    assert_eq!(st, StatusCode::BAD_REQUEST, "{body}");
-    let forged = format!("{}x", &token[..token.len() - 1]);
-    let (st, body) = login(json!({"method": "oidc", "provider": "google", "id_token": forged, "id_token_nonce": "n-1"})).await;
-    assert_eq!(st, StatusCode::BAD_REQUEST, "{body}");
-    assert!(body.get("session_token").is_none());
-    // Only Google takes ID tokens.
-    let (st, body) = login(json!({"method": "oidc", "provider": "fake", "id_token": token})).await;
-    assert_eq!(st, StatusCode::BAD_REQUEST, "{body}");
-    assert!(
-        body["error"]["reason"]
-            .as_str()
-            .unwrap()
-            .contains("does not support signing in with an ID token"),
-        "{body}"
-    );
-}
-
 async fn an_address_typed_into_the_form_never_leads_to_linking(app: TestApp) {
     let victim = unique_email("typed-victim");
     Browser::new(&app).register(&victim).await;
@@ -1092,54 +807,4 @@ async fn an_address_typed_into_the_form_never_leads_to_linking(app: TestApp) {
     let refused = b.fetch_flow("registration", &s.flow).await;
     assert_eq!(refused["ui"]["messages"][0]["id"], 4000007, "{refused}");
     assert!(!b.has_session_cookie());
-}
-
-async fn a_browser_signed_in_by_a_provider_gets_tokens_for_its_api(app: TestApp) {
-    // Signed out: nothing.
-    let mut stranger = Browser::new(&app);
-    let r = stranger.get_json("/api/token/session/").await;
-    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-    // Signed in with the provider.
-    let mut b = Browser::new(&app);
-    let s = start(&mut b, "registration", "fake").await;
-    let c = code();
-    let email = unique_email("spa-tokens");
-    idp().answer_token(
-        &c,
-        &format!("spa-{c}"),
-        &s.nonce,
-        json!({"email": email, "email_verified": true}),
-    );
-    back(&mut b, "fake", &s, &c).await;
-    assert!(b.has_session_cookie());
-    // Without the anti-CSRF token (what a page of another site could send): refused.
-    let r = b.post_json("/api/token/session/", &json!({})).await;
-    assert_eq!(r.status(), StatusCode::FORBIDDEN);
-    let body: Value = r.json().await.unwrap();
-    assert!(
-        body["detail"]
-            .as_str()
-            .unwrap()
-            .contains("Cross-Site-Request-Forgery"),
-        "{body}"
-    );
-    // With it: a pair for this session.
-    let token: Value = b
-        .get_json("/api/token/session/")
-        .await
-        .json()
-        .await
-        .unwrap();
-    let csrf = token["csrf_token"].as_str().unwrap().to_string();
-    b.headers.push(("x-csrf-token".into(), csrf));
-    let r = b.post_json("/api/token/session/", &json!({})).await;
-    assert_eq!(r.status(), StatusCode::OK);
-    let pair: Value = r.json().await.unwrap();
-    let access = pair["access"].as_str().unwrap();
-    assert!(pair["refresh"].as_str().is_some());
-    let r = app.get_with_bearer("/sessions/whoami", access).await;
-    assert_eq!(r.status(), StatusCode::OK);
-    let me: Value = r.json().await.unwrap();
-    assert_eq!(me["identity"]["traits"]["email"], email.as_str());
-    assert_eq!(me["authentication_methods"][0]["method"], "oidc");
 }

@@ -14,10 +14,13 @@
 //! whose address another identity has is linked only after signing in to that identity
 //! (`link.rs`).
 
+mod callback;
 pub mod claims;
 pub mod link;
 pub mod native;
+mod oauth2;
 pub mod provider;
+mod register;
 mod settings;
 
 use crate::config::OidcMethodConfig;
@@ -27,6 +30,7 @@ use crate::identity::{Credential, Identity};
 use crate::methods::Method;
 use crate::sealed::{self, Purpose};
 use crate::service::{Authenticated, Caller, Core};
+use crate::session::hash_token;
 use crate::ui::{msg, UiNode, UiText};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
@@ -172,16 +176,6 @@ fn carry_exchange(from: &Flow, to: &mut Flow) {
     if let Some(x) = from.pending.as_ref().and_then(|p| p.exchange.clone()) {
         to.pending.get_or_insert_with(Default::default).exchange = Some(x);
     }
-}
-
-fn random_token(bytes: usize) -> String {
-    let mut b = vec![0u8; bytes];
-    rand::rngs::OsRng.fill_bytes(&mut b);
-    URL_SAFE_NO_PAD.encode(b)
-}
-
-fn sha256_hex(s: &str) -> String {
-    hex::encode(Sha256::digest(s.as_bytes()))
 }
 
 const STATE_AAD: &str = "oidc-state";
@@ -461,11 +455,11 @@ impl Core {
             Err(ProviderError(why)) => return Err(self.provider_failed(flow, p, &why, now).await),
         };
         let state = self.seal_state(flow.id)?;
-        let verifier = p.uses_pkce(&d).then(|| random_token(32));
+        let verifier = p.uses_pkce(&d).then(crate::csrf::new_secret);
         let challenge = verifier
             .as_deref()
             .map(|v| URL_SAFE_NO_PAD.encode(Sha256::digest(v.as_bytes())));
-        let nonce = random_token(16);
+        let nonce = crate::csrf::new_secret();
         let passed: Vec<(String, String)> = upstream
             .as_object()
             .into_iter()
@@ -489,7 +483,7 @@ impl Core {
             .map_err(|e| Error::Internal(e.0))?;
         flow.pending.get_or_insert_with(Default::default).oidc = Some(Started {
             provider: p.id().to_string(),
-            state_hash: sha256_hex(&state),
+            state_hash: hash_token(&state),
             verifier,
             nonce,
             traits,
@@ -514,433 +508,6 @@ impl Core {
         )));
         self.reject(flow, None, now).await
     }
-
-    /// `GET /self-service/methods/oidc/callback/{provider}`: the provider's answer.
-    ///
-    /// Every check that fails before a flow is known (no state, a state not ours, spent or for
-    /// another provider) is an error page; after, the flow shows the reason. Nothing here
-    /// issues a session unless the ID token passed every check.
-    pub async fn oidc_callback(
-        &self,
-        provider_id: &str,
-        cb: Callback,
-        caller: &Caller,
-        now: OffsetDateTime,
-    ) -> SubmitResult<Landed> {
-        let state = cb
-            .state
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| Error::bad_request(NO_STATE))?;
-        let flow_id = self
-            .open_state(&state)
-            .ok_or_else(|| Error::bad_request(BAD_STATE))?;
-        let mut flow = self
-            .store
-            .get_flow(flow_id)
-            .await?
-            .ok_or_else(|| Error::bad_request(BAD_STATE))?;
-        // Spent (or never started): the state is good for one answer.
-        let started = flow
-            .pending
-            .as_ref()
-            .and_then(|p| p.oidc.clone())
-            .filter(|s| crate::csrf::same_secret(&s.state_hash, &sha256_hex(&state)))
-            .ok_or_else(|| Error::bad_request(BAD_STATE))?;
-        if started.provider != provider_id {
-            return Err(Error::bad_request(
-                "Unable to complete OpenID Connect flow because of a provider mismatch between internal state and URL.",
-            )
-            .into());
-        }
-        // The browser that started the flow must be the one coming back (login CSRF).
-        self.check_flow_cookie(&flow, caller)?;
-        if let Some(p) = flow.pending.as_mut() {
-            p.oidc = None;
-        }
-        flow.ui.reset_messages();
-        if flow.is_expired(now) {
-            self.store.update_flow(&flow).await?;
-            return Err(self.expired(&flow, caller, now).await.into());
-        }
-        self.store.update_flow(&flow).await?;
-        let p = self.provider(provider_id)?;
-        if let Some(err) = cb.error.filter(|e| !e.is_empty()) {
-            let why = format!(
-                "the provider returned error \"{}\": {}",
-                crate::ui::echo(&err),
-                crate::ui::echo(cb.error_description.as_deref().unwrap_or(""))
-            );
-            return Err(self.provider_failed(&mut flow, p, &why, now).await);
-        }
-        let Some(code) = cb.code.filter(|c| !c.is_empty()) else {
-            let why = "the provider did not return the code query parameter";
-            return Err(self.provider_failed(&mut flow, p, why, now).await);
-        };
-        if caller.session.is_some() && !flow.refresh && flow.kind != FlowKind::Settings {
-            return Err(Error::AlreadySignedIn.into());
-        }
-        let native = (flow.flow_type == FlowType::Api).then(|| flow.clone());
-        let (claims, tokens) = match self.provider_answer(p, &code, &started, &state, now).await {
-            Ok(answer) => answer,
-            Err(ProviderError(why)) => {
-                return Err(self.provider_failed(&mut flow, p, &why, now).await)
-            }
-        };
-        let landed = match flow.kind {
-            FlowKind::Login => {
-                self.social_login(flow, p, claims, tokens, caller, now)
-                    .await?
-            }
-            FlowKind::Registration => {
-                self.social_registration(flow, p, claims, tokens, started.traits, caller, now)
-                    .await?
-            }
-            FlowKind::Settings => {
-                let credential = self.oidc_credential(p, &claims, &tokens, now)?;
-                self.link_in_settings(flow, p, credential, caller, now)
-                    .await?
-            }
-            _ => return Err(Error::bad_request(BAD_STATE).into()),
-        };
-        match (landed, native) {
-            (Landed::Authenticated(a, _), Some(flow)) => Ok(self.hand_over(&flow, &a, now).await?),
-            (landed, _) => Ok(landed),
-        }
-    }
-
-    /// The code traded for tokens, and the claims they carry.
-    async fn provider_answer(
-        &self,
-        p: &Provider,
-        code: &str,
-        started: &Started,
-        state: &str,
-        now: OffsetDateTime,
-    ) -> std::result::Result<(Claims, Tokens), ProviderError> {
-        let up = &*self.upstream;
-        let d = p.endpoints(&self.oidc.cache, up, now).await?;
-        let redirect_uri = self.redirect_uri(p.id());
-        let tokens = p
-            .exchange(
-                up,
-                &d,
-                code,
-                &redirect_uri,
-                started.verifier.as_deref(),
-                state,
-            )
-            .await?;
-        let claims = p
-            .claims(&self.oidc.cache, up, &d, &tokens, Some(&started.nonce), now)
-            .await?;
-        Ok((claims, tokens))
-    }
-
-    fn identifier(p: &Provider, claims: &Claims) -> String {
-        format!("{}:{}", p.id(), claims.sub)
-    }
-
-    /// A login flow's answer: the identity linked to this subject signs in; an unknown
-    /// subject registers, in the same request.
-    async fn social_login(
-        &self,
-        flow: Flow,
-        p: &Provider,
-        claims: Claims,
-        tokens: Tokens,
-        caller: &Caller,
-        now: OffsetDateTime,
-    ) -> SubmitResult<Landed> {
-        let identifier = Self::identifier(p, &claims);
-        let found = self
-            .store
-            .find_identity_by_identifier("oidc", &identifier)
-            .await?;
-        match found {
-            Some(identity) => self.sign_in_linked(flow, identity, caller, now).await,
-            None if flow.refresh => Err(Error::IdentityMismatch.into()),
-            None => {
-                let mut reg = self
-                    .new_registration_flow(flow.flow_type, flow.request_url.clone(), caller, now)
-                    .await?;
-                reg.return_to = flow.return_to.clone();
-                carry_exchange(&flow, &mut reg);
-                self.social_registration(reg, p, claims, tokens, json!({}), caller, now)
-                    .await
-            }
-        }
-    }
-
-    /// The identity the subject is linked to signs in with `flow` (a login flow).
-    async fn sign_in_linked(
-        &self,
-        mut flow: Flow,
-        identity: Identity,
-        caller: &Caller,
-        now: OffsetDateTime,
-    ) -> SubmitResult<Landed> {
-        if flow.refresh && flow.identity_id != Some(identity.id) {
-            return Err(Error::IdentityMismatch.into());
-        }
-        if !identity.is_active() {
-            flow.ui.messages.push(msg::identity_disabled());
-            return Err(self.reject(&mut flow, None, now).await);
-        }
-        self.complete_login(flow, identity, Method::Oidc, caller, now)
-            .await
-            .map(|a| Landed::Authenticated(Box::new(a), FlowKind::Login))
-    }
-
-    /// A registration flow's answer: the mapper makes the identity; what the schema still
-    /// wants is asked for on the flow (registration completion). A subject that already has
-    /// an identity signs in instead.
-    #[allow(clippy::too_many_arguments)]
-    async fn social_registration(
-        &self,
-        mut flow: Flow,
-        p: &Provider,
-        claims: Claims,
-        tokens: Tokens,
-        form_traits: Value,
-        caller: &Caller,
-        now: OffsetDateTime,
-    ) -> SubmitResult<Landed> {
-        let identifier = Self::identifier(p, &claims);
-        let found = self
-            .store
-            .find_identity_by_identifier("oidc", &identifier)
-            .await?;
-        if let Some(identity) = found {
-            let mut login = self
-                .new_login_flow(
-                    flow.flow_type,
-                    flow.request_url.clone(),
-                    false,
-                    crate::methods::Aal::Aal1,
-                    None,
-                    caller,
-                    now,
-                )
-                .await?;
-            login.return_to = flow.return_to.clone();
-            carry_exchange(&flow, &mut login);
-            return self.sign_in_linked(login, identity, caller, now).await;
-        }
-        let mapped = match self.map_claims(p, &claims).await {
-            Ok(m) => m,
-            Err(why) => return Err(self.provider_failed(&mut flow, p, &why, now).await),
-        };
-        let schema = self.default_schema()?;
-        // The addresses that may lead to a linking prompt: the provider's (the mapper's), not
-        // ones typed into the form; with enumeration mitigation only those it vouches for, so
-        // nobody learns who has an account by typing addresses.
-        let from_provider = schema.derive(&mapped.traits);
-        let mitigate = self.config.security.account_enumeration.mitigate;
-        let linkable: Vec<String> = from_provider
-            .verifiable
-            .iter()
-            .chain(&from_provider.recovery)
-            .map(|(value, _)| value.clone())
-            .filter(|v| {
-                !mitigate
-                    || mapped
-                        .verified
-                        .iter()
-                        .any(|(w, _)| w.eq_ignore_ascii_case(v))
-            })
-            .collect();
-        let mut traits = mapped.traits;
-        merge(&mut traits, &form_traits);
-        let violations = schema.validate(&traits);
-        if !violations.is_empty() {
-            self.ask_for_missing_traits(&mut flow, p, &traits, violations);
-            flow.updated_at = now;
-            self.store.update_flow(&flow).await?;
-            return Ok(Landed::Flow(Box::new(flow)));
-        }
-        let derived = schema.derive(&traits);
-        let mut identity = Identity::new(&schema.id, traits, now);
-        identity.apply_derived(&derived, now);
-        identity.metadata_public = mapped.metadata_public;
-        identity.metadata_admin = mapped.metadata_admin;
-        for a in &mut identity.verifiable_addresses {
-            let vouched = mapped
-                .verified
-                .iter()
-                .any(|(value, via)| *via == a.via && value.eq_ignore_ascii_case(&a.value));
-            if vouched {
-                a.verified = true;
-                a.status = "completed".into();
-                a.verified_at = Some(now);
-            }
-        }
-        let credential = self.oidc_credential(p, &claims, &tokens, now)?;
-        if let Some((_, duplicate)) = self.duplicate_owner(&linkable).await? {
-            return self
-                .ask_to_link(&flow, p, &credential, duplicate, caller, now)
-                .await;
-        }
-        identity.credentials.insert("oidc".into(), credential);
-        self.finish_registration(flow, identity, Method::Oidc, caller, now)
-            .await
-            .map(|a| Landed::Authenticated(Box::new(a), FlowKind::Registration))
-    }
-
-    /// Registration completion (Kratos's shape): the flow's form becomes the schema's traits,
-    /// prefilled from the provider, with the messages of what is missing, and one "Continue"
-    /// button that goes through the provider again.
-    fn ask_for_missing_traits(
-        &self,
-        flow: &mut Flow,
-        p: &Provider,
-        traits: &Value,
-        violations: Vec<(Option<String>, UiText)>,
-    ) {
-        let Ok(schema) = self.default_schema() else {
-            return;
-        };
-        flow.ui.nodes.retain(|n| n.name() == "csrf_token");
-        // Group `default`, as Kratos since `feature_flags.legacy_oidc_registration_node_group`
-        // (which Portcullis accepts only off).
-        for f in &schema.fields {
-            flow.ui.nodes.push(f.node("default", f.get(traits)));
-        }
-        flow.ui.nodes.push(
-            UiNode::input(
-                "oidc",
-                "provider",
-                "submit",
-                Some(UiText::info(1040003, "Continue")),
-            )
-            .with_attr("value", json!(p.id())),
-        );
-        for (node, text) in violations {
-            flow.ui.add_message(node.as_deref(), text);
-        }
-        flow.active = Some(Method::Oidc.as_str().into());
-        flow.state = "choose_method".into();
-    }
-
-    /// The `oidc` credential: the identifier `"<provider>:<subject>"` and, as Kratos keeps
-    /// them, the first tokens, sealed (bound to the identifier).
-    fn oidc_credential(
-        &self,
-        p: &Provider,
-        claims: &Claims,
-        tokens: &Tokens,
-        now: OffsetDateTime,
-    ) -> Result<Credential> {
-        let identifier = Self::identifier(p, claims);
-        let secret = self.cipher_secrets().into_iter().next().unwrap_or_default();
-        let seal = |t: &str| -> Result<String> {
-            if t.is_empty() {
-                return Ok(String::new());
-            }
-            sealed::seal(&secret, Purpose::UpstreamToken, t.as_bytes(), &identifier)
-                .map_err(|e| Error::Internal(e.to_string()))
-        };
-        Ok(Credential {
-            id: Uuid::new_v4(),
-            kind: "oidc".into(),
-            identifiers: vec![identifier.clone()],
-            config: json!({ "providers": [{
-                "subject": claims.sub,
-                "provider": p.id(),
-                "initial_id_token": seal(&tokens.id_token)?,
-                "initial_access_token": seal(&tokens.access_token)?,
-                "initial_refresh_token": seal(&tokens.refresh_token)?,
-            }]}),
-            version: 0,
-            created_at: now,
-            updated_at: now,
-        })
-    }
-
-    /// Runs the provider's mapper on the claims.
-    async fn map_claims(
-        &self,
-        p: &Provider,
-        claims: &Claims,
-    ) -> std::result::Result<Mapped, String> {
-        let out = self
-            .jsonnet
-            .evaluate(
-                p.mapper.clone(),
-                &p.config.mapper_url,
-                vec![("claims".into(), claims.to_value())],
-            )
-            .await
-            .map_err(|e| format!("its Jsonnet mapper failed ({e})"))?;
-        Mapped::read(&out)
-    }
-}
-
-/// What a mapper returned, checked as Kratos checks it.
-struct Mapped {
-    traits: Value,
-    metadata_public: Option<Value>,
-    metadata_admin: Option<Value>,
-    /// `(value, via)` the provider vouches for.
-    verified: Vec<(String, String)>,
-}
-
-impl Mapped {
-    fn read(out: &Value) -> std::result::Result<Mapped, String> {
-        let identity = out.get("identity").cloned().unwrap_or(Value::Null);
-        let traits = match identity.get("traits") {
-            Some(Value::Object(t)) => Value::Object(t.clone()),
-            _ => {
-                return Err(
-                    "its Jsonnet mapper did not return an object for key identity.traits".into(),
-                )
-            }
-        };
-        let object = |key: &str| -> std::result::Result<Option<Value>, String> {
-            match identity.get(key) {
-                None | Some(Value::Null) => Ok(None),
-                Some(Value::Object(m)) => Ok(Some(Value::Object(m.clone()))),
-                Some(_) => Err(format!(
-                    "its Jsonnet mapper did not return an object for key identity.{key}"
-                )),
-            }
-        };
-        let verified = identity
-            .get("verified_addresses")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(|a| {
-                let value = a.get("value")?.as_str()?.trim().to_lowercase();
-                let via = a.get("via")?.as_str()?.to_string();
-                Some((value, via))
-            })
-            .collect();
-        Ok(Mapped {
-            traits,
-            metadata_public: object("metadata_public")?,
-            metadata_admin: object("metadata_admin")?,
-            verified,
-        })
-    }
-}
-
-/// Deep-merges `over` into `base`: objects field by field, anything else replaced (the form's
-/// traits win over the mapper's, as in Kratos).
-fn merge(base: &mut Value, over: &Value) {
-    match (base, over) {
-        (Value::Object(b), Value::Object(o)) => {
-            for (k, v) in o {
-                match b.get_mut(k) {
-                    Some(existing) => merge(existing, v),
-                    None => {
-                        b.insert(k.clone(), v.clone());
-                    }
-                }
-            }
-        }
-        (b, o) if !o.is_null() => *b = o.clone(),
-        _ => {}
-    }
 }
 
 /// The evaluator and upstream a core uses by default: none reach out.
@@ -957,39 +524,6 @@ pub(crate) fn defaults() -> (
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn form_traits_win_over_mapped_ones_field_by_field() {
-        let mut base = json!({"email": "a@example.com", "name": {"first": "A", "last": "L"}});
-        merge(
-            &mut base,
-            &json!({"name": {"first": "Ada"}, "nickname": "ada"}),
-        );
-        assert_eq!(
-            base,
-            json!({"email": "a@example.com", "name": {"first": "Ada", "last": "L"}, "nickname": "ada"})
-        );
-    }
-
-    #[test]
-    fn a_mapper_result_is_checked_as_kratos_checks_it() {
-        let bad = Mapped::read(&json!({"identity": {"traits": "this is not an object"}}));
-        assert_eq!(
-            bad.err().as_deref(),
-            Some("its Jsonnet mapper did not return an object for key identity.traits")
-        );
-        let bad = Mapped::read(&json!({"identity": {"traits": {}, "metadata_public": [1]}}));
-        assert!(bad.is_err());
-        let ok = Mapped::read(&json!({"identity": {
-            "traits": {"email": "a@example.com"},
-            "verified_addresses": [{"value": " A@Example.com ", "via": "email"}],
-        }}));
-        let ok = ok.ok();
-        assert_eq!(
-            ok.map(|m| m.verified),
-            Some(vec![("a@example.com".to_string(), "email".to_string())])
-        );
-    }
 
     #[test]
     fn mappers_are_read_from_files_and_base64() {

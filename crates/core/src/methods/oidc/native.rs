@@ -5,12 +5,15 @@
 //! token (`GET /sessions/token-exchange`), as only the app holds the other half, the flow's
 //! `session_token_exchange_code`. The token waits sealed in the flow that issued the code.
 
-use super::{random_token, sha256_hex, Landed};
+use super::Landed;
+use crate::csrf::new_secret;
 use crate::error::{Error, Result};
 use crate::flow::{Flow, FlowType};
 use crate::identity::Identity;
 use crate::sealed::{self, Purpose};
+use crate::service::with_query;
 use crate::service::{Authenticated, Core};
+use crate::session::hash_token;
 use crate::session::Session;
 use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
@@ -52,10 +55,10 @@ impl Core {
                 "return_session_token_exchange_code is only for API flows.",
             ));
         }
-        let code = format!("{}{}", flow.id.simple(), random_token(32));
+        let code = format!("{}{}", flow.id.simple(), new_secret());
         flow.pending.get_or_insert_with(Default::default).exchange = Some(Exchange {
             origin: flow.id,
-            init_hash: sha256_hex(&code),
+            init_hash: hash_token(&code),
             handed: None,
         });
         flow.updated_at = now;
@@ -84,7 +87,7 @@ impl Core {
             .get_flow(exchange.origin)
             .await?
             .ok_or_else(|| Error::not_found(NOT_YET))?;
-        let code = random_token(32);
+        let code = new_secret();
         let secret = self.cipher_secrets().into_iter().next().unwrap_or_default();
         let sealed = sealed::seal(
             &secret,
@@ -95,7 +98,7 @@ impl Core {
         .map_err(|e| Error::Internal(e.to_string()))?;
         if let Some(x) = origin.pending.as_mut().and_then(|p| p.exchange.as_mut()) {
             x.handed = Some(Handover {
-                code_hash: sha256_hex(&code),
+                code_hash: hash_token(&code),
                 token: sealed,
                 until: now + HANDOVER_FOR,
             });
@@ -133,8 +136,8 @@ impl Core {
             .and_then(|p| p.exchange.clone())
             .ok_or_else(not_yet)?;
         let handed = exchange.handed.clone().ok_or_else(not_yet)?;
-        let both = crate::csrf::same_secret(&exchange.init_hash, &sha256_hex(init_code))
-            & crate::csrf::same_secret(&handed.code_hash, &sha256_hex(return_to_code));
+        let both = crate::csrf::same_secret(&exchange.init_hash, &hash_token(init_code))
+            & crate::csrf::same_secret(&handed.code_hash, &hash_token(return_to_code));
         if !both || handed.until <= now {
             return Err(not_yet());
         }
@@ -155,9 +158,4 @@ impl Core {
         let (session, identity) = self.authenticate(&token, now).await?;
         Ok((token, session, identity))
     }
-}
-
-fn with_query(url: &str, key: &str, value: &str) -> String {
-    let sep = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{sep}{key}={}", crate::service::urlencode(value))
 }

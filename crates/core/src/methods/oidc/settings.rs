@@ -161,28 +161,9 @@ impl Core {
             return Err(Error::IdentityMismatch.into());
         }
         // Still privileged when the provider answers, not only when the link was asked for.
-        let max = self
-            .config
-            .selfservice
-            .flows
-            .settings
-            .privileged_session_max_age
-            .0;
         if let Some((session, _)) = &caller.session {
-            if now - session.authenticated_at > max {
-                let back = format!(
-                    "{}self-service/settings?flow={}",
-                    self.public_url(),
-                    flow.id
-                );
-                return Err(Error::RefreshRequired {
-                    redirect_browser_to: self.browser_flow_url(
-                        crate::flow::FlowKind::Login,
-                        true,
-                        Some(&back),
-                    ),
-                }
-                .into());
+            if !self.is_privileged(session, now) {
+                return Err(self.refresh_required(flow.id).into());
             }
         }
         let mut identity = self
