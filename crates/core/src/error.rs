@@ -98,6 +98,13 @@ pub enum Error {
     /// The server is at capacity (the password-hashing queue is full): 503 with `Retry-After`.
     #[error("The server is busy. Please try again in {retry_after} seconds.")]
     Busy { retry_after: u64 },
+    /// A flow's web hook refused it before there was a flow to carry its messages (a
+    /// `before` hook); the reason is the receiver's own words.
+    #[error("{reason}")]
+    HookRefused { reason: String },
+    /// A flow's web hook could not be reached or answered with an error (the cause is logged).
+    #[error("A web hook of this flow could not complete. Please try again later.")]
+    HookFailed,
     #[error("token error: {0:?}")]
     Token(TokenError),
     /// A failure of ours (database, keys); the cause is logged, never shown.

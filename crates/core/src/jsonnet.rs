@@ -1,5 +1,5 @@
-//! Jsonnet, as Kratos runs it: the claims mappers of social sign-in (and next, the bodies of
-//! flow web hooks). Existing `kratos.yml` files point at `.jsonnet` files, so the language is
+//! Jsonnet, as Kratos runs it: the claims mappers of social sign-in and the bodies of flow
+//! web hooks. Existing `kratos.yml` files point at `.jsonnet` files, so the language is
 //! not ours to choose; the engine is.
 //!
 //! **Engine: `rsjsonnet-lang`** rather than `jrsonnet-evaluator`. Both are pure Rust.
@@ -64,14 +64,62 @@ pub enum JsonnetError {
 /// chooses how (a thread, a worker process).
 #[async_trait::async_trait]
 pub trait Evaluator: Send + Sync {
-    /// Evaluates `source` (named `file` in messages) with each `(name, value)` of `ext` as an
-    /// external variable (`std.extVar(name)`), and returns the result as JSON.
+    /// Evaluates `source` (named `file` in messages) with `vars`, and returns the result as
+    /// JSON.
     async fn evaluate(
         &self,
         source: Arc<str>,
         file: &str,
-        ext: Vec<(String, Value)>,
+        vars: Vars,
     ) -> Result<Value, JsonnetError>;
+}
+
+/// What an evaluation is given: external variables (`std.extVar(name)`, a mapper's `claims`)
+/// and top-level arguments (a web hook body's `function(ctx)`), each a JSON value.
+#[derive(Debug, Clone, Default)]
+pub struct Vars {
+    pub ext: Vec<(String, Value)>,
+    /// Passed by name when the source is a function; ignored otherwise, as in Jsonnet.
+    pub tla: Vec<(String, Value)>,
+}
+
+impl Vars {
+    pub fn ext(name: &str, value: Value) -> Vars {
+        Vars {
+            ext: vec![(name.into(), value)],
+            tla: vec![],
+        }
+    }
+
+    pub fn tla(name: &str, value: Value) -> Vars {
+        Vars {
+            ext: vec![],
+            tla: vec![(name.into(), value)],
+        }
+    }
+}
+
+/// A Jsonnet source from its `file://` or `base64://` URL (a mapper, a web hook body); with
+/// `bare_path`, a URL without a scheme is a file path (web hook bodies, deprecated in Kratos).
+pub fn read_source(url: &str, bare_path: bool) -> Result<String, String> {
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+    use base64::Engine;
+    if let Some(b64) = url.strip_prefix("base64://") {
+        let bytes = STANDARD
+            .decode(b64.trim())
+            .or_else(|_| URL_SAFE_NO_PAD.decode(b64.trim()))
+            .map_err(|e| format!("not base64: {e}"))?;
+        return String::from_utf8(bytes).map_err(|_| "not UTF-8".into());
+    }
+    let path = match url.strip_prefix("file://") {
+        Some(path) => path,
+        None if bare_path && !url.contains("://") => url,
+        None => return Err(
+            "only file:// and base64:// URLs are supported (fetch an http(s) source into a file)"
+                .into(),
+        ),
+    };
+    std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))
 }
 
 /// Refuses imports; reports `std.trace` to the log; offers no native functions.
@@ -138,9 +186,9 @@ fn eval_reason(kind: &EvalErrorKind) -> String {
     }
 }
 
-/// Evaluates `source` with the external variables `ext`, unbounded in time (see the module
-/// note): call it through an [`Evaluator`].
-pub fn evaluate(source: &str, file: &str, ext: &[(String, Value)]) -> Result<Value, JsonnetError> {
+/// Evaluates `source` with `vars`, unbounded in time (see the module note): call it through
+/// an [`Evaluator`].
+pub fn evaluate(source: &str, file: &str, vars: &Vars) -> Result<Value, JsonnetError> {
     if source.len() > MAX_SIZE {
         return Err(JsonnetError::TooLarge);
     }
@@ -148,18 +196,27 @@ pub fn evaluate(source: &str, file: &str, ext: &[(String, Value)]) -> Result<Val
     let mut program = Program::new(&arena);
     program.set_max_stack(MAX_STACK);
     let mut callbacks = Sandbox;
-    for (name, value) in ext {
+    for (name, value) in &vars.ext {
         // A JSON document is a Jsonnet expression: the variable is the parsed value, as
         // Kratos passes `claims` (ext code, not a string).
-        let json = value.to_string();
-        let thunk = load(&mut program, &json, name)?;
+        let thunk = load(&mut program, &value.to_string(), name)?;
         let name = program.intern_str(name);
         program.add_ext_var(name, &thunk);
     }
+    let mut tla = vec![];
+    for (name, value) in &vars.tla {
+        let thunk = load(&mut program, &value.to_string(), name)?;
+        tla.push((program.intern_str(name), thunk));
+    }
     let root = load(&mut program, source, file)?;
-    let value = program
-        .eval_value(&root, &mut callbacks)
-        .map_err(|e| JsonnetError::Eval(eval_reason(&e.kind)))?;
+    let failed = |e: rsjsonnet_lang::program::EvalError| JsonnetError::Eval(eval_reason(&e.kind));
+    let mut value = program.eval_value(&root, &mut callbacks).map_err(failed)?;
+    if value.is_function() {
+        let f = program.value_to_thunk(&value);
+        value = program
+            .eval_call(&f, &[], &tla, &mut callbacks)
+            .map_err(failed)?;
+    }
     let json = program
         .manifest_json(&value, false)
         .map_err(|e| JsonnetError::Eval(eval_reason(&e.kind)))?;
@@ -191,7 +248,7 @@ impl Evaluator for InThread {
         &self,
         source: Arc<str>,
         file: &str,
-        ext: Vec<(String, Value)>,
+        vars: Vars,
     ) -> Result<Value, JsonnetError> {
         let Ok(permit) = self.slots.clone().try_acquire_owned() else {
             return Err(JsonnetError::Busy);
@@ -203,7 +260,7 @@ impl Evaluator for InThread {
             // The engine recurses per nesting level; MAX_STACK levels fit in 16 MiB.
             .stack_size(16 * 1024 * 1024)
             .spawn(move || {
-                let out = evaluate(&source, &file, &ext);
+                let out = evaluate(&source, &file, &vars);
                 drop(permit);
                 let _ = tx.send(out);
             });
@@ -223,8 +280,8 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn claims(v: Value) -> Vec<(String, Value)> {
-        vec![("claims".to_string(), v)]
+    fn claims(v: Value) -> Vars {
+        Vars::ext("claims", v)
     }
 
     #[test]
@@ -252,6 +309,33 @@ mod tests {
     }
 
     #[test]
+    fn a_function_gets_its_top_level_arguments_and_a_document_ignores_them() {
+        let ctx = Vars::tla("ctx", json!({"identity": {"id": "i-1"}}));
+        let body = evaluate("function(ctx) { user: ctx.identity.id }", "b.jsonnet", &ctx);
+        assert_eq!(body, Ok(json!({"user": "i-1"})));
+        assert_eq!(evaluate("{ a: 1 }", "b.jsonnet", &ctx), Ok(json!({"a": 1})));
+        let cancelled = evaluate("function(ctx) error 'cancel'", "b.jsonnet", &ctx);
+        assert_eq!(cancelled, Err(JsonnetError::Eval("cancel".into())));
+    }
+
+    #[test]
+    fn sources_come_from_files_and_base64_and_bare_paths_only_where_allowed() {
+        let path = std::env::temp_dir().join(format!("pc-src-{}.jsonnet", uuid::Uuid::new_v4()));
+        std::fs::write(&path, "{}").unwrap();
+        let bare = path.display().to_string();
+        assert_eq!(
+            read_source(&format!("file://{bare}"), false).as_deref(),
+            Ok("{}")
+        );
+        assert_eq!(read_source(&bare, true).as_deref(), Ok("{}"));
+        assert!(read_source(&bare, false).is_err());
+        assert_eq!(read_source("base64://e30=", false).as_deref(), Ok("{}"));
+        assert!(read_source("https://example.com/m.jsonnet", true).is_err());
+        assert!(read_source("file:///nonexistent/m.jsonnet", false).is_err());
+        std::fs::remove_file(path).unwrap();
+    }
+
+    #[test]
     fn an_error_expression_says_its_message() {
         let out = evaluate(
             "local c = std.extVar('claims'); if std.length(c.sub) == 0 then error 'claim sub not set' else {}",
@@ -263,19 +347,23 @@ mod tests {
 
     #[test]
     fn imports_are_refused() {
-        let out = evaluate("import '/etc/passwd'", "m.jsonnet", &[]);
+        let out = evaluate("import '/etc/passwd'", "m.jsonnet", &Vars::default());
         assert!(matches!(out, Err(JsonnetError::Eval(_))), "{out:?}");
-        let out = evaluate("importstr '/etc/hostname'", "m.jsonnet", &[]);
+        let out = evaluate("importstr '/etc/hostname'", "m.jsonnet", &Vars::default());
         assert!(matches!(out, Err(JsonnetError::Eval(_))), "{out:?}");
     }
 
     #[test]
     fn syntax_errors_and_deep_recursion_are_errors_not_crashes() {
         assert!(matches!(
-            evaluate("{ identity: ", "m.jsonnet", &[]),
+            evaluate("{ identity: ", "m.jsonnet", &Vars::default()),
             Err(JsonnetError::Syntax(_))
         ));
-        let deep = evaluate("local f(n) = f(n + 1) + 1; f(0)", "m.jsonnet", &[]);
+        let deep = evaluate(
+            "local f(n) = f(n + 1) + 1; f(0)",
+            "m.jsonnet",
+            &Vars::default(),
+        );
         assert_eq!(
             deep,
             Err(JsonnetError::Eval("the call stack is too deep".into()))
@@ -285,9 +373,15 @@ mod tests {
     #[test]
     fn large_sources_and_results_are_refused() {
         let big = format!("'{}'", "x".repeat(MAX_SIZE));
-        assert_eq!(evaluate(&big, "m", &[]), Err(JsonnetError::TooLarge));
+        assert_eq!(
+            evaluate(&big, "m", &Vars::default()),
+            Err(JsonnetError::TooLarge)
+        );
         let grows = "std.makeArray(100000, function(i) 'xxxxxxxxxx')";
-        assert_eq!(evaluate(grows, "m", &[]), Err(JsonnetError::TooLarge));
+        assert_eq!(
+            evaluate(grows, "m", &Vars::default()),
+            Err(JsonnetError::TooLarge)
+        );
     }
 
     #[tokio::test]
@@ -300,7 +394,7 @@ mod tests {
         let runs: Vec<_> = (0..MAX_RUNNING)
             .map(|_| {
                 let (r, src) = (runner.clone(), forever.clone());
-                tokio::spawn(async move { r.evaluate(src, "loop.jsonnet", vec![]).await })
+                tokio::spawn(async move { r.evaluate(src, "loop.jsonnet", Vars::default()).await })
             })
             .collect();
         let mut outs = vec![];
@@ -313,11 +407,13 @@ mod tests {
         );
         assert!(started.elapsed() < TIMEOUT * 3, "{:?}", started.elapsed());
         // The runaways hold every slot: evaluations are refused at once.
-        let refused = runner.evaluate("{}".into(), "ok.jsonnet", vec![]).await;
+        let refused = runner
+            .evaluate("{}".into(), "ok.jsonnet", Vars::default())
+            .await;
         assert_eq!(refused, Err(JsonnetError::Busy));
         // Another evaluator (another server) is not affected.
         let ok = InThread::default()
-            .evaluate("{a: 1}".into(), "ok.jsonnet", vec![])
+            .evaluate("{a: 1}".into(), "ok.jsonnet", Vars::default())
             .await;
         assert_eq!(ok, Ok(serde_json::json!({"a": 1})));
     }

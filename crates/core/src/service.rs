@@ -49,6 +49,22 @@ pub struct Caller {
     /// The language the caller reads (the UI's choice, else `Accept-Language`): messages
     /// sent for this request are written in it.
     pub locale: crate::courier::Locale,
+    /// The request as a flow's web hooks see it (`ctx.request_*`); filled by the faces only
+    /// when web hooks are configured.
+    pub request: RequestInfo,
+}
+
+/// The HTTP request behind a call, for web hooks.
+#[derive(Debug, Clone, Default)]
+pub struct RequestInfo {
+    pub method: String,
+    /// The whole URL, as the public base URL names it.
+    pub url: String,
+    /// The headers on the allow-list ([`crate::selfservice::web_hook::HEADER_ALLOWLIST`]), by
+    /// their canonical names.
+    pub headers: Vec<(String, String)>,
+    /// The cookies, without the session's and the anti-CSRF one's, which are secrets.
+    pub cookies: Vec<(String, String)>,
 }
 
 impl Caller {
@@ -94,6 +110,8 @@ pub struct Core {
     pub(crate) oidc: crate::methods::oidc::Providers,
     pub(crate) upstream: Arc<dyn crate::upstream::Upstream>,
     pub(crate) jsonnet: Arc<dyn crate::jsonnet::Evaluator>,
+    /// The flows' web hooks' bodies (their settings are the configuration's).
+    pub(crate) web_hooks: crate::selfservice::web_hook::WebHooks,
 }
 
 impl Core {
@@ -117,6 +135,7 @@ impl Core {
             oidc: Default::default(),
             upstream,
             jsonnet,
+            web_hooks: Default::default(),
         }
     }
 
@@ -132,6 +151,19 @@ impl Core {
         self.upstream = upstream;
         self.jsonnet = jsonnet;
         self
+    }
+
+    /// The flows' web hooks (see [`crate::selfservice::web_hook::WebHooks::load`]); they
+    /// send through the upstream of [`Core::with_social`].
+    pub fn with_web_hooks(mut self, hooks: crate::selfservice::web_hook::WebHooks) -> Core {
+        self.web_hooks = hooks;
+        self
+    }
+
+    /// Whether a flow has web hooks: the faces then describe the request in
+    /// [`Caller::request`].
+    pub fn has_web_hooks(&self) -> bool {
+        self.web_hooks.configured()
     }
 
     /// The message templates, when the operator overrides the built-in ones.

@@ -294,6 +294,8 @@ impl Herodot {
                 Herodot::with_id(StatusCode::TOO_MANY_REQUESTS, "rate_limit_exceeded", e)
             }
             Error::Busy { .. } => Herodot::plain(StatusCode::SERVICE_UNAVAILABLE, reason),
+            Error::HookRefused { .. } => Herodot::plain(StatusCode::BAD_REQUEST, reason),
+            Error::HookFailed => Herodot::plain(StatusCode::BAD_GATEWAY, reason),
             // herodot's ErrUnauthorized, as Ory's API-key-protected admin APIs answer.
             Error::AdminKeyRefused { .. } => Herodot::plain(StatusCode::UNAUTHORIZED, reason),
             // A bad access token on a Kratos endpoint is simply no session.
@@ -343,6 +345,7 @@ fn status_text(code: u16) -> &'static str {
         421 => "Misdirected Request",
         422 => "Unprocessable Entity",
         429 => "Too Many Requests",
+        502 => "Bad Gateway",
         503 => "Service Unavailable",
         _ => "Internal Server Error",
     }
@@ -362,6 +365,7 @@ fn message_for(code: u16) -> &'static str {
         421 => "The request was directed at a server that is not able to produce a response",
         422 => "The request was well-formed but was unable to be followed due to semantic errors",
         429 => "Too many requests have been sent; please wait and retry",
+        502 => "A service this request depends on did not answer as it should",
         503 => "The service is temporarily unavailable; please retry",
         _ => "An internal server error occurred, please contact the system administrator",
     }

@@ -129,9 +129,12 @@ pub async fn build_with_clock(
         config.dev,
     )
     .map_err(|e| anyhow::anyhow!(e))?;
+    let web_hooks = portcullis_core::selfservice::web_hook::WebHooks::load(&config)
+        .map_err(|e| anyhow::anyhow!(e))?;
     let outbound = outbound::Client::new(config.webhooks.allow_private_networks || config.dev);
     let core = Core::new(config, store, hasher, schemas, clock)
         .with_templates(templates)
+        .with_web_hooks(web_hooks)
         .with_social(
             providers,
             Arc::new(outbound),

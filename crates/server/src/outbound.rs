@@ -4,8 +4,8 @@
 //! internal network, however its DNS answers.
 //!
 //! Webhook delivery and social sign-in (discovery, keys, token exchange, userinfo: the core's
-//! [`Upstream`] port) send through it; the courier's gateways and flow web hooks will too, so
-//! the guard is written once.
+//! [`Upstream`] port) and flow web hooks send through it, so the guard is written once. A
+//! flow web hook's URL is the operator's own (`kratos.yml`), so it alone skips the guard.
 //!
 //! The guard sits in two places, because neither alone sees every target: the resolver judges
 //! what a name resolves to, and [`Client::send`] judges IP literals, which reqwest connects to
@@ -14,7 +14,9 @@
 
 use crate::error::ApiError;
 use crate::AppState;
-use portcullis_core::upstream::{HttpMethod, HttpRequest, HttpResponse, Upstream, UpstreamError};
+use portcullis_core::upstream::{
+    HttpBody, HttpMethod, HttpRequest, HttpResponse, Upstream, UpstreamError,
+};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -212,23 +214,31 @@ pub enum SendError {
 #[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
+    /// For URLs the configuration names (flow web hooks): no address guard, everything else
+    /// alike. The services a web hook calls are usually on the operator's own network.
+    configured: reqwest::Client,
     allow_private: bool,
+}
+
+fn builder() -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(15))
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .pool_idle_timeout(Duration::from_secs(60))
+        .user_agent(concat!("Portcullis/", env!("CARGO_PKG_VERSION")))
 }
 
 impl Client {
     pub fn new(allow_private: bool) -> Client {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(15))
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .pool_idle_timeout(Duration::from_secs(60))
+        let http = builder()
             .dns_resolver(Arc::new(GuardedResolver { allow_private }))
-            .user_agent(concat!("Portcullis/", env!("CARGO_PKG_VERSION")))
             .build()
             .unwrap_or_default();
         Client {
             http,
+            configured: builder().build().unwrap_or_default(),
             allow_private,
         }
     }
@@ -286,19 +296,39 @@ const UPSTREAM_BODY_LIMIT: usize = 256 * 1024;
 #[async_trait::async_trait]
 impl Upstream for Client {
     async fn send(&self, req: HttpRequest) -> Result<HttpResponse, UpstreamError> {
-        let mut b = match req.method {
-            HttpMethod::Get => self.http.get(&req.url),
-            HttpMethod::Post => self.http.post(&req.url).form(&req.form),
+        let http = if req.configured_target {
+            &self.configured
+        } else {
+            &self.http
+        };
+        let method = match req.method {
+            HttpMethod::Get => reqwest::Method::GET,
+            HttpMethod::Post => reqwest::Method::POST,
+            HttpMethod::Put => reqwest::Method::PUT,
+            HttpMethod::Patch => reqwest::Method::PATCH,
+            HttpMethod::Delete => reqwest::Method::DELETE,
+        };
+        let mut b = http.request(method, &req.url);
+        b = match req.body {
+            HttpBody::None => b,
+            HttpBody::Form(form) => b.form(&form),
+            HttpBody::Json(json) => b
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(json),
         };
         for (k, v) in &req.headers {
-            b = b.header(*k, v);
+            b = b.header(k.as_str(), v);
         }
         if let Some((user, pass)) = &req.basic_auth {
             b = b.basic_auth(user, Some(pass));
         }
-        let resp = Client::send(self, b)
-            .await
-            .map_err(|e| UpstreamError(e.to_string()))?;
+        let resp = if req.configured_target {
+            b.send().await.map_err(|e| UpstreamError(e.to_string()))?
+        } else {
+            Client::send(self, b)
+                .await
+                .map_err(|e| UpstreamError(e.to_string()))?
+        };
         let status = resp.status().as_u16();
         Ok(HttpResponse {
             status,

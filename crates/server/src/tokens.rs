@@ -175,6 +175,7 @@ impl IntoResponse for SjError {
                 let resp = detail(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
                 return crate::error::with_retry_after(e, (resp.0, Json(resp.1)).into_response());
             }
+            SjError::Core(e @ Error::HookFailed) => detail(StatusCode::BAD_GATEWAY, e.to_string()),
             // Every other refusal is the request's fault.
             SjError::Core(e) => detail(StatusCode::BAD_REQUEST, e.to_string()),
         };

@@ -65,14 +65,15 @@ const EMPTY: &[&str] = &["[]"];
 /// rule a line, so the table reads as the list it is.
 #[rustfmt::skip]
 pub(crate) const RULES: &[Rule] = &[
-    rule("ciphers", Informational, "Portcullis stores no provider tokens to encrypt; its own signing keys are always encrypted with AES-256-GCM"),
+    rule("ciphers", Informational, "Portcullis always encrypts what it keeps sealed (signing keys, social providers' tokens) with AES-256-GCM under secrets.cipher"),
     rule("clients", Section, "Kratos's outbound clients"),
     rule("clients.http", Section, "Kratos's outbound HTTP client"),
-    rule("clients.http.disallow_private_ip_ranges", Informational, "Portcullis's only outbound HTTP requests, its webhooks, never reach private addresses unless webhooks.allow_private_networks is set"),
+    rule("clients.http.disallow_private_ip_ranges", Informational, "webhook endpoints registered through the API and social sign-in providers never reach private addresses unless webhooks.allow_private_networks is set; flow web hooks, whose URLs are the configuration's own, may"),
     rule("clients.http.private_ip_exception_urls", OnlyValues(EMPTY), "allow private webhook receivers with webhooks.allow_private_networks"),
     rule("clients.smtp", Section, "Kratos's SMTP client"),
     rule("clients.smtp.disallow_private_ip_ranges", OnlyValues(FALSE), "the SMTP server may be on any address"),
-    rule("clients.web_hook", Informational, "applies to web_hook hooks only, which are refused where they are configured"),
+    rule("clients.web_hook", Section, "Kratos's web hook client"),
+    rule("clients.web_hook.header_allowlist", Unsupported, "web hooks see Kratos's default allow-list of request headers (Accept, Accept-Language, Content-Type, Origin, Referer, Sec-*, User-Agent, …)"),
     rule("config", Informational, "a Kratos command-line flag that Kratos too ignores in the file; pass the file with --config"),
     rule("cookies", Section, "the cookies other than the session cookie"),
     rule("cookies.domain", Unsupported, "set session.cookie.domain, which the CSRF cookie shares"),

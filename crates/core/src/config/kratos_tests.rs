@@ -467,3 +467,154 @@ fn the_seed_deployment_without_its_credentials_notes_the_placeholders() {
     // The two placeholders.
     assert_eq!(notes.len(), 2, "{notes:?}");
 }
+
+const WEB_HOOK: &str = "{hook: web_hook, config: {url: 'https://hooks.example/in', method: POST}}";
+
+/// A flow whose `hooks` at `place` (`before`, `after`, `after.password`) are `hooks`.
+fn with_hooks(flow: &str, place: &str, hooks: &str) -> Result<Config, ConfigError> {
+    let mut nested = format!("hooks: [{hooks}]");
+    for part in place.rsplit('.') {
+        nested = format!("{part}: {{{nested}}}");
+    }
+    load_yaml(&format!(
+        "selfservice:\n  flows:\n    {flow}: {{{nested}}}\n"
+    ))
+}
+
+#[test]
+fn web_hooks_load_where_kratos_runs_them_and_nothing_else_runs_before_a_flow() {
+    for flow in [
+        "login",
+        "registration",
+        "settings",
+        "recovery",
+        "verification",
+    ] {
+        let c = with_hooks(flow, "before", WEB_HOOK).unwrap();
+        assert_eq!(c.selfservice.web_hooks().len(), 1, "{flow}");
+        assert_eq!(c.selfservice.web_hooks()[0].url, "https://hooks.example/in");
+    }
+    let c = with_hooks(
+        "registration",
+        "after.password",
+        &format!("{WEB_HOOK}, {{hook: session}}"),
+    )
+    .unwrap();
+    assert_eq!(c.selfservice.web_hooks()[0].method, "POST");
+    let err = with_hooks("login", "before", "{hook: session}")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("selfservice.flows.login.before.hooks: the session hook cannot run here (allowed: web_hook)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn web_hooks_that_cannot_work_are_refused_at_load() {
+    let hook = |config: &str| format!("{{hook: web_hook, config: {config}}}");
+    for (flow, place, config, expected) in [
+        (
+            "login",
+            "before",
+            "{url: 'ftp://h.example/', method: POST}",
+            "url: \"ftp://h.example/\" is not an http(s) URL",
+        ),
+        (
+            "login",
+            "before",
+            "{url: 'https://h.example/', method: TRACE}",
+            "method: \"TRACE\" is not one of GET, POST, PUT, PATCH, DELETE",
+        ),
+        (
+            "login",
+            "before",
+            "{url: 'https://h.example/'}",
+            "missing field `method`",
+        ),
+        (
+            "login",
+            "before",
+            "{url: 'https://h.example/', method: POST, colour: red}",
+            "unknown field `colour`",
+        ),
+        (
+            "login",
+            "before",
+            "{url: 'https://h.example/', method: POST, body: 'https://h.example/body.jsonnet'}",
+            "only file:// and base64:// bodies",
+        ),
+        (
+            "login",
+            "after",
+            "{url: 'https://h.example/', method: POST, response: {ignore: true, parse: true}}",
+            "an ignored answer cannot be parsed",
+        ),
+        (
+            "recovery",
+            "after",
+            "{url: 'https://h.example/', method: POST, response: {parse: true}}",
+            "it cannot stop it",
+        ),
+        (
+            "verification",
+            "after",
+            "{url: 'https://h.example/', method: POST, can_interrupt: true}",
+            "it cannot stop it",
+        ),
+        (
+            "login",
+            "before",
+            "{url: 'https://h.example/', method: POST, auth: {type: oauth, config: {}}}",
+            "unknown variant `oauth`",
+        ),
+    ] {
+        let err = with_hooks(flow, place, &hook(config))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(expected), "{flow}.{place} {config}:\n{err}");
+        assert!(
+            err.contains(&format!("selfservice.flows.{flow}.{place}.hooks[0].config")),
+            "{err}"
+        );
+    }
+    // The same answers parse where the flow has not stored its result yet.
+    with_hooks(
+        "registration",
+        "after",
+        &hook("{url: 'https://h.example/', method: POST, response: {parse: true}}"),
+    )
+    .unwrap();
+}
+
+#[test]
+fn web_hook_credentials_print_redacted() {
+    let c = with_hooks(
+        "registration",
+        "before",
+        "{hook: web_hook, config: {url: 'https://ops:url-pw@h.example/in?token=url-token', method: POST, \
+         headers: {X-Signature: header-secret}, auth: {type: api_key, config: {name: X-Key, value: key-secret, in: header}}}}, \
+         {hook: web_hook, config: {url: 'https://h.example/b', method: PUT, auth: {type: basic_auth, config: {user: u, password: basic-secret}}}}",
+    )
+    .unwrap();
+    let hooks = c.selfservice.web_hooks();
+    assert_eq!(hooks[0].headers["X-Signature"].expose(), "header-secret");
+    assert!(
+        matches!(&hooks[1].auth, Some(WebHookAuth::BasicAuth { password, .. }) if password.expose() == "basic-secret")
+    );
+    let printed = c.redacted_yaml();
+    for secret in [
+        "url-pw",
+        "url-token",
+        "header-secret",
+        "key-secret",
+        "basic-secret",
+    ] {
+        assert!(!printed.contains(secret), "{secret} leaked:\n{printed}");
+    }
+    assert!(
+        printed.contains("h.example/in")
+            && printed.contains("X-Key")
+            && printed.contains("X-Signature")
+    );
+}

@@ -107,7 +107,10 @@ pub use clerk::ClerkConfig;
 pub use courier::{CourierConfig, CourierWorkerConfig, SmtpConfig};
 pub use env::ENV_PREFIX;
 pub use hashers::{Argon2Config, BcryptConfig, HasherAlgorithm, HashersConfig};
-pub use hooks::{BeforeConfig, HookConfig, HookName, MethodAfterConfig};
+pub use hooks::{
+    ApiKeyPlace, BeforeConfig, HookConfig, HookName, MethodAfterConfig, WebHookAuth, WebHookConfig,
+    WebHookResponse,
+};
 pub use identity::{IdentityConfig, SchemaRef};
 pub use log::{LogConfig, LogFormat, LogLevel};
 pub use methods::{
@@ -349,6 +352,19 @@ impl Config {
             FlowKind::Recovery => &f.recovery.after,
             FlowKind::Verification => &f.verification.after,
         }
+    }
+
+    /// `selfservice.flows.<kind>.before.hooks`.
+    pub fn before_hooks(&self, kind: FlowKind) -> &[HookConfig] {
+        let f = &self.selfservice.flows;
+        &match kind {
+            FlowKind::Login => &f.login.before,
+            FlowKind::Registration => &f.registration.before,
+            FlowKind::Settings => &f.settings.before,
+            FlowKind::Recovery => &f.recovery.before,
+            FlowKind::Verification => &f.verification.before,
+        }
+        .hooks
     }
 
     /// Where a browser lands after `method` completes a flow of `kind`: the method's

@@ -240,15 +240,21 @@ impl AfterConfig {
         ]
     }
 
-    /// Checks the hooks of `selfservice.flows.<flow>.after` against those that may run there.
-    fn validate(&self, flow: &str, allowed: &[HookName]) -> Result<(), ConfigError> {
+    /// Checks the hooks of `selfservice.flows.<flow>.after` against those that may run there;
+    /// `interrupt`: whether a web hook may still stop the flow there.
+    fn validate(
+        &self,
+        flow: &str,
+        allowed: &[HookName],
+        interrupt: bool,
+    ) -> Result<(), ConfigError> {
         let key = format!("selfservice.flows.{flow}.after");
         if let Some(h) = &self.hooks {
-            check_hooks(&format!("{key}.hooks"), h, allowed)?;
+            check_hooks(&format!("{key}.hooks"), h, allowed, interrupt)?;
         }
         for (name, m) in self.methods() {
             if let Some(h) = &m.hooks {
-                check_hooks(&format!("{key}.{name}.hooks"), h, allowed)?;
+                check_hooks(&format!("{key}.{name}.hooks"), h, allowed, interrupt)?;
             }
             if !m.default_browser_return_url.is_empty() {
                 check_absolute(
@@ -268,6 +274,39 @@ impl AfterConfig {
 }
 
 impl SelfServiceConfig {
+    /// Every `web_hook` of every flow, before and after.
+    pub fn web_hooks(&self) -> Vec<super::WebHookConfig> {
+        let f = &self.flows;
+        let before = [
+            &f.login.before,
+            &f.registration.before,
+            &f.settings.before,
+            &f.recovery.before,
+            &f.verification.before,
+        ]
+        .into_iter()
+        .flat_map(|b| b.hooks.iter());
+        let after = [
+            &f.login.after,
+            &f.registration.after,
+            &f.settings.after,
+            &f.recovery.after,
+            &f.verification.after,
+        ]
+        .into_iter()
+        .flat_map(|a| {
+            let methods = a
+                .methods()
+                .into_iter()
+                .filter_map(|(_, m)| m.hooks.as_ref());
+            a.hooks.iter().chain(methods).flatten()
+        });
+        before
+            .chain(after)
+            .filter_map(HookConfig::web_hook)
+            .collect()
+    }
+
     /// An empty `ui_url` means the hosted page; with the hosted UI off there is none, so every
     /// flow needs one. An empty return URL means the hosted welcome page (or the public URL).
     pub(super) fn fill_defaults(&mut self, ctx: &Ctx) -> Result<(), ConfigError> {
@@ -340,19 +379,26 @@ impl SelfServiceConfig {
                 RequireVerifiedAddress,
                 Verification,
                 ShowVerificationUi,
+                WebHook,
             ],
+            true,
         )?;
-        f.registration
-            .after
-            .validate("registration", &[Session, ShowVerificationUi])?;
+        f.registration.after.validate(
+            "registration",
+            &[Session, ShowVerificationUi, WebHook],
+            true,
+        )?;
         f.settings
             .after
-            .validate("settings", &[RevokeActiveSessions])?;
+            .validate("settings", &[RevokeActiveSessions, WebHook], true)?;
+        // Recovery and verification hooks run once the flow's result is stored.
         f.recovery
             .after
-            .validate("recovery", &[RevokeActiveSessions])?;
-        f.verification.after.validate("verification", &[])?;
-        f.logout.after.validate("logout", &[])?;
+            .validate("recovery", &[RevokeActiveSessions, WebHook], false)?;
+        f.verification
+            .after
+            .validate("verification", &[WebHook], false)?;
+        f.logout.after.validate("logout", &[], false)?;
         for (key, before) in [
             ("selfservice.flows.login", &f.login.before),
             ("selfservice.flows.registration", &f.registration.before),

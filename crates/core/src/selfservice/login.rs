@@ -3,6 +3,7 @@
 //! a passkey first, then a second factor. A new method is a new [`LoginMethod`] arm.
 
 use super::form::{already_completed, method_submit, password_input};
+use super::web_hook::Stage;
 use crate::audit::Origin;
 use crate::config::{HookName, RequiredAal};
 use crate::error::{Error, Result, SubmitError, SubmitResult};
@@ -89,6 +90,7 @@ impl Core {
                 "Please complete the second authentication challenge.",
             ));
             self.attach_csrf(&mut flow, caller);
+            self.before_flow(&flow, caller).await?;
             self.store.insert_flow(&flow).await?;
             return Ok(flow);
         }
@@ -154,6 +156,7 @@ impl Core {
             .nodes
             .extend(self.oidc_buttons(FlowKind::Login, linked));
         self.attach_csrf(&mut flow, caller);
+        self.before_flow(&flow, caller).await?;
         self.store.insert_flow(&flow).await?;
         Ok(flow)
     }
@@ -410,6 +413,13 @@ impl Core {
                 return Err(self.reject(&mut flow, None, now).await);
             }
             return Err(refusal.into());
+        }
+        let hooks = after.hooks_for(method.as_str()).unwrap_or_default();
+        if let Err(stop) = self
+            .run_web_hooks(hooks, Stage::Blocking, &flow, Some(&mut identity), caller)
+            .await
+        {
+            return Err(self.stopped(&mut flow, stop, None, now).await);
         }
         // A linking flow joins its provider account to the identity (or refuses).
         self.link_on_sign_in(&mut flow, &mut identity, &caller.origin(), now)

@@ -17,6 +17,7 @@ mod registration_code;
 mod second_step;
 mod settings;
 mod verification;
+pub mod web_hook;
 
 pub use address::{AddressSubmit, AddressSubmitMethod};
 pub use login::{LoginMethod, LoginSubmit};

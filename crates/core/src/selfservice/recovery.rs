@@ -5,6 +5,7 @@
 
 use super::address::{AddressStep, AddressSubmit, AddressTexts, CodeCheck};
 use super::form::already_completed;
+use super::web_hook::Stage;
 use crate::audit::{Actor, AuditKind, AuditRecord};
 use crate::config::HookName;
 use crate::courier::TemplateKind;
@@ -109,6 +110,7 @@ impl Core {
         flow.active = Some("code".into());
         self.render_choose_method(&mut flow);
         self.attach_csrf(&mut flow, caller);
+        self.before_flow(&flow, caller).await?;
         self.store.insert_flow(&flow).await?;
         Ok(flow)
     }
@@ -266,14 +268,21 @@ impl Core {
                 &Effects::event(EventKind::SessionCreated).audited(record),
             )
             .await?;
-        if self.config.after(FlowKind::Recovery).runs(
-            method.group(),
-            HookName::RevokeActiveSessions,
-            false,
-        ) {
+        let after = self.config.after(FlowKind::Recovery);
+        if after.runs(method.group(), HookName::RevokeActiveSessions, false) {
             self.revoke_other_sessions(identity.id, session.id, &caller.origin(), "recovered")
                 .await?;
         }
+        let mut recovered = identity.clone();
+        let _ = self
+            .run_web_hooks(
+                after.hooks_for(method.group()).unwrap_or_default(),
+                Stage::PostPersist,
+                &completed,
+                Some(&mut recovered),
+                caller,
+            )
+            .await;
         // The settings flow belongs to the new session's browser: its anti-CSRF token is the
         // one the response sets, bound to that session.
         let mut next = caller.clone();

@@ -4,6 +4,7 @@
 //! nothing behind.
 
 use super::form::{already_completed, fill_trait_values, method_submit, password_input};
+use super::web_hook::Stage;
 use crate::audit::{Actor, AuditKind, AuditRecord};
 use crate::config::HookName;
 use crate::error::{Error, Result, SubmitResult};
@@ -92,6 +93,7 @@ impl Core {
             .nodes
             .extend(self.oidc_buttons(FlowKind::Registration, None));
         self.attach_csrf(&mut flow, caller);
+        self.before_flow(&flow, caller).await?;
         self.store.insert_flow(&flow).await?;
         Ok(flow)
     }
@@ -247,6 +249,27 @@ impl Core {
         now: OffsetDateTime,
     ) -> SubmitResult<Authenticated> {
         let after = self.config.after(FlowKind::Registration);
+        let hooks = after.hooks_for(method.as_str()).unwrap_or_default();
+        let traits = identity.traits.clone();
+        if let Err(stop) = self
+            .run_web_hooks(hooks, Stage::PrePersist, &flow, Some(&mut identity), caller)
+            .await
+        {
+            return Err(self.stopped(&mut flow, stop, None, now).await);
+        }
+        // A receiver that changed the traits: they must still fit the schema, and the
+        // addresses and identifiers follow them.
+        if identity.traits != traits {
+            let schema = self.schema(&identity.schema_id)?;
+            let violations = schema.validate(&identity.traits);
+            if !violations.is_empty() {
+                for (node, text) in violations {
+                    flow.ui.add_message(node.as_deref(), text);
+                }
+                return Err(self.reject(&mut flow, None, now).await);
+            }
+            identity.apply_derived(&schema.derive(&identity.traits), now);
+        }
         // Without any configured hook Portcullis signs the new identity in (Kratos needs the
         // `session` hook listed for that).
         let session = after
@@ -287,7 +310,12 @@ impl Core {
             .complete_registration(&completed, &identity, session.as_ref().map(|(s, _)| s), &fx)
             .await
         {
-            Ok(true) => {}
+            Ok(true) => {
+                let stored = Some(&mut identity);
+                let _ = self
+                    .run_web_hooks(hooks, Stage::PostPersist, &completed, stored, caller)
+                    .await;
+            }
             Ok(false) => {
                 flow.ui.messages.push(already_completed(4040002));
                 return Err(self.reject(&mut flow, None, now).await);

@@ -5,6 +5,7 @@
 //! also hold the identity's second factor.
 
 use super::form::{fill_trait_values, method_submit, password_input};
+use super::web_hook::Stage;
 use crate::audit::{Actor, AuditKind, AuditRecord};
 use crate::error::{Error, Result, SubmitResult};
 use crate::flow::{Flow, FlowKind, FlowType};
@@ -55,6 +56,22 @@ pub enum SettingsMethod {
     },
     /// A method this server does not offer (or none).
     Unknown,
+}
+
+impl SettingsMethod {
+    /// The method's name in `after.<method>` (and the flow's `active`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            SettingsMethod::Profile { .. } => "profile",
+            SettingsMethod::Password { .. } => "password",
+            SettingsMethod::Totp { .. } => "totp",
+            SettingsMethod::LookupSecret { .. } => "lookup_secret",
+            SettingsMethod::WebAuthn { .. } => "webauthn",
+            SettingsMethod::Passkey { .. } => "passkey",
+            SettingsMethod::Oidc { .. } => "oidc",
+            SettingsMethod::Unknown => "",
+        }
+    }
 }
 
 impl Core {
@@ -165,6 +182,8 @@ impl Core {
         let mut flow = self
             .new_settings_flow(flow_type, request_url, identity, caller, now)
             .await?;
+        // After it is stored: a refused settings flow is never seen, and expires.
+        self.before_flow(&flow, caller).await?;
         self.remember_return_to(&mut flow, return_to).await?;
         Ok((flow, identity.clone()))
     }
@@ -215,6 +234,22 @@ impl Core {
         flow.ui.reset_messages();
         flow.continue_with.clear();
         let privileged = self.is_privileged(session, now);
+        let method = submit.method.name();
+        let hooks = self
+            .config
+            .after(FlowKind::Settings)
+            .hooks_for(method)
+            .unwrap_or_default();
+        // The other methods change credentials, which no receiver rewrites: their hooks that
+        // parse may only refuse, before the change (a profile's run before it is stored, below).
+        if !matches!(method, "profile" | "") && privileged {
+            if let Err(stop) = self
+                .run_web_hooks(hooks, Stage::PrePersist, &flow, None, caller)
+                .await
+            {
+                return Err(self.stopped(&mut flow, stop, Some(&identity), now).await);
+            }
+        }
         match submit.method {
             SettingsMethod::Profile { mut traits, form } => {
                 flow.active = Some("profile".into());
@@ -247,6 +282,24 @@ impl Core {
                 identity.traits = traits;
                 identity.apply_derived(&derived, now);
                 identity.updated_at = now;
+                let changed = identity.traits.clone();
+                if let Err(stop) = self
+                    .run_web_hooks(hooks, Stage::PrePersist, &flow, Some(&mut identity), caller)
+                    .await
+                {
+                    return Err(self.stopped(&mut flow, stop, Some(&identity), now).await);
+                }
+                // A receiver that changed the traits again: they must fit the schema too.
+                if identity.traits != changed {
+                    let violations = schema.validate(&identity.traits);
+                    if !violations.is_empty() {
+                        for (node, text) in violations {
+                            flow.ui.add_message(node.as_deref(), text);
+                        }
+                        return Err(self.reject(&mut flow, Some(&identity), now).await);
+                    }
+                    identity.apply_derived(&schema.derive(&identity.traits), now);
+                }
                 // A new address is verified afresh: its code goes out with the change.
                 let known: Vec<String> = old.verifiable.iter().map(|(v, _)| v.clone()).collect();
                 let started = self
@@ -463,6 +516,10 @@ impl Core {
         }
         flow.updated_at = now;
         self.store.update_flow(&flow).await?;
+        let stored = Some(&mut identity);
+        let _ = self
+            .run_web_hooks(hooks, Stage::PostPersist, &flow, stored, caller)
+            .await;
         Ok((flow, identity))
     }
 

@@ -5,6 +5,7 @@
 
 use super::address::{AddressStep, AddressSubmit, AddressTexts, CodeCheck};
 use super::form::already_completed;
+use super::web_hook::Stage;
 use crate::audit::{Actor, AuditKind, AuditRecord};
 use crate::courier::{Message, TemplateKind};
 use crate::error::{Error, Result, SubmitResult};
@@ -121,6 +122,7 @@ impl Core {
         let mut flow = self.blank_verification_flow(flow_type, request_url, now);
         self.render_choose_method(&mut flow);
         self.attach_csrf(&mut flow, caller);
+        self.before_flow(&flow, caller).await?;
         self.store.insert_flow(&flow).await?;
         Ok(flow)
     }
@@ -378,34 +380,45 @@ impl Core {
             flow.ui.messages.push(already_completed(4070002));
             return Err(self.reject(&mut flow, None, now).await);
         }
-        self.mark_verified(identity_id, &address, caller, now)
+        let mut identity = self
+            .mark_verified(identity_id, &address, caller, now)
             .await?;
+        let hooks = self.config.after(FlowKind::Verification).hooks_for("code");
+        let _ = self
+            .run_web_hooks(
+                hooks.unwrap_or_default(),
+                Stage::PostPersist,
+                &completed,
+                identity.as_mut(),
+                caller,
+            )
+            .await;
         Ok(completed)
     }
 
     /// Marks `address` of the identity verified (`completed`, `verified_at`), with
     /// `user.updated` and an audit record. A concurrent change of the identity is re-read
-    /// once; an address that is gone by now is left alone.
+    /// once; an address that is gone by now is left alone. Returns the identity as it is now.
     async fn mark_verified(
         &self,
         identity_id: Uuid,
         address: &str,
         caller: &Caller,
         now: OffsetDateTime,
-    ) -> Result<()> {
+    ) -> Result<Option<Identity>> {
         for _ in 0..2 {
             let Some(mut identity) = self.store.get_identity(identity_id).await? else {
-                return Ok(());
+                return Ok(None);
             };
             let Some(a) = identity
                 .verifiable_addresses
                 .iter_mut()
                 .find(|a| a.value == address)
             else {
-                return Ok(());
+                return Ok(Some(identity));
             };
             if a.verified {
-                return Ok(());
+                return Ok(Some(identity));
             }
             a.verified = true;
             a.status = "completed".into();
@@ -422,7 +435,7 @@ impl Core {
             .target(format!("address:{address}"));
             let fx = Effects::event(EventKind::UserUpdated).audited(record);
             match self.store.update_identity(&mut identity, &fx).await {
-                Ok(()) => return Ok(()),
+                Ok(()) => return Ok(Some(identity)),
                 Err(StoreError::Stale) => continue,
                 Err(e) => return Err(e.into()),
             }

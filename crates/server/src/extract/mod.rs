@@ -302,7 +302,53 @@ impl FromRequestParts<AppState> for CallerCtx {
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string),
             locale: caller_locale(h),
+            request: if core.has_web_hooks() {
+                request_info(parts, core)
+            } else {
+                Default::default()
+            },
         }))
+    }
+}
+
+/// The request as a flow's web hooks see it: the allow-listed headers, and the cookies but
+/// the session's and the anti-CSRF one.
+fn request_info(parts: &Parts, core: &Core) -> portcullis_core::service::RequestInfo {
+    use portcullis_core::selfservice::web_hook::HEADER_ALLOWLIST;
+    let config = core.config();
+    let h = &parts.headers;
+    let headers = HEADER_ALLOWLIST
+        .iter()
+        .flat_map(|name| {
+            h.get_all(*name)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .map(|v| (name.to_string(), v.to_string()))
+        })
+        .collect();
+    let secret = [
+        config.session.cookie.name.as_str(),
+        config.csrf_cookie_name(),
+    ];
+    let cookies = h
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .filter(|(k, _)| !secret.contains(k))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let path = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .trim_start_matches('/');
+    portcullis_core::service::RequestInfo {
+        method: parts.method.to_string(),
+        url: format!("{}{path}", core.public_url()),
+        headers,
+        cookies,
     }
 }
 

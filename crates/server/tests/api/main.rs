@@ -30,5 +30,6 @@ mod social;
 mod social_providers;
 mod tokens;
 mod verification;
+mod web_hooks;
 mod webauthn;
 mod webhooks;

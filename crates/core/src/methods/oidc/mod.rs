@@ -71,7 +71,8 @@ impl Providers {
         // The configuration's checks (`config/oidc.rs`) ran: the kinds are supported.
         for (i, p) in cfg.config.providers.iter().enumerate() {
             let at = format!("selfservice.methods.oidc.config.providers[{i}]");
-            let mapper = read_mapper(&p.mapper_url).map_err(|e| format!("{at}.mapper_url: {e}"))?;
+            let mapper = crate::jsonnet::read_source(&p.mapper_url, false)
+                .map_err(|e| format!("{at}.mapper_url: {e}"))?;
             for (field, url) in [
                 ("issuer_url", &p.issuer_url),
                 ("auth_url", &p.auth_url),
@@ -103,24 +104,6 @@ impl Providers {
     pub fn is_empty(&self) -> bool {
         self.list.is_empty()
     }
-}
-
-/// A mapper's source from its `file://` or `base64://` URL.
-fn read_mapper(url: &str) -> std::result::Result<String, String> {
-    if let Some(path) = url.strip_prefix("file://") {
-        return std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"));
-    }
-    if let Some(b64) = url.strip_prefix("base64://") {
-        let bytes = STANDARD
-            .decode(b64.trim())
-            .or_else(|_| URL_SAFE_NO_PAD.decode(b64.trim()))
-            .map_err(|e| format!("not base64: {e}"))?;
-        return String::from_utf8(bytes).map_err(|_| "not UTF-8".into());
-    }
-    Err(
-        "only file:// and base64:// mappers are supported (fetch http(s) mappers into a file)"
-            .into(),
-    )
 }
 
 /// What a flow keeps while the browser is at the provider; never in API responses.
@@ -519,20 +502,4 @@ pub(crate) fn defaults() -> (
         Arc::new(crate::jsonnet::InThread::default()),
         Arc::new(crate::upstream::Offline),
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn mappers_are_read_from_files_and_base64() {
-        let b64 = STANDARD.encode("{identity: {traits: {}}}");
-        assert_eq!(
-            read_mapper(&format!("base64://{b64}")).ok().as_deref(),
-            Some("{identity: {traits: {}}}")
-        );
-        assert!(read_mapper("https://example.com/m.jsonnet").is_err());
-        assert!(read_mapper("file:///nonexistent/m.jsonnet").is_err());
-    }
 }

@@ -322,11 +322,12 @@ impl Provider {
         // Kakao documents `client_secret_post` only.
         let post_only = self.config.provider == OidcProviderKind::Kakao
             || (!methods.is_empty() && !methods.iter().any(|m| m == "client_secret_basic"));
-        let mut req = HttpRequest::post_form(&d.token_endpoint, form);
         if post_only {
-            req.form.push(("client_id", self.config.client_id.clone()));
-            req.form.push(("client_secret", secret));
-        } else {
+            form.push(("client_id", self.config.client_id.clone()));
+            form.push(("client_secret", secret.clone()));
+        }
+        let mut req = HttpRequest::post_form(&d.token_endpoint, form);
+        if !post_only {
             req.basic_auth = Some((form_encode(&self.config.client_id), form_encode(&secret)));
         }
         let resp = up

@@ -197,7 +197,7 @@ impl Core {
             .evaluate(
                 p.mapper.clone(),
                 &p.config.mapper_url,
-                vec![("claims".into(), claims.to_value())],
+                crate::jsonnet::Vars::ext("claims", claims.to_value()),
             )
             .await
             .map_err(|e| format!("its Jsonnet mapper failed ({e})"))?;

@@ -3,6 +3,7 @@
 //! the assertions several modules share. The browser cookie jar lives in `browser`.
 
 mod browser;
+pub mod hooks;
 pub mod idp;
 mod mail;
 pub mod mfa;
