@@ -23,6 +23,9 @@ pub struct AuthMethod {
     pub aal: String,
     #[serde(with = "time::serde::rfc3339")]
     pub completed_at: OffsetDateTime,
+    /// The social sign-in provider's id, for `oidc` (Kratos's `provider`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -87,6 +90,7 @@ impl Session {
                 method: method.as_str().into(),
                 aal: method.aal().as_str().into(),
                 completed_at: now,
+                provider: None,
             }],
             devices: vec![device],
             issued_at: now,
@@ -105,6 +109,7 @@ impl Session {
             method: method.as_str().into(),
             aal: method.aal().as_str().into(),
             completed_at: now,
+            provider: None,
         });
         while self.authentication_methods.len() > MAX_METHODS {
             // Drop the oldest entry whose level another entry still proves.
@@ -126,6 +131,13 @@ impl Session {
         }
         .as_str()
         .into();
+    }
+
+    /// Names the provider of the method completed last (a social sign-in).
+    pub fn name_provider(&mut self, provider: Option<&str>) {
+        if let (Some(p), Some(last)) = (provider, self.authentication_methods.last_mut()) {
+            last.provider = Some(p.to_string());
+        }
     }
 
     /// The assurance level the session proves.
@@ -171,9 +183,15 @@ impl Session {
             "expires_at": rfc3339(self.expires_at),
             "authenticated_at": rfc3339(self.authenticated_at),
             "authenticator_assurance_level": self.aal,
-            "authentication_methods": self.authentication_methods.iter().map(|m| json!({
-                "method": m.method, "aal": m.aal, "completed_at": rfc3339(m.completed_at)
-            })).collect::<Vec<_>>(),
+            "authentication_methods": self.authentication_methods.iter().map(|m| {
+                let mut v = json!({
+                    "method": m.method, "aal": m.aal, "completed_at": rfc3339(m.completed_at)
+                });
+                if let (Some(p), Some(o)) = (&m.provider, v.as_object_mut()) {
+                    o.insert("provider".into(), json!(p));
+                }
+                v
+            }).collect::<Vec<_>>(),
             "issued_at": rfc3339(self.issued_at),
             "devices": self.devices,
         });

@@ -106,21 +106,24 @@ impl Core {
         &self,
         identity: &Identity,
         method: crate::methods::Method,
+        provider: Option<&str>,
         caller: &Caller,
         now: OffsetDateTime,
     ) -> Result<(Session, String)> {
-        let (s, token) = self.new_session(identity, method, caller, now);
+        let (s, token) = self.new_session(identity, method, provider, caller, now);
         self.store
             .insert_session(&s, &Effects::event(EventKind::SessionCreated))
             .await?;
         Ok((s, token))
     }
 
-    /// A session for `identity`, not yet stored (registration stores it with the identity).
+    /// A session for `identity`, not yet stored (registration stores it with the identity);
+    /// `provider`: the social sign-in provider `method` went through.
     pub(crate) fn new_session(
         &self,
         identity: &Identity,
         method: crate::methods::Method,
+        provider: Option<&str>,
         caller: &Caller,
         now: OffsetDateTime,
     ) -> (Session, String) {
@@ -131,7 +134,7 @@ impl Core {
             user_agent: caller.user_agent.clone(),
             location: None,
         };
-        let s = Session::new(
+        let mut s = Session::new(
             identity.id,
             method,
             t.hash,
@@ -139,6 +142,7 @@ impl Core {
             device,
             now,
         );
+        s.name_provider(provider);
         (s, t.token)
     }
 

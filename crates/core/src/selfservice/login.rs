@@ -254,7 +254,7 @@ impl Core {
                 let identity = self
                     .login_with_password(&mut flow, &identifier, &password, &caller.origin(), now)
                     .await?;
-                self.complete_login(flow, identity, Method::Password, caller, now)
+                self.complete_login(flow, identity, Method::Password, None, caller, now)
                     .await
             }
             LoginMethod::Code {
@@ -266,7 +266,7 @@ impl Core {
                 if flow.refresh && flow.identity_id != Some(identity.id) {
                     return Err(Error::IdentityMismatch.into());
                 }
-                self.complete_login(flow, identity, Method::Code, caller, now)
+                self.complete_login(flow, identity, Method::Code, None, caller, now)
                     .await
             }
             LoginMethod::Passkey { response } if self.passkeys_enabled() => {
@@ -281,7 +281,7 @@ impl Core {
                     }
                 }
                 let identity = self.signed_in_by(&mut flow, checked, now).await?;
-                self.complete_login(flow, identity, Method::Passkey, caller, now)
+                self.complete_login(flow, identity, Method::Passkey, None, caller, now)
                     .await
             }
             LoginMethod::WebAuthn {
@@ -303,8 +303,15 @@ impl Core {
                     }
                 }
                 let identity = self.signed_in_by(&mut flow, checked, now).await?;
-                self.complete_login(flow, identity, Method::WebAuthnPasswordless, caller, now)
-                    .await
+                self.complete_login(
+                    flow,
+                    identity,
+                    Method::WebAuthnPasswordless,
+                    None,
+                    caller,
+                    now,
+                )
+                .await
             }
             LoginMethod::Oidc(submit) if self.oidc_enabled() => {
                 self.submit_oidc(flow, submit, serde_json::json!({}), caller, now)
@@ -387,12 +394,14 @@ impl Core {
     }
 
     /// Completes the flow once (two racing submits succeed once), then issues a session, or
-    /// for a re-authentication refreshes the caller's own.
+    /// for a re-authentication refreshes the caller's own; `provider`: the social sign-in
+    /// provider `method` went through.
     pub(crate) async fn complete_login(
         &self,
         mut flow: Flow,
         mut identity: Identity,
         method: Method,
+        provider: Option<&str>,
         caller: &Caller,
         now: OffsetDateTime,
     ) -> SubmitResult<Authenticated> {
@@ -429,6 +438,7 @@ impl Core {
             (Some((s, _)), true) => {
                 let mut s = s.clone();
                 s.add_method(method, now);
+                s.name_provider(provider);
                 // Ended while the password was checked (a password change elsewhere, an admin):
                 // it stays ended, and this sign-in is refused.
                 if !self.store.update_session(&s, now, &Effects::none()).await? {
@@ -437,7 +447,9 @@ impl Core {
                 (s, None)
             }
             _ => {
-                let (s, t) = self.issue_session(&identity, method, caller, now).await?;
+                let (s, t) = self
+                    .issue_session(&identity, method, provider, caller, now)
+                    .await?;
                 (s, Some(t))
             }
         };

@@ -252,7 +252,7 @@ impl Core {
             flow.ui.messages.push(already_completed(4060001));
             return Err(self.reject(&mut flow, None, now).await);
         }
-        let (session, token) = self.new_session(&identity, method, caller, now);
+        let (session, token) = self.new_session(&identity, method, None, caller, now);
         let record = AuditRecord::new(
             AuditKind::RecoverySucceeded,
             Actor::Identity(identity.id),

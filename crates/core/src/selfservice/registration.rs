@@ -234,7 +234,7 @@ impl Core {
             flow.ui.messages.push(text);
             return Err(self.reject(&mut flow, None, now).await);
         }
-        self.finish_registration(flow, identity, method, caller, now)
+        self.finish_registration(flow, identity, method, None, caller, now)
             .await
     }
 
@@ -245,6 +245,7 @@ impl Core {
         mut flow: Flow,
         mut identity: Identity,
         method: Method,
+        provider: Option<&str>,
         caller: &Caller,
         now: OffsetDateTime,
     ) -> SubmitResult<Authenticated> {
@@ -274,7 +275,7 @@ impl Core {
         // `session` hook listed for that).
         let session = after
             .runs(method.as_str(), HookName::Session, true)
-            .then(|| self.new_session(&identity, method, caller, now));
+            .then(|| self.new_session(&identity, method, provider, caller, now));
         // A code to each new e-mail address, queued with the account (its flows first; a
         // registration that then fails leaves only flows that expire).
         let csrf = self.verification_csrf(flow.flow_type, session.as_ref().map(|(s, _)| s), caller);

@@ -74,8 +74,13 @@ impl Core {
         let second = self
             .second_factor_for_tokens(&identity, req.otp.as_deref(), caller, now)
             .await?;
-        let (mut session, _opaque) =
-            self.new_session(&identity, crate::methods::Method::Password, caller, now);
+        let (mut session, _opaque) = self.new_session(
+            &identity,
+            crate::methods::Method::Password,
+            None,
+            caller,
+            now,
+        );
         if let Some(method) = second {
             session.add_method(method, now);
         }

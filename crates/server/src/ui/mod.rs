@@ -48,6 +48,8 @@ pub struct Ui {
     default_lang: String,
     csp: HeaderValue,
     theme_css: String,
+    /// Social sign-in provider id → the icon of its kind.
+    provider_icons: std::collections::HashMap<String, &'static str>,
 }
 
 impl Ui {
@@ -112,12 +114,22 @@ impl Ui {
         }
         let (texts, default_lang) = i18n::load_texts(config)?;
         let theme_css = pages::assets::theme_css(config);
+        let provider_icons = config
+            .selfservice
+            .methods
+            .oidc
+            .config
+            .providers
+            .iter()
+            .map(|p| (p.id.clone(), pages::assets::icon_for(p.provider.as_str())))
+            .collect();
         Ok(Ui {
             env,
             texts,
             default_lang,
             csp: HeaderValue::from_str(&content_security_policy(config))?,
             theme_css,
+            provider_icons,
         })
     }
 }
@@ -182,6 +194,7 @@ pub fn router(config: &Config) -> Router<AppState> {
         )
         .route("/ui/static/style.css", get(pages::assets::style))
         .route("/ui/theme.css", get(pages::assets::theme))
+        .route("/ui/static/icons/{file}", get(pages::assets::icon))
 }
 
 /// A fresh nonce for the one script a page loads.
@@ -208,6 +221,10 @@ impl Ui {
             resp.headers_mut()
                 .insert(header::CONTENT_SECURITY_POLICY, v);
         }
+    }
+    /// The icon of the buttons of the provider `id` (none for an id not configured).
+    pub(super) fn provider_icon(&self, id: &str) -> Option<&'static str> {
+        self.provider_icons.get(id).copied()
     }
 }
 

@@ -98,6 +98,15 @@ pub(super) fn flow_view(
             Value::String(s) => json!(s),
             other => json!(other.to_string()),
         };
+        // A provider's buttons (sign in, link, unlink) carry its kind's icon.
+        let icon = match (kind, n["group"].as_str(), value.as_str()) {
+            ("submit", Some("oidc"), Some(id))
+                if matches!(name, "provider" | "link" | "unlink") =>
+            {
+                ui.provider_icon(id)
+            }
+            _ => None,
+        };
         json!({
             "kind": kind,
             "name": name,
@@ -120,6 +129,7 @@ pub(super) fn flow_view(
             "src": a["src"],
             "trigger": trigger,
             "onload": a["onloadTrigger"],
+            "icon": icon,
         })
     };
     // The form a node goes into: its group's, except that signing up with a passkey shares

@@ -240,6 +240,12 @@ async fn a_good_id_token_signs_up_once_and_signs_in_after(app: TestApp) {
     assert_eq!(st, StatusCode::OK);
     assert_eq!(me["identity"]["traits"]["email"], email.as_str());
     assert_eq!(me["identity"]["verifiable_addresses"][0]["verified"], true);
+    // The session names the provider, as Kratos's does.
+    let amr = &me["authentication_methods"][0];
+    assert_eq!(
+        (&amr["method"], &amr["provider"]),
+        (&json!("oidc"), &json!("fake"))
+    );
     let id = me["identity"]["id"].as_str().unwrap().to_string();
     // The tokens are sealed at rest: the stored credential does not hold the ID token.
     let (_, admin) = app
@@ -291,6 +297,7 @@ async fn a_good_id_token_signs_up_once_and_signs_in_after(app: TestApp) {
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     let (_, me2) = b_whoami(&mut b2).await;
     assert_eq!(me2["identity"]["id"], id.as_str());
+    assert_eq!(me2["authentication_methods"][0]["provider"], "fake");
     let owners = app
         .admin_get_list(&format!(
             "/admin/identities?credentials_identifier=fake:{sub}"
@@ -505,6 +512,38 @@ async fn the_hosted_pages_show_the_providers_in_english_and_korean(app: TestApp)
         );
     }
     assert!(page.contains("Sign in with Fake"), "{page}");
+    // Each button shows its kind's icon, which the page may load (images from itself).
+    for (id, icon) in [
+        ("fake", "generic"),
+        ("github", "github"),
+        ("kakao", "kakao"),
+        ("naver", "naver"),
+        ("google", "google"),
+    ] {
+        let button = format!(
+            "name=\"provider\" value=\"{id}\" class=\"provider\"><img class=\"provider-icon\" src=\"{}ui/static/icons/{icon}.svg\"",
+            app.url("/")
+        );
+        assert!(page.contains(&button), "{button} in {page}");
+    }
+    assert!(csp.contains("img-src 'self'"), "{csp}");
+    for icon in ["generic", "github", "kakao", "naver", "google", "apple"] {
+        let r = b.get(&format!("/ui/static/icons/{icon}.svg")).await;
+        assert_eq!(r.headers()["content-type"], "image/svg+xml");
+        assert!(r
+            .text()
+            .await
+            .unwrap()
+            .starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""));
+    }
+    assert_eq!(
+        b.get("/ui/static/icons/..%2Fstyle.css").await.status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        b.get("/ui/static/icons/unknown.svg").await.status(),
+        StatusCode::NOT_FOUND
+    );
     b.headers.push(("accept-language".into(), "ko".into()));
     let r = b.get("/self-service/registration/browser").await;
     let page = b.get(&location(&r)).await.text().await.unwrap();

@@ -148,7 +148,7 @@ impl Core {
             .find_identity_by_identifier("oidc", &identifier)
             .await?;
         match found {
-            Some(identity) => self.sign_in_linked(flow, identity, caller, now).await,
+            Some(identity) => self.sign_in_linked(flow, p, identity, caller, now).await,
             None if flow.refresh => Err(Error::IdentityMismatch.into()),
             None => {
                 let mut reg = self
@@ -166,6 +166,7 @@ impl Core {
     pub(super) async fn sign_in_linked(
         &self,
         mut flow: Flow,
+        p: &Provider,
         identity: Identity,
         caller: &Caller,
         now: OffsetDateTime,
@@ -177,7 +178,7 @@ impl Core {
             flow.ui.messages.push(msg::identity_disabled());
             return Err(self.reject(&mut flow, None, now).await);
         }
-        self.complete_login(flow, identity, Method::Oidc, caller, now)
+        self.complete_login(flow, identity, Method::Oidc, Some(p.id()), caller, now)
             .await
             .map(|a| Landed::Authenticated(Box::new(a), FlowKind::Login))
     }

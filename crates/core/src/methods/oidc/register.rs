@@ -38,7 +38,7 @@ impl Core {
                 .await?;
             login.return_to = flow.return_to.clone();
             carry_exchange(&flow, &mut login);
-            return self.sign_in_linked(login, identity, caller, now).await;
+            return self.sign_in_linked(login, p, identity, caller, now).await;
         }
         self.register_new(flow, p, claims, tokens, form_traits, caller, now)
             .await
@@ -111,7 +111,7 @@ impl Core {
                 .await;
         }
         identity.credentials.insert("oidc".into(), credential);
-        self.finish_registration(flow, identity, Method::Oidc, caller, now)
+        self.finish_registration(flow, identity, Method::Oidc, Some(p.id()), caller, now)
             .await
             .map(|a| Landed::Authenticated(Box::new(a), FlowKind::Registration))
     }
