@@ -16,7 +16,7 @@
 //! on a thread of its own with a stack cap, a source and result cap and a deadline, and at
 //! most [`MAX_RUNNING`] evaluations run at once, counting those past their deadline (the
 //! engine cannot be interrupted, so such a thread runs on until it ends; while the slots are
-//! taken, evaluations are refused rather than started). Memory is bounded only by those caps:
+//! taken, evaluations wait [`SLOT_WAIT`] for one and are then refused rather than started). Memory is bounded only by those caps:
 //! a worker process with `RLIMIT_AS`, killed at the deadline, is the next step.
 //!
 //! Imports are refused: a mapper is one self-contained file, as in Kratos (which disables
@@ -40,6 +40,8 @@ pub const MAX_STACK: usize = 500;
 pub const MAX_SIZE: usize = 256 * 1024;
 /// Evaluations running at once per evaluator, those past their deadline included.
 pub const MAX_RUNNING: usize = 4;
+/// How long an evaluation waits for one of the [`MAX_RUNNING`] slots before it is refused.
+pub const SLOT_WAIT: Duration = Duration::from_millis(250);
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum JsonnetError {
@@ -250,7 +252,10 @@ impl Evaluator for InThread {
         file: &str,
         vars: Vars,
     ) -> Result<Value, JsonnetError> {
-        let Ok(permit) = self.slots.clone().try_acquire_owned() else {
+        // A short wait for a slot smooths a burst; runaways holding every slot refuse soon.
+        let Ok(Ok(permit)) =
+            tokio::time::timeout(SLOT_WAIT, self.slots.clone().acquire_owned()).await
+        else {
             return Err(JsonnetError::Busy);
         };
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -406,7 +411,7 @@ mod tests {
             "{outs:?}"
         );
         assert!(started.elapsed() < TIMEOUT * 3, "{:?}", started.elapsed());
-        // The runaways hold every slot: evaluations are refused at once.
+        // The runaways hold every slot: evaluations are refused after a short wait.
         let refused = runner
             .evaluate("{}".into(), "ok.jsonnet", Vars::default())
             .await;

@@ -322,12 +322,17 @@ impl Upstream for Client {
         if let Some((user, pass)) = &req.basic_auth {
             b = b.basic_auth(user, Some(pass));
         }
+        // The cause without the URL, whose query may hold a credential (the caller names
+        // what it called).
         let resp = if req.configured_target {
-            b.send().await.map_err(|e| UpstreamError(e.to_string()))?
-        } else {
-            Client::send(self, b)
+            b.send()
                 .await
-                .map_err(|e| UpstreamError(e.to_string()))?
+                .map_err(|e| UpstreamError(e.without_url().to_string()))?
+        } else {
+            Client::send(self, b).await.map_err(|e| match e {
+                SendError::Http(e) => UpstreamError(e.without_url().to_string()),
+                refused => UpstreamError(refused.to_string()),
+            })?
         };
         let status = resp.status().as_u16();
         Ok(HttpResponse {

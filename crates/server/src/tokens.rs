@@ -313,16 +313,17 @@ async fn jwks(State(st): State<AppState>) -> Response {
 async fn obtain(
     State(st): State<AppState>,
     crate::extract::ClientAddr(ip): crate::extract::ClientAddr,
-    headers: HeaderMap,
+    parts: axum::http::request::Parts,
     SjBody(body): SjBody,
 ) -> SjResult<Response> {
+    let mut caller = caller(&parts.headers, ip);
+    // The login web hooks run here too, and see the request.
+    if st.core.has_web_hooks() {
+        caller.request = crate::extract::request_info(&parts, &st.core);
+    }
     let pair = st
         .core
-        .obtain_tokens(
-            obtain_request(&st, &body),
-            &caller(&headers, ip),
-            st.core.now(),
-        )
+        .obtain_tokens(obtain_request(&st, &body), &caller, st.core.now())
         .await?;
     Ok(pair_response(&st, pair))
 }

@@ -28,7 +28,7 @@ choice! {
     error: "unknown hook {:?}: expected session, show_verification_ui, verification, require_verified_address, revoke_active_sessions or web_hook"
 }
 
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HookConfig {
     pub hook: HookName,
@@ -45,6 +45,14 @@ impl HookConfig {
         (self.hook == HookName::WebHook)
             .then(|| serde_json::from_value(self.config.clone()).ok())
             .flatten()
+    }
+}
+
+/// Shown as it prints: a web hook's credentials redacted.
+impl std::fmt::Debug for HookConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown = serde_json::to_value(self).unwrap_or_default();
+        write!(f, "HookConfig({shown})")
     }
 }
 
@@ -103,12 +111,12 @@ impl WebHookConfig {
         self.response.parse || self.can_interrupt
     }
 
-    /// A name for logs and errors: the `id`, else the URL.
-    pub fn name(&self) -> &str {
+    /// A name for logs and errors: the `id`, else the URL with its credentials blanked.
+    pub fn name(&self) -> String {
         if self.id.is_empty() {
-            &self.url
+            super::redact::redact_url(&self.url)
         } else {
-            &self.id
+            self.id.clone()
         }
     }
 }

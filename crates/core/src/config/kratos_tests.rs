@@ -602,7 +602,11 @@ fn web_hook_credentials_print_redacted() {
     assert!(
         matches!(&hooks[1].auth, Some(WebHookAuth::BasicAuth { password, .. }) if password.expose() == "basic-secret")
     );
-    let printed = c.redacted_yaml();
+    let printed = format!(
+        "{}\n{:?}",
+        c.redacted_yaml(),
+        c.selfservice.flows.registration.before
+    );
     for secret in [
         "url-pw",
         "url-token",
@@ -616,5 +620,11 @@ fn web_hook_credentials_print_redacted() {
         printed.contains("h.example/in")
             && printed.contains("X-Key")
             && printed.contains("X-Signature")
+    );
+    // Logs name a hook without an id by its URL, credentials blanked too.
+    let name = hooks[0].name();
+    assert!(
+        !name.contains("url-pw") && !name.contains("url-token") && name.contains("h.example/in"),
+        "{name}"
     );
 }

@@ -292,6 +292,9 @@ impl Core {
         let mut settings = self
             .new_settings_flow(completed.flow_type, settings_url, &identity, &next, now)
             .await?;
+        // The settings flow is created as every other one is: after its `before` hooks (as
+        // Kratos does; the recovery itself is done and stays done).
+        self.before_flow(&settings, &next).await?;
         let max_age = self
             .config
             .selfservice

@@ -12,14 +12,17 @@
 //! - **recovery and verification**: once the flow's result is stored (the configuration
 //!   refuses `parse` there).
 //!
-//! A hook with `response.ignore` is sent in the background and never waited for. A hook that
-//! runs once the result is stored cannot undo it: its failure is logged, and the answer stays a
-//! success (Kratos answers an error for a change it has made all the same).
+//! A hook with `response.ignore`, and every hook that runs once the result is stored, is sent
+//! in the background and never waited for (at most [`MAX_BACKGROUND`] at once): it cannot
+//! undo the result, so its failure is logged and the answer stays a success (Kratos answers
+//! an error for a change it has made all the same), and a slow receiver does not show in the
+//! answer's timing. Only a 2xx answer is a success; redirects are not followed.
 //!
 //! The context a body sees is Kratos's: `flow`, `identity` (without credentials),
 //! `request_headers` (an allow-list), `request_method`, `request_url`, `request_cookies` (here
-//! without the session's and the anti-CSRF cookie, which are secrets), `transient_payload`. A
-//! body that fails with `error 'cancel'` skips its call.
+//! without the session's, the anti-CSRF and the token cookies, which are credentials),
+//! `transient_payload`; the flow's anti-CSRF token is blank. A body that fails with
+//! `error 'cancel'` skips its call.
 
 use crate::config::{ApiKeyPlace, Config, HookConfig, WebHookAuth, WebHookConfig};
 use crate::error::{Error, SubmitError};
@@ -60,11 +63,26 @@ pub const HEADER_ALLOWLIST: [&str; 17] = [
 const MAX_MESSAGES: usize = 20;
 const MAX_TEXT: usize = 500;
 
+/// Calls sent in the background (`response.ignore`, and every hook once a result is
+/// stored) at once per server; more are dropped and logged, so a flood of flows cannot pile
+/// up tasks and connections without bound.
+const MAX_BACKGROUND: usize = 64;
+
 /// The web hooks' bodies, read when the server starts so a missing file stops the start.
-#[derive(Default)]
 pub struct WebHooks {
     bodies: HashMap<String, Arc<str>>,
     configured: bool,
+    background: Arc<tokio::sync::Semaphore>,
+}
+
+impl Default for WebHooks {
+    fn default() -> Self {
+        WebHooks {
+            bodies: HashMap::new(),
+            configured: false,
+            background: Arc::new(tokio::sync::Semaphore::new(MAX_BACKGROUND)),
+        }
+    }
 }
 
 impl WebHooks {
@@ -132,6 +150,32 @@ pub(crate) struct HookCtx<'a> {
     pub caller: &'a Caller,
 }
 
+/// One hook's call, ready but for its body: what a background task needs, owned.
+struct Prepared {
+    name: String,
+    req: HttpRequest,
+    /// The body's Jsonnet, its file name and its `ctx`.
+    body: Option<(Arc<str>, String, Value)>,
+}
+
+impl Prepared {
+    /// The request with its body, or `None` when the body cancels it (`error 'cancel'`).
+    async fn finish(
+        self,
+        jsonnet: &dyn crate::jsonnet::Evaluator,
+    ) -> Result<Option<HttpRequest>, String> {
+        let Prepared { mut req, body, .. } = self;
+        if let Some((source, file, ctx)) = body {
+            match jsonnet.evaluate(source, &file, Vars::tla("ctx", ctx)).await {
+                Ok(body) => req.body = HttpBody::Json(body.to_string()),
+                Err(JsonnetError::Eval(m)) if m.trim() == "cancel" => return Ok(None),
+                Err(e) => return Err(format!("its body failed: {e}")),
+            }
+        }
+        Ok(Some(req))
+    }
+}
+
 impl Core {
     /// Runs the web hooks of `hooks` that belong to `stage`, in order. With
     /// [`Stage::PrePersist`], `identity` takes the changes a receiver answers with.
@@ -157,67 +201,82 @@ impl Core {
                 identity: identity.as_deref(),
                 caller,
             };
-            let req = match self.web_hook_request(&hook, &ctx).await {
-                Ok(Some(req)) => req,
-                Ok(None) => continue,
-                Err(_) if stage == Stage::PostPersist => continue,
-                Err(stop) => return Err(stop),
-            };
-            if hook.response.ignore {
-                let (up, name) = (self.upstream.clone(), hook.name().to_string());
-                tokio::spawn(async move {
-                    match up.send(req).await {
-                        Ok(r) if r.status < 400 => {}
-                        Ok(r) => {
-                            tracing::warn!(hook = %name, status = r.status, "a web hook refused")
-                        }
-                        Err(e) => tracing::warn!(hook = %name, cause = %e, "a web hook failed"),
-                    }
-                });
+            let prepared = self.prepare_web_hook(&hook, &ctx);
+            // Fire and forget, and every call once the result is stored: the flow never
+            // waits (so neither a slow receiver nor its absence on a refused duplicate
+            // sign-up shows in the answer's timing), and a failure is only logged.
+            if hook.response.ignore || stage == Stage::PostPersist {
+                self.send_in_background(prepared);
                 continue;
             }
-            let answer = match self.upstream.send(req).await {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(hook = %hook.name(), cause = %e, "a web hook could not be reached");
-                    if stage == Stage::PostPersist {
-                        continue;
-                    }
+            let name = prepared.name.clone();
+            let req = match prepared.finish(self.jsonnet.as_ref()).await {
+                Ok(Some(req)) => req,
+                Ok(None) => continue,
+                Err(cause) => {
+                    tracing::warn!(hook = %name, %cause, "a web hook failed");
                     return Err(Stop::Failed);
                 }
             };
-            tracing::debug!(hook = %hook.name(), status = answer.status, "web hook called");
+            let answer = match self.upstream.send(req).await {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(hook = %name, cause = %e, "a web hook could not be reached");
+                    return Err(Stop::Failed);
+                }
+            };
+            tracing::debug!(hook = %name, status = answer.status, "web hook called");
             match (answer.status, hook.parses()) {
-                (s, _) if s < 400 && stage == Stage::PrePersist => {
-                    if let Some(i) = identity.as_deref_mut() {
+                (s, _) if (200..300).contains(&s) => {
+                    if let (Stage::PrePersist, Some(i)) = (stage, identity.as_deref_mut()) {
                         apply_answer(i, &answer);
                     }
                 }
-                (s, _) if s < 400 => {}
-                (_, true) => match refusal(&answer) {
+                // Redirects are not followed: a 3xx (a login page in front of the receiver)
+                // is a failure, never a pass.
+                (s, true) if s >= 400 => match refusal(&answer) {
                     Some(messages) => return Err(Stop::Refused(messages)),
                     None => {
-                        tracing::warn!(hook = %hook.name(), status = answer.status, "a web hook refused without messages");
+                        tracing::warn!(hook = %name, status = s, "a web hook refused without messages");
                         return Err(Stop::Failed);
                     }
                 },
-                (status, false) => {
-                    tracing::warn!(hook = %hook.name(), status, "a web hook answered with an error");
-                    if stage != Stage::PostPersist {
-                        return Err(Stop::Failed);
-                    }
+                (status, _) => {
+                    tracing::warn!(hook = %name, status, "a web hook answered with an error");
+                    return Err(Stop::Failed);
                 }
             }
         }
         Ok(())
     }
 
-    /// The request of one hook, or `None` when its body cancels it (`error 'cancel'`).
-    async fn web_hook_request(
-        &self,
-        hook: &WebHookConfig,
-        ctx: &HookCtx<'_>,
-    ) -> Result<Option<HttpRequest>, Stop> {
+    /// Sends `prepared` on a task of its own, within [`MAX_BACKGROUND`].
+    fn send_in_background(&self, prepared: Prepared) {
+        let Ok(permit) = self.web_hooks.background.clone().try_acquire_owned() else {
+            tracing::warn!(hook = %prepared.name, "a web hook was dropped: too many are being sent");
+            return;
+        };
+        let (jsonnet, upstream) = (self.jsonnet.clone(), self.upstream.clone());
+        tokio::spawn(async move {
+            let name = prepared.name.clone();
+            let outcome = match prepared.finish(jsonnet.as_ref()).await {
+                Ok(Some(req)) => upstream.send(req).await.map_err(|e| e.to_string()),
+                Ok(None) => return,
+                Err(cause) => Err(cause),
+            };
+            match outcome {
+                Ok(r) if (200..300).contains(&r.status) => {
+                    tracing::debug!(hook = %name, status = r.status, "web hook called")
+                }
+                Ok(r) => tracing::warn!(hook = %name, status = r.status, "a web hook refused"),
+                Err(cause) => tracing::warn!(hook = %name, %cause, "a web hook failed"),
+            }
+            drop(permit);
+        });
+    }
+
+    /// The request of one hook, its body still to evaluate.
+    fn prepare_web_hook(&self, hook: &WebHookConfig, ctx: &HookCtx<'_>) -> Prepared {
         // The configuration's checks ran: the method is one of these.
         let method = HttpMethod::parse(&hook.method).unwrap_or(HttpMethod::Post);
         let mut req = HttpRequest {
@@ -242,23 +301,19 @@ impl Core {
             }
             None => {}
         }
-        let source = self.web_hooks.bodies.get(&hook.body);
-        if let (true, Some(source)) = (method.has_body(), source) {
-            let vars = Vars::tla("ctx", self.web_hook_context(ctx));
-            match self
-                .jsonnet
-                .evaluate(source.clone(), &hook.body, vars)
-                .await
-            {
-                Ok(body) => req.body = HttpBody::Json(body.to_string()),
-                Err(JsonnetError::Eval(m)) if m.trim() == "cancel" => return Ok(None),
-                Err(e) => {
-                    tracing::warn!(hook = %hook.name(), cause = %e, "a web hook's body failed");
-                    return Err(Stop::Failed);
-                }
-            }
+        let body = match (method.has_body(), self.web_hooks.bodies.get(&hook.body)) {
+            (true, Some(source)) => Some((
+                source.clone(),
+                hook.body.clone(),
+                self.web_hook_context(ctx),
+            )),
+            _ => None,
+        };
+        Prepared {
+            name: hook.name(),
+            req,
+            body,
         }
-        Ok(Some(req))
     }
 
     /// `ctx`, as Kratos gives it to a body.
@@ -277,7 +332,7 @@ impl Core {
             .map(|(k, v)| (k.clone(), json!(v)))
             .collect();
         let mut out = Map::from_iter([
-            ("flow".to_string(), ctx.flow.to_api_json(None)),
+            ("flow".to_string(), flow_without_csrf(ctx.flow)),
             ("request_headers".to_string(), Value::Object(headers)),
             ("request_method".to_string(), json!(r.method)),
             ("request_url".to_string(), json!(r.url)),
@@ -298,6 +353,43 @@ impl Core {
             out.insert("session".into(), session);
         }
         Value::Object(out)
+    }
+
+    /// The login hooks of a password sign-in that has no flow (the token face's
+    /// `POST /api/token/`): a hook that gates sign-ins (a deny-list, a policy) gates this way
+    /// in too. They run on an API login flow made for them and never stored; a refusal's
+    /// messages become the error's reason, as for a flow being created.
+    pub(crate) async fn flowless_login_hooks(
+        &self,
+        identity: &Identity,
+        caller: &Caller,
+        now: OffsetDateTime,
+    ) -> crate::error::Result<()> {
+        let method = crate::methods::Method::Password.as_str();
+        let hooks = self
+            .config
+            .after(crate::flow::FlowKind::Login)
+            .hooks_for(method);
+        let hooks = hooks.unwrap_or_default();
+        if !hooks
+            .iter()
+            .any(|h| h.hook == crate::config::HookName::WebHook)
+        {
+            return Ok(());
+        }
+        let mut flow = Flow::new(
+            crate::flow::FlowKind::Login,
+            crate::flow::FlowType::Api,
+            caller.request.url.clone(),
+            self.public_url(),
+            self.config.selfservice.flows.login.lifespan.0,
+            now,
+        );
+        flow.active = Some(method.into());
+        let mut identity = identity.clone();
+        self.run_web_hooks(hooks, Stage::Blocking, &flow, Some(&mut identity), caller)
+            .await
+            .map_err(Stop::into_error)
     }
 
     /// Runs the `before` hooks of a flow being created.
@@ -330,6 +422,25 @@ impl Core {
             Stop::Failed => Error::HookFailed.into(),
         }
     }
+}
+
+/// The flow as the API shows it, but its anti-CSRF token blank: unmasked, it is the
+/// browser's anti-CSRF cookie, which a receiver has no use for.
+fn flow_without_csrf(flow: &Flow) -> Value {
+    let mut v = flow.to_api_json(None);
+    let nodes = v
+        .get_mut("ui")
+        .and_then(|ui| ui.get_mut("nodes"))
+        .and_then(Value::as_array_mut);
+    for node in nodes.into_iter().flatten() {
+        let Some(a) = node.get_mut("attributes").and_then(Value::as_object_mut) else {
+            continue;
+        };
+        if a.get("name").and_then(Value::as_str) == Some("csrf_token") {
+            a.insert("value".into(), json!(""));
+        }
+    }
+    v
 }
 
 /// A 2xx answer's `{"identity": {…}}`: the traits and metadata it names replace the

@@ -74,6 +74,7 @@ impl Core {
         let second = self
             .second_factor_for_tokens(&identity, req.otp.as_deref(), caller, now)
             .await?;
+        self.flowless_login_hooks(&identity, caller, now).await?;
         let (mut session, _opaque) = self.new_session(
             &identity,
             crate::methods::Method::Password,

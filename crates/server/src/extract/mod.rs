@@ -312,8 +312,8 @@ impl FromRequestParts<AppState> for CallerCtx {
 }
 
 /// The request as a flow's web hooks see it: the allow-listed headers, and the cookies but
-/// the session's and the anti-CSRF one.
-fn request_info(parts: &Parts, core: &Core) -> portcullis_core::service::RequestInfo {
+/// the credentials among them (the session's, the anti-CSRF one, the token cookies).
+pub(crate) fn request_info(parts: &Parts, core: &Core) -> portcullis_core::service::RequestInfo {
     use portcullis_core::selfservice::web_hook::HEADER_ALLOWLIST;
     let config = core.config();
     let h = &parts.headers;
@@ -329,6 +329,8 @@ fn request_info(parts: &Parts, core: &Core) -> portcullis_core::service::Request
     let secret = [
         config.session.cookie.name.as_str(),
         config.csrf_cookie_name(),
+        config.tokens.cookies.access_name.as_str(),
+        config.tokens.cookies.refresh_name.as_str(),
     ];
     let cookies = h
         .get_all(header::COOKIE)

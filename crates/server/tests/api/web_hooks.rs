@@ -28,6 +28,7 @@ const BEFORE_BODY: &str = r#"function(ctx) {
   key: std.get(ctx.request_headers, 'User-Agent', [''])[0],
   flow_id: ctx.flow.id,
   cookies: ctx.request_cookies,
+  csrf: [n.attributes.value for n in ctx.flow.ui.nodes if std.get(n.attributes, 'name') == 'csrf_token'],
 }"#;
 /// Skips its call for addresses at quiet.example.
 const CANCELLING_BODY: &str = r#"function(ctx)
@@ -96,7 +97,7 @@ fn failing(c: &mut Config) {
         Some(vec![web_hook("fail", BODY, extra(PARSE)), session()]);
     f.login.after.password.hooks = Some(vec![web_hook("fail", BODY, json!({}))]);
     f.verification.before.hooks = vec![web_hook("flow-refusal", BEFORE_BODY, extra(PARSE))];
-    f.recovery.before.hooks = vec![web_hook("fail", BEFORE_BODY, json!({}))];
+    f.recovery.before.hooks = vec![web_hook("moved", BEFORE_BODY, extra(PARSE))];
 }
 
 crate::on_every_backend! {
@@ -184,10 +185,8 @@ async fn hooks_after_the_registration_get_the_stored_identity_and_their_auth(app
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(body["session_token"].is_string());
     let id = body["identity"]["id"].as_str().unwrap();
-    let ok = receiver()
-        .calls("ok", &email)
-        .pop()
-        .expect("the hook after");
+    // Hooks after the identity is stored are sent in the background.
+    let ok = receiver().wait_for("ok", &email).await;
     assert_eq!(ok.body["identity_id"], id);
     assert_eq!(ok.method, "POST");
     assert_eq!(ok.header("x-tenant"), "uni");
@@ -199,21 +198,26 @@ async fn hooks_after_the_registration_get_the_stored_identity_and_their_auth(app
     assert_eq!(held.body["identity_id"], id);
     receiver().release_held();
     // A body that cancels skips its call; another address's is sent.
-    assert_eq!(receiver().calls("cancelled", &email).len(), 1);
+    receiver().wait_for("cancelled", &email).await;
     let quiet = format!("{}@quiet.example", uuid::Uuid::new_v4().simple());
     let (status, _) = register(&app, &quiet).await;
     assert_eq!(status, StatusCode::OK);
-    assert!(receiver().calls("ok", &quiet).len() == 1);
+    receiver().wait_for("ok", &quiet).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert!(receiver().calls("cancelled", &quiet).is_empty());
 
     // A `before` hook sees the request as it starts the flow: the browser's headers and
-    // cookies, but never the anti-CSRF one.
+    // cookies, but never a credential (the anti-CSRF cookie, the token cookies, the flow's
+    // anti-CSRF token).
     let agent = format!("agent-{}", uuid::Uuid::new_v4());
     let csrf = app.state.core.config().csrf_cookie_name().to_string();
     let r = app
         .request(reqwest::Method::GET, "/self-service/registration/browser")
         .header("user-agent", &agent)
-        .header("cookie", format!("theme=dark; {csrf}=secret"))
+        .header(
+            "cookie",
+            format!("theme=dark; {csrf}=secret; access_token=eyJ.a.b; refresh_token=eyJ.c.d"),
+        )
         .send()
         .await
         .unwrap();
@@ -221,6 +225,7 @@ async fn hooks_after_the_registration_get_the_stored_identity_and_their_auth(app
     let before = receiver().calls("check-before", &agent).pop().unwrap();
     assert!(before.body["flow_id"].is_string());
     assert_eq!(before.body["cookies"], json!({"theme": "dark"}));
+    assert_eq!(before.body["csrf"], json!([""]));
 }
 
 async fn a_login_hook_refuses_before_any_session_and_settings_hooks_rewrite_a_profile(
@@ -235,6 +240,36 @@ async fn a_login_hook_refuses_before_any_session_and_settings_hooks_rewrite_a_pr
     assert_eq!(r.status(), StatusCode::OK);
     let login = receiver().calls("check", &email);
     assert_eq!(login.len(), 2, "once at sign-up, once at sign-in");
+
+    // An account the admin made (admin writes run no hooks) that the receiver refuses: no
+    // session from the login flow, and no tokens from the token face either.
+    let refused = unique_email("refused");
+    let created = app
+        .create_identity(json!({
+            "schema_id": "default",
+            "traits": traits(&refused),
+            "credentials": { "password": { "config": { "password": PASSWORD } } },
+        }))
+        .await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let r = app.login(&refused, PASSWORD).await;
+    let (status, shown): (StatusCode, Value) = (r.status(), r.json().await.unwrap());
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{shown}");
+    assert!(shown.get("session_token").is_none());
+    assert!(shown
+        .to_string()
+        .contains("This address is not on the invitation list."));
+    let (status, body) = app
+        .post_json(
+            "/api/token/",
+            &json!({ "email": refused, "password": PASSWORD }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(
+        body["detail"],
+        "This address is not on the invitation list."
+    );
 
     // Settings: the new address is refused by the receiver, with its message on the field.
     let (_, flow) = app
@@ -274,7 +309,7 @@ async fn a_login_hook_refuses_before_any_session_and_settings_hooks_rewrite_a_pr
     assert_eq!(me["identity"]["traits"]["email"], renamed);
     assert_eq!(me["identity"]["traits"]["name"]["first"], "Renamed");
     assert_eq!(me["identity"]["metadata_public"], json!({"plan": "free"}));
-    let after = receiver().calls("ok", &renamed).pop().unwrap();
+    let after = receiver().wait_for("ok", &renamed).await;
     assert_eq!(after.body["traits"]["name"]["first"], "Renamed");
 }
 
@@ -307,12 +342,26 @@ async fn failing_hooks_stop_their_flows_without_a_session_or_a_500(app: TestApp)
     let body: Value = r.json().await.unwrap();
     assert!(body.get("session_token").is_none());
     assert_eq!(receiver().calls("fail", &email).len(), 2);
+    // The token face signs in by password without a flow: the login hooks gate it alike.
+    let (status, body) = app
+        .post_json(
+            "/api/token/",
+            &json!({ "email": email, "password": PASSWORD }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert!(
+        body.get("access").is_none() && body["detail"].is_string(),
+        "{body}"
+    );
+    assert_eq!(receiver().calls("fail", &email).len(), 3);
 
     // Before a flow: a refusal with messages is a 400 with the receiver's words; a failure a 502.
     let r = app.get("/self-service/verification/api").await;
     let (status, body): (StatusCode, Value) = (r.status(), r.json().await.unwrap());
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(body["error"]["reason"], "Sign-ups are closed this week.");
+    // A receiver that redirects (a login page in front of it) fails: never a pass.
     let r = app.get("/self-service/recovery/api").await;
     assert_eq!(r.status(), StatusCode::BAD_GATEWAY);
 }

@@ -6,9 +6,10 @@
 use super::{Landed, Provider};
 use crate::audit::{AuditKind, Origin};
 use crate::error::{Error, SubmitResult};
-use crate::flow::{Flow, FlowType};
+use crate::flow::{Flow, FlowKind, FlowType};
 use crate::identity::Identity;
 use crate::methods::{webauthn::KeyList, Method};
+use crate::selfservice::web_hook::Stage;
 use crate::service::{Caller, Core};
 use crate::ui::{msg, UiNode, UiText};
 use serde_json::{json, Value};
@@ -199,6 +200,18 @@ impl Core {
         flow.ui.messages = vec![msg::settings_saved()];
         flow.updated_at = now;
         self.store.update_flow(&flow).await?;
+        // The settings hooks that run once a change is stored: the link is stored now (those
+        // that parse ran when it was asked for).
+        let hooks = self.config.after(FlowKind::Settings).hooks_for("oidc");
+        let _ = self
+            .run_web_hooks(
+                hooks.unwrap_or_default(),
+                Stage::PostPersist,
+                &flow,
+                Some(&mut identity),
+                caller,
+            )
+            .await;
         Ok(Landed::Flow(Box::new(flow)))
     }
 }

@@ -105,6 +105,7 @@ impl Receiver {
 ///   with new metadata (and, for `renamed…`, a new first name) otherwise.
 /// - `flow-refusal`: 400 with a message for the whole flow.
 /// - `fail`: 500 without messages.
+/// - `moved`: 302 to a login page, as a proxy in front of the receiver would.
 /// - `held`: 204 once a scenario releases it (recorded when it arrives).
 async fn answer(
     State(r): State<Receiver>,
@@ -156,6 +157,7 @@ async fn answer(
         )
             .into_response(),
         "fail" => (StatusCode::INTERNAL_SERVER_ERROR, "database down").into_response(),
+        "moved" => (StatusCode::FOUND, [("location", "/login")]).into_response(),
         "held" => {
             held.await;
             StatusCode::NO_CONTENT.into_response()
