@@ -324,6 +324,108 @@ describe('social sign-in with a real OpenID provider', () => {
     assert.equal(owners.length, 1);
   });
 
+  it('a native app signs up in the system browser and trades its exchange code once, then signs in', async () => {
+    const appReturn = `${PUBLIC_URL}/app-callback`;
+    const nativeAccount = { sub: `native-${randomUUID()}`, claims: { email: `native-${randomUUID()}@example.com`, email_verified: true } };
+    const viaApp = async (kind) => {
+      const q = new URLSearchParams({ return_session_token_exchange_code: 'true', return_to: appReturn });
+      const flow = await (await fetch(`${PUBLIC_URL}/self-service/${kind}/api?${q}`)).json();
+      assert.ok(flow.session_token_exchange_code, JSON.stringify(flow));
+      const submit = await fetch(`${PUBLIC_URL}/self-service/${kind}?flow=${flow.id}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', accept: 'application/json' },
+        body: JSON.stringify({ method: 'oidc', provider: PROVIDER }),
+      });
+      assert.equal(submit.status, 422);
+      const { redirect_browser_to } = await submit.json();
+      // The system browser has none of the app's cookies.
+      const system = new Browser();
+      await nextAccount(nativeAccount);
+      const res = await system.fetch(await atProvider(system, redirect_browser_to));
+      assert.equal(res.status, 303);
+      const landed = new URL(res.headers.get('location'));
+      assert.equal(landed.origin + landed.pathname, appReturn);
+      const code = landed.searchParams.get('code');
+      assert.ok(code);
+      assert.equal(system.cookie(PUBLIC_URL, 'ory_kratos_session'), undefined, 'the system browser is not signed in');
+      const trade = new URLSearchParams({ init_code: flow.session_token_exchange_code, return_to_code: code });
+      const got = await fetch(`${PUBLIC_URL}/sessions/token-exchange?${trade}`);
+      assert.equal(got.status, 200);
+      const { session_token } = await got.json();
+      const again = await fetch(`${PUBLIC_URL}/sessions/token-exchange?${trade}`);
+      assert.equal(again.status, 404, 'once');
+      const me = await (await fetch(`${PUBLIC_URL}/sessions/whoami`, { headers: { 'x-session-token': session_token } })).json();
+      assert.equal(me.identity.traits.email, nativeAccount.claims.email);
+      return me.identity.id;
+    };
+    const signedUp = await viaApp('registration');
+    assert.equal(await viaApp('login'), signedUp);
+  });
+
+  it('settings link a provider to a password account and unlink it, but never the last way in', async () => {
+    const b = new Browser();
+    // A password account, signed in in this browser.
+    const owner = `linker-${randomUUID()}@example.com`;
+    const password = `Pw-${randomUUID()}`;
+    const reg = await browserFlow(b, 'registration');
+    const made = await b.fetch(`${PUBLIC_URL}/self-service/registration?flow=${reg.id}`, form({ csrf_token: csrfOf(reg), method: 'password', password, 'traits.email': owner }));
+    assert.equal(made.status, 303, await made.text());
+    const settingsFlow = async () => (await b.fetch(`${PUBLIC_URL}/self-service/settings/browser`, { headers: { accept: 'application/json' } })).json();
+    let flow = await settingsFlow();
+    const link = flow.ui.nodes.find((n) => n.attributes.name === 'link');
+    assert.equal(link.attributes.value, PROVIDER);
+    assert.equal(link.meta.label.id, 1050002);
+    const linked = { sub: `linked-${randomUUID()}`, claims: { email: `elsewhere-${randomUUID()}@example.com`, email_verified: true } };
+    const res = await b.fetch(`${PUBLIC_URL}/self-service/settings?flow=${flow.id}`, form({ csrf_token: csrfOf(flow), link: PROVIDER }));
+    assert.equal(res.status, 303);
+    await nextAccount(linked);
+    const back = await b.fetch(await atProvider(b, res.headers.get('location')));
+    assert.equal(back.status, 303);
+    const me = await whoami(b);
+    assert.deepEqual((await adminIdentity(me.body.identity.id)).credentials.oidc.identifiers, [`${PROVIDER}:${linked.sub}`]);
+    // The provider now signs that account in.
+    const other = new Browser();
+    const login = await browserFlow(other, 'login');
+    await nextAccount(linked);
+    await other.fetch(await atProvider(other, await clickProvider(other, 'login', login)));
+    assert.equal((await whoami(other)).body.identity.id, me.body.identity.id);
+    // Unlinking it leaves the password.
+    flow = await settingsFlow();
+    const unlink = flow.ui.nodes.find((n) => n.attributes.name === 'unlink');
+    assert.equal(unlink.attributes.value, PROVIDER);
+    const done = await b.fetch(`${PUBLIC_URL}/self-service/settings?flow=${flow.id}`, { ...form({ csrf_token: csrfOf(flow), unlink: PROVIDER }), headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' } });
+    assert.equal(done.status, 200, await done.clone().text());
+    assert.equal((await done.json()).state, 'success');
+    assert.equal((await adminIdentity(me.body.identity.id)).credentials.oidc?.identifiers?.length ?? 0, 0);
+
+    // The account made by the provider alone cannot unlink it: it is its only way in.
+    const solo = new Browser();
+    const soloReg = await browserFlow(solo, 'registration');
+    await nextAccount({ sub: `solo-${randomUUID()}`, claims: { email: `solo-${randomUUID()}@example.com`, email_verified: true } });
+    await solo.fetch(await atProvider(solo, await clickProvider(solo, 'registration', soloReg)));
+    const soloSettings = await (await solo.fetch(`${PUBLIC_URL}/self-service/settings/browser`, { headers: { accept: 'application/json' } })).json();
+    const refused = await solo.fetch(`${PUBLIC_URL}/self-service/settings?flow=${soloSettings.id}`, { ...form({ csrf_token: csrfOf(soloSettings), unlink: PROVIDER }), headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' } });
+    assert.equal(refused.status, 400);
+    assert.match(JSON.stringify((await refused.json()).ui.messages), /last remaining first factor/);
+  });
+
+  it('a registration flow that expires while the user is at the provider starts over without a session', async () => {
+    // scripts/test gives the interop server's registration flows a lifespan of 5 s.
+    const b = new Browser();
+    const flow = await browserFlow(b, 'registration');
+    const auth = await clickProvider(b, 'registration', flow);
+    await new Promise((r) => setTimeout(r, 5500));
+    await nextAccount({ sub: `late-${randomUUID()}`, claims: { email: `late-${randomUUID()}@example.com`, email_verified: true } });
+    const res = await b.fetch(await atProvider(b, auth));
+    assert.equal(res.status, 303);
+    const to = new URL(res.headers.get('location'), PUBLIC_URL);
+    const fresh = to.searchParams.get('flow');
+    assert.ok(fresh && fresh !== flow.id, `a new flow: ${to}`);
+    assert.equal(b.cookie(PUBLIC_URL, 'ory_kratos_session'), undefined);
+    const shown = await (await b.fetch(`${PUBLIC_URL}/self-service/registration/flows?id=${fresh}`, { headers: { accept: 'application/json' } })).json();
+    assert.equal(shown.ui.messages[0].id, 4040001);
+  });
+
   it('an unknown provider is refused in the flow format', async () => {
     const b = new Browser();
     const flow = await browserFlow(b, 'login');

@@ -36,6 +36,9 @@ struct CallbackQuery {
     error: Option<String>,
     #[serde(default)]
     error_description: Option<String>,
+    /// Apple's, with `form_post`: the user's name on the first authorization.
+    #[serde(default)]
+    user: Option<String>,
 }
 
 /// `GET /self-service/methods/oidc/callback/{provider}`.
@@ -51,6 +54,7 @@ async fn callback(
         state: q.state,
         error: q.error,
         error_description: q.error_description,
+        user: q.user,
     };
     match core.oidc_callback(&provider, cb, &caller, core.now()).await {
         Ok(Landed::Authenticated(a, kind)) => browser::authenticated(&st, kind, "oidc", &a, false),

@@ -178,10 +178,11 @@ pub struct OidcProviderConfig {
 }
 
 /// The provider kinds Portcullis speaks today.
-pub const SUPPORTED: [OidcProviderKind; 5] = [
+pub const SUPPORTED: [OidcProviderKind; 6] = [
     OidcProviderKind::Generic,
     OidcProviderKind::Google,
     OidcProviderKind::Github,
+    OidcProviderKind::Apple,
     OidcProviderKind::Kakao,
     OidcProviderKind::Naver,
 ];
@@ -245,6 +246,9 @@ impl OidcMethodConfig {
                     names.join(", ")
                 )));
             }
+            if p.provider == OidcProviderKind::Apple {
+                check_apple(&at, p)?;
+            }
             if p.provider == OidcProviderKind::Generic && p.issuer_url.is_empty() {
                 return Err(ConfigError::Invalid(format!(
                     "{at}.issuer_url: required for the generic provider (its discovery document is read from there)"
@@ -253,4 +257,26 @@ impl OidcMethodConfig {
         }
         Ok(())
     }
+}
+
+/// Apple takes no client secret: Portcullis signs one for each code exchange with the team's
+/// key (ES256), so the key must be there and be one.
+fn check_apple(at: &str, p: &OidcProviderConfig) -> Result<(), ConfigError> {
+    for (key, value) in [
+        ("apple_team_id", p.apple_team_id.as_str()),
+        ("apple_private_key_id", p.apple_private_key_id.as_str()),
+        ("apple_private_key", p.apple_private_key.expose()),
+    ] {
+        if value.trim().is_empty() {
+            return Err(ConfigError::Invalid(format!(
+                "{at}.{key}: required for the apple provider"
+            )));
+        }
+    }
+    if jsonwebtoken::EncodingKey::from_ec_pem(p.apple_private_key.expose().as_bytes()).is_err() {
+        return Err(ConfigError::Invalid(format!(
+            "{at}.apple_private_key: not a PEM EC private key (the .p8 file Apple gives, -----BEGIN PRIVATE KEY-----)"
+        )));
+    }
+    Ok(())
 }

@@ -643,13 +643,39 @@ fn social_providers_portcullis_does_not_speak_are_refused_only_while_the_method_
             true,
         )
     };
-    let err = load("true", provider("apple", "")).unwrap_err().to_string();
+    let err = load("true", provider("microsoft", ""))
+        .unwrap_err()
+        .to_string();
     assert!(
-        err.contains("providers[0].provider: \"apple\" is not supported by Portcullis yet (supported: generic, google, github, kakao, naver)"),
+        err.contains("providers[0].microsoft_tenant: required for the microsoft provider"),
+        "{err}"
+    );
+    let err = load("true", provider("gitlab", ""))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("providers[0].provider: \"gitlab\" is not supported by Portcullis yet (supported: generic, google, github, apple, kakao, naver)"),
         "{err}"
     );
     // Off, it parses (a file that lists it still loads).
-    assert!(load("false", provider("apple", "")).is_ok());
+    assert!(load("false", provider("gitlab", "")).is_ok());
+    // Apple signs its client secrets with the team's key: the key must be there, and be one.
+    let err = load("true", provider("apple", "")).unwrap_err().to_string();
+    assert!(
+        err.contains("providers[0].apple_team_id: required for the apple provider"),
+        "{err}"
+    );
+    let apple = |key: &str| {
+        format!(
+            r#"[{{"id":"apple","provider":"apple","client_id":"com.example.web","mapper_url":"base64://e30=","apple_team_id":"T","apple_private_key_id":"K","apple_private_key":{key:?}}}]"#
+        )
+    };
+    let err = load("true", apple("not a key")).unwrap_err().to_string();
+    assert!(
+        err.contains("providers[0].apple_private_key: not a PEM EC private key"),
+        "{err}"
+    );
+    assert!(load("true", apple(&apple_test_key())).is_ok());
     for kind in ["github", "kakao", "naver"] {
         assert!(load("true", provider(kind, "")).is_ok(), "{kind}");
     }
@@ -662,4 +688,14 @@ fn social_providers_portcullis_does_not_speak_are_refused_only_while_the_method_
     );
     assert!(load("true", provider("generic", "https://idp.example")).is_ok());
     assert!(load("true", provider("google", "")).is_ok());
+}
+
+/// A P-256 key in Apple's `.p8` form (PKCS#8 PEM), made for the test.
+fn apple_test_key() -> String {
+    use aws_lc_rs::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+    use base64::Engine;
+    let rng = aws_lc_rs::rand::SystemRandom::new();
+    let der = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der.as_ref());
+    format!("-----BEGIN PRIVATE KEY-----\n{b64}\n-----END PRIVATE KEY-----\n")
 }

@@ -92,6 +92,18 @@ pub(crate) fn social(cfg: &mut Config) {
             MAPPER,
             json!({ "additional_id_token_audiences": ["com.example.ios"] })
         ),
+        at(
+            "apple",
+            "apple",
+            crate::social_providers::APPLE_MAPPER,
+            json!({
+                "client_secret": "",
+                "scope": ["name", "email"],
+                "apple_team_id": crate::social_providers::APPLE_TEAM,
+                "apple_private_key_id": crate::social_providers::APPLE_KEY_ID,
+                "apple_private_key": crate::social_providers::apple_team_key().0,
+            })
+        ),
     ]);
 
     cfg.selfservice.methods.oidc.enabled = true;
@@ -519,6 +531,7 @@ async fn the_hosted_pages_show_the_providers_in_english_and_korean(app: TestApp)
         ("kakao", "kakao"),
         ("naver", "naver"),
         ("google", "google"),
+        ("apple", "apple"),
     ] {
         let button = format!(
             "name=\"provider\" value=\"{id}\" class=\"provider\"><img class=\"provider-icon\" src=\"{}ui/static/icons/{icon}.svg\"",

@@ -1,6 +1,7 @@
 //! Social sign-in with the providers beyond plain OpenID Connect (GitHub, Naver, Kakao, against
-//! their recorded answers), native apps (exchange codes, Google ID tokens) and tokens for a
-//! browser's session; the scenarios and helpers of `social.rs`, on the same test provider.
+//! their recorded answers; Apple's client secret, form_post and first-time name), native apps
+//! (exchange codes, Google and Apple ID tokens) and tokens for a browser's session; the
+//! scenarios and helpers of `social.rs`, on the same test provider.
 
 use crate::helpers::idp::idp;
 use crate::helpers::{location, unique_email, Browser, TestApp};
@@ -15,6 +16,44 @@ crate::on_every_backend! {
     a_native_app_signs_up_in_the_system_browser_and_exchanges_its_code_once with social,
     a_native_app_signs_in_with_googles_id_token_and_its_nonce with social,
     a_browser_signed_in_by_a_provider_gets_tokens_for_its_api with social,
+    apple_posts_back_names_the_user_once_and_gets_a_signed_client_secret with social,
+}
+
+/// An Apple mapper as Apple's documentation suggests writing one: the address (Apple's
+/// `email_verified` is the string "true") and the names of the first authorization.
+pub(crate) const APPLE_MAPPER: &str = r#"
+local claims = { email_verified: false } + std.extVar('claims');
+{ identity: { traits: {
+    email: claims.email,
+    name: { first: std.get(claims, 'given_name', ''), last: std.get(claims, 'family_name', '') },
+  },
+  verified_addresses: if claims.email_verified then [{ value: claims.email, via: 'email' }] else [],
+} }"#;
+pub(crate) const APPLE_TEAM: &str = "TEAM123456";
+pub(crate) const APPLE_KEY_ID: &str = "KEY7654321";
+
+/// The team's signing key as Apple hands it out (a PKCS#8 `.p8` PEM), and its public half.
+pub(crate) fn apple_team_key() -> &'static (String, Vec<u8>) {
+    use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+    use base64::Engine;
+    static KEY: std::sync::OnceLock<(String, Vec<u8>)> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| {
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        let der = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+        let pair =
+            EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der.as_ref()).unwrap();
+        let b64 = base64::engine::general_purpose::STANDARD.encode(der.as_ref());
+        let lines: Vec<&str> = b64
+            .as_bytes()
+            .chunks(64)
+            .map(|c| std::str::from_utf8(c).unwrap())
+            .collect();
+        let pem = format!(
+            "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+            lines.join("\n")
+        );
+        (pem, pair.public_key().as_ref().to_vec())
+    })
 }
 
 fn query_of(s: &Started) -> std::collections::HashMap<String, String> {
@@ -356,4 +395,121 @@ async fn a_browser_signed_in_by_a_provider_gets_tokens_for_its_api(app: TestApp)
     let me: Value = r.json().await.unwrap();
     assert_eq!(me["identity"]["traits"]["email"], email.as_str());
     assert_eq!(me["authentication_methods"][0]["method"], "oidc");
+}
+
+async fn apple_posts_back_names_the_user_once_and_gets_a_signed_client_secret(app: TestApp) {
+    let mut b = Browser::new(&app);
+    let s = start(&mut b, "registration", "apple").await;
+    let q = query_of(&s);
+    // Asking for the name and the address makes Apple answer with a cross-site form post.
+    assert_eq!(q["response_mode"], "form_post");
+    assert_eq!(q["scope"], "openid name email");
+    let sub = format!("000123.{}.0456", uuid::Uuid::new_v4().simple());
+    let email = format!("{}@privaterelay.appleid.com", uuid::Uuid::new_v4().simple());
+    let c = code();
+    idp().answer_token(
+        &c,
+        &sub,
+        &s.nonce,
+        json!({ "email": email, "email_verified": "true", "is_private_email": "true" }),
+    );
+    // Apple posts from its own site: the form goes on to the GET callback, which the browser
+    // then makes with its own cookies.
+    let user =
+        r#"{"name":{"firstName":"Grace","lastName":"Hopper"},"email":"ignored@example.com"}"#;
+    let r = b
+        .post_form(
+            "/self-service/methods/oidc/callback/apple",
+            &[("code", &c), ("state", &s.state), ("user", user)],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::FOUND);
+    let to = location(&r);
+    assert!(
+        to.starts_with(&app.url("/self-service/methods/oidc/callback/apple?")),
+        "{to}"
+    );
+    let r = b.get(&to).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER, "{}", location(&r));
+    let (_, me) = b_whoami(&mut b).await;
+    let traits = &me["identity"]["traits"];
+    assert_eq!(traits["email"], email.as_str());
+    assert_eq!(
+        (&traits["name"]["first"], &traits["name"]["last"]),
+        (&json!("Grace"), &json!("Hopper"))
+    );
+    assert_eq!(me["identity"]["verifiable_addresses"][0]["verified"], true);
+    assert_eq!(me["authentication_methods"][0]["provider"], "apple");
+
+    // The client secret was minted for the exchange: ES256 by the team's key, in the body.
+    let form = idp().exchange(&c).unwrap();
+    let field = |k: &str| form.iter().find(|(f, _)| f == k).map(|(_, v)| v.clone());
+    assert_eq!(
+        field("client_id").as_deref(),
+        Some(crate::helpers::idp::CLIENT_ID)
+    );
+    let secret = field("client_secret").expect("the secret in the body");
+    let header = jsonwebtoken::decode_header(&secret).unwrap();
+    assert_eq!(header.alg, jsonwebtoken::Algorithm::ES256);
+    assert_eq!(header.kid.as_deref(), Some(APPLE_KEY_ID));
+    let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
+    v.set_audience(&["https://appleid.apple.com"]);
+    v.set_issuer(&[APPLE_TEAM]);
+    v.validate_exp = false;
+    let key = jsonwebtoken::DecodingKey::from_ec_der(&apple_team_key().1);
+    let claims = jsonwebtoken::decode::<Value>(&secret, &key, &v)
+        .unwrap()
+        .claims;
+    assert_eq!(claims["sub"], crate::helpers::idp::CLIENT_ID);
+    assert_eq!(
+        claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
+        300
+    );
+
+    // Later authorizations carry no `user`: the same subject signs in, its name kept.
+    let mut b2 = Browser::new(&app);
+    let s2 = start(&mut b2, "login", "apple").await;
+    let c2 = code();
+    idp().answer_token(
+        &c2,
+        &sub,
+        &s2.nonce,
+        json!({ "email": email, "email_verified": "true" }),
+    );
+    let r = b2
+        .post_form(
+            "/self-service/methods/oidc/callback/apple",
+            &[("code", c2.as_str()), ("state", s2.state.as_str())],
+        )
+        .await;
+    let r = b2.get(&location(&r)).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let (_, me2) = b_whoami(&mut b2).await;
+    assert_eq!(me2["identity"]["id"], me["identity"]["id"]);
+    assert_eq!(me2["identity"]["traits"]["name"]["first"], "Grace");
+
+    // A native app with Sign in with Apple: the device's ID token and the nonce it chose.
+    let (_, flow) = app.get_json("/self-service/login/api").await;
+    let id = flow["id"].as_str().unwrap().to_string();
+    let token = idp()
+        .sign(json!({ "sub": sub, "email": email, "email_verified": "true", "nonce": "apple-n" }));
+    let (st, body) = app
+        .post_json(
+            &format!("/self-service/login?flow={id}"),
+            &json!({"method": "oidc", "provider": "apple", "id_token": token, "id_token_nonce": "apple-n"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    assert_eq!(body["session"]["identity"]["id"], me["identity"]["id"]);
+    let (_, flow) = app.get_json("/self-service/login/api").await;
+    let id = flow["id"].as_str().unwrap().to_string();
+    let bare = idp().sign(json!({ "sub": sub, "nonce_supported": false }));
+    let (st, body) = app
+        .post_json(
+            &format!("/self-service/login?flow={id}"),
+            &json!({"method": "oidc", "provider": "apple", "id_token": bare}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body.get("session_token").is_none());
 }

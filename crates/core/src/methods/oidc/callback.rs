@@ -71,8 +71,14 @@ impl Core {
             return Err(Error::AlreadySignedIn.into());
         }
         let native = (flow.flow_type == FlowType::Api).then(|| flow.clone());
-        let (claims, tokens) = match self.provider_answer(p, &code, &started, &state, now).await {
-            Ok(answer) => answer,
+        let answer = self.provider_answer(p, &code, &started, &state, now).await;
+        let (claims, tokens) = match answer {
+            Ok((mut claims, tokens)) => {
+                if p.config.provider == crate::config::OidcProviderKind::Apple {
+                    apple::add_user_field(&mut claims, cb.user.as_deref());
+                }
+                (claims, tokens)
+            }
             Err(ProviderError(why)) => {
                 return Err(self.provider_failed(&mut flow, p, &why, now).await)
             }
@@ -119,6 +125,7 @@ impl Core {
                 &redirect_uri,
                 started.verifier.as_deref(),
                 state,
+                now,
             )
             .await?;
         let claims = p

@@ -14,6 +14,7 @@
 //! whose address another identity has is linked only after signing in to that identity
 //! (`link.rs`).
 
+mod apple;
 mod callback;
 pub mod claims;
 pub mod link;
@@ -140,6 +141,8 @@ pub struct Callback {
     pub state: Option<String>,
     pub error: Option<String>,
     pub error_description: Option<String>,
+    /// Apple's first authorization: the user's name, as JSON (`apple.rs`).
+    pub user: Option<String>,
 }
 
 /// Where a callback lands.
@@ -303,8 +306,8 @@ impl Core {
     }
 
     /// A login or registration submit naming a provider: with an ID token (a native app's
-    /// SDK sign-in; Google only, as in Kratos, Apple being unsupported) it signs in or
-    /// registers now; otherwise the browser goes to the provider.
+    /// SDK sign-in; Google and Apple, as in Kratos) it signs in or registers now; otherwise
+    /// the browser goes to the provider.
     pub(crate) async fn submit_oidc(
         &self,
         mut flow: Flow,
@@ -319,7 +322,8 @@ impl Core {
                 .await);
         };
         let p = self.provider(&submit.provider)?;
-        if p.config.provider != crate::config::OidcProviderKind::Google {
+        use crate::config::OidcProviderKind::{Apple, Google};
+        if !matches!(p.config.provider, Google | Apple) {
             return Err(Error::bad_request(format!(
                 "The provider \"{}\" does not support signing in with an ID token.",
                 crate::ui::echo(p.id())
@@ -334,8 +338,9 @@ impl Core {
                 .verify_id_token(&self.oidc.cache, up, &d, &id_token, None, now)
                 .await?;
             // The token must carry the nonce the app chose for this sign-in (stricter than
-            // Kratos, which lets Google tokens without one pass): a token captured elsewhere
-            // then cannot be replayed here by itself.
+            // Kratos, which lets Google tokens without one pass, and Apple's from devices
+            // without nonce support): a token captured elsewhere then cannot be replayed here
+            // by itself.
             let nonce = claims.get("nonce").and_then(Value::as_str).unwrap_or("");
             let given = submit.id_token_nonce.as_deref().unwrap_or("");
             if nonce.is_empty() || !crate::csrf::same_secret(nonce, given) {

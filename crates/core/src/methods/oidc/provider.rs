@@ -105,6 +105,7 @@ pub fn authorization_origins(cfg: &crate::config::OidcMethodConfig) -> Vec<Strin
                     OidcProviderKind::Kakao => KAKAO_ISSUER.into(),
                     OidcProviderKind::Github => "https://github.com".into(),
                     OidcProviderKind::Naver => NAVER_ISS.into(),
+                    OidcProviderKind::Apple => super::apple::APPLE_ISSUER.into(),
                     _ => p.issuer_url.clone(),
                 }
             };
@@ -154,6 +155,7 @@ impl Provider {
             OidcProviderKind::Kakao => KAKAO_ISSUER.into(),
             OidcProviderKind::Github => "https://api.github.com".into(),
             OidcProviderKind::Naver => "https://openapi.naver.com".into(),
+            OidcProviderKind::Apple => super::apple::APPLE_ISSUER.into(),
             _ => String::new(),
         }
     }
@@ -285,6 +287,11 @@ impl Provider {
             {
                 q.append_pair("access_type", "offline");
             }
+            if self.config.provider == OidcProviderKind::Apple
+                && super::apple::wants_form_post(&scopes)
+            {
+                q.append_pair("response_mode", "form_post");
+            }
             for (k, v) in r.upstream {
                 if !(r.refresh && k == "prompt") {
                     q.append_pair(k, v);
@@ -295,7 +302,8 @@ impl Provider {
     }
 
     /// Trades the authorization code for tokens. Client authentication: HTTP Basic unless the
-    /// provider offers only `client_secret_post`.
+    /// provider offers only `client_secret_post`; Apple's secret is minted for the exchange.
+    #[allow(clippy::too_many_arguments)]
     pub async fn exchange(
         &self,
         up: &dyn Upstream,
@@ -304,6 +312,7 @@ impl Provider {
         redirect_uri: &str,
         verifier: Option<&str>,
         state: &str,
+        now: OffsetDateTime,
     ) -> Result<Tokens, ProviderError> {
         let mut form = vec![
             ("grant_type", "authorization_code".to_string()),
@@ -317,10 +326,16 @@ impl Provider {
         if self.config.provider == OidcProviderKind::Naver {
             form.push(("state", state.to_string()));
         }
-        let secret = self.config.client_secret.expose().to_string();
+        let apple = self.config.provider == OidcProviderKind::Apple;
+        let secret = if apple {
+            super::apple::client_secret(&self.config, now)?
+        } else {
+            self.config.client_secret.expose().to_string()
+        };
         let methods = &d.token_endpoint_auth_methods_supported;
-        // Kakao documents `client_secret_post` only.
-        let post_only = self.config.provider == OidcProviderKind::Kakao
+        // Kakao documents `client_secret_post` only; Apple takes its secret in the body.
+        let post_only = apple
+            || self.config.provider == OidcProviderKind::Kakao
             || (!methods.is_empty() && !methods.iter().any(|m| m == "client_secret_basic"));
         if post_only {
             form.push(("client_id", self.config.client_id.clone()));
