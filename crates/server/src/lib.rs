@@ -187,7 +187,7 @@ pub fn public_router(state: &AppState) -> Router {
     let router = common(
         public::router(state.core.config())
             .merge(browser::router())
-            .merge(social::router())
+            .merge(social::router(state.core.config()))
             .merge(recovery::router(state.core.config()))
             .merge(verification::router(state.core.config()))
             .merge(pages)

@@ -19,12 +19,26 @@ use portcullis_core::service::urlencode;
 use portcullis_core::Error;
 use serde::Deserialize;
 
-pub fn router() -> Router<AppState> {
+pub fn router(config: &portcullis_core::config::Config) -> Router<AppState> {
+    // A provider's form post is a few short fields: a submit's size at most.
+    let submit_limit = axum::extract::DefaultBodyLimit::max(
+        usize::try_from(config.serve.max_submit_size.0).unwrap_or(usize::MAX),
+    );
     Router::new().route(
         "/self-service/methods/oidc/callback/{provider}",
-        get(callback).post(form_post),
+        get(callback).post(form_post).layer(submit_limit),
     )
 }
+
+/// The fields a provider's form post carries on to the GET callback, each with the most
+/// characters it may have: nothing else is copied into the redirect.
+const FORM_POST_FIELDS: [(&str, usize); 5] = [
+    ("code", 2048),
+    ("state", 2048),
+    ("error", 256),
+    ("error_description", 1024),
+    ("user", 4096),
+];
 
 #[derive(Deserialize)]
 struct CallbackQuery {
@@ -94,8 +108,18 @@ async fn form_post(
     Path(provider): Path<String>,
     body: Bytes,
 ) -> Response {
+    let mut fields = vec![];
+    for (name, value) in url::form_urlencoded::parse(&body) {
+        let Some((_, max)) = FORM_POST_FIELDS.iter().find(|(f, _)| *f == name) else {
+            continue;
+        };
+        if value.chars().count() > *max || fields.iter().any(|(n, _)| *n == name) {
+            return StatusCode::BAD_REQUEST.into_response();
+        }
+        fields.push((name, value));
+    }
     let query: String = url::form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(url::form_urlencoded::parse(&body))
+        .extend_pairs(fields)
         .finish();
     let target = format!(
         "{}self-service/methods/oidc/callback/{}?{query}",

@@ -273,9 +273,16 @@ fn check_apple(at: &str, p: &OidcProviderConfig) -> Result<(), ConfigError> {
             )));
         }
     }
-    if jsonwebtoken::EncodingKey::from_ec_pem(p.apple_private_key.expose().as_bytes()).is_err() {
+    // Signing once proves the key is a P-256 one (ES256), as Apple's are.
+    let signs = jsonwebtoken::EncodingKey::from_ec_pem(p.apple_private_key.expose().as_bytes())
+        .ok()
+        .and_then(|key| {
+            let header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+            jsonwebtoken::encode(&header, &serde_json::json!({}), &key).ok()
+        });
+    if signs.is_none() {
         return Err(ConfigError::Invalid(format!(
-            "{at}.apple_private_key: not a PEM EC private key (the .p8 file Apple gives, -----BEGIN PRIVATE KEY-----)"
+            "{at}.apple_private_key: not a PEM P-256 private key (the .p8 file Apple gives, -----BEGIN PRIVATE KEY-----)"
         )));
     }
     Ok(())

@@ -672,10 +672,15 @@ fn social_providers_portcullis_does_not_speak_are_refused_only_while_the_method_
     };
     let err = load("true", apple("not a key")).unwrap_err().to_string();
     assert!(
-        err.contains("providers[0].apple_private_key: not a PEM EC private key"),
+        err.contains("providers[0].apple_private_key: not a PEM P-256 private key"),
         "{err}"
     );
-    assert!(load("true", apple(&apple_test_key())).is_ok());
+    assert!(load("true", apple(&apple_test_key(false))).is_ok());
+    // A key on another curve cannot sign ES256.
+    let err = load("true", apple(&apple_test_key(true)))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not a PEM P-256 private key"), "{err}");
     for kind in ["github", "kakao", "naver"] {
         assert!(load("true", provider(kind, "")).is_ok(), "{kind}");
     }
@@ -690,12 +695,19 @@ fn social_providers_portcullis_does_not_speak_are_refused_only_while_the_method_
     assert!(load("true", provider("google", "")).is_ok());
 }
 
-/// A P-256 key in Apple's `.p8` form (PKCS#8 PEM), made for the test.
-fn apple_test_key() -> String {
-    use aws_lc_rs::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+/// A P-256 key in Apple's `.p8` form (PKCS#8 PEM), made for the test (P-384 with `other_curve`).
+fn apple_test_key(other_curve: bool) -> String {
+    use aws_lc_rs::signature::{
+        EcdsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING, ECDSA_P384_SHA384_FIXED_SIGNING,
+    };
     use base64::Engine;
     let rng = aws_lc_rs::rand::SystemRandom::new();
-    let der = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+    let alg = if other_curve {
+        &ECDSA_P384_SHA384_FIXED_SIGNING
+    } else {
+        &ECDSA_P256_SHA256_FIXED_SIGNING
+    };
+    let der = EcdsaKeyPair::generate_pkcs8(alg, &rng).unwrap();
     let b64 = base64::engine::general_purpose::STANDARD.encode(der.as_ref());
     format!("-----BEGIN PRIVATE KEY-----\n{b64}\n-----END PRIVATE KEY-----\n")
 }

@@ -355,27 +355,21 @@ impl Core {
         Value::Object(out)
     }
 
-    /// The login hooks of a password sign-in that has no flow (the token face's
-    /// `POST /api/token/`): a hook that gates sign-ins (a deny-list, a policy) gates this way
-    /// in too. They run on an API login flow made for them and never stored; a refusal's
-    /// messages become the error's reason, as for a flow being created.
-    pub(crate) async fn flowless_login_hooks(
-        &self,
-        identity: &Identity,
-        caller: &Caller,
-        now: OffsetDateTime,
-    ) -> crate::error::Result<()> {
+    /// The login flow a password sign-in without one (the token face's `POST /api/token/`)
+    /// gives its web hooks, so a hook that gates sign-ins (a deny-list, a policy) gates this
+    /// way in too: an API login flow made for them and never stored. `None` when no login
+    /// hook is a web hook.
+    pub(crate) fn flowless_login(&self, caller: &Caller, now: OffsetDateTime) -> Option<Flow> {
         let method = crate::methods::Method::Password.as_str();
-        let hooks = self
-            .config
-            .after(crate::flow::FlowKind::Login)
-            .hooks_for(method);
-        let hooks = hooks.unwrap_or_default();
-        if !hooks
-            .iter()
-            .any(|h| h.hook == crate::config::HookName::WebHook)
-        {
-            return Ok(());
+        let after = self.config.after(crate::flow::FlowKind::Login);
+        let before = self.config.before_hooks(crate::flow::FlowKind::Login);
+        let hooked = |hooks: &[HookConfig]| {
+            hooks
+                .iter()
+                .any(|h| h.hook == crate::config::HookName::WebHook)
+        };
+        if !hooked(before) && !hooked(after.hooks_for(method).unwrap_or_default()) {
+            return None;
         }
         let mut flow = Flow::new(
             crate::flow::FlowKind::Login,
@@ -386,10 +380,36 @@ impl Core {
             now,
         );
         flow.active = Some(method.into());
+        Some(flow)
+    }
+
+    /// The web hooks of a [`Core::flowless_login`] flow: its `before` hooks without an
+    /// identity (before the password is checked), its `after.password` hooks with one. A
+    /// refusal's messages become the error's reason, as for a flow being created.
+    pub(crate) async fn flowless_login_hooks(
+        &self,
+        flow: &Flow,
+        identity: Option<&Identity>,
+        caller: &Caller,
+    ) -> crate::error::Result<()> {
+        let Some(identity) = identity else {
+            return self.before_flow(flow, caller).await;
+        };
+        let method = crate::methods::Method::Password.as_str();
+        let hooks = self
+            .config
+            .after(crate::flow::FlowKind::Login)
+            .hooks_for(method);
         let mut identity = identity.clone();
-        self.run_web_hooks(hooks, Stage::Blocking, &flow, Some(&mut identity), caller)
-            .await
-            .map_err(Stop::into_error)
+        self.run_web_hooks(
+            hooks.unwrap_or_default(),
+            Stage::Blocking,
+            flow,
+            Some(&mut identity),
+            caller,
+        )
+        .await
+        .map_err(Stop::into_error)
     }
 
     /// Runs the `before` hooks of a flow being created.

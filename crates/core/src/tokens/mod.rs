@@ -64,6 +64,10 @@ impl Core {
             return Err(TokenError::Missing(missing).into());
         };
         let (identifier, password) = (identifier.as_str(), password.as_str());
+        let hooked = self.flowless_login(caller, now);
+        if let Some(flow) = &hooked {
+            self.flowless_login_hooks(flow, None, caller).await?;
+        }
         let identity = self
             .verify_password_login(identifier, password, None, &caller.origin(), now)
             .await?
@@ -74,7 +78,10 @@ impl Core {
         let second = self
             .second_factor_for_tokens(&identity, req.otp.as_deref(), caller, now)
             .await?;
-        self.flowless_login_hooks(&identity, caller, now).await?;
+        if let Some(flow) = &hooked {
+            self.flowless_login_hooks(flow, Some(&identity), caller)
+                .await?;
+        }
         let (mut session, _opaque) = self.new_session(
             &identity,
             crate::methods::Method::Password,

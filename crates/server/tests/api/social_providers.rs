@@ -417,14 +417,29 @@ async fn apple_posts_back_names_the_user_once_and_gets_a_signed_client_secret(ap
     // then makes with its own cookies.
     let user =
         r#"{"name":{"firstName":"Grace","lastName":"Hopper"},"email":"ignored@example.com"}"#;
+    // Only the callback's own fields go on, each of a bounded length.
+    let long = "x".repeat(2049);
     let r = b
         .post_form(
             "/self-service/methods/oidc/callback/apple",
-            &[("code", &c), ("state", &s.state), ("user", user)],
+            &[("code", long.as_str()), ("state", &s.state)],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let r = b
+        .post_form(
+            "/self-service/methods/oidc/callback/apple",
+            &[
+                ("code", &c),
+                ("state", &s.state),
+                ("user", user),
+                ("padding", &long),
+            ],
         )
         .await;
     assert_eq!(r.status(), StatusCode::FOUND);
     let to = location(&r);
+    assert!(!to.contains("padding") && to.contains("user="), "{to}");
     assert!(
         to.starts_with(&app.url("/self-service/methods/oidc/callback/apple?")),
         "{to}"

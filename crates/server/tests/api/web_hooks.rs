@@ -89,6 +89,7 @@ fn hooked(c: &mut Config) {
         web_hook("ok", BODY, json!({})),
     ]);
     f.registration.before.hooks = vec![web_hook("check-before", BEFORE_BODY, json!({}))];
+    f.login.before.hooks = vec![web_hook("check-before", BEFORE_BODY, json!({}))];
 }
 
 fn failing(c: &mut Config) {
@@ -270,6 +271,21 @@ async fn a_login_hook_refuses_before_any_session_and_settings_hooks_rewrite_a_pr
         body["detail"],
         "This address is not on the invitation list."
     );
+    // The login `before` hooks see the token face's request too, before any password.
+    let agent = format!("agent-{}", uuid::Uuid::new_v4());
+    let r = app
+        .request(reqwest::Method::POST, "/api/token/")
+        .header("user-agent", &agent)
+        .json(&json!({ "email": email, "password": "not the password" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let before = receiver()
+        .calls("check-before", &agent)
+        .pop()
+        .expect("the before hook");
+    assert!(before.body["flow_id"].is_string());
 
     // Settings: the new address is refused by the receiver, with its message on the field.
     let (_, flow) = app

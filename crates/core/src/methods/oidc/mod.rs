@@ -339,8 +339,9 @@ impl Core {
                 .await?;
             // The token must carry the nonce the app chose for this sign-in (stricter than
             // Kratos, which lets Google tokens without one pass, and Apple's from devices
-            // without nonce support): a token captured elsewhere then cannot be replayed here
-            // by itself.
+            // without nonce support). It ties the token to the app's sign-in, not to one use:
+            // the nonce is readable in the token, so whoever holds a valid token can submit
+            // it again until it expires, as with Kratos.
             let nonce = claims.get("nonce").and_then(Value::as_str).unwrap_or("");
             let given = submit.id_token_nonce.as_deref().unwrap_or("");
             if nonce.is_empty() || !crate::csrf::same_secret(nonce, given) {
