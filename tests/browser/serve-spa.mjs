@@ -9,7 +9,9 @@
 // stdout once listening.
 //
 // GET /config.json is generated at run time ({kratosUrl, projectName, ...}),
-// which is how the SPA learns the Portcullis URL without a rebuild. Every
+// which is how the SPA learns the Portcullis URL without a rebuild. With
+// `clerkUrl`, every request under /__clerk/ is forwarded there with the prefix
+// stripped (the same-origin forward Clerk documents for `proxyUrl`). Every
 // other path serves a file from the dist folder, and paths that are not
 // files fall back to index.html (SPA routing: /login, /registration, /home).
 import { createReadStream } from "node:fs"
@@ -35,6 +37,18 @@ const TYPES = {
   ".txt": "text/plain; charset=utf-8",
 }
 
+/** Forwards `req` to `target` as it came (method, headers with Origin and cookies, body). */
+function forward(req, res, target) {
+  const t = new URL(target)
+  const headers = { ...req.headers, host: t.host }
+  const up = http.request(t, { method: req.method, headers }, (answer) => {
+    res.writeHead(answer.statusCode || 502, answer.headers)
+    answer.pipe(res)
+  })
+  up.on("error", (e) => res.writeHead(502, { "Content-Type": TYPES[".txt"] }).end(String(e)))
+  req.pipe(up)
+}
+
 async function isFile(p) {
   try {
     return (await stat(p)).isFile()
@@ -46,7 +60,8 @@ async function isFile(p) {
 /**
  * Starts the server. Resolves to { server, url, port, close() }.
  * @param {{port?: number, host?: string, kratosUrl?: string, distDir?: string,
- *          projectName?: string, recoveryEnabled?: boolean, verificationEnabled?: boolean}} opts
+ *          projectName?: string, recoveryEnabled?: boolean, verificationEnabled?: boolean,
+ *          clerkUrl?: string, publishableKey?: string}} opts
  */
 export async function startSpaServer(opts = {}) {
   const host = opts.host || "127.0.0.1"
@@ -62,11 +77,17 @@ export async function startSpaServer(opts = {}) {
     projectName: opts.projectName || "Portcullis",
     recoveryEnabled: !!opts.recoveryEnabled,
     verificationEnabled: !!opts.verificationEnabled,
+    publishableKey: opts.publishableKey || "",
   })
+  const clerkUrl = (opts.clerkUrl || "").replace(/\/+$/, "")
 
   const server = http.createServer(async (req, res) => {
     try {
       const url = new URL(req.url || "/", "http://localhost")
+      if (clerkUrl && url.pathname.startsWith("/__clerk/")) {
+        forward(req, res, `${clerkUrl}${req.url.slice("/__clerk".length)}`)
+        return
+      }
       if (req.method !== "GET" && req.method !== "HEAD") {
         res.writeHead(405, { Allow: "GET, HEAD" }).end()
         return

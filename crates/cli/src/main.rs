@@ -58,6 +58,18 @@ enum ClerkKeysCommand {
         #[arg(long)]
         dev: bool,
     },
+    /// Print the publishable key of the Frontend API at serve.public.base_url's host, for
+    /// Clerk's browser SDK (pk_live_, or pk_test_ with --test). Not a secret.
+    Publishable {
+        #[arg(long, short)]
+        config: Option<String>,
+        #[arg(long)]
+        dev: bool,
+        /// A development key (pk_test_): clerk-js then warns in the console and sends telemetry
+        /// unless the app turns it off.
+        #[arg(long)]
+        test: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -237,6 +249,17 @@ fn main() -> ExitCode {
                 );
                 Ok(())
             })
+        }),
+        Command::Keys {
+            command:
+                KeysCommand::Clerk {
+                    command: ClerkKeysCommand::Publishable { config, dev, test },
+                },
+        } => load(config.as_deref(), dev).and_then(|cfg| {
+            let key = portcullis_core::clerk::publishable_key(cfg.public_url(), !test)
+                .map_err(|e| anyhow::anyhow!("serve.public.base_url: {e}"))?;
+            println!("{key}");
+            Ok(())
         }),
         Command::Keys {
             command:

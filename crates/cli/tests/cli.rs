@@ -350,3 +350,33 @@ fn serve_starts_the_seed_deployment_without_warnings_about_its_methods() {
     // Every method the seed turns on (TOTP, social sign-in) is active: no warning about them.
     assert!(!log.contains("selfservice.methods"), "{log}");
 }
+
+#[test]
+fn keys_clerk_publishable_names_the_public_host() {
+    let run = |base: &str, extra: &[&str]| {
+        let mut c = portcullis();
+        c.args(["keys", "clerk", "publishable", "--dev"])
+            .args(extra)
+            .env("PORTCULLIS_SERVE_PUBLIC_BASE_URL", base);
+        c.output().unwrap()
+    };
+    let out = run("https://auth.example.com/", &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "pk_live_YXV0aC5leGFtcGxlLmNvbSQ"
+    );
+    let out = run("http://127.0.0.1:4433/", &["--test"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "pk_test_MTI3LjAuMC4xOjQ0MzMk"
+    );
+    // clerk-js would refuse a key for a host without a dot.
+    let out = run("http://localhost:4433/", &[]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("without a dot"));
+}

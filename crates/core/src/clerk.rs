@@ -150,3 +150,48 @@ pub fn replace_body(identity: &Identity, password: Option<&str>) -> Value {
     }
     body
 }
+
+/// Clerk's publishable key for the Frontend API at `public_url`'s host (and port): `pk_live_`
+/// (or `pk_test_`) and the unpadded base64 of `<host>$`, which clerk-js decodes to find its
+/// server. clerk-js refuses a host without a dot (`localhost:4433`), so that is refused here.
+pub fn publishable_key(public_url: &str, live: bool) -> std::result::Result<String, String> {
+    use base64::Engine;
+    let url = url::Url::parse(public_url).map_err(|e| format!("{public_url:?}: {e}"))?;
+    let host = url
+        .host_str()
+        .ok_or_else(|| format!("{public_url:?} has no host"))?;
+    if !host.contains('.') {
+        return Err(format!(
+            "clerk-js refuses a publishable key for {host:?}, a host without a dot; serve Portcullis on 127.0.0.1 or a dotted name (e.g. clerk.example.com)"
+        ));
+    }
+    let host = match url.port() {
+        Some(p) => format!("{host}:{p}"),
+        None => host.to_string(),
+    };
+    let encoded = base64::engine::general_purpose::STANDARD_NO_PAD.encode(format!("{host}$"));
+    Ok(format!(
+        "pk_{}_{encoded}",
+        if live { "live" } else { "test" }
+    ))
+}
+
+#[cfg(test)]
+mod publishable_tests {
+    use super::publishable_key;
+
+    #[test]
+    fn publishable_keys_name_the_host_as_clerk_js_decodes_it() {
+        // The values clerk-js's own parser gives for these hosts (FAPI-NOTES §1.1).
+        assert_eq!(
+            publishable_key("http://127.0.0.1:4433/", false).unwrap(),
+            "pk_test_MTI3LjAuMC4xOjQ0MzMk"
+        );
+        assert_eq!(
+            publishable_key("https://auth.example.com/", true).unwrap(),
+            "pk_live_YXV0aC5leGFtcGxlLmNvbSQ"
+        );
+        let err = publishable_key("http://localhost:4433/", true).unwrap_err();
+        assert!(err.contains("without a dot"), "{err}");
+    }
+}

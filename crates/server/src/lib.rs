@@ -18,6 +18,7 @@ mod admin_guard;
 mod audit;
 mod browser;
 mod clerk;
+mod clerk_frontend;
 mod cookies;
 mod courier;
 mod error;
@@ -188,6 +189,7 @@ pub fn public_router(state: &AppState) -> Router {
         public::router(state.core.config())
             .merge(browser::router())
             .merge(social::router(state.core.config()))
+            .merge(clerk_frontend::router(state.core.config()))
             .merge(recovery::router(state.core.config()))
             .merge(verification::router(state.core.config()))
             .merge(pages)

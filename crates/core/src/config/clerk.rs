@@ -1,4 +1,5 @@
-//! `clerk`: the Clerk Backend API face (`/v1` on the admin port).
+//! `clerk`: the Clerk Backend API face (`/v1` on the admin port) and the Frontend API face
+//! (`/v1` on the public port, for Clerk's browser SDK).
 
 use super::{ConfigError, Secret};
 use serde::{Deserialize, Serialize};
@@ -8,10 +9,29 @@ use serde::{Deserialize, Serialize};
 pub struct ClerkConfig {
     /// Accepted `Authorization: Bearer sk_…` keys (besides keys created through the admin API).
     pub secret_keys: Vec<Secret>,
+    pub frontend: ClerkFrontendConfig,
+}
+
+/// `clerk.frontend`: the Frontend API that clerk-js talks to.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClerkFrontendConfig {
+    /// Serve the Frontend API (`/v1/…`) and clerk-js's bundles (`/npm/…`) on the public port.
+    pub enabled: bool,
+    /// The directory holding the npm packages whose bundles clerk-js loads from its server:
+    /// `@clerk/clerk-js/dist/` and `@clerk/ui/dist/` below it (a `node_modules` directory).
+    /// Empty: the bundles are not served (the app bundles clerk-js itself).
+    pub assets_dir: String,
 }
 
 impl ClerkConfig {
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        let dir = &self.frontend.assets_dir;
+        if !dir.is_empty() && !std::path::Path::new(dir).is_dir() {
+            return Err(ConfigError::Invalid(format!(
+                "clerk.frontend.assets_dir: {dir:?} is not a directory"
+            )));
+        }
         for (i, k) in self.secret_keys.iter().enumerate() {
             if !k.expose().starts_with("sk_") || k.expose().len() < 20 {
                 return Err(ConfigError::Invalid(format!(

@@ -103,7 +103,7 @@ mod ui;
 mod units;
 mod webhooks;
 
-pub use clerk::ClerkConfig;
+pub use clerk::{ClerkConfig, ClerkFrontendConfig};
 pub use courier::{CourierConfig, CourierWorkerConfig, SmtpConfig};
 pub use env::ENV_PREFIX;
 pub use hashers::{Argon2Config, BcryptConfig, HasherAlgorithm, HashersConfig};

@@ -13,6 +13,7 @@ mod audit;
 mod bad_input;
 mod browser;
 mod clerk;
+mod clerk_frontend;
 mod config;
 mod courier;
 mod flows;

@@ -1,0 +1,153 @@
+//! Clerk's Frontend API on the public port (what clerk-js loads before it draws a component):
+//! the environment, the empty client, Clerk's 404 for what is not served, and clerk-js's own
+//! bundles from the configured npm directory. Chromium runs the real clerk-js against it in
+//! `tests/browser/clerk.test.mjs`.
+
+use crate::helpers::TestApp;
+use portcullis_core::config::Config;
+use reqwest::StatusCode;
+use serde_json::Value;
+
+/// A `node_modules` with a clerk-js and a UI package, as npm installs them.
+fn assets() -> String {
+    let dir = std::env::temp_dir().join(format!("pc-clerk-assets-{}", uuid::Uuid::new_v4()));
+    for (pkg, file, body) in [
+        (
+            "clerk-js",
+            "clerk.browser.js",
+            "window.__bundle = 'clerk-js';",
+        ),
+        (
+            "clerk-js",
+            "vendors_clerk.browser_a68c22_6.40.0.js",
+            "/* chunk */",
+        ),
+        ("ui", "ui.browser.js", "window.__bundle = 'ui';"),
+    ] {
+        let d = dir.join("@clerk").join(pkg).join("dist");
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join(file), body).unwrap();
+    }
+    std::fs::write(
+        dir.join("@clerk").join("clerk-js").join("package.json"),
+        "{}",
+    )
+    .unwrap();
+    dir.to_string_lossy().into_owned()
+}
+
+fn frontend(c: &mut Config) {
+    c.clerk.frontend.enabled = true;
+    c.clerk.frontend.assets_dir = assets();
+}
+
+crate::on_every_backend! {
+    the_environment_offers_email_and_password_whole_and_a_new_browser_has_no_client with frontend,
+    clerk_js_bundles_are_served_from_the_installed_packages_and_nothing_else with frontend,
+}
+
+async fn the_environment_offers_email_and_password_whole_and_a_new_browser_has_no_client(
+    app: TestApp,
+) {
+    let (st, env) = app
+        .get_json("/v1/environment?__clerk_api_version=2026-05-12&_clerk_js_version=6.40.0")
+        .await;
+    assert_eq!(st, StatusCode::OK, "{env}");
+    assert_eq!(env["object"], "environment");
+    // clerk-js replaces its defaults block by block: every attribute is there.
+    let attributes = env["user_settings"]["attributes"].as_object().unwrap();
+    for key in [
+        "email_address",
+        "phone_number",
+        "username",
+        "web3_wallet",
+        "first_name",
+        "last_name",
+        "password",
+        "authenticator_app",
+        "backup_code",
+        "passkey",
+    ] {
+        assert!(attributes[key]["enabled"].is_boolean(), "{key}");
+    }
+    assert_eq!(
+        attributes["email_address"]["verifications"],
+        serde_json::json!(["email_code"])
+    );
+    assert_eq!(
+        attributes["password"]["required"], true,
+        "<SignUp/> shows the password field"
+    );
+    assert_eq!(attributes["phone_number"]["enabled"], false);
+    assert_eq!(
+        env["display_config"]["instance_environment_type"],
+        "production"
+    );
+    assert_eq!(env["user_settings"]["sign_up"]["captcha_enabled"], false);
+    assert!(env["display_config"]["captcha_public_key"].is_null());
+    assert!(
+        env.get("commerce_settings").is_none(),
+        "a partial one breaks clerk-js"
+    );
+    // Development instances touch it with `POST ?_method=PATCH`.
+    let r = app
+        .request(reqwest::Method::POST, "/v1/environment?_method=PATCH")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.json::<Value>().await.unwrap(), env);
+
+    let (st, client) = app.get_json("/v1/client").await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(
+        client,
+        serde_json::json!({ "response": null, "client": null })
+    );
+    // What is not served yet answers Clerk's envelope, never Kratos's.
+    let (st, err) = app.get_json("/v1/client/sign_ins/sia_x").await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    assert_eq!(err["errors"][0]["code"], "resource_not_found");
+    assert!(err["errors"][0]["long_message"].is_string());
+}
+
+async fn clerk_js_bundles_are_served_from_the_installed_packages_and_nothing_else(app: TestApp) {
+    let get = |path: &'static str| {
+        let app = &app;
+        async move {
+            app.request(reqwest::Method::GET, path)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    // The major version the SDK asks for, and the exact one its chunks name.
+    let r = get("/npm/@clerk/clerk-js@6/dist/clerk.browser.js").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        r.headers()["content-type"],
+        "text/javascript; charset=utf-8"
+    );
+    assert_eq!(r.headers()["access-control-allow-origin"], "*");
+    assert_eq!(r.headers()["cache-control"], "public, max-age=300");
+    assert_eq!(r.text().await.unwrap(), "window.__bundle = 'clerk-js';");
+    let r = get("/npm/@clerk/clerk-js@6.40.0/dist/vendors_clerk.browser_a68c22_6.40.0.js").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.headers()["cache-control"]
+        .to_str()
+        .unwrap()
+        .contains("immutable"));
+    let r = get("/npm/@clerk/ui@1/dist/ui.browser.js").await;
+    assert_eq!(r.text().await.unwrap(), "window.__bundle = 'ui';");
+    // Nothing outside a package's dist/, and no other package.
+    for path in [
+        "/npm/@clerk/clerk-js@6/dist/..%2Fpackage.json",
+        "/npm/@clerk/clerk-js@6/dist/%2e%2e/package.json",
+        "/npm/@clerk/backend@1/dist/index.js",
+        "/npm/@clerk/clerk-js@6/dist/missing.js",
+    ] {
+        let r = get(path).await;
+        assert_eq!(r.status(), StatusCode::NOT_FOUND, "{path}");
+    }
+}
