@@ -14,6 +14,7 @@ pub mod admin;
 pub mod admin_keys;
 pub mod audit;
 pub mod clerk;
+pub mod clerk_session;
 pub mod config;
 pub mod courier;
 pub mod credentials;

@@ -112,6 +112,8 @@ pub struct Core {
     pub(crate) jsonnet: Arc<dyn crate::jsonnet::Evaluator>,
     /// The flows' web hooks' bodies (their settings are the configuration's).
     pub(crate) web_hooks: crate::selfservice::web_hook::WebHooks,
+    /// Clerk's session-token key, loaded on first use.
+    pub(crate) clerk_key: tokio::sync::OnceCell<Arc<crate::clerk_session::ClerkKey>>,
 }
 
 impl Core {
@@ -136,6 +138,7 @@ impl Core {
             upstream,
             jsonnet,
             web_hooks: Default::default(),
+            clerk_key: Default::default(),
         }
     }
 

@@ -64,6 +64,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         )
         .route("/v1/sessions", get(sessions::list_sessions))
         .route("/v1/sessions/{id}/revoke", post(sessions::revoke_session))
+        .route("/v1/sessions/{id}/tokens", post(sessions::create_token))
         .route("/v1/jwks", get(jwks))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -283,8 +284,16 @@ fn body_object(body: axum::body::Bytes) -> CResult<Map<String, Value>> {
     }
 }
 
+/// `GET /v1/jwks`: the keys of the session tokens (RS256), as Clerk's backend SDKs fetch them.
 async fn jwks(State(st): State<AppState>) -> CResult<Json<Value>> {
-    Ok(Json(st.core.jwks(st.core.now()).await?))
+    Ok(Json(st.core.clerk_jwks().await?))
+}
+
+/// `GET /admin/clerk/jwt-key`: the session tokens' public key as a PEM, the "JWT public key"
+/// Clerk's dashboard shows, for `jwtKey` / `jwt_key` (verification without a network call).
+async fn admin_jwt_key(State(st): State<AppState>) -> Result<Response, crate::ApiError> {
+    let pem = st.core.clerk_jwt_key_pem().await?;
+    Ok(([(header::CONTENT_TYPE, "application/x-pem-file")], pem).into_response())
 }
 
 /// Creates a Clerk secret key (returned once; only its hash is stored).
@@ -296,6 +305,7 @@ pub async fn create_key(st: &AppState, by: &By) -> Result<(String, String), Erro
 pub fn admin_router() -> Router<AppState> {
     Router::new()
         .route("/admin/clerk/keys", post(admin_create_key))
+        .route("/admin/clerk/jwt-key", get(admin_jwt_key))
         .route(
             "/admin/clerk/keys/{id}",
             axum::routing::delete(admin_revoke_key),

@@ -1,6 +1,6 @@
 //! Clerk sessions: list an identity's sessions in Clerk's shape, and revoke one.
 
-use super::{cerr, identity_id, number, pairs, values, CResult};
+use super::{body_object, cerr, identity_id, number, pairs, values, CResult};
 use crate::extract::Acting;
 use crate::AppState;
 use axum::extract::{Path, RawQuery, State};
@@ -65,13 +65,9 @@ pub(super) async fn list_sessions(
     )))
 }
 
-pub(super) async fn revoke_session(
-    State(st): State<AppState>,
-    Path(id): Path<String>,
-    Acting(by): Acting,
-) -> CResult<Json<Value>> {
-    let sid = id
-        .strip_prefix("sess_")
+/// A `sess_…` id, or Clerk's 404.
+fn session_id(id: &str) -> CResult<Uuid> {
+    id.strip_prefix("sess_")
         .and_then(|h| Uuid::parse_str(h).ok())
         .ok_or_else(|| {
             cerr(
@@ -79,7 +75,58 @@ pub(super) async fn revoke_session(
                 "resource_not_found",
                 "No session with this id.",
             )
-        })?;
+        })
+}
+
+/// `POST /v1/sessions/{id}/tokens`: a session token for an active session (`expires_in_seconds`
+/// sets its lifetime, 60 s by default).
+pub(super) async fn create_token(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> CResult<Json<Value>> {
+    let sid = session_id(&id)?;
+    let b = body_object(body)?;
+    let lifetime = match b.get("expires_in_seconds") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(v.as_i64().ok_or_else(|| {
+            cerr(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "form_param_format_invalid",
+                "expires_in_seconds must be a whole number.",
+            )
+        })?),
+    };
+    let jwt = match st
+        .core
+        .clerk_session_token(sid, lifetime, None, st.core.now())
+        .await
+    {
+        Err(Error::NotFound { .. }) => {
+            return Err(cerr(
+                StatusCode::NOT_FOUND,
+                "resource_not_found",
+                "No active session with this id.",
+            ))
+        }
+        Err(Error::BadRequest { reason, .. }) => {
+            return Err(cerr(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "form_param_value_invalid",
+                reason,
+            ))
+        }
+        minted => minted?,
+    };
+    Ok(Json(json!({ "object": "token", "jwt": jwt })))
+}
+
+pub(super) async fn revoke_session(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    Acting(by): Acting,
+) -> CResult<Json<Value>> {
+    let sid = session_id(&id)?;
     let now = st.core.now();
     let s = match st.core.revoke_session_by_id(sid, now, &by).await {
         Err(Error::NotFound { .. }) => {

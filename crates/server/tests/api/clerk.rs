@@ -6,8 +6,96 @@ use serde_json::{json, Value};
 
 crate::on_every_backend!(
     clerk_users_round_trip_on_the_same_identities,
-    clerk_face_refuses_without_a_key_and_explains_errors
+    clerk_face_refuses_without_a_key_and_explains_errors,
+    session_tokens_are_minted_for_active_sessions_only with keyed,
 );
+
+fn keyed(c: &mut portcullis_core::config::Config) {
+    c.clerk.secret_keys = vec![KEY.into()];
+}
+
+/// Clerk's session tokens from the Backend API: RS256 by the instance's key (in `/v1/jwks` and
+/// as a PEM), for active sessions only; bad ids and lifetimes get Clerk's errors. Clerk's own
+/// SDKs verify them in the interop suites (`clerk-tokens.test.mjs`, `test_clerk_tokens.py`).
+async fn session_tokens_are_minted_for_active_sessions_only(app: TestApp) {
+    let email = crate::helpers::unique_email("clerk-token");
+    let (identity, token) = app.register(&email, crate::helpers::PASSWORD).await;
+    let (_, me) = app.get_json_with_token("/sessions/whoami", &token).await;
+    let sid = format!("sess_{}", me["id"].as_str().unwrap().replace('-', ""));
+    let (st, minted) = clerk(&app, Method::POST, &format!("/sessions/{sid}/tokens"), None).await;
+    assert_eq!(st, StatusCode::OK, "{minted}");
+    assert_eq!(minted["object"], "token");
+    let jwt = minted["jwt"].as_str().unwrap();
+    let header = jsonwebtoken::decode_header(jwt).unwrap();
+    assert_eq!(header.alg, jsonwebtoken::Algorithm::RS256);
+    let (_, jwks) = clerk(&app, Method::GET, "/jwks", None).await;
+    let key: jsonwebtoken::jwk::Jwk = serde_json::from_value(jwks["keys"][0].clone()).unwrap();
+    assert_eq!(key.common.key_id, header.kid);
+    let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+    v.validate_aud = false;
+    v.validate_exp = false;
+    let claims =
+        jsonwebtoken::decode::<Value>(jwt, &jsonwebtoken::DecodingKey::from_jwk(&key).unwrap(), &v)
+            .unwrap()
+            .claims;
+    assert_eq!(claims["sub"], format!("user_{}", identity.replace('-', "")));
+    assert_eq!(claims["sid"], sid.as_str());
+    assert_eq!(claims["iss"], app.url("/").trim_end_matches('/'));
+    assert!(claims.get("aud").is_none());
+    // The PEM is the same key (2048-bit RSA, as @clerk/backend requires).
+    let pem = app
+        .admin_request(Method::GET, "/admin/clerk/jwt-key")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pem.status(), StatusCode::OK);
+    let pem = pem.text().await.unwrap();
+    let from_pem = jsonwebtoken::DecodingKey::from_rsa_pem(pem.as_bytes()).unwrap();
+    jsonwebtoken::decode::<Value>(jwt, &from_pem, &v).unwrap();
+    assert!(
+        pem.starts_with("-----BEGIN PUBLIC KEY-----\nMIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA"),
+        "{pem}"
+    );
+
+    // Bad input, in Clerk's format.
+    for (path, body, status, code) in [
+        (
+            "/sessions/sess_nope/tokens".to_string(),
+            None,
+            StatusCode::NOT_FOUND,
+            "resource_not_found",
+        ),
+        (
+            format!("/sessions/{sid}/tokens"),
+            Some(serde_json::json!({"expires_in_seconds": "soon"})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "form_param_format_invalid",
+        ),
+        (
+            format!("/sessions/{sid}/tokens"),
+            Some(serde_json::json!({"expires_in_seconds": 0})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "form_param_value_invalid",
+        ),
+    ] {
+        let (st, e) = clerk(&app, Method::POST, &path, body).await;
+        assert_eq!(
+            (st, e["errors"][0]["code"].as_str()),
+            (status, Some(code)),
+            "{path}: {e}"
+        );
+    }
+    // Signed out: no more tokens for that session.
+    let r = app
+        .request(Method::DELETE, "/self-service/logout/api")
+        .json(&serde_json::json!({ "session_token": token }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let (st, _) = clerk(&app, Method::POST, &format!("/sessions/{sid}/tokens"), None).await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+}
 
 const KEY: &str = "sk_test_portcullis_integration";
 

@@ -1,0 +1,165 @@
+//! Clerk session tokens: the short-lived JWTs Clerk's SDKs mint for a session and Clerk's
+//! backend SDKs verify (`@clerk/backend`'s `verifyToken`, `clerk-backend-api`'s
+//! `authenticate_request`). They are RS256 with an RSA-2048 key (e = 65537): `@clerk/backend`
+//! reads a PEM `jwtKey` by cutting the fixed prefix of a 2048-bit key, so no other size works.
+//! The key is the instance's, made once and kept sealed in the database (`kv`), so every
+//! instance on one database signs with it; it is published at the Backend API's `/v1/jwks`
+//! and, as the PEM Clerk's dashboard shows, at `GET /admin/clerk/jwt-key`.
+//!
+//! Claims are Clerk's v2 session claims (FAPI-NOTES §4.1): `iss` (the Frontend API's URL),
+//! `sub` (`user_…`), `sid` (`sess_…`), `iat`, `nbf`, `exp`, `jti`, `v: 2`, `fva`, `sts`, and
+//! `azp` (the browser's origin) when one asked. No `aud`: PyJWT refuses a token with one
+//! when no audience is configured.
+
+use crate::error::{Error, Result};
+use crate::keys::{self, LoadedKey, StoredKey};
+use crate::service::Core;
+use aws_lc_rs::encoding::AsDer;
+use aws_lc_rs::signature::KeyPair;
+use base64::Engine;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// Where the key is kept.
+const KV_KEY: &str = "clerk.session_key";
+/// Clerk's default lifetime of a session token; clerk-js refreshes it before it ends.
+pub const LIFETIME_SECONDS: i64 = 60;
+/// The longest lifetime the Backend API's `expires_in_seconds` may ask for (Clerk's limit).
+pub const MAX_LIFETIME_SECONDS: i64 = 315_360_000;
+
+/// The instance's session-token key, loaded.
+pub struct ClerkKey {
+    key: LoadedKey,
+    jwk: Value,
+    pem: String,
+}
+
+impl Core {
+    /// The session-token key: the stored one, or a new one stored first (the first instance
+    /// to store it wins, and every other uses that one).
+    async fn clerk_key(&self) -> Result<Arc<ClerkKey>> {
+        self.clerk_key
+            .get_or_try_init(|| async {
+                let secrets = self.cipher_secrets();
+                let secret = secrets.first().cloned().unwrap_or_default();
+                let fresh = keys::generate(
+                    crate::config::TokenAlgorithm::Rs256,
+                    "current",
+                    &secret,
+                    self.now(),
+                )
+                .map_err(|e| Error::Internal(e.to_string()))?;
+                let fresh =
+                    serde_json::to_string(&fresh).map_err(|e| Error::Internal(e.to_string()))?;
+                let kept = self.store.get_or_init_kv(KV_KEY, &fresh).await?;
+                let stored: StoredKey =
+                    serde_json::from_str(&kept).map_err(|e| Error::Internal(e.to_string()))?;
+                let key = LoadedKey::from_stored(&stored, &secrets)
+                    .map_err(|e| Error::Internal(e.to_string()))?;
+                let pem = public_pem(&stored, &secrets)?;
+                Ok(Arc::new(ClerkKey {
+                    key,
+                    jwk: stored.public_jwk,
+                    pem,
+                }))
+            })
+            .await
+            .cloned()
+    }
+
+    /// The Backend API's `/v1/jwks`: the session-token key.
+    pub async fn clerk_jwks(&self) -> Result<Value> {
+        Ok(json!({ "keys": [self.clerk_key().await?.jwk] }))
+    }
+
+    /// The session-token key's public half as a PEM (`-----BEGIN PUBLIC KEY-----`), what
+    /// Clerk's backend SDKs take as `jwtKey` / `jwt_key` to verify without a network call.
+    pub async fn clerk_jwt_key_pem(&self) -> Result<String> {
+        Ok(self.clerk_key().await?.pem.clone())
+    }
+
+    /// A session token for the session `id` (active, its identity too), valid for
+    /// `lifetime` seconds (default [`LIFETIME_SECONDS`]); `azp`: the origin it is for.
+    pub async fn clerk_session_token(
+        &self,
+        id: Uuid,
+        lifetime: Option<i64>,
+        azp: Option<&str>,
+        now: OffsetDateTime,
+    ) -> Result<String> {
+        let gone = || Error::not_found("Session not found");
+        let (session, identity) = self.store.get_session(id).await?.ok_or_else(gone)?;
+        if !session.is_valid(&identity, now) {
+            return Err(gone());
+        }
+        let lifetime = lifetime.unwrap_or(LIFETIME_SECONDS);
+        if !(1..=MAX_LIFETIME_SECONDS).contains(&lifetime) {
+            return Err(Error::bad_request(format!(
+                "expires_in_seconds must be between 1 and {MAX_LIFETIME_SECONDS}"
+            )));
+        }
+        let key = self.clerk_key().await?;
+        let iat = now.unix_timestamp();
+        // Minutes since the first and the second factor were shown (-1: never).
+        let age = |aal: &str| {
+            session
+                .authentication_methods
+                .iter()
+                .filter(|m| m.aal == aal)
+                .map(|m| (now - m.completed_at).whole_minutes())
+                .min()
+                .unwrap_or(-1)
+        };
+        let mut claims = json!({
+            "iss": self.public_url().trim_end_matches('/'),
+            "sub": crate::webhooks::clerk_user_id(&identity.id.to_string()),
+            "sid": format!("sess_{}", session.id.simple()),
+            "iat": iat,
+            "nbf": iat,
+            "exp": iat + lifetime,
+            "jti": Uuid::new_v4().simple().to_string(),
+            "v": 2,
+            "fva": [age("aal1"), age("aal2")],
+            "sts": "active",
+        });
+        if let (Some(azp), Some(o)) = (azp, claims.as_object_mut()) {
+            o.insert("azp".into(), json!(azp));
+        }
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+        header.kid = Some(key.key.kid.clone());
+        header.typ = Some("JWT".into());
+        let signing = key
+            .key
+            .encoding
+            .as_ref()
+            .ok_or_else(|| Error::Internal("the session-token key cannot sign".into()))?;
+        jsonwebtoken::encode(&header, &claims, signing).map_err(|e| Error::Internal(e.to_string()))
+    }
+}
+
+/// The SubjectPublicKeyInfo PEM of a stored RSA key.
+fn public_pem(stored: &StoredKey, secrets: &[String]) -> Result<String> {
+    let private = crate::sealed::open(
+        secrets,
+        crate::sealed::Purpose::SigningKey,
+        &stored.private_enc,
+        &stored.kid,
+    )
+    .map_err(|_| Error::Internal("the Clerk session-token key cannot be opened".into()))?;
+    let pair = aws_lc_rs::rsa::KeyPair::from_pkcs8(&private)
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    let der = AsDer::<aws_lc_rs::encoding::PublicKeyX509Der>::as_der(pair.public_key())
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der.as_ref());
+    let lines: Vec<&str> = b64
+        .as_bytes()
+        .chunks(64)
+        .filter_map(|c| std::str::from_utf8(c).ok())
+        .collect();
+    Ok(format!(
+        "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
+        lines.join("\n")
+    ))
+}
