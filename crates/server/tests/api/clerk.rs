@@ -18,8 +18,8 @@ fn keyed(c: &mut portcullis_core::config::Config) {
 /// as a PEM), for active sessions only; bad ids and lifetimes get Clerk's errors. Clerk's own
 /// SDKs verify them in the interop suites (`clerk-tokens.test.mjs`, `test_clerk_tokens.py`).
 async fn session_tokens_are_minted_for_active_sessions_only(app: TestApp) {
-    let email = crate::helpers::unique_email("clerk-token");
-    let (identity, token) = app.register(&email, crate::helpers::PASSWORD).await;
+    let email = unique_email("clerk-token");
+    let (identity, token) = app.register(&email, PASSWORD).await;
     let (_, me) = app.get_json_with_token("/sessions/whoami", &token).await;
     let sid = format!("sess_{}", me["id"].as_str().unwrap().replace('-', ""));
     let (st, minted) = clerk(&app, Method::POST, &format!("/sessions/{sid}/tokens"), None).await;
