@@ -163,3 +163,99 @@ fn public_pem(stored: &StoredKey, secrets: &[String]) -> Result<String> {
         lines.join("\n")
     ))
 }
+
+/// What a Clerk sign-in with a password ends in.
+pub enum SignedIn {
+    /// A new session (its token, for the client to keep) for the identity.
+    Session(
+        Box<crate::session::Session>,
+        String,
+        Box<crate::identity::Identity>,
+    ),
+    /// The identifier and the password do not match an active account (one answer for both,
+    /// as the Kratos face gives).
+    Refused,
+    /// The account has a second factor, which this face does not ask for yet.
+    SecondFactorRequired,
+}
+
+impl Core {
+    /// A password sign-in from Clerk's Frontend API: the same checks, counters and events as
+    /// the Kratos face's login, then a session.
+    pub async fn clerk_password_sign_in(
+        &self,
+        identifier: &str,
+        password: &str,
+        caller: &crate::service::Caller,
+        now: OffsetDateTime,
+    ) -> Result<SignedIn> {
+        let identity = self
+            .verify_password_login(identifier, password, None, &caller.origin(), now)
+            .await?;
+        let Some(identity) = identity.filter(|i| i.is_active()) else {
+            return Ok(SignedIn::Refused);
+        };
+        let enforced =
+            self.config.session.whoami.required_aal == crate::config::RequiredAal::HighestAvailable;
+        if enforced && identity.available_aal() >= crate::methods::Aal::Aal2 {
+            return Ok(SignedIn::SecondFactorRequired);
+        }
+        let (session, token) = self
+            .issue_session(
+                &identity,
+                crate::methods::Method::Password,
+                None,
+                caller,
+                now,
+            )
+            .await?;
+        Ok(SignedIn::Session(
+            Box::new(session),
+            token,
+            Box::new(identity),
+        ))
+    }
+
+    /// Ends the session of `token` (a Clerk sign-out); `None` when it had already ended.
+    pub async fn clerk_end_session(
+        &self,
+        token: &str,
+        origin: &crate::audit::Origin,
+        now: OffsetDateTime,
+    ) -> Result<Option<crate::session::Session>> {
+        match self.authenticate(token, now).await {
+            Ok((s, i)) => {
+                let by = crate::audit::By {
+                    actor: crate::audit::Actor::Identity(i.id),
+                    origin: origin.clone(),
+                };
+                self.revoke_session(&s, "logout", &by, now).await.map(Some)
+            }
+            Err(Error::SessionInactive) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Seals a browser's Clerk client for its cookie.
+    pub fn seal_clerk_client(&self, plain: &[u8]) -> Result<String> {
+        let secret = self.cipher_secrets().into_iter().next().unwrap_or_default();
+        crate::sealed::seal(
+            &secret,
+            crate::sealed::Purpose::ClerkClient,
+            plain,
+            "client",
+        )
+        .map_err(|e| Error::Internal(e.to_string()))
+    }
+
+    /// Opens a `__client` cookie; `None` for anything this server did not seal.
+    pub fn open_clerk_client(&self, sealed: &str) -> Option<Vec<u8>> {
+        crate::sealed::open(
+            &self.cipher_secrets(),
+            crate::sealed::Purpose::ClerkClient,
+            sealed,
+            "client",
+        )
+        .ok()
+    }
+}

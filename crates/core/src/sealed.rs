@@ -24,6 +24,8 @@ pub enum Purpose {
     UpstreamToken,
     /// A native app's session token, waiting in its flow for the exchange.
     ExchangeToken,
+    /// A browser's Clerk client (its sign-in and its sessions' tokens), in its `__client` cookie.
+    ClerkClient,
 }
 
 impl Purpose {
@@ -35,6 +37,7 @@ impl Purpose {
             Purpose::OidcState => b"portcullis oidc state v1\0",
             Purpose::UpstreamToken => b"portcullis upstream token v1\0",
             Purpose::ExchangeToken => b"portcullis exchange token v1\0",
+            Purpose::ClerkClient => b"portcullis clerk client v1\0",
         }
     }
 }

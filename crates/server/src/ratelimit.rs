@@ -183,6 +183,15 @@ pub fn bucket_for(method: &Method, path: &str, tokens: &TokenPathsConfig) -> Opt
         "/self-service/login" if post => Some(Bucket::Login),
         "/self-service/registration" if post => Some(Bucket::Registration),
         "/self-service/recovery" | "/self-service/verification" if post => Some(Bucket::Email),
+        // Clerk's Frontend API: a password attempt is a login, and so is a new sign-in (it may
+        // carry the password, `signIn.create({identifier, password})`).
+        p if post
+            && (p == "/v1/client/sign_ins"
+                || (p.starts_with("/v1/client/sign_ins/")
+                    && p.ends_with("/attempt_first_factor"))) =>
+        {
+            Some(Bucket::Login)
+        }
         _ if post && is(&tokens.obtain) => Some(Bucket::Login),
         _ if post && is(&tokens.refresh) => Some(Bucket::Refresh),
         p if method == Method::GET
@@ -285,6 +294,19 @@ mod tests {
         );
         assert_eq!(b(Method::GET, "/sessions/whoami"), None);
         assert_eq!(b(Method::GET, "/self-service/login/flows"), None);
+        // Clerk's Frontend API: password attempts spend from the login bucket.
+        assert_eq!(
+            b(
+                Method::POST,
+                "/v1/client/sign_ins/sia_1/attempt_first_factor"
+            ),
+            Some(Bucket::Login)
+        );
+        assert_eq!(
+            b(Method::POST, "/v1/client/sign_ins"),
+            Some(Bucket::Login)
+        );
+        assert_eq!(b(Method::POST, "/v1/client/sessions/sess_1/tokens"), None);
         // Configured token paths are limited where they are, and the defaults are not.
         let custom = TokenPathsConfig {
             obtain: "/auth/jwt/create/".into(),

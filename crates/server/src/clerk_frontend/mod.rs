@@ -6,20 +6,25 @@
 //! Unix milliseconds), mutations wrapped as `{response, client}`, errors as `{errors: [{code,
 //! message, long_message, meta}], meta}`.
 //!
-//! Served so far: the environment and an empty client, which is what clerk-js needs to load
-//! and draw `<SignIn/>` and `<SignUp/>`. Sign-ins, sign-ups, sessions and their tokens are
-//! not served yet (issue 14): those routes answer Clerk's 404.
+//! Served so far: the environment, the client (`client.rs`), sign-in with a password
+//! (`sign_ins.rs`), its sessions and their tokens, and sign-out (`sessions.rs`). Sign-ups and
+//! `/v1/me` are not served yet (issue 14): those routes answer Clerk's 404.
 
 mod assets;
+mod client;
 mod environment;
+mod sessions;
+mod sign_ins;
 
 use crate::AppState;
-use axum::http::StatusCode;
+use axum::extract::{FromRequest, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get};
+use axum::routing::{any, get, post};
 use axum::{Json, Router};
 use portcullis_core::config::Config;
 use serde_json::json;
+use std::collections::HashMap;
 
 pub fn router(config: &Config) -> Router<AppState> {
     if !config.clerk.frontend.enabled {
@@ -33,7 +38,18 @@ pub fn router(config: &Config) -> Router<AppState> {
             "/v1/environment",
             get(move || async move { Json(env) }).post(move || async move { Json(env_post) }),
         )
-        .route("/v1/client", get(client))
+        .route("/v1/client", get(client).post(client_post))
+        .route("/v1/client/sign_ins", post(sign_ins::create))
+        .route("/v1/client/sign_ins/{id}", get(sign_ins::get))
+        .route(
+            "/v1/client/sign_ins/{id}/attempt_first_factor",
+            post(sign_ins::attempt_first_factor),
+        )
+        .route("/v1/client/sessions", post(sessions_post))
+        .route("/v1/client/sessions/{id}/touch", post(sessions::touch))
+        .route("/v1/client/sessions/{id}/tokens", post(sessions::tokens))
+        .route("/v1/client/sessions/{id}/end", post(sessions::end))
+        .route("/v1/client/sessions/{id}/remove", post(sessions::end))
         .route("/v1/{*rest}", any(not_found))
         .route(
             "/npm/@clerk/{package}/dist/{*file}",
@@ -41,15 +57,130 @@ pub fn router(config: &Config) -> Router<AppState> {
         )
 }
 
-/// `GET /v1/client`: no client yet (no `__client` cookie), as Clerk answers a new browser.
-async fn client() -> Json<serde_json::Value> {
-    Json(json!({ "response": null, "client": null }))
+/// `GET /v1/client`: the browser's client, or none (no `__client` cookie) as Clerk answers a
+/// new browser.
+async fn client(State(st): State<AppState>, headers: HeaderMap) -> Response {
+    let Some(mut c) = client::read(&st, &headers) else {
+        return Json(json!({ "response": null, "client": null })).into_response();
+    };
+    let now = st.core.now();
+    let live = client::live_sessions(&st, &mut c, now).await;
+    let azp = client::origin(&headers);
+    let body = client::client_json(&st, &c, &live, azp.as_deref(), now).await;
+    let mut resp = Json(json!({ "response": body, "client": null })).into_response();
+    client::set_cookie(&st, &mut resp, &c);
+    resp
+}
+
+/// clerk-js sends every method but GET as POST with `_method`.
+#[derive(serde::Deserialize)]
+struct Method {
+    #[serde(rename = "_method", default)]
+    method: String,
+}
+
+/// `POST /v1/client?_method=DELETE`: sign-out of every session of the client.
+async fn client_post(
+    State(st): State<AppState>,
+    Query(m): Query<Method>,
+    headers: HeaderMap,
+) -> Response {
+    match m.method.to_ascii_uppercase().as_str() {
+        "DELETE" => sessions::end_all(&st, &headers).await,
+        _ => not_found().await,
+    }
+}
+
+/// `POST /v1/client/sessions?_method=DELETE`: the same.
+async fn sessions_post(
+    State(st): State<AppState>,
+    Query(m): Query<Method>,
+    headers: HeaderMap,
+) -> Response {
+    client_post(State(st), Query(m), headers).await
+}
+
+/// A form-encoded body (clerk-js's), read whatever the `Content-Type` says; the first value of
+/// each field.
+pub(super) struct Form(pub HashMap<String, String>);
+
+impl<S: Send + Sync> FromRequest<S> for Form {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let body = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let mut fields = HashMap::new();
+        for (k, v) in url::form_urlencoded::parse(&body) {
+            fields
+                .entry(k.into_owned())
+                .or_insert_with(|| v.into_owned());
+        }
+        Ok(Form(fields))
+    }
+}
+
+/// A core error in Clerk's envelope: a refusal the request caused, or a 500 (logged).
+pub(super) fn core_error(e: portcullis_core::Error) -> Response {
+    use portcullis_core::Error;
+    match e {
+        Error::NotFound { .. } => clerk_error(
+            StatusCode::NOT_FOUND,
+            "resource_not_found",
+            "not found",
+            "The resource was not found.",
+        ),
+        Error::RateLimited { .. } => clerk_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_requests",
+            "Too many requests.",
+            "Too many requests; please wait and retry.",
+        ),
+        Error::Internal(cause) => {
+            tracing::error!(%cause, "internal error on the Clerk Frontend API");
+            clerk_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_clerk_error",
+                "Oops, an unexpected error occurred",
+                "There was an internal error on our servers.",
+            )
+        }
+        other => clerk_error(
+            StatusCode::BAD_REQUEST,
+            "request_invalid",
+            "Request invalid.",
+            &other.to_string(),
+        ),
+    }
 }
 
 /// Clerk's error envelope.
 pub(super) fn clerk_error(status: StatusCode, code: &str, message: &str, long: &str) -> Response {
+    error_body(status, code, message, long, json!({}))
+}
+
+/// Clerk's error envelope for a form field: clerk-js shows it at the field `meta.param_name`
+/// names.
+pub(super) fn field_error(
+    status: StatusCode,
+    code: &str,
+    message: &str,
+    long: &str,
+    param: &str,
+) -> Response {
+    error_body(status, code, message, long, json!({ "param_name": param }))
+}
+
+fn error_body(
+    status: StatusCode,
+    code: &str,
+    message: &str,
+    long: &str,
+    meta: serde_json::Value,
+) -> Response {
     let body = json!({
-        "errors": [{ "code": code, "message": message, "long_message": long, "meta": {} }],
+        "errors": [{ "code": code, "message": message, "long_message": long, "meta": meta }],
         "meta": {},
     });
     (status, Json(body)).into_response()

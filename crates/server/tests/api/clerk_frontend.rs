@@ -44,6 +44,204 @@ fn frontend(c: &mut Config) {
 crate::on_every_backend! {
     the_environment_offers_email_and_password_whole_and_a_new_browser_has_no_client with frontend,
     clerk_js_bundles_are_served_from_the_installed_packages_and_nothing_else with frontend,
+    password_sign_ins_answer_as_clerk_and_tell_no_addresses_apart with frontend,
+}
+
+/// A clerk-js call: form-encoded, with the client cookie if there is one; the answer and the
+/// new cookie.
+async fn fapi(
+    app: &TestApp,
+    path: &str,
+    form: &[(&str, &str)],
+    cookie: Option<&str>,
+) -> (StatusCode, Value, Option<String>) {
+    let mut req = app
+        .request(reqwest::Method::POST, path)
+        .header("origin", "http://127.0.0.1:4455")
+        .form(form);
+    if let Some(c) = cookie {
+        req = req.header("cookie", format!("__client={c}"));
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status();
+    let set = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| v.strip_prefix("__client="))
+        .map(|v| v.split(';').next().unwrap_or_default().to_string());
+    (status, r.json().await.unwrap_or(Value::Null), set)
+}
+
+async fn password_sign_ins_answer_as_clerk_and_tell_no_addresses_apart(app: TestApp) {
+    let email = crate::helpers::unique_email("fapi");
+    let (identity, _) = app.register(&email, crate::helpers::PASSWORD).await;
+    // A known and an unknown address get the same sign-in: the password is asked of both.
+    let (st, known, cookie) =
+        fapi(&app, "/v1/client/sign_ins", &[("identifier", &email)], None).await;
+    assert_eq!(st, StatusCode::OK, "{known}");
+    let (_, unknown, _) = fapi(
+        &app,
+        "/v1/client/sign_ins",
+        &[("identifier", "nobody@example.com")],
+        None,
+    )
+    .await;
+    for s in [&known, &unknown] {
+        assert_eq!(s["response"]["status"], "needs_first_factor");
+        assert_eq!(
+            s["response"]["supported_first_factors"],
+            serde_json::json!([{"strategy": "password"}])
+        );
+    }
+    let cookie = cookie.expect("the client cookie");
+    let id = known["response"]["id"].as_str().unwrap();
+    assert!(id.starts_with("sia_"));
+    assert_eq!(known["client"]["sign_in"]["id"], id);
+    let attempt = format!("/v1/client/sign_ins/{id}/attempt_first_factor");
+    // Wrong: Clerk's form error at the password field; the unknown address fails alike.
+    let (st, wrong, _) = fapi(
+        &app,
+        &attempt,
+        &[("strategy", "password"), ("password", "wrong")],
+        Some(&cookie),
+    )
+    .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(wrong["errors"][0]["code"], "form_password_incorrect");
+    assert_eq!(wrong["errors"][0]["meta"]["param_name"], "password");
+    let unknown_id = unknown["response"]["id"].as_str().unwrap();
+    let (_, _, unknown_cookie) = fapi(
+        &app,
+        "/v1/client/sign_ins",
+        &[("identifier", "nobody@example.com")],
+        None,
+    )
+    .await;
+    let unknown_cookie = unknown_cookie.unwrap();
+    let (_, refused, _) = fapi(
+        &app,
+        &format!("/v1/client/sign_ins/{unknown_id}/attempt_first_factor"),
+        &[("strategy", "password"), ("password", "wrong")],
+        Some(&unknown_cookie),
+    )
+    .await;
+    assert!(
+        refused["errors"][0]["code"] == "resource_not_found"
+            || refused["errors"][0]["code"] == "form_password_incorrect"
+    );
+    // Another client's sign-in, or a forged cookie: not found.
+    let (st, _, _) = fapi(
+        &app,
+        &attempt,
+        &[
+            ("strategy", "password"),
+            ("password", crate::helpers::PASSWORD),
+        ],
+        Some("forged"),
+    )
+    .await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    let (st, _, _) = fapi(
+        &app,
+        &attempt,
+        &[
+            ("strategy", "password"),
+            ("password", crate::helpers::PASSWORD),
+        ],
+        Some(&unknown_cookie),
+    )
+    .await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+
+    // Right: a session the other faces see, in the client.
+    let (st, done, cookie) = fapi(
+        &app,
+        &attempt,
+        &[
+            ("strategy", "password"),
+            ("password", crate::helpers::PASSWORD),
+        ],
+        Some(&cookie),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{done}");
+    let cookie = cookie.unwrap();
+    assert_eq!(done["response"]["status"], "complete");
+    let sid = done["response"]["created_session_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let session = &done["client"]["sessions"][0];
+    assert_eq!(session["id"], sid.as_str());
+    assert_eq!(
+        session["user"]["id"],
+        format!("user_{}", identity.replace('-', ""))
+    );
+    assert_eq!(done["client"]["last_active_session_id"], sid.as_str());
+    let sessions = app
+        .admin_get_list(&format!("/admin/identities/{identity}/sessions"))
+        .await;
+    assert!(sessions
+        .iter()
+        .any(|s| format!("sess_{}", s["id"].as_str().unwrap().replace('-', "")) == sid));
+    // Tokens for this client's session carry the browser's origin; another client gets none.
+    let (st, token, _) = fapi(
+        &app,
+        &format!("/v1/client/sessions/{sid}/tokens"),
+        &[],
+        Some(&cookie),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK);
+    let payload = token["jwt"]
+        .as_str()
+        .unwrap()
+        .split('.')
+        .nth(1)
+        .unwrap()
+        .to_string();
+    use base64::Engine;
+    let claims: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(claims["azp"], "http://127.0.0.1:4455");
+    let (st, _, _) = fapi(
+        &app,
+        &format!("/v1/client/sessions/{sid}/tokens"),
+        &[],
+        Some(&unknown_cookie),
+    )
+    .await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    // Sign-out of all: the session ends, and the client has none.
+    let (st, out, cookie) = fapi(&app, "/v1/client?_method=DELETE", &[], Some(&cookie)).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(out["response"]["sessions"], serde_json::json!([]));
+    let (st, _, _) = fapi(
+        &app,
+        &format!("/v1/client/sessions/{sid}/tokens"),
+        &[],
+        cookie.as_deref(),
+    )
+    .await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    // The session ended; the one the registration made (another client's) did not.
+    let sessions = app
+        .admin_get_list(&format!(
+            "/admin/identities/{identity}/sessions?active=true"
+        ))
+        .await;
+    let ids: Vec<String> = sessions
+        .iter()
+        .map(|s| format!("sess_{}", s["id"].as_str().unwrap().replace('-', "")))
+        .collect();
+    assert_eq!(ids.len(), 1);
+    assert!(!ids.contains(&sid), "{ids:?}");
 }
 
 async fn the_environment_offers_email_and_password_whole_and_a_new_browser_has_no_client(

@@ -1,0 +1,180 @@
+//! A browser's Clerk client: its current sign-in and its sessions, kept sealed in the
+//! `__client` cookie (HttpOnly, on the Frontend API's host), so any instance reads it and none
+//! stores it. The sessions are Portcullis sessions: the cookie holds their tokens, each checked
+//! on every request, so a session ended anywhere (sign-out, an admin, a password change) is
+//! gone from the client at once.
+
+use crate::AppState;
+use axum::http::{header, HeaderMap, HeaderValue};
+use axum::response::Response;
+use portcullis_core::identity::Identity;
+use portcullis_core::session::Session;
+use portcullis_core::webhooks::clerk_user_id;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use time::OffsetDateTime;
+
+pub(super) const COOKIE: &str = "__client";
+/// A client lives as long as a session may.
+const COOKIE_DAYS: i64 = 365;
+
+/// What the cookie holds.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(super) struct ClientState {
+    pub id: String,
+    /// Session tokens (`ory_st_…`), newest last.
+    pub sessions: Vec<String>,
+    pub sign_in: Option<SignInState>,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct SignInState {
+    pub id: String,
+    pub identifier: String,
+    /// `needs_first_factor` or `complete`.
+    pub status: String,
+    pub session_id: Option<String>,
+}
+
+/// Milliseconds since the epoch, Clerk's timestamps.
+pub(super) fn ms(t: OffsetDateTime) -> i64 {
+    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+}
+
+pub(super) fn random_id(prefix: &str) -> String {
+    format!("{prefix}_{}", uuid::Uuid::new_v4().simple())
+}
+
+/// The client a request's cookie names, if it is one this server sealed.
+pub(super) fn read(st: &AppState, headers: &HeaderMap) -> Option<ClientState> {
+    let value = crate::extract::cookies(headers, COOKIE).next()?.to_string();
+    let plain = st.core.open_clerk_client(&value)?;
+    serde_json::from_slice(&plain).ok()
+}
+
+/// A client's sessions that are still alive, with their identities and tokens.
+pub(super) async fn live_sessions(
+    st: &AppState,
+    c: &mut ClientState,
+    now: OffsetDateTime,
+) -> Vec<(Session, Identity, String)> {
+    let mut live = vec![];
+    let mut kept = vec![];
+    for token in &c.sessions {
+        if let Ok((s, i)) = st.core.authenticate(token, now).await {
+            live.push((s, i, token.clone()));
+            kept.push(token.clone());
+        }
+    }
+    c.sessions = kept;
+    live
+}
+
+/// Sets the cookie holding `c` on `resp`.
+pub(super) fn set_cookie(st: &AppState, resp: &mut Response, c: &ClientState) {
+    let Ok(plain) = serde_json::to_vec(c) else {
+        return;
+    };
+    let Ok(sealed) = st.core.seal_clerk_client(&plain) else {
+        return;
+    };
+    let secure = st.core.public_url().starts_with("https://");
+    let cookie = format!(
+        "{COOKIE}={sealed}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{}",
+        COOKIE_DAYS * 24 * 3600,
+        if secure { "; Secure" } else { "" }
+    );
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        resp.headers_mut().append(header::SET_COOKIE, v);
+    }
+}
+
+/// The session as clerk-js reads it, with `user` and a fresh `last_active_token`.
+pub(super) fn session_json(
+    st: &AppState,
+    s: &Session,
+    i: &Identity,
+    token: Option<&str>,
+    now: OffsetDateTime,
+) -> Value {
+    let user = portcullis_core::webhooks::clerk_user(i, &st.core.config().webhooks.clerk_mapping);
+    let status = if s.active && s.expires_at > now {
+        "active"
+    } else {
+        "ended"
+    };
+    json!({
+        "object": "session",
+        "id": format!("sess_{}", s.id.simple()),
+        "status": status,
+        "expire_at": ms(s.expires_at),
+        "abandon_at": ms(s.expires_at),
+        "last_active_at": ms(s.authenticated_at),
+        "last_active_organization_id": null,
+        "last_active_token": token.map(|jwt| json!({ "object": "token", "jwt": jwt })),
+        "factor_verification_age": [0, -1],
+        "actor": null,
+        "tasks": null,
+        "user": user,
+        "public_user_data": {
+            "first_name": user.get("first_name"),
+            "last_name": user.get("last_name"),
+            "image_url": user.get("image_url"),
+            "has_image": false,
+            "identifier": user.pointer("/email_addresses/0/email_address"),
+            "user_id": clerk_user_id(&i.id.to_string()),
+        },
+        "created_at": ms(s.issued_at),
+        "updated_at": ms(s.authenticated_at),
+    })
+}
+
+/// The browser's origin, for a token's `azp`: `Origin` (on every POST), else the origin of
+/// the `Referer` (a same-origin GET goes without `Origin`).
+pub(super) fn origin(headers: &HeaderMap) -> Option<String> {
+    let header = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+    };
+    header(header::ORIGIN)
+        .filter(|o| *o != "null")
+        .map(str::to_string)
+        .or_else(|| {
+            let referer = url::Url::parse(header(header::REFERER)?).ok()?;
+            Some(referer.origin().ascii_serialization()).filter(|o| o != "null")
+        })
+}
+
+/// The Client resource. Each session carries a fresh token (`last_active_token`): clerk-js
+/// reads the signed-in user's claims from it.
+pub(super) async fn client_json(
+    st: &AppState,
+    c: &ClientState,
+    live: &[(Session, Identity, String)],
+    azp: Option<&str>,
+    now: OffsetDateTime,
+) -> Value {
+    let mut sessions = vec![];
+    for (s, i, _) in live {
+        let jwt = st.core.clerk_session_token(s.id, None, azp, now).await.ok();
+        sessions.push(session_json(st, s, i, jwt.as_deref(), now));
+    }
+    let last = live
+        .last()
+        .map(|(s, _, _)| format!("sess_{}", s.id.simple()));
+    json!({
+        "object": "client",
+        "id": c.id,
+        "sessions": sessions,
+        "sign_in": c.sign_in.as_ref().map(super::sign_ins::sign_in_json),
+        "sign_up": null,
+        "last_active_session_id": last,
+        "last_authentication_strategy": null,
+        "cookie_expires_at": null,
+        "captcha_bypass": false,
+        "created_at": c.created_at,
+        "updated_at": ms(now),
+    })
+}
