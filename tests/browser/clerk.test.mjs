@@ -9,9 +9,10 @@
 // password refused at its field first), shows the user in <UserButton/>, gets a session token
 // for the app's origin with getToken(), and signs out.
 //
-// Run with PORTCULLIS_PUBLIC_URL, PORTCULLIS_CLERK_PUBLISHABLE_KEY (`portcullis keys clerk
-// publishable`) and SPA_PORT set; Portcullis needs clerk.frontend.enabled and
-// clerk.frontend.assets_dir = tests/browser/node_modules (scripts/test does both).
+// Run with PORTCULLIS_PUBLIC_URL, PORTCULLIS_ADMIN_URL, PORTCULLIS_CLERK_PUBLISHABLE_KEY
+// (`portcullis keys clerk publishable`) and SPA_PORT set; Portcullis needs
+// clerk.frontend.enabled, clerk.frontend.assets_dir = tests/browser/node_modules and the SPA's
+// origin in serve.public.cors (scripts/test does all of it).
 import { test } from "node:test"
 import assert from "node:assert/strict"
 import { createVerify } from "node:crypto"
@@ -39,8 +40,10 @@ test("Clerk's React SDK against Portcullis: <SignIn/>, <SignUp/>, the dashboard,
   assert.equal(made.status, 200)
   const identityId = (await made.json()).identity.id
   let clerkSid
+  // On SPA_PORT, the origin Portcullis lists in serve.public.cors: the Frontend API takes
+  // POSTs from its own origin and listed ones only.
   const spa = await startSpaServer({
-    port: 0,
+    port: Number(process.env.SPA_PORT || 0),
     kratosUrl: PUBLIC_URL,
     clerkUrl: PUBLIC_URL,
     publishableKey: KEY,

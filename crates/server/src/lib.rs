@@ -242,6 +242,23 @@ fn cors_layer(c: &portcullis_core::config::CorsConfig) -> Option<tower_http::cor
     )
 }
 
+/// Whether `origin` is the public port's own or one its CORS settings list: who may make a
+/// browser send a cookie-setting request here.
+pub(crate) fn own_or_listed_origin(
+    public: &portcullis_core::config::EndpointConfig,
+    origin: &str,
+) -> bool {
+    let own = url::Url::parse(&public.base_url)
+        .map(|u| u.origin().ascii_serialization())
+        .is_ok_and(|own| own.eq_ignore_ascii_case(origin));
+    own || (public.cors.enabled
+        && public
+            .cors
+            .allowed_origins
+            .iter()
+            .any(|p| origin_matches(&p.to_ascii_lowercase(), &origin.to_ascii_lowercase())))
+}
+
 /// `*` matches every origin; `https://*.example.com` any subdomain (not the apex).
 pub(crate) fn origin_matches(pattern: &str, origin: &str) -> bool {
     if pattern == "*" {

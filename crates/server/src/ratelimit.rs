@@ -302,10 +302,7 @@ mod tests {
             ),
             Some(Bucket::Login)
         );
-        assert_eq!(
-            b(Method::POST, "/v1/client/sign_ins"),
-            Some(Bucket::Login)
-        );
+        assert_eq!(b(Method::POST, "/v1/client/sign_ins"), Some(Bucket::Login));
         assert_eq!(b(Method::POST, "/v1/client/sessions/sess_1/tokens"), None);
         // Configured token paths are limited where they are, and the defaults are not.
         let custom = TokenPathsConfig {

@@ -58,16 +58,7 @@ async fn same_site_only(
     let foreign_origin = h
         .get(header::ORIGIN)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|o| {
-            let own = url::Url::parse(&public.base_url)
-                .map(|u| u.origin().ascii_serialization())
-                .is_ok_and(|own| own.eq_ignore_ascii_case(o));
-            let listed = public.cors.enabled
-                && public.cors.allowed_origins.iter().any(|p| {
-                    crate::origin_matches(&p.to_ascii_lowercase(), &o.to_ascii_lowercase())
-                });
-            !own && !listed
-        });
+        .is_some_and(|o| !crate::own_or_listed_origin(&public, o));
     if cross_site || foreign_origin {
         return SjError::Edge(EdgeError::Forbidden(
             "Cross-site requests are not allowed on the token endpoints in cookie mode.".into(),

@@ -15,6 +15,8 @@ use serde_json::{json, Value};
 use time::OffsetDateTime;
 
 pub(super) const COOKIE: &str = "__client";
+/// The most sessions a client holds: each is checked, and given a token, on every read.
+pub(super) const MAX_SESSIONS: usize = 5;
 /// A client lives as long as a session may.
 const COOKIE_DAYS: i64 = 365;
 

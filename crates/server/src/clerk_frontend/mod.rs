@@ -33,6 +33,7 @@ pub fn router(config: &Config) -> Router<AppState> {
     let env = environment::environment(config);
     // PATCH (clerk-js's "touch" on development instances) arrives as `POST ?_method=PATCH`.
     let env_post = env.clone();
+    let guard = axum::middleware::from_fn_with_state(config.serve.public.clone(), same_origin_only);
     Router::new()
         .route(
             "/v1/environment",
@@ -51,10 +52,38 @@ pub fn router(config: &Config) -> Router<AppState> {
         .route("/v1/client/sessions/{id}/end", post(sessions::end))
         .route("/v1/client/sessions/{id}/remove", post(sessions::end))
         .route("/v1/{*rest}", any(not_found))
+        .route_layer(guard)
         .route(
             "/npm/@clerk/{package}/dist/{*file}",
             get(assets::bundle_file),
         )
+}
+
+/// The client cookie is set and used by these POSTs, which a page of another site could
+/// send as a form (login CSRF: the victim's browser signed in to the attacker's account, or
+/// signed out). clerk-js sends every POST with its page's `Origin`: it must be ours or one
+/// `serve.public.cors` lists (the app's, through a same-origin proxy or across origins).
+async fn same_origin_only(
+    State(public): State<portcullis_core::config::EndpointConfig>,
+    req: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if req.method() == axum::http::Method::POST {
+        let allowed = req
+            .headers()
+            .get(axum::http::header::ORIGIN)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|o| crate::own_or_listed_origin(&public, o));
+        if !allowed {
+            return clerk_error(
+                StatusCode::FORBIDDEN,
+                "origin_invalid",
+                "Origin not allowed.",
+                "This request's Origin is neither Portcullis's nor one serve.public.cors lists.",
+            );
+        }
+    }
+    next.run(req).await
 }
 
 /// `GET /v1/client`: the browser's client, or none (no `__client` cookie) as Clerk answers a

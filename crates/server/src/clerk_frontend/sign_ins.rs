@@ -180,6 +180,10 @@ async fn attempt(
             sign_in.status = "complete".into();
             sign_in.session_id = Some(format!("sess_{}", session.id.simple()));
             c.sessions.push(token);
+            // A client keeps its newest few sessions (the environment is single-session); an
+            // older one is only forgotten by the client, it is not ended.
+            let excess = c.sessions.len().saturating_sub(client::MAX_SESSIONS);
+            c.sessions.drain(..excess);
             Ok(())
         }
         Ok(SignedIn::Refused) => Err(wrong_password()),

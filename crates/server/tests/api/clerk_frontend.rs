@@ -36,9 +36,14 @@ fn assets() -> String {
     dir.to_string_lossy().into_owned()
 }
 
+/// The app's origin (its pages forward `/__clerk` here, or call across origins).
+const APP: &str = "http://127.0.0.1:4455";
+
 fn frontend(c: &mut Config) {
     c.clerk.frontend.enabled = true;
     c.clerk.frontend.assets_dir = assets();
+    c.serve.public.cors.enabled = true;
+    c.serve.public.cors.allowed_origins = vec![APP.into()];
 }
 
 crate::on_every_backend! {
@@ -57,7 +62,7 @@ async fn fapi(
 ) -> (StatusCode, Value, Option<String>) {
     let mut req = app
         .request(reqwest::Method::POST, path)
-        .header("origin", "http://127.0.0.1:4455")
+        .header("origin", APP)
         .form(form);
     if let Some(c) = cookie {
         req = req.header("cookie", format!("__client={c}"));
@@ -77,6 +82,24 @@ async fn fapi(
 async fn password_sign_ins_answer_as_clerk_and_tell_no_addresses_apart(app: TestApp) {
     let email = crate::helpers::unique_email("fapi");
     let (identity, _) = app.register(&email, crate::helpers::PASSWORD).await;
+    // A page of another site cannot post here (login CSRF): no Origin, or a foreign one.
+    for origin in [None, Some("https://evil.example")] {
+        let mut req = app
+            .request(reqwest::Method::POST, "/v1/client/sign_ins")
+            .form(&[
+                ("identifier", email.as_str()),
+                ("strategy", "password"),
+                ("password", crate::helpers::PASSWORD),
+            ]);
+        if let Some(o) = origin {
+            req = req.header("origin", o);
+        }
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{origin:?}");
+        assert!(r.headers().get("set-cookie").is_none());
+        let e: Value = r.json().await.unwrap();
+        assert_eq!(e["errors"][0]["code"], "origin_invalid");
+    }
     // A known and an unknown address get the same sign-in: the password is asked of both.
     let (st, known, cookie) =
         fapi(&app, "/v1/client/sign_ins", &[("identifier", &email)], None).await;
@@ -291,6 +314,7 @@ async fn the_environment_offers_email_and_password_whole_and_a_new_browser_has_n
     let r = app
         .request(reqwest::Method::POST, "/v1/environment?_method=PATCH")
         .header("content-type", "application/x-www-form-urlencoded")
+        .header("origin", APP)
         .send()
         .await
         .unwrap();
