@@ -26,8 +26,9 @@ use uuid::Uuid;
 const KV_KEY: &str = "clerk.session_key";
 /// Clerk's default lifetime of a session token; clerk-js refreshes it before it ends.
 pub const LIFETIME_SECONDS: i64 = 60;
-/// The longest lifetime the Backend API's `expires_in_seconds` may ask for (Clerk's limit).
-pub const MAX_LIFETIME_SECONDS: i64 = 315_360_000;
+/// The longest lifetime the Backend API's `expires_in_seconds` may ask for (a day; the token
+/// never outlives its session either).
+pub const MAX_LIFETIME_SECONDS: i64 = 86_400;
 
 /// The instance's session-token key, loaded.
 pub struct ClerkKey {
@@ -94,6 +95,13 @@ impl Core {
         if !session.is_valid(&identity, now) {
             return Err(gone());
         }
+        // A session that has not shown the second factor its account now has is refused, as
+        // whoami refuses it under `highest_available`.
+        let enforced =
+            self.config.session.whoami.required_aal == crate::config::RequiredAal::HighestAvailable;
+        if enforced && session.level() < identity.available_aal() {
+            return Err(gone());
+        }
         let lifetime = lifetime.unwrap_or(LIFETIME_SECONDS);
         if !(1..=MAX_LIFETIME_SECONDS).contains(&lifetime) {
             return Err(Error::bad_request(format!(
@@ -118,7 +126,8 @@ impl Core {
             "sid": format!("sess_{}", session.id.simple()),
             "iat": iat,
             "nbf": iat,
-            "exp": iat + lifetime,
+            // Never past the session's own end: a verifier with the PEM checks nothing online.
+            "exp": (iat + lifetime).min(session.expires_at.unix_timestamp()),
             "jti": Uuid::new_v4().simple().to_string(),
             "v": 2,
             "fva": [age("aal1"), age("aal2")],
@@ -180,8 +189,9 @@ pub enum SignedIn {
 }
 
 impl Core {
-    /// A password sign-in from Clerk's Frontend API: the same checks, counters and events as
-    /// the Kratos face's login, then a session.
+    /// A password sign-in from Clerk's Frontend API: what the Kratos face's password login
+    /// does (the counters, the login hooks and web hooks, `require_verified_address`,
+    /// `revoke_active_sessions`, the events), then a session.
     pub async fn clerk_password_sign_in(
         &self,
         identifier: &str,
@@ -189,16 +199,35 @@ impl Core {
         caller: &crate::service::Caller,
         now: OffsetDateTime,
     ) -> Result<SignedIn> {
+        use crate::config::HookName;
+        let hooked = self.flowless_login(caller, now);
+        if let Some(flow) = &hooked {
+            self.flowless_login_hooks(flow, None, caller).await?;
+        }
         let identity = self
             .verify_password_login(identifier, password, None, &caller.origin(), now)
             .await?;
         let Some(identity) = identity.filter(|i| i.is_active()) else {
             return Ok(SignedIn::Refused);
         };
+        let after = self.config.after(crate::flow::FlowKind::Login);
+        let runs = |h: HookName| after.runs(crate::methods::Method::Password.as_str(), h, false);
+        // An account without a verified address is refused like a wrong password: this face
+        // mails no code, and under enumeration mitigation a fresh sign-up must not be told
+        // from a taken address by signing in with its password.
+        if runs(HookName::RequireVerifiedAddress)
+            && !identity.verifiable_addresses.iter().any(|a| a.verified)
+        {
+            return Ok(SignedIn::Refused);
+        }
         let enforced =
             self.config.session.whoami.required_aal == crate::config::RequiredAal::HighestAvailable;
         if enforced && identity.available_aal() >= crate::methods::Aal::Aal2 {
             return Ok(SignedIn::SecondFactorRequired);
+        }
+        if let Some(flow) = &hooked {
+            self.flowless_login_hooks(flow, Some(&identity), caller)
+                .await?;
         }
         let (session, token) = self
             .issue_session(
@@ -209,6 +238,10 @@ impl Core {
                 now,
             )
             .await?;
+        if runs(HookName::RevokeActiveSessions) {
+            self.revoke_other_sessions(identity.id, session.id, &caller.origin(), "login_hook")
+                .await?;
+        }
         Ok(SignedIn::Session(
             Box::new(session),
             token,

@@ -75,6 +75,18 @@ impl Core {
         if !identity.is_active() {
             return Err(TokenError::BadCredentials.into());
         }
+        // `require_verified_address` holds here too, refused like a wrong password (this face
+        // mails no code, and under enumeration mitigation a fresh sign-up must not be told
+        // from a taken address by its tokens).
+        let after = self.config.after(crate::flow::FlowKind::Login);
+        let needs_verified = after.runs(
+            crate::methods::Method::Password.as_str(),
+            crate::config::HookName::RequireVerifiedAddress,
+            false,
+        );
+        if needs_verified && !identity.verifiable_addresses.iter().any(|a| a.verified) {
+            return Err(TokenError::BadCredentials.into());
+        }
         let second = self
             .second_factor_for_tokens(&identity, req.otp.as_deref(), caller, now)
             .await?;

@@ -31,6 +31,13 @@ fn safe_file(file: &str) -> Option<PathBuf> {
     Some(path)
 }
 
+/// The `version` of an installed package's `package.json`.
+async fn installed_version(package: &std::path::Path) -> Option<String> {
+    let text = tokio::fs::read(package.join("package.json")).await.ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&text).ok()?;
+    v.get("version")?.as_str().map(str::to_string)
+}
+
 fn content_type(file: &str) -> &'static str {
     match file.rsplit('.').next() {
         Some("js" | "mjs") => "text/javascript; charset=utf-8",
@@ -52,16 +59,16 @@ pub(super) async fn bundle_file(
     else {
         return super::not_found().await;
     };
-    let path = PathBuf::from(dir)
-        .join("@clerk")
-        .join(name)
-        .join("dist")
-        .join(rel);
-    let Ok(bytes) = tokio::fs::read(&path).await else {
+    let package = PathBuf::from(dir).join("@clerk").join(name);
+    // A path naming an exact version (a chunk) is cached for good: it must be the installed
+    // one, or an upgrade would leave stale code in caches under that name.
+    let exact = version.split('.').count() == 3;
+    if exact && installed_version(&package).await.as_deref() != Some(version) {
+        return super::not_found().await;
+    }
+    let Ok(bytes) = tokio::fs::read(package.join("dist").join(rel)).await else {
         return super::not_found().await;
     };
-    // A path naming the exact version (a chunk) never changes; `@6` follows what is installed.
-    let exact = version.split('.').count() == 3;
     let cache = if exact {
         "public, max-age=31536000, immutable"
     } else {

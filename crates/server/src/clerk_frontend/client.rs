@@ -64,9 +64,14 @@ pub(super) async fn live_sessions(
     let mut live = vec![];
     let mut kept = vec![];
     for token in &c.sessions {
-        if let Ok((s, i)) = st.core.authenticate(token, now).await {
-            live.push((s, i, token.clone()));
-            kept.push(token.clone());
+        match st.core.authenticate(token, now).await {
+            Ok((s, i)) => {
+                live.push((s, i, token.clone()));
+                kept.push(token.clone());
+            }
+            // Ended: forgotten. Unreadable now (the database): kept for the next request.
+            Err(portcullis_core::Error::SessionInactive) => {}
+            Err(_) => kept.push(token.clone()),
         }
     }
     c.sessions = kept;
@@ -133,8 +138,9 @@ pub(super) fn session_json(
 }
 
 /// The browser's origin, for a token's `azp`: `Origin` (on every POST), else the origin of
-/// the `Referer` (a same-origin GET goes without `Origin`).
-pub(super) fn origin(headers: &HeaderMap) -> Option<String> {
+/// the `Referer` (a same-origin GET goes without `Origin`); only Portcullis's own and the
+/// ones `serve.public.cors` lists, so no page picks the party its token names.
+pub(super) fn origin(st: &AppState, headers: &HeaderMap) -> Option<String> {
     let header = |name| {
         headers
             .get(name)
@@ -147,6 +153,7 @@ pub(super) fn origin(headers: &HeaderMap) -> Option<String> {
             let referer = url::Url::parse(header(header::REFERER)?).ok()?;
             Some(referer.origin().ascii_serialization()).filter(|o| o != "null")
         })
+        .filter(|o| crate::own_or_listed_origin(&st.core.config().serve.public, o))
 }
 
 /// The Client resource. Each session carries a fresh token (`last_active_token`): clerk-js

@@ -94,7 +94,7 @@ async fn client(State(st): State<AppState>, headers: HeaderMap) -> Response {
     };
     let now = st.core.now();
     let live = client::live_sessions(&st, &mut c, now).await;
-    let azp = client::origin(&headers);
+    let azp = client::origin(&st, &headers);
     let body = client::client_json(&st, &c, &live, azp.as_deref(), now).await;
     let mut resp = Json(json!({ "response": body, "client": null })).into_response();
     client::set_cookie(&st, &mut resp, &c);
@@ -159,6 +159,12 @@ pub(super) fn core_error(e: portcullis_core::Error) -> Response {
             "resource_not_found",
             "not found",
             "The resource was not found.",
+        ),
+        Error::HookFailed => clerk_error(
+            StatusCode::BAD_GATEWAY,
+            "hook_failed",
+            "A service this sign-in depends on did not answer.",
+            "A web hook of the login flow failed; try again later.",
         ),
         Error::RateLimited { .. } => clerk_error(
             StatusCode::TOO_MANY_REQUESTS,

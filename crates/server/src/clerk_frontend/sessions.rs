@@ -39,7 +39,7 @@ async fn with_client(
     live: &[(Session, Identity, String)],
 ) -> Response {
     let now = st.core.now();
-    let azp = client::origin(headers);
+    let azp = client::origin(st, headers);
     let client = client::client_json(st, c, live, azp.as_deref(), now).await;
     let body = json!({ "response": resource, "client": client });
     let mut resp = Json(body).into_response();
@@ -57,7 +57,7 @@ pub(super) async fn touch(
         return super::not_found().await;
     };
     let now = st.core.now();
-    let azp = client::origin(&headers);
+    let azp = client::origin(&st, &headers);
     let jwt = st
         .core
         .clerk_session_token(s.id, None, azp.as_deref(), now)
@@ -77,7 +77,7 @@ pub(super) async fn tokens(
     let Some((_, _, (session, _, _))) = own_session(&st, &headers, &sid).await else {
         return super::not_found().await;
     };
-    let origin = client::origin(&headers);
+    let origin = client::origin(&st, &headers);
     match st
         .core
         .clerk_session_token(session.id, None, origin.as_deref(), st.core.now())
@@ -120,16 +120,25 @@ pub(super) async fn end_all(st: &AppState, headers: &HeaderMap) -> Response {
         return Json(json!({ "response": null, "client": null })).into_response();
     };
     let now = st.core.now();
+    // Every session is ended, whichever fails; a failure keeps its token and is answered.
+    let mut failed = None;
+    let mut kept = vec![];
     for token in &c.sessions {
-        if let Err(e) = st
+        let ended = st
             .core
             .clerk_end_session(token, &Default::default(), now)
-            .await
-        {
-            return super::core_error(e);
+            .await;
+        if let Err(e) = ended {
+            kept.push(token.clone());
+            failed = Some(e);
         }
     }
-    c.sessions.clear();
+    c.sessions = kept;
+    if let Some(e) = failed {
+        let mut resp = super::core_error(e);
+        client::set_cookie(st, &mut resp, &c);
+        return resp;
+    }
     c.sign_in = None;
     let client = client::client_json(st, &c, &[], None, now).await;
     let mut resp = Json(json!({ "response": client.clone(), "client": client })).into_response();

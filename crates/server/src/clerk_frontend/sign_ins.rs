@@ -57,7 +57,7 @@ async fn answer(
 ) -> Response {
     let now = st.core.now();
     let live = client::live_sessions(st, &mut c, now).await;
-    let azp = client::origin(headers);
+    let azp = client::origin(st, headers);
     let client = client::client_json(st, &c, &live, azp.as_deref(), now).await;
     let body = json!({ "response": resource, "client": client });
     let mut resp = Json(body).into_response();

@@ -331,6 +331,8 @@ pub(crate) fn request_info(parts: &Parts, core: &Core) -> portcullis_core::servi
         config.csrf_cookie_name(),
         config.tokens.cookies.access_name.as_str(),
         config.tokens.cookies.refresh_name.as_str(),
+        // Clerk's Frontend API client: it holds session tokens.
+        "__client",
     ];
     let cookies = h
         .get_all(header::COOKIE)

@@ -28,11 +28,10 @@ fn assets() -> String {
         std::fs::create_dir_all(&d).unwrap();
         std::fs::write(d.join(file), body).unwrap();
     }
-    std::fs::write(
-        dir.join("@clerk").join("clerk-js").join("package.json"),
-        "{}",
-    )
-    .unwrap();
+    for (pkg, version) in [("clerk-js", "6.40.0"), ("ui", "1.34.0")] {
+        let manifest = format!(r#"{{"name": "@clerk/{pkg}", "version": "{version}"}}"#);
+        std::fs::write(dir.join("@clerk").join(pkg).join("package.json"), manifest).unwrap();
+    }
     dir.to_string_lossy().into_owned()
 }
 
@@ -50,6 +49,46 @@ crate::on_every_backend! {
     the_environment_offers_email_and_password_whole_and_a_new_browser_has_no_client with frontend,
     clerk_js_bundles_are_served_from_the_installed_packages_and_nothing_else with frontend,
     password_sign_ins_answer_as_clerk_and_tell_no_addresses_apart with frontend,
+    sign_ins_are_held_to_the_login_hooks with verified_only,
+}
+
+/// Logins need a verified address (`require_verified_address`).
+fn verified_only(c: &mut Config) {
+    frontend(c);
+    c.selfservice.flows.login.after.password.hooks =
+        Some(vec![portcullis_core::config::HookConfig {
+            hook: portcullis_core::config::HookName::RequireVerifiedAddress,
+            config: Value::Null,
+        }]);
+}
+
+/// The Frontend API and the token face sign in as the Kratos login does: an account without a
+/// verified address is refused, like a wrong password, by both.
+async fn sign_ins_are_held_to_the_login_hooks(app: TestApp) {
+    let email = crate::helpers::unique_email("unverified");
+    app.register(&email, crate::helpers::PASSWORD).await;
+    let (_, started, cookie) =
+        fapi(&app, "/v1/client/sign_ins", &[("identifier", &email)], None).await;
+    let id = started["response"]["id"].as_str().unwrap();
+    let (st, refused, _) = fapi(
+        &app,
+        &format!("/v1/client/sign_ins/{id}/attempt_first_factor"),
+        &[
+            ("strategy", "password"),
+            ("password", crate::helpers::PASSWORD),
+        ],
+        cookie.as_deref(),
+    )
+    .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+    assert_eq!(refused["errors"][0]["code"], "form_password_incorrect");
+    let (st, body) = app
+        .post_json(
+            "/api/token/",
+            &serde_json::json!({ "email": email, "password": crate::helpers::PASSWORD }),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED, "{body}");
 }
 
 /// A clerk-js call: form-encoded, with the client cookie if there is one; the answer and the
@@ -368,6 +407,8 @@ async fn clerk_js_bundles_are_served_from_the_installed_packages_and_nothing_els
         "/npm/@clerk/clerk-js@6/dist/%2e%2e/package.json",
         "/npm/@clerk/backend@1/dist/index.js",
         "/npm/@clerk/clerk-js@6/dist/missing.js",
+        // An exact version that is not the installed one (it would be cached for good).
+        "/npm/@clerk/clerk-js@9.9.9/dist/clerk.browser.js",
     ] {
         let r = get(path).await;
         assert_eq!(r.status(), StatusCode::NOT_FOUND, "{path}");

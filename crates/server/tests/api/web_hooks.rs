@@ -217,7 +217,7 @@ async fn hooks_after_the_registration_get_the_stored_identity_and_their_auth(app
         .header("user-agent", &agent)
         .header(
             "cookie",
-            format!("theme=dark; {csrf}=secret; access_token=eyJ.a.b; refresh_token=eyJ.c.d"),
+            format!("theme=dark; {csrf}=secret; access_token=eyJ.a.b; refresh_token=eyJ.c.d; __client=sealed"),
         )
         .send()
         .await
