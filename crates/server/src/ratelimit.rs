@@ -126,8 +126,12 @@ pub async fn limit(State(st): State<AppState>, req: Request, next: Next) -> Resp
             let e = Error::RateLimited {
                 retry_after: wait.as_secs(),
             };
-            if matches!(bucket, Bucket::Login | Bucket::Refresh)
-                && !req.uri().path().starts_with("/self-service/")
+            // Each face answers in its own format: Clerk's Frontend API, the token face, Kratos.
+            let path = req.uri().path();
+            if path.starts_with("/v1/") {
+                crate::clerk::ClerkError::from(e).into_response()
+            } else if matches!(bucket, Bucket::Login | Bucket::Refresh)
+                && !path.starts_with("/self-service/")
             {
                 crate::tokens::SjError::Core(e).into_response()
             } else {

@@ -24,6 +24,7 @@ fn behind_a_proxy(c: &mut Config) {
 fn default_limits(c: &mut Config) {
     c.security.rate_limit = Default::default();
     c.security.rate_limit.login.burst = 3;
+    c.clerk.frontend.enabled = true;
 }
 
 const CLERK_KEY: &str = "sk_test_ratelimit_clerk_0123456789";
@@ -201,6 +202,16 @@ async fn the_per_ip_limit_answers_429_with_retry_after_in_each_faces_format(app:
     assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
     let (_, body) = json_of(r).await;
     assert_eq!(body["error"]["id"], "rate_limit_exceeded");
+    // Clerk's Frontend API sign-ins share it too, in Clerk's envelope.
+    let r = send(
+        app.request(Method::POST, "/v1/client/sign_ins")
+            .form(&[("identifier", email.as_str())]),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(retry_after(&r) >= 1);
+    let (_, body) = json_of(r).await;
+    assert_eq!(body["errors"][0]["code"], "too_many_requests");
     // Other endpoints are not affected.
     assert_eq!(app.get("/health/alive").await.status(), StatusCode::OK);
     let (status, _) = app.get_json("/self-service/registration/api").await;
