@@ -136,6 +136,13 @@ impl Core {
         if let (Some(azp), Some(o)) = (azp, claims.as_object_mut()) {
             o.insert("azp".into(), json!(azp));
         }
+        let custom = &self.config.clerk.session_claims;
+        if let (false, Some(o)) = (custom.is_empty(), claims.as_object_mut()) {
+            let user = crate::webhooks::clerk_user(&identity, &self.config.webhooks.clerk_mapping);
+            for (k, v) in custom {
+                o.insert(k.clone(), render(v, &user));
+            }
+        }
         let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
         header.kid = Some(key.key.kid.clone());
         header.typ = Some("JWT".into());
@@ -290,5 +297,121 @@ impl Core {
             "client",
         )
         .ok()
+    }
+}
+
+/// A `clerk.session_claims` value for `user` (the Clerk User object): a string that is one
+/// shortcode (`"{{user.public_metadata.role}}"`) becomes that value, whatever its type (null
+/// when absent); shortcodes inside a longer string are replaced by their text (empty when
+/// absent); objects and arrays are rendered member by member. Clerk's own shortcuts
+/// `user.primary_email_address` and `user.full_name` are there too.
+fn render(template: &Value, user: &Value) -> Value {
+    match template {
+        Value::String(s) => render_string(s, user),
+        Value::Array(items) => Value::Array(items.iter().map(|v| render(v, user)).collect()),
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, v)| (k.clone(), render(v, user)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+fn shortcode(path: &str, user: &Value) -> Value {
+    let Some(field) = path.trim().strip_prefix("user.") else {
+        return Value::Null;
+    };
+    let text = |k: &str| {
+        user.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    match field {
+        "primary_email_address" => user
+            .get("email_addresses")
+            .and_then(Value::as_array)
+            .and_then(|a| {
+                a.iter()
+                    .find(|e| e.get("id") == user.get("primary_email_address_id"))
+            })
+            .and_then(|e| e.get("email_address"))
+            .cloned()
+            .unwrap_or(Value::Null),
+        "full_name" => {
+            let full = format!("{} {}", text("first_name"), text("last_name"));
+            json!(full.trim())
+        }
+        path => path
+            .split('.')
+            .try_fold(user, |v, k| v.get(k))
+            .cloned()
+            .unwrap_or(Value::Null),
+    }
+}
+
+fn render_string(s: &str, user: &Value) -> Value {
+    let trimmed = s.trim();
+    if let Some(inner) = trimmed
+        .strip_prefix("{{")
+        .and_then(|r| r.strip_suffix("}}"))
+    {
+        if !inner.contains("{{") {
+            return shortcode(inner, user);
+        }
+    }
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(start) = rest.find("{{") {
+        let Some(len) = rest[start..].find("}}") else {
+            break;
+        };
+        out.push_str(&rest[..start]);
+        match shortcode(&rest[start + 2..start + len], user) {
+            Value::String(t) => out.push_str(&t),
+            Value::Null => {}
+            other => out.push_str(&other.to_string()),
+        }
+        rest = &rest[start + len + 2..];
+    }
+    out.push_str(rest);
+    Value::String(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::render;
+    use serde_json::json;
+
+    #[test]
+    fn shortcodes_take_the_users_values_as_clerk_renders_them() {
+        let user = json!({
+            "id": "user_1", "first_name": "Ada", "last_name": "Lovelace",
+            "public_metadata": {"role": "admin", "teams": ["a", "b"]},
+            "primary_email_address_id": "idn_2",
+            "email_addresses": [{"id": "idn_1", "email_address": "old@example.com"}, {"id": "idn_2", "email_address": "ada@example.com"}],
+        });
+        let claims = json!({
+            "role": "{{user.public_metadata.role}}",
+            "teams": "{{ user.public_metadata.teams }}",
+            "meta": "{{user.public_metadata}}",
+            "email": "{{user.primary_email_address}}",
+            "greeting": "Hello {{user.full_name}} ({{user.id}}){{user.nothing}}",
+            "missing": "{{user.public_metadata.plan}}",
+            "fixed": {"tier": 3, "names": ["{{user.first_name}}"]},
+        });
+        assert_eq!(
+            render(&claims, &user),
+            json!({
+                "role": "admin",
+                "teams": ["a", "b"],
+                "meta": {"role": "admin", "teams": ["a", "b"]},
+                "email": "ada@example.com",
+                "greeting": "Hello Ada Lovelace (user_1)",
+                "missing": null,
+                "fixed": {"tier": 3, "names": ["Ada"]},
+            })
+        );
     }
 }

@@ -29,7 +29,11 @@ from test_webhooks import CLERK_KEY, clerk, clerk_user_id, register
 
 @pytest.fixture
 def server(portcullis_server):
-    return portcullis_server(CLERK_SECRET_KEYS=json.dumps([CLERK_KEY]))
+    # Clerk's "customize session token": the role the backend sets lands in every token.
+    return portcullis_server(
+        CLERK_SECRET_KEYS=json.dumps([CLERK_KEY]),
+        CLERK_SESSION_CLAIMS=json.dumps({"role": "{{user.public_metadata.role}}", "email": "{{user.primary_email_address}}"}),
+    )
 
 
 def signed_in(server):
@@ -83,6 +87,14 @@ def test_session_tokens_verify_in_clerk_backend_api(server):
     # A forged signature never passes.
     forged = jwt[:-4] + ("AAAA" if not jwt.endswith("AAAA") else "BBBB")
     assert not authenticate_request(bearer(forged), AuthenticateRequestOptions(jwt_key=pem)).is_signed_in
+
+    # The role set through the Backend API is in the next token.
+    assert claims["role"] is None and claims["email"].endswith("@example.com")
+    with clerk(server) as c:
+        c.users.update_metadata(user_id=clerk_user_id(identity), public_metadata={"role": "admin"})
+        jwt = c.sessions.create_token(session_id=sid).jwt
+    state = authenticate_request(bearer(jwt), AuthenticateRequestOptions(jwt_key=pem))
+    assert state.is_signed_in and state.payload["role"] == "admin"
 
     # A revoked session gets no new token.
     with clerk(server) as c:

@@ -10,7 +10,16 @@ pub struct ClerkConfig {
     /// Accepted `Authorization: Bearer sk_…` keys (besides keys created through the admin API).
     pub secret_keys: Vec<Secret>,
     pub frontend: ClerkFrontendConfig,
+    /// Claims added to every session token, as Clerk's "customize session token" takes them:
+    /// JSON whose strings may hold `{{user.<field>}}` shortcodes over the Clerk User
+    /// (`{"role": "{{user.public_metadata.role}}"}`).
+    pub session_claims: serde_json::Map<String, serde_json::Value>,
 }
+
+/// The claims every session token has; `clerk.session_claims` cannot replace them.
+pub const RESERVED_SESSION_CLAIMS: [&str; 12] = [
+    "iss", "sub", "sid", "iat", "nbf", "exp", "jti", "v", "fva", "sts", "azp", "aud",
+];
 
 /// `clerk.frontend`: the Frontend API that clerk-js talks to.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -26,6 +35,15 @@ pub struct ClerkFrontendConfig {
 
 impl ClerkConfig {
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(taken) = self
+            .session_claims
+            .keys()
+            .find(|k| RESERVED_SESSION_CLAIMS.contains(&k.as_str()))
+        {
+            return Err(ConfigError::Invalid(format!(
+                "clerk.session_claims.{taken}: a claim every session token has; choose another name"
+            )));
+        }
         let dir = &self.frontend.assets_dir;
         if !dir.is_empty() && !std::path::Path::new(dir).is_dir() {
             return Err(ConfigError::Invalid(format!(
