@@ -626,12 +626,24 @@ fn mitigated_enumeration_keeps_every_sign_up_method_from_signing_in_at_once() {
 #[test]
 fn session_claims_cannot_replace_the_claims_every_token_has() {
     let load = |claims: &str| {
-        Config::load(None, env(&[("PORTCULLIS_CLERK_SESSION_CLAIMS", claims)]), true)
+        Config::load(
+            None,
+            env(&[("PORTCULLIS_CLERK_SESSION_CLAIMS", claims)]),
+            true,
+        )
     };
     let ok = load(r#"{"role": "{{user.public_metadata.role}}"}"#).unwrap();
-    assert_eq!(ok.clerk.session_claims["role"], "{{user.public_metadata.role}}");
-    let err = load(r#"{"sub": "{{user.external_id}}"}"#).unwrap_err().to_string();
-    assert!(err.contains("clerk.session_claims.sub: a claim every session token has"), "{err}");
+    assert_eq!(
+        ok.clerk.session_claims["role"],
+        "{{user.public_metadata.role}}"
+    );
+    let err = load(r#"{"sub": "{{user.external_id}}"}"#)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("clerk.session_claims.sub: a claim every session token has"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -17,6 +17,7 @@
 mod apple;
 mod callback;
 pub mod claims;
+mod discovery;
 pub mod link;
 pub mod native;
 mod oauth2;
