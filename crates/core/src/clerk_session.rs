@@ -92,7 +92,21 @@ impl Core {
     ) -> Result<String> {
         let gone = || Error::not_found("Session not found");
         let (session, identity) = self.store.get_session(id).await?.ok_or_else(gone)?;
-        if !session.is_valid(&identity, now) {
+        self.clerk_token_for(&session, &identity, lifetime, azp, now)
+            .await
+    }
+
+    /// [`Core::clerk_session_token`] for a session already read (a client's, just checked).
+    pub async fn clerk_token_for(
+        &self,
+        session: &crate::session::Session,
+        identity: &crate::identity::Identity,
+        lifetime: Option<i64>,
+        azp: Option<&str>,
+        now: OffsetDateTime,
+    ) -> Result<String> {
+        let gone = || Error::not_found("Session not found");
+        if !session.is_valid(identity, now) {
             return Err(gone());
         }
         // A session that has not shown the second factor its account now has is refused, as
@@ -138,7 +152,7 @@ impl Core {
         }
         let custom = &self.config.clerk.session_claims;
         if let (false, Some(o)) = (custom.is_empty(), claims.as_object_mut()) {
-            let user = crate::webhooks::clerk_user(&identity, &self.config.webhooks.clerk_mapping);
+            let user = crate::webhooks::clerk_user(identity, &self.config.webhooks.clerk_mapping);
             for (k, v) in custom {
                 o.insert(k.clone(), render(v, &user));
             }

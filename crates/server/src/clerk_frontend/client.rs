@@ -156,8 +156,8 @@ pub(super) fn origin(st: &AppState, headers: &HeaderMap) -> Option<String> {
         .filter(|o| crate::own_or_listed_origin(&st.core.config().serve.public, o))
 }
 
-/// The Client resource. Each session carries a fresh token (`last_active_token`): clerk-js
-/// reads the signed-in user's claims from it.
+/// The Client resource. The active session (the newest) carries a fresh token
+/// (`last_active_token`): clerk-js reads the signed-in user's claims from it.
 pub(super) async fn client_json(
     st: &AppState,
     c: &ClientState,
@@ -166,8 +166,11 @@ pub(super) async fn client_json(
     now: OffsetDateTime,
 ) -> Value {
     let mut sessions = vec![];
-    for (s, i, _) in live {
-        let jwt = st.core.clerk_session_token(s.id, None, azp, now).await.ok();
+    for (n, (s, i, _)) in live.iter().enumerate() {
+        let jwt = match n + 1 == live.len() {
+            true => st.core.clerk_token_for(s, i, None, azp, now).await.ok(),
+            false => None,
+        };
         sessions.push(session_json(st, s, i, jwt.as_deref(), now));
     }
     let last = live

@@ -60,7 +60,7 @@ pub(super) async fn touch(
     let azp = client::origin(&st, &headers);
     let jwt = st
         .core
-        .clerk_session_token(s.id, None, azp.as_deref(), now)
+        .clerk_token_for(&s, &i, None, azp.as_deref(), now)
         .await
         .ok();
     let resource = client::session_json(&st, &s, &i, jwt.as_deref(), now);
@@ -74,13 +74,13 @@ pub(super) async fn tokens(
     headers: HeaderMap,
     Path(sid): Path<String>,
 ) -> Response {
-    let Some((_, _, (session, _, _))) = own_session(&st, &headers, &sid).await else {
+    let Some((_, _, (session, identity, _))) = own_session(&st, &headers, &sid).await else {
         return super::not_found().await;
     };
     let origin = client::origin(&st, &headers);
     match st
         .core
-        .clerk_session_token(session.id, None, origin.as_deref(), st.core.now())
+        .clerk_token_for(&session, &identity, None, origin.as_deref(), st.core.now())
         .await
     {
         Ok(jwt) => Json(json!({ "object": "token", "jwt": jwt })).into_response(),
