@@ -265,6 +265,30 @@ pub fn clerk_user_id(identity_id: &str) -> String {
     format!("user_{}", identity_id.replace('-', ""))
 }
 
+/// Writes one of Clerk's user fields into `traits` at its mapped dotted `path`; an empty or
+/// null value removes the trait.
+pub fn set_trait(traits: &mut Value, path: &str, value: &Value) {
+    let segs: Vec<&str> = path.split('.').collect();
+    let mut cur = traits;
+    for (n, seg) in segs.iter().enumerate() {
+        if !cur.is_object() {
+            *cur = json!({});
+        }
+        let Some(obj) = cur.as_object_mut() else {
+            return;
+        };
+        if n == segs.len() - 1 {
+            if value.is_null() || value.as_str() == Some("") {
+                obj.remove(*seg);
+            } else {
+                obj.insert(seg.to_string(), value.clone());
+            }
+            return;
+        }
+        cur = obj.entry(seg.to_string()).or_insert_with(|| json!({}));
+    }
+}
+
 /// Clerk's `User` with every required field present.
 pub fn clerk_user(i: &Identity, map: &ClerkMapping) -> Value {
     let emails: Vec<Value> = i

@@ -196,6 +196,28 @@ pub fn bucket_for(method: &Method, path: &str, tokens: &TokenPathsConfig) -> Opt
         {
             Some(Bucket::Login)
         }
+        // Clerk's sign-ups: the account, a mailed code, a guess at it.
+        "/v1/client/sign_ups" if post => Some(Bucket::Registration),
+        p if post && p.starts_with("/v1/client/sign_ups/") => {
+            if p.ends_with("/prepare_verification") {
+                Some(Bucket::Email)
+            } else if p.ends_with("/attempt_verification") {
+                Some(Bucket::Login)
+            } else {
+                None
+            }
+        }
+        // `<UserProfile/>`: a guess at the current password or at a code, a mailed code.
+        "/v1/me/change_password" if post => Some(Bucket::Login),
+        p if post && p.starts_with("/v1/me/email_addresses/") => {
+            if p.ends_with("/prepare_verification") {
+                Some(Bucket::Email)
+            } else if p.ends_with("/attempt_verification") {
+                Some(Bucket::Login)
+            } else {
+                None
+            }
+        }
         _ if post && is(&tokens.obtain) => Some(Bucket::Login),
         _ if post && is(&tokens.refresh) => Some(Bucket::Refresh),
         p if method == Method::GET
@@ -307,6 +329,25 @@ mod tests {
             Some(Bucket::Login)
         );
         assert_eq!(b(Method::POST, "/v1/client/sign_ins"), Some(Bucket::Login));
+        assert_eq!(
+            b(Method::POST, "/v1/client/sign_ups"),
+            Some(Bucket::Registration)
+        );
+        let sign_up = |step: &str| b(Method::POST, &format!("/v1/client/sign_ups/sua_1/{step}"));
+        assert_eq!(sign_up("prepare_verification"), Some(Bucket::Email));
+        assert_eq!(sign_up("attempt_verification"), Some(Bucket::Login));
+        assert_eq!(
+            b(Method::POST, "/v1/me/change_password"),
+            Some(Bucket::Login)
+        );
+        let address = |step: &str| {
+            b(
+                Method::POST,
+                &format!("/v1/me/email_addresses/idn_1/{step}"),
+            )
+        };
+        assert_eq!(address("prepare_verification"), Some(Bucket::Email));
+        assert_eq!(address("attempt_verification"), Some(Bucket::Login));
         assert_eq!(b(Method::POST, "/v1/client/sessions/sess_1/tokens"), None);
         // Configured token paths are limited where they are, and the defaults are not.
         let custom = TokenPathsConfig {

@@ -31,6 +31,9 @@ pub struct ClerkFrontendConfig {
     /// `@clerk/clerk-js/dist/` and `@clerk/ui/dist/` below it (a `node_modules` directory).
     /// Empty: the bundles are not served (the app bundles clerk-js itself).
     pub assets_dir: String,
+    /// Signed-in users may delete their own account from `<UserProfile/>` (Clerk's "delete
+    /// self"). Off by default: the Kratos faces offer no such thing.
+    pub delete_self: bool,
 }
 
 impl ClerkConfig {

@@ -62,12 +62,18 @@ pub struct Pending {
     /// A native app's exchange code (`return_session_token_exchange_code`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exchange: Option<super::oidc::native::Exchange>,
+    /// The address a Clerk user's code would make theirs (`/v1/me/email_addresses`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_address: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SignUp {
     pub identity_id: Uuid,
     pub traits: serde_json::Value,
+    /// The password the account gets with its code (a Clerk sign-up), hashed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_hash: Option<String>,
 }
 
 /// The outcome of checking a second-factor code.

@@ -4,10 +4,12 @@
 //! token), loading a flow for reading or for a submit (expiry, and the replacement flow a
 //! late submit gets), `return_to` checks, the browser init URL, the stored errors a browser is
 //! sent to, and what a failed submit returns. Each flow kind is a file (`login.rs`,
-//! `registration.rs`, `settings.rs`, `recovery.rs`, `verification.rs`, with `address.rs` for
+//! `registration.rs` (with `registration_code.rs`, and `clerk_sign_up.rs` for Clerk's sign-ups on its code path), `settings.rs`, `recovery.rs`, `verification.rs`, with `address.rs` for
 //! what the last two share, and `second_step.rs` for the second step of a sign-in) plus one arm in [`Core::replacement_flow`].
 
 mod address;
+mod clerk_account;
+mod clerk_sign_up;
 mod form;
 mod login;
 mod login_code;
@@ -20,6 +22,8 @@ mod verification;
 pub mod web_hook;
 
 pub use address::{AddressSubmit, AddressSubmitMethod};
+pub use clerk_account::{AccountChange, NewAddress};
+pub use clerk_sign_up::{ClerkSignUp, FieldProblem, SignUpStep};
 pub use login::{LoginMethod, LoginSubmit};
 pub use recovery::{parse_expires_in, AdminRecovery, Recovered, RecoveryOutcome};
 pub use registration::{RegistrationMethod, RegistrationSubmit};

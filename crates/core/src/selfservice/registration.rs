@@ -228,7 +228,7 @@ impl Core {
             }
         } else if method == Method::Code {
             let code = Some(proof).filter(|c| !c.is_empty());
-            self.register_with_code(&mut flow, &mut identity, code, resend, caller, now)
+            self.register_with_code(&mut flow, &mut identity, code, resend, None, caller, now)
                 .await?;
         } else if let Err(text) = self.add_passkey(&flow, &mut identity, &proof, now)? {
             flow.ui.messages.push(text);

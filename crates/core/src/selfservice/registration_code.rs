@@ -54,12 +54,17 @@ impl Core {
     /// The code method of a registration whose traits are valid: `Ok` when `identity` (built
     /// from them) may be created, its address verified by the code; otherwise the flow comes
     /// back asking for the code, or saying why not.
+    ///
+    /// `password_hash` (a Clerk sign-up's, hashed) is kept with the code sent, and becomes the
+    /// account's password with it; a resend without one keeps the one before.
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn register_with_code(
         &self,
         flow: &mut Flow,
         identity: &mut Identity,
         code: Option<String>,
         resend: bool,
+        password_hash: Option<String>,
         caller: &Caller,
         now: OffsetDateTime,
     ) -> SubmitResult<()> {
@@ -75,10 +80,11 @@ impl Core {
         let sent = flow.pending.as_ref().and_then(|p| p.sign_up.clone());
         let (code, sent) = match (code.filter(|c| !c.trim().is_empty()), sent) {
             (Some(code), Some(sent)) if !resend => (code, sent),
-            _ => {
+            (_, sent) => {
+                let hash = password_hash.or(sent.and_then(|s| s.password_hash));
                 return Err(self
-                    .send_sign_up_code(flow, identity, &address, caller, now)
-                    .await)
+                    .send_sign_up_code(flow, identity, &address, hash, caller, now)
+                    .await);
             }
         };
         if sent.traits != identity.traits {
@@ -105,6 +111,13 @@ impl Core {
                 a.verified_at = Some(now);
             }
         }
+        if let Some(hash) = sent.password_hash {
+            let identifiers = self
+                .schema(&identity.schema_id)?
+                .derive(&identity.traits)
+                .password_identifiers;
+            identity.set_password_hash(hash, identifiers, now);
+        }
         // Kratos's `code` credential: the address signs in by code later.
         identity.credentials.insert(
             Method::Code.as_str().into(),
@@ -128,6 +141,7 @@ impl Core {
         flow: &mut Flow,
         identity: &Identity,
         address: &str,
+        password_hash: Option<String>,
         caller: &Caller,
         now: OffsetDateTime,
     ) -> SubmitError {
@@ -162,6 +176,7 @@ impl Core {
         flow.pending.get_or_insert_with(Pending::default).sign_up = Some(SignUp {
             identity_id: future.id,
             traits: identity.traits.clone(),
+            password_hash,
         });
         // The traits go along as hidden fields (Kratos's second step), checked against these;
         // the submit filled their values in.
@@ -187,7 +202,7 @@ impl Core {
     }
 
     /// Whether an account already has `address` (as an address or a password identifier).
-    async fn address_taken(&self, address: &str) -> crate::error::Result<bool> {
+    pub(super) async fn address_taken(&self, address: &str) -> crate::error::Result<bool> {
         if self
             .store
             .find_identity_by_address("verifiable", address)

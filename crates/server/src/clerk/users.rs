@@ -11,7 +11,7 @@ use axum::Json;
 use portcullis_core::audit::By;
 use portcullis_core::clerk::{replace_body, Block};
 use portcullis_core::identity::Identity;
-use portcullis_core::webhooks::clerk_user_id;
+use portcullis_core::webhooks::{clerk_user_id, set_trait};
 use serde_json::{json, Value};
 
 /// The identities matching Clerk's list filters, in the requested order.
@@ -142,29 +142,6 @@ pub(super) async fn get_user(
     Path(id): Path<String>,
 ) -> CResult<Json<Value>> {
     Ok(Json(user(&st, &load(&st, &id).await?)))
-}
-
-/// Writes Clerk's name/username fields into traits through the configured mapping.
-fn set_trait(traits: &mut Value, path: &str, value: &Value) {
-    let segs: Vec<&str> = path.split('.').collect();
-    let mut cur = traits;
-    for (n, seg) in segs.iter().enumerate() {
-        if !cur.is_object() {
-            *cur = json!({});
-        }
-        let Some(obj) = cur.as_object_mut() else {
-            return;
-        };
-        if n == segs.len() - 1 {
-            if value.is_null() || value.as_str() == Some("") {
-                obj.remove(*seg);
-            } else {
-                obj.insert(seg.to_string(), value.clone());
-            }
-            return;
-        }
-        cur = obj.entry(seg.to_string()).or_insert_with(|| json!({}));
-    }
 }
 
 pub(super) async fn create_user(

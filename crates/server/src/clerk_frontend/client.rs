@@ -6,7 +6,8 @@
 
 use crate::AppState;
 use axum::http::{header, HeaderMap, HeaderValue};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
 use portcullis_core::identity::Identity;
 use portcullis_core::session::Session;
 use portcullis_core::webhooks::clerk_user_id;
@@ -16,7 +17,7 @@ use time::OffsetDateTime;
 
 pub(super) const COOKIE: &str = "__client";
 /// The most sessions a client holds: each is checked, and given a token, on every read.
-pub(super) const MAX_SESSIONS: usize = 5;
+const MAX_SESSIONS: usize = 5;
 /// A client lives as long as a session may.
 const COOKIE_DAYS: i64 = 365;
 
@@ -27,7 +28,26 @@ pub(super) struct ClientState {
     /// Session tokens (`ory_st_…`), newest last.
     pub sessions: Vec<String>,
     pub sign_in: Option<SignInState>,
+    #[serde(default)]
+    pub sign_up: Option<SignUpState>,
     pub created_at: i64,
+}
+
+/// A sign-up under way: its registration flow, and what the browser sent.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct SignUpState {
+    pub id: String,
+    pub flow_id: uuid::Uuid,
+    pub email: String,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    /// `missing_requirements` or `complete`.
+    pub status: String,
+    /// When the code sent last stops working (ms).
+    pub expire_at: i64,
+    pub attempts: u32,
+    pub session_id: Option<String>,
+    pub user_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -53,6 +73,23 @@ pub(super) fn read(st: &AppState, headers: &HeaderMap) -> Option<ClientState> {
     let value = crate::extract::cookies(headers, COOKIE).next()?.to_string();
     let plain = st.core.open_clerk_client(&value)?;
     serde_json::from_slice(&plain).ok()
+}
+
+/// The request's client, or a new one (its cookie is set with the answer).
+pub(super) fn read_or_new(st: &AppState, headers: &HeaderMap, now: OffsetDateTime) -> ClientState {
+    read(st, headers).unwrap_or_else(|| ClientState {
+        id: random_id("client"),
+        created_at: ms(now),
+        ..ClientState::default()
+    })
+}
+
+/// Adds a new session's token to the client. A client keeps its newest few sessions (the
+/// environment is single-session); an older one is only forgotten by the client, not ended.
+pub(super) fn add_session(c: &mut ClientState, token: String) {
+    c.sessions.push(token);
+    let excess = c.sessions.len().saturating_sub(MAX_SESSIONS);
+    c.sessions.drain(..excess);
 }
 
 /// A client's sessions that are still alive, with their identities and tokens.
@@ -97,6 +134,21 @@ pub(super) fn set_cookie(st: &AppState, resp: &mut Response, c: &ClientState) {
     }
 }
 
+/// The `User` a browser reads of its own account: Clerk's backend `User` less what only a
+/// backend sees (`private_metadata`), and `delete_self_enabled` as configured.
+pub(super) fn user_json(st: &AppState, i: &Identity) -> Value {
+    let config = st.core.config();
+    let mut user = portcullis_core::webhooks::clerk_user(i, &config.webhooks.clerk_mapping);
+    if let Some(o) = user.as_object_mut() {
+        o.remove("private_metadata");
+        o.insert(
+            "delete_self_enabled".into(),
+            json!(config.clerk.frontend.delete_self),
+        );
+    }
+    user
+}
+
 /// The session as clerk-js reads it, with `user` and a fresh `last_active_token`.
 pub(super) fn session_json(
     st: &AppState,
@@ -105,7 +157,7 @@ pub(super) fn session_json(
     token: Option<&str>,
     now: OffsetDateTime,
 ) -> Value {
-    let user = portcullis_core::webhooks::clerk_user(i, &st.core.config().webhooks.clerk_mapping);
+    let user = user_json(st, i);
     let status = if s.active && s.expires_at > now {
         "active"
     } else {
@@ -156,6 +208,23 @@ pub(super) fn origin(st: &AppState, headers: &HeaderMap) -> Option<String> {
         .filter(|o| crate::own_or_listed_origin(&st.core.config().serve.public, o))
 }
 
+/// The answer of a mutation: the resource and the whole client, and the cookie.
+pub(super) async fn answer(
+    st: &AppState,
+    headers: &HeaderMap,
+    mut c: ClientState,
+    resource: Value,
+) -> Response {
+    let now = st.core.now();
+    let live = live_sessions(st, &mut c, now).await;
+    let azp = origin(st, headers);
+    let client = client_json(st, &c, &live, azp.as_deref(), now).await;
+    let body = json!({ "response": resource, "client": client });
+    let mut resp = Json(body).into_response();
+    set_cookie(st, &mut resp, &c);
+    resp
+}
+
 /// The Client resource. The active session (the newest) carries a fresh token
 /// (`last_active_token`): clerk-js reads the signed-in user's claims from it.
 pub(super) async fn client_json(
@@ -181,7 +250,7 @@ pub(super) async fn client_json(
         "id": c.id,
         "sessions": sessions,
         "sign_in": c.sign_in.as_ref().map(super::sign_ins::sign_in_json),
-        "sign_up": null,
+        "sign_up": c.sign_up.as_ref().map(super::sign_ups::sign_up_json),
         "last_active_session_id": last,
         "last_authentication_strategy": null,
         "cookie_expires_at": null,

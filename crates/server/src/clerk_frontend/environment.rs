@@ -123,7 +123,7 @@ pub(super) fn environment(config: &Config) -> Value {
                 "allowed_special_characters": "",
                 "enforce_hibp_on_sign_in": false,
             },
-            "actions": { "delete_self": false, "create_organization": false },
+            "actions": { "delete_self": config.clerk.frontend.delete_self, "create_organization": false },
             "attack_protection": {
                 "enumeration_protection": { "enabled": config.security.account_enumeration.mitigate },
                 "user_lockout": { "enabled": false },

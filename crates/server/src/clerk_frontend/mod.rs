@@ -6,15 +6,18 @@
 //! Unix milliseconds), mutations wrapped as `{response, client}`, errors as `{errors: [{code,
 //! message, long_message, meta}], meta}`.
 //!
-//! Served so far: the environment, the client (`client.rs`), sign-in with a password
-//! (`sign_ins.rs`), its sessions and their tokens, and sign-out (`sessions.rs`). Sign-ups and
-//! `/v1/me` are not served yet (issue 14): those routes answer Clerk's 404.
+//! Served: the environment, the client (`client.rs`), sign-in with a password (`sign_ins.rs`),
+//! sign-up with a mailed code (`sign_ups.rs`), the sessions and their tokens, sign-out
+//! (`sessions.rs`), and the signed-in user's own account (`me.rs`). Other routes answer
+//! Clerk's 404.
 
 mod assets;
 mod client;
 mod environment;
+mod me;
 mod sessions;
 mod sign_ins;
+mod sign_ups;
 
 use crate::AppState;
 use axum::extract::{FromRequest, Query, Request, State};
@@ -23,6 +26,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use axum::{Json, Router};
 use portcullis_core::config::Config;
+use portcullis_core::selfservice::FieldProblem;
 use serde_json::json;
 use std::collections::HashMap;
 
@@ -46,11 +50,38 @@ pub fn router(config: &Config) -> Router<AppState> {
             "/v1/client/sign_ins/{id}/attempt_first_factor",
             post(sign_ins::attempt_first_factor),
         )
+        .route("/v1/client/sign_ups", post(sign_ups::create))
+        .route(
+            "/v1/client/sign_ups/{id}",
+            get(sign_ups::get).post(sign_ups::update),
+        )
+        .route(
+            "/v1/client/sign_ups/{id}/prepare_verification",
+            post(sign_ups::prepare_verification),
+        )
+        .route(
+            "/v1/client/sign_ups/{id}/attempt_verification",
+            post(sign_ups::attempt_verification),
+        )
         .route("/v1/client/sessions", post(sessions_post))
         .route("/v1/client/sessions/{id}/touch", post(sessions::touch))
         .route("/v1/client/sessions/{id}/tokens", post(sessions::tokens))
         .route("/v1/client/sessions/{id}/end", post(sessions::end))
         .route("/v1/client/sessions/{id}/remove", post(sessions::end))
+        .route("/v1/me", get(me::get).post(me::post))
+        .route("/v1/me/change_password", post(me::change_password))
+        .route("/v1/me/sessions/active", get(me::active_sessions))
+        .route("/v1/me/sessions/{id}/revoke", post(me::revoke_session))
+        .route("/v1/me/email_addresses", post(me::add_address))
+        .route("/v1/me/email_addresses/{id}", post(me::remove_address))
+        .route(
+            "/v1/me/email_addresses/{id}/prepare_verification",
+            post(me::prepare_address),
+        )
+        .route(
+            "/v1/me/email_addresses/{id}/attempt_verification",
+            post(me::attempt_address),
+        )
         .route("/v1/{*rest}", any(not_found))
         .route_layer(guard)
         .route(
@@ -103,9 +134,9 @@ async fn client(State(st): State<AppState>, headers: HeaderMap) -> Response {
 
 /// clerk-js sends every method but GET as POST with `_method`.
 #[derive(serde::Deserialize)]
-struct Method {
+pub(super) struct Method {
     #[serde(rename = "_method", default)]
-    method: String,
+    pub method: String,
 }
 
 /// `POST /v1/client?_method=DELETE`: sign-out of every session of the client.
@@ -188,6 +219,43 @@ pub(super) fn core_error(e: portcullis_core::Error) -> Response {
             &other.to_string(),
         ),
     }
+}
+
+/// Problems with a form's fields (or the whole form), each with Clerk's code for it and at the
+/// field it names, as `<SignUp/>` and `<UserProfile/>` show them.
+pub(super) fn problems(list: &[FieldProblem]) -> Response {
+    let errors: Vec<serde_json::Value> = list
+        .iter()
+        .map(|p| {
+            let code = match p.text.id {
+                4000007 => "form_identifier_exists",
+                4040003 | 4070006 => "form_code_incorrect",
+                4000002 => "form_param_missing",
+                4000032 => "form_password_length_too_short",
+                4000033 => "form_password_length_too_long",
+                4000034 => "form_password_pwned",
+                4000005 | 4000031 => "form_password_validation_failed",
+                4000006 => "form_password_incorrect",
+                4000001 if p.param.is_some() => "form_param_format_invalid",
+                _ => "form_param_invalid",
+            };
+            let message = match code {
+                "form_identifier_exists" => "That email address is taken. Please try another.",
+                "form_code_incorrect" => "Incorrect code",
+                "form_password_incorrect" => {
+                    "Password is incorrect. Try again, or use another method."
+                }
+                _ => p.text.text.as_str(),
+            };
+            let meta = match &p.param {
+                Some(name) => json!({ "param_name": name }),
+                None => json!({}),
+            };
+            json!({ "code": code, "message": message, "long_message": p.text.text, "meta": meta })
+        })
+        .collect();
+    let body = json!({ "errors": errors, "meta": {} });
+    (StatusCode::UNPROCESSABLE_ENTITY, Json(body)).into_response()
 }
 
 /// Clerk's error envelope.

@@ -48,23 +48,6 @@ fn wrong_password() -> Response {
     )
 }
 
-/// The answer of a mutation: the resource and the whole client, and the cookie.
-async fn answer(
-    st: &AppState,
-    headers: &HeaderMap,
-    mut c: ClientState,
-    resource: Value,
-) -> Response {
-    let now = st.core.now();
-    let live = client::live_sessions(st, &mut c, now).await;
-    let azp = client::origin(st, headers);
-    let client = client::client_json(st, &c, &live, azp.as_deref(), now).await;
-    let body = json!({ "response": resource, "client": client });
-    let mut resp = Json(body).into_response();
-    client::set_cookie(st, &mut resp, &c);
-    resp
-}
-
 /// `POST /v1/client/sign_ins`.
 pub(super) async fn create(
     State(st): State<AppState>,
@@ -73,11 +56,7 @@ pub(super) async fn create(
     Form(f): Form,
 ) -> Response {
     let now = st.core.now();
-    let mut c = client::read(&st, &headers).unwrap_or_else(|| ClientState {
-        id: client::random_id("client"),
-        created_at: client::ms(now),
-        ..ClientState::default()
-    });
+    let mut c = client::read_or_new(&st, &headers, now);
     let Some(identifier) = f.get("identifier").filter(|i| !i.trim().is_empty()) else {
         return field_error(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -102,7 +81,7 @@ pub(super) async fn create(
         }
     }
     c.sign_in = Some(sign_in.clone());
-    answer(&st, &headers, c, sign_in_json(&sign_in)).await
+    client::answer(&st, &headers, c, sign_in_json(&sign_in)).await
 }
 
 /// `GET /v1/client/sign_ins/{id}`.
@@ -148,7 +127,7 @@ pub(super) async fn attempt_first_factor(
         return r;
     }
     c.sign_in = Some(sign_in.clone());
-    answer(&st, &headers, c, sign_in_json(&sign_in)).await
+    client::answer(&st, &headers, c, sign_in_json(&sign_in)).await
 }
 
 /// Checks the password of `sign_in`'s identifier; right, the client gains the new session.
@@ -179,11 +158,7 @@ async fn attempt(
         Ok(SignedIn::Session(session, token, _)) => {
             sign_in.status = "complete".into();
             sign_in.session_id = Some(format!("sess_{}", session.id.simple()));
-            c.sessions.push(token);
-            // A client keeps its newest few sessions (the environment is single-session); an
-            // older one is only forgotten by the client, it is not ended.
-            let excess = c.sessions.len().saturating_sub(client::MAX_SESSIONS);
-            c.sessions.drain(..excess);
+            client::add_session(c, token);
             Ok(())
         }
         Ok(SignedIn::Refused) => Err(wrong_password()),

@@ -36,9 +36,9 @@ fn assets() -> String {
 }
 
 /// The app's origin (its pages forward `/__clerk` here, or call across origins).
-const APP: &str = "http://127.0.0.1:4455";
+pub(crate) const APP: &str = "http://127.0.0.1:4455";
 
-fn frontend(c: &mut Config) {
+pub(crate) fn frontend(c: &mut Config) {
     c.clerk.frontend.enabled = true;
     c.clerk.frontend.assets_dir = assets();
     c.serve.public.cors.enabled = true;
@@ -93,7 +93,7 @@ async fn sign_ins_are_held_to_the_login_hooks(app: TestApp) {
 
 /// A clerk-js call: form-encoded, with the client cookie if there is one; the answer and the
 /// new cookie.
-async fn fapi(
+pub(crate) async fn fapi(
     app: &TestApp,
     path: &str,
     form: &[(&str, &str)],

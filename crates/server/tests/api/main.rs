@@ -14,6 +14,8 @@ mod bad_input;
 mod browser;
 mod clerk;
 mod clerk_frontend;
+mod clerk_me;
+mod clerk_sign_ups;
 mod config;
 mod courier;
 mod flows;
