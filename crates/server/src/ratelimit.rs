@@ -178,6 +178,17 @@ fn key(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// A Frontend API verification step: mailing a code, or a guess at it.
+fn code_step(path: &str) -> Option<Bucket> {
+    if path.ends_with("/prepare_verification") {
+        Some(Bucket::Email)
+    } else if path.ends_with("/attempt_verification") {
+        Some(Bucket::Login)
+    } else {
+        None
+    }
+}
+
 /// The bucket a public-port request spends from, if any. The token face's paths are the
 /// configured ones (`tokens.paths`), with or without their trailing slash.
 pub fn bucket_for(method: &Method, path: &str, tokens: &TokenPathsConfig) -> Option<Bucket> {
@@ -198,26 +209,10 @@ pub fn bucket_for(method: &Method, path: &str, tokens: &TokenPathsConfig) -> Opt
         }
         // Clerk's sign-ups: the account, a mailed code, a guess at it.
         "/v1/client/sign_ups" if post => Some(Bucket::Registration),
-        p if post && p.starts_with("/v1/client/sign_ups/") => {
-            if p.ends_with("/prepare_verification") {
-                Some(Bucket::Email)
-            } else if p.ends_with("/attempt_verification") {
-                Some(Bucket::Login)
-            } else {
-                None
-            }
-        }
+        p if post && p.starts_with("/v1/client/sign_ups/") => code_step(p),
         // `<UserProfile/>`: a guess at the current password or at a code, a mailed code.
         "/v1/me/change_password" if post => Some(Bucket::Login),
-        p if post && p.starts_with("/v1/me/email_addresses/") => {
-            if p.ends_with("/prepare_verification") {
-                Some(Bucket::Email)
-            } else if p.ends_with("/attempt_verification") {
-                Some(Bucket::Login)
-            } else {
-                None
-            }
-        }
+        p if post && p.starts_with("/v1/me/email_addresses/") => code_step(p),
         _ if post && is(&tokens.obtain) => Some(Bucket::Login),
         _ if post && is(&tokens.refresh) => Some(Bucket::Refresh),
         p if method == Method::GET
