@@ -212,6 +212,8 @@ pub fn bucket_for(method: &Method, path: &str, tokens: &TokenPathsConfig) -> Opt
         p if post && p.starts_with("/v1/client/sign_ups/") => code_step(p),
         // `<UserProfile/>`: a guess at the current password or at a code, a mailed code.
         "/v1/me/change_password" if post => Some(Bucket::Login),
+        // Each new address is checked against every account, and stores a flow.
+        "/v1/me/email_addresses" if post => Some(Bucket::Registration),
         p if post && p.starts_with("/v1/me/email_addresses/") => code_step(p),
         _ if post && is(&tokens.obtain) => Some(Bucket::Login),
         _ if post && is(&tokens.refresh) => Some(Bucket::Refresh),
@@ -334,6 +336,10 @@ mod tests {
         assert_eq!(
             b(Method::POST, "/v1/me/change_password"),
             Some(Bucket::Login)
+        );
+        assert_eq!(
+            b(Method::POST, "/v1/me/email_addresses"),
+            Some(Bucket::Registration)
         );
         let address = |step: &str| {
             b(

@@ -80,11 +80,33 @@ impl Core {
         }
         identity.apply_derived(&schema.derive(&identity.traits), now);
         identity.updated_at = now;
+        // A new address someone else holds is the user's to hear about; any other conflict (a
+        // concurrent change) is answered as one.
         match self.save_identity(before, &mut identity, by, now).await {
             Ok(()) => Ok(AccountChange::Saved(Box::new(identity))),
-            Err(Error::Conflict { .. }) => Ok(at("email_address", msg::duplicate_credentials())),
+            Err(Error::Conflict { .. }) if self.address_held(&identity).await? => {
+                Ok(at("email_address", msg::duplicate_credentials()))
+            }
             Err(e) => Err(e),
         }
+    }
+
+    /// Whether another identity holds one of `identity`'s e-mail addresses.
+    async fn address_held(&self, identity: &Identity) -> Result<bool> {
+        for a in identity
+            .verifiable_addresses
+            .iter()
+            .filter(|a| a.via == "email")
+        {
+            let holder = self
+                .store
+                .find_identity_by_address("verifiable", &normalise_address(&a.value))
+                .await?;
+            if holder.is_some_and(|h| h.id != identity.id) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// `PATCH /v1/me`: the names (`None` leaves one as it is; empty removes it).
@@ -223,16 +245,20 @@ impl Core {
         caller: &Caller,
         now: OffsetDateTime,
     ) -> Result<NewAddress> {
+        let started = tokio::time::Instant::now();
         self.own_change(session, identity, &caller.origin())?;
         let (mut flow, address) = self.new_address_flow(identity, flow_id).await?;
-        if flow.is_expired(now) {
+        if flow.is_expired(now) || flow.state == "passed_challenge" {
             return Err(Error::bad_request(
                 "This address's verification has expired; add it again.",
             ));
         }
-        // A taken address, or one past its hourly cap, gets no code that could match.
-        let refused =
-            self.address_taken(&address).await? || self.address_codes_capped(&address, now).await?;
+        // A taken address, or one past its hourly cap, gets no code that could match. Both are
+        // asked whatever the first says, and the answer takes at least SEND_FLOOR, so a taken
+        // address is not told by the time it takes.
+        let taken = self.address_taken(&address).await?;
+        let capped = self.address_codes_capped(&address, now).await?;
+        let refused = taken || capped;
         let owner = (!refused).then_some(identity);
         let templates = (
             TemplateKind::VerificationCodeValid,
@@ -243,6 +269,7 @@ impl Core {
             .await?;
         let fx = message.map_or_else(Effects::none, |m| Effects::none().message(m));
         self.store.update_flow_with(&flow, &fx).await?;
+        tokio::time::sleep_until(started + crate::methods::code::SEND_FLOOR).await;
         Ok(NewAddress {
             flow_id,
             address,

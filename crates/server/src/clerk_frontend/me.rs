@@ -2,8 +2,9 @@
 //! names (`PATCH`), the password (`change_password`), a new e-mail address with its code, the
 //! active sessions and their revocation, and the account's deletion where
 //! `clerk.frontend.delete_self` allows it. The session is the client's
-//! `_clerk_session_id` (or its active one); another client's session is not found. The
-//! changes themselves are the core's (`clerk_account.rs`).
+//! `_clerk_session_id` (or its active one; the [`Me`] extractor), held to the whoami check;
+//! another client's session is not found. The changes themselves are the core's
+//! (`clerk_account.rs`).
 
 use super::client::{self, ClientState};
 use super::{clerk_error, field_error, problems};
@@ -23,40 +24,51 @@ use std::collections::HashMap;
 type Params = Query<HashMap<String, String>>;
 
 /// The signed-in user of a request: the client, and the session and identity it names.
-struct Me {
+pub(super) struct Me {
     client: ClientState,
     session: Session,
     identity: Identity,
 }
 
-async fn me(
-    st: &AppState,
-    headers: &HeaderMap,
-    q: &HashMap<String, String>,
-) -> Result<Me, Response> {
-    let signed_out = || {
-        clerk_error(
-            StatusCode::UNAUTHORIZED,
-            "authentication_invalid",
-            "Unauthorized request",
-            "You are signed out; sign in again.",
-        )
-    };
-    let mut c = client::read(st, headers).ok_or_else(signed_out)?;
-    let live = client::live_sessions(st, &mut c, st.core.now()).await;
-    let wanted = q.get("_clerk_session_id").filter(|s| !s.is_empty());
-    let found = match wanted {
-        Some(sid) => live
-            .into_iter()
-            .find(|(s, _, _)| format!("sess_{}", s.id.simple()) == *sid),
-        None => live.into_iter().last(),
-    };
-    let (session, identity, _) = found.ok_or_else(signed_out)?;
-    Ok(Me {
-        client: c,
-        session,
-        identity,
-    })
+impl axum::extract::FromRequestParts<AppState> for Me {
+    type Rejection = Response;
+
+    /// The client's session `_clerk_session_id` (else its active one), held to the whoami
+    /// check (a second factor where `highest_available` enforces it) like every account route.
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        st: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let signed_out = || {
+            clerk_error(
+                StatusCode::UNAUTHORIZED,
+                "authentication_invalid",
+                "Unauthorized request",
+                "You are signed out; sign in again.",
+            )
+        };
+        let wanted = url::form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
+            .find(|(k, _)| k == "_clerk_session_id")
+            .map(|(_, v)| v.into_owned())
+            .filter(|v| !v.is_empty());
+        let mut c = client::read(st, &parts.headers).ok_or_else(signed_out)?;
+        let live = client::live_sessions(st, &mut c, st.core.now()).await;
+        let found = match wanted {
+            Some(sid) => live
+                .into_iter()
+                .find(|(s, _, _)| format!("sess_{}", s.id.simple()) == sid),
+            None => live.into_iter().last(),
+        };
+        let (session, identity, _) = found.ok_or_else(signed_out)?;
+        st.core
+            .require_whoami_aal(&session, &identity)
+            .map_err(super::core_error)?;
+        Ok(Me {
+            client: c,
+            session,
+            identity,
+        })
+    }
 }
 
 /// The id of the account's (one) address, as its `User` names it.
@@ -85,32 +97,20 @@ async fn saved(st: &AppState, headers: &HeaderMap, m: Me, change: AccountChange)
 }
 
 /// `GET /v1/me`.
-pub(super) async fn get(
-    State(st): State<AppState>,
-    headers: HeaderMap,
-    Query(q): Params,
-) -> Response {
-    match me(&st, &headers, &q).await {
-        Ok(m) => {
-            let user = client::user_json(&st, &m.identity);
-            client::answer(&st, &headers, m.client, user).await
-        }
-        Err(r) => r,
-    }
+pub(super) async fn get(State(st): State<AppState>, headers: HeaderMap, m: Me) -> Response {
+    let user = client::user_json(&st, &m.identity);
+    client::answer(&st, &headers, m.client, user).await
 }
 
 /// `POST /v1/me?_method=PATCH` (names) and `?_method=DELETE` (the account).
 pub(super) async fn post(
     State(st): State<AppState>,
     headers: HeaderMap,
+    m: Me,
     Query(q): Params,
     CallerCtx(caller): CallerCtx,
     super::Form(f): super::Form,
 ) -> Response {
-    let m = match me(&st, &headers, &q).await {
-        Ok(m) => m,
-        Err(r) => return r,
-    };
     let now = st.core.now();
     match method(&q).as_str() {
         "PATCH" => {
@@ -169,14 +169,10 @@ pub(super) async fn post(
 pub(super) async fn change_password(
     State(st): State<AppState>,
     headers: HeaderMap,
-    Query(q): Params,
+    m: Me,
     CallerCtx(caller): CallerCtx,
     super::Form(f): super::Form,
 ) -> Response {
-    let m = match me(&st, &headers, &q).await {
-        Ok(m) => m,
-        Err(r) => return r,
-    };
     let field = |k: &str| f.get(k).map(String::as_str).unwrap_or_default();
     let others = matches!(field("sign_out_of_other_sessions"), "true" | "1");
     let change = st
@@ -236,15 +232,7 @@ fn browser_name(agent: &str) -> Option<&'static str> {
 }
 
 /// `GET /v1/me/sessions/active`.
-pub(super) async fn active_sessions(
-    State(st): State<AppState>,
-    headers: HeaderMap,
-    Query(q): Params,
-) -> Response {
-    let m = match me(&st, &headers, &q).await {
-        Ok(m) => m,
-        Err(r) => return r,
-    };
+pub(super) async fn active_sessions(State(st): State<AppState>, m: Me) -> Response {
     match st.core.clerk_own_sessions(&m.identity, st.core.now()).await {
         Ok(list) => {
             let body: Vec<Value> = list.iter().map(|s| session_activity(s, "active")).collect();
@@ -259,13 +247,9 @@ pub(super) async fn revoke_session(
     State(st): State<AppState>,
     headers: HeaderMap,
     Path(sid): Path<String>,
-    Query(q): Params,
+    m: Me,
     CallerCtx(caller): CallerCtx,
 ) -> Response {
-    let m = match me(&st, &headers, &q).await {
-        Ok(m) => m,
-        Err(r) => return r,
-    };
     let Some(id) = sid
         .strip_prefix("sess_")
         .and_then(|s| uuid::Uuid::parse_str(s).ok())
@@ -315,6 +299,20 @@ fn address_json(a: &NewAddress, now: i64) -> Value {
     })
 }
 
+/// The answer of an address step: the address with the client, or why not.
+async fn address_answer(
+    st: &AppState,
+    headers: &HeaderMap,
+    m: Me,
+    step: Result<NewAddress, AccountChange>,
+    now: time::OffsetDateTime,
+) -> Response {
+    match step {
+        Ok(a) => client::answer(st, headers, m.client, address_json(&a, client::ms(now))).await,
+        Err(change) => saved(st, headers, m, change).await,
+    }
+}
+
 fn address_flow(id: &str) -> Option<uuid::Uuid> {
     id.strip_prefix("idn_")
         .and_then(|s| uuid::Uuid::parse_str(s).ok())
@@ -324,14 +322,10 @@ fn address_flow(id: &str) -> Option<uuid::Uuid> {
 pub(super) async fn add_address(
     State(st): State<AppState>,
     headers: HeaderMap,
-    Query(q): Params,
+    m: Me,
     CallerCtx(caller): CallerCtx,
     super::Form(f): super::Form,
 ) -> Response {
-    let m = match me(&st, &headers, &q).await {
-        Ok(m) => m,
-        Err(r) => return r,
-    };
     let address = f.get("email_address").map(|a| a.trim()).unwrap_or_default();
     if address.is_empty() {
         return field_error(
@@ -348,10 +342,7 @@ pub(super) async fn add_address(
         .clerk_new_address(&m.session, &m.identity, address, &caller.origin(), now)
         .await
     {
-        Ok(Ok(a)) => {
-            client::answer(&st, &headers, m.client, address_json(&a, client::ms(now))).await
-        }
-        Ok(Err(change)) => saved(&st, &headers, m, change).await,
+        Ok(step) => address_answer(&st, &headers, m, step, now).await,
         Err(e) => super::core_error(e),
     }
 }
@@ -361,13 +352,9 @@ pub(super) async fn prepare_address(
     State(st): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
-    Query(q): Params,
+    m: Me,
     CallerCtx(caller): CallerCtx,
 ) -> Response {
-    let m = match me(&st, &headers, &q).await {
-        Ok(m) => m,
-        Err(r) => return r,
-    };
     let Some(flow) = address_flow(&id) else {
         return super::not_found().await;
     };
@@ -377,7 +364,7 @@ pub(super) async fn prepare_address(
         .clerk_send_address_code(&m.session, &m.identity, flow, &caller, now)
         .await
     {
-        Ok(a) => client::answer(&st, &headers, m.client, address_json(&a, client::ms(now))).await,
+        Ok(a) => address_answer(&st, &headers, m, Ok(a), now).await,
         Err(e) => super::core_error(e),
     }
 }
@@ -387,14 +374,10 @@ pub(super) async fn attempt_address(
     State(st): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
-    Query(q): Params,
+    m: Me,
     CallerCtx(caller): CallerCtx,
     super::Form(f): super::Form,
 ) -> Response {
-    let m = match me(&st, &headers, &q).await {
-        Ok(m) => m,
-        Err(r) => return r,
-    };
     let Some(flow) = address_flow(&id) else {
         return super::not_found().await;
     };
@@ -405,10 +388,7 @@ pub(super) async fn attempt_address(
         .clerk_verify_address(&m.session, &m.identity, flow, code, &caller.origin(), now)
         .await
     {
-        Ok(Ok(a)) => {
-            client::answer(&st, &headers, m.client, address_json(&a, client::ms(now))).await
-        }
-        Ok(Err(change)) => saved(&st, &headers, m, change).await,
+        Ok(step) => address_answer(&st, &headers, m, step, now).await,
         Err(e) => super::core_error(e),
     }
 }
@@ -419,15 +399,12 @@ pub(super) async fn remove_address(
     State(st): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
+    m: Me,
     Query(q): Params,
 ) -> Response {
     if method(&q) != "DELETE" {
         return super::not_found().await;
     }
-    let m = match me(&st, &headers, &q).await {
-        Ok(m) => m,
-        Err(r) => return r,
-    };
     if primary_address(&st, &m.identity).as_deref() == Some(id.as_str()) {
         return clerk_error(
             StatusCode::UNPROCESSABLE_ENTITY,

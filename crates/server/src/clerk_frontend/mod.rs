@@ -197,6 +197,18 @@ pub(super) fn core_error(e: portcullis_core::Error) -> Response {
             "A service this sign-in depends on did not answer.",
             "A web hook of the login flow failed; try again later.",
         ),
+        Error::Aal2Required { .. } => clerk_error(
+            StatusCode::FORBIDDEN,
+            "second_factor_required",
+            "This session needs the account's second factor.",
+            "Sign in again with the second factor to change this account.",
+        ),
+        Error::Conflict { reason } => clerk_error(
+            StatusCode::CONFLICT,
+            "conflict",
+            "The account was changed meanwhile.",
+            &reason,
+        ),
         Error::RateLimited { .. } => clerk_error(
             StatusCode::TOO_MANY_REQUESTS,
             "too_many_requests",

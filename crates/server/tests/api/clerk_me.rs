@@ -13,6 +13,7 @@ crate::on_every_backend! {
     a_new_address_replaces_the_old_once_its_code_comes_back with frontend,
     the_devices_list_shows_the_users_sessions_and_revokes_others with frontend,
     the_account_is_deleted_only_where_allowed with deletable,
+    a_session_without_the_accounts_second_factor_reaches_no_account_route with frontend,
 }
 
 fn deletable(c: &mut Config) {
@@ -338,4 +339,28 @@ async fn the_account_is_deleted_only_where_allowed(app: TestApp) {
         .admin_get_json(&format!("/admin/identities/{identity}"))
         .await;
     assert_eq!(st, StatusCode::NOT_FOUND);
+}
+
+/// A browser signed in before the account gained a second factor: under `highest_available`
+/// it neither reads nor changes the account, nor sees or ends its sessions.
+async fn a_session_without_the_accounts_second_factor_reaches_no_account_route(app: TestApp) {
+    let email = unique_email("aal");
+    let (_, token) = app.register(&email, PASSWORD).await;
+    let (cookie, sid) = signed_in(&app, &email, PASSWORD).await;
+    let (st, _) = get(&app, "/v1/me/sessions/active", Some(&cookie)).await;
+    assert_eq!(st, StatusCode::OK);
+    crate::helpers::mfa::link_totp(&app, &token).await;
+    for path in ["/v1/me", "/v1/me/sessions/active"] {
+        let (st, refused) = get(&app, path, Some(&cookie)).await;
+        assert_eq!(st, StatusCode::FORBIDDEN, "{path}: {refused}");
+        assert_eq!(refused["errors"][0]["code"], "second_factor_required");
+    }
+    let (st, _, _) = fapi(
+        &app,
+        &format!("/v1/me?_method=PATCH&_clerk_session_id={sid}"),
+        &[("first_name", "Eve")],
+        Some(&cookie),
+    )
+    .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
 }
