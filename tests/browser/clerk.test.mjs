@@ -1,80 +1,173 @@
-// Browser test: Clerk's React SDK, unchanged (`@clerk/react` 6.18.0 with the clerk-js 6.40.0 and
-// `@clerk/ui` 1.34.0 bundles that Portcullis serves from the installed npm packages), against
-// Portcullis's Frontend API, in Chromium. The app (clerk-spa/) is on another port with
-// `proxyUrl="/__clerk"`, which serve-spa.mjs forwards to Portcullis. Nothing may leave
-// 127.0.0.1: any other request is aborted and fails the test.
+// Browser test: the university dashboard, whole, once per SDK generation. Clerk's React SDK,
+// unchanged (`@clerk/react` 6.18.0 with the clerk-js 6.40.0 and `@clerk/ui` 1.34.0 bundles, and
+// `@clerk/clerk-react` 5.61.11 with clerk-js 5.128.0, which Portcullis serves from the installed
+// npm packages), in Chromium, against Portcullis's Frontend API, and the dashboard's
+// Django backend (dashboard/dashboard.py: svix-verified webhooks syncing a table, a DRF view
+// behind clerk-backend-api's `authenticate_request`, the Backend API SDK setting roles).
 //
-// It proves that clerk-js loads its bundles from Portcullis, reads the environment and the
-// client, draws <SignIn/> and <SignUp/> for an e-mail address and a password, signs in (a wrong
-// password refused at its field first), shows the user in <UserButton/>, gets a session token
-// for the app's origin with getToken(), and signs out.
+// The app (clerk-spa/, built per generation) is on another port with `proxyUrl="/__clerk"`; serve-spa.mjs forwards
+// `/__clerk/*` to Portcullis and `/api/*` to Django. Nothing may leave 127.0.0.1: any other
+// request is aborted and fails the test.
+//
+// It proves: clerk-js loads its bundles from Portcullis and draws <SignUp/>; a sign-up with the
+// mailed code makes the account (the Kratos admin API lists it) and Django's row (`user.created`,
+// verified by svix); <UserButton/> shows; the Django API accepts getToken()'s token and serves the
+// dashboard; the backend SDK sets `public_metadata.role`, the next `user.updated` carries it, and
+// so does the next session token (the session claims are customised to include it); <UserProfile/>
+// changes the name (Django's row follows) and the password; sign-out ends the session; <SignIn/>
+// refuses the old password at its field and takes the new one.
 //
 // Run with PORTCULLIS_PUBLIC_URL, PORTCULLIS_ADMIN_URL, PORTCULLIS_CLERK_PUBLISHABLE_KEY
-// (`portcullis keys clerk publishable`) and SPA_PORT set; Portcullis needs
-// clerk.frontend.enabled, clerk.frontend.assets_dir = tests/browser/node_modules and the SPA's
-// origin in serve.public.cors (scripts/test does all of it).
+// (`portcullis keys clerk publishable`), PORTCULLIS_CLERK_SECRET_KEY (one of clerk.secret_keys),
+// DASHBOARD_PYTHON (the interop venv's python) and SPA_PORT set; Portcullis needs
+// clerk.frontend.enabled, clerk.frontend.assets_dir = tests/browser/node_modules,
+// clerk.session_claims = {"role": "{{user.public_metadata.role}}"} and the SPA's origin in
+// serve.public.cors (scripts/test does all of it).
 import { test } from "node:test"
 import assert from "node:assert/strict"
+import { spawn } from "node:child_process"
 import { createVerify } from "node:crypto"
+import net from "node:net"
 import path from "node:path"
 import { fileURLToPath } from "node:url"
-import { openBrowser, publicUrl } from "./harness.mjs"
+import { admin, adminUrl, mailedCode, openBrowser, publicUrl } from "./harness.mjs"
 import { startSpaServer } from "./serve-spa.mjs"
 
 const KEY = process.env.PORTCULLIS_CLERK_PUBLISHABLE_KEY
-if (!KEY) throw new Error("PORTCULLIS_CLERK_PUBLISHABLE_KEY must be set")
+const SECRET_KEY = process.env.PORTCULLIS_CLERK_SECRET_KEY
+const PYTHON = process.env.DASHBOARD_PYTHON
+if (!KEY || !SECRET_KEY || !PYTHON) {
+  throw new Error("PORTCULLIS_CLERK_PUBLISHABLE_KEY, PORTCULLIS_CLERK_SECRET_KEY and DASHBOARD_PYTHON must be set")
+}
 const here = path.dirname(fileURLToPath(import.meta.url))
 
-const EMAIL = `clerk-${Date.now()}-${Math.random().toString(36).slice(2)}@example.com`
-const PASSWORD = `Pc-${Math.random().toString(36).slice(2)}-correct-horse`
+const STAFF_KEY = `staff-${Math.random().toString(36).slice(2)}`
 
-test("Clerk's React SDK against Portcullis: <SignIn/>, <SignUp/>, the dashboard, getToken() and sign-out", async (t) => {
-  const PUBLIC_URL = publicUrl()
-  // An account made through the Kratos face: the same identities behind every face.
-  const flow = await (await fetch(`${PUBLIC_URL}/self-service/registration/api`)).json()
-  const made = await fetch(`${PUBLIC_URL}/self-service/registration?flow=${flow.id}`, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify({ method: "password", password: PASSWORD, traits: { email: EMAIL } }),
+const freePort = () =>
+  new Promise((resolve, reject) => {
+    const s = net.createServer().once("error", reject)
+    s.listen(0, "127.0.0.1", () => {
+      const { port } = s.address()
+      s.close(() => resolve(port))
+    })
   })
-  assert.equal(made.status, 200)
-  const identityId = (await made.json()).identity.id
-  let clerkSid
-  // On SPA_PORT, the origin Portcullis lists in serve.public.cors: the Frontend API takes
-  // POSTs from its own origin and listed ones only.
-  const spa = await startSpaServer({
-    port: Number(process.env.SPA_PORT || 0),
-    kratosUrl: PUBLIC_URL,
-    clerkUrl: PUBLIC_URL,
-    publishableKey: KEY,
-    distDir: path.join(here, "clerk-spa", "dist"),
+
+/** Starts dashboard.py on `port`; resolves once it prints `ready`. */
+function startDashboard(port, env) {
+  const child = spawn(PYTHON, [path.join(here, "dashboard", "dashboard.py"), String(port)], {
+    env: { ...process.env, ...env },
+    stdio: ["ignore", "pipe", "pipe"],
   })
-  const { page, context, shot, step, close } = await openBrowser(t, { prefix: "clerk", logUrl: spa.url })
-  const outside = []
-  await context.route("**/*", (route) => {
-    const host = new URL(route.request().url()).hostname
-    if (host === "127.0.0.1") return route.continue()
-    outside.push(route.request().url())
-    return route.abort()
+  let output = ""
+  const ready = new Promise((resolve, reject) => {
+    child.stdout.on("data", (d) => {
+      output += d
+      if (output.includes("ready")) resolve()
+    })
+    child.stderr.on("data", (d) => (output += d))
+    child.once("exit", (code) => reject(new Error(`dashboard.py exited ${code}:\n${output}`)))
   })
-  const fapi = []
-  page.on("response", (r) => {
-    const u = new URL(r.url())
-    if (u.pathname.startsWith("/__clerk/")) fapi.push(`${r.status()} ${r.request().method()} ${u.pathname}`)
-  })
-  try {
-    await step("clerk-js comes from Portcullis, reads the environment and the client, and draws <SignIn/>", async () => {
-      await page.goto(`${spa.url}/sign-in`)
+  return {
+    ready,
+    url: `http://127.0.0.1:${port}`,
+    log: () => output,
+    stop: () => child.kill(),
+  }
+}
+
+/** Waits until `check` returns something truthy (it may throw meanwhile); returns that. */
+async function eventually(what, check) {
+  let last
+  for (let i = 0; i < 100; i++) {
+    try {
+      const v = await check()
+      if (v) return v
+    } catch (e) {
+      last = e
+    }
+    await new Promise((done) => setTimeout(done, 100))
+  }
+  assert.fail(`${what}${last ? `: ${last.message}` : ""}`)
+}
+
+const claimsOf = (jwt) => jwt.split(".").slice(0, 2).map((p) => JSON.parse(Buffer.from(p, "base64url")))
+
+/** The generations: the app's build and the bundles clerk-js loads from Portcullis. */
+const GENERATIONS = [
+  {
+    sdk: "@clerk/react 6.18.0",
+    dist: "dist",
+    bundles: ["/__clerk/npm/@clerk/clerk-js@6/dist/clerk.browser.js", "/__clerk/npm/@clerk/ui@1/dist/ui.browser.js"],
+  },
+  { sdk: "@clerk/clerk-react 5.61.11", dist: "dist-v5", bundles: ["/__clerk/npm/@clerk/clerk-js@5/dist/clerk.browser.js"] },
+]
+
+for (const { sdk, dist, bundles } of GENERATIONS) {
+  test(`the university dashboard on ${sdk}: sign-up by code, Django sync and API, roles, <UserProfile/>, sign-in`, async (t) => {
+    const EMAIL = `clerk-${Date.now()}-${Math.random().toString(36).slice(2)}@example.com`
+    const PASSWORD = `Pc-${Math.random().toString(36).slice(2)}-correct-horse`
+    const NEW_PASSWORD = `${PASSWORD}-and-battery`
+    const PUBLIC_URL = publicUrl()
+    const spaUrl = `http://127.0.0.1:${process.env.SPA_PORT}`
+    // Clerk's dashboard settings, as the deployment has them: the webhook endpoint and the PEM.
+    const djangoPort = await freePort()
+    const endpoint = await admin(
+      "POST",
+      "/admin/webhooks",
+      { url: `http://127.0.0.1:${djangoPort}/webhooks/clerk/`, format: "clerk", description: "dashboard" },
+      201,
+    )
+    const pem = await (await fetch(`${adminUrl()}/admin/clerk/jwt-key`)).text()
+    const django = startDashboard(djangoPort, {
+      CLERK_WEBHOOK_SIGNING_SECRET: endpoint.secret,
+      CLERK_JWT_KEY: pem,
+      CLERK_AUTHORIZED_PARTIES: spaUrl,
+      CLERK_SECRET_KEY: SECRET_KEY,
+      CLERK_API_URL: `${adminUrl()}/v1`,
+      DASHBOARD_STAFF_KEY: STAFF_KEY,
+    })
+    t.after(async () => {
+      django.stop()
+      await admin("DELETE", `/admin/webhooks/${endpoint.id}`, undefined, 204)
+    })
+    await django.ready
+    const students = async () => (await fetch(`${django.url}/webhooks/clerk/users/`)).json()
+
+    const spa = await startSpaServer({
+      port: Number(process.env.SPA_PORT),
+      kratosUrl: PUBLIC_URL,
+      clerkUrl: PUBLIC_URL,
+      apiUrl: django.url,
+      publishableKey: KEY,
+      distDir: path.join(here, "clerk-spa", dist),
+    })
+    t.after(() => spa.close())
+    assert.equal(spa.url, spaUrl)
+    const { page, context, shot, step, close } = await openBrowser(t, { prefix: `clerk-${dist}`, logUrl: spa.url })
+    t.after(close)
+    const outside = []
+    await context.route("**/*", (route) => {
+      const host = new URL(route.request().url()).hostname
+      if (host === "127.0.0.1") return route.continue()
+      outside.push(route.request().url())
+      return route.abort()
+    })
+    const fapi = []
+    page.on("response", (r) => {
+      const u = new URL(r.url())
+      if (u.pathname.startsWith("/__clerk/")) fapi.push(`${r.status()} ${r.request().method()} ${u.pathname}`)
+    })
+    const button = (name) => page.getByRole("button", { name, exact: true })
+    let userId
+    let firstSid
+    await step("clerk-js comes from Portcullis, reads the environment and the client, and draws <SignUp/>", async () => {
+      await page.goto(`${spa.url}/sign-up`)
       await page.getByTestId("clerk-status").filter({ hasText: "loaded" }).waitFor()
-      const identifier = page.locator("input#identifier-field")
-      await identifier.waitFor({ state: "visible" })
-      await shot("sign-in")
-      for (const expected of [
-        "200 GET /__clerk/npm/@clerk/clerk-js@6/dist/clerk.browser.js",
-        "200 GET /__clerk/npm/@clerk/ui@1/dist/ui.browser.js",
-        "200 GET /__clerk/v1/environment",
-        "200 GET /__clerk/v1/client",
-      ]) {
+      await page.locator("input#emailAddress-field").waitFor({ state: "visible" })
+      await page.locator("input#password-field").waitFor({ state: "visible" })
+      assert.equal(await page.locator("input#phoneNumber-field").count(), 0)
+      await shot("sign-up")
+      for (const expected of [...bundles.map((b) => `200 GET ${b}`), "200 GET /__clerk/v1/environment", "200 GET /__clerk/v1/client"]) {
         assert.ok(fapi.includes(expected), `${expected} in\n${fapi.join("\n")}`)
       }
       // Every answer came from Portcullis, and the components asked nobody else.
@@ -82,65 +175,159 @@ test("Clerk's React SDK against Portcullis: <SignIn/>, <SignUp/>, the dashboard,
       assert.deepEqual(outside, [])
     })
 
-    await step("<SignUp/> asks for the e-mail address and the password the environment requires", async () => {
-      await page.goto(`${spa.url}/sign-up`)
-      await page.locator("input#emailAddress-field").waitFor({ state: "visible" })
-      await page.locator("input#password-field").waitFor({ state: "visible" })
-      assert.equal(await page.locator("input#phoneNumber-field").count(), 0)
-      await shot("sign-up")
-      assert.deepEqual(outside, [])
-    })
-
-    await step("<SignIn/> refuses a wrong password at the field, then signs in; the dashboard shows the user", async () => {
-      await page.goto(`${spa.url}/sign-in`)
-      await page.locator("input#identifier-field").fill(EMAIL)
-      await page.getByRole("button", { name: "Continue", exact: true }).click()
-      const password = page.locator("input#password-field")
-      await password.waitFor({ state: "visible" })
-      await password.fill(`${PASSWORD}-wrong`)
-      await page.getByRole("button", { name: "Continue", exact: true }).click()
-      // At the password field (`meta.param_name`).
-      await page.locator("#error-password").filter({ hasText: "Password is incorrect" }).waitFor()
-      await shot("sign-in-wrong-password")
-      await password.fill(PASSWORD)
-      await page.getByRole("button", { name: "Continue", exact: true }).click()
+    await step("<SignUp/> mails a code; the code makes the account, signed in, in <UserButton/>", async () => {
+      await page.locator("input#emailAddress-field").fill(EMAIL)
+      await page.locator("input#password-field").fill(PASSWORD)
+      await button("Continue").click()
+      const code = await mailedCode(EMAIL, "registration_code_valid")
+      const otp = page.locator("input[autocomplete='one-time-code']").first()
+      await otp.waitFor({ state: "visible" })
+      await shot("sign-up-code")
+      await otp.pressSequentially(code)
       await page.waitForURL(`${spa.url}/home`)
       await page.getByTestId("home-email").filter({ hasText: EMAIL }).waitFor()
       await page.locator(".cl-userButtonTrigger").waitFor({ state: "visible" })
-      await shot("home-signed-in")
+      await shot("home-signed-up")
+      // The same identity every other face sees, with the address verified by the code.
+      const [identity] = await admin("GET", `/admin/identities?credentials_identifier=${encodeURIComponent(EMAIL)}`)
+      assert.equal(identity.traits.email, EMAIL)
+      assert.equal(identity.verifiable_addresses[0].verified, true)
+      userId = `user_${identity.id.replaceAll("-", "")}`
       assert.deepEqual(outside, [])
     })
 
-    await step("getToken() gives a token for this origin, signed by the instance's key", async () => {
-      await page.getByTestId("get-token").click()
-      const token = await page.getByTestId("token").filter({ hasText: "." }).textContent()
-      const [header, claims] = token.split(".").slice(0, 2).map((p) => JSON.parse(Buffer.from(p, "base64url")))
+    await step("Django's receiver gets user.created and session.created, verified by svix, and makes the row", async () => {
+      const state = await eventually("the row in Django", async () => {
+        const s = await students()
+        return s.students[userId] && s.events.includes("session.created") ? s : null
+      })
+      assert.equal(state.students[userId].email, EMAIL)
+      assert.equal(state.students[userId].role, null)
+      assert.deepEqual([...state.events].sort(), ["session.created", "user.created"])
+    })
+
+    await step("the Django API accepts getToken()'s token and serves the dashboard", async () => {
+      await page.getByTestId("load-dashboard").click()
+      const answer = await page.getByTestId("dashboard").filter({ hasText: "200 " }).textContent()
+      const body = JSON.parse(answer.slice(4))
+      assert.equal(body.clerk_id, userId)
+      assert.equal(body.student.email, EMAIL)
+      assert.equal(body.token_role, null)
+      assert.ok(body.courses.length > 0)
+      const token = await page.getByTestId("token").textContent()
+      const [header, claims] = claimsOf(token)
       assert.equal(header.alg, "RS256")
       // Signed by the key Clerk's backend SDKs are given (the PEM of /admin/clerk/jwt-key).
-      const pem = await (await fetch(`${process.env.PORTCULLIS_ADMIN_URL}/admin/clerk/jwt-key`)).text()
       const [h, p, sig] = token.split(".")
       assert.ok(createVerify("RSA-SHA256").update(`${h}.${p}`).verify(pem, Buffer.from(sig, "base64url")))
       assert.equal(claims.azp, spa.url)
-      assert.equal(claims.sub, `user_${identityId.replaceAll("-", "")}`)
+      assert.equal(claims.sub, userId)
+      assert.equal(claims.sid, body.session)
       assert.ok(claims.exp - claims.iat <= 60)
-      // The session is the one every other face sees.
-      const sessions = await (await fetch(`${process.env.PORTCULLIS_ADMIN_URL}/admin/identities/${identityId}/sessions`)).json()
-      assert.ok(sessions.some((s) => `sess_${s.id.replaceAll("-", "")}` === claims.sid && s.active), JSON.stringify(sessions))
-      clerkSid = claims.sid
+      firstSid = claims.sid
+      // Without a token, or with a forged one, the API refuses.
+      assert.equal((await fetch(`${spa.url}/api/dashboard/`)).status, 401)
+      const forged = await fetch(`${spa.url}/api/dashboard/`, { headers: { Authorization: `Bearer ${h}.${p}.${sig.slice(0, -4)}AAAA` } })
+      assert.equal(forged.status, 401)
+      await shot("home-dashboard")
+    })
+
+    await step("the backend SDK sets public_metadata.role; user.updated carries it to Django, and so does the next token", async () => {
+      // A student cannot make herself staff.
+      const token = await page.getByTestId("token").textContent()
+      const self = await fetch(`${django.url}/api/roles/`, {
+        method: "POST",
+        headers: { Authorization: `Bearer ${token}`, "content-type": "application/json" },
+        body: JSON.stringify({ user_id: userId, role: "staff" }),
+      })
+      assert.equal(self.status, 403, await self.text())
+      const set = await fetch(`${django.url}/api/roles/`, {
+        method: "POST",
+        headers: { "X-Staff-Key": STAFF_KEY, "content-type": "application/json" },
+        body: JSON.stringify({ user_id: userId, role: "teaching-assistant" }),
+      })
+      const made = await set.text()
+      assert.equal(set.status, 200, made)
+      assert.deepEqual(JSON.parse(made).public_metadata, { role: "teaching-assistant" })
+      await eventually("user.updated with the role in Django", async () => {
+        const s = await students()
+        return s.students[userId].role === "teaching-assistant" && s.events.includes("user.updated")
+      })
+      await page.getByTestId("load-dashboard").click()
+      const answer = await page.getByTestId("dashboard").filter({ hasText: "teaching-assistant" }).textContent()
+      const body = JSON.parse(answer.slice(4))
+      assert.equal(body.token_role, "teaching-assistant")
+      assert.equal(body.student.role, "teaching-assistant")
+      const [, claims] = claimsOf(await page.getByTestId("token").textContent())
+      assert.equal(claims.role, "teaching-assistant")
+      assert.equal(claims.sid, firstSid)
+    })
+
+    await step("<UserProfile/> changes the name; Django's row follows", async () => {
+      await page.goto(`${spa.url}/profile`)
+      await button("Update profile").click()
+      await page.locator("input#firstName-field").fill("Grace")
+      await page.locator("input#lastName-field").fill("Hopper")
+      await shot("profile-name")
+      await button("Save").click()
+      await page.getByText("Grace Hopper").first().waitFor()
+      await eventually("the new name in Django", async () => (await students()).students[userId].first_name === "Grace")
+      const [identity] = await admin("GET", `/admin/identities?credentials_identifier=${encodeURIComponent(EMAIL)}`)
+      assert.deepEqual(identity.traits.name, { first: "Grace", last: "Hopper" })
+      await shot("profile-named")
+    })
+
+    await step("<UserProfile/> refuses a wrong current password, then changes the password", async () => {
+      await page.locator(".cl-navbarButton__security").click()
+      await button("Update password").click()
+      await page.locator("input#currentPassword-field").fill(`${PASSWORD}-wrong`)
+      await page.locator("input#newPassword-field").fill(NEW_PASSWORD)
+      await page.locator("input#confirmPassword-field").fill(NEW_PASSWORD)
+      await button("Save").click()
+      await page.locator("#error-currentPassword").waitFor()
+      await shot("profile-password-wrong")
+      await page.locator("input#currentPassword-field").fill(PASSWORD)
+      await button("Save").click()
+      await page.locator("input#currentPassword-field").waitFor({ state: "detached" })
+      await shot("profile-password-changed")
+      assert.deepEqual(outside, [])
     })
 
     await step("signing out in <UserButton/> ends the session", async () => {
+      await page.goto(`${spa.url}/home`)
       await page.locator(".cl-userButtonTrigger").click()
       await page.locator(".cl-userButtonPopoverActionButton__signOut").click()
       await page.getByTestId("home-signed-out").waitFor()
       await shot("signed-out")
-      const sessions = await (await fetch(`${process.env.PORTCULLIS_ADMIN_URL}/admin/identities/${identityId}/sessions`)).json()
-      const ended = sessions.find((s) => `sess_${s.id.replaceAll("-", "")}` === clerkSid)
+      const [identity] = await admin("GET", `/admin/identities?credentials_identifier=${encodeURIComponent(EMAIL)}`)
+      const sessions = await admin("GET", `/admin/identities/${identity.id}/sessions`)
+      const ended = sessions.find((s) => `sess_${s.id.replaceAll("-", "")}` === firstSid)
       assert.equal(ended?.active, false, JSON.stringify(sessions))
       assert.deepEqual(outside, [])
     })
-  } finally {
-    await close()
-    await spa.close()
-  }
-})
+
+    await step("<SignIn/> refuses the old password at its field, then signs in with the new one", async () => {
+      await page.goto(`${spa.url}/sign-in`)
+      await page.locator("input#identifier-field").fill(EMAIL)
+      await button("Continue").click()
+      const password = page.locator("input#password-field")
+      await password.waitFor({ state: "visible" })
+      await password.fill(PASSWORD)
+      await button("Continue").click()
+      // At the password field (`meta.param_name`).
+      await page.locator("#error-password").filter({ hasText: "Password is incorrect" }).waitFor()
+      await shot("sign-in-old-password")
+      await password.fill(NEW_PASSWORD)
+      await button("Continue").click()
+      await page.waitForURL(`${spa.url}/home`)
+      await page.getByTestId("home-email").filter({ hasText: EMAIL }).waitFor()
+      await page.getByTestId("load-dashboard").click()
+      const answer = await page.getByTestId("dashboard").filter({ hasText: "200 " }).textContent()
+      const body = JSON.parse(answer.slice(4))
+      assert.equal(body.student.first_name, "Grace")
+      assert.notEqual(body.session, firstSid)
+      await shot("home-signed-in-again")
+      assert.deepEqual(outside, [])
+    })
+  })
+}

@@ -53,6 +53,33 @@ export async function admin(method, path, body, expect = 200) {
   return text ? JSON.parse(text) : null
 }
 
+/** The ids of the courier's messages to `email` so far. */
+export async function messageIds(email) {
+  const r = await fetch(`${adminUrl()}/admin/courier/messages?recipient=${encodeURIComponent(email)}`)
+  assert.equal(r.status, 200, `GET /admin/courier/messages: ${r.status}`)
+  return new Set((await r.json()).map((m) => m.id))
+}
+
+/**
+ * The code in the first message of `template` (a Kratos `template_type`) to `email` that is
+ * not in `seen`, as the courier queued it; waits for it a few seconds.
+ */
+export async function mailedCode(email, template, seen = new Set()) {
+  const path = `/admin/courier/messages?recipient=${encodeURIComponent(email)}`
+  for (let i = 0; i < 50; i++) {
+    const r = await fetch(`${adminUrl()}${path}`)
+    assert.equal(r.status, 200, `GET ${path}: ${r.status}`)
+    const m = (await r.json()).find((m) => m.template_type === template && !seen.has(m.id))
+    if (m) {
+      const code = m.body.match(/(?<!\d)\d{6}(?!\d)/)
+      assert.ok(code, `no code in ${JSON.stringify(m.body)}`)
+      return code[0]
+    }
+    await new Promise((done) => setTimeout(done, 200))
+  }
+  assert.fail(`no ${template} message to ${email}`)
+}
+
 export function uniqueSuffix() {
   return `${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`
 }

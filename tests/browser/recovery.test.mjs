@@ -9,7 +9,7 @@
 // Run: PORTCULLIS_PUBLIC_URL=… PORTCULLIS_ADMIN_URL=… node --test recovery.test.mjs
 import { test } from "node:test"
 import assert from "node:assert/strict"
-import { admin, adminUrl, openBrowser, publicUrl, uniqueSuffix } from "./harness.mjs"
+import { admin, mailedCode, messageIds, openBrowser, publicUrl, uniqueSuffix } from "./harness.mjs"
 
 const COURIER_TODO = undefined
 
@@ -45,33 +45,6 @@ async function adminRecoveryCode(identityId) {
 
 /** A well-formed code that is not `code`. */
 const otherCode = (code) => String((Number(code) + 1) % 1_000_000).padStart(6, "0")
-
-/** The ids of the courier's messages to `email` so far. */
-async function messageIds(email) {
-  const r = await fetch(`${adminUrl()}/admin/courier/messages?recipient=${encodeURIComponent(email)}`)
-  assert.equal(r.status, 200, `GET /admin/courier/messages: ${r.status}`)
-  return new Set((await r.json()).map((m) => m.id))
-}
-
-/**
- * The code in the first message of `template` (a Kratos `template_type`) to `email` that is
- * not in `seen`, as the courier queued it; waits for it a few seconds.
- */
-async function mailedCode(email, template, seen = new Set()) {
-  const path = `/admin/courier/messages?recipient=${encodeURIComponent(email)}`
-  for (let i = 0; i < 50; i++) {
-    const r = await fetch(`${adminUrl()}${path}`)
-    assert.equal(r.status, 200, `GET ${path}: ${r.status}`)
-    const m = (await r.json()).find((m) => m.template_type === template && !seen.has(m.id))
-    if (m) {
-      const code = m.body.match(/(?<!\d)\d{6}(?!\d)/)
-      assert.ok(code, `no code in ${JSON.stringify(m.body)}`)
-      return code[0]
-    }
-    await new Promise((done) => setTimeout(done, 200))
-  }
-  assert.fail(`no ${template} message to ${email}`)
-}
 
 /** What every test here needs of the page. */
 function pageHelpers(page) {

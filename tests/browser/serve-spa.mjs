@@ -11,7 +11,9 @@
 // GET /config.json is generated at run time ({kratosUrl, projectName, ...}),
 // which is how the SPA learns the Portcullis URL without a rebuild. With
 // `clerkUrl`, every request under /__clerk/ is forwarded there with the prefix
-// stripped (the same-origin forward Clerk documents for `proxyUrl`). Every
+// stripped (the same-origin forward Clerk documents for `proxyUrl`). With
+// `apiUrl`, every request under /api/ goes there as it came (the app's backend on the
+// same origin, as a Vite dev proxy or a reverse proxy puts it). Every
 // other path serves a file from the dist folder, and paths that are not
 // files fall back to index.html (SPA routing: /login, /registration, /home).
 import { createReadStream } from "node:fs"
@@ -61,7 +63,7 @@ async function isFile(p) {
  * Starts the server. Resolves to { server, url, port, close() }.
  * @param {{port?: number, host?: string, kratosUrl?: string, distDir?: string,
  *          projectName?: string, recoveryEnabled?: boolean, verificationEnabled?: boolean,
- *          clerkUrl?: string, publishableKey?: string}} opts
+ *          clerkUrl?: string, publishableKey?: string, apiUrl?: string}} opts
  */
 export async function startSpaServer(opts = {}) {
   const host = opts.host || "127.0.0.1"
@@ -80,12 +82,17 @@ export async function startSpaServer(opts = {}) {
     publishableKey: opts.publishableKey || "",
   })
   const clerkUrl = (opts.clerkUrl || "").replace(/\/+$/, "")
+  const apiUrl = (opts.apiUrl || "").replace(/\/+$/, "")
 
   const server = http.createServer(async (req, res) => {
     try {
       const url = new URL(req.url || "/", "http://localhost")
       if (clerkUrl && url.pathname.startsWith("/__clerk/")) {
         forward(req, res, `${clerkUrl}${req.url.slice("/__clerk".length)}`)
+        return
+      }
+      if (apiUrl && url.pathname.startsWith("/api/")) {
+        forward(req, res, `${apiUrl}${req.url}`)
         return
       }
       if (req.method !== "GET" && req.method !== "HEAD") {

@@ -61,6 +61,35 @@ impl Conn {
         body: Option<&Value>,
         headers: &[(&str, &str)],
     ) -> Result<(u16, hyper::HeaderMap, Bytes)> {
+        let body = match body {
+            Some(b) => Some(("application/json", Bytes::from(serde_json::to_vec(b)?))),
+            None => None,
+        };
+        self.request(method, path, body, headers).await
+    }
+
+    /// A form-encoded call (Clerk's Frontend API takes no JSON), with the response headers.
+    pub async fn call_form(
+        &mut self,
+        method: Method,
+        path: &str,
+        form: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<(u16, hyper::HeaderMap, Bytes)> {
+        let body = (
+            "application/x-www-form-urlencoded",
+            Bytes::from(form.to_string()),
+        );
+        self.request(method, path, Some(body), headers).await
+    }
+
+    async fn request(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: Option<(&str, Bytes)>,
+        headers: &[(&str, &str)],
+    ) -> Result<(u16, hyper::HeaderMap, Bytes)> {
         let mut req = Request::builder()
             .method(method)
             .uri(path)
@@ -71,9 +100,9 @@ impl Conn {
             req = req.header(*k, *v);
         }
         let body = match body {
-            Some(b) => {
-                req = req.header("content-type", "application/json");
-                Full::new(Bytes::from(serde_json::to_vec(b)?))
+            Some((content_type, bytes)) => {
+                req = req.header("content-type", content_type);
+                Full::new(bytes)
             }
             None => Full::new(Bytes::new()),
         };

@@ -95,6 +95,13 @@ impl Op {
         self
     }
 
+    fn method(mut self, m: Method) -> Op {
+        if let Op::Call { method, .. } = &mut self {
+            *method = m;
+        }
+        self
+    }
+
     fn header(mut self, name: &'static str, value: &str) -> Op {
         if let Op::Call { headers, .. } = &mut self {
             headers.push((name, value.into()));
@@ -327,6 +334,20 @@ pub fn table(conns: usize, secs: f64) -> Vec<Scenario> {
         )
         .progress("token verify")
         .before(Step::ObtainAccessToken)
+        .vs(Baseline::Hello),
+        Scenario::new(
+            format!("Clerk getToken(): POST /v1/client/sessions/{{id}}/tokens ({conns} conns)"),
+            conns,
+            |f| {
+                Op::get(&format!("/v1/client/sessions/{}/tokens", f.clerk_session))
+                    .method(Method::POST)
+                    .header("cookie", &f.clerk_cookie)
+                    .header("origin", &f.clerk_origin)
+                    .min_len(500)
+            },
+        )
+        .progress("Clerk session-token refresh through the Frontend API")
+        .before(Step::ClerkSignIn)
         .vs(Baseline::Hello),
         Scenario::new(format!("whoami?tokenize_as ({conns} conns)"), conns, |f| {
             Op::get("/sessions/whoami?tokenize_as=bench")

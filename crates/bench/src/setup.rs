@@ -94,7 +94,8 @@ pub fn start_server(bin: &str, dsn: &str, limits: Limits) -> Result<(Proc, Strin
         .env("PORTCULLIS_SERVE_PUBLIC_PORT", pp.to_string())
         .env("PORTCULLIS_SERVE_ADMIN_PORT", ap.to_string())
         .env("PORTCULLIS_SERVE_PUBLIC_TRUST_FORWARDED_HEADERS", "true")
-        .env("PORTCULLIS_LOG_LEVEL", "warn");
+        .env("PORTCULLIS_LOG_LEVEL", "warn")
+        .env("PORTCULLIS_CLERK_FRONTEND_ENABLED", "true");
     if let Some(issuer) = crate::idp::issuer() {
         cmd.env("PORTCULLIS_SELFSERVICE_METHODS_OIDC_ENABLED", "true")
             .env(
@@ -376,6 +377,11 @@ pub struct Fixtures {
     pub limits_off_session_token: String,
     /// Accounts with TOTP linked and their secrets (step [`Step::SeedTotpAccounts`]).
     pub totp_accounts: Arc<Vec<(String, String)>>,
+    /// A Clerk client cookie (`__client=…`) holding a session of `login0@bench.example`,
+    /// that session's id, and the page origin clerk-js sends (step [`Step::ClerkSignIn`]).
+    pub clerk_cookie: String,
+    pub clerk_session: String,
+    pub clerk_origin: String,
 }
 
 /// What a scenario needs done just before (or just after) its measurement.
@@ -390,6 +396,8 @@ pub enum Step {
     /// Stops them again.
     StopLimitsPair,
     ObtainAccessToken,
+    /// Signs in through Clerk's Frontend API, as `<SignIn/>` does.
+    ClerkSignIn,
     StartBrowserFlow,
     /// Registers enough accounts with TOTP for one step-up row (one per sign-in).
     SeedTotpAccounts,
@@ -507,6 +515,35 @@ impl Bench {
                     .as_str()
                     .ok_or_else(|| anyhow!("no access token"))?
                     .to_string();
+            }
+            Step::ClerkSignIn => {
+                let mut c = Conn::open(&self.public).await?;
+                let form = form_urlencoded::Serializer::new(String::new())
+                    .append_pair("strategy", "password")
+                    .append_pair("identifier", "login0@bench.example")
+                    .append_pair("password", PASSWORD)
+                    .finish();
+                let origin = [("origin", self.public.as_str())];
+                let (status, headers, body) = c
+                    .call_form(Method::POST, "/v1/client/sign_ins", &form, &origin)
+                    .await?;
+                let body: Value = serde_json::from_slice(&body)?;
+                if status != 200 || body["response"]["status"] != "complete" {
+                    bail!("Clerk sign-in: HTTP {status}: {body}");
+                }
+                self.fixtures.clerk_session = body["response"]["created_session_id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+                self.fixtures.clerk_cookie = headers
+                    .get_all("set-cookie")
+                    .iter()
+                    .filter_map(|v| v.to_str().ok())
+                    .find(|v| v.starts_with("__client="))
+                    .and_then(|v| v.split(';').next())
+                    .ok_or_else(|| anyhow!("Clerk sign-in set no __client cookie"))?
+                    .to_string();
+                self.fixtures.clerk_origin = self.public.clone();
             }
             Step::StartBrowserFlow => {
                 let mut c = Conn::open(&self.public).await?;

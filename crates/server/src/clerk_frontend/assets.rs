@@ -1,8 +1,11 @@
 //! clerk-js's bundles, which it loads from its own server: `/npm/@clerk/clerk-js@<version>/
 //! dist/<file>` and `/npm/@clerk/ui@<version>/dist/<file>`, read from the npm packages in
-//! `clerk.frontend.assets_dir` (a `node_modules` directory). Whatever version the path names
-//! (`@6`, or the exact one its chunks ask for), the installed package answers: the deployment
-//! chooses the version by what it installs, and nothing is fetched at run time.
+//! `clerk.frontend.assets_dir` (a `node_modules` directory). The path names a major version
+//! (`@6`) or the exact one its chunks ask for; the installed package of that major version
+//! answers: `@clerk/<name>`, or the npm alias `@clerk/<name>-<major>` for a second generation
+//! next to it (`npm install @clerk/clerk-js-5@npm:@clerk/clerk-js@5`, for apps on
+//! `@clerk/clerk-react` 5). The deployment chooses the versions by what it installs, and
+//! nothing is fetched at run time.
 
 use crate::AppState;
 use axum::extract::{Path, State};
@@ -38,6 +41,28 @@ async fn installed_version(package: &std::path::Path) -> Option<String> {
     v.get("version")?.as_str().map(str::to_string)
 }
 
+/// The installed package that answers for `name@version`, and its version: `@clerk/<name>`
+/// when its major version is the one asked for (or the path names none), else the alias
+/// `@clerk/<name>-<major>`.
+async fn package_for(dir: &str, name: &str, version: &str) -> Option<(PathBuf, String)> {
+    let major = version
+        .split('.')
+        .next()
+        .filter(|m| !m.is_empty() && m.bytes().all(|b| b.is_ascii_digit()));
+    let scope = PathBuf::from(dir).join("@clerk");
+    let mut candidates = vec![scope.join(name)];
+    candidates.extend(major.map(|m| scope.join(format!("{name}-{m}"))));
+    for package in candidates {
+        let Some(installed) = installed_version(&package).await else {
+            continue;
+        };
+        if major.is_none_or(|m| installed.split('.').next() == Some(m)) {
+            return Some((package, installed));
+        }
+    }
+    None
+}
+
 fn content_type(file: &str) -> &'static str {
     match file.rsplit('.').next() {
         Some("js" | "mjs") => "text/javascript; charset=utf-8",
@@ -59,11 +84,13 @@ pub(super) async fn bundle_file(
     else {
         return super::not_found().await;
     };
-    let package = PathBuf::from(dir).join("@clerk").join(name);
+    let Some((package, installed)) = package_for(dir, name, version).await else {
+        return super::not_found().await;
+    };
     // A path naming an exact version (a chunk) is cached for good: it must be the installed
     // one, or an upgrade would leave stale code in caches under that name.
     let exact = version.split('.').count() == 3;
-    if exact && installed_version(&package).await.as_deref() != Some(version) {
+    if exact && installed != version {
         return super::not_found().await;
     }
     let Ok(bytes) = tokio::fs::read(package.join("dist").join(rel)).await else {

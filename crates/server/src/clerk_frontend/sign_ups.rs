@@ -63,6 +63,9 @@ pub(super) fn sign_up_json(s: &SignUpState) -> Value {
     })
 }
 
+/// How soon after the sign-up began its first `prepare_verification` is clerk-js 5's own.
+const AUTO_PREPARE_MS: i64 = 20_000;
+
 /// The sign-up `id` of the request's client.
 fn own(st: &AppState, headers: &HeaderMap, id: &str) -> Option<(ClientState, SignUpState)> {
     let c = client::read(st, headers)?;
@@ -106,6 +109,8 @@ pub(super) async fn create(
         last_name: fields.last_name.clone(),
         status: "missing_requirements".into(),
         expire_at: 0,
+        created_at: client::ms(now),
+        prepared: false,
         attempts: 0,
         session_id: None,
         user_id: None,
@@ -172,6 +177,15 @@ pub(super) async fn prepare_verification(
         return r;
     }
     let now = st.core.now();
+    // The sign-up mailed its code already. clerk-js 6 sees that (`strategy: email_code`) and
+    // goes straight to the code; clerk-js 5 asks to prepare anyway as its code page opens.
+    // That first prepare, sooner than any "Resend" the UI allows (it counts down 30 s),
+    // mails nothing more: one sign-up, one mail, on either generation.
+    let first = !std::mem::replace(&mut s.prepared, true);
+    if first && client::ms(now) - s.created_at < AUTO_PREPARE_MS {
+        c.sign_up = Some(s.clone());
+        return client::answer(&st, &headers, c, sign_up_json(&s)).await;
+    }
     match st.core.clerk_sign_up_resend(s.flow_id, &caller, now).await {
         Ok(SignUpStep::CodeSent { expires_at, .. }) => {
             s.expire_at = client::ms(expires_at);

@@ -8,7 +8,8 @@ use portcullis_core::config::Config;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-/// A `node_modules` with a clerk-js and a UI package, as npm installs them.
+/// A `node_modules` with a clerk-js and a UI package, as npm installs them, and clerk-js 5
+/// under the alias `@clerk/clerk-js-5`.
 fn assets() -> String {
     let dir = std::env::temp_dir().join(format!("pc-clerk-assets-{}", uuid::Uuid::new_v4()));
     for (pkg, file, body) in [
@@ -23,12 +24,21 @@ fn assets() -> String {
             "/* chunk */",
         ),
         ("ui", "ui.browser.js", "window.__bundle = 'ui';"),
+        (
+            "clerk-js-5",
+            "clerk.browser.js",
+            "window.__bundle = 'clerk-js 5';",
+        ),
     ] {
         let d = dir.join("@clerk").join(pkg).join("dist");
         std::fs::create_dir_all(&d).unwrap();
         std::fs::write(d.join(file), body).unwrap();
     }
-    for (pkg, version) in [("clerk-js", "6.40.0"), ("ui", "1.34.0")] {
+    for (pkg, version) in [
+        ("clerk-js", "6.40.0"),
+        ("ui", "1.34.0"),
+        ("clerk-js-5", "5.128.0"),
+    ] {
         let manifest = format!(r#"{{"name": "@clerk/{pkg}", "version": "{version}"}}"#);
         std::fs::write(dir.join("@clerk").join(pkg).join("package.json"), manifest).unwrap();
     }
@@ -401,6 +411,15 @@ async fn clerk_js_bundles_are_served_from_the_installed_packages_and_nothing_els
         .contains("immutable"));
     let r = get("/npm/@clerk/ui@1/dist/ui.browser.js").await;
     assert_eq!(r.text().await.unwrap(), "window.__bundle = 'ui';");
+    // Another major version comes from its alias, never from the other generation.
+    for path in [
+        "/npm/@clerk/clerk-js@5/dist/clerk.browser.js",
+        "/npm/@clerk/clerk-js@5.128.0/dist/clerk.browser.js",
+    ] {
+        let r = get(path).await;
+        assert_eq!(r.status(), StatusCode::OK, "{path}");
+        assert_eq!(r.text().await.unwrap(), "window.__bundle = 'clerk-js 5';");
+    }
     // Nothing outside a package's dist/, and no other package.
     for path in [
         "/npm/@clerk/clerk-js@6/dist/..%2Fpackage.json",
@@ -409,6 +428,11 @@ async fn clerk_js_bundles_are_served_from_the_installed_packages_and_nothing_els
         "/npm/@clerk/clerk-js@6/dist/missing.js",
         // An exact version that is not the installed one (it would be cached for good).
         "/npm/@clerk/clerk-js@9.9.9/dist/clerk.browser.js",
+        "/npm/@clerk/clerk-js@6.39.0/dist/clerk.browser.js",
+        // A major version nobody installed, and the alias by its own name.
+        "/npm/@clerk/clerk-js@4/dist/clerk.browser.js",
+        "/npm/@clerk/ui@2/dist/ui.browser.js",
+        "/npm/@clerk/clerk-js-5@5/dist/clerk.browser.js",
     ] {
         let r = get(path).await;
         assert_eq!(r.status(), StatusCode::NOT_FOUND, "{path}");

@@ -1,15 +1,24 @@
-// A React app written the way the university dashboard is: `@clerk/react` with
-// `<ClerkProvider publishableKey>`, `<SignIn path routing="path">` and `<SignUp>`. The one
-// prop a plain-http deployment adds is `proxyUrl="/__clerk"` (serve-spa.mjs forwards it to
-// Portcullis). The key comes from /config.json, written at run time.
+// A React app written the way the university dashboard is: `<ClerkProvider publishableKey>`,
+// `<SignIn path routing="path">`, `<SignUp>`, `<UserButton>`, `<UserProfile>`. The one prop a
+// plain-http deployment adds is `proxyUrl="/__clerk"` (serve-spa.mjs forwards it to
+// Portcullis). The key comes from /config.json, written at run time. The dashboard's data
+// comes from its Django backend (tests/browser/dashboard/), on the same origin under /api/,
+// with the session token as `Authorization: Bearer`.
+//
+// Built once per SDK generation: `#sdk` is src/sdk-v6.jsx (`@clerk/react` 6) or
+// src/sdk-v5.jsx (`@clerk/clerk-react` 5), chosen by the Vite mode (vite.config.js).
 import { useEffect, useState } from "react"
 import { createRoot } from "react-dom/client"
-import { ClerkProvider, Show, SignIn, SignUp, UserButton, useAuth, useClerk, useUser } from "@clerk/react"
+import { providerProps, sdk } from "#sdk"
+
+const { ClerkProvider, SignedIn, SignedOut, SignIn, SignUp, UserButton, UserProfile, useAuth, useClerk, useUser } = sdk
 
 function Status() {
   const clerk = useClerk()
   return <p data-testid="clerk-status">{clerk.loaded ? "loaded" : "loading"}</p>
 }
+
+const wrap = { whiteSpace: "pre-wrap", wordBreak: "break-all", maxWidth: "60em" }
 
 // The dashboard: who is signed in, the user button, and a call to the backend with the
 // session token, as the university dashboard attaches `getToken()` to its API calls.
@@ -17,19 +26,28 @@ function Home() {
   const { user } = useUser()
   const { getToken } = useAuth()
   const [token, setToken] = useState("")
+  const [dashboard, setDashboard] = useState("")
+  // A fresh token each time (skipCache), so claims changed since the last one show at once.
+  const load = async () => {
+    const jwt = await getToken({ skipCache: true })
+    setToken(jwt || "")
+    const r = await fetch("/api/dashboard/", { headers: { Authorization: `Bearer ${jwt}` } })
+    setDashboard(`${r.status} ${await r.text()}`)
+  }
   return (
     <>
-      <Show when="signed-in">
+      <SignedIn>
         <p data-testid="home-email">{user?.primaryEmailAddress?.emailAddress}</p>
         <UserButton />
-        <button data-testid="get-token" onClick={async () => setToken((await getToken()) || "")}>
-          get token
+        <button data-testid="load-dashboard" onClick={load}>
+          load dashboard
         </button>
-        <pre data-testid="token">{token}</pre>
-      </Show>
-      <Show when="signed-out">
+        <pre data-testid="token" style={wrap}>{token}</pre>
+        <pre data-testid="dashboard" style={wrap}>{dashboard}</pre>
+      </SignedIn>
+      <SignedOut>
         <p data-testid="home-signed-out">signed out</p>
-      </Show>
+      </SignedOut>
     </>
   )
 }
@@ -37,7 +55,8 @@ function Home() {
 function Page() {
   const path = window.location.pathname
   if (path.startsWith("/home")) return <Home />
-  if (path.startsWith("/sign-up")) return <SignUp path="/sign-up" routing="path" signInUrl="/sign-in" />
+  if (path.startsWith("/profile")) return <UserProfile path="/profile" routing="path" />
+  if (path.startsWith("/sign-up")) return <SignUp path="/sign-up" routing="path" signInUrl="/sign-in" fallbackRedirectUrl="/home" />
   return <SignIn path="/sign-in" routing="path" signUpUrl="/sign-up" fallbackRedirectUrl="/home" />
 }
 
@@ -50,7 +69,7 @@ function App() {
   }, [])
   if (!key) return <p>…</p>
   return (
-    <ClerkProvider publishableKey={key} proxyUrl="/__clerk" telemetry={false} afterSignOutUrl="/home">
+    <ClerkProvider publishableKey={key} proxyUrl="/__clerk" telemetry={false} afterSignOutUrl="/home" {...providerProps}>
       <Status />
       <Page />
     </ClerkProvider>
