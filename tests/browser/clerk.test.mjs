@@ -15,7 +15,10 @@
 // dashboard; the backend SDK sets `public_metadata.role`, the next `user.updated` carries it, and
 // so does the next session token (the session claims are customised to include it); <UserProfile/>
 // changes the name (Django's row follows) and the password; sign-out ends the session; <SignIn/>
-// refuses the old password at its field and takes the new one.
+// refuses the old password at its field and takes the new one; it signs in by a code mailed to
+// the address instead; "Forgot password?" resets the password by a mailed code and signs in;
+// with an authenticator app linked (on the Kratos settings API) it asks for
+// the app's code after the password, refuses a wrong one and takes the right one (aal2).
 //
 // Run with PORTCULLIS_PUBLIC_URL, PORTCULLIS_ADMIN_URL, PORTCULLIS_CLERK_PUBLISHABLE_KEY
 // (`portcullis keys clerk publishable`), PORTCULLIS_CLERK_SECRET_KEY (one of clerk.secret_keys),
@@ -30,7 +33,8 @@ import { createVerify } from "node:crypto"
 import net from "node:net"
 import path from "node:path"
 import { fileURLToPath } from "node:url"
-import { admin, adminUrl, mailedCode, openBrowser, publicUrl } from "./harness.mjs"
+import { Secret, TOTP } from "otpauth"
+import { admin, adminUrl, mailedCode, messageIds, openBrowser, publicUrl } from "./harness.mjs"
 import { startSpaServer } from "./serve-spa.mjs"
 
 const KEY = process.env.PORTCULLIS_CLERK_PUBLISHABLE_KEY
@@ -107,6 +111,7 @@ for (const { sdk, dist, bundles } of GENERATIONS) {
     const EMAIL = `clerk-${Date.now()}-${Math.random().toString(36).slice(2)}@example.com`
     const PASSWORD = `Pc-${Math.random().toString(36).slice(2)}-correct-horse`
     const NEW_PASSWORD = `${PASSWORD}-and-battery`
+    const RESET_PASSWORD = `${PASSWORD}-reset-staple`
     const PUBLIC_URL = publicUrl()
     const spaUrl = `http://127.0.0.1:${process.env.SPA_PORT}`
     // Clerk's dashboard settings, as the deployment has them: the webhook endpoint and the PEM.
@@ -327,6 +332,136 @@ for (const { sdk, dist, bundles } of GENERATIONS) {
       assert.equal(body.student.first_name, "Grace")
       assert.notEqual(body.session, firstSid)
       await shot("home-signed-in-again")
+      assert.deepEqual(outside, [])
+    })
+
+    /** Signs out in <UserButton/>. */
+    const signOut = async () => {
+      await page.goto(`${spa.url}/home`)
+      await page.locator(".cl-userButtonTrigger").click()
+      await page.locator(".cl-userButtonPopoverActionButton__signOut").click()
+      await page.getByTestId("home-signed-out").waitFor()
+    }
+    /** The newest active session of the account, as the admin API lists it. */
+    const newestSession = async () => {
+      const [identity] = await admin("GET", `/admin/identities?credentials_identifier=${encodeURIComponent(EMAIL)}`)
+      const sessions = await admin("GET", `/admin/identities/${identity.id}/sessions?active=true`)
+      return sessions.sort((a, b) => b.authenticated_at.localeCompare(a.authenticated_at))[0]
+    }
+
+    await step("<SignIn/> signs in by a code mailed to the address instead of the password", async () => {
+      await signOut()
+      const seen = await messageIds(EMAIL)
+      await page.goto(`${spa.url}/sign-in`)
+      await page.locator("input#identifier-field").fill(EMAIL)
+      await button("Continue").click()
+      await page.locator("input#password-field").waitFor({ state: "visible" })
+      await page.getByRole("link", { name: "Use another method" }).click()
+      await page.getByRole("button", { name: `Email code to ${EMAIL}` }).click()
+      const code = await mailedCode(EMAIL, "login_code_valid", seen)
+      const otp = page.locator("input[autocomplete='one-time-code']").first()
+      await otp.waitFor({ state: "visible" })
+      await shot("sign-in-email-code")
+      await otp.pressSequentially(code)
+      await page.waitForURL(`${spa.url}/home`)
+      await page.getByTestId("home-email").filter({ hasText: EMAIL }).waitFor()
+      const session = await newestSession()
+      assert.deepEqual(session.authentication_methods.map((m) => m.method), ["code"])
+      assert.deepEqual(outside, [])
+    })
+
+    await step("\"Forgot password?\" in <SignIn/> mails a code; the code and a new password sign in, and the old password is gone", async () => {
+      await signOut()
+      const seen = await messageIds(EMAIL)
+      await page.goto(`${spa.url}/sign-in`)
+      await page.locator("input#identifier-field").fill(EMAIL)
+      await button("Continue").click()
+      await page.locator("input#password-field").waitFor({ state: "visible" })
+      await page.getByText("Forgot password?").click()
+      // The mail is written before the answer comes (that takes as long for an address without
+      // an account): a person reads it later, the test must wait for the client cookie.
+      const prepared = page.waitForResponse((r) => r.url().includes("/prepare_first_factor"))
+      await button("Reset your password").click()
+      assert.equal((await prepared).status(), 200)
+      const code = await mailedCode(EMAIL, "recovery_code_valid", seen)
+      const otp = page.locator("input[autocomplete='one-time-code']").first()
+      await otp.waitFor({ state: "visible" })
+      await shot("forgot-password-code")
+      await otp.pressSequentially(code)
+      const fresh = page.locator("input#password-field")
+      await fresh.waitFor({ state: "visible" })
+      await fresh.fill(RESET_PASSWORD)
+      await page.locator("input#confirmPassword-field").fill(RESET_PASSWORD)
+      await shot("reset-password")
+      await button("Reset Password").click()
+      await page.waitForURL(`${spa.url}/home`)
+      await page.getByTestId("home-email").filter({ hasText: EMAIL }).waitFor()
+      const session = await newestSession()
+      assert.deepEqual(session.authentication_methods.map((m) => m.method), ["code_recovery"])
+      // The Kratos face agrees: the old password is refused, the new one signs in.
+      for (const [password, status] of [[NEW_PASSWORD, 400], [RESET_PASSWORD, 200]]) {
+        const flow = await (await fetch(`${publicUrl()}/self-service/login/api`)).json()
+        const r = await fetch(`${publicUrl()}/self-service/login?flow=${flow.id}`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ method: "password", identifier: EMAIL, password }),
+        })
+        assert.equal(r.status, status, password === NEW_PASSWORD ? "the old password" : "the new password")
+      }
+      assert.deepEqual(outside, [])
+    })
+
+    await step("with an authenticator app linked, <SignIn/> asks for its code after the password, refuses a wrong one, takes the right one", async () => {
+      // Linked on the Kratos face (its settings API), as the seed deployment's users do.
+      const login = await (await fetch(`${publicUrl()}/self-service/login/api`)).json()
+      const signedIn = await fetch(`${publicUrl()}/self-service/login?flow=${login.id}`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ method: "password", identifier: EMAIL, password: RESET_PASSWORD }),
+      })
+      assert.equal(signedIn.status, 200)
+      const token = (await signedIn.json()).session_token
+      const settings = await (await fetch(`${publicUrl()}/self-service/settings/api`, { headers: { "x-session-token": token } })).json()
+      const secret = settings.ui.nodes.find((n) => n.attributes.id === "totp_secret_key").attributes.text.context.secret
+      const totp = new TOTP({ algorithm: "SHA1", digits: 6, period: 30, secret: Secret.fromBase32(secret) })
+      const linkStep = Math.floor(Date.now() / 30_000) - 1
+      const codeAt = (step) => totp.generate({ timestamp: step * 30_000 })
+      const linked = await fetch(`${publicUrl()}/self-service/settings?flow=${settings.id}`, {
+        method: "POST",
+        headers: { "content-type": "application/json", "x-session-token": token },
+        body: JSON.stringify({ method: "totp", totp_code: codeAt(linkStep) }),
+      })
+      assert.equal(linked.status, 200, await linked.text())
+
+      // The session signed in by the code alone no longer counts (whoami asks for the highest
+      // level the account has): the app is signed out, and signs in again with both factors.
+      await page.goto(`${spa.url}/home`)
+      await page.getByTestId("home-signed-out").waitFor()
+      await page.goto(`${spa.url}/sign-in`)
+      await page.locator("input#identifier-field").fill(EMAIL)
+      await button("Continue").click()
+      const password = page.locator("input#password-field")
+      await password.waitFor({ state: "visible" })
+      await password.fill(RESET_PASSWORD)
+      await button("Continue").click()
+      const otp = page.locator("input[autocomplete='one-time-code']").first()
+      await otp.waitFor({ state: "visible" })
+      await shot("sign-in-totp")
+      const right = codeAt(linkStep + 1)
+      const near = new Set([-1, 0, 1, 2].map((d) => codeAt(linkStep + d)))
+      let wrong = 135791
+      while (near.has(String(wrong).padStart(6, "0"))) wrong += 1
+      await otp.pressSequentially(String(wrong).padStart(6, "0"))
+      await page.locator(".cl-otpCodeFieldErrorText").filter({ hasText: "Incorrect code" }).waitFor()
+      await shot("sign-in-totp-wrong")
+      assert.equal(page.url().startsWith(`${spa.url}/home`), false)
+      await otp.pressSequentially(right)
+      await page.waitForURL(`${spa.url}/home`)
+      await page.getByTestId("home-email").filter({ hasText: EMAIL }).waitFor()
+      const session = await newestSession()
+      assert.deepEqual(session.authentication_methods.map((m) => m.method), ["password", "totp"])
+      assert.equal(session.authenticator_assurance_level, "aal2")
+      await shot("home-signed-in-aal2")
       assert.deepEqual(outside, [])
     })
   })

@@ -279,8 +279,22 @@ impl Core {
         by: &By,
         now: OffsetDateTime,
     ) -> Result<()> {
+        self.save_identity_with(before, identity, by, None, now)
+            .await
+    }
+
+    /// [`Self::save_identity`], with `also` (the record of why) in the same transaction.
+    pub(crate) async fn save_identity_with(
+        &self,
+        before: &Identity,
+        identity: &mut Identity,
+        by: &By,
+        also: Option<AuditRecord>,
+        now: OffsetDateTime,
+    ) -> Result<()> {
         let fx = identity_change_records(before, identity, by, now)
             .into_iter()
+            .chain(also)
             .fold(Effects::event(EventKind::UserUpdated), Effects::audited);
         self.store
             .update_identity(identity, &fx)

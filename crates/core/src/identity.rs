@@ -129,6 +129,25 @@ impl Identity {
         self.state == STATE_ACTIVE
     }
 
+    /// Marks the address that normalises to `address` verified (a code sent to it came
+    /// back); whether it was not before.
+    pub fn verify_address(&mut self, address: &str, now: OffsetDateTime) -> bool {
+        let mut changed = false;
+        for a in &mut self.verifiable_addresses {
+            if !a.verified && crate::methods::code::normalise_address(&a.value) == address {
+                a.verified = true;
+                a.status = "completed".into();
+                a.verified_at = Some(now);
+                a.updated_at = now;
+                changed = true;
+            }
+        }
+        if changed {
+            self.updated_at = now;
+        }
+        changed
+    }
+
     pub fn set_state(&mut self, state: &str, now: OffsetDateTime) {
         if self.state != state {
             self.state = state.to_string();

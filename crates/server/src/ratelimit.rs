@@ -198,14 +198,24 @@ pub fn bucket_for(method: &Method, path: &str, tokens: &TokenPathsConfig) -> Opt
         "/self-service/login" if post => Some(Bucket::Login),
         "/self-service/registration" if post => Some(Bucket::Registration),
         "/self-service/recovery" | "/self-service/verification" if post => Some(Bucket::Email),
-        // Clerk's Frontend API: a password attempt is a login, and so is a new sign-in (it may
-        // carry the password, `signIn.create({identifier, password})`).
+        // Clerk's Frontend API: a password or code attempt is a login, and so are a new sign-in
+        // (it may carry the password, `signIn.create({identifier, password})`) and a new
+        // password after a reset code; mailing a sign-in or reset code spends from the mail
+        // bucket.
         p if post
             && (p == "/v1/client/sign_ins"
                 || (p.starts_with("/v1/client/sign_ins/")
-                    && p.ends_with("/attempt_first_factor"))) =>
+                    && (p.ends_with("/attempt_first_factor")
+                        || p.ends_with("/attempt_second_factor")
+                        || p.ends_with("/reset_password")))) =>
         {
             Some(Bucket::Login)
+        }
+        p if post
+            && p.starts_with("/v1/client/sign_ins/")
+            && p.ends_with("/prepare_first_factor") =>
+        {
+            Some(Bucket::Email)
         }
         // Clerk's sign-ups: the account, a mailed code, a guess at it.
         "/v1/client/sign_ups" if post => Some(Bucket::Registration),
@@ -326,6 +336,10 @@ mod tests {
             Some(Bucket::Login)
         );
         assert_eq!(b(Method::POST, "/v1/client/sign_ins"), Some(Bucket::Login));
+        let sign_in = |step: &str| b(Method::POST, &format!("/v1/client/sign_ins/sia_1/{step}"));
+        assert_eq!(sign_in("attempt_second_factor"), Some(Bucket::Login));
+        assert_eq!(sign_in("reset_password"), Some(Bucket::Login));
+        assert_eq!(sign_in("prepare_first_factor"), Some(Bucket::Email));
         assert_eq!(
             b(Method::POST, "/v1/client/sign_ups"),
             Some(Bucket::Registration)

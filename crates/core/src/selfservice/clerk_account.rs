@@ -314,14 +314,7 @@ impl Core {
         set_trait(&mut changed.traits, &map.email, &json!(address));
         let derived = self.schema(&changed.schema_id)?.derive(&changed.traits);
         changed.apply_derived(&derived, now);
-        for a in &mut changed.verifiable_addresses {
-            if normalise_address(&a.value) == address {
-                a.verified = true;
-                a.status = "completed".into();
-                a.verified_at = Some(now);
-                a.updated_at = now;
-            }
-        }
+        changed.verify_address(&address, now);
         let saved = self.save_own(identity, changed, &by, now).await?;
         if let AccountChange::Refused(_) = saved {
             return Ok(Err(saved));

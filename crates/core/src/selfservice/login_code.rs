@@ -180,18 +180,9 @@ impl Core {
         address: &str,
         now: OffsetDateTime,
     ) -> Result<Identity> {
-        let Some(a) = identity
-            .verifiable_addresses
-            .iter_mut()
-            .find(|a| !a.verified && normalise_address(&a.value) == address)
-        else {
+        if !identity.verify_address(address, now) {
             return Ok(identity);
-        };
-        a.verified = true;
-        a.status = "completed".into();
-        a.verified_at = Some(now);
-        a.updated_at = now;
-        identity.updated_at = now;
+        }
         self.store
             .update_identity(&mut identity, &Effects::event(EventKind::UserUpdated))
             .await?;

@@ -9,6 +9,8 @@
 
 mod address;
 mod clerk_account;
+mod clerk_reset_password;
+mod clerk_sign_in;
 mod clerk_sign_up;
 mod form;
 mod login;
@@ -23,6 +25,7 @@ pub mod web_hook;
 
 pub use address::{AddressSubmit, AddressSubmitMethod};
 pub use clerk_account::{AccountChange, NewAddress};
+pub use clerk_sign_in::{FirstFactor, FirstPassed, SecondFactor, SignedIn};
 pub use clerk_sign_up::{ClerkSignUp, FieldProblem, SignUpStep};
 pub use login::{LoginMethod, LoginSubmit};
 pub use recovery::{parse_expires_in, AdminRecovery, Recovered, RecoveryOutcome};

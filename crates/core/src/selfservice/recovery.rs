@@ -165,9 +165,24 @@ impl Core {
             }
             (flow, AddressStep::Address(address)) => (flow, address),
         };
+        self.send_recovery_code(&mut flow, &address, caller, now, started)
+            .await?;
+        Ok(RecoveryOutcome::Sent(Box::new(flow)))
+    }
+
+    /// Mails a recovery code for `address` on `flow` if it is an active account's recovery
+    /// address (else, as configured, a note or nothing), answering alike either way.
+    pub(super) async fn send_recovery_code(
+        &self,
+        flow: &mut Flow,
+        address: &str,
+        caller: &Caller,
+        now: OffsetDateTime,
+        started: tokio::time::Instant,
+    ) -> Result<()> {
         let identity = self
             .store
-            .find_identity_by_address("recovery", &address)
+            .find_identity_by_address("recovery", address)
             .await?
             .filter(Identity::is_active);
         let record = AuditRecord::new(
@@ -189,18 +204,17 @@ impl Core {
             .recovery
             .notify_unknown_recipients;
         self.send_code(
-            &mut flow,
-            &address,
+            flow,
+            address,
             identity.as_ref(),
             notify,
-            &t,
+            &texts(),
             Effects::none().audited(record),
             caller,
             now,
             started,
         )
-        .await?;
-        Ok(RecoveryOutcome::Sent(Box::new(flow)))
+        .await
     }
 
     async fn recover_with_code(

@@ -104,13 +104,7 @@ impl Core {
             }
         }
         identity.id = sent.identity_id;
-        for a in &mut identity.verifiable_addresses {
-            if normalise_address(&a.value) == address {
-                a.verified = true;
-                a.status = "completed".into();
-                a.verified_at = Some(now);
-            }
-        }
+        identity.verify_address(&address, now);
         if let Some(hash) = sent.password_hash {
             let identifiers = self
                 .schema(&identity.schema_id)?

@@ -395,7 +395,20 @@ impl Core {
         let Some(identity) = identity else {
             return self.before_flow(flow, caller).await;
         };
-        let method = crate::methods::Method::Password.as_str();
+        self.after_login_hooks(flow, identity, crate::methods::Method::Password, caller)
+            .await
+    }
+
+    /// The `after.<method>` web hooks of a login `flow` that signs `identity` in outside
+    /// [`Core::complete_login`] (Clerk's sign-ins); a refusal is an error.
+    pub(crate) async fn after_login_hooks(
+        &self,
+        flow: &Flow,
+        identity: &Identity,
+        method: crate::methods::Method,
+        caller: &Caller,
+    ) -> crate::error::Result<()> {
+        let method = method.as_str();
         let hooks = self
             .config
             .after(crate::flow::FlowKind::Login)

@@ -56,13 +56,42 @@ pub(super) struct SignUpState {
     pub user_id: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// A sign-in under way (`sign_ins.rs`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(super) struct SignInState {
     pub id: String,
     pub identifier: String,
-    /// `needs_first_factor` or `complete`.
+    /// `needs_first_factor`, `needs_new_password`, `needs_second_factor` or `complete`.
     pub status: String,
     pub session_id: Option<String>,
+    /// The id the mailed-code factors name the address by, made for this sign-in alone
+    /// (alike for an address without an account); `None` when no code factor is on.
+    #[serde(default)]
+    pub email_address_id: Option<String>,
+    /// The strategies the address is offered with besides the password (`email_code`,
+    /// `reset_password_email_code`), fixed when the sign-in starts.
+    #[serde(default)]
+    pub address_factors: Vec<String>,
+    /// The flow the last mailed code went out on (a login flow for `email_code`, a recovery
+    /// flow for a reset), for which strategy, and when the code stops working (ms).
+    #[serde(default)]
+    pub code_flow: Option<uuid::Uuid>,
+    #[serde(default)]
+    pub code_strategy: Option<String>,
+    #[serde(default)]
+    pub code_expire_at: i64,
+    /// The first factor that passed (its strategy), whose identity, and when (ms).
+    #[serde(default)]
+    pub first_factor: Option<String>,
+    #[serde(default)]
+    pub identity: Option<uuid::Uuid>,
+    #[serde(default)]
+    pub first_factor_at: i64,
+    /// The second factors asked for, then the one that passed.
+    #[serde(default)]
+    pub second_factors: Vec<String>,
+    #[serde(default)]
+    pub second_factor: Option<String>,
 }
 
 /// Milliseconds since the epoch, Clerk's timestamps.
@@ -98,7 +127,8 @@ pub(super) fn add_session(c: &mut ClientState, token: String) {
     c.sessions.drain(..excess);
 }
 
-/// A client's sessions that are still alive, with their identities and tokens.
+/// A client's sessions that are still alive, with their identities and tokens; the others
+/// are forgotten.
 pub(super) async fn live_sessions(
     st: &AppState,
     c: &mut ClientState,
@@ -108,6 +138,9 @@ pub(super) async fn live_sessions(
     let mut kept = vec![];
     for token in &c.sessions {
         match st.core.authenticate(token, now).await {
+            // Short of the second factor its account now has (`required_aal:
+            // highest_available`): not signed in on this face, whose sign-in asks for it.
+            Ok((s, i)) if st.core.require_whoami_aal(&s, &i).is_err() => {}
             Ok((s, i)) => {
                 live.push((s, i, token.clone()));
                 kept.push(token.clone());

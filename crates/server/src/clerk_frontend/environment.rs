@@ -39,11 +39,17 @@ pub(super) fn environment(config: &Config) -> Value {
     ] {
         attributes.insert(key.into(), attribute(false, false));
     }
+    // Signing in by a mailed code is the Kratos code login's (`code.passwordless_enabled`);
+    // the second factors are offered by each sign-in (`supported_second_factors`), while
+    // `authenticator_app` and `backup_code` stay off: `<UserProfile/>` would offer to set them
+    // up, which is done on the hosted settings page.
+    let code_sign_in = config.selfservice.methods.code.passwordless_enabled;
+    let first_factors: &[&str] = if code_sign_in { &["email_code"] } else { &[] };
     attributes.insert(
         "email_address".into(),
         json!({
             "enabled": true, "required": true, "used_for_first_factor": true,
-            "first_factors": ["email_code"], "used_for_second_factor": false, "second_factors": [],
+            "first_factors": first_factors, "used_for_second_factor": false, "second_factors": [],
             "verifications": ["email_code"], "verify_at_sign_up": true, "immutable": false,
         }),
     );

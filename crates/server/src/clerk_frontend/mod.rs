@@ -6,7 +6,8 @@
 //! Unix milliseconds), mutations wrapped as `{response, client}`, errors as `{errors: [{code,
 //! message, long_message, meta}], meta}`.
 //!
-//! Served: the environment, the client (`client.rs`), sign-in with a password (`sign_ins.rs`),
+//! Served: the environment, the client (`client.rs`), sign-in with a password or a mailed
+//! code (or a new password after a reset code) and then a second factor (`sign_ins.rs`),
 //! sign-up with a mailed code (`sign_ups.rs`), the sessions and their tokens, sign-out
 //! (`sessions.rs`), and the signed-in user's own account (`me.rs`). Other routes answer
 //! Clerk's 404.
@@ -47,8 +48,20 @@ pub fn router(config: &Config) -> Router<AppState> {
         .route("/v1/client/sign_ins", post(sign_ins::create))
         .route("/v1/client/sign_ins/{id}", get(sign_ins::get))
         .route(
+            "/v1/client/sign_ins/{id}/prepare_first_factor",
+            post(sign_ins::prepare_first_factor),
+        )
+        .route(
             "/v1/client/sign_ins/{id}/attempt_first_factor",
             post(sign_ins::attempt_first_factor),
+        )
+        .route(
+            "/v1/client/sign_ins/{id}/attempt_second_factor",
+            post(sign_ins::attempt_second_factor),
+        )
+        .route(
+            "/v1/client/sign_ins/{id}/reset_password",
+            post(sign_ins::reset_password),
         )
         .route("/v1/client/sign_ups", post(sign_ups::create))
         .route(

@@ -149,7 +149,8 @@ async fn password_sign_ins_answer_as_clerk_and_tell_no_addresses_apart(app: Test
         let e: Value = r.json().await.unwrap();
         assert_eq!(e["errors"][0]["code"], "origin_invalid");
     }
-    // A known and an unknown address get the same sign-in: the password is asked of both.
+    // A known and an unknown address get the same sign-in: the password is asked of both,
+    // and both may reset it by a mailed code (recovery is on).
     let (st, known, cookie) =
         fapi(&app, "/v1/client/sign_ins", &[("identifier", &email)], None).await;
     assert_eq!(st, StatusCode::OK, "{known}");
@@ -162,10 +163,14 @@ async fn password_sign_ins_answer_as_clerk_and_tell_no_addresses_apart(app: Test
     .await;
     for s in [&known, &unknown] {
         assert_eq!(s["response"]["status"], "needs_first_factor");
-        assert_eq!(
-            s["response"]["supported_first_factors"],
-            serde_json::json!([{"strategy": "password"}])
-        );
+        let factors = s["response"]["supported_first_factors"].as_array().unwrap();
+        let strategies: Vec<_> = factors.iter().map(|f| &f["strategy"]).collect();
+        assert_eq!(strategies, ["password", "reset_password_email_code"]);
+        assert_eq!(factors[1]["safe_identifier"], s["response"]["identifier"]);
+        assert!(factors[1]["email_address_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("idn_"));
     }
     let cookie = cookie.expect("the client cookie");
     let id = known["response"]["id"].as_str().unwrap();

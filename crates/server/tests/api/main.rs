@@ -15,6 +15,7 @@ mod browser;
 mod clerk;
 mod clerk_frontend;
 mod clerk_me;
+mod clerk_sign_ins;
 mod clerk_sign_ups;
 mod config;
 mod courier;
