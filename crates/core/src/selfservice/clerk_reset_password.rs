@@ -14,7 +14,6 @@ use crate::audit::{Actor, AuditKind, AuditRecord, By};
 use crate::config::AddressMethod;
 use crate::error::Result;
 use crate::flow::{FlowKind, FlowType};
-use crate::identity::Identity;
 use crate::methods::code::normalise_address;
 use crate::service::{Caller, Core};
 use crate::ui::msg;
@@ -98,12 +97,7 @@ impl Core {
         if flow.is_expired(now) || flow.state == "passed_challenge" {
             return Ok(SignedIn::Expired);
         }
-        let Some(identity) = self
-            .store
-            .get_identity(identity_id)
-            .await?
-            .filter(Identity::is_active)
-        else {
+        let Some(identity) = self.active_identity(identity_id).await? else {
             return Ok(SignedIn::Expired);
         };
         let identifiers = self

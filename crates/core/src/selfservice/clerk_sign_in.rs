@@ -120,6 +120,16 @@ pub enum SignedIn {
 }
 
 impl Core {
+    /// The identity `id` while it is active; a sign-in of a disabled or deleted one goes no
+    /// further.
+    pub(super) async fn active_identity(&self, id: Uuid) -> Result<Option<Identity>> {
+        Ok(self
+            .store
+            .get_identity(id)
+            .await?
+            .filter(Identity::is_active))
+    }
+
     /// Whether a sign-in may ask for a code mailed to its address
     /// (`selfservice.methods.code.passwordless_enabled`).
     pub fn clerk_email_code_enabled(&self) -> bool {
@@ -249,12 +259,7 @@ impl Core {
         if now - passed_at > self.config.selfservice.flows.login.lifespan.0 {
             return Ok(SignedIn::Expired);
         }
-        let Some(identity) = self
-            .store
-            .get_identity(identity)
-            .await?
-            .filter(Identity::is_active)
-        else {
+        let Some(identity) = self.active_identity(identity).await? else {
             return Ok(SignedIn::Refused);
         };
         if !self.clerk_second_factors(&identity).contains(&factor) {

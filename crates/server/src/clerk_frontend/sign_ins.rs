@@ -170,6 +170,18 @@ pub(super) async fn get(
 }
 
 /// The request's client and its sign-in `id`.
+/// The client with its sign-in `s` as it now stands, and the sign-in as the answer.
+async fn answer(
+    st: &AppState,
+    headers: &HeaderMap,
+    mut c: ClientState,
+    s: SignInState,
+) -> Response {
+    let body = sign_in_json(&s);
+    c.sign_in = Some(s);
+    client::answer(st, headers, c, body).await
+}
+
 fn own(st: &AppState, headers: &HeaderMap, id: &str) -> Option<(ClientState, SignInState)> {
     let c = client::read(st, headers)?;
     let s = c.sign_in.clone().filter(|s| s.id == id)?;
@@ -194,8 +206,7 @@ pub(super) async fn prepare_first_factor(
     }
     let strategy = f.get("strategy").map(String::as_str).unwrap_or_default();
     if strategy == FirstFactor::Password.strategy() {
-        c.sign_in = Some(s.clone());
-        return client::answer(&st, &headers, c, sign_in_json(&s)).await;
+        return answer(&st, &headers, c, s).await;
     }
     let Some(factor) = address_factor(&s, strategy) else {
         return strategy_invalid(STRATEGIES);
@@ -219,8 +230,7 @@ pub(super) async fn prepare_first_factor(
         return r;
     }
     s.code_strategy = Some(strategy.to_string());
-    c.sign_in = Some(s.clone());
-    client::answer(&st, &headers, c, sign_in_json(&s)).await
+    answer(&st, &headers, c, s).await
 }
 
 const STRATEGIES: &str = "Portcullis signs in with strategy=password, or email_code and reset_password_email_code where they are enabled.";
@@ -311,8 +321,7 @@ pub(super) async fn attempt_first_factor(
     if let Err(r) = settled {
         return r;
     }
-    c.sign_in = Some(s.clone());
-    client::answer(&st, &headers, c, sign_in_json(&s)).await
+    answer(&st, &headers, c, s).await
 }
 
 /// `POST /v1/client/sign_ins/{id}/reset_password` with `password` and
@@ -355,8 +364,7 @@ pub(super) async fn reset_password(
     ) {
         return r;
     }
-    c.sign_in = Some(s.clone());
-    client::answer(&st, &headers, c, sign_in_json(&s)).await
+    answer(&st, &headers, c, s).await
 }
 
 /// `POST /v1/client/sign_ins/{id}/attempt_second_factor` with `strategy=totp` or
@@ -408,8 +416,7 @@ pub(super) async fn attempt_second_factor(
         return r;
     }
     s.second_factor = Some(strategy.to_string());
-    c.sign_in = Some(s.clone());
-    client::answer(&st, &headers, c, sign_in_json(&s)).await
+    answer(&st, &headers, c, s).await
 }
 
 /// A finished sign-in, or one at its second factor, takes no first factor.

@@ -33,6 +33,24 @@ async fn active_sessions(app: &TestApp, identity: &str) -> Vec<Value> {
     .await
 }
 
+/// The active session of `identity` whose Clerk id is `sid`: its methods in order, and its
+/// assurance level.
+async fn session_of(app: &TestApp, identity: &str, sid: &str) -> (Vec<String>, String) {
+    let sessions = active_sessions(app, identity).await;
+    let session = sessions
+        .iter()
+        .find(|s| format!("sess_{}", s["id"].as_str().unwrap().replace('-', "")) == sid)
+        .unwrap_or_else(|| panic!("{sid} among {sessions:?}"));
+    let methods = session["authentication_methods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["method"].as_str().unwrap().to_string())
+        .collect();
+    let aal = session["authenticator_assurance_level"].as_str().unwrap();
+    (methods, aal.to_string())
+}
+
 /// A new sign-in for `email`: its id, the answer, and the client cookie.
 async fn start(app: &TestApp, email: &str) -> (String, Value, String) {
     let (st, started, cookie) =
@@ -241,13 +259,9 @@ async fn a_mailed_code_signs_in_and_tells_no_addresses_apart(app: TestApp) {
     );
     let sid = done["response"]["created_session_id"].as_str().unwrap();
     assert_eq!(done["client"]["sessions"][0]["id"], sid);
-    let sessions = active_sessions(&app, &identity).await;
-    assert_eq!(sessions.len(), before + 1);
-    let session = sessions
-        .iter()
-        .find(|s| format!("sess_{}", s["id"].as_str().unwrap().replace('-', "")) == sid)
-        .expect("the new session");
-    assert_eq!(session["authentication_methods"][0]["method"], "code");
+    assert_eq!(active_sessions(&app, &identity).await.len(), before + 1);
+    let (methods, _) = session_of(&app, &identity, sid).await;
+    assert_eq!(methods, ["code"]);
     // The sign-in is finished: the code (or any factor) goes no further.
     let (st, again, _) = step(
         &app,
@@ -390,20 +404,12 @@ async fn a_second_factor_follows_the_first_and_only_then_is_there_a_session(app:
         .unwrap()
         .to_string();
     assert_eq!(done["client"]["last_active_session_id"], sid.as_str());
-    let sessions = active_sessions(&app, &identity).await;
-    assert_eq!(sessions.len(), before + 1);
-    let session = sessions
-        .iter()
-        .find(|s| format!("sess_{}", s["id"].as_str().unwrap().replace('-', "")) == sid)
-        .unwrap();
-    let methods: Vec<&str> = session["authentication_methods"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["method"].as_str().unwrap())
-        .collect();
-    assert_eq!(methods, ["password", "totp"]);
-    assert_eq!(session["authenticator_assurance_level"], "aal2");
+    assert_eq!(active_sessions(&app, &identity).await.len(), before + 1);
+    let (methods, aal) = session_of(&app, &identity, &sid).await;
+    assert_eq!(
+        (methods, aal.as_str()),
+        (vec!["password".into(), "totp".into()], "aal2")
+    );
     // The same code again, on a replay of the client at its second step: refused (each
     // period's code signs in once), and no second session.
     let (st, replay, _) = step(
@@ -519,15 +525,8 @@ async fn backup_codes_sign_in_once_each(app: TestApp) {
         .as_str()
         .unwrap()
         .to_string();
-    let sessions = active_sessions(&app, &identity).await;
-    let session = sessions
-        .iter()
-        .find(|s| format!("sess_{}", s["id"].as_str().unwrap().replace('-', "")) == sid)
-        .unwrap();
-    assert_eq!(
-        session["authentication_methods"][1]["method"],
-        "lookup_secret"
-    );
+    let (methods, _) = session_of(&app, &identity, &sid).await;
+    assert_eq!(methods, ["password", "lookup_secret"]);
     // Used: refused the second time; another of the twelve still works.
     let (st, used) = sign_in(codes[0].clone()).await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{used}");
@@ -792,17 +791,9 @@ async fn a_reset_password_still_needs_the_second_factor(app: TestApp) {
     assert_eq!(st, StatusCode::OK, "{done}");
     assert_eq!(done["response"]["status"], "complete");
     let sid = done["response"]["created_session_id"].as_str().unwrap();
-    let sessions = active_sessions(&app, &identity).await;
-    let session = sessions
-        .iter()
-        .find(|s| format!("sess_{}", s["id"].as_str().unwrap().replace('-', "")) == sid)
-        .expect("the new session");
-    let methods: Vec<&str> = session["authentication_methods"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["method"].as_str().unwrap())
-        .collect();
-    assert_eq!(methods, ["code_recovery", "totp"]);
-    assert_eq!(session["authenticator_assurance_level"], "aal2");
+    let (methods, aal) = session_of(&app, &identity, sid).await;
+    assert_eq!(
+        (methods, aal.as_str()),
+        (vec!["code_recovery".into(), "totp".into()], "aal2")
+    );
 }
