@@ -279,7 +279,7 @@ impl Core {
         by: &By,
         now: OffsetDateTime,
     ) -> Result<()> {
-        self.save_identity_with(before, identity, by, None, now)
+        self.save_identity_with(before, identity, by, None, vec![], now)
             .await
     }
 
@@ -290,12 +290,14 @@ impl Core {
         identity: &mut Identity,
         by: &By,
         also: Option<AuditRecord>,
+        messages: Vec<crate::courier::Message>,
         now: OffsetDateTime,
     ) -> Result<()> {
         let fx = identity_change_records(before, identity, by, now)
             .into_iter()
             .chain(also)
             .fold(Effects::event(EventKind::UserUpdated), Effects::audited);
+        let fx = messages.into_iter().fold(fx, Effects::message);
         self.store
             .update_identity(identity, &fx)
             .await

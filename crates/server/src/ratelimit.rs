@@ -221,7 +221,9 @@ pub fn bucket_for(method: &Method, path: &str, tokens: &TokenPathsConfig) -> Opt
         "/v1/client/sign_ups" if post => Some(Bucket::Registration),
         p if post && p.starts_with("/v1/client/sign_ups/") => code_step(p),
         // `<UserProfile/>`: a guess at the current password or at a code, a mailed code.
-        "/v1/me/change_password" if post => Some(Bucket::Login),
+        "/v1/me/change_password" | "/v1/me/totp/attempt_verification" if post => {
+            Some(Bucket::Login)
+        }
         // Each new address is checked against every account, and stores a flow.
         "/v1/me/email_addresses" if post => Some(Bucket::Registration),
         p if post && p.starts_with("/v1/me/email_addresses/") => code_step(p),
@@ -349,6 +351,10 @@ mod tests {
         assert_eq!(sign_up("attempt_verification"), Some(Bucket::Login));
         assert_eq!(
             b(Method::POST, "/v1/me/change_password"),
+            Some(Bucket::Login)
+        );
+        assert_eq!(
+            b(Method::POST, "/v1/me/totp/attempt_verification"),
             Some(Bucket::Login)
         );
         assert_eq!(

@@ -255,6 +255,45 @@ impl Core {
         Ok(())
     }
 
+    /// Twelve new codes for `identity`, and the same sealed to it (kept until they are saved).
+    pub(crate) fn new_lookup_codes(
+        &self,
+        identity: Uuid,
+    ) -> Result<(Zeroizing<Vec<String>>, String)> {
+        let codes = new_codes();
+        let plain = Zeroizing::new(serde_json::to_vec(&*codes).unwrap_or_default());
+        let sealed = self.seal_factor(identity, &plain)?;
+        Ok((codes, sealed))
+    }
+
+    /// The credential that holds `codes` (hashed, each usable once; `sealed` for revealing).
+    pub(crate) fn lookup_credential(
+        &self,
+        identity: Uuid,
+        codes: &[String],
+        sealed: String,
+        now: OffsetDateTime,
+    ) -> Credential {
+        let key = self.code_keys().first().copied().unwrap_or_default();
+        let stored: Vec<StoredCode> = codes
+            .iter()
+            .map(|c| StoredCode {
+                code_hash: hash_with(key, identity, c),
+                used_at: None,
+            })
+            .collect();
+        let kind = Method::LookupSecret.as_str();
+        Credential {
+            id: Uuid::new_v4(),
+            kind: kind.into(),
+            identifiers: vec![identity.to_string()],
+            config: json!({ "recovery_codes": stored, "codes_encrypted": sealed }),
+            version: 0,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
     /// Runs a settings action. `Ok(true)` saved a change (the flow succeeds); `Ok(false)` only
     /// shows something (new or revealed codes): the form comes back. `Err(reason)` is a 400.
     pub(crate) async fn lookup_settings_action(
@@ -268,9 +307,7 @@ impl Core {
         let kind = Method::LookupSecret.as_str();
         match action {
             LookupAction::Regenerate => {
-                let codes = new_codes();
-                let plain = Zeroizing::new(serde_json::to_vec(&*codes).unwrap_or_default());
-                let sealed = self.seal_factor(identity.id, &plain)?;
+                let (_, sealed) = self.new_lookup_codes(identity.id)?;
                 flow.pending.get_or_insert_with(Pending::default).lookup = Some(sealed);
                 Ok(false)
             }
@@ -296,26 +333,8 @@ impl Core {
                         "You must (re-)generate recovery backup codes before you can save them.",
                     ));
                 }
-                let key = self.code_keys().first().copied().unwrap_or_default();
-                let stored: Vec<StoredCode> = codes
-                    .iter()
-                    .map(|c| StoredCode {
-                        code_hash: hash_with(key, identity.id, c),
-                        used_at: None,
-                    })
-                    .collect();
-                identity.credentials.insert(
-                    kind.into(),
-                    Credential {
-                        id: Uuid::new_v4(),
-                        kind: kind.into(),
-                        identifiers: vec![identity.id.to_string()],
-                        config: json!({ "recovery_codes": stored, "codes_encrypted": sealed }),
-                        version: 0,
-                        created_at: now,
-                        updated_at: now,
-                    },
-                );
+                let credential = self.lookup_credential(identity.id, &codes, sealed, now);
+                identity.credentials.insert(kind.into(), credential);
                 self.save_credential_change(
                     identity,
                     AuditKind::SecondFactorAdded,

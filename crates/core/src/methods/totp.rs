@@ -72,6 +72,15 @@ pub mod msg {
     }
 }
 
+/// A key made for an identity and not linked yet ([`Core::new_totp_key`]).
+pub struct NewTotpKey {
+    /// The `otpauth://` URL, sealed to the identity.
+    pub sealed: String,
+    pub url: Zeroizing<String>,
+    /// The base32 secret.
+    pub secret: Zeroizing<String>,
+}
+
 fn totp(secret: Vec<u8>) -> TOTP {
     TOTP::new_unchecked(Algorithm::SHA1, DIGITS, 1, STEP_SECONDS, secret)
 }
@@ -188,6 +197,25 @@ pub fn login_nodes() -> Vec<UiNode> {
 }
 
 impl Core {
+    /// A fresh key for `identity`: sealed (to keep until a code of it comes back), and as the
+    /// `otpauth://` URL and the base32 secret an authenticator app takes.
+    pub(crate) fn new_totp_key(&self, identity: &Identity) -> Result<NewTotpKey> {
+        let mut secret = Zeroizing::new(vec![0u8; SECRET_BYTES]);
+        rand::rngs::OsRng.fill_bytes(&mut secret);
+        let encoded = Zeroizing::new(base32(&secret));
+        let schema = self.schema(&identity.schema_id)?;
+        let account = schema
+            .totp_account_name(&identity.traits)
+            .unwrap_or_else(|| identity.id.to_string());
+        let issuer = &self.config.selfservice.methods.totp.config.issuer;
+        let url = Zeroizing::new(otpauth_url(issuer, &account, &encoded));
+        Ok(NewTotpKey {
+            sealed: self.seal_factor(identity.id, url.as_bytes())?,
+            url,
+            secret: encoded,
+        })
+    }
+
     /// The settings form's TOTP nodes: an unlink button once linked; otherwise a fresh key
     /// (kept sealed in the flow until a code of it is submitted) as a QR code and as text,
     /// and the code input.
@@ -204,17 +232,9 @@ impl Core {
                 .with_attr("value", json!("true"));
             return Ok(vec![unlink]);
         }
-        let mut secret = Zeroizing::new(vec![0u8; SECRET_BYTES]);
-        rand::rngs::OsRng.fill_bytes(&mut secret);
-        let encoded = base32(&secret);
-        let schema = self.schema(&identity.schema_id)?;
-        let account = schema
-            .totp_account_name(&identity.traits)
-            .unwrap_or_else(|| identity.id.to_string());
-        let issuer = &self.config.selfservice.methods.totp.config.issuer;
-        let url = Zeroizing::new(otpauth_url(issuer, &account, &encoded));
+        let key = self.new_totp_key(identity)?;
         let pending = flow.pending.get_or_insert_with(Pending::default);
-        pending.totp = Some(self.seal_factor(identity.id, url.as_bytes())?);
+        pending.totp = Some(key.sealed);
         // Stored empty: the answer fills the key in (`show_totp_key`).
         let code = UiNode::input("totp", "totp_code", "text", Some(msg::verify_code()))
             .with_attr("required", json!(true))
@@ -267,28 +287,16 @@ impl Core {
         let Some(sealed_url) = flow.pending.as_ref().and_then(|p| p.totp.clone()) else {
             return Ok(Err(msg::wrong_code()));
         };
-        self.admit_second_factor(identity.id, now).await?;
-        let url = Zeroizing::new(self.open_factor(identity.id, &sealed_url)?);
-        let url_text = String::from_utf8_lossy(&url);
-        let secret = secret_of_url(&url_text)
-            .ok_or_else(|| Error::Internal("a pending TOTP key has no secret".into()))?;
-        let Some(step) = matching_step(&secret, code.trim(), unix(now), None) else {
-            self.second_factor_failed(identity.id, Method::Totp, "wrong_code", origin, now)
-                .await?;
-            return Ok(Err(msg::wrong_code()));
+        let credential = match self
+            .proven_totp_key(identity.id, sealed_url, code, origin, now)
+            .await?
+        {
+            Ok(c) => c,
+            Err(text) => return Ok(Err(text)),
         };
-        identity.credentials.insert(
-            Method::Totp.as_str().into(),
-            Credential {
-                id: Uuid::new_v4(),
-                kind: Method::Totp.as_str().into(),
-                identifiers: vec![identity.id.to_string()],
-                config: json!({ "totp_url_encrypted": sealed_url, "last_step": step }),
-                version: 0,
-                created_at: now,
-                updated_at: now,
-            },
-        );
+        identity
+            .credentials
+            .insert(Method::Totp.as_str().into(), credential);
         self.save_credential_change(
             identity,
             AuditKind::SecondFactorAdded,
@@ -298,6 +306,37 @@ impl Core {
         )
         .await?;
         Ok(Ok(()))
+    }
+
+    /// The credential of the pending key `sealed_url` once `code` is one of its codes (its
+    /// step used up); a wrong code is counted against the identity's second-factor budget.
+    pub(crate) async fn proven_totp_key(
+        &self,
+        identity: Uuid,
+        sealed_url: String,
+        code: &str,
+        origin: &Origin,
+        now: OffsetDateTime,
+    ) -> Result<std::result::Result<Credential, UiText>> {
+        self.admit_second_factor(identity, now).await?;
+        let url = Zeroizing::new(self.open_factor(identity, &sealed_url)?);
+        let url_text = Zeroizing::new(String::from_utf8_lossy(&url).into_owned());
+        let secret = secret_of_url(&url_text)
+            .ok_or_else(|| Error::Internal("a pending TOTP key has no secret".into()))?;
+        let Some(step) = matching_step(&secret, code.trim(), unix(now), None) else {
+            self.second_factor_failed(identity, Method::Totp, "wrong_code", origin, now)
+                .await?;
+            return Ok(Err(msg::wrong_code()));
+        };
+        Ok(Ok(Credential {
+            id: Uuid::new_v4(),
+            kind: Method::Totp.as_str().into(),
+            identifiers: vec![identity.to_string()],
+            config: json!({ "totp_url_encrypted": sealed_url, "last_step": step }),
+            version: 0,
+            created_at: now,
+            updated_at: now,
+        }))
     }
 
     /// Checks a TOTP code of `identity` and uses up its step.

@@ -14,9 +14,11 @@ use crate::audit::{Actor, AuditKind, AuditRecord, By};
 use crate::config::AddressMethod;
 use crate::error::Result;
 use crate::flow::{FlowKind, FlowType};
+use crate::identity::Identity;
 use crate::methods::code::normalise_address;
 use crate::service::{Caller, Core};
 use crate::ui::msg;
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -73,10 +75,10 @@ impl Core {
     }
 
     /// `reset_password`: the new password of the identity whose reset code came back on
-    /// `flow_id`. Saved under the policy (the address the code went to verified, refresh
-    /// tokens ended as on every password change, and every session when `sign_out_others`
-    /// or the recovery's `revoke_active_sessions` hook says so); then the sign-in goes on to
-    /// the second factor or a session.
+    /// `flow_id`, checked against the policy. An account with a second factor gets it asked
+    /// for first, and nothing changes until it passes (the mailbox alone neither sets the
+    /// password nor signs anyone out); otherwise the password is set at once
+    /// ([`Core::apply_reset`]) and the sign-in gets its session.
     pub async fn clerk_reset_password(
         &self,
         flow_id: Uuid,
@@ -87,14 +89,11 @@ impl Core {
         now: OffsetDateTime,
     ) -> Result<SignedIn> {
         let flow = self.stored_flow(FlowKind::Recovery, flow_id).await?;
-        let Some(sent) = flow
+        let sent_to_identity = flow
             .code
-            .clone()
-            .filter(|c| c.identity_id == Some(identity_id))
-        else {
-            return Ok(SignedIn::Expired);
-        };
-        if flow.is_expired(now) || flow.state == "passed_challenge" {
+            .as_ref()
+            .is_some_and(|c| c.identity_id == Some(identity_id));
+        if !sent_to_identity || flow.is_expired(now) || flow.state == "passed_challenge" {
             return Ok(SignedIn::Expired);
         }
         let Some(identity) = self.active_identity(identity_id).await? else {
@@ -111,18 +110,60 @@ impl Core {
         if let Some(text) = problem {
             return Ok(SignedIn::PasswordRefused(text));
         }
+        let reset = PendingReset {
+            flow_id,
+            password_hash: self.hasher.hash(password.to_string()).await?,
+            sign_out_others,
+        };
+        if let Some(next) = self.clerk_second_step(&identity, Some(reset.clone())) {
+            return Ok(next);
+        }
+        let Some(identity) = self.apply_reset(identity, &reset, caller, now).await? else {
+            return Ok(SignedIn::Expired);
+        };
+        self.clerk_first_factor_passed(identity, FirstFactor::ResetPasswordEmailCode, caller, now)
+            .await
+    }
+
+    /// Sets the password `reset` holds for `identity`, once: the recovery flow is claimed
+    /// (`None` when it is spent, expired or another identity's), the address the code went
+    /// to is verified, the change saved with its event, its audit record and the "password
+    /// changed" mail, refresh tokens end as on every password change, and the other sessions
+    /// when the user asked, `security.password_change.revoke_other_sessions` says so or the
+    /// recovery's `revoke_active_sessions` hook runs.
+    pub(super) async fn apply_reset(
+        &self,
+        identity: Identity,
+        reset: &PendingReset,
+        caller: &Caller,
+        now: OffsetDateTime,
+    ) -> Result<Option<Identity>> {
+        let flow = self.stored_flow(FlowKind::Recovery, reset.flow_id).await?;
+        let Some(sent) = flow
+            .code
+            .clone()
+            .filter(|c| c.identity_id == Some(identity.id))
+        else {
+            return Ok(None);
+        };
+        if flow.is_expired(now) || flow.state == "passed_challenge" {
+            return Ok(None);
+        }
         // The code sets one password: of two racing resets, one goes on.
         let mut spent = flow.clone();
         spent.state = "passed_challenge".into();
         spent.code = None;
         spent.updated_at = now;
         if !self.store.complete_flow(&spent).await? {
-            return Ok(SignedIn::Expired);
+            return Ok(None);
         }
+        let identifiers = self
+            .schema(&identity.schema_id)?
+            .derive(&identity.traits)
+            .password_identifiers;
         let origin = caller.origin();
         let mut changed = identity.clone();
-        let hash = self.hasher.hash(password.to_string()).await?;
-        changed.set_password_hash(hash, identifiers, now);
+        changed.set_password_hash(reset.password_hash.clone(), identifiers, now);
         changed.verify_address(&sent.address, now);
         let by = By {
             actor: Actor::Identity(identity.id),
@@ -131,7 +172,8 @@ impl Core {
         let record = AuditRecord::new(AuditKind::RecoverySucceeded, by.actor.clone(), &origin, now)
             .about(identity.id)
             .reason(FirstFactor::ResetPasswordEmailCode.strategy());
-        self.save_identity_with(&identity, &mut changed, &by, Some(record), now)
+        let notices = self.password_changed_notices(&changed, caller, now)?;
+        self.save_identity_with(&identity, &mut changed, &by, Some(record), notices, now)
             .await?;
         self.password_changed(identity.id).await?;
         let hooked = self.config.after(FlowKind::Recovery).runs(
@@ -139,11 +181,23 @@ impl Core {
             crate::config::HookName::RevokeActiveSessions,
             false,
         );
-        if sign_out_others || hooked {
+        if reset.sign_out_others
+            || hooked
+            || self.config.security.password_change.revoke_other_sessions
+        {
             self.revoke_other_sessions(identity.id, Uuid::nil(), &origin, "recovered")
                 .await?;
         }
-        self.clerk_first_factor_passed(changed, FirstFactor::ResetPasswordEmailCode, caller, now)
-            .await
+        Ok(Some(changed))
     }
+}
+
+/// A new password chosen after a reset code, waiting for the account's second factor; the
+/// sign-in keeps it (sealed in its client) until then.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PendingReset {
+    pub flow_id: Uuid,
+    /// The new password, hashed.
+    pub password_hash: String,
+    pub sign_out_others: bool,
 }

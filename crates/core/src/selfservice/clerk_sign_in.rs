@@ -9,6 +9,7 @@
 //! on a stored login API flow the browser's sealed Clerk client names: an address without an
 //! account is answered like one with and mailed nothing, so no code ever matches.
 
+use super::clerk_reset_password::PendingReset;
 use crate::error::{Result, SubmitError};
 use crate::flow::{FlowKind, FlowType};
 use crate::identity::Identity;
@@ -84,11 +85,13 @@ impl SecondFactor {
 }
 
 /// A sign-in's first factor, passed: by whom, which, and when.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct FirstPassed {
     pub identity: Uuid,
     pub first: FirstFactor,
     pub at: OffsetDateTime,
+    /// A new password waiting for the second factor ("Forgot password?").
+    pub reset: Option<PendingReset>,
 }
 
 /// Where a Clerk sign-in stands after a step.
@@ -102,6 +105,8 @@ pub enum SignedIn {
     SecondFactor {
         identity: Uuid,
         factors: Vec<SecondFactor>,
+        /// A new password that is set only once the second factor passes.
+        reset: Option<PendingReset>,
     },
     /// The account's only second factor is one this face does not ask for (a security key,
     /// an emailed code), and `session.whoami.required_aal` requires it.
@@ -187,6 +192,7 @@ impl Core {
         caller: &Caller,
         now: OffsetDateTime,
     ) -> Result<SignedIn> {
+        let started = tokio::time::Instant::now();
         if !self.clerk_email_code_enabled() {
             return Ok(SignedIn::Refused);
         }
@@ -217,6 +223,11 @@ impl Core {
         let identity = match checked {
             Ok(identity) => identity,
             Err(SubmitError::FlowInvalid { flow, .. }) => {
+                // Mailing a code takes as long as mailing none (an address without an
+                // account), so the answer's time tells no addresses apart.
+                if code.is_none() {
+                    tokio::time::sleep_until(started + crate::methods::code::SEND_FLOOR).await;
+                }
                 let refused = flow.ui.messages.iter().any(|t| t.kind == "error");
                 return Ok(match (&flow.code, refused || code.is_some()) {
                     (Some(sent), false) => SignedIn::CodeSent {
@@ -255,6 +266,7 @@ impl Core {
             identity,
             first,
             at: passed_at,
+            reset,
         } = passed;
         if now - passed_at > self.config.selfservice.flows.login.lifespan.0 {
             return Ok(SignedIn::Expired);
@@ -272,6 +284,13 @@ impl Core {
         };
         let Checked::Accepted(identity) = checked else {
             return Ok(SignedIn::Refused);
+        };
+        let identity = match reset {
+            Some(reset) => match self.apply_reset(*identity, &reset, caller, now).await? {
+                Some(reset) => Box::new(reset),
+                None => return Ok(SignedIn::Expired),
+            },
+            None => identity,
         };
         let (mut session, token) = self.new_session(&identity, first.method(), None, caller, now);
         session.add_method(factor.method(), now);
@@ -304,6 +323,27 @@ impl Core {
             .collect()
     }
 
+    /// What comes after the first factor when it is not a session yet: the identity's
+    /// second factor here (`reset` waiting for it), or one only the hosted pages ask for.
+    pub(super) fn clerk_second_step(
+        &self,
+        identity: &Identity,
+        reset: Option<PendingReset>,
+    ) -> Option<SignedIn> {
+        let factors = self.clerk_second_factors(identity);
+        if !factors.is_empty() {
+            return Some(SignedIn::SecondFactor {
+                identity: identity.id,
+                factors,
+                reset,
+            });
+        }
+        let enforced =
+            self.config.session.whoami.required_aal == crate::config::RequiredAal::HighestAvailable;
+        (enforced && self.available_aal(identity) >= Aal::Aal2)
+            .then_some(SignedIn::SecondFactorElsewhere)
+    }
+
     /// After the first factor: the second one, when the identity has one, or a session.
     pub(super) async fn clerk_first_factor_passed(
         &self,
@@ -312,17 +352,8 @@ impl Core {
         caller: &Caller,
         now: OffsetDateTime,
     ) -> Result<SignedIn> {
-        let factors = self.clerk_second_factors(&identity);
-        if !factors.is_empty() {
-            return Ok(SignedIn::SecondFactor {
-                identity: identity.id,
-                factors,
-            });
-        }
-        let enforced =
-            self.config.session.whoami.required_aal == crate::config::RequiredAal::HighestAvailable;
-        if enforced && self.available_aal(&identity) >= Aal::Aal2 {
-            return Ok(SignedIn::SecondFactorElsewhere);
+        if let Some(next) = self.clerk_second_step(&identity, None) {
+            return Ok(next);
         }
         let (session, token) = self
             .issue_session(&identity, first.method(), None, caller, now)

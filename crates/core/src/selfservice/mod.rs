@@ -9,6 +9,7 @@
 
 mod address;
 mod clerk_account;
+mod clerk_factors;
 mod clerk_reset_password;
 mod clerk_sign_in;
 mod clerk_sign_up;
@@ -25,6 +26,8 @@ pub mod web_hook;
 
 pub use address::{AddressSubmit, AddressSubmitMethod};
 pub use clerk_account::{AccountChange, NewAddress};
+pub use clerk_factors::TotpVerified;
+pub use clerk_reset_password::PendingReset;
 pub use clerk_sign_in::{FirstFactor, FirstPassed, SecondFactor, SignedIn};
 pub use clerk_sign_up::{ClerkSignUp, FieldProblem, SignUpStep};
 pub use login::{LoginMethod, LoginSubmit};

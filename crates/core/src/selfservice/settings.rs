@@ -145,7 +145,7 @@ impl Core {
     /// Changing a second factor needs a session that proved every factor the identity has,
     /// whatever `settings.required_aal` says: otherwise a password alone could replace or
     /// remove the second factor (and linking would then raise that session to aal2).
-    fn require_factors_proven(
+    pub(crate) fn require_factors_proven(
         &self,
         session: &crate::session::Session,
         identity: &Identity,
@@ -525,7 +525,7 @@ impl Core {
 
     /// "Your password was changed", to every e-mail address of the identity, when the courier
     /// has somewhere to send it (a flow that mails is enabled).
-    fn password_changed_notices(
+    pub(crate) fn password_changed_notices(
         &self,
         identity: &Identity,
         caller: &Caller,

@@ -30,6 +30,19 @@ pub(super) struct ClientState {
     pub sign_in: Option<SignInState>,
     #[serde(default)]
     pub sign_up: Option<SignUpState>,
+    /// An authenticator app being set up in `<UserProfile/>` (`me_factors.rs`).
+    #[serde(default)]
+    pub pending_totp: Option<PendingTotp>,
+    pub created_at: i64,
+}
+
+/// A key shown to its user and not linked yet: sealed to the identity, so only its own
+/// account's code links it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct PendingTotp {
+    pub id: String,
+    pub identity_id: uuid::Uuid,
+    pub sealed: String,
     pub created_at: i64,
 }
 
@@ -92,6 +105,10 @@ pub(super) struct SignInState {
     pub second_factors: Vec<String>,
     #[serde(default)]
     pub second_factor: Option<String>,
+    /// "Forgot password?" on an account with a second factor: the new password, set only
+    /// once the second factor passes.
+    #[serde(default)]
+    pub reset: Option<portcullis_core::selfservice::PendingReset>,
 }
 
 /// Milliseconds since the epoch, Clerk's timestamps.

@@ -29,20 +29,35 @@ pub(super) fn environment(config: &Config) -> Value {
     let settings = config.ui_url(portcullis_core::flow::FlowKind::Settings);
     let policy = &config.selfservice.methods.password.config;
     let mut attributes = serde_json::Map::new();
-    for key in [
-        "phone_number",
-        "username",
-        "web3_wallet",
-        "authenticator_app",
-        "backup_code",
-        "passkey",
-    ] {
+    for key in ["phone_number", "username", "web3_wallet", "passkey"] {
         attributes.insert(key.into(), attribute(false, false));
     }
-    // Signing in by a mailed code is the Kratos code login's (`code.passwordless_enabled`);
-    // the second factors are offered by each sign-in (`supported_second_factors`), while
-    // `authenticator_app` and `backup_code` stay off: `<UserProfile/>` would offer to set them
-    // up, which is done on the hosted settings page.
+    // The second factors the Kratos configuration enables: `<UserProfile/>` sets them up
+    // (`me_factors.rs`), and each sign-in offers the ones its account has
+    // (`supported_second_factors`).
+    let methods = &config.selfservice.methods;
+    for (key, factor, on) in [
+        ("authenticator_app", "totp", methods.totp.is_enabled()),
+        (
+            "backup_code",
+            "backup_code",
+            methods.lookup_secret.is_enabled(),
+        ),
+    ] {
+        let second: &[&str] = if on { &[factor] } else { &[] };
+        let verifications: &[&str] = if on && factor == "totp" {
+            &["totp"]
+        } else {
+            &[]
+        };
+        let a = json!({
+            "enabled": on, "required": false, "used_for_first_factor": false,
+            "first_factors": [], "used_for_second_factor": on, "second_factors": second,
+            "verifications": verifications, "verify_at_sign_up": false, "immutable": false,
+        });
+        attributes.insert(key.into(), a);
+    }
+    // Signing in by a mailed code is the Kratos code login's (`code.passwordless_enabled`).
     let code_sign_in = config.selfservice.methods.code.passwordless_enabled;
     let first_factors: &[&str] = if code_sign_in { &["email_code"] } else { &[] };
     attributes.insert(

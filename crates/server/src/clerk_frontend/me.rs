@@ -25,9 +25,9 @@ type Params = Query<HashMap<String, String>>;
 
 /// The signed-in user of a request: the client, and the session and identity it names.
 pub(super) struct Me {
-    client: ClientState,
-    session: Session,
-    identity: Identity,
+    pub client: ClientState,
+    pub session: Session,
+    pub identity: Identity,
 }
 
 impl axum::extract::FromRequestParts<AppState> for Me {
@@ -77,7 +77,7 @@ fn primary_address(st: &AppState, i: &Identity) -> Option<String> {
         .map(str::to_string)
 }
 
-fn method(q: &HashMap<String, String>) -> String {
+pub(super) fn method(q: &HashMap<String, String>) -> String {
     q.get("_method")
         .map(|m| m.to_ascii_uppercase())
         .unwrap_or_default()

@@ -16,6 +16,7 @@ mod assets;
 mod client;
 mod environment;
 mod me;
+mod me_factors;
 mod sessions;
 mod sign_ins;
 mod sign_ups;
@@ -83,6 +84,16 @@ pub fn router(config: &Config) -> Router<AppState> {
         .route("/v1/client/sessions/{id}/remove", post(sessions::end))
         .route("/v1/me", get(me::get).post(me::post))
         .route("/v1/me/change_password", post(me::change_password))
+        .route(
+            "/v1/me/totp",
+            post(me_factors::totp).delete(me_factors::remove_totp),
+        )
+        .route(
+            "/v1/me/totp/attempt_verification",
+            post(me_factors::verify_totp),
+        )
+        .route("/v1/me/backup_codes", post(me_factors::backup_codes))
+        .route("/v1/me/backup_codes/", post(me_factors::backup_codes))
         .route("/v1/me/sessions/active", get(me::active_sessions))
         .route("/v1/me/sessions/{id}/revoke", post(me::revoke_session))
         .route("/v1/me/email_addresses", post(me::add_address))
@@ -254,7 +265,7 @@ pub(super) fn problems(list: &[FieldProblem]) -> Response {
         .map(|p| {
             let code = match p.text.id {
                 4000007 => "form_identifier_exists",
-                4040003 | 4070006 => "form_code_incorrect",
+                4000008 | 4040003 | 4070006 => "form_code_incorrect",
                 4000002 => "form_param_missing",
                 4000032 => "form_password_length_too_short",
                 4000033 => "form_password_length_too_long",

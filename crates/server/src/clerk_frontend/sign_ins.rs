@@ -407,6 +407,7 @@ pub(super) async fn attempt_second_factor(
         first,
         at: OffsetDateTime::from_unix_timestamp_nanos(i128::from(s.first_factor_at) * 1_000_000)
             .unwrap_or(OffsetDateTime::UNIX_EPOCH),
+        reset: s.reset.clone(),
     };
     let signed = st
         .core
@@ -473,11 +474,17 @@ fn settle(
             s.status = "complete".into();
             s.session_id = Some(format!("sess_{}", session.id.simple()));
             s.identity = None;
+            s.reset = None;
             client::add_session(c, token);
             Ok(())
         }
-        SignedIn::SecondFactor { identity, factors } => {
+        SignedIn::SecondFactor {
+            identity,
+            factors,
+            reset,
+        } => {
             first(s);
+            s.reset = reset;
             s.status = "needs_second_factor".into();
             s.identity = Some(identity);
             s.first_factor_at = client::ms(now);

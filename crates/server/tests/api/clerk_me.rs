@@ -24,7 +24,7 @@ fn deletable(c: &mut Config) {
 const NEW_PASSWORD: &str = "a-whole-new-passphrase-42";
 
 /// A browser signed in through the Frontend API: its client cookie and session id.
-async fn signed_in(app: &TestApp, email: &str, password: &str) -> (String, String) {
+pub(crate) async fn signed_in(app: &TestApp, email: &str, password: &str) -> (String, String) {
     let (st, done, cookie) = fapi(
         app,
         "/v1/client/sign_ins",

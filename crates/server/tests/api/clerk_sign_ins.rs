@@ -759,8 +759,8 @@ async fn a_reset_password_still_needs_the_second_factor(app: TestApp) {
     )
     .await;
     assert_eq!(st, StatusCode::OK);
-    // The mailed code stands for the password only: the new one is set, and the app's code
-    // is still asked for before there is a session.
+    // The mailed code stands for the password only: the app's code is still asked for, and
+    // until it is given nothing has changed: the old password still works, the new one not.
     let (st, asked, c) = step(
         &app,
         &id,
@@ -778,7 +778,11 @@ async fn a_reset_password_still_needs_the_second_factor(app: TestApp) {
     assert!(asked["response"]["created_session_id"].is_null());
     assert_eq!(asked["client"]["sessions"], json!([]));
     assert_eq!(active_sessions(&app, &identity).await.len(), before);
-    assert_eq!(app.login(&email, NEW).await.status(), StatusCode::OK);
+    assert_eq!(
+        app.login(&email, NEW).await.status(),
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(app.login(&email, PASSWORD).await.status(), StatusCode::OK);
     app.clock.advance(Duration::from_secs(30));
     let (st, done, _) = step(
         &app,
@@ -795,5 +799,10 @@ async fn a_reset_password_still_needs_the_second_factor(app: TestApp) {
     assert_eq!(
         (methods, aal.as_str()),
         (vec!["code_recovery".into(), "totp".into()], "aal2")
+    );
+    assert_eq!(app.login(&email, NEW).await.status(), StatusCode::OK);
+    assert_eq!(
+        app.login(&email, PASSWORD).await.status(),
+        StatusCode::BAD_REQUEST
     );
 }

@@ -15,6 +15,7 @@ mod browser;
 mod clerk;
 mod clerk_frontend;
 mod clerk_me;
+mod clerk_me_factors;
 mod clerk_sign_ins;
 mod clerk_sign_ups;
 mod config;
