@@ -357,7 +357,10 @@ for (const { sdk, dist, bundles } of GENERATIONS) {
       await button("Continue").click()
       await page.locator("input#password-field").waitFor({ state: "visible" })
       await page.getByRole("link", { name: "Use another method" }).click()
+      // As with "Forgot password?" below: the mail is written before the answer comes.
+      const prepared = page.waitForResponse((r) => r.url().includes("/prepare_first_factor"))
       await page.getByRole("button", { name: `Email code to ${EMAIL}` }).click()
+      assert.equal((await prepared).status(), 200)
       const code = await mailedCode(EMAIL, "login_code_valid", seen)
       const otp = page.locator("input[autocomplete='one-time-code']").first()
       await otp.waitFor({ state: "visible" })
