@@ -17,8 +17,9 @@
 // changes the name (Django's row follows) and the password; sign-out ends the session; <SignIn/>
 // refuses the old password at its field and takes the new one; it signs in by a code mailed to
 // the address instead; "Forgot password?" resets the password by a mailed code and signs in;
-// with an authenticator app linked (on the Kratos settings API) it asks for
-// the app's code after the password, refuses a wrong one and takes the right one (aal2).
+// <UserProfile/> sets up an authenticator app (the key shown, a wrong code refused) and shows
+// the backup codes made with it; <SignIn/> then asks for the app's code after the password,
+// refuses a wrong one and takes the right one (aal2), and takes a backup code instead, once.
 //
 // Run with PORTCULLIS_PUBLIC_URL, PORTCULLIS_ADMIN_URL, PORTCULLIS_CLERK_PUBLISHABLE_KEY
 // (`portcullis keys clerk publishable`), PORTCULLIS_CLERK_SECRET_KEY (one of clerk.secret_keys),
@@ -414,32 +415,61 @@ for (const { sdk, dist, bundles } of GENERATIONS) {
       assert.deepEqual(outside, [])
     })
 
-    await step("with an authenticator app linked, <SignIn/> asks for its code after the password, refuses a wrong one, takes the right one", async () => {
-      // Linked on the Kratos face (its settings API), as the seed deployment's users do.
-      const login = await (await fetch(`${publicUrl()}/self-service/login/api`)).json()
-      const signedIn = await fetch(`${publicUrl()}/self-service/login?flow=${login.id}`, {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify({ method: "password", identifier: EMAIL, password: RESET_PASSWORD }),
-      })
-      assert.equal(signedIn.status, 200)
-      const token = (await signedIn.json()).session_token
-      const settings = await (await fetch(`${publicUrl()}/self-service/settings/api`, { headers: { "x-session-token": token } })).json()
-      const secret = settings.ui.nodes.find((n) => n.attributes.id === "totp_secret_key").attributes.text.context.secret
-      const totp = new TOTP({ algorithm: "SHA1", digits: 6, period: 30, secret: Secret.fromBase32(secret) })
-      const linkStep = Math.floor(Date.now() / 30_000) - 1
-      const codeAt = (step) => totp.generate({ timestamp: step * 30_000 })
-      const linked = await fetch(`${publicUrl()}/self-service/settings?flow=${settings.id}`, {
-        method: "POST",
-        headers: { "content-type": "application/json", "x-session-token": token },
-        body: JSON.stringify({ method: "totp", totp_code: codeAt(linkStep) }),
-      })
-      assert.equal(linked.status, 200, await linked.text())
-
-      // The session signed in by the code alone no longer counts (whoami asks for the highest
-      // level the account has): the app is signed out, and signs in again with both factors.
+    let totp
+    let linkStep
+    let backupCodes
+    const codeAt = (step) => totp.generate({ timestamp: step * 30_000 })
+    await step("<UserProfile/> sets up an authenticator app: the key shown, a wrong code refused, the right one links it with backup codes", async () => {
+      await page.goto(`${spa.url}/profile`)
+      await page.locator(".cl-navbarButton__security").click()
+      const started = page.waitForResponse((r) => r.url().includes("/v1/me/totp") && r.request().method() === "POST")
+      await button("Add two-step verification").click()
+      await page.getByText("Authenticator application", { exact: true }).click()
+      const key = (await (await started).json()).response
+      assert.equal(key.verified, false)
+      assert.ok(key.uri.startsWith("otpauth://totp/"), key.uri)
+      await page.getByText("Can’t scan QR code?").click()
+      // The key and the URI the person copies into the app are the ones the server made.
+      await page.locator(`input[value="${key.secret}"]`).waitFor()
+      await page.locator(`input[value="${key.uri}"]`).waitFor()
+      await shot("profile-totp-key")
+      totp = new TOTP({ algorithm: "SHA1", digits: 6, period: 30, secret: Secret.fromBase32(key.secret) })
+      await button("Continue").click()
+      const otp = page.locator("input[autocomplete='one-time-code']").first()
+      await otp.waitFor({ state: "visible" })
+      // The previous step's code (within the allowed skew), so that sign-in below can use
+      // the current one: a step once used is refused.
+      linkStep = Math.floor(Date.now() / 30_000) - 1
+      const near = new Set([-1, 0, 1, 2].map((d) => codeAt(linkStep + d)))
+      let wrong = 246802
+      while (near.has(String(wrong).padStart(6, "0"))) wrong += 1
+      await otp.pressSequentially(String(wrong).padStart(6, "0"))
+      await page.locator(".cl-otpCodeFieldErrorText").filter({ hasText: "Incorrect code" }).waitFor()
+      await shot("profile-totp-wrong")
+      const linked = page.waitForResponse((r) => r.url().includes("/v1/me/totp/attempt_verification"))
+      await otp.pressSequentially(codeAt(linkStep))
+      const answer = await linked
+      assert.equal(answer.status(), 200)
+      backupCodes = (await answer.json()).response.backup_codes
+      assert.equal(backupCodes.length, 12)
+      // Shown once, on the page, to be written down.
+      for (const code of backupCodes) await page.getByText(code, { exact: true }).first().waitFor()
+      await shot("profile-totp-backup-codes")
+      await button("Finish").click()
+      await page.getByText("Authenticator application").first().waitFor()
+      await shot("profile-totp-linked")
+      // The same credentials the Kratos face checks; the session was raised with the new
+      // factor, so its owner is still signed in.
+      const [identity] = await admin("GET", `/admin/identities?credentials_identifier=${encodeURIComponent(EMAIL)}`)
+      const full = await admin("GET", `/admin/identities/${identity.id}?include_credential=totp`)
+      assert.ok(full.credentials.totp && full.credentials.lookup_secret, JSON.stringify(Object.keys(full.credentials)))
       await page.goto(`${spa.url}/home`)
-      await page.getByTestId("home-signed-out").waitFor()
+      await page.getByTestId("home-email").filter({ hasText: EMAIL }).waitFor()
+      assert.deepEqual(outside, [])
+    })
+
+    await step("with the app linked, <SignIn/> asks for its code after the password, refuses a wrong one, takes the right one", async () => {
+      await signOut()
       await page.goto(`${spa.url}/sign-in`)
       await page.locator("input#identifier-field").fill(EMAIL)
       await button("Continue").click()
@@ -450,21 +480,55 @@ for (const { sdk, dist, bundles } of GENERATIONS) {
       const otp = page.locator("input[autocomplete='one-time-code']").first()
       await otp.waitFor({ state: "visible" })
       await shot("sign-in-totp")
-      const right = codeAt(linkStep + 1)
-      const near = new Set([-1, 0, 1, 2].map((d) => codeAt(linkStep + d)))
+      const now = Math.floor(Date.now() / 30_000)
+      assert.ok(now > linkStep)
+      const near = new Set([-1, 0, 1, 2].map((d) => codeAt(now + d)))
       let wrong = 135791
       while (near.has(String(wrong).padStart(6, "0"))) wrong += 1
       await otp.pressSequentially(String(wrong).padStart(6, "0"))
       await page.locator(".cl-otpCodeFieldErrorText").filter({ hasText: "Incorrect code" }).waitFor()
       await shot("sign-in-totp-wrong")
       assert.equal(page.url().startsWith(`${spa.url}/home`), false)
-      await otp.pressSequentially(right)
+      await otp.pressSequentially(codeAt(now))
       await page.waitForURL(`${spa.url}/home`)
       await page.getByTestId("home-email").filter({ hasText: EMAIL }).waitFor()
       const session = await newestSession()
       assert.deepEqual(session.authentication_methods.map((m) => m.method), ["password", "totp"])
       assert.equal(session.authenticator_assurance_level, "aal2")
       await shot("home-signed-in-aal2")
+      assert.deepEqual(outside, [])
+    })
+
+    await step("<SignIn/> takes one of the backup codes <UserProfile/> showed instead of the app's code, once", async () => {
+      const signInWithBackupCode = async (code) => {
+        await page.goto(`${spa.url}/sign-in`)
+        await page.locator("input#identifier-field").fill(EMAIL)
+        await button("Continue").click()
+        const password = page.locator("input#password-field")
+        await password.waitFor({ state: "visible" })
+        await password.fill(RESET_PASSWORD)
+        await button("Continue").click()
+        await page.locator("input[autocomplete='one-time-code']").first().waitFor({ state: "visible" })
+        await page.getByRole("link", { name: "Use another method" }).click()
+        await page.getByRole("button", { name: "Use a backup code" }).click()
+        const field = page.locator("input#code-field")
+        await field.waitFor({ state: "visible" })
+        await field.fill(code)
+        await button("Continue").click()
+      }
+      await signOut()
+      await signInWithBackupCode(backupCodes[0])
+      await page.waitForURL(`${spa.url}/home`)
+      await page.getByTestId("home-email").filter({ hasText: EMAIL }).waitFor()
+      const session = await newestSession()
+      assert.deepEqual(session.authentication_methods.map((m) => m.method), ["password", "lookup_secret"])
+      assert.equal(session.authenticator_assurance_level, "aal2")
+      // A backup code is good once.
+      await signOut()
+      await signInWithBackupCode(backupCodes[0])
+      await page.locator("#error-code").waitFor()
+      await shot("sign-in-backup-code-used")
+      assert.equal(page.url().startsWith(`${spa.url}/home`), false)
       assert.deepEqual(outside, [])
     })
   })

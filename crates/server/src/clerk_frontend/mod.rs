@@ -283,11 +283,17 @@ pub(super) fn problems(list: &[FieldProblem]) -> Response {
                 }
                 _ => p.text.text.as_str(),
             };
+            // The components show `long_message` at the field: for a wrong code, Clerk's
+            // words, whichever of the core's refusals it was.
+            let long = match code {
+                "form_code_incorrect" => message,
+                _ => p.text.text.as_str(),
+            };
             let meta = match &p.param {
                 Some(name) => json!({ "param_name": name }),
                 None => json!({}),
             };
-            json!({ "code": code, "message": message, "long_message": p.text.text, "meta": meta })
+            json!({ "code": code, "message": message, "long_message": long, "meta": meta })
         })
         .collect();
     let body = json!({ "errors": errors, "meta": {} });

@@ -111,6 +111,8 @@ async fn an_authenticator_app_is_set_up_from_the_profile_and_then_asked_for(app:
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
     assert_eq!(refused["errors"][0]["code"], "form_code_incorrect");
     assert_eq!(refused["errors"][0]["meta"]["param_name"], "code");
+    // What <UserProfile/> shows at the code field.
+    assert_eq!(refused["errors"][0]["long_message"], "Incorrect code");
     let (st, linked, c) = verify(right.clone(), cookie.clone()).await;
     assert_eq!(st, StatusCode::OK, "{linked}");
     let cookie = c.unwrap();
