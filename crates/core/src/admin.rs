@@ -395,7 +395,7 @@ impl Core {
 
 /// The audit records of an admin change: always `identity.updated`, and the state and
 /// credential changes on their own, so a filter finds who deactivated an account.
-fn identity_change_records(
+pub(crate) fn identity_change_records(
     before: &Identity,
     after: &Identity,
     by: &By,

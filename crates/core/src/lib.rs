@@ -27,6 +27,7 @@ pub mod jsonnet;
 pub mod keys;
 pub mod methods;
 pub mod password;
+pub mod profile_image;
 pub mod ratelimit;
 pub mod schema;
 pub mod sealed;

@@ -114,6 +114,8 @@ pub struct Core {
     pub(crate) web_hooks: crate::selfservice::web_hook::WebHooks,
     /// Clerk's session-token key, loaded on first use.
     pub(crate) clerk_key: tokio::sync::OnceCell<Arc<crate::clerk_session::ClerkKey>>,
+    /// Profile images being decoded (one at a time).
+    pub(crate) image_work: crate::profile_image::ImageWork,
 }
 
 impl Core {
@@ -139,6 +141,7 @@ impl Core {
             jsonnet,
             web_hooks: Default::default(),
             clerk_key: Default::default(),
+            image_work: Default::default(),
         }
     }
 

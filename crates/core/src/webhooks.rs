@@ -233,6 +233,9 @@ pub struct ClerkMapping {
     pub first_name: String,
     pub last_name: String,
     pub username: String,
+    /// Derived at load: where profile images are served (`{public URL}clerk/images/`).
+    #[serde(skip)]
+    pub image_base: String,
 }
 
 impl Default for ClerkMapping {
@@ -242,6 +245,7 @@ impl Default for ClerkMapping {
             first_name: "name.first".into(),
             last_name: "name.last".into(),
             username: "username".into(),
+            image_base: String::new(),
         }
     }
 }
@@ -361,6 +365,10 @@ pub fn clerk_user(i: &Identity, map: &ClerkMapping) -> Value {
             })
             .collect();
     let external_accounts = clerk_external_accounts(i, map, emails.first());
+    let image = crate::profile_image::image_id(i);
+    let image_url = image
+        .map(|id| format!("{}{id}", map.image_base))
+        .unwrap_or_default();
     json!({
         "id": clerk_user_id(&i.id.to_string()),
         "object": "user",
@@ -372,9 +380,9 @@ pub fn clerk_user(i: &Identity, map: &ClerkMapping) -> Value {
         "first_name": trait_str(&i.traits, &map.first_name),
         "last_name": trait_str(&i.traits, &map.last_name),
         "locale": null,
-        "image_url": "",
-        "profile_image_url": "",
-        "has_image": false,
+        "image_url": image_url,
+        "profile_image_url": image_url,
+        "has_image": image.is_some(),
         "public_metadata": i.metadata_public.clone().unwrap_or_else(|| json!({})),
         "private_metadata": private,
         "unsafe_metadata": {},

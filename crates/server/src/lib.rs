@@ -27,6 +27,7 @@ mod listen;
 mod mailbox;
 mod outbound;
 mod paging;
+mod profile_images;
 mod public;
 mod ratelimit;
 mod recovery;
@@ -190,6 +191,7 @@ pub fn public_router(state: &AppState) -> Router {
             .merge(browser::router())
             .merge(social::router(state.core.config()))
             .merge(clerk_frontend::router(state.core.config()))
+            .merge(profile_images::router())
             .merge(recovery::router(state.core.config()))
             .merge(verification::router(state.core.config()))
             .merge(pages)

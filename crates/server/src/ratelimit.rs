@@ -224,6 +224,8 @@ pub fn bucket_for(method: &Method, path: &str, tokens: &TokenPathsConfig) -> Opt
         "/v1/me/change_password" | "/v1/me/totp/attempt_verification" if post => {
             Some(Bucket::Login)
         }
+        // A picture is decoded and encoded again (CPU), and stored.
+        "/v1/me/profile_image" if post => Some(Bucket::Registration),
         // Each new address is checked against every account, and stores a flow.
         "/v1/me/email_addresses" if post => Some(Bucket::Registration),
         p if post && p.starts_with("/v1/me/email_addresses/") => code_step(p),

@@ -108,6 +108,52 @@ pub(crate) async fn insert_identity_with_session_tx(
     insert_session_tx(tx, session, fx).await
 }
 
+/// Writes `identity` as its next version if it is still the one stored (else
+/// [`StoreError::Stale`], or [`StoreError::NotFound`] when it is gone), with its derived rows
+/// and effects; returns the version written, for the caller to take once it commits.
+pub(crate) async fn update_identity_tx(
+    tx: &mut Transaction<'_, Any>,
+    identity: &Identity,
+    fx: &Effects,
+) -> StoreResult<i64> {
+    let mut next = identity.clone();
+    next.version += 1;
+    let id = next.id.to_string();
+    let done = sqlx::query(
+        "UPDATE identities SET schema_id = $1, state = $2, external_id = $3, data = $4, updated_at = $5, version = $6 \
+         WHERE id = $7 AND version = $8",
+    )
+    .bind(next.schema_id.clone())
+    .bind(next.state.clone())
+    .bind(next.external_id.clone())
+    .bind(to_json(&next)?)
+    .bind(micros(next.updated_at))
+    .bind(next.version)
+    .bind(id.clone())
+    .bind(identity.version)
+    .execute(&mut **tx)
+    .await
+    .db()?;
+    if done.rows_affected() == 0 {
+        let exists = sqlx::query("SELECT 1 AS one FROM identities WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut **tx)
+            .await
+            .db()?
+            .is_some();
+        return Err(if exists {
+            StoreError::Stale
+        } else {
+            StoreError::NotFound
+        });
+    }
+    delete_identity_rows(tx, &id).await?;
+    write_identity_rows(tx, &next).await?;
+    identity_events(tx, fx, &next, next.updated_at).await?;
+    write_effects(tx, fx).await?;
+    Ok(next.version)
+}
+
 #[async_trait]
 impl IdentityStore for SqlStore {
     async fn insert_identity(&self, identity: &Identity, fx: &Effects) -> StoreResult<()> {
@@ -128,48 +174,15 @@ impl IdentityStore for SqlStore {
     }
 
     async fn update_identity(&self, identity: &mut Identity, fx: &Effects) -> StoreResult<()> {
-        // Written as the next version; `identity` takes it only once the write committed.
-        let mut next = identity.clone();
-        next.version += 1;
-        self.invalidating(async {
-            let id = next.id.to_string();
-            let mut tx = self.write.begin().await.db()?;
-            let done = sqlx::query(
-                "UPDATE identities SET schema_id = $1, state = $2, external_id = $3, data = $4, updated_at = $5, version = $6 \
-                 WHERE id = $7 AND version = $8",
-            )
-            .bind(next.schema_id.clone())
-            .bind(next.state.clone())
-            .bind(next.external_id.clone())
-            .bind(to_json(&next)?)
-            .bind(micros(next.updated_at))
-            .bind(next.version)
-            .bind(id.clone())
-            .bind(identity.version)
-            .execute(&mut *tx)
-            .await
-            .db()?;
-            if done.rows_affected() == 0 {
-                let exists = sqlx::query("SELECT 1 AS one FROM identities WHERE id = $1")
-                    .bind(id)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .db()?
-                    .is_some();
-                return Err(if exists {
-                    StoreError::Stale
-                } else {
-                    StoreError::NotFound
-                });
-            }
-            delete_identity_rows(&mut tx, &id).await?;
-            write_identity_rows(&mut tx, &next).await?;
-            identity_events(&mut tx, fx, &next, next.updated_at).await?;
-            write_effects(&mut tx, fx).await?;
-            tx.commit().await.db()
-        })
-        .await?;
-        identity.version = next.version;
+        let next = self
+            .invalidating(async {
+                let mut tx = self.write.begin().await.db()?;
+                let next = update_identity_tx(&mut tx, identity, fx).await?;
+                tx.commit().await.db()?;
+                Ok(next)
+            })
+            .await?;
+        identity.version = next;
         Ok(())
     }
 
@@ -260,6 +273,11 @@ impl IdentityStore for SqlStore {
             let id = identity_id.to_string();
             delete_sessions_of(&mut tx, identity_id, now, fx).await?;
             delete_identity_rows(&mut tx, &id).await?;
+            sqlx::query("DELETE FROM profile_images WHERE identity_id = $1")
+                .bind(id.clone())
+                .execute(&mut *tx)
+                .await
+                .db()?;
             let done = sqlx::query("DELETE FROM identities WHERE id = $1")
                 .bind(id.clone())
                 .execute(&mut *tx)

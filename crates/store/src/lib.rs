@@ -22,6 +22,7 @@ mod courier;
 mod filter;
 mod flows;
 mod identities;
+mod images;
 mod keys;
 mod pool;
 mod rows;

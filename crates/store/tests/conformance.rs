@@ -97,6 +97,7 @@ on_both!(
     courier_lists_filter_and_page_newest_first,
     courier_keeps_queued_messages_and_cleans_up_old_finished_ones,
     courier_email_created_goes_only_to_endpoints_that_name_it,
+    a_profile_image_changes_with_its_identity_and_goes_with_it,
 );
 
 #[path = "conformance/courier.rs"]
@@ -1512,4 +1513,56 @@ async fn a_stale_session_write_never_reactivates_a_revoked_session(s: impl Store
         .update_session(&other, now(), &Effects::none())
         .await
         .unwrap());
+}
+
+fn image_of(i: &Identity, n: u8) -> portcullis_core::profile_image::ProfileImage {
+    portcullis_core::profile_image::ProfileImage {
+        id: format!("img_{}", Uuid::new_v4().simple()),
+        identity_id: i.id,
+        content_type: "image/png".into(),
+        bytes: vec![0x89, b'P', b'N', b'G', 0, n, 255],
+        created_at: now(),
+    }
+}
+
+async fn a_profile_image_changes_with_its_identity_and_goes_with_it(s: impl Store) {
+    let mut a = identity("pictured@example.com");
+    s.insert_identity(&a, &fx_created()).await.unwrap();
+    let first = image_of(&a, 1);
+    a.metadata_admin = Some(json!({ "clerk": { "image": first.id } }));
+    s.update_identity_with_image(&mut a, Some(&first), &fx_updated())
+        .await
+        .unwrap();
+    assert_eq!(
+        s.profile_image(&first.id).await.unwrap(),
+        Some(first.clone())
+    );
+    assert_eq!(
+        s.get_identity(a.id).await.unwrap().unwrap().metadata_admin,
+        a.metadata_admin
+    );
+    // A write from a stale read changes neither the identity nor its image.
+    let mut stale = a.clone();
+    stale.version -= 1;
+    let ignored = image_of(&a, 2);
+    assert!(matches!(
+        s.update_identity_with_image(&mut stale, Some(&ignored), &fx_updated())
+            .await,
+        Err(StoreError::Stale)
+    ));
+    assert_eq!(s.profile_image(&ignored.id).await.unwrap(), None);
+    assert!(s.profile_image(&first.id).await.unwrap().is_some());
+    // A new one replaces it.
+    let second = image_of(&a, 3);
+    s.update_identity_with_image(&mut a, Some(&second), &fx_updated())
+        .await
+        .unwrap();
+    assert_eq!(s.profile_image(&first.id).await.unwrap(), None);
+    assert_eq!(
+        s.profile_image(&second.id).await.unwrap(),
+        Some(second.clone())
+    );
+    // Deleting the identity deletes it.
+    s.delete_identity(a.id, now(), &fx_deleted()).await.unwrap();
+    assert_eq!(s.profile_image(&second.id).await.unwrap(), None);
 }

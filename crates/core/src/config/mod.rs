@@ -232,6 +232,7 @@ impl Config {
             user_id_claim: self.tokens.user_id_claim.clone(),
         };
         self.csrf_cookie_name = csrf_cookie_name(&ctx.public_url, self.host_cookies_allowed());
+        self.webhooks.clerk_mapping.image_base = format!("{}clerk/images/", ctx.public_url);
         self.serve.validate()?;
         self.secrets.validate(&ctx)?;
         self.hashers.validate(&ctx)?;

@@ -1,7 +1,8 @@
 //! What a signed-in user changes of their own account from Clerk's `<UserProfile/>`: the
 //! names, the password (the current one first, as Clerk asks), the e-mail address (a code to
 //! the new one; once it comes back the new address replaces the old, verified, since the
-//! schema holds one), and, where `clerk.frontend.delete_self` allows, the account itself.
+//! schema holds one), the profile image, and, where `clerk.frontend.delete_self` allows, the
+//! account itself.
 //! Every change is the session's identity's own, needs the session the whoami check accepts
 //! (a second factor where it is enforced), and is saved as any other change of the identity
 //! (the `user.updated` event, the audit record).
@@ -128,6 +129,19 @@ impl Core {
             }
         }
         self.save_own(identity, changed, &by, now).await
+    }
+
+    /// `POST /v1/me/profile_image` (`Some`) and `DELETE` (`None`): the user's own picture.
+    pub async fn clerk_set_own_image(
+        &self,
+        session: &Session,
+        identity: &Identity,
+        upload: Option<Vec<u8>>,
+        origin: &Origin,
+        now: OffsetDateTime,
+    ) -> Result<crate::profile_image::ImageChange> {
+        let by = self.own_change(session, identity, origin)?;
+        self.set_profile_image(identity, upload, &by, now).await
     }
 
     /// `POST /v1/me/change_password`: the current password (when the account has one), then

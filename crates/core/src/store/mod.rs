@@ -15,6 +15,7 @@ mod courier;
 mod effects;
 mod flows;
 mod identities;
+mod images;
 mod keys;
 mod security;
 mod sessions;
@@ -29,6 +30,7 @@ pub use courier::CourierStore;
 pub use effects::Effects;
 pub use flows::FlowStore;
 pub use identities::{IdentityQuery, IdentityStore};
+pub use images::ImageStore;
 pub use keys::KeyStore;
 pub use security::SecurityStore;
 pub use sessions::{SessionQuery, SessionStore};
@@ -38,8 +40,8 @@ pub use webhooks::WebhookStore;
 /// Every storage trait, for `use portcullis_core::store::prelude::*`.
 pub mod prelude {
     pub use super::{
-        ClerkKeyStore, CourierStore, FlowStore, IdentityStore, KeyStore, MaintenanceStore,
-        RefreshTokenStore, SecurityStore, SessionStore, Store, WebhookStore,
+        ClerkKeyStore, CourierStore, FlowStore, IdentityStore, ImageStore, KeyStore,
+        MaintenanceStore, RefreshTokenStore, SecurityStore, SessionStore, Store, WebhookStore,
     };
 }
 
@@ -83,6 +85,7 @@ pub trait Store:
     + ClerkKeyStore
     + SecurityStore
     + CourierStore
+    + ImageStore
 {
 }
 
@@ -97,5 +100,6 @@ impl<T> Store for T where
         + ClerkKeyStore
         + SecurityStore
         + CourierStore
+        + ImageStore
 {
 }

@@ -5,6 +5,7 @@
 //!
 //! Errors use Clerk's envelope `{errors: [{message, long_message, code}], clerk_trace_id}`.
 
+mod images;
 mod sessions;
 mod users;
 
@@ -57,6 +58,12 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route(
             "/v1/users/{id}/verify_password",
             post(users::verify_password),
+        )
+        .route(
+            "/v1/users/{id}/profile_image",
+            post(images::set)
+                .delete(images::delete)
+                .layer(crate::profile_images::upload_limit()),
         )
         .route(
             "/v1/users/{id}/mfa",

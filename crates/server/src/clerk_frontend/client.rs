@@ -236,7 +236,7 @@ pub(super) fn session_json(
             "first_name": user.get("first_name"),
             "last_name": user.get("last_name"),
             "image_url": user.get("image_url"),
-            "has_image": false,
+            "has_image": user.get("has_image"),
             "identifier": user.pointer("/email_addresses/0/email_address"),
             "user_id": clerk_user_id(&i.id.to_string()),
         },

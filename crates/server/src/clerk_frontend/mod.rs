@@ -9,7 +9,8 @@
 //! Served: the environment, the client (`client.rs`), sign-in with a password or a mailed
 //! code (or a new password after a reset code) and then a second factor (`sign_ins.rs`),
 //! sign-up with a mailed code (`sign_ups.rs`), the sessions and their tokens, sign-out
-//! (`sessions.rs`), and the signed-in user's own account (`me.rs`). Other routes answer
+//! (`sessions.rs`), and the signed-in user's own account (`me.rs`, its second factors
+//! `me_factors.rs`, its picture `me_image.rs`). Other routes answer
 //! Clerk's 404.
 
 mod assets;
@@ -17,6 +18,7 @@ mod client;
 mod environment;
 mod me;
 mod me_factors;
+mod me_image;
 mod sessions;
 mod sign_ins;
 mod sign_ups;
@@ -94,6 +96,12 @@ pub fn router(config: &Config) -> Router<AppState> {
         )
         .route("/v1/me/backup_codes", post(me_factors::backup_codes))
         .route("/v1/me/backup_codes/", post(me_factors::backup_codes))
+        .route(
+            "/v1/me/profile_image",
+            post(me_image::upload)
+                .delete(me_image::remove)
+                .layer(crate::profile_images::upload_limit()),
+        )
         .route("/v1/me/sessions/active", get(me::active_sessions))
         .route("/v1/me/sessions/{id}/revoke", post(me::revoke_session))
         .route("/v1/me/email_addresses", post(me::add_address))

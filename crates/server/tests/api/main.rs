@@ -14,6 +14,7 @@ mod bad_input;
 mod browser;
 mod clerk;
 mod clerk_frontend;
+mod clerk_images;
 mod clerk_me;
 mod clerk_me_factors;
 mod clerk_sign_ins;
