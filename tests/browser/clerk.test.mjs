@@ -14,7 +14,8 @@
 // verified by svix); <UserButton/> shows; the Django API accepts getToken()'s token and serves the
 // dashboard; the backend SDK sets `public_metadata.role`, the next `user.updated` carries it, and
 // so does the next session token (the session claims are customised to include it); <UserProfile/>
-// changes the name (Django's row follows) and the password; sign-out ends the session; <SignIn/>
+// changes the name (Django's row follows), uploads a picture (served by Portcullis, shown by
+// <UserButton/>, named by the Backend API's User) and changes the password; sign-out ends the session; <SignIn/>
 // refuses the old password at its field and takes the new one; it signs in by a code mailed to
 // the address instead; "Forgot password?" resets the password by a mailed code and signs in;
 // <UserProfile/> sets up an authenticator app (the key shown, a wrong code refused) and shows
@@ -34,6 +35,7 @@ import { createVerify } from "node:crypto"
 import net from "node:net"
 import path from "node:path"
 import { fileURLToPath } from "node:url"
+import zlib from "node:zlib"
 import { Secret, TOTP } from "otpauth"
 import { admin, adminUrl, mailedCode, messageIds, openBrowser, publicUrl } from "./harness.mjs"
 import { startSpaServer } from "./serve-spa.mjs"
@@ -93,6 +95,26 @@ async function eventually(what, check) {
     await new Promise((done) => setTimeout(done, 100))
   }
   assert.fail(`${what}${last ? `: ${last.message}` : ""}`)
+}
+
+/** A `width` × `height` PNG of one colour (RGB, no filter), built with zlib alone. */
+function png(width, height) {
+  const chunk = (type, data) => {
+    const body = Buffer.concat([Buffer.from(type, "latin1"), data])
+    const out = Buffer.alloc(body.length + 8)
+    out.writeUInt32BE(data.length, 0)
+    body.copy(out, 4)
+    out.writeUInt32BE(zlib.crc32(body), body.length + 4)
+    return out
+  }
+  const header = Buffer.alloc(13)
+  header.writeUInt32BE(width, 0)
+  header.writeUInt32BE(height, 4)
+  header.set([8, 2, 0, 0, 0], 8)
+  const row = Buffer.concat([Buffer.from([0]), Buffer.alloc(width * 3, Buffer.from([40, 90, 200]))])
+  const pixels = zlib.deflateSync(Buffer.concat(Array.from({ length: height }, () => row)))
+  const signature = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a])
+  return Buffer.concat([signature, chunk("IHDR", header), chunk("IDAT", pixels), chunk("IEND", Buffer.alloc(0))])
 }
 
 const claimsOf = (jwt) => jwt.split(".").slice(0, 2).map((p) => JSON.parse(Buffer.from(p, "base64url")))
@@ -283,7 +305,34 @@ for (const { sdk, dist, bundles } of GENERATIONS) {
       await shot("profile-named")
     })
 
+    await step("<UserProfile/> uploads a picture: Portcullis serves it, <UserButton/> shows it, and so do the other faces", async () => {
+      await page.goto(`${spa.url}/profile`)
+      await button("Update profile").click()
+      const uploaded = page.waitForResponse((r) => r.url().includes("/v1/me/profile_image"))
+      const form = page.locator("form", { has: page.locator("input#firstName-field") })
+      await form.waitFor({ state: "visible" })
+      await form.locator("input[type='file']").first().setInputFiles({ name: "me.png", mimeType: "image/png", buffer: png(900, 300) })
+      const answer = await uploaded
+      assert.equal(answer.status(), 200)
+      const url = (await answer.json()).response.public_url
+      assert.ok(url.startsWith(`${PUBLIC_URL}/clerk/images/img_`), url)
+      // The avatar is the served picture, encoded again and shrunk to fit 512 px.
+      await page.goto(`${spa.url}/home`)
+      const avatar = page.locator(".cl-userButtonTrigger img")
+      await avatar.waitFor({ state: "visible" })
+      assert.equal(await avatar.getAttribute("src"), url)
+      await page.waitForFunction((el) => el.complete && el.naturalWidth > 0, await avatar.elementHandle())
+      assert.deepEqual(await avatar.evaluate((el) => [el.naturalWidth, el.naturalHeight]), [512, 171])
+      await shot("home-with-picture")
+      const backend = await fetch(`${adminUrl()}/v1/users/${userId}`, { headers: { Authorization: `Bearer ${SECRET_KEY}` } })
+      const user = await backend.json()
+      assert.equal(user.image_url, url)
+      assert.equal(user.has_image, true)
+      assert.deepEqual(outside, [])
+    })
+
     await step("<UserProfile/> refuses a wrong current password, then changes the password", async () => {
+      await page.goto(`${spa.url}/profile`)
       await page.locator(".cl-navbarButton__security").click()
       await button("Update password").click()
       await page.locator("input#currentPassword-field").fill(`${PASSWORD}-wrong`)
