@@ -7,8 +7,9 @@
 //! decoding may take, turned upright by its EXIF orientation, shrunk to fit
 //! [`SIDE`] × [`SIDE`], and encoded again (PNG when it has transparency, JPEG otherwise), so no
 //! metadata of the photo (its place, its camera) and no bytes a browser could read as anything
-//! but an image survive. Decoding is CPU work: it runs on the blocking pool, one image at a
-//! time per instance.
+//! but an image survive. Decoding is CPU work: it runs on the blocking pool, and an instance
+//! takes [`UPLOADS_AT_ONCE`] uploads at a time (an [`ImageSlot`] is held from before the body
+//! is read until the image is stored); the others are told to retry.
 //!
 //! The image's id is kept in the identity's admin metadata (`clerk.image`), the bytes in the
 //! store beside the identity, and both change in one write with the `user.updated` event.
@@ -31,8 +32,16 @@ use uuid::Uuid;
 pub const MAX_UPLOAD_BYTES: usize = 10 * 1024 * 1024;
 /// The largest width or height an upload may have before it is shrunk.
 const MAX_SIDE_IN: u32 = 8192;
-/// What decoding one upload may allocate.
-const MAX_DECODE_BYTES: u64 = 256 * 1024 * 1024;
+/// The most pixels an upload may have (a 24-megapixel photo, 6000 × 4000): with the output
+/// buffer capped below, this bounds what a decoder allocates inside (a progressive JPEG keeps
+/// its coefficients, two bytes a sample).
+const MAX_PIXELS: u64 = 24_000_000;
+/// What the decoded picture may take: checked against the header before decoding, since
+/// `Limits::max_alloc` is not honoured by every decoder.
+const MAX_DECODE_BYTES: u64 = 128 * 1024 * 1024;
+/// Uploads an instance works on at once (read, decoded, stored); more are answered "busy"
+/// before their bodies are read.
+const UPLOADS_AT_ONCE: usize = 2;
 /// The side of the square a stored image fits in.
 pub const SIDE: u32 = 512;
 const JPEG_QUALITY: u8 = 85;
@@ -56,7 +65,8 @@ pub enum ImageRefusal {
     TooLarge,
     /// Not PNG, JPEG, GIF or WebP (SVG included: it can carry script).
     UnknownFormat,
-    /// Wider or taller than [`MAX_SIDE_IN`], or more than decoding may allocate.
+    /// Wider or taller than [`MAX_SIDE_IN`], more than [`MAX_PIXELS`], or more than decoding
+    /// may allocate.
     TooManyPixels,
     /// Cut short or corrupt.
     Undecodable,
@@ -74,9 +84,10 @@ impl ImageRefusal {
             ImageRefusal::UnknownFormat => {
                 "The file is not a PNG, JPEG, GIF or WebP image.".to_string()
             }
-            ImageRefusal::TooManyPixels => {
-                format!("The image is larger than {MAX_SIDE_IN} × {MAX_SIDE_IN} pixels.")
-            }
+            ImageRefusal::TooManyPixels => format!(
+                "The image has more than {} megapixels (or sides over {MAX_SIDE_IN} pixels).",
+                MAX_PIXELS / 1_000_000
+            ),
             ImageRefusal::Undecodable => "The image could not be read.".to_string(),
         };
         UiText::error(4000001, &text, None)
@@ -109,12 +120,18 @@ pub fn normalise(upload: &[u8]) -> std::result::Result<(Vec<u8>, &'static str), 
         _ => ImageRefusal::Undecodable,
     };
     let mut decoder = reader.into_decoder().map_err(refused)?;
+    let (width, height) = decoder.dimensions();
+    if u64::from(width) * u64::from(height) > MAX_PIXELS || decoder.total_bytes() > MAX_DECODE_BYTES
+    {
+        return Err(ImageRefusal::TooManyPixels);
+    }
     let orientation = decoder.orientation().map_err(refused)?;
     let mut img = DynamicImage::from_decoder(decoder).map_err(refused)?;
-    img.apply_orientation(orientation);
+    // Shrunk first, so turning it copies the small picture (the bound is a square).
     if img.width() > SIDE || img.height() > SIDE {
         img = img.thumbnail(SIDE, SIDE);
     }
+    img.apply_orientation(orientation);
     let mut out = Cursor::new(Vec::new());
     let content_type = if img.color().has_alpha() {
         DynamicImage::ImageRgba8(img.to_rgba8())
@@ -131,14 +148,19 @@ pub fn normalise(upload: &[u8]) -> std::result::Result<(Vec<u8>, &'static str), 
     Ok((out.into_inner(), content_type))
 }
 
-/// One image decoded at a time per instance, so uploads cannot take every core.
+/// The uploads an instance works on at once.
 #[derive(Clone)]
 pub(crate) struct ImageWork(Arc<tokio::sync::Semaphore>);
 
 impl Default for ImageWork {
     fn default() -> Self {
-        ImageWork(Arc::new(tokio::sync::Semaphore::new(1)))
+        ImageWork(Arc::new(tokio::sync::Semaphore::new(UPLOADS_AT_ONCE)))
     }
+}
+
+/// A place among the uploads being worked on, taken before an upload's body is read.
+pub struct ImageSlot {
+    _held: tokio::sync::OwnedSemaphorePermit,
 }
 
 /// The id of the identity's profile image, if it has one.
@@ -186,26 +208,29 @@ pub enum ImageChange {
 }
 
 impl Core {
-    /// Sets `upload` as `identity`'s profile image (or removes it: `None`), in place of any it
-    /// had, with the `user.updated` event.
+    /// A place for an upload, or [`Error::Busy`] when the instance has as many as it takes.
+    pub fn image_slot(&self) -> Result<ImageSlot> {
+        self.image_work
+            .0
+            .clone()
+            .try_acquire_owned()
+            .map(|held| ImageSlot { _held: held })
+            .map_err(|_| Error::Busy { retry_after: 1 })
+    }
+
+    /// Sets `upload` (read in its slot) as `identity`'s profile image, or removes any it has
+    /// (`None`; the stored bytes go whatever its metadata says), with the `user.updated` event.
     pub async fn set_profile_image(
         &self,
         identity: &Identity,
-        upload: Option<Vec<u8>>,
+        upload: Option<(ImageSlot, Vec<u8>)>,
         by: &By,
         now: OffsetDateTime,
     ) -> Result<ImageChange> {
         let image = match upload {
-            Some(upload) => {
-                let permit = self
-                    .image_work
-                    .0
-                    .clone()
-                    .acquire_owned()
-                    .await
-                    .map_err(|e| Error::Internal(format!("the image queue closed: {e}")))?;
+            Some((slot, upload)) => {
                 let done = tokio::task::spawn_blocking(move || {
-                    let _permit = permit;
+                    let _slot = slot;
                     normalise(&upload)
                 })
                 .await
@@ -263,6 +288,33 @@ mod tests {
         let mut out = Cursor::new(Vec::new());
         img.write_to(&mut out, format).unwrap();
         out.into_inner()
+    }
+
+    /// A PNG of a signature, an IHDR chunk saying `w` × `h` and a few bytes of nothing.
+    fn png_header(w: u32, h: u32, depth: u8, colour: u8) -> Vec<u8> {
+        fn crc(bytes: &[u8]) -> u32 {
+            let mut c = 0xFFFF_FFFFu32;
+            for &b in bytes {
+                c ^= u32::from(b);
+                for _ in 0..8 {
+                    c = if c & 1 == 1 {
+                        0xEDB8_8320 ^ (c >> 1)
+                    } else {
+                        c >> 1
+                    };
+                }
+            }
+            !c
+        }
+        let mut ihdr = b"IHDR".to_vec();
+        ihdr.extend_from_slice(&w.to_be_bytes());
+        ihdr.extend_from_slice(&h.to_be_bytes());
+        ihdr.extend_from_slice(&[depth, colour, 0, 0, 0]);
+        let mut png = b"\x89PNG\r\n\x1a\n\0\0\0\x0d".to_vec();
+        png.extend_from_slice(&ihdr);
+        png.extend_from_slice(&crc(&ihdr).to_be_bytes());
+        png.extend_from_slice(&[0, 0, 0, 4, b'I', b'D', b'A', b'T', 1, 2, 3, 4, 0, 0, 0, 0]);
+        png
     }
 
     #[test]
@@ -336,5 +388,13 @@ mod tests {
         );
         assert!(huge.len() < 64 * 1024);
         assert_eq!(normalise(&huge), Err(ImageRefusal::TooManyPixels));
+        // Within the sides but past the pixels, and within the pixels but past the memory
+        // (16-bit RGBA): refused from the header, whatever follows it.
+        for (w, h, depth, colour) in [(8000, 3100, 8, 0), (4500, 4000, 16, 6)] {
+            assert_eq!(
+                normalise(&png_header(w, h, depth, colour)),
+                Err(ImageRefusal::TooManyPixels)
+            );
+        }
     }
 }

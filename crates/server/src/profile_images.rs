@@ -61,7 +61,7 @@ pub(crate) async fn read_upload(req: Request) -> Result<Vec<u8>, UploadError> {
         return match body.len() {
             0 => Err(UploadError::Missing),
             n if n > MAX_UPLOAD_BYTES => Err(UploadError::TooLarge),
-            _ => Ok(body.to_vec()),
+            _ => Ok(Vec::from(body)),
         };
     }
     let too_large =
@@ -82,7 +82,7 @@ pub(crate) async fn read_upload(req: Request) -> Result<Vec<u8>, UploadError> {
         return match field.bytes().await {
             Ok(b) if b.is_empty() => Err(UploadError::Missing),
             Ok(b) if b.len() > MAX_UPLOAD_BYTES => Err(UploadError::TooLarge),
-            Ok(b) => Ok(b.to_vec()),
+            Ok(b) => Ok(Vec::from(b)),
             Err(e) if too_large(&e) => Err(UploadError::TooLarge),
             Err(_) => Err(UploadError::Malformed),
         };
@@ -101,7 +101,7 @@ pub(crate) fn image_json(st: &AppState, image: &ProfileImage) -> Value {
 }
 
 /// `GET /clerk/images/{id}`: the image, to anyone with its URL (as Clerk's image host serves
-/// them); a new upload gets a new id, so an answer may be kept for good.
+/// them); a new upload gets a new id.
 async fn serve(State(st): State<AppState>, Path(id): Path<String>) -> Response {
     let image = match st.core.profile_image(&id).await {
         Ok(Some(image)) => image,
@@ -119,7 +119,8 @@ async fn serve(State(st): State<AppState>, Path(id): Path<String>) -> Response {
         (header::CONTENT_TYPE, HeaderValue::from_static(kind)),
         (
             header::CACHE_CONTROL,
-            HeaderValue::from_static("public, max-age=31536000, immutable"),
+            // A day: a removed picture (or account) lingers in caches no longer than that.
+            HeaderValue::from_static("public, max-age=86400"),
         ),
         (
             header::CONTENT_SECURITY_POLICY,

@@ -136,7 +136,7 @@ impl Core {
         &self,
         session: &Session,
         identity: &Identity,
-        upload: Option<Vec<u8>>,
+        upload: Option<(crate::profile_image::ImageSlot, Vec<u8>)>,
         origin: &Origin,
         now: OffsetDateTime,
     ) -> Result<crate::profile_image::ImageChange> {

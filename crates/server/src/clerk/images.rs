@@ -1,5 +1,6 @@
-//! `POST /v1/users/{id}/profile_image` (the `file` of a multipart body) and `DELETE`: the
-//! user's picture set by a backend, answered with the `User`. Reading the upload is
+//! `POST /v1/users/{id}/profile_image` (the `file` of a multipart body) and `DELETE` (of
+//! whatever is stored, so 200 even when there was nothing): the user's picture set by a
+//! backend, answered with the `User`. Reading the upload is
 //! `profile_images.rs`'s, what it becomes the core's.
 
 use super::{cerr, load, user, CResult};
@@ -9,7 +10,7 @@ use crate::AppState;
 use axum::extract::{Path, Request, State};
 use axum::http::StatusCode;
 use axum::Json;
-use portcullis_core::profile_image::{image_id, ImageChange};
+use portcullis_core::profile_image::ImageChange;
 use serde_json::Value;
 
 pub(super) async fn set(
@@ -19,6 +20,7 @@ pub(super) async fn set(
     req: Request,
 ) -> CResult<Json<Value>> {
     let identity = load(&st, &id).await?;
+    let slot = st.core.image_slot()?;
     let bytes = read_upload(req).await.map_err(|e| match e {
         UploadError::TooLarge => cerr(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -30,7 +32,7 @@ pub(super) async fn set(
     let now = st.core.now();
     match st
         .core
-        .set_profile_image(&identity, Some(bytes), &by, now)
+        .set_profile_image(&identity, Some((slot, bytes)), &by, now)
         .await?
     {
         ImageChange::Saved { identity, .. } => Ok(Json(user(&st, &identity))),
@@ -48,13 +50,6 @@ pub(super) async fn delete(
     Acting(by): Acting,
 ) -> CResult<Json<Value>> {
     let identity = load(&st, &id).await?;
-    if image_id(&identity).is_none() {
-        return Err(cerr(
-            StatusCode::NOT_FOUND,
-            "resource_not_found",
-            "This user has no profile image.",
-        ));
-    }
     let now = st.core.now();
     match st.core.set_profile_image(&identity, None, &by, now).await? {
         ImageChange::Saved { identity, .. } => Ok(Json(user(&st, &identity))),

@@ -1,5 +1,6 @@
 //! `<UserProfile/>`'s picture: `POST /v1/me/profile_image` (the `file` of a multipart body;
-//! answered with Clerk's `Image`) and `DELETE` (clerk-js sends `POST …?_method=DELETE`).
+//! answered with Clerk's `Image`) and `DELETE` (clerk-js sends `POST …?_method=DELETE`; it
+//! removes whatever is stored, so it answers 200 even when there was nothing).
 //! Reading the upload is `profile_images.rs`'s, what it becomes the core's.
 
 use super::client;
@@ -27,6 +28,11 @@ pub(super) async fn upload(
     if method(&q) == "DELETE" {
         return remove(State(st), headers, m, CallerCtx(caller)).await;
     }
+    // A place among the uploads being worked on before the body is read (else 503).
+    let slot = match st.core.image_slot() {
+        Ok(slot) => slot,
+        Err(e) => return super::core_error(e),
+    };
     let bytes = match read_upload(req).await {
         Ok(bytes) => bytes,
         Err(UploadError::TooLarge) => {
@@ -50,7 +56,13 @@ pub(super) async fn upload(
     let now = st.core.now();
     let change = st
         .core
-        .clerk_set_own_image(&m.session, &m.identity, Some(bytes), &caller.origin(), now)
+        .clerk_set_own_image(
+            &m.session,
+            &m.identity,
+            Some((slot, bytes)),
+            &caller.origin(),
+            now,
+        )
         .await;
     match change {
         Ok(ImageChange::Saved {
@@ -83,9 +95,6 @@ pub(super) async fn remove(
     m: Me,
     CallerCtx(caller): CallerCtx,
 ) -> Response {
-    if portcullis_core::profile_image::image_id(&m.identity).is_none() {
-        return super::not_found().await;
-    }
     let now = st.core.now();
     match st
         .core
