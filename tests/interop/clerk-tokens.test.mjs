@@ -2,7 +2,8 @@
 // (`@clerk/backend`), as a Node API behind a Clerk frontend verifies them: `verifyToken` with
 // the PEM (`jwtKey`, networkless) and with the secret key against Portcullis's Backend API
 // JWKS, and `authenticateRequest` on a request carrying the token. Expired tokens, tokens for
-// other parties and revoked sessions are refused as Clerk refuses them.
+// other parties and revoked sessions are refused as Clerk refuses them. The same SDK sets and
+// removes a user's profile image (`users.updateUserProfileImage`, multipart).
 //
 // Run with PORTCULLIS_PUBLIC_URL, PORTCULLIS_ADMIN_URL and PORTCULLIS_CLERK_SECRET_KEY set
 // (scripts/test does; the server accepts that key).
@@ -78,5 +79,35 @@ describe('Clerk session tokens verified by @clerk/backend', () => {
     const again = await mint(sid);
     assert.equal(again.status, 404);
     assert.equal((await again.json()).errors[0].code, 'resource_not_found');
+  });
+});
+
+describe('Profile images through @clerk/backend', () => {
+  it('sets a user\'s picture (multipart, as the SDK sends it), serves it, and removes it', async () => {
+    const { userId } = await signedIn();
+    const clerk = createClerkClient({ secretKey: SECRET, apiUrl: ADMIN_URL });
+    // A 3 × 2 PNG.
+    const png = Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAMAAAACCAIAAAASFvFNAAAAEElEQVR4nGM4oaEBQQxwFgBFdAaR8TH9JAAAAABJRU5ErkJggg==', 'base64');
+    const user = await clerk.users.updateUserProfileImage(userId, { file: new Blob([png], { type: 'image/png' }) });
+    assert.equal(user.id, userId);
+    assert.equal(user.hasImage, true);
+    assert.ok(user.imageUrl.startsWith(`${PUBLIC_URL}/clerk/images/img_`), user.imageUrl);
+    const served = await fetch(user.imageUrl);
+    assert.equal(served.status, 200);
+    // Encoded again: no transparency, so a JPEG.
+    assert.equal(served.headers.get('content-type'), 'image/jpeg');
+    const bytes = Buffer.from(await served.arrayBuffer());
+    assert.deepEqual([...bytes.subarray(0, 3)], [0xff, 0xd8, 0xff]);
+    assert.equal((await clerk.users.getUser(userId)).imageUrl, user.imageUrl);
+
+    // Not an image: Clerk's error.
+    await assert.rejects(
+      clerk.users.updateUserProfileImage(userId, { file: new Blob(['<svg xmlns="http://www.w3.org/2000/svg"/>'], { type: 'image/svg+xml' }) }),
+      (e) => e.status === 400 && e.errors?.[0]?.code === 'form_param_format_invalid',
+    );
+
+    const removed = await clerk.users.deleteUserProfileImage(userId);
+    assert.equal(removed.hasImage, false);
+    assert.equal((await fetch(user.imageUrl)).status, 404);
   });
 });

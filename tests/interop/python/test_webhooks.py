@@ -21,6 +21,7 @@ while the lease expires, and `test_after_sigkill_*` (the last tests) check what 
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import sys
@@ -475,6 +476,38 @@ def test_clerk_session_events_embed_the_user(server, receiver):
     assert "user" in data, f"session.created data has no `user`: {sorted(data)}"
     user = unmarshal(data["user"], models.User)
     assert user.id == clerk_user_id(iid) and user.email_addresses[0].email_address == email
+
+
+# A 3 × 2 PNG.
+PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAMAAAACCAIAAAASFvFNAAAAEElEQVR4nGM4oaEBQQxwFgBFdAaR8TH9JAAAAABJRU5ErkJggg==")
+
+
+def test_a_profile_image_set_through_the_sdk_reaches_the_receiver(server, receiver):
+    """`users.set_profile_image` (multipart, as the SDK sends it) sets the picture; the next
+    `user.updated` carries its `image_url`, which serves it; removing it clears both."""
+    rx = receiver()
+    ep = add_endpoint(server, rx.url, events=["user.updated"])
+    rx.secret = ep["secret"]
+    iid, _, _ = register(server)
+    with clerk(server) as c:
+        user = c.users.set_profile_image(
+            user_id=clerk_user_id(iid), file={"file_name": "me.png", "content": PNG, "content_type": "image/png"}
+        )
+    assert user.has_image is True and user.image_url.startswith(f"{server.public}/clerk/images/img_"), user
+    (d,) = rx.wait_count(1)
+    check_clerk_event(d.json)
+    assert d.json["data"]["image_url"] == user.image_url
+    served = http("GET", user.image_url)
+    assert served.status == 200 and served.headers["content-type"] == "image/jpeg", served
+    with clerk(server) as c:
+        with pytest.raises(models.ClerkErrors) as refused:
+            c.users.set_profile_image(
+                user_id=clerk_user_id(iid), file={"file_name": "x.svg", "content": b"<svg/>", "content_type": "image/svg+xml"}
+            )
+        assert refused.value.data.errors[0].code == "form_param_format_invalid"
+        removed = c.users.delete_profile_image(user_id=clerk_user_id(iid))
+    assert removed.has_image is False and removed.image_url == ""
+    assert http("GET", user.image_url).status == 404
 
 
 def test_session_end_events_carry_the_session_s_own_times(server, receiver):
