@@ -4,6 +4,7 @@
 
 use crate::clerk_frontend::{fapi, frontend, APP};
 use crate::clerk_me::signed_in;
+use crate::clerk_me_factors::me;
 use crate::helpers::{unique_email, TestApp, PASSWORD};
 use crate::webhooks::{endpoint, Receiver};
 use image::{DynamicImage, ImageFormat};
@@ -66,18 +67,6 @@ async fn upload(
     }
     let r = req.send().await.unwrap();
     (r.status(), r.json().await.unwrap_or(Value::Null))
-}
-
-async fn me(app: &TestApp, cookie: &str) -> Value {
-    let r = app
-        .request(Method::GET, "/v1/me")
-        .header("origin", APP)
-        .header("cookie", format!("__client={cookie}"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    r.json::<Value>().await.unwrap()["response"].clone()
 }
 
 async fn bapi(app: &TestApp, method: Method, path: &str) -> reqwest::RequestBuilder {

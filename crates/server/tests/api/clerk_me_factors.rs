@@ -23,7 +23,8 @@ fn secret_of(uri: &str) -> String {
         .unwrap()
 }
 
-async fn me(app: &TestApp, cookie: &str) -> Value {
+/// The signed-in user of the client `cookie`.
+pub(crate) async fn me(app: &TestApp, cookie: &str) -> Value {
     let r = app
         .request(reqwest::Method::GET, "/v1/me")
         .header("origin", APP)
