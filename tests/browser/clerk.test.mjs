@@ -186,6 +186,15 @@ for (const { sdk, dist, bundles } of GENERATIONS) {
       if (u.pathname.startsWith("/__clerk/")) fapi.push(`${r.status()} ${r.request().method()} ${u.pathname}`)
     })
     const button = (name) => page.getByRole("button", { name, exact: true })
+    /** <SignIn/> with the address given: its password field, drawn. */
+    const signInAs = async (email) => {
+      await page.goto(`${spa.url}/sign-in`)
+      await page.locator("input#identifier-field").fill(email)
+      await button("Continue").click()
+      const password = page.locator("input#password-field")
+      await password.waitFor({ state: "visible" })
+      return password
+    }
     let userId
     let firstSid
     await step("clerk-js comes from Portcullis, reads the environment and the client, and draws <SignUp/>", async () => {
@@ -362,11 +371,7 @@ for (const { sdk, dist, bundles } of GENERATIONS) {
     })
 
     await step("<SignIn/> refuses the old password at its field, then signs in with the new one", async () => {
-      await page.goto(`${spa.url}/sign-in`)
-      await page.locator("input#identifier-field").fill(EMAIL)
-      await button("Continue").click()
-      const password = page.locator("input#password-field")
-      await password.waitFor({ state: "visible" })
+      const password = await signInAs(EMAIL)
       await password.fill(PASSWORD)
       await button("Continue").click()
       // At the password field (`meta.param_name`).
@@ -402,10 +407,7 @@ for (const { sdk, dist, bundles } of GENERATIONS) {
     await step("<SignIn/> signs in by a code mailed to the address instead of the password", async () => {
       await signOut()
       const seen = await messageIds(EMAIL)
-      await page.goto(`${spa.url}/sign-in`)
-      await page.locator("input#identifier-field").fill(EMAIL)
-      await button("Continue").click()
-      await page.locator("input#password-field").waitFor({ state: "visible" })
+      await signInAs(EMAIL)
       await page.getByRole("link", { name: "Use another method" }).click()
       // As with "Forgot password?" below: the mail is written before the answer comes.
       const prepared = page.waitForResponse((r) => r.url().includes("/prepare_first_factor"))
@@ -426,10 +428,7 @@ for (const { sdk, dist, bundles } of GENERATIONS) {
     await step("\"Forgot password?\" in <SignIn/> mails a code; the code and a new password sign in, and the old password is gone", async () => {
       await signOut()
       const seen = await messageIds(EMAIL)
-      await page.goto(`${spa.url}/sign-in`)
-      await page.locator("input#identifier-field").fill(EMAIL)
-      await button("Continue").click()
-      await page.locator("input#password-field").waitFor({ state: "visible" })
+      await signInAs(EMAIL)
       await page.getByText("Forgot password?").click()
       // The mail is written before the answer comes (that takes as long for an address without
       // an account): a person reads it later, the test must wait for the client cookie.
@@ -519,11 +518,7 @@ for (const { sdk, dist, bundles } of GENERATIONS) {
 
     await step("with the app linked, <SignIn/> asks for its code after the password, refuses a wrong one, takes the right one", async () => {
       await signOut()
-      await page.goto(`${spa.url}/sign-in`)
-      await page.locator("input#identifier-field").fill(EMAIL)
-      await button("Continue").click()
-      const password = page.locator("input#password-field")
-      await password.waitFor({ state: "visible" })
+      const password = await signInAs(EMAIL)
       await password.fill(RESET_PASSWORD)
       await button("Continue").click()
       const otp = page.locator("input[autocomplete='one-time-code']").first()
@@ -550,11 +545,7 @@ for (const { sdk, dist, bundles } of GENERATIONS) {
 
     await step("<SignIn/> takes one of the backup codes <UserProfile/> showed instead of the app's code, once", async () => {
       const signInWithBackupCode = async (code) => {
-        await page.goto(`${spa.url}/sign-in`)
-        await page.locator("input#identifier-field").fill(EMAIL)
-        await button("Continue").click()
-        const password = page.locator("input#password-field")
-        await password.waitFor({ state: "visible" })
+        const password = await signInAs(EMAIL)
         await password.fill(RESET_PASSWORD)
         await button("Continue").click()
         await page.locator("input[autocomplete='one-time-code']").first().waitFor({ state: "visible" })
