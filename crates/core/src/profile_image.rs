@@ -267,7 +267,7 @@ impl Core {
         })
     }
 
-    /// The profile image `id`, to serve.
+    /// The profile image `id`, to serve: stored, and the one its identity names.
     pub async fn profile_image(&self, id: &str) -> Result<Option<ProfileImage>> {
         // Ids are ours: anything else is nobody's, without asking the store.
         let ours = id.len() == 36
@@ -276,7 +276,17 @@ impl Core {
         if !ours {
             return Ok(None);
         }
-        Ok(self.store.profile_image(id).await?)
+        let Some(image) = self.store.profile_image(id).await? else {
+            return Ok(None);
+        };
+        // Only while the identity names it: an admin write that replaced the metadata from an
+        // older read (or dropped `clerk.image`) leaves no picture served that no User shows.
+        let named = self
+            .store
+            .get_identity(image.identity_id)
+            .await?
+            .is_some_and(|i| image_id(&i) == Some(id));
+        Ok(named.then_some(image))
     }
 }
 

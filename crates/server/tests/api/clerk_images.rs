@@ -332,6 +332,21 @@ async fn a_backend_sets_and_removes_a_users_picture(app: TestApp) {
         json!(url.rsplit('/').next().unwrap())
     );
 
+    // Served only while the identity names it: an admin's metadata written over it (from an
+    // older read, say) leaves no picture served that no User shows.
+    let patched = app
+        .admin_patch(
+            &format!("/admin/identities/{identity}"),
+            &json!([{ "op": "replace", "path": "/metadata_admin", "value": { "team": "blue" } }]),
+        )
+        .await;
+    assert_eq!(patched.status(), StatusCode::OK);
+    assert_eq!(fetch(&app, &url).await.status(), StatusCode::NOT_FOUND);
+    let (st, user) = send(picture(8, 8, ImageFormat::Png), "file").await;
+    assert_eq!(st, StatusCode::OK, "{user}");
+    let url = user["image_url"].as_str().unwrap().to_string();
+    assert_eq!(user["private_metadata"], json!({ "team": "blue" }));
+
     // Not an image, and an unknown user: Clerk's errors.
     let (st, body) = send(b"GIF89a but not really".to_vec(), "file").await;
     assert_eq!(
