@@ -145,7 +145,8 @@ impl Core {
     }
 
     /// `POST /v1/me/change_password`: the current password (when the account has one), then
-    /// the new one under the password policy; optionally every other session ends.
+    /// the new one under the password policy, saved with the "password changed" mail the
+    /// settings flow sends; every other session ends when asked or when the policy says so.
     #[allow(clippy::too_many_arguments)]
     pub async fn clerk_change_password(
         &self,
@@ -154,9 +155,10 @@ impl Core {
         current: &str,
         new: &str,
         sign_out_others: bool,
-        origin: &Origin,
+        caller: &Caller,
         now: OffsetDateTime,
     ) -> Result<AccountChange> {
+        let origin = &caller.origin();
         let by = self.own_change(session, identity, origin)?;
         if identity.password_hash().is_some() {
             if current.is_empty() {
@@ -183,15 +185,16 @@ impl Core {
         let mut changed = identity.clone();
         let hash = self.hasher.hash(new.to_string()).await?;
         changed.set_password_hash(hash, identifiers, now);
-        let saved = self.save_own(identity, changed, &by, now).await?;
-        if let AccountChange::Saved(_) = &saved {
-            self.password_changed(identity.id).await?;
-            if sign_out_others {
-                self.revoke_other_sessions(identity.id, session.id, origin, "password_changed")
-                    .await?;
-            }
+        changed.updated_at = now;
+        let notices = self.password_changed_notices(&changed, caller, now)?;
+        self.save_identity_with(identity, &mut changed, &by, None, notices, now)
+            .await?;
+        self.password_changed(identity.id).await?;
+        if sign_out_others || self.password_change_ends_other_sessions() {
+            self.revoke_other_sessions(identity.id, session.id, origin, "password_changed")
+                .await?;
         }
-        Ok(saved)
+        Ok(AccountChange::Saved(Box::new(changed)))
     }
 
     /// `POST /v1/me/email_addresses`: an address to replace the account's, awaiting its code.

@@ -355,13 +355,7 @@ impl Core {
                 }
                 self.store.update_identity(&mut identity, &fx).await?;
                 self.password_changed(identity.id).await?;
-                if self.config.security.password_change.revoke_other_sessions
-                    || self.config.after(FlowKind::Settings).runs(
-                        "password",
-                        crate::config::HookName::RevokeActiveSessions,
-                        false,
-                    )
-                {
+                if self.password_change_ends_other_sessions() {
                     let (origin, reason) = (caller.origin(), "password_changed");
                     self.revoke_other_sessions(identity.id, session.id, &origin, reason)
                         .await?;
@@ -525,6 +519,18 @@ impl Core {
 
     /// "Your password was changed", to every e-mail address of the identity, when the courier
     /// has somewhere to send it (a flow that mails is enabled).
+    /// Whether a new password chosen while signed in ends the identity's other sessions
+    /// (`security.password_change.revoke_other_sessions`, or the settings flow's
+    /// `revoke_active_sessions` hook for `password`).
+    pub(crate) fn password_change_ends_other_sessions(&self) -> bool {
+        self.config.security.password_change.revoke_other_sessions
+            || self.config.after(FlowKind::Settings).runs(
+                "password",
+                crate::config::HookName::RevokeActiveSessions,
+                false,
+            )
+    }
+
     pub(crate) fn password_changed_notices(
         &self,
         identity: &Identity,

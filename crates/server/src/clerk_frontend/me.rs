@@ -181,7 +181,7 @@ pub(super) async fn change_password(
             field("current_password"),
             field("new_password"),
             others,
-            &caller.origin(),
+            &caller,
             st.core.now(),
         )
         .await;

@@ -14,6 +14,42 @@ crate::on_every_backend! {
     the_devices_list_shows_the_users_sessions_and_revokes_others with frontend,
     the_account_is_deleted_only_where_allowed with deletable,
     a_session_short_of_the_accounts_second_factor_is_signed_out_of_the_account with frontend,
+    a_password_change_ends_other_sessions_where_the_policy_says_so with revoking,
+}
+
+fn revoking(c: &mut Config) {
+    frontend(c);
+    c.security.password_change.revoke_other_sessions = true;
+}
+
+/// `security.password_change.revoke_other_sessions` holds on this face too: a new password
+/// from `<UserProfile/>` ends the other sessions though the user did not tick the box.
+async fn a_password_change_ends_other_sessions_where_the_policy_says_so(app: TestApp) {
+    let email = unique_email("fapi-policy");
+    let (_, registered) = app.register(&email, PASSWORD).await;
+    let (cookie, sid) = signed_in(&app, &email, PASSWORD).await;
+    let (st, changed, _) = fapi(
+        &app,
+        &format!("/v1/me/change_password?_clerk_session_id={sid}"),
+        &[
+            ("current_password", PASSWORD),
+            ("new_password", NEW_PASSWORD),
+        ],
+        Some(&cookie),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{changed}");
+    assert_eq!(
+        app.whoami_status(&registered).await,
+        StatusCode::UNAUTHORIZED
+    );
+    let (st, _) = get(
+        &app,
+        &format!("/v1/me?_clerk_session_id={sid}"),
+        Some(&cookie),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK);
 }
 
 fn deletable(c: &mut Config) {
@@ -159,6 +195,14 @@ async fn the_profile_changes_the_users_own_names_and_password(app: TestApp) {
     assert_eq!(
         token_status(&app, &email, NEW_PASSWORD).await,
         StatusCode::OK
+    );
+    // Announced by mail as the settings flow announces it, in the change's own write.
+    let mails = app.messages_to(&email).await;
+    assert!(
+        mails
+            .iter()
+            .any(|m| m["template_type"] == "password_changed"),
+        "{mails:?}"
     );
     // The other sessions ended (the registration's); this browser's goes on.
     assert_eq!(
