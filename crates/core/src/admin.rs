@@ -293,10 +293,10 @@ impl Core {
         messages: Vec<crate::courier::Message>,
         now: OffsetDateTime,
     ) -> Result<()> {
-        let fx = identity_change_records(before, identity, by, now)
-            .into_iter()
-            .chain(also)
-            .fold(Effects::event(EventKind::UserUpdated), Effects::audited);
+        let fx = also.into_iter().fold(
+            identity_change_effects(before, identity, by, now),
+            Effects::audited,
+        );
         let fx = messages.into_iter().fold(fx, Effects::message);
         self.store
             .update_identity(identity, &fx)
@@ -393,9 +393,22 @@ impl Core {
     }
 }
 
+/// What a change of an identity records besides itself: `user.updated` and the audit records
+/// of [`identity_change_records`].
+pub(crate) fn identity_change_effects(
+    before: &Identity,
+    after: &Identity,
+    by: &By,
+    now: OffsetDateTime,
+) -> Effects {
+    identity_change_records(before, after, by, now)
+        .into_iter()
+        .fold(Effects::event(EventKind::UserUpdated), Effects::audited)
+}
+
 /// The audit records of an admin change: always `identity.updated`, and the state and
 /// credential changes on their own, so a filter finds who deactivated an account.
-pub(crate) fn identity_change_records(
+fn identity_change_records(
     before: &Identity,
     after: &Identity,
     by: &By,

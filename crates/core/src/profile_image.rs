@@ -18,9 +18,8 @@ use crate::audit::By;
 use crate::error::{Error, Result};
 use crate::identity::Identity;
 use crate::service::Core;
-use crate::store::{Effects, StoreError};
+use crate::store::StoreError;
 use crate::ui::UiText;
-use crate::webhooks::EventKind;
 use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, Limits};
 use serde_json::{json, Value};
 use std::io::Cursor;
@@ -251,9 +250,7 @@ impl Core {
         };
         let mut changed = with_image(identity, image.as_ref().map(|i| i.id.as_str()));
         changed.updated_at = now;
-        let fx = crate::admin::identity_change_records(identity, &changed, by, now)
-            .into_iter()
-            .fold(Effects::event(EventKind::UserUpdated), Effects::audited);
+        let fx = crate::admin::identity_change_effects(identity, &changed, by, now);
         self.store
             .update_identity_with_image(&mut changed, image.as_ref(), &fx)
             .await

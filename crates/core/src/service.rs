@@ -114,7 +114,7 @@ pub struct Core {
     pub(crate) web_hooks: crate::selfservice::web_hook::WebHooks,
     /// Clerk's session-token key, loaded on first use.
     pub(crate) clerk_key: tokio::sync::OnceCell<Arc<crate::clerk_session::ClerkKey>>,
-    /// Profile images being decoded (one at a time).
+    /// The profile-image uploads being worked on (a few at a time).
     pub(crate) image_work: crate::profile_image::ImageWork,
 }
 

@@ -517,8 +517,6 @@ impl Core {
         Ok((flow, identity))
     }
 
-    /// "Your password was changed", to every e-mail address of the identity, when the courier
-    /// has somewhere to send it (a flow that mails is enabled).
     /// Whether a new password chosen while signed in ends the identity's other sessions
     /// (`security.password_change.revoke_other_sessions`, or the settings flow's
     /// `revoke_active_sessions` hook for `password`).
@@ -531,6 +529,8 @@ impl Core {
             )
     }
 
+    /// "Your password was changed", to every e-mail address of the identity, when the courier
+    /// has somewhere to send it (a flow that mails is enabled).
     pub(crate) fn password_changed_notices(
         &self,
         identity: &Identity,
