@@ -58,12 +58,10 @@ pub(super) struct SignUpState {
     pub status: String,
     /// When the code sent last stops working (ms).
     pub expire_at: i64,
-    /// When the sign-up began and mailed its first code (ms), and whether a
-    /// `prepare_verification` came since (see `sign_ups::prepare_verification`).
+    /// When the sign-up began and mailed its first code (ms; see
+    /// `sign_ups::prepare_verification`).
     #[serde(default)]
     pub created_at: i64,
-    #[serde(default)]
-    pub prepared: bool,
     pub attempts: u32,
     pub session_id: Option<String>,
     pub user_id: Option<String>,

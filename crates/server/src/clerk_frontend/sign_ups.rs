@@ -63,7 +63,8 @@ pub(super) fn sign_up_json(s: &SignUpState) -> Value {
     })
 }
 
-/// How soon after the sign-up began its first `prepare_verification` is clerk-js 5's own.
+/// How soon after the sign-up began a `prepare_verification` is clerk-js 5's own, not a
+/// "Resend" (the UI counts down 30 s before it offers one).
 const AUTO_PREPARE_MS: i64 = 20_000;
 
 /// The sign-up `id` of the request's client.
@@ -110,7 +111,6 @@ pub(super) async fn create(
         status: "missing_requirements".into(),
         expire_at: 0,
         created_at: client::ms(now),
-        prepared: false,
         attempts: 0,
         session_id: None,
         user_id: None,
@@ -178,11 +178,11 @@ pub(super) async fn prepare_verification(
     }
     let now = st.core.now();
     // The sign-up mailed its code already. clerk-js 6 sees that (`strategy: email_code`) and
-    // goes straight to the code; clerk-js 5 asks to prepare anyway as its code page opens.
-    // That first prepare, sooner than any "Resend" the UI allows (it counts down 30 s),
-    // mails nothing more: one sign-up, one mail, on either generation.
-    let first = !std::mem::replace(&mut s.prepared, true);
-    if first && client::ms(now) - s.created_at < AUTO_PREPARE_MS {
+    // goes straight to the code; clerk-js 5 asks to prepare anyway as its code page opens,
+    // sometimes twice (a first request aborted as the page renders again). Those prepares,
+    // sooner than any "Resend" the UI allows, mail nothing more: one sign-up, one mail, one
+    // code that works, on either generation.
+    if client::ms(now) - s.created_at < AUTO_PREPARE_MS {
         c.sign_up = Some(s.clone());
         return client::answer(&st, &headers, c, sign_up_json(&s)).await;
     }

@@ -84,6 +84,18 @@ async fn a_sign_up_mails_a_code_and_the_code_makes_the_account(app: TestApp) {
     let cookie = kept.unwrap_or(cookie);
     assert_eq!(prepared["response"]["status"], "missing_requirements");
     assert_eq!(app.messages_to(&email).await.len(), 1);
+    // And again (its first request aborted as the page drew again, the cookie kept): the
+    // first code still works.
+    let (st, _, kept) = fapi(
+        &app,
+        &format!("/v1/client/sign_ups/{id}/prepare_verification"),
+        &[("strategy", "email_code")],
+        Some(&cookie),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK);
+    let cookie = kept.unwrap_or(cookie);
+    assert_eq!(app.messages_to(&email).await.len(), 1);
 
     let attempt = format!("/v1/client/sign_ups/{id}/attempt_verification");
     let wrong = if first == "000000" {
