@@ -485,15 +485,19 @@ for (const { sdk, dist, bundles } of GENERATIONS) {
       await button("Continue").click()
       const otp = page.locator("input[autocomplete='one-time-code']").first()
       await otp.waitFor({ state: "visible" })
-      // The previous step's code (within the allowed skew), so that sign-in below can use
-      // the current one: a step once used is refused.
-      linkStep = Math.floor(Date.now() / 30_000) - 1
-      const near = new Set([-1, 0, 1, 2].map((d) => codeAt(linkStep + d)))
+      const step = Math.floor(Date.now() / 30_000)
+      const near = new Set([-2, -1, 0, 1, 2, 3].map((d) => codeAt(step + d)))
       let wrong = 246802
       while (near.has(String(wrong).padStart(6, "0"))) wrong += 1
       await otp.pressSequentially(String(wrong).padStart(6, "0"))
       await page.locator(".cl-otpCodeFieldErrorText").filter({ hasText: "Incorrect code" }).waitFor()
       await shot("profile-totp-wrong")
+      // The previous step's code (within the allowed skew), so that sign-in below can use
+      // the current one (a step once used is refused); typed with at least 10 s of the
+      // current step left, so the server still counts it as the previous one.
+      const into = Date.now() % 30_000
+      if (into > 20_000) await new Promise((done) => setTimeout(done, 30_000 - into + 100))
+      linkStep = Math.floor(Date.now() / 30_000) - 1
       const linked = page.waitForResponse((r) => r.url().includes("/v1/me/totp/attempt_verification"))
       await otp.pressSequentially(codeAt(linkStep))
       const answer = await linked
